@@ -1,0 +1,270 @@
+"""The QEMU target: boot a guest image and drive its serial console with pexpect.
+
+Files travel over a virtio-9p share mounted at /mnt/host in the guest, so the
+probe's output and the trace land on the host as they are written: a guest
+that dies mid-case still leaves its partial evidence behind.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import platform
+import re
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+
+import pexpect
+
+from harness.errors import ConfigError, GuestCrashed, TargetError
+from harness.images import GuestImage, cache_root
+from harness.targets.base import CommandResult, TargetInfo, shell_command
+
+GUEST_SHARE = "/mnt/host"
+_READY = re.compile(rb"binder-harness: READY (\S+) ([\d.]+)")
+_PANIC = re.compile(rb"Kernel panic - not syncing[^\n]*")
+_HOST_MACHINE = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def _die_with_parent() -> None:
+    """Run in the QEMU child: get SIGKILL if the harness dies, so no QEMU outlives it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def _kvm_probe_once(timeout: float = 3.0) -> bool:
+    """Boot a 9-byte firmware under KVM that prints 'K' on the serial port."""
+    if shutil.which("qemu-system-x86_64") is None:
+        return False
+    with tempfile.TemporaryDirectory(prefix="bh-kvm-") as tmp:
+        bios = bytearray(65536)
+        # at the reset vector: mov dx,0x3f8; mov al,'K'; out dx,al; hlt; jmp $-1
+        bios[0xFFF0:0xFFF9] = bytes.fromhex("baf803b04beef4ebfd")
+        path = Path(tmp) / "probe.bin"
+        path.write_bytes(bios)
+        # The same -cpu host the real boot uses: on some hosts KVM runs real mode
+        # but QEMU aborts setting MSRs for the host CPU model.
+        cmd = ["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-M", "pc", "-nodefaults",
+               "-display", "none", "-bios", str(path), "-serial", "stdio", "-m", "16"]
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        except OSError:
+            return False
+        assert proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        seen = b""
+        try:
+            while b"K" not in seen and time.monotonic() < deadline:
+                ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    break
+                chunk = os.read(proc.stdout.fileno(), 64)
+                if not chunk:
+                    break
+                seen += chunk
+        finally:
+            proc.kill()
+            proc.wait()
+        return b"K" in seen
+
+
+def choose_accel(guest_arch: str) -> str:
+    """'kvm' only when the host matches the guest and a real KVM boot works; else 'tcg'."""
+    if os.environ.get("BINDER_HARNESS_ACCEL") in ("tcg", "kvm"):
+        return os.environ["BINDER_HARNESS_ACCEL"]
+    host = _HOST_MACHINE.get(platform.machine(), platform.machine())
+    if host != guest_arch or guest_arch != "x86_64" or not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    stamp = cache_root() / "kvm-probe.json"
+    try:
+        cached = json.loads(stamp.read_text())
+        if cached.get("boot_id") == _boot_id():
+            return cached["accel"]
+    except (OSError, ValueError, KeyError):
+        pass
+    accel = "kvm" if _kvm_probe_once() else "tcg"
+    stamp.write_text(json.dumps({"boot_id": _boot_id(), "accel": accel}))
+    return accel
+
+
+class QemuTarget:
+    """A guest booted from a GuestImage; one boot serves many cases."""
+
+    def __init__(self, image: GuestImage, spec: str, console_log: Path | None = None,
+                 boot_timeout: float = 90.0, extra_args: tuple[str, ...] = ()):
+        self.image = image
+        self.spec = spec
+        self.console_log = console_log
+        self.boot_timeout = boot_timeout
+        self.extra_args = extra_args
+        self.accel = choose_accel(image.recipe.arch)
+        self.share = Path(tempfile.mkdtemp(prefix="bh-share-"))
+        self.workdir = GUEST_SHARE
+        self.boot_s = 0.0
+        self._child: pexpect.spawn | None = None
+        self._log_fh = None
+        self._seq = 0
+        self._tail: deque[bytes] = deque(maxlen=200)
+
+    # -- lifecycle -----------------------------------------------------------
+    def qemu_argv(self) -> list[str]:
+        q = self.image.recipe.qemu
+        binary = shutil.which(q.binary)
+        if binary is None:
+            raise ConfigError(f"{q.binary} not found; install Debian's qemu-system-x86 / qemu-system-arm")
+        accel = ["-accel", "kvm", "-cpu", "host"] if self.accel == "kvm" else ["-accel", "tcg", "-cpu", q.cpu]
+        return [
+            binary, "-M", q.machine, *accel, "-m", str(q.memory_mb), "-smp", str(q.smp),
+            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+            "-kernel", str(self.image.kernel), "-initrd", str(self.image.initramfs),
+            "-append", self.image.recipe.cmdline,
+            "-virtfs", f"local,path={self.share},mount_tag=host,security_model=none,id=host",
+            *self.extra_args,
+        ]
+
+    def start(self) -> None:
+        argv = self.qemu_argv()
+        t0 = time.monotonic()
+        if self.console_log is not None:
+            self.console_log.parent.mkdir(parents=True, exist_ok=True)
+            self._log_fh = open(self.console_log, "ab")
+        self._child = pexpect.spawn(argv[0], argv[1:], timeout=self.boot_timeout, maxread=65536,
+                                    preexec_fn=_die_with_parent, echo=False, env={**os.environ, "TERM": "dumb"})
+        self._child.logfile_read = _Tee(self._log_fh, self._tail)
+        idx = self._expect([_READY, _PANIC], self.boot_timeout, "boot")
+        if idx == 1:
+            raise self._crashed("kernel panic during boot")
+        self.run_shell("true", 30)  # swallow the shell's banner and job-control notice
+        self.boot_s = time.monotonic() - t0
+
+    def stop(self) -> None:
+        child, self._child = self._child, None
+        if child is not None and child.isalive():
+            child.terminate(force=True)
+        if child is not None:
+            child.close(force=True)
+        if self._log_fh is not None:
+            self._log_fh.close()
+            self._log_fh = None
+        shutil.rmtree(self.share, ignore_errors=True)
+
+    def alive(self) -> bool:
+        return self._child is not None and self._child.isalive()
+
+    def __enter__(self) -> "QemuTarget":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- console -------------------------------------------------------------
+    def last_console_lines(self, n: int = 200) -> str:
+        text = b"".join(self._tail).decode(errors="replace").replace("\r", "")
+        return "\n".join(text.splitlines()[-n:])
+
+    def _crashed(self, what: str) -> GuestCrashed:
+        panic = _PANIC.search(b"".join(self._tail))
+        detail = panic.group(0).decode(errors="replace").strip() if panic else "see console.log"
+        if self._child is not None:
+            try:
+                self._child.expect(pexpect.EOF, timeout=5)
+            except (pexpect.TIMEOUT, pexpect.EOF):
+                pass
+        self.stop()
+        return GuestCrashed(f"{self.spec}: {what}: {detail}")
+
+    def _expect(self, patterns: list, timeout: float, what: str) -> int:
+        assert self._child is not None
+        try:
+            return self._child.expect(patterns, timeout=timeout)
+        except pexpect.EOF:
+            raise self._crashed(f"QEMU exited during {what}") from None
+        except pexpect.TIMEOUT:
+            self.stop()
+            raise TargetError(f"{self.spec}: guest stopped answering during {what} (no response in {timeout:.0f} s)") from None
+
+    def run(self, argv: list[str], timeout: float = 30.0) -> CommandResult:
+        return self.run_shell(shell_command(argv, timeout), timeout)
+
+    def run_shell(self, command: str, timeout: float = 30.0) -> CommandResult:
+        """Run an already-quoted shell command line on the console."""
+        if not self.alive():
+            raise TargetError(f"{self.spec}: guest is not running")
+        self._seq += 1
+        if len(command) > 1000:  # the tty line discipline caps a line at 4095 bytes
+            script = self.share / f".cmd-{self._seq}.sh"
+            script.write_text(command + "\n")
+            command = f"sh {GUEST_SHARE}/{script.name}"
+        marker = re.compile(rb"@@BH%d:(\d+)@@" % self._seq)
+        self._child.sendline(f"{command}; echo \"@@BH{self._seq}:$?@@\"".encode())
+        idx = self._expect([marker, _PANIC], timeout + 15, f"'{command[:60]}'")
+        if idx == 1:
+            raise self._crashed("kernel panic")
+        out = self._child.before.decode(errors="replace").replace("\r", "")
+        return CommandResult(int(self._child.match.group(1)), out.lstrip("\n"))
+
+    # -- files ---------------------------------------------------------------
+    def _host_path(self, remote: str) -> Path:
+        if not remote.startswith(GUEST_SHARE + "/"):
+            raise TargetError(f"{self.spec}: {remote} is outside the shared directory {GUEST_SHARE}")
+        rel = Path(remote[len(GUEST_SHARE) + 1 :])
+        if ".." in rel.parts:
+            raise TargetError(f"{self.spec}: refusing path with '..': {remote}")
+        return self.share / rel
+
+    def push(self, local: Path, remote: str, mode: int = 0o755) -> None:
+        dest = self._host_path(remote)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, dest)
+        dest.chmod(mode)
+
+    def pull(self, remote: str, local: Path) -> bool:
+        src = self._host_path(remote)
+        if not src.exists():
+            return False
+        local.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, local)
+        return True
+
+    def info(self) -> TargetInfo:
+        return TargetInfo(
+            spec=self.spec, arch=self.image.recipe.arch, kernel_release=self.image.identity.release,
+            accel=self.accel, binder_module=self.image.binder_module, is_root=True,
+            tracefs="/sys/kernel/tracing", debugfs="/sys/kernel/debug",
+        )
+
+
+class _Tee:
+    """pexpect logfile: append console bytes to console.log and keep the last lines."""
+
+    def __init__(self, fh, tail: deque[bytes]):
+        self.fh, self.tail = fh, tail
+
+    def write(self, data: bytes) -> None:
+        if self.fh is not None:
+            self.fh.write(data)
+        self.tail.extend(data.splitlines(keepends=True))
+
+    def flush(self) -> None:
+        if self.fh is not None:
+            self.fh.flush()

@@ -1,0 +1,86 @@
+"""Checks shared by the one_copy cases: judge a delivery from probe and trace evidence.
+
+Kernel references (drivers/android, Linux 6.1):
+- binder_alloc_new_buf_locked: the buffer comes from the receiver's own mmap area,
+  best fit from the free tree, so the first buffer of an empty area is at offset 0.
+- binder_transaction: offsets start at ALIGN(data_size, sizeof(void *)); the data and
+  offsets are copied with binder_alloc_copy_user_to_buffer, once, straight from the
+  sender's memory into the target buffer.
+- binder_thread_read: only the 64-byte binder_transaction_data (with its pointers into
+  the mapping) is copied to the receiver's user memory, never the payload.
+- binder_mmap: FORBIDDEN_MMAP_FLAGS rejects VM_WRITE and VM_MAYWRITE is cleared, so the
+  mapping is read-only (r--p).
+"""
+from __future__ import annotations
+
+from harness.cases import CaseContext
+from harness.probe import ProbeOutput
+from harness.trace import Trace, binder_transactions, usercopies_in_binder_ioctl
+
+TF_ONE_WAY = 0x01
+BINDER_TRANSACTION_DATA_SIZE = 64  # sizeof(struct binder_transaction_data), 64-bit
+
+
+def align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tuple[int, ...], mode: str) -> None:
+    """mode: 'call' and 'oneway' judge the server's receipt; 'reply' judges the client's."""
+    receiver_role = "client" if mode == "reply" else "server"
+    roles = out.one("roles") or {}
+    receiver_pid = roles.get(f"{receiver_role}_pid")
+    sender_pid = roles.get("server_pid" if mode == "reply" else "client_pid")
+    ctx.check_that("probe ran to completion", bool(out.done and out.done.get("ok")),
+                   (out.done or {}).get("error", f"no done line, exit {out.status}"), "done ok", "probe")
+    mapping = out.one("map", role=receiver_role) or {}
+    ctx.check_that("receiver mapping is read-only /dev/binder (r--p)",
+                   " r--p " in mapping.get("maps_line", "") and "/dev/binder" in mapping.get("maps_line", ""),
+                   mapping.get("maps_line", "missing"), "r--p /dev/binder", "binder_mmap")
+
+    rx_by_seq = {r["seq"]: r for r in out.events("rx", role=receiver_role)} or {
+        r["seq"]: r for r in out.events("rx") if receiver_role == "server" and "role" not in r}
+    want_flags = TF_ONE_WAY if mode == "oneway" else 0
+    traced = [t for t in binder_transactions(trace)
+              if t.pid == sender_pid and t.reply == (mode == "reply") and (t.flags & TF_ONE_WAY) == want_flags]
+    per_size = []
+    for seq, size in enumerate(sizes):
+        label = f"size {size}"
+        rx = rx_by_seq.get(seq)
+        if not ctx.check_that(f"{label}: delivered to the receiver", rx is not None,
+                              "no rx line" if rx is None else "rx", "rx", "binder_thread_read"):
+            continue
+        start, end, buf = rx["map_start"], rx["map_end"], rx["buffer"]
+        ctx.check(f"{label}: data_size", rx["data_size"], size, "binder_transaction")
+        ctx.check_that(f"{label}: buffer inside the receiver's own mapping",
+                       start <= buf and buf + rx["data_size"] <= end,
+                       f"{buf:#x}", f"in [{start:#x}, {end:#x})", "binder_alloc_new_buf_locked")
+        if seq == 0:
+            ctx.check(f"{label}: first buffer of an empty area at offset", buf - start, 0,
+                      "binder_alloc_new_buf_locked")
+        ctx.check(f"{label}: offsets - buffer", rx["offsets"] - buf, align8(rx["data_size"]), "binder_transaction")
+        ctx.check(f"{label}: payload pattern intact", rx.get("pattern_ok"), True, "binder_alloc_copy_user_to_buffer")
+        entry = {"size": size, "offset_in_map": buf - start, "pattern_ok": rx.get("pattern_ok")}
+        txn = traced[seq] if seq < len(traced) else None
+        if ctx.check_that(f"{label}: transaction seen in the trace", txn is not None,
+                          f"{len(traced)} traced", f">= {seq + 1}", "binder_transaction"):
+            expected_bytes = rx["data_size"] + rx["offsets_size"]
+            per_byte = txn.copied_bytes / expected_bytes if expected_bytes else 0.0
+            ctx.check(f"{label}: kernel copies per payload byte (traced binder_alloc_copy_user_to_buffer)",
+                      round(per_byte, 3), 1.0, "binder_transaction")
+            ctx.check(f"{label}: user->buffer bytes", txn.copied_bytes, expected_bytes,
+                      "binder_alloc_copy_user_to_buffer")
+            ctx.check(f"{label}: copies land at the receiver's buffer",
+                      sorted(f"{a:#x}" for a in txn.copy_targets), [f"{buf:#x}"], "binder_alloc_copy_user_to_buffer")
+            entry.update({"debug_id": txn.debug_id, "copied_bytes": txn.copied_bytes,
+                          "copies": len(txn.copies), "copies_per_byte": round(per_byte, 3)})
+        per_size.append(entry)
+    if receiver_pid is not None:
+        out_sizes = usercopies_in_binder_ioctl(trace, receiver_pid)
+        largest = max(out_sizes, default=0)
+        ctx.check_that("largest variable-size copy to the receiver's user memory in binder ioctls",
+                       largest <= BINDER_TRANSACTION_DATA_SIZE, largest,
+                       f"<= {BINDER_TRANSACTION_DATA_SIZE}", "binder_thread_read")
+        ctx.evidence["largest_copy_to_receiver_user"] = largest
+    ctx.evidence["transactions"] = per_size
+    ctx.evidence["pids"] = {"sender": sender_pid, "receiver": receiver_pid}

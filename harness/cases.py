@@ -1,0 +1,177 @@
+"""Case registry and the context a case runs in.
+
+A case is a function in cases/*.py decorated with @case("family.name"). It runs
+the probe through its CaseContext and records checks; it never knows which
+transport the target uses.
+"""
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness import trace as tracing
+from harness.errors import ConfigError
+from harness.images import REPO_ROOT
+from harness.probe import ProbeOutput, parse_probe_output
+from harness.targets.base import CommandResult, Target, shell_command
+from harness.verdicts import CaseResult, Check
+
+CASES_DIR = REPO_ROOT / "cases"
+
+
+class CaseSkipped(Exception):
+    """Raised by a case (or its context) when the target cannot run it; the message says why."""
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    id: str
+    func: Callable[["CaseContext"], None]
+    doc: str
+    kprobes: tuple[tracing.Kprobe, ...] = ()
+    trace: bool = False  # arm ftrace even without kprobes
+    expected_dmesg: tuple[str, ...] = ()  # regexes of binder messages this case provokes
+    compat: bool = False  # run the 32-bit probe
+    timeout: float = 60.0
+
+    @property
+    def wants_trace(self) -> bool:
+        return self.trace or bool(self.kprobes)
+
+
+REGISTRY: dict[str, CaseSpec] = {}
+
+
+def case(case_id: str, *, kprobes: tuple[tracing.Kprobe, ...] = (), trace: bool = False,
+         expected_dmesg: tuple[str, ...] = (), compat: bool = False, timeout: float = 60.0):
+    """Register a case function under a stable `family.name` id."""
+    if not tracing.CASE_ID.match(case_id):
+        raise ValueError(f"case id {case_id!r} must be lower-case family.name")
+
+    def register(func: Callable[["CaseContext"], None]):
+        REGISTRY[case_id] = CaseSpec(case_id, func, (func.__doc__ or "").strip(), kprobes, trace,
+                                     expected_dmesg, compat, timeout)
+        return func
+
+    return register
+
+
+def load_cases(directory: Path = CASES_DIR) -> dict[str, CaseSpec]:
+    """Import every module of the cases package once; return the registry."""
+    root = str(directory.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    for path in sorted(directory.glob("*.py")):
+        if not path.name.startswith("_"):
+            importlib.import_module(f"{directory.name}.{path.stem}")
+    return REGISTRY
+
+
+def select_cases(patterns: list[str]) -> list[CaseSpec]:
+    """Resolve ids and globs (e.g. 'one_copy.*') to cases, in catalog order."""
+    registry = load_cases()
+    if not patterns:
+        return list(registry.values())
+    chosen: list[CaseSpec] = []
+    for pattern in patterns:
+        hits = [c for cid, c in registry.items() if fnmatch.fnmatchcase(cid, pattern)]
+        if not hits:
+            raise ConfigError(f"unknown case {pattern!r}; 'binder-harness list' shows the ids")
+        chosen.extend(c for c in hits if c not in chosen)
+    return chosen
+
+
+@dataclass
+class CaseContext:
+    """What a case sees: the target, its probe, tracing, and the place to record checks."""
+
+    spec: CaseSpec
+    target: Target
+    probe: str  # path of the probe binary on the target
+    case_dir: Path  # host directory for this case's evidence
+    remote_dir: str  # target directory for this case's evidence
+    tracefs: str | None
+    debugfs: str | None
+    seed: int | None = None
+    timeout: float = 60.0  # the case's time budget; each probe run gets this by default
+    result: CaseResult = field(init=False)
+    _probe_runs: int = 0
+    _trace: tracing.Trace | None = None
+    _tracing: bool = False
+    _marker_pid: int = 0
+
+    def __post_init__(self) -> None:
+        self.result = CaseResult(self.spec.id)
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        return self.result.evidence
+
+    # -- running things --------------------------------------------------------
+    def run(self, argv: list[str], timeout: float = 30.0) -> CommandResult:
+        return self.target.run(argv, timeout)
+
+    def run_probe(self, scenario: str, timeout: float | None = None, **args: Any) -> ProbeOutput:
+        """Run one probe scenario; its JSON lines are kept in the case's probe.jsonl."""
+        timeout = timeout or self.timeout
+        self._probe_runs += 1
+        stem = f"{self.remote_dir}/probe-{self._probe_runs}"
+        argv = [self.probe, scenario, *(f"{k}={v}" for k, v in args.items()), f"timeout={int(timeout)}"]
+        cmd = f"{shell_command(argv, timeout + 5)} > {shlex.quote(stem + '.jsonl')} 2> {shlex.quote(stem + '.stderr')}"
+        result = self.target.run_shell(cmd, timeout + 5)
+        text = self._pull_text(stem + ".jsonl", f"probe-{self._probe_runs}.jsonl")
+        stderr = self._pull_text(stem + ".stderr", f"probe-{self._probe_runs}.stderr")
+        out = parse_probe_output(text)
+        out.status = result.status
+        out.stderr = stderr
+        self.evidence.setdefault("probe_runs", []).append(
+            {"scenario": scenario, "args": {k: str(v) for k, v in args.items()}, "status": result.status})
+        return out
+
+    def _pull_text(self, remote: str, name: str) -> str:
+        local = self.case_dir / name
+        if not self.target.pull(remote, local):
+            return ""
+        return local.read_text(errors="replace")
+
+    def read_file(self, path: str, timeout: float = 10.0) -> str:
+        result = self.run(["cat", path], timeout)
+        if not result.ok:
+            raise CaseSkipped(f"cannot read {path} on {self.target.spec}: {result.output.strip()[:100]}")
+        return result.output
+
+    # -- tracing ---------------------------------------------------------------
+    def start_trace(self) -> None:
+        if self.tracefs is None:
+            raise CaseSkipped(f"{self.target.spec} has no tracefs (mount it, or run as root)")
+        script = tracing.arm_script(self.tracefs, self.spec.kprobes, self.spec.id)
+        result = self.target.run_shell(script, 20)
+        if not result.ok:
+            raise CaseSkipped(f"cannot arm tracing on {self.target.spec} (status {result.status}): "
+                              f"{result.output.strip().splitlines()[-1:] or ''}")
+        self._tracing = True
+        self._marker_pid = tracing.marker_pid(result.output)
+
+    def stop_trace(self) -> tracing.Trace:
+        """Stop tracing, keep trace.txt with the case, and return it parsed."""
+        if not self._tracing:
+            return self._trace or tracing.Trace([], [], [])
+        self._tracing = False
+        remote = f"{self.remote_dir}/trace.txt"
+        self.target.run_shell(tracing.collect_script(self.tracefs or "", remote, self._marker_pid), 60)
+        self._trace = tracing.parse_ftrace(self._pull_text(remote, "trace.txt"))
+        return self._trace
+
+    # -- checks ----------------------------------------------------------------
+    def check(self, name: str, measured: Any, expected: Any, ref: str) -> bool:
+        """Record measured == expected, citing the kernel function `ref`."""
+        return self.check_that(name, measured == expected, measured, expected, ref)
+
+    def check_that(self, name: str, passed: bool, measured: Any, expected: Any, ref: str) -> bool:
+        self.result.checks.append(Check(name, expected, measured, bool(passed), ref))
+        return bool(passed)

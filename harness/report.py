@@ -1,0 +1,82 @@
+"""Run reports: report.json (schema 1, DESIGN §2), junit.xml, and run-wide files."""
+from __future__ import annotations
+
+import json
+import os
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+SCHEMA = 1
+
+
+def append_text(path: Path, text: str) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text if text.endswith("\n") else text + "\n")
+
+
+def append_trace(path: Path, text: str) -> None:
+    """Add one case's ftrace text to the run's trace.txt, keeping a single header."""
+    if path.exists() and path.stat().st_size:
+        text = "\n".join(l for l in text.splitlines() if not l.startswith("#"))
+    append_text(path, text)
+
+
+def report_dict(state) -> dict:
+    summary = {k: 0 for k in ("passed", "failed", "error", "skipped")}
+    for r in state.results:
+        summary[r.outcome] += 1
+    target = dict(state.target_info) or {"spec": state.options.target_spec}
+    return {
+        "schema": SCHEMA,
+        "target": target,
+        "cases": [r.to_json() for r in state.results],
+        "summary": summary,
+        "timings": {"boot_s": round(state.boot_s, 3), "total_s": round(time.monotonic() - state.started, 3),
+                    "boots": state.boots},
+        "command": state.options.command_line,
+        "seed": state.options.seed,
+    }
+
+
+def _atomic_write(path: Path, data: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(data, encoding="utf-8")
+    tmp.replace(path)
+
+
+def junit_xml(report: dict) -> str:
+    cases = report["cases"]
+    s = report["summary"]
+    suite = ET.Element("testsuite", name="binder-harness", tests=str(len(cases)), failures=str(s["failed"]),
+                       errors=str(s["error"]), skipped=str(s["skipped"]),
+                       time=f"{report['timings']['total_s']:.3f}")
+    props = ET.SubElement(suite, "properties")
+    for key, value in report["target"].items():
+        ET.SubElement(props, "property", name=f"target.{key}", value=str(value))
+    for case in cases:
+        family, _, name = case["id"].partition(".")
+        tc = ET.SubElement(suite, "testcase", classname=f"{family}.{report['target'].get('spec', '')}",
+                           name=case["id"], time=f"{case['duration_s']:.3f}")
+        cprops = ET.SubElement(tc, "properties")
+        for key, value in case["evidence"].items():
+            ET.SubElement(cprops, "property", name=key, value=json.dumps(value)[:2000])
+        body = "\n".join(f"{'PASS' if c['passed'] else 'FAIL'} {c['name']}: expected {c['expected']}, "
+                         f"measured {c['measured']} ({c['ref']})" for c in case.get("checks", []))
+        if case["outcome"] == "failed":
+            ET.SubElement(tc, "failure", message=case["reason"]).text = body
+        elif case["outcome"] == "error":
+            ET.SubElement(tc, "error", message=case["reason"]).text = body
+        elif case["outcome"] == "skipped":
+            ET.SubElement(tc, "skipped", message=case["reason"])
+        ET.SubElement(tc, "system-out").text = body
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True)
+
+
+def write_all(state) -> dict:
+    """Write report.json and junit.xml atomically; called after every case."""
+    out: Path = state.options.out_dir
+    data = report_dict(state)
+    _atomic_write(out / "report.json", json.dumps(data, indent=1, default=str) + "\n")
+    _atomic_write(out / "junit.xml", junit_xml(data))
+    return data

@@ -1,0 +1,222 @@
+"""Kernel tracing: arm ftrace and kprobes on a target, and parse what it recorded.
+
+The trace is plain ftrace text (what `cat trace` prints, with record-tgid), which
+Perfetto and trace-cmd/KernelShark open as is. Parsing is a pure function over
+that text, tested on captured real output.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+
+KPROBE_GROUP = "binder_harness"
+
+
+@dataclass(frozen=True)
+class Kprobe:
+    """One kprobe event: `name` under KPROBE_GROUP, placed by `spec` (after the group/name)."""
+
+    name: str
+    spec: str  # e.g. "binder_alloc_copy_user_to_buffer bytes=$arg5:u64"
+    ret: bool = False
+    filter: str = ""  # ftrace filter expression, e.g. "to_user == 1"
+
+    def definition(self) -> str:
+        return f"{'r' if self.ret else 'p'}:{KPROBE_GROUP}/{self.name} {self.spec}"
+
+
+# binder_alloc_copy_user_to_buffer(alloc, buffer, buffer_offset, from, bytes) copies
+# sender user memory into the target buffer. +88 is binder_buffer->user_data on
+# Debian 6.1 (both arches), the receiver's user address of that buffer.
+COPY_USER_TO_BUFFER = Kprobe(
+    "copy_user_to_buffer",
+    "binder_alloc_copy_user_to_buffer offset=$arg3:u64 from=$arg4:x64 bytes=$arg5:u64 user_data=+88($arg2):x64",
+)
+# __check_object_size(ptr, n, to_user): hardened usercopy sees every variable-size
+# copy_{to,from}_user, so a payload copied out to user space would show here.
+USERCOPY_CHECK = Kprobe("usercopy", "__check_object_size ptr=$arg1:x64 n=$arg2:u64 to_user=$arg3:u8",
+                        filter="to_user == 1")
+
+BINDER_EVENTS = (
+    "binder/binder_transaction",
+    "binder/binder_transaction_received",
+    "binder/binder_transaction_alloc_buf",
+    "binder/binder_command",
+    "binder/binder_return",
+    "binder/binder_ioctl",
+    "binder/binder_ioctl_done",
+)
+SCHED_EVENTS = ("sched/sched_switch", "sched/sched_waking")
+
+
+CASE_ID = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
+
+
+def arm_script(tracefs: str, kprobes: tuple[Kprobe, ...], case_id: str, buffer_kb: int = 8192) -> str:
+    """Shell that clears the trace, (re)defines our kprobes, enables events and writes the B marker."""
+    if not CASE_ID.match(case_id):
+        raise ValueError(f"case id {case_id!r} is not family.name in lower case")
+    t = shlex.quote(tracefs)
+    lines = [
+        f"echo 0 > {t}/tracing_on",
+        f"echo > {t}/trace",
+        f"echo 1 > {t}/options/record-tgid",
+        f"echo {buffer_kb} > {t}/buffer_size_kb",
+        f"if [ -d {t}/events/{KPROBE_GROUP} ]; then echo 0 > {t}/events/{KPROBE_GROUP}/enable; fi",
+        # remove only our own kprobes: a device may carry others
+        f"for e in $(grep -o '{KPROBE_GROUP}/[a-z_]*' {t}/kprobe_events); do echo \"-:$e\" >> {t}/kprobe_events; done",
+    ]
+    for probe in kprobes:
+        lines.append(f"echo {shlex.quote(probe.definition())} >> {t}/kprobe_events || exit 3")
+        if probe.filter:
+            lines.append(f"echo {shlex.quote(probe.filter)} > {t}/events/{KPROBE_GROUP}/{probe.name}/filter || exit 3")
+    if kprobes:
+        lines.append(f"echo 1 > {t}/events/{KPROBE_GROUP}/enable || exit 3")
+    for event in BINDER_EVENTS + SCHED_EVENTS:
+        lines.append(f"echo 1 > {t}/events/{event}/enable || exit 4")
+    lines.append(f"echo 1 > {t}/tracing_on")
+    lines.append(f'echo "B|$$|{case_id}" > {t}/trace_marker')
+    lines.append('echo "marker-pid=$$"')  # collect_script closes the slice with the same pid
+    return "\n".join(lines)
+
+
+def marker_pid(arm_output: str) -> int:
+    m = re.search(r"marker-pid=(\d+)", arm_output)
+    return int(m.group(1)) if m else 0
+
+
+def collect_script(tracefs: str, dest: str, pid: int) -> str:
+    """Shell that writes the E marker for `pid`, stops tracing and saves the buffer to dest."""
+    t = shlex.quote(tracefs)
+    return "\n".join([
+        f"echo 'E|{int(pid)}' > {t}/trace_marker",
+        f"echo 0 > {t}/tracing_on",
+        f"cat {t}/trace > {shlex.quote(dest)}",
+    ])
+
+
+_LINE = re.compile(
+    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?P<tgid>[\d-]+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
+    r"(?:(?P<flags>[^\s\[\]]{4,6})\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>[\w:.-]+):\s?(?P<body>.*)$"
+)
+_FIELD = re.compile(r"(\w+)=(\S+)")
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    comm: str
+    pid: int
+    tgid: int | None
+    cpu: int
+    ts: float
+    name: str
+    body: str
+    fields: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def int(self, key: str) -> int:
+        """A numeric field, decimal or 0x-hex."""
+        return int(self.fields[key], 0)
+
+
+@dataclass
+class Trace:
+    events: list[TraceEvent]
+    bad_lines: list[str]
+    header: list[str]
+
+    def named(self, name: str) -> list[TraceEvent]:
+        return [e for e in self.events if e.name == name]
+
+
+def parse_ftrace(text: str) -> Trace:
+    """Parse ftrace text output. Lines that match no event are kept in bad_lines."""
+    events: list[TraceEvent] = []
+    bad: list[str] = []
+    header: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            header.append(line)
+            continue
+        if not line.strip():
+            continue
+        m = _LINE.match(line)
+        if not m:
+            bad.append(line)
+            continue
+        tgid = m.group("tgid")
+        body = m.group("body")
+        events.append(TraceEvent(
+            comm=m.group("comm"), pid=int(m.group("pid")),
+            tgid=int(tgid) if tgid and tgid.strip("-") else None,
+            cpu=int(m.group("cpu")), ts=float(m.group("ts")), name=m.group("event"), body=body,
+            fields=dict(_FIELD.findall(body)),
+        ))
+    return Trace(events, bad, header)
+
+
+@dataclass
+class TracedTransaction:
+    """One binder transaction as the kernel trace saw it, with its user->buffer copies."""
+
+    debug_id: int
+    pid: int  # sender thread
+    reply: bool
+    flags: int
+    data_size: int | None = None
+    offsets_size: int | None = None
+    copies: list[TraceEvent] = field(default_factory=list)
+
+    @property
+    def copied_bytes(self) -> int:
+        return sum(c.int("bytes") for c in self.copies)
+
+    @property
+    def copy_targets(self) -> set[int]:
+        """Receiver user addresses (binder_buffer->user_data) the copies went into."""
+        return {c.int("user_data") for c in self.copies}
+
+
+def binder_transactions(trace: Trace) -> list[TracedTransaction]:
+    """Group user->buffer copies with the transaction whose buffer the sender just allocated.
+
+    binder_transaction() runs in the sender's thread: trace_binder_transaction,
+    then the buffer allocation (binder_transaction_alloc_buf), then the copies.
+    So on each pid, copies belong to the last transaction that pid started.
+    """
+    by_pid: dict[int, TracedTransaction] = {}
+    out: list[TracedTransaction] = []
+    for ev in trace.events:
+        if ev.name == "binder_transaction":
+            txn = TracedTransaction(ev.int("transaction"), ev.pid, ev.fields.get("reply") == "1",
+                                    int(ev.fields.get("flags", "0"), 16))
+            by_pid[ev.pid] = txn
+            out.append(txn)
+        elif ev.name == "binder_transaction_alloc_buf":
+            txn = by_pid.get(ev.pid)
+            if txn is not None and txn.debug_id == ev.int("transaction"):
+                txn.data_size = ev.int("data_size")
+                txn.offsets_size = ev.int("offsets_size")
+        elif ev.name == COPY_USER_TO_BUFFER.name:
+            txn = by_pid.get(ev.pid)
+            if txn is not None:
+                txn.copies.append(ev)
+        elif ev.name == "binder_ioctl_done":
+            by_pid.pop(ev.pid, None)
+    return out
+
+
+def usercopies_in_binder_ioctl(trace: Trace, pid: int) -> list[int]:
+    """Sizes of variable-size kernel->user copies made to `pid` inside binder ioctls."""
+    inside = False
+    sizes: list[int] = []
+    for ev in trace.events:
+        if ev.pid != pid:
+            continue
+        if ev.name == "binder_ioctl":
+            inside = True
+        elif ev.name == "binder_ioctl_done":
+            inside = False
+        elif inside and ev.name == USERCOPY_CHECK.name and ev.fields.get("to_user") == "1":
+            sizes.append(ev.int("n"))
+    return sizes

@@ -1,0 +1,82 @@
+"""Verdicts: what a case expected, what it measured, and the outcome that follows.
+
+A case records Checks; each names the kernel function its expectation comes
+from. The first failing check becomes the case's one-line reason.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+OUTCOMES = ("passed", "failed", "error", "skipped")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str  # what was compared, e.g. "size 4096: user->buffer bytes"
+    expected: Any
+    measured: Any
+    passed: bool
+    ref: str  # the kernel function the expectation comes from
+
+    def describe(self) -> str:
+        return f"{self.name}: expected {self.expected}, measured {self.measured} ({self.ref})"
+
+
+@dataclass
+class CaseResult:
+    id: str
+    outcome: str = "passed"
+    reason: str = ""
+    duration_s: float = 0.0
+    evidence: dict[str, Any] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id, "outcome": self.outcome, "reason": self.reason,
+            "duration_s": round(self.duration_s, 3), "evidence": self.evidence,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def judge(result: CaseResult) -> None:
+    """Set outcome and reason from the checks, unless the case already errored or skipped."""
+    if result.outcome in ("error", "skipped"):
+        return
+    failed = [c for c in result.checks if not c.passed]
+    if failed:
+        result.outcome = "failed"
+        more = f" (+{len(failed) - 1} more failed checks)" if len(failed) > 1 else ""
+        result.reason = failed[0].describe() + more
+    elif not result.checks:
+        result.outcome = "error"
+        result.reason = "the case recorded no checks"
+    else:
+        result.outcome = "passed"
+        result.reason = f"{len(result.checks)} checks passed"
+
+
+# -- kernel health (DESIGN §4 "health") -----------------------------------------
+HEALTH_PATTERNS = re.compile(r"WARNING:|BUG:|Oops|KASAN|general protection|Call Trace")
+BINDER_MESSAGE = re.compile(r"\bbinder(_alloc)?: ")
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    bad_lines: list[str]
+    unexpected_binder_lines: list[str]
+    expected_binder_lines: list[str]
+
+
+def scan_dmesg(text: str, expected: tuple[str, ...] = ()) -> HealthReport:
+    """Find kernel-health failures and binder messages the case did not declare."""
+    bad, unexpected, seen = [], [], []
+    patterns = [re.compile(p) for p in expected]
+    for line in text.splitlines():
+        if HEALTH_PATTERNS.search(line):
+            bad.append(line.strip())
+        elif BINDER_MESSAGE.search(line):
+            (seen if any(p.search(line) for p in patterns) else unexpected).append(line.strip())
+    return HealthReport(bad, unexpected, seen)

@@ -1,0 +1,1 @@
+"""Deliberately broken binder_linux.ko builds that the harness must catch."""

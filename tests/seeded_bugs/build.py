@@ -1,0 +1,571 @@
+"""Build deliberately broken ``binder_linux.ko`` modules ("seeded bugs").
+
+The harness's own tests use these to prove that its verdicts can fail: each
+seeded bug changes one behaviour that a case in DESIGN §4 asserts, and the
+case meant to catch it is named in ``SeededBug.caught_by``.
+
+A module is built out of tree from Debian's ``linux-source-X.Y`` at the same
+Debian version as the installed ``linux-headers-RELEASE`` package, with the
+source tree's own ``drivers/android/Makefile`` and the headers' config (so the
+object list, the module name and CONFIG_ANDROID_BINDER_DEVICES are Debian's).
+The result loads on the stock kernel with an out-of-tree taint notice.
+
+Command line::
+
+    python -m tests.seeded_bugs.build double_copy     # prints the .ko path
+    python -m tests.seeded_bugs.build control         # unmodified rebuild
+    python -m tests.seeded_bugs.build --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+DEFAULT_RELEASE = "6.1.0-57-amd64"
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "binder-harness" / "seeded"
+
+# Files of drivers/android that the build needs; the extraction fails loudly
+# if any of them is missing from the source tarball.
+_REQUIRED_SOURCES = ("Makefile", "binder.c", "binder_alloc.c", "binder_alloc.h",
+                     "binder_internal.h", "binder_trace.h")
+# Bump when the build recipe changes in a way that should invalidate modules.
+_RECIPE_VERSION = "1"
+
+
+class SeededBuildError(Exception):
+    """A seeded module cannot be built; the message is one line."""
+
+
+class AnchorNotFound(SeededBuildError):
+    """A patch's anchor text is missing or ambiguous in the source."""
+
+
+@dataclass(frozen=True)
+class SeededBug:
+    name: str
+    family: str          # "one_copy" | "limits" | "protocol" | "health"
+    description: str     # one line: what is broken
+    caught_by: str       # case id meant to catch it
+    # {name relative to drivers/android: text} -> modified copy. Raises
+    # AnchorNotFound when its anchor is not found exactly once.
+    patch: Callable[[dict[str, str]], dict[str, str]]
+
+
+def _replace(files: dict[str, str], path: str, anchor: str, new: str,
+             bug: str) -> dict[str, str]:
+    """Return a copy of files with the single occurrence of anchor replaced."""
+    text = files.get(path)
+    if text is None:
+        raise AnchorNotFound(f"seeded bug {bug}: {path} is not in the source")
+    count = text.count(anchor)
+    if count != 1:
+        first = anchor.strip().splitlines()[0].strip()
+        raise AnchorNotFound(
+            f"seeded bug {bug}: anchor {first!r} found {count} times in {path}, "
+            "expected exactly once")
+    out = dict(files)
+    out[path] = text.replace(anchor, new)
+    return out
+
+
+# --- one_copy -------------------------------------------------------------
+
+# binder_transaction(): right after the offsets array has been copied in and
+# before the per-object loop, copy the whole data region a second time. The
+# object loop and the final copy then write the same bytes again, so the
+# payload (and any translated objects) still arrive intact, but the
+# binder_alloc_copy_user_to_buffer kprobe sees 2 * data_size + offsets_size.
+_DOUBLE_COPY_ANCHOR = """\
+	if (!IS_ALIGNED(tr->offsets_size, sizeof(binder_size_t))) {
+"""
+_DOUBLE_COPY_NEW = """\
+	/* seeded bug double_copy: the data region is copied twice */
+	(void)binder_alloc_copy_user_to_buffer(&target_proc->alloc, t->buffer,
+					       0, user_buffer, tr->data_size);
+	if (!IS_ALIGNED(tr->offsets_size, sizeof(binder_size_t))) {
+"""
+
+
+def _patch_double_copy(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder.c", _DOUBLE_COPY_ANCHOR, _DOUBLE_COPY_NEW,
+                    "double_copy")
+
+
+# --- limits ---------------------------------------------------------------
+
+# binder_alloc_mmap_handler(): the area is the whole vma instead of at most 4 MiB.
+_MMAP_CLAMP_ANCHOR = """\
+	alloc->buffer_size = min_t(unsigned long, vma->vm_end - vma->vm_start,
+				   SZ_4M);
+"""
+_MMAP_CLAMP_NEW = """\
+	/* seeded bug no_mmap_clamp: no 4 MiB clamp */
+	alloc->buffer_size = vma->vm_end - vma->vm_start;
+"""
+
+
+def _patch_no_mmap_clamp(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder_alloc.c", _MMAP_CLAMP_ANCHOR,
+                    _MMAP_CLAMP_NEW, "no_mmap_clamp")
+
+
+# binder_alloc_mmap_handler(): oneway (async) space is the whole area, not half.
+_ASYNC_HALF_ANCHOR = """\
+	alloc->free_async_space = alloc->buffer_size / 2;
+"""
+_ASYNC_HALF_NEW = """\
+	/* seeded bug async_full_space: oneway space is the whole area */
+	alloc->free_async_space = alloc->buffer_size;
+"""
+
+
+def _patch_async_full_space(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder_alloc.c", _ASYNC_HALF_ANCHOR,
+                    _ASYNC_HALF_NEW, "async_full_space")
+
+
+# --- protocol -------------------------------------------------------------
+
+# binder_ioctl() BINDER_VERSION: reports 7 instead of 8.
+_VERSION_ANCHOR = """\
+		if (put_user(BINDER_CURRENT_PROTOCOL_VERSION,
+			     &ver->protocol_version)) {
+"""
+_VERSION_NEW = """\
+		/* seeded bug wrong_version: reports protocol 7 */
+		if (put_user(7, &ver->protocol_version)) {
+"""
+
+
+def _patch_wrong_version(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder.c", _VERSION_ANCHOR, _VERSION_NEW,
+                    "wrong_version")
+
+
+# --- health ---------------------------------------------------------------
+
+# binder_transaction(): a WARN once per sending process (a flag in struct
+# binder_proc), so every case - each runs fresh probe processes - gets its own
+# "WARNING:" and Call Trace even when one guest boot serves many cases, while
+# a case with thousands of transactions does not flood dmesg. The transaction
+# itself goes on untouched.
+_WARN_FIELD_ANCHOR = """\
+	bool is_frozen;
+"""
+_WARN_FIELD_NEW = """\
+	bool is_frozen;
+	bool seeded_bug_warned;	/* seeded bug warn_on_transaction */
+"""
+_WARN_ANCHOR = """\
+	trace_binder_transaction_alloc_buf(t->buffer);
+"""
+_WARN_NEW = """\
+	trace_binder_transaction_alloc_buf(t->buffer);
+	/* seeded bug warn_on_transaction: a kernel warning per sending process */
+	if (!proc->seeded_bug_warned) {
+		proc->seeded_bug_warned = true;
+		WARN_ON(1);
+	}
+"""
+
+
+def _patch_warn_on_transaction(files: dict[str, str]) -> dict[str, str]:
+    files = _replace(files, "binder_internal.h", _WARN_FIELD_ANCHOR,
+                     _WARN_FIELD_NEW, "warn_on_transaction")
+    return _replace(files, "binder.c", _WARN_ANCHOR, _WARN_NEW,
+                    "warn_on_transaction")
+
+
+BUGS: dict[str, SeededBug] = {b.name: b for b in (
+    SeededBug(
+        name="double_copy", family="one_copy",
+        description="binder_transaction() copies the payload from the sender "
+                    "into the target buffer twice",
+        caught_by="one_copy.sync_sizes", patch=_patch_double_copy),
+    SeededBug(
+        name="no_mmap_clamp", family="limits",
+        description="binder_alloc_mmap_handler() does not clamp the area to 4 MiB",
+        caught_by="limits.mmap_clamp_4m", patch=_patch_no_mmap_clamp),
+    SeededBug(
+        name="async_full_space", family="limits",
+        description="binder_alloc_mmap_handler() gives oneway calls the whole "
+                    "area instead of half",
+        caught_by="limits.async_half", patch=_patch_async_full_space),
+    SeededBug(
+        name="wrong_version", family="protocol",
+        description="BINDER_VERSION reports protocol 7 instead of 8",
+        caught_by="protocol.version", patch=_patch_wrong_version),
+    SeededBug(
+        name="warn_on_transaction", family="health",
+        description="binder_transaction() hits WARN_ON(1) on each process's "
+                    "first transaction; the payload still arrives intact",
+        caught_by="one_copy.sync_sizes", patch=_patch_warn_on_transaction),
+)}
+
+CONTROL = "control"  # name used for the unmodified rebuild (bug=None)
+
+
+# --- host tools -------------------------------------------------------------
+
+def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
+    try:
+        return subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True)
+    except FileNotFoundError:
+        raise SeededBuildError(f"{cmd[0]} not found on this host") from None
+
+
+def _last_line(text: str) -> str:
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def _apt_get(args: list[str], cwd: Path | None = None) -> None:
+    """apt-get with one `apt-get update` retry when a package is not found."""
+    if shutil.which("apt-get") is None:
+        raise SeededBuildError(
+            f"apt-get is not available to fetch {' '.join(args[1:])}; "
+            "seeded modules need a Debian host")
+    r = _run(["apt-get", *args], cwd=cwd)
+    if r.returncode != 0 and re.search(r"Unable to locate|Couldn't find|Can't select|has no installation candidate",
+                                       r.stderr + r.stdout):
+        _run(["apt-get", "update"])
+        r = _run(["apt-get", *args], cwd=cwd)
+    if r.returncode != 0:
+        raise SeededBuildError(f"apt-get {' '.join(args)} failed: "
+                               f"{_last_line(r.stderr or r.stdout)}")
+
+
+def _flavour_arch(release: str) -> str:
+    m = re.fullmatch(r"(\d+)\.(\d+)\.\d+-\d+(?:-rt)?-(amd64|arm64|686|686-pae)", release)
+    if not m:
+        raise SeededBuildError(
+            f"kernel release {release!r} is not a Debian one like {DEFAULT_RELEASE}")
+    return {"amd64": "amd64", "arm64": "arm64"}.get(m.group(3), "i386")
+
+
+def _source_package(release: str) -> str:
+    major, minor = release.split(".")[:2]
+    return f"linux-source-{major}.{minor}"
+
+
+def _headers_dir(release: str) -> Path:
+    return Path("/usr/src") / f"linux-headers-{release}"
+
+
+def _installed_version(package: str) -> str | None:
+    if shutil.which("dpkg-query") is None:
+        return None
+    r = _run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}${Version}", package])
+    if r.returncode != 0 or not r.stdout.startswith("ii "):
+        return None
+    return r.stdout[3:].strip()
+
+
+def _headers_config(release: str) -> dict[str, str]:
+    conf = _headers_dir(release) / "include" / "config" / "auto.conf"
+    out = {}
+    for line in conf.read_text().splitlines():
+        if line.startswith("CONFIG_") and "=" in line:
+            k, v = line.split("=", 1)
+            out[k] = v.strip('"')
+    return out
+
+
+def _compiler(release: str) -> str:
+    """The compiler Debian built the kernel with, e.g. gcc-12."""
+    text = _headers_config(release).get("CONFIG_CC_VERSION_TEXT", "")
+    m = re.match(r"(gcc(?:-\d+)?)\s", text)
+    if not m:
+        raise SeededBuildError(
+            f"cannot tell the kernel's compiler from CONFIG_CC_VERSION_TEXT={text!r}")
+    return m.group(1)
+
+
+def _ensure_headers(release: str) -> str:
+    """Install linux-headers-RELEASE and its compiler; return the Debian version."""
+    host = _run(["dpkg", "--print-architecture"]).stdout.strip() if shutil.which("dpkg") else ""
+    want = _flavour_arch(release)
+    if host and host != want:
+        raise SeededBuildError(
+            f"seeded modules for {release} need an {want} host, this one is {host}: "
+            "cross-building is not supported")
+    pkg = f"linux-headers-{release}"
+    version = _installed_version(pkg)
+    if version is None or not (_headers_dir(release) / "Makefile").exists():
+        _apt_get(["install", "-y", "--no-install-recommends", pkg])
+        version = _installed_version(pkg)
+        if version is None:
+            raise SeededBuildError(f"{pkg} is still not installed after apt-get install")
+    cc = _compiler(release)
+    missing = [p for p, exe in (("make", "make"), (cc, cc)) if shutil.which(exe) is None]
+    if missing:
+        _apt_get(["install", "-y", "--no-install-recommends", *missing])
+    return version
+
+
+# --- source -----------------------------------------------------------------
+
+class _ArMember:
+    """A read-only stream over one member of an ar archive."""
+
+    def __init__(self, f, size: int):
+        self._f, self._left = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0 or n > self._left:
+            n = self._left
+        data = self._f.read(n)
+        self._left -= len(data)
+        return data
+
+
+@contextlib.contextmanager
+def _deb_data(deb: Path) -> Iterator[tuple[str, _ArMember]]:
+    with open(deb, "rb") as f:
+        if f.read(8) != b"!<arch>\n":
+            raise SeededBuildError(f"{deb} is not a Debian package (no ar header)")
+        while True:
+            hdr = f.read(60)
+            if len(hdr) < 60:
+                raise SeededBuildError(f"{deb} has no data.tar member")
+            name = hdr[:16].decode().strip().rstrip("/")
+            size = int(hdr[48:58].decode().strip())
+            if name.startswith("data.tar"):
+                yield name, _ArMember(f, size)
+                return
+            f.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def _extract_android(deb: Path, dest: Path, source_pkg: str) -> None:
+    """Copy drivers/android/* out of the nested source tarball inside deb."""
+    inner_name = f"./usr/src/{source_pkg}.tar.xz"
+    found: dict[str, bytes] = {}
+    with _deb_data(deb) as (name, stream):
+        comp = name.rsplit(".", 1)[-1] if name.count(".") > 1 else ""
+        with tarfile.open(fileobj=stream, mode=f"r|{comp}") as outer:
+            for m in outer:
+                if m.name != inner_name:
+                    continue
+                with tarfile.open(fileobj=outer.extractfile(m), mode="r|xz") as inner:
+                    prefix = f"{source_pkg}/drivers/android/"
+                    for im in inner:
+                        if im.name.startswith(prefix):
+                            rel = im.name[len(prefix):]
+                            if im.isfile() and rel and "/" not in rel:
+                                found[rel] = inner.extractfile(im).read()
+                        elif found:
+                            break  # the directory's members are contiguous
+                break
+    missing = [n for n in _REQUIRED_SOURCES if n not in found]
+    if missing:
+        raise SeededBuildError(
+            f"{deb.name} lacks drivers/android/{', '.join(missing)}")
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel, data in found.items():
+        (dest / rel).write_bytes(data)
+
+
+def _source_dir(cache_dir: Path, release: str, version: str) -> Path:
+    return cache_dir / "source" / f"{_source_package(release)}_{version}" / "drivers-android"
+
+
+def _ensure_source(release: str, version: str, cache_dir: Path) -> Path:
+    """Download linux-source at version once and keep drivers/android/."""
+    src = _source_dir(cache_dir, release, version)
+    if (src / ".complete").exists():
+        return src
+    pkg = _source_package(release)
+    tmp = Path(tempfile.mkdtemp(prefix="dl-", dir=cache_dir))
+    try:
+        os.chmod(tmp, 0o755)  # apt's _apt user wants to write here
+        _apt_get(["download", f"{pkg}={version}"], cwd=tmp)
+        debs = sorted(tmp.glob(f"{pkg}_*.deb"))
+        if not debs:
+            raise SeededBuildError(f"apt-get download {pkg}={version} left no .deb")
+        staging = tmp / "drivers-android"
+        try:
+            _extract_android(debs[0], staging, pkg)
+        except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+            raise SeededBuildError(f"cannot extract {debs[0].name}: {e}") from None
+        (staging / ".complete").write_text(f"{pkg} {version}\n")
+        if src.exists():
+            shutil.rmtree(src)
+        src.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, src)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return src
+
+
+def _read_sources(src: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(src.iterdir())
+            if p.is_file() and not p.name.startswith(".")}
+
+
+@contextlib.contextmanager
+def _locked(cache_dir: Path) -> Iterator[None]:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# --- public API -------------------------------------------------------------
+
+def ensure_build_deps(release: str = DEFAULT_RELEASE,
+                      cache_dir: Path = DEFAULT_CACHE_DIR) -> None:
+    """Install the headers and compiler and fetch the matching driver source.
+
+    Idempotent: once everything is there it only runs dpkg-query. Raises
+    SeededBuildError with a one-line message when something cannot be had.
+    """
+    cache_dir = Path(cache_dir)
+    with _locked(cache_dir):
+        version = _ensure_headers(release)
+        _ensure_source(release, version, cache_dir)
+
+
+def _check_bug(bug: str | None) -> None:
+    if bug is not None and bug not in BUGS:
+        raise SeededBuildError(
+            f"unknown seeded bug {bug!r}; known: {', '.join(BUGS)}")
+
+
+def _load(bug: str | None, release: str, cache_dir: Path) -> tuple[str, dict[str, str]]:
+    """(headers' Debian version, patched drivers/android texts); needs the lock."""
+    version = _ensure_headers(release)
+    files = _read_sources(_ensure_source(release, version, cache_dir))
+    return version, (BUGS[bug].patch(files) if bug is not None else files)
+
+
+def patched_sources(bug: str | None, release: str = DEFAULT_RELEASE,
+                    cache_dir: Path = DEFAULT_CACHE_DIR) -> dict[str, str]:
+    """The drivers/android texts with bug applied (None: unmodified)."""
+    _check_bug(bug)
+    cache_dir = Path(cache_dir)
+    with _locked(cache_dir):
+        return _load(bug, release, cache_dir)[1]
+
+
+def _module_key(release: str, headers_version: str, files: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for part in (_RECIPE_VERSION, release, headers_version):
+        h.update(part.encode() + b"\0")
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _check_vermagic(ko: Path, release: str) -> None:
+    m = re.search(rb"vermagic=([^\0]*)", ko.read_bytes())
+    got = m.group(1).decode(errors="replace") if m else "(none)"
+    if not got.startswith(release + " "):
+        raise SeededBuildError(f"{ko} has vermagic {got!r}, expected {release} ...")
+
+
+def build_module(bug: str | None, release: str = DEFAULT_RELEASE,
+                 cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
+    """Build binder_linux.ko with the named seeded bug; None = unmodified control.
+
+    Returns the path of the cached module. Modules are cached under
+    cache_dir/modules/RELEASE/NAME-HASH/, HASH covering the patched sources,
+    the headers' Debian version and this recipe.
+    """
+    _check_bug(bug)
+    cache_dir = Path(cache_dir)
+    with _locked(cache_dir):
+        version, files = _load(bug, release, cache_dir)
+        out_dir = (cache_dir / "modules" / release /
+                   f"{bug or CONTROL}-{_module_key(release, version, files)}")
+        ko = out_dir / "binder_linux.ko"
+        if ko.exists():
+            return ko
+        _make(release, files, out_dir)
+        return ko
+
+
+def _make(release: str, files: dict[str, str], out_dir: Path) -> None:
+    # A fixed directory (the caller holds the cache lock): its path ends up in
+    # the module's WARN messages, so keep it the same from build to build.
+    work = out_dir.parent / "build"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    try:
+        for name, text in files.items():
+            (work / name).write_text(text)
+        cmd = ["make", "-C", str(_headers_dir(release)), f"M={work}",
+               f"CC={_compiler(release)}", f"-j{os.cpu_count() or 1}", "modules"]
+        r = _run(cmd)
+        log = f"$ {' '.join(cmd)}\n{r.stdout}{r.stderr}"
+        (work / "build.log").write_text(log)
+        ko = work / "binder_linux.ko"
+        if r.returncode != 0 or not ko.exists():
+            failed = out_dir.parent / f"{out_dir.name}.failed.log"
+            failed.write_text(log)
+            errors = [l for l in log.splitlines() if "error:" in l]
+            raise SeededBuildError(
+                f"building {out_dir.name} failed: "
+                f"{(errors[0] if errors else _last_line(log)).strip()} (log: {failed})")
+        _check_vermagic(ko, release)
+        final = work / "out"
+        final.mkdir()
+        shutil.copy2(ko, final / "binder_linux.ko")
+        shutil.copy2(work / "build.log", final / "build.log")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(final, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.seeded_bugs.build",
+        description="Build a binder_linux.ko with a seeded bug and print its path.")
+    ap.add_argument("bug", nargs="?", help=f"one of: {', '.join(BUGS)}, or {CONTROL}")
+    ap.add_argument("--release", default=DEFAULT_RELEASE)
+    ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    ap.add_argument("--list", action="store_true", help="list the seeded bugs")
+    a = ap.parse_args(argv)
+    if a.list:
+        for b in BUGS.values():
+            print(f"{b.name}\t{b.family}\t{b.caught_by}\t{b.description}")
+        return 0
+    if not a.bug:
+        ap.error("name a bug (or --list)")
+    if a.bug != CONTROL and a.bug not in BUGS:
+        print(f"error: unknown seeded bug {a.bug!r}; known: "
+              f"{', '.join(BUGS)}, {CONTROL}", file=sys.stderr)
+        return 2
+    try:
+        print(build_module(None if a.bug == CONTROL else a.bug, a.release, a.cache_dir))
+    except SeededBuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

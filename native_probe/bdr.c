@@ -508,7 +508,22 @@ static void srv_print_br(const Br *br)
 	jend(&j);
 }
 
+static void srv_handle_one(Pair *p, Bd *b, const Br *br);
 static void srv_handle(Pair *p, Bd *b, const Br *br)
+{
+	srv_handle_one(p, b, br);
+	if (p->on_br && br->cmd != BR_TRANSACTION && br->cmd != BR_TRANSACTION_SEC_CTX)
+		p->on_br(p, b, br);
+}
+
+void jresult(J *j, const char *name, int err)
+{
+	jbegin(j, "result");
+	jstr(j, "name", name);
+	jerrno(j, err);
+}
+
+static void srv_handle_one(Pair *p, Bd *b, const Br *br)
 {
 	switch (br->cmd) {
 	case BR_TRANSACTION:

@@ -188,6 +188,7 @@ struct Pair;
 typedef int (*on_tx_fn)(struct Pair *p, Bd *b, const struct binder_transaction_data *tr);
 typedef void (*hook_fn)(struct Pair *p, Bd *b);
 typedef int (*client_fn)(struct Pair *p, Bd *b);
+typedef void (*br_fn)(struct Pair *p, Bd *b, const Br *br);
 
 typedef struct Pair {
 	size_t server_map, client_map;
@@ -200,6 +201,7 @@ typedef struct Pair {
 	on_tx_fn on_tx;           /* optional override of the default handler */
 	hook_fn server_setup;     /* after context manager, before ready */
 	hook_fn server_post;      /* after traffic, before exit */
+	br_fn on_br;              /* server: after each non-transaction BR */
 	client_fn client;         /* returns 0 ok, else sets err */
 	pid_t server_pid, client_pid;
 	int ctl_fd;               /* client: write end of the control pipe */
@@ -210,6 +212,8 @@ typedef struct Pair {
 } Pair;
 
 int default_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr);
+/* Print a {"ev":"result"} line header: name + errno. Caller adds fields and jend(). */
+void jresult(J *j, const char *name, int err);
 /* Fork, run server (child) and client (parent); prints done and exits. */
 void run_pair(Pair *p) __attribute__((noreturn));
 /* Stop the server now: close control pipe (graceful) or SIGKILL it. */

@@ -1,14 +1,703 @@
+/* binder-probe: protocol scenarios (parity with the facts AOSP's
+ * binderDriverInterfaceTest checks, plus the failure paths it skips). */
 #include "probe.h"
-void scen_version(void) { finish(0, "not implemented"); }
-void scen_null_args(void) { finish(0, "not implemented"); }
-void scen_set_max_threads(void) { finish(0, "not implemented"); }
-void scen_context_mgr_busy(void) { finish(0, "not implemented"); }
-void scen_thread_exit(void) { finish(0, "not implemented"); }
-void scen_read_empty_nonblock(void) { finish(0, "not implemented"); }
-void scen_refcounts(void) { finish(0, "not implemented"); }
-void scen_ping(void) { finish(0, "not implemented"); }
-void scen_death_notification(void) { finish(0, "not implemented"); }
-void scen_self_call_rejected(void) { finish(0, "not implemented"); }
-void scen_invalid_handle(void) { finish(0, "not implemented"); }
-void scen_bad_buffer_ptr(void) { finish(0, "not implemented"); }
-void scen_freeze(void) { finish(0, "not implemented"); }
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Open (+ optionally mmap) a single-process binder fd or finish(0). */
+static void open_or_die(Bd *b, int flags, size_t map)
+{
+	char e[120];
+	int rc = bd_open(b, flags);
+	if (rc < 0) {
+		snprintf(e, sizeof(e), "open /dev/binder: %s", errno_name(-rc));
+		finish(0, e);
+	}
+	if (map && (rc = bd_mmap(b, map)) < 0) {
+		snprintf(e, sizeof(e), "mmap: %s", errno_name(-rc));
+		finish(0, e);
+	}
+}
+
+static int xioctl(int fd, unsigned long req, void *arg)
+{
+	return ioctl(fd, req, arg) < 0 ? errno : 0;
+}
+
+/* Collect BRs until `want` shows up (or timeout); returns 1 if seen. */
+static int wait_br(Bd *b, uint32_t want, int timeout_ms, uint32_t *list, int *n, Br *got)
+{
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	for (;;) {
+		Br br;
+		uint64_t now = now_ms();
+		int rc;
+		if (now >= deadline)
+			return 0;
+		rc = bd_next(b, &br, (int)(deadline - now));
+		if (rc <= 0)
+			return 0;
+		if (*n < CALL_MAX_BR)
+			list[(*n)++] = br.cmd;
+		if (br.cmd == want) {
+			if (got)
+				*got = br;
+			return 1;
+		}
+	}
+}
+
+static void print_call(const char *name, const char *mode, uint32_t handle, const CallRes *r)
+{
+	J j;
+	jresult(&j, name, r->write_err);
+	jstr(&j, "mode", mode);
+	ju64(&j, "handle", handle);
+	jcall(&j, r);
+	if (r->have_reply) {
+		ju64(&j, "reply_data_size", r->reply.data_size);
+		ju64(&j, "reply_flags", r->reply.flags);
+	}
+	jend(&j);
+}
+
+/* -------------------------------------------------------------- version */
+
+void scen_version(void)
+{
+	Bd b;
+	struct binder_version v;
+	int err;
+	J j;
+	args_finish();
+	open_or_die(&b, 0, 0);
+	memset(&v, 0, sizeof(v));
+	err = xioctl(b.fd, BINDER_VERSION, &v);
+	jresult(&j, "version", err);
+	ji64(&j, "protocol_version", v.protocol_version);
+	ji64(&j, "header_version", BINDER_CURRENT_PROTOCOL_VERSION);
+	ji64(&j, "user_bits", (int64_t)sizeof(void *) * 8);
+	jend(&j);
+	bd_close(&b);
+	finish(1, NULL);
+}
+
+/* ------------------------------------------------------------ null_args */
+
+void scen_null_args(void)
+{
+	static const struct {
+		const char *name;
+		unsigned long req;
+	} t[] = {
+		{"BINDER_WRITE_READ", BINDER_WRITE_READ},
+		{"BINDER_SET_MAX_THREADS", BINDER_SET_MAX_THREADS},
+		{"BINDER_VERSION", BINDER_VERSION},
+		{"BINDER_SET_IDLE_TIMEOUT", BINDER_SET_IDLE_TIMEOUT},
+		{"BINDER_SET_IDLE_PRIORITY", BINDER_SET_IDLE_PRIORITY},
+		{"BINDER_GET_EXTENDED_ERROR", BINDER_GET_EXTENDED_ERROR},
+		{"BINDER_FREEZE", BINDER_FREEZE},
+		{"BINDER_GET_FROZEN_INFO", BINDER_GET_FROZEN_INFO},
+		{"BINDER_ENABLE_ONEWAY_SPAM_DETECTION", BINDER_ENABLE_ONEWAY_SPAM_DETECTION},
+		{"BINDER_GET_NODE_DEBUG_INFO", BINDER_GET_NODE_DEBUG_INFO},
+		{"BINDER_GET_NODE_INFO_FOR_REF", BINDER_GET_NODE_INFO_FOR_REF},
+	};
+	Bd b;
+	size_t map = (size_t)arg_u64("map", 1048576);
+	args_finish();
+	open_or_die(&b, 0, map);
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		J j;
+		int r = ioctl(b.fd, t[i].req, NULL);
+		jresult(&j, "null_args", r < 0 ? errno : 0);
+		jstr(&j, "ioctl", t[i].name);
+		ju64(&j, "request", t[i].req);
+		ji64(&j, "ret", r);
+		jend(&j);
+	}
+	bd_close(&b);
+	finish(1, NULL);
+}
+
+/* ------------------------------------------------------ set_max_threads */
+
+void scen_set_max_threads(void)
+{
+	static const uint32_t vals[] = {0, 1, 15, 0x7fffffff, 0xffffffffu};
+	Bd b;
+	args_finish();
+	open_or_die(&b, 0, 1048576);
+	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		uint32_t v = vals[i];
+		J j;
+		jresult(&j, "set_max_threads", xioctl(b.fd, BINDER_SET_MAX_THREADS, &v));
+		ju64(&j, "value", vals[i]);
+		jend(&j);
+	}
+	/* Protocol still works afterwards. */
+	{
+		struct binder_version v = {0};
+		J j;
+		jresult(&j, "set_max_threads.version_after", xioctl(b.fd, BINDER_VERSION, &v));
+		ji64(&j, "protocol_version", v.protocol_version);
+		jend(&j);
+	}
+	bd_close(&b);
+	finish(1, NULL);
+}
+
+/* ----------------------------------------------------- context_mgr_busy */
+
+static void busy_server_setup(Pair *p, Bd *b)
+{
+	int32_t zero = 0;
+	J j;
+	(void)p;
+	jresult(&j, "context_mgr_busy.same_process", xioctl(b->fd, BINDER_SET_CONTEXT_MGR, &zero));
+	jstr(&j, "role", "server");
+	jend(&j);
+}
+
+static int busy_client(Pair *p, Bd *b)
+{
+	int32_t zero = 0;
+	struct flat_binder_object fbo;
+	J j;
+	(void)p;
+	jresult(&j, "context_mgr_busy", xioctl(b->fd, BINDER_SET_CONTEXT_MGR, &zero));
+	jstr(&j, "ioctl", "BINDER_SET_CONTEXT_MGR");
+	jend(&j);
+	memset(&fbo, 0, sizeof(fbo));
+	fbo.hdr.type = BINDER_TYPE_BINDER;
+	jresult(&j, "context_mgr_busy.ext", xioctl(b->fd, BINDER_SET_CONTEXT_MGR_EXT, &fbo));
+	jstr(&j, "ioctl", "BINDER_SET_CONTEXT_MGR_EXT");
+	jend(&j);
+	return 0;
+}
+
+static void proto_pair(Pair *p, client_fn c)
+{
+	memset(p, 0, sizeof(*p));
+	p->server_map = p->client_map = 1048576;
+	p->server_free = 1;
+	p->server_print_rx = 1;
+	p->server_print_br = 1;
+	p->ctl_fd = -1;
+	p->client = c;
+}
+
+void scen_context_mgr_busy(void)
+{
+	Pair p;
+	args_finish();
+	proto_pair(&p, busy_client);
+	p.server_setup = busy_server_setup;
+	run_pair(&p);
+}
+
+/* ---------------------------------------------------------- thread_exit */
+
+void scen_thread_exit(void)
+{
+	Bd b;
+	int32_t zero = 0;
+	struct binder_version v;
+	J j;
+	args_finish();
+	open_or_die(&b, O_NONBLOCK, 1048576);
+	jresult(&j, "thread_exit", xioctl(b.fd, BINDER_THREAD_EXIT, &zero));
+	jstr(&j, "step", "first");
+	jend(&j);
+	jresult(&j, "thread_exit", xioctl(b.fd, BINDER_THREAD_EXIT, &zero));
+	jstr(&j, "step", "second");
+	jend(&j);
+	/* The next ioctl creates a fresh binder_thread. */
+	memset(&v, 0, sizeof(v));
+	jresult(&j, "thread_exit.version_after", xioctl(b.fd, BINDER_VERSION, &v));
+	ji64(&j, "protocol_version", v.protocol_version);
+	jend(&j);
+	jresult(&j, "thread_exit.enter_looper_after", -bd_cmd0(&b, BC_ENTER_LOOPER));
+	jend(&j);
+	jresult(&j, "thread_exit", xioctl(b.fd, BINDER_THREAD_EXIT, &zero));
+	jstr(&j, "step", "after_looper");
+	jend(&j);
+	bd_close(&b);
+	finish(1, NULL);
+}
+
+/* -------------------------------------------------- read_empty_nonblock */
+
+static void nonblock_read(Bd *b, const char *name)
+{
+	struct binder_write_read bwr;
+	uint32_t buf[32];
+	int r, err;
+	J j;
+	memset(&bwr, 0, sizeof(bwr));
+	memset(buf, 0xee, sizeof(buf));
+	bwr.read_buffer = (binder_uintptr_t)(uintptr_t)buf;
+	bwr.read_size = sizeof(buf);
+	r = ioctl(b->fd, BINDER_WRITE_READ, &bwr);
+	err = r < 0 ? errno : 0;
+	jresult(&j, name, err);
+	ji64(&j, "ret", r);
+	ju64(&j, "read_consumed", bwr.read_consumed);
+	ju64(&j, "first_word", buf[0]);
+	jstr(&j, "first_word_name", buf[0] == 0xeeeeeeeeu ? NULL : br_name(buf[0]));
+	jend(&j);
+}
+
+void scen_read_empty_nonblock(void)
+{
+	Bd b;
+	struct binder_write_read bwr;
+	J j;
+	args_finish();
+	open_or_die(&b, O_NONBLOCK, 1048576);
+	memset(&bwr, 0, sizeof(bwr));
+	jresult(&j, "write_read_empty", xioctl(b.fd, BINDER_WRITE_READ, &bwr));
+	ju64(&j, "read_consumed", bwr.read_consumed);
+	ju64(&j, "write_consumed", bwr.write_consumed);
+	jend(&j);
+	nonblock_read(&b, "read_empty_nonblock");
+	jresult(&j, "read_empty_nonblock.enter_looper", -bd_cmd0(&b, BC_ENTER_LOOPER));
+	jend(&j);
+	nonblock_read(&b, "read_empty_nonblock.looper");
+	bd_close(&b);
+	finish(1, NULL);
+}
+
+/* ------------------------------------------------------------ refcounts */
+
+#define REFS_CODE_GET_OBJECT 0x52454653u /* 'REFS' */
+#define REFS_NODE_PTR 0xb1d0b1d0u
+#define REFS_NODE_COOKIE 0xc00c1e00u
+
+static int refs_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
+{
+	J j;
+	(void)p;
+	jbegin(&j, "rx");
+	jstr(&j, "role", "server");
+	ju64(&j, "code", tr->code);
+	ju64(&j, "target_ptr", tr->target.ptr);
+	ju64(&j, "target_cookie", tr->cookie);
+	ju64(&j, "flags", tr->flags);
+	jend(&j);
+	bd_free(b, tr->data.ptr.buffer);
+	if (tr->flags & TF_ONE_WAY)
+		return 0;
+	if (tr->code == REFS_CODE_GET_OBJECT) {
+		static struct flat_binder_object obj;
+		static binder_size_t off = 0;
+		memset(&obj, 0, sizeof(obj));
+		obj.hdr.type = BINDER_TYPE_BINDER;
+		obj.flags = 0x7f;               /* FLAT_BINDER_FLAG_PRIORITY_MASK */
+		obj.binder = REFS_NODE_PTR;
+		obj.cookie = REFS_NODE_COOKIE;
+		bd_send(b, BC_REPLY, 0, tr->code, 0, (uintptr_t)&obj, sizeof(obj),
+			(uintptr_t)&off, sizeof(off));
+		return 0;
+	}
+	bd_send(b, BC_REPLY, 0, tr->code, 0, 0, 0, 0, 0);
+	return 0;
+}
+
+static void refs_on_br(Pair *p, Bd *b, const Br *br)
+{
+	struct binder_node_debug_info info;
+	J j;
+	(void)p;
+	if (br->cmd != BR_INCREFS && br->cmd != BR_ACQUIRE && br->cmd != BR_RELEASE &&
+	    br->cmd != BR_DECREFS)
+		return;
+	memset(&info, 0, sizeof(info));
+	info.ptr = br->u.pc.ptr ? br->u.pc.ptr - 1 : 0;
+	jbegin(&j, "node_info");
+	jstr(&j, "after", br_name(br->cmd));
+	jerrno(&j, xioctl(b->fd, BINDER_GET_NODE_DEBUG_INFO, &info));
+	ju64(&j, "ptr", info.ptr);
+	ju64(&j, "cookie", info.cookie);
+	ju64(&j, "has_strong_ref", info.has_strong_ref);
+	ju64(&j, "has_weak_ref", info.has_weak_ref);
+	jend(&j);
+}
+
+static int refs_cmds(Bd *b, const char *name, uint32_t c1, uint32_t c2, uint32_t handle)
+{
+	uint32_t cmds[4] = {c1, handle, c2, handle};
+	size_t consumed = 0;
+	int rc = bd_write(b, cmds, sizeof(cmds), &consumed);
+	J j;
+	jresult(&j, name, rc < 0 ? -rc : 0);
+	jstr(&j, "cmds", bc_name(c1));
+	jstr(&j, "cmds2", bc_name(c2));
+	ju64(&j, "handle", handle);
+	ju64(&j, "write_consumed", consumed);
+	jend(&j);
+	return rc;
+}
+
+static int refs_client(Pair *p, Bd *b)
+{
+	CallRes r;
+	uint32_t h = 0;
+	(void)p;
+	/* Phase A: handle 0 (the context manager node). */
+	refs_cmds(b, "refcounts.handle0.inc", BC_INCREFS, BC_ACQUIRE, 0);
+	bd_call(b, 0, PING_TRANSACTION, 0, 0, 0, 0, 0, &r, 5000);
+	print_call("refcounts.handle0.ping", "call", 0, &r);
+	if (r.have_reply)
+		bd_free(b, r.reply.data.ptr.buffer);
+	refs_cmds(b, "refcounts.handle0.dec", BC_RELEASE, BC_DECREFS, 0);
+	bd_call(b, 0, PING_TRANSACTION, 0, 0, 0, 0, 0, &r, 5000);
+	print_call("refcounts.handle0.ping2", "call", 0, &r);
+	if (r.have_reply)
+		bd_free(b, r.reply.data.ptr.buffer);
+
+	/* Phase B: a node published by the server in a reply. */
+	bd_call(b, 0, REFS_CODE_GET_OBJECT, 0, 0, 0, 0, 0, &r, 5000);
+	{
+		J j;
+		jresult(&j, "refcounts.get_object", r.write_err);
+		jcall(&j, &r);
+		if (r.have_reply && r.reply.data_size >= sizeof(struct flat_binder_object) &&
+		    r.reply.offsets_size >= sizeof(binder_size_t)) {
+			struct flat_binder_object obj;
+			memcpy(&obj, (const void *)(uintptr_t)r.reply.data.ptr.buffer, sizeof(obj));
+			h = obj.handle;
+			ju64(&j, "obj_type", obj.hdr.type);
+			jbool(&j, "obj_is_handle", obj.hdr.type == BINDER_TYPE_HANDLE);
+			ju64(&j, "handle", obj.handle);
+		} else {
+			jnull(&j, "handle");
+		}
+		jend(&j);
+	}
+	if (!r.have_reply) {
+		snprintf(p->err, sizeof(p->err), "no reply carrying an object");
+		return -1;
+	}
+	/* Take our own references, then drop the reply's. */
+	refs_cmds(b, "refcounts.object.inc", BC_INCREFS, BC_ACQUIRE, h);
+	bd_free(b, r.reply.data.ptr.buffer);
+	bd_call(b, h, PING_TRANSACTION, 0, 0, 0, 0, 0, &r, 5000);
+	print_call("refcounts.object.ping", "call", h, &r);
+	if (r.have_reply)
+		bd_free(b, r.reply.data.ptr.buffer);
+	refs_cmds(b, "refcounts.object.dec", BC_RELEASE, BC_DECREFS, h);
+	/* Sync point so the server has seen BR_RELEASE/BR_DECREFS. */
+	bd_call(b, 0, PING_TRANSACTION, 0, 0, 0, 0, 0, &r, 5000);
+	if (r.have_reply)
+		bd_free(b, r.reply.data.ptr.buffer);
+	/* A handle whose refs are gone is invalid now. */
+	bd_call(b, h, PING_TRANSACTION, 0, 0, 0, 0, 0, &r, 5000);
+	print_call("refcounts.object.ping_after_release", "call", h, &r);
+	if (r.have_reply)
+		bd_free(b, r.reply.data.ptr.buffer);
+	return 0;
+}
+
+void scen_refcounts(void)
+{
+	Pair p;
+	args_finish();
+	proto_pair(&p, refs_client);
+	p.server_print_rx = 0;
+	p.on_tx = refs_on_tx;
+	p.on_br = refs_on_br;
+	run_pair(&p);
+}
+
+/* ----------------------------------------------------------------- ping */
+
+static int ping_client(Pair *p, Bd *b)
+{
+	CallRes r;
+	(void)p;
+	bd_call(b, 0, PING_TRANSACTION, 0, 0, 0, 0, 0, &r, 5000);
+	print_call("ping", "call", 0, &r);
+	if (r.have_reply)
+		bd_free(b, r.reply.data.ptr.buffer);
+	return 0;
+}
+
+void scen_ping(void)
+{
+	Pair p;
+	args_finish();
+	proto_pair(&p, ping_client);
+	run_pair(&p);
+}
+
+/* --------------------------------------------------- death_notification */
+
+#define COOKIE_CLEARED 0x1111u
+#define COOKIE_DEATH 0x2222u
+
+static int death_client(Pair *p, Bd *b)
+{
+	uint32_t brs[CALL_MAX_BR];
+	int n = 0, seen;
+	Br got;
+	CallRes r;
+	uint64_t t0;
+	J j;
+
+	jresult(&j, "death.enter_looper", -bd_cmd0(b, BC_ENTER_LOOPER));
+	jend(&j);
+	refs_cmds(b, "death.acquire_handle0", BC_INCREFS, BC_ACQUIRE, 0);
+
+	/* 1: request, then clear before any death. */
+	jresult(&j, "death.request", -bd_cmd_hc(b, BC_REQUEST_DEATH_NOTIFICATION, 0, COOKIE_CLEARED));
+	ju64(&j, "cookie", COOKIE_CLEARED);
+	jend(&j);
+	jresult(&j, "death.clear", -bd_cmd_hc(b, BC_CLEAR_DEATH_NOTIFICATION, 0, COOKIE_CLEARED));
+	ju64(&j, "cookie", COOKIE_CLEARED);
+	jend(&j);
+	seen = wait_br(b, BR_CLEAR_DEATH_NOTIFICATION_DONE, 2000, brs, &n, &got);
+	jresult(&j, "death.clear_done", 0);
+	jbool(&j, "seen", seen);
+	jbrs(&j, "br", brs, n);
+	if (seen)
+		ju64(&j, "cookie", got.u.cookie);
+	jend(&j);
+
+	/* 2: request again, kill the server, expect BR_DEAD_BINDER. */
+	jresult(&j, "death.request", -bd_cmd_hc(b, BC_REQUEST_DEATH_NOTIFICATION, 0, COOKIE_DEATH));
+	ju64(&j, "cookie", COOKIE_DEATH);
+	jend(&j);
+	t0 = now_ms();
+	pair_stop_server(p, 1);
+	n = 0;
+	seen = wait_br(b, BR_DEAD_BINDER, 5000, brs, &n, &got);
+	jresult(&j, "death.dead_binder", 0);
+	jbool(&j, "seen", seen);
+	jbrs(&j, "br", brs, n);
+	if (seen)
+		ju64(&j, "cookie", got.u.cookie);
+	ju64(&j, "elapsed_ms", now_ms() - t0);
+	jend(&j);
+	if (seen) {
+		jresult(&j, "death.dead_binder_done",
+			-bd_cmd_ptr(b, BC_DEAD_BINDER_DONE, got.u.cookie));
+		jend(&j);
+	}
+
+	/* 3: calls to the dead node. */
+	bd_call(b, 0, PING_TRANSACTION, 0, 0, 0, 0, 0, &r, 3000);
+	print_call("death.call_after_death", "call", 0, &r);
+	if (r.have_reply)
+		bd_free(b, r.reply.data.ptr.buffer);
+
+	/* 4: clearing after death. */
+	jresult(&j, "death.clear_after_death",
+		-bd_cmd_hc(b, BC_CLEAR_DEATH_NOTIFICATION, 0, COOKIE_DEATH));
+	jend(&j);
+	n = 0;
+	seen = wait_br(b, BR_CLEAR_DEATH_NOTIFICATION_DONE, 2000, brs, &n, &got);
+	jresult(&j, "death.clear_after_death_done", 0);
+	jbool(&j, "seen", seen);
+	jbrs(&j, "br", brs, n);
+	if (seen)
+		ju64(&j, "cookie", got.u.cookie);
+	jend(&j);
+	refs_cmds(b, "death.release_handle0", BC_RELEASE, BC_DECREFS, 0);
+	return 0;
+}
+
+void scen_death_notification(void)
+{
+	Pair p;
+	args_finish();
+	proto_pair(&p, death_client);
+	run_pair(&p);
+}
+
+/* --------------------------------------------------- self_call_rejected */
+
+void scen_self_call_rejected(void)
+{
+	Bd b;
+	CallRes r;
+	int rc;
+	uint8_t buf[16];
+	J j;
+	args_finish();
+	open_or_die(&b, O_NONBLOCK, 1048576);
+	rc = bd_set_context_mgr(&b, 3000);
+	jresult(&j, "self_call.set_context_mgr", -rc);
+	jend(&j);
+	if (rc < 0)
+		finish(0, "BINDER_SET_CONTEXT_MGR failed");
+	pattern_fill(buf, sizeof(buf), 0);
+	bd_call(&b, 0, 1, 0, (uintptr_t)buf, sizeof(buf), 0, 0, &r, 3000);
+	print_call("self_call_rejected", "call", 0, &r);
+	if (r.have_reply)
+		bd_free(&b, r.reply.data.ptr.buffer);
+	bd_close(&b);
+	finish(1, NULL);
+}
+
+/* ------------------------------------------------------- invalid_handle */
+
+void scen_invalid_handle(void)
+{
+	Bd b;
+	CallRes r;
+	uint8_t buf[16];
+	uint32_t handle = (uint32_t)arg_u64("handle", 12345);
+	J j;
+	args_finish();
+	open_or_die(&b, O_NONBLOCK, 1048576);
+	pattern_fill(buf, sizeof(buf), 0);
+	bd_call(&b, handle, 1, 0, (uintptr_t)buf, sizeof(buf), 0, 0, &r, 3000);
+	print_call("invalid_handle", "call", handle, &r);
+	bd_call(&b, handle, 1, TF_ONE_WAY, (uintptr_t)buf, sizeof(buf), 0, 0, &r, 3000);
+	print_call("invalid_handle", "oneway", handle, &r);
+	{
+		int n = 0;
+		uint32_t brs[CALL_MAX_BR];
+		int rc = bd_cmd_u32(&b, BC_ACQUIRE, handle);
+		wait_br(&b, 0xffffffffu, 100, brs, &n, NULL);
+		jresult(&j, "invalid_handle.acquire", rc < 0 ? -rc : 0);
+		ju64(&j, "handle", handle);
+		jbrs(&j, "br", brs, n);
+		jend(&j);
+	}
+	bd_close(&b);
+	finish(1, NULL);
+}
+
+/* ------------------------------------------------------- bad_buffer_ptr */
+
+static int badptr_client(Pair *p, Bd *b)
+{
+	uint8_t buf[64];
+	binder_size_t off = 0;
+	void *hole = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t unmapped;
+	(void)p;
+	if (hole == MAP_FAILED) {
+		snprintf(p->err, sizeof(p->err), "mmap hole failed");
+		return -1;
+	}
+	munmap(hole, 4096);
+	unmapped = (uintptr_t)hole;
+	pattern_fill(buf, sizeof(buf), 0);
+	{
+		const struct {
+			const char *name;
+			uint32_t flags;
+			uint64_t data, size, offs, offs_size;
+		} t[] = {
+			{"bad_buffer_ptr.data_unmapped", 0, unmapped, 64, 0, 0},
+			{"bad_buffer_ptr.data_unmapped_oneway", TF_ONE_WAY, unmapped, 64, 0, 0},
+			{"bad_buffer_ptr.data_null", 0, 0, 64, 0, 0},
+			{"bad_buffer_ptr.data_kernel", 0, 0xffffffff80000000ull, 64, 0, 0},
+			{"bad_buffer_ptr.data_binder_map_hole", 0,
+			 (uintptr_t)b->map + b->map_size / 2, 64, 0, 0},
+			{"bad_buffer_ptr.offsets_unmapped", 0, (uintptr_t)buf, 64, unmapped, 8},
+			{"bad_buffer_ptr.offset_out_of_range", 0, (uintptr_t)buf, 64,
+			 (uintptr_t)&off, 8},
+			{"bad_buffer_ptr.control_valid", 0, (uintptr_t)buf, 64, 0, 0},
+		};
+		for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+			CallRes r;
+			J j;
+			off = (i == 6) ? 4096 : 0;
+			pattern_fill(buf, sizeof(buf), (uint64_t)i);
+			bd_call(b, 0, (uint32_t)i + 1, t[i].flags, t[i].data, t[i].size, t[i].offs,
+				t[i].offs_size, &r, 3000);
+			jresult(&j, t[i].name, r.write_err);
+			jstr(&j, "mode", t[i].flags ? "oneway" : "call");
+			ju64(&j, "data_ptr", t[i].data);
+			ju64(&j, "offsets_ptr", t[i].offs);
+			jcall(&j, &r);
+			jend(&j);
+			if (r.have_reply)
+				bd_free(b, r.reply.data.ptr.buffer);
+		}
+	}
+	return 0;
+}
+
+void scen_bad_buffer_ptr(void)
+{
+	Pair p;
+	args_finish();
+	proto_pair(&p, badptr_client);
+	run_pair(&p);
+}
+
+/* --------------------------------------------------------------- freeze */
+
+static void frozen_info(Bd *b, pid_t pid, const char *name)
+{
+	struct binder_frozen_status_info fi;
+	J j;
+	memset(&fi, 0, sizeof(fi));
+	fi.pid = (uint32_t)pid;
+	jresult(&j, name, xioctl(b->fd, BINDER_GET_FROZEN_INFO, &fi));
+	ju64(&j, "sync_recv", fi.sync_recv);
+	ju64(&j, "async_recv", fi.async_recv);
+	jend(&j);
+}
+
+static void do_freeze(Bd *b, pid_t pid, int enable, uint32_t timeout_ms, const char *name)
+{
+	struct binder_freeze_info fi;
+	uint64_t t0 = now_ms();
+	int err;
+	J j;
+	memset(&fi, 0, sizeof(fi));
+	fi.pid = (uint32_t)pid;
+	fi.enable = (uint32_t)enable;
+	fi.timeout_ms = timeout_ms;
+	err = xioctl(b->fd, BINDER_FREEZE, &fi);
+	jresult(&j, name, err);
+	ji64(&j, "target_pid", pid);
+	ji64(&j, "enable", enable);
+	ju64(&j, "timeout_ms", timeout_ms);
+	ju64(&j, "elapsed_ms", now_ms() - t0);
+	jend(&j);
+}
+
+static int freeze_client(Pair *p, Bd *b)
+{
+	uint8_t buf[64];
+	CallRes r;
+	pattern_fill(buf, sizeof(buf), 0);
+	frozen_info(b, p->server_pid, "freeze.info_before");
+	do_freeze(b, p->server_pid, 1, 1000, "freeze.freeze");
+	bd_call(b, 0, 1, 0, (uintptr_t)buf, sizeof(buf), 0, 0, &r, 3000);
+	print_call("freeze.call_frozen", "call", 0, &r);
+	if (r.have_reply)
+		bd_free(b, r.reply.data.ptr.buffer);
+	pattern_fill(buf, sizeof(buf), 1);
+	bd_call(b, 0, 2, TF_ONE_WAY, (uintptr_t)buf, sizeof(buf), 0, 0, &r, 3000);
+	print_call("freeze.oneway_frozen", "oneway", 0, &r);
+	frozen_info(b, p->server_pid, "freeze.info_frozen");
+	do_freeze(b, p->server_pid, 0, 0, "freeze.unfreeze");
+	pattern_fill(buf, sizeof(buf), 2);
+	bd_call(b, 0, 3, 0, (uintptr_t)buf, sizeof(buf), 0, 0, &r, 3000);
+	print_call("freeze.call_unfrozen", "call", 0, &r);
+	if (r.have_reply)
+		bd_free(b, r.reply.data.ptr.buffer);
+	frozen_info(b, p->server_pid, "freeze.info_after");
+	return 0;
+}
+
+void scen_freeze(void)
+{
+	Pair p;
+	args_finish();
+	proto_pair(&p, freeze_client);
+	run_pair(&p);
+}

@@ -1,0 +1,123 @@
+"""pytest plugin: `pytest cases/ --target SPEC` runs the catalog as pytest items.
+
+Each case is one item; one target (one guest boot) serves the whole session,
+or one per pytest-xdist worker. The run directory gets the same report.json,
+junit-ready evidence and trace as `binder-harness run`.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cases import CASES_DIR, CaseSpec, load_cases
+from harness.errors import ConfigError
+from harness.runner import RunOptions, Session
+from harness.targets import parse_spec
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("binder-harness")
+    group.addoption("--target", default="qemu:x86_64", help="target spec: qemu:x86_64 | qemu:arm64 | ssh://... | adb | local")
+    group.addoption("--binder-module", default=None, help="binder_linux.ko to test instead of the stock driver")
+    group.addoption("--bh-out", default="runs/pytest", help="run directory for report.json and evidence")
+    group.addoption("--bh-seed", type=int, default=None, help="seed for stress cases")
+    group.addoption("--bh-timeout", type=float, default=None, help="per-case time limit in seconds")
+
+
+def _session(config: pytest.Config) -> Session:
+    session = getattr(config, "_binder_session", None)
+    if session is None:
+        try:
+            parse_spec(config.getoption("--target"))
+            module = config.getoption("--binder-module")
+            if module and not Path(module).is_file():
+                raise ConfigError(f"--binder-module {module}: no such file")
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        out = Path(config.getoption("--bh-out"))
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        if worker:
+            out = out / worker
+        options = RunOptions(
+            target_spec=config.getoption("--target"), out_dir=out,
+            binder_module=Path(module) if module else None,
+            timeout=config.getoption("--bh-timeout"), seed=config.getoption("--bh-seed"),
+            command_line=shlex.join(["pytest", *sys.argv[1:]]),
+        )
+        session = Session(options, progress=lambda line: None)
+        config._binder_session = session
+    return session
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    if file_path.suffix == ".py" and file_path.parent == CASES_DIR and not file_path.name.startswith("_"):
+        return CaseFile.from_parent(parent, path=file_path)
+    return None
+
+
+class CaseFile(pytest.File):
+    def collect(self):
+        for spec in load_cases().values():
+            if spec.func.__module__.rsplit(".", 1)[-1] == self.path.stem:
+                yield CaseItem.from_parent(self, name=spec.id, spec=spec)
+
+
+class CaseFailed(Exception):
+    pass
+
+
+class CaseItem(pytest.Item):
+    def __init__(self, *, spec: CaseSpec, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def runtest(self) -> None:
+        result = _session(self.config).run_case(self.spec)
+        for key, value in result.evidence.items():
+            self.user_properties.append((key, value))
+        if result.outcome == "skipped":
+            pytest.skip(result.reason)
+        if result.outcome in ("failed", "error"):
+            failed = [c.describe() for c in result.checks if not c.passed]
+            raise CaseFailed("\n".join([f"{result.outcome}: {result.reason}", *failed[1:10]]))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, CaseFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, self.spec.id
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
+    bh = getattr(session.config, "_binder_session", None)
+    if bh is not None:
+        from harness import report
+
+        bh.close()
+        report.write_all(bh.state)
+
+
+@pytest.fixture(scope="session")
+def binder_session(request) -> Session:
+    """The run's Session: its target boots on first use and is replaced after a crash."""
+    return _session(request.config)
+
+
+@pytest.fixture(scope="session")
+def binder_target(binder_session):
+    """A started target (QEMU guest, ssh host, adb device or this machine)."""
+    return binder_session._ensure_target()
+
+
+@pytest.fixture(scope="session")
+def binder_probe(binder_session, binder_target) -> str:
+    """Path of the native probe on the target, for its own ABI."""
+    from harness.runner import NATIVE_ABI
+
+    return binder_session._probe_path(NATIVE_ABI[binder_target.info().arch])

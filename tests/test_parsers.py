@@ -1,0 +1,129 @@
+"""Pure parsers and writers, on real output captured from Debian 6.1 guests."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+
+import pytest
+
+from harness import debian
+from harness.cpio import CpioWriter
+from harness.probe import parse_probe_output
+from harness.trace import COPY_USER_TO_BUFFER, binder_transactions, parse_ftrace, usercopies_in_binder_ioctl
+from harness.verdicts import CaseResult, Check, judge, scan_dmesg
+from tests.helpers import DATA
+
+
+def _read_newc(blob: bytes) -> dict[str, tuple[int, bytes]]:
+    entries, pos = {}, 0
+    while True:
+        assert blob[pos:pos + 6] == b"070701"
+        fields = [int(blob[pos + 6 + 8 * i: pos + 14 + 8 * i], 16) for i in range(13)]
+        mode, size, namesize = fields[1], fields[6], fields[11]
+        name = blob[pos + 110: pos + 110 + namesize - 1].decode()
+        pos += 110 + namesize
+        pos += -pos % 4
+        data = blob[pos:pos + size]
+        pos += size + (-size % 4)
+        if name == "TRAILER!!!":
+            return entries
+        entries[name] = (mode, data)
+
+
+def test_cpio_roundtrip_and_parents():
+    w = CpioWriter()
+    w.file("a/b/c.txt", b"hello", 0o600)
+    w.symlink("bin/sh", "busybox")
+    entries = _read_newc(w.render())
+    assert set(entries) == {"a", "a/b", "a/b/c.txt", "bin", "bin/sh"}
+    assert entries["a/b/c.txt"] == (0o100600, b"hello")
+    assert entries["bin/sh"] == (0o120777, b"busybox")
+
+
+def test_cpio_is_readable_by_gnu_cpio(tmp_path):
+    if subprocess.run(["which", "cpio"], capture_output=True).returncode:
+        pytest.skip("GNU cpio not installed")
+    w = CpioWriter()
+    w.file("init", b"#!/bin/sh\n", 0o755)
+    listing = subprocess.run(["cpio", "-t"], input=w.render(), capture_output=True, check=True).stdout
+    assert listing.split() == [b"init"]
+
+
+def test_ar_members_and_truncation():
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
+        info = tarfile.TarInfo("./boot/x")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    payload = tar_bytes.getvalue()
+
+    def member(name: str, data: bytes) -> bytes:
+        head = f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
+        return head + data + (b"\n" if len(data) % 2 else b"")
+
+    blob = b"!<arch>\n" + member("debian-binary", b"2.0\n") + member("data.tar", payload)
+    assert debian.ar_members(blob)["data.tar"] == payload
+    with pytest.raises(ValueError, match="truncated"):
+        debian.ar_members(blob[:-100])
+    with pytest.raises(ValueError, match="magic"):
+        debian.ar_members(b"garbage")
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "arm64"])
+def test_trace_groups_copies_per_transaction(arch):
+    trace = parse_ftrace((DATA / f"trace-sync_sizes-{arch}.txt").read_text())
+    probe = parse_probe_output((DATA / f"probe-sync-{arch}.jsonl").read_text())
+    assert trace.bad_lines == []
+    assert any(l.startswith("# tracer: nop") for l in trace.header)
+    roles = probe.one("roles")
+    calls = [t for t in binder_transactions(trace) if t.pid == roles["client_pid"] and not t.reply]
+    rx = probe.events("rx", role="server") or probe.events("rx")
+    assert [t.data_size for t in calls] == [8, 4096, 10000, 65536, 1040384]
+    assert [t.copied_bytes for t in calls] == [8, 4096, 10000, 65536, 1040384]
+    for txn, r in zip(calls, rx):
+        assert txn.copy_targets == {r["buffer"]}
+    assert all(c.name == COPY_USER_TO_BUFFER.name for t in calls for c in t.copies)
+    assert max(usercopies_in_binder_ioctl(trace, roles["server_pid"]), default=0) <= 64
+
+
+def test_trace_bad_lines_are_kept_not_raised():
+    text = "# tracer: nop\n   sh-1  ( 1) [000] ..... 1.5: tracing_mark_write: B|1|x.y\nnot a trace line\n"
+    trace = parse_ftrace(text)
+    assert [e.name for e in trace.events] == ["tracing_mark_write"]
+    assert trace.bad_lines == ["not a trace line"]
+
+
+def test_probe_output_keeps_bad_lines():
+    out = parse_probe_output('{"ev":"done","ok":true,"pid":1}\nSegmentation fault\n[1,2]\n')
+    assert out.done == {"ev": "done", "ok": True, "pid": 1}
+    assert out.bad_lines == ["Segmentation fault", "[1,2]"]
+
+
+def test_scan_dmesg_health_and_binder_lines():
+    text = ("[ 1.0] binder: 120:121 transaction failed 29201/-28, size 4194312-0 line 3215\n"
+            "[ 1.1] binder_alloc: 125: binder_alloc_buf size 4194312 failed, no address space\n"
+            "[ 2.0] WARNING: CPU: 1 PID: 99 at binder.c:3278 binder_transaction+0x673\n"
+            "[ 2.1] Call Trace:\n")
+    health = scan_dmesg(text, expected=(r"no address space",))
+    assert len(health.bad_lines) == 2
+    assert health.expected_binder_lines == [text.splitlines()[1].strip()]
+    assert health.unexpected_binder_lines == [text.splitlines()[0].strip()]
+
+
+def test_judge_names_first_failed_check():
+    result = CaseResult("x.y", checks=[
+        Check("a", 1, 1, True, "f"), Check("copies per byte", 1.0, 2.0, False, "binder_transaction")])
+    judge(result)
+    assert result.outcome == "failed"
+    assert result.reason == "copies per byte: expected 1.0, measured 2.0 (binder_transaction)"
+    empty = CaseResult("x.z")
+    judge(empty)
+    assert empty.outcome == "error"
+
+
+def test_captured_probe_lines_are_json_objects():
+    for arch in ("x86_64", "arm64"):
+        for line in (DATA / f"probe-sync-{arch}.jsonl").read_text().splitlines():
+            assert isinstance(json.loads(line), dict)

@@ -484,7 +484,7 @@ int default_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 		} else {
 			rc = bd_send(b, BC_REPLY, 0, tr->code, 0, 0, 0, 0, 0);
 		}
-		if (rc < 0) {
+		if (rc < 0 && !p->server_quiet) {
 			J j;
 			jbegin(&j, "srv_error");
 			jstr(&j, "what", "BC_REPLY write");
@@ -546,7 +546,8 @@ static void srv_handle_one(Pair *p, Bd *b, const Br *br)
 			srv_print_br(br);
 		return;
 	default:
-		srv_print_br(br);
+		if (!p->server_quiet)
+			srv_print_br(br);
 		return;
 	}
 }

@@ -196,6 +196,7 @@ typedef struct Pair {
 	int server_print_rx;      /* print rx lines */
 	int server_reply_payload; /* reply with a payload of the request's size */
 	int server_print_br;      /* print srv_br for every non-transaction BR */
+	int server_quiet;         /* never print srv_br / srv_error */
 	const uint64_t *sizes;    /* expected sizes by seq (for rx.size) */
 	int nsizes;
 	on_tx_fn on_tx;           /* optional override of the default handler */

@@ -14,7 +14,7 @@
 #include <sys/types.h>
 #include <sys/ioctl.h>
 
-#if defined(__has_include)
+#if defined(__has_include) && !defined(PROBE_FORCE_FALLBACK_UAPI)
 #if __has_include(<linux/android/binder.h>)
 #include <linux/android/binder.h>
 #define PROBE_UAPI_SYSTEM 1

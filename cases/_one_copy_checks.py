@@ -13,6 +13,7 @@ Kernel references (drivers/android, Linux 6.1):
 """
 from __future__ import annotations
 
+from cases._expect import probe_completed
 from harness.cases import CaseContext
 from harness.probe import ProbeOutput
 from harness.trace import Trace, binder_transactions, usercopies_in_binder_ioctl
@@ -31,8 +32,7 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
     roles = out.one("roles") or {}
     receiver_pid = roles.get(f"{receiver_role}_pid")
     sender_pid = roles.get("server_pid" if mode == "reply" else "client_pid")
-    ctx.check_that("probe ran to completion", bool(out.done and out.done.get("ok")),
-                   (out.done or {}).get("error", f"no done line, exit {out.status}"), "done ok", "probe")
+    probe_completed(ctx, out)
     mapping = out.one("map", role=receiver_role) or {}
     ctx.check_that("receiver mapping is read-only /dev/binder (r--p)",
                    " r--p " in mapping.get("maps_line", "") and "/dev/binder" in mapping.get("maps_line", ""),

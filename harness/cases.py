@@ -38,24 +38,26 @@ class CaseSpec:
     expected_dmesg: tuple[str, ...] = ()  # regexes of binder messages this case provokes
     compat: bool = False  # run the 32-bit probe
     timeout: float = 60.0
+    events: tuple[str, ...] = ()  # extra tracefs events, e.g. "binder/binder_alloc_page_start"
 
     @property
     def wants_trace(self) -> bool:
-        return self.trace or bool(self.kprobes)
+        return self.trace or bool(self.kprobes) or bool(self.events)
 
 
 REGISTRY: dict[str, CaseSpec] = {}
 
 
 def case(case_id: str, *, kprobes: tuple[tracing.Kprobe, ...] = (), trace: bool = False,
-         expected_dmesg: tuple[str, ...] = (), compat: bool = False, timeout: float = 60.0):
+         expected_dmesg: tuple[str, ...] = (), compat: bool = False, timeout: float = 60.0,
+         events: tuple[str, ...] = ()):
     """Register a case function under a stable `family.name` id."""
     if not tracing.CASE_ID.match(case_id):
         raise ValueError(f"case id {case_id!r} must be lower-case family.name")
 
     def register(func: Callable[["CaseContext"], None]):
         REGISTRY[case_id] = CaseSpec(case_id, func, (func.__doc__ or "").strip(), kprobes, trace,
-                                     expected_dmesg, compat, timeout)
+                                     expected_dmesg, compat, timeout, events)
         return func
 
     return register
@@ -116,7 +118,7 @@ class CaseContext:
     def run(self, argv: list[str], timeout: float = 30.0) -> CommandResult:
         return self.target.run(argv, timeout)
 
-    def run_probe(self, scenario: str, timeout: float | None = None, **args: Any) -> ProbeOutput:
+    def run_probe(self, scenario: str, /, timeout: float | None = None, **args: Any) -> ProbeOutput:
         """Run one probe scenario; its JSON lines are kept in the case's probe.jsonl."""
         timeout = timeout or self.timeout
         self._probe_runs += 1
@@ -145,11 +147,17 @@ class CaseContext:
             raise CaseSkipped(f"cannot read {path} on {self.target.spec}: {result.output.strip()[:100]}")
         return result.output
 
+    def dmesg(self) -> str:
+        """Kernel log lines written since this case began."""
+        out = self.run(["dmesg"], 20).output
+        marker = f"binder-harness: begin {self.spec.id}"
+        return out[out.rfind(marker):].split("\n", 1)[-1] if marker in out else out
+
     # -- tracing ---------------------------------------------------------------
     def start_trace(self) -> None:
         if self.tracefs is None:
             raise CaseSkipped(f"{self.target.spec} has no tracefs (mount it, or run as root)")
-        script = tracing.arm_script(self.tracefs, self.spec.kprobes, self.spec.id)
+        script = tracing.arm_script(self.tracefs, self.spec.kprobes, self.spec.id, extra_events=self.spec.events)
         result = self.target.run_shell(script, 20)
         if not result.ok:
             raise CaseSkipped(f"cannot arm tracing on {self.target.spec} (status {result.status}): "

@@ -163,9 +163,7 @@ class Session:
         self.progress(f"{spec.id:<32} {result.outcome:<7} {result.duration_s:5.1f} s  {result.reason}")
 
     def _health(self, ctx: CaseContext, spec: CaseSpec, result: CaseResult, case_dir: Path) -> None:
-        out = self.target.run(["dmesg"], 20).output
-        marker = f"binder-harness: begin {spec.id}"
-        delta = out[out.rfind(marker):].split("\n", 1)[1] if marker in out else out
+        delta = ctx.dmesg()
         (case_dir / "dmesg.txt").write_text(delta)
         health = scan_dmesg(delta, spec.expected_dmesg)
         result.evidence["dmesg_bad_lines"] = health.bad_lines[:20]

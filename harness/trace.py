@@ -53,7 +53,8 @@ SCHED_EVENTS = ("sched/sched_switch", "sched/sched_waking")
 CASE_ID = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
 
 
-def arm_script(tracefs: str, kprobes: tuple[Kprobe, ...], case_id: str, buffer_kb: int = 8192) -> str:
+def arm_script(tracefs: str, kprobes: tuple[Kprobe, ...], case_id: str, buffer_kb: int = 8192,
+               extra_events: tuple[str, ...] = ()) -> str:
     """Shell that clears the trace, (re)defines our kprobes, enables events and writes the B marker."""
     if not CASE_ID.match(case_id):
         raise ValueError(f"case id {case_id!r} is not family.name in lower case")
@@ -73,7 +74,7 @@ def arm_script(tracefs: str, kprobes: tuple[Kprobe, ...], case_id: str, buffer_k
             lines.append(f"echo {shlex.quote(probe.filter)} > {t}/events/{KPROBE_GROUP}/{probe.name}/filter || exit 3")
     if kprobes:
         lines.append(f"echo 1 > {t}/events/{KPROBE_GROUP}/enable || exit 3")
-    for event in BINDER_EVENTS + SCHED_EVENTS:
+    for event in BINDER_EVENTS + SCHED_EVENTS + tuple(extra_events):
         lines.append(f"echo 1 > {t}/events/{event}/enable || exit 4")
     lines.append(f"echo 1 > {t}/tracing_on")
     lines.append(f'echo "B|$$|{case_id}" > {t}/trace_marker')
@@ -166,6 +167,8 @@ class TracedTransaction:
     data_size: int | None = None
     offsets_size: int | None = None
     copies: list[TraceEvent] = field(default_factory=list)
+    pages_allocated: int = 0  # binder_alloc_page_start: a fresh page for this buffer
+    pages_from_lru: int = 0  # binder_alloc_lru_start: a page taken back from the LRU
 
     @property
     def copied_bytes(self) -> int:
@@ -197,10 +200,16 @@ def binder_transactions(trace: Trace) -> list[TracedTransaction]:
             if txn is not None and txn.debug_id == ev.int("transaction"):
                 txn.data_size = ev.int("data_size")
                 txn.offsets_size = ev.int("offsets_size")
-        elif ev.name == COPY_USER_TO_BUFFER.name:
+        elif ev.name in (COPY_USER_TO_BUFFER.name, "binder_alloc_page_start", "binder_alloc_lru_start"):
             txn = by_pid.get(ev.pid)
-            if txn is not None:
+            if txn is None:
+                continue
+            if ev.name == COPY_USER_TO_BUFFER.name:
                 txn.copies.append(ev)
+            elif ev.name == "binder_alloc_page_start":
+                txn.pages_allocated += 1
+            else:
+                txn.pages_from_lru += 1
         elif ev.name == "binder_ioctl_done":
             by_pid.pop(ev.pid, None)
     return out

@@ -60,7 +60,7 @@ def judge(result: CaseResult) -> None:
 
 # -- kernel health (DESIGN §4 "health") -----------------------------------------
 HEALTH_PATTERNS = re.compile(r"WARNING:|BUG:|Oops|KASAN|general protection|Call Trace")
-BINDER_MESSAGE = re.compile(r"\bbinder(_alloc)?: ")
+BINDER_MESSAGE = re.compile(r"\bbinder(_linux|_alloc|_debug)?: ")
 
 
 @dataclass(frozen=True)

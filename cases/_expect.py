@@ -1,0 +1,33 @@
+"""Small helpers the case modules share for reading probe results."""
+from __future__ import annotations
+
+from harness.cases import CaseContext
+from harness.probe import ProbeOutput
+
+
+def probe_completed(ctx: CaseContext, out: ProbeOutput) -> bool:
+    """The probe ran the scenario to its end (setup failures are not driver verdicts)."""
+    done = out.done or {}
+    return ctx.check_that("probe ran to completion", bool(done.get("ok")),
+                          done.get("error") or f"no done line (exit {out.status}): {out.stderr.strip()[:120]}",
+                          "done ok", "probe")
+
+
+def call_outcome(record: dict | None) -> str:
+    """'ok', or the error BR code with the extended error param, e.g. 'BR_FAILED_REPLY -28'."""
+    if record is None:
+        return "missing"
+    if record.get("status") == "ok":
+        return "ok"
+    brs = [b for b in record.get("br", []) if b != "BR_TRANSACTION_COMPLETE"]
+    param = (record.get("ext_err") or {}).get("param")
+    return f"{brs[-1] if brs else record.get('status')} {param}"
+
+
+def result(out: ProbeOutput, name: str, **match) -> dict:
+    """The first `result` line with this name (and fields), or an empty dict."""
+    return out.one("result", name=name, **match) or {}
+
+
+def errno_name(record: dict) -> str:
+    return record.get("errno_name") or ("0" if record.get("errno") == 0 else str(record.get("errno", "missing")))

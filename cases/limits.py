@@ -1,0 +1,171 @@
+"""limits: the binder buffer area's limits (DESIGN §4), asserted exactly.
+
+Kernel references (drivers/android, Linux 6.1): binder_mmap and
+binder_alloc_mmap_handler (clamp, read-only, one mapping), binder_alloc_new_buf_locked
+(ENOSPC, async half-space, spam detection via debug_low_async_space_locked),
+binder_vm_fault (SIGBUS), binder_alloc_free_page / binder_shrink_scan (shrinker).
+"""
+from __future__ import annotations
+
+from cases._expect import call_outcome, errno_name, probe_completed
+from harness.cases import CaseContext, case
+
+MiB = 1024 * 1024
+NO_ADDRESS_SPACE = r"binder_alloc_buf size \d+ failed, no address space"
+ALLOC_FAIL_LINES = (NO_ADDRESS_SPACE, r"allocated: \d+ \(num:", r"cannot allocate buffer: no space left",
+                    r"transaction (call|async|reply) to .* failed .*/29201/-28", r"callbacks suppressed")
+
+
+@case("limits.mmap_clamp_4m", expected_dmesg=ALLOC_FAIL_LINES)
+def mmap_clamp_4m(ctx: CaseContext) -> None:
+    """An 8 MiB mapping gives a 4 MiB area: 4 MiB and 4 MiB-4 fit, 4 MiB+8 gets ENOSPC, beyond 4 MiB is SIGBUS."""
+    sizes = (4 * MiB, 4 * MiB - 4, 4 * MiB + 8)
+    out = ctx.run_probe("clamp", sizes=",".join(map(str, sizes)), map=8 * MiB,
+                        touch=f"0,{4 * MiB - 1},{4 * MiB + 4096},{8 * MiB - 1}")
+    probe_completed(ctx, out)
+    server_map = out.one("map", role="server") or {}
+    ctx.evidence["requested_map"] = server_map.get("size")
+    ctx.evidence["vma_size"] = server_map.get("vma_size")
+    tx = {t["seq"]: t for t in out.events("tx")}
+    ctx.evidence["calls"] = {str(size): call_outcome(tx.get(i)) for i, size in enumerate(sizes)}
+    ctx.check("4 MiB transaction into an 8 MiB mapping", call_outcome(tx.get(0)), "ok",
+              "binder_alloc_mmap_handler (buffer_size = min(vma size, SZ_4M))")
+    ctx.check("4 MiB - 4 transaction", call_outcome(tx.get(1)), "ok", "binder_alloc_new_buf_locked")
+    ctx.check("4 MiB + 8 transaction", call_outcome(tx.get(2)), "BR_FAILED_REPLY -28",
+              "binder_alloc_new_buf_locked (no address space -> -ENOSPC)")
+    touches = {t["offset"]: t.get("signal") for t in out.events("touch")}
+    ctx.evidence["touches"] = {str(k): v for k, v in touches.items()}
+    ctx.check("read at 4 MiB - 1 (filled by the 4 MiB buffer)", touches.get(4 * MiB - 1, "missing"), None,
+              "binder_vm_fault")
+    ctx.check("read beyond the 4 MiB area (4 MiB + 4 KiB)", touches.get(4 * MiB + 4096, "missing"), "SIGBUS",
+              "binder_vm_fault -> VM_FAULT_SIGBUS")
+    ctx.check("read at the end of the 8 MiB mapping", touches.get(8 * MiB - 1, "missing"), "SIGBUS",
+              "binder_vm_fault -> VM_FAULT_SIGBUS")
+    log = ctx.dmesg()
+    ctx.check("dmesg names the failed allocation", f"binder_alloc_buf size {4 * MiB + 8} failed, no address space" in log,
+              True, "binder_alloc_new_buf_locked")
+
+
+@case("limits.mmap_readonly", expected_dmesg=(r"bad vm_flags", r"already mapped"))
+def mmap_readonly(ctx: CaseContext) -> None:
+    """mmap with PROT_WRITE is refused (EPERM) and mprotect(PROT_WRITE) later fails (EACCES)."""
+    out = ctx.run_probe("mmap_flags")
+    probe_completed(ctx, out)
+    rw = out.one("mmap", step="rw") or {}
+    ro = out.one("mmap", step="ro") or {}
+    mprotect = out.one("mprotect") or {}
+    ctx.check("mmap(PROT_READ|PROT_WRITE)", errno_name(rw), "EPERM", "binder_mmap (FORBIDDEN_MMAP_FLAGS)")
+    ctx.check("mmap(PROT_READ)", errno_name(ro), "0", "binder_mmap")
+    ctx.check("the mapping as /proc/self/maps shows it", " r--p " in ro.get("maps_line", ""), True,
+              "binder_mmap (VM_MAYWRITE cleared)")
+    ctx.check("mprotect(PROT_READ|PROT_WRITE)", errno_name(mprotect), "EACCES",
+              "binder_mmap clears VM_MAYWRITE; mprotect_fixup refuses")
+    ctx.check("dmesg says bad vm_flags", "bad vm_flags" in ctx.dmesg(), True, "binder_mmap")
+
+
+@case("limits.mmap_twice", expected_dmesg=(r"bad vm_flags", r"already mapped"))
+def mmap_twice(ctx: CaseContext) -> None:
+    """A second mmap on the same fd is EBUSY, even after munmap; a new fd maps again."""
+    out = ctx.run_probe("mmap_flags")
+    probe_completed(ctx, out)
+    steps = {m["step"]: errno_name(m) for m in out.events("mmap")}
+    ctx.evidence["mmap_errnos"] = steps
+    ctx.check("second mmap on the same fd", steps.get("second"), "EBUSY",
+              "binder_alloc_mmap_handler (already mapped)")
+    ctx.check("munmap", errno_name(out.one("munmap") or {}), "0", "munmap")
+    ctx.check("mmap again after munmap, same fd", steps.get("after_munmap"), "EBUSY",
+              "binder_alloc_mmap_handler (alloc->buffer stays set)")
+    ctx.check("mmap on a new fd", steps.get("new_fd"), "0", "binder_open + binder_alloc_mmap_handler")
+
+
+SPAM_LINES = (r"spamming oneway\?",) + ALLOC_FAIL_LINES
+
+
+def _one_based(seq) -> int | None:
+    """The probe counts calls from 0 and says -1 for none; people count from 1."""
+    return seq + 1 if isinstance(seq, int) and seq >= 0 else None
+
+
+def _flood_summary(ctx: CaseContext, out) -> dict:
+    probe_completed(ctx, out)
+    summary = out.one("summary") or {}
+    ctx.evidence["summary"] = {k: summary.get(k) for k in
+                               ("count", "ok_count", "first_fail_seq", "spam_suspect_count", "first_spam_seq")}
+    return summary
+
+
+@case("limits.async_half", expected_dmesg=SPAM_LINES)
+def async_half(ctx: CaseContext) -> None:
+    """Oneway space is half the area: 32 oneway 64 KiB calls fit in 4 MiB, the 33rd gets ENOSPC."""
+    out = ctx.run_probe("async_flood", count=40, size=65536, map=4 * MiB, free=0)
+    summary = _flood_summary(ctx, out)
+    ctx.check("oneway 64 KiB calls accepted by a non-freeing receiver", summary.get("ok_count"), 32,
+              "binder_alloc_mmap_handler (free_async_space = buffer_size / 2)")
+    ctx.check("first refused call (1-based)", _one_based(summary.get("first_fail_seq")), 33,
+              "binder_alloc_new_buf_locked (no async space left)")
+    ctx.check("first refused call's error", call_outcome(out.one("tx", seq=32)), "BR_FAILED_REPLY -28",
+              "binder_alloc_new_buf_locked -> -ENOSPC")
+
+
+@case("limits.free_reuse", expected_dmesg=ALLOC_FAIL_LINES, timeout=120)
+def free_reuse(ctx: CaseContext) -> None:
+    """1000 freed 64 KiB calls go through a 1 MiB area; without BC_FREE_BUFFER exactly 16 fit."""
+    freed = ctx.run_probe("free_reuse", count=1000, size=65536, map=MiB, free=1)
+    kept = ctx.run_probe("free_reuse", count=40, size=65536, map=MiB, free=0)
+    s_freed = _flood_summary(ctx, freed)
+    s_kept = (kept.one("summary") or {})
+    probe_completed(ctx, kept)
+    ctx.evidence["freed"] = {"count": 1000, "ok": s_freed.get("ok_count")}
+    ctx.evidence["not_freed"] = {"count": 40, "ok": s_kept.get("ok_count"), "first_fail_seq": s_kept.get("first_fail_seq")}
+    ctx.check("1000 calls of 64 KiB with BC_FREE_BUFFER", s_freed.get("ok_count"), 1000,
+              "binder_free_buf (BC_FREE_BUFFER returns the space)")
+    ctx.check("64 KiB calls that fit a 1 MiB area without freeing", s_kept.get("ok_count"), 16,
+              "binder_alloc_new_buf_locked")
+    ctx.check("the 17th call's error", call_outcome(kept.one("tx", seq=16)), "BR_FAILED_REPLY -28",
+              "binder_alloc_new_buf_locked -> -ENOSPC")
+
+
+@case("limits.oneway_spam", expected_dmesg=SPAM_LINES)
+def oneway_spam(ctx: CaseContext) -> None:
+    """With spam detection on, the sender gets BR_ONEWAY_SPAM_SUSPECT exactly once, on call 26."""
+    out = ctx.run_probe("spam", count=40, size=65536, map=4 * MiB)
+    summary = _flood_summary(ctx, out)
+    enable = out.one("spam_detection") or {}
+    ctx.check("BINDER_ENABLE_ONEWAY_SPAM_DETECTION", errno_name(enable), "0", "binder_ioctl")
+    ctx.check("BR_ONEWAY_SPAM_SUSPECT count", summary.get("spam_suspect_count"), 1,
+              "binder_transaction (oneway_spam_suspect reported once: alloc->oneway_spam_detected)")
+    ctx.check("call that got BR_ONEWAY_SPAM_SUSPECT (1-based)", _one_based(summary.get("first_spam_seq")), 26,
+              "debug_low_async_space_locked (> 50 buffers or > buffer_size/4 bytes, below buffer_size/10 free)")
+    ctx.check("dmesg says spamming oneway?", "spamming oneway?" in ctx.dmesg(), True,
+              "debug_low_async_space_locked")
+
+
+@case("limits.munmap_dead", expected_dmesg=(r"binder_alloc_buf, no vma", r"cannot find target node",
+                                            r"transaction .* failed .*/29189/"))
+def munmap_dead(ctx: CaseContext) -> None:
+    """After the receiver munmaps its area, calls to it get BR_DEAD_REPLY."""
+    out = ctx.run_probe("munmap_dead")
+    probe_completed(ctx, out)
+    ctx.check("receiver munmap", errno_name(out.one("munmap") or {}), "0", "munmap")
+    outcomes = [call_outcome(t) for t in out.events("tx")]
+    ctx.evidence["calls"] = outcomes
+    ctx.check("calls after munmap (call, oneway, call)", outcomes, ["BR_DEAD_REPLY -3"] * 3,
+              "binder_alloc_new_buf_locked (no vma -> -ESRCH) -> binder_transaction BR_DEAD_REPLY")
+    ctx.check("dmesg says no vma", "binder_alloc_buf, no vma" in ctx.dmesg(), True, "binder_alloc_new_buf_locked")
+
+
+@case("limits.shrinker")
+def shrinker(ctx: CaseContext) -> None:
+    """drop_caches moves freed binder pages from the LRU to free (debugfs pages: active:lru:free)."""
+    out = ctx.run_probe("shrinker", count=16, size=65536, map=4 * MiB, self=1)
+    probe_completed(ctx, out)
+    before = out.one("pages", when="before") or {}
+    after = out.one("pages", when="after") or {}
+    ctx.evidence["pages_before"] = before.get("line")
+    ctx.evidence["pages_after"] = after.get("line")
+    ctx.check("pages on the LRU after 16 freed 64 KiB buffers", before.get("lru"), 16,
+              "binder_free_buf -> binder_update_page_range (list_lru_add)")
+    ctx.check("echo 2 > /proc/sys/vm/drop_caches", errno_name(out.one("drop_caches") or {}), "0", "drop_caches")
+    ctx.check("pages on the LRU after drop_caches", after.get("lru"), 0, "binder_shrink_scan -> binder_alloc_free_page")
+    ctx.check("free pages grew by the LRU pages", (after.get("free", 0) - before.get("free", 0)), 16,
+              "binder_alloc_free_page")

@@ -1,0 +1,217 @@
+"""protocol: parity with AOSP's binderDriverInterfaceTest, plus what it skips.
+
+Kernel references (drivers/android/binder.c, Linux 6.1): binder_ioctl and its
+helpers (binder_ioctl_write_read, binder_ioctl_set_ctx_mgr, binder_ioctl_freeze,
+binder_ioctl_get_freezer_info), binder_thread_write (BC_* commands),
+binder_thread_read (BR_* returns), binder_transaction (error paths).
+"""
+from __future__ import annotations
+
+from cases._expect import call_outcome, errno_name, probe_completed, result
+from harness.cases import CaseContext, case
+
+PING_TRANSACTION = 0x5F504E47  # B_PACK_CHARS('_','P','N','G')
+
+
+@case("protocol.version")
+def version(ctx: CaseContext) -> None:
+    """BINDER_VERSION reports protocol 8, the probe's header version."""
+    out = ctx.run_probe("version")
+    probe_completed(ctx, out)
+    r = result(out, "version")
+    ctx.evidence["user_bits"] = r.get("user_bits")
+    ctx.check("BINDER_VERSION errno", errno_name(r), "0", "binder_ioctl")
+    ctx.check("protocol_version", r.get("protocol_version"), 8, "binder_ioctl (BINDER_CURRENT_PROTOCOL_VERSION)")
+    ctx.check("matches the uapi header the probe was built with", r.get("protocol_version"), r.get("header_version"),
+              "include/uapi/linux/android/binder.h")
+
+
+# What binder_ioctl returns for a NULL argument, per ioctl, on Linux 6.1.
+NULL_ARG_ERRNOS = {
+    "BINDER_WRITE_READ": ("EFAULT", "binder_ioctl_write_read (copy_from_user fails)"),
+    "BINDER_SET_MAX_THREADS": ("EINVAL", "binder_ioctl (copy_from_user fails -> -EINVAL)"),
+    "BINDER_VERSION": ("EINVAL", "binder_ioctl (put_user fails -> -EINVAL)"),
+    "BINDER_GET_EXTENDED_ERROR": ("EFAULT", "binder_ioctl_get_extended_error (copy_to_user)"),
+    "BINDER_FREEZE": ("EFAULT", "binder_ioctl (copy_from_user of binder_freeze_info)"),
+    "BINDER_GET_FROZEN_INFO": ("EFAULT", "binder_ioctl (copy_from_user of binder_frozen_status_info)"),
+    "BINDER_ENABLE_ONEWAY_SPAM_DETECTION": ("EFAULT", "binder_ioctl (copy_from_user)"),
+    "BINDER_GET_NODE_DEBUG_INFO": ("EFAULT", "binder_ioctl (copy_from_user of binder_node_debug_info)"),
+    "BINDER_GET_NODE_INFO_FOR_REF": ("EFAULT", "binder_ioctl (copy_from_user of binder_node_info_for_ref)"),
+}
+
+
+@case("protocol.null_args", expected_dmesg=(r"ioctl .* returned -(14|22)",))
+def null_args(ctx: CaseContext) -> None:
+    """ioctls with a NULL argument fail with the errno binder_ioctl gives each, and nothing crashes."""
+    out = ctx.run_probe("null_args")
+    probe_completed(ctx, out)
+    measured = {r["ioctl"]: errno_name(r) for r in out.events("result", name="null_args")}
+    ctx.evidence["errnos"] = measured
+    for ioctl, (errno, ref) in NULL_ARG_ERRNOS.items():
+        ctx.check(f"{ioctl}(NULL)", measured.get(ioctl, "missing"), errno, ref)
+
+
+@case("protocol.set_max_threads")
+def set_max_threads(ctx: CaseContext) -> None:
+    """BINDER_SET_MAX_THREADS accepts 0, 1, 15, INT_MAX and UINT_MAX; the fd keeps working."""
+    out = ctx.run_probe("set_max_threads")
+    probe_completed(ctx, out)
+    values = {r["value"]: errno_name(r) for r in out.events("result", name="set_max_threads")}
+    ctx.evidence["errnos"] = {str(k): v for k, v in values.items()}
+    for value in (0, 1, 15, 2**31 - 1, 2**32 - 1):
+        ctx.check(f"BINDER_SET_MAX_THREADS({value})", values.get(value, "missing"), "0",
+                  "binder_ioctl (proc->max_threads = value)")
+    ctx.check("BINDER_VERSION afterwards", result(out, "set_max_threads.version_after").get("protocol_version"), 8,
+              "binder_ioctl")
+
+
+@case("protocol.context_mgr_busy", expected_dmesg=(r"BINDER_SET_CONTEXT_MGR already set", r"returned -16"))
+def context_mgr_busy(ctx: CaseContext) -> None:
+    """A second context manager, from another or the same process, gets EBUSY."""
+    out = ctx.run_probe("context_mgr_busy")
+    probe_completed(ctx, out)
+    ref = "binder_ioctl_set_ctx_mgr (context->binder_context_mgr_node already set)"
+    ctx.check("BINDER_SET_CONTEXT_MGR from another process", errno_name(result(out, "context_mgr_busy")), "EBUSY", ref)
+    ctx.check("BINDER_SET_CONTEXT_MGR_EXT from another process", errno_name(result(out, "context_mgr_busy.ext")),
+              "EBUSY", ref)
+    ctx.check("BINDER_SET_CONTEXT_MGR again from the manager", errno_name(result(out, "context_mgr_busy.same_process")),
+              "EBUSY", ref)
+
+
+@case("protocol.thread_exit")
+def thread_exit(ctx: CaseContext) -> None:
+    """BINDER_THREAD_EXIT succeeds, twice; the fd and a looper keep working afterwards."""
+    out = ctx.run_probe("thread_exit")
+    probe_completed(ctx, out)
+    steps = {r.get("step"): errno_name(r) for r in out.events("result", name="thread_exit")}
+    ctx.evidence["steps"] = steps
+    for step in ("first", "second", "after_looper"):
+        ctx.check(f"BINDER_THREAD_EXIT ({step})", steps.get(step, "missing"), "0",
+                  "binder_ioctl -> binder_thread_release")
+    ctx.check("BINDER_VERSION afterwards", result(out, "thread_exit.version_after").get("protocol_version"), 8,
+              "binder_ioctl (binder_get_thread makes a new thread)")
+    ctx.check("BC_ENTER_LOOPER afterwards", errno_name(result(out, "thread_exit.enter_looper_after")), "0",
+              "binder_thread_write")
+
+
+@case("protocol.read_empty_nonblock")
+def read_empty_nonblock(ctx: CaseContext) -> None:
+    """A read with no work on an O_NONBLOCK fd returns EAGAIN and consumes nothing."""
+    out = ctx.run_probe("read_empty_nonblock")
+    probe_completed(ctx, out)
+    empty = result(out, "write_read_empty")
+    ctx.check("BINDER_WRITE_READ with empty buffers", errno_name(empty), "0", "binder_ioctl_write_read")
+    for name in ("read_empty_nonblock", "read_empty_nonblock.looper"):
+        r = result(out, name)
+        ctx.check(f"{name}: errno", errno_name(r), "EAGAIN", "binder_thread_read (non_block, no work -> -EAGAIN)")
+        ctx.check(f"{name}: read_consumed", r.get("read_consumed"), 0, "binder_ioctl_write_read")
+
+
+@case("protocol.refcounts")
+def refcounts(ctx: CaseContext) -> None:
+    """BC_INCREFS/ACQUIRE/RELEASE/DECREFS reach the node owner as BR_INCREFS/ACQUIRE/RELEASE/DECREFS."""
+    out = ctx.run_probe("refcounts")
+    probe_completed(ctx, out)
+    for name in ("refcounts.handle0.inc", "refcounts.handle0.dec", "refcounts.object.inc", "refcounts.object.dec"):
+        r = result(out, name)
+        ctx.check(f"{name}: write_consumed", r.get("write_consumed"), 16, "binder_thread_write (two 8-byte commands)")
+    for name in ("refcounts.handle0.ping", "refcounts.handle0.ping2", "refcounts.get_object", "refcounts.object.ping"):
+        ctx.check(f"{name}", call_outcome(result(out, name)), "ok", "binder_transaction")
+    server_brs = [r["br"] for r in out.events("srv_br") if r["br"] != "BR_TRANSACTION_COMPLETE"]
+    ctx.evidence["owner_brs"] = server_brs
+    ctx.check("refcount returns seen by the node's owner", server_brs,
+              ["BR_INCREFS", "BR_ACQUIRE", "BR_RELEASE", "BR_DECREFS"],
+              "binder_thread_read (node->has_weak_ref / has_strong_ref changes)")
+    ctx.check("call on the handle after its last reference is dropped",
+              call_outcome(result(out, "refcounts.object.ping_after_release")), "BR_FAILED_REPLY -22",
+              "binder_transaction (binder_get_ref_olocked fails: invalid handle)")
+
+
+@case("protocol.ping")
+def ping(ctx: CaseContext) -> None:
+    """A PING_TRANSACTION to handle 0 reaches the manager and is answered."""
+    out = ctx.run_probe("ping")
+    probe_completed(ctx, out)
+    r = result(out, "ping")
+    ctx.check("call outcome", call_outcome(r), "ok", "binder_transaction")
+    ctx.check("returns to the caller", r.get("br"), ["BR_TRANSACTION_COMPLETE", "BR_REPLY"], "binder_thread_read")
+    rx = out.one("rx", role="server") or {}
+    ctx.check("code seen by the manager", rx.get("code"), PING_TRANSACTION, "binder_thread_read (tr.code)")
+
+
+@case("protocol.death_notification", expected_dmesg=(r"cannot find target node", r"failed .*/29189/"))
+def death_notification(ctx: CaseContext) -> None:
+    """BR_DEAD_BINDER arrives when the server dies; clearing gives BR_CLEAR_DEATH_NOTIFICATION_DONE."""
+    out = ctx.run_probe("death_notification")
+    probe_completed(ctx, out)
+    clear = result(out, "death.clear_done")
+    ctx.check("clear before death", clear.get("br"), ["BR_CLEAR_DEATH_NOTIFICATION_DONE"],
+              "binder_thread_write (BC_CLEAR_DEATH_NOTIFICATION)")
+    dead = result(out, "death.dead_binder")
+    ctx.check("server killed", dead.get("br"), ["BR_DEAD_BINDER"], "binder_node_release -> binder_thread_read")
+    ctx.check("cookie of the death notice", dead.get("cookie"), result(out, "death.request").get("cookie") and 8738,
+              "binder_thread_read (BR_DEAD_BINDER carries the cookie)")
+    ctx.check("BC_DEAD_BINDER_DONE", errno_name(result(out, "death.dead_binder_done")), "0", "binder_thread_write")
+    ctx.check("call to the dead server", call_outcome(result(out, "death.call_after_death")), "BR_DEAD_REPLY -22",
+              "binder_transaction (no target node)")
+    ctx.check("clear after death", result(out, "death.clear_after_death_done").get("br"),
+              ["BR_CLEAR_DEATH_NOTIFICATION_DONE"], "binder_thread_write (BC_CLEAR_DEATH_NOTIFICATION)")
+
+
+@case("protocol.self_call_rejected", expected_dmesg=(r"got transaction to context manager from process owning it",))
+def self_call_rejected(ctx: CaseContext) -> None:
+    """The context manager's own process cannot call handle 0: BR_FAILED_REPLY, -EINVAL."""
+    out = ctx.run_probe("self_call_rejected")
+    probe_completed(ctx, out)
+    ctx.check("BINDER_SET_CONTEXT_MGR", errno_name(result(out, "self_call.set_context_mgr")), "0",
+              "binder_ioctl_set_ctx_mgr")
+    ctx.check("call to handle 0 from its owner", call_outcome(result(out, "self_call_rejected")),
+              "BR_FAILED_REPLY -22", "binder_transaction (target_node->proc == proc)")
+
+
+@case("protocol.invalid_handle", expected_dmesg=(r"got transaction to invalid handle", r"refcount change on invalid ref"))
+def invalid_handle(ctx: CaseContext) -> None:
+    """Calls to a handle that does not exist get BR_FAILED_REPLY, -EINVAL."""
+    out = ctx.run_probe("invalid_handle")
+    probe_completed(ctx, out)
+    calls = {r["mode"]: call_outcome(r) for r in out.events("result", name="invalid_handle")}
+    ctx.check("sync call to handle 12345", calls.get("call"), "BR_FAILED_REPLY -22",
+              "binder_transaction (binder_get_ref_olocked fails)")
+    ctx.check("oneway call to handle 12345", calls.get("oneway"), "BR_FAILED_REPLY -22",
+              "binder_transaction (binder_get_ref_olocked fails)")
+
+
+@case("protocol.bad_buffer_ptr", expected_dmesg=(r"got transaction with invalid (data|offsets) ptr",))
+def bad_buffer_ptr(ctx: CaseContext) -> None:
+    """A transaction whose data or offsets pointer is not readable user memory gets BR_FAILED_REPLY, -EFAULT."""
+    out = ctx.run_probe("bad_buffer_ptr")
+    probe_completed(ctx, out)
+    ref = "binder_transaction (binder_alloc_copy_user_to_buffer fails -> -EFAULT)"
+    bad = [r for r in out.events("result") if r.get("name", "").startswith("bad_buffer_ptr.")
+           and r["name"] != "bad_buffer_ptr.control_valid"]
+    ctx.check("bad pointers tried", len(bad), 7, "probe")
+    for r in bad:
+        ctx.check(r["name"].split(".", 1)[1], call_outcome(r), "BR_FAILED_REPLY -14", ref)
+    ctx.check("a valid call afterwards", call_outcome(result(out, "bad_buffer_ptr.control_valid")), "ok",
+              "binder_transaction")
+
+
+@case("protocol.freeze")
+def freeze(ctx: CaseContext) -> None:
+    """BINDER_FREEZE: a sync call to a frozen process gets BR_FROZEN_REPLY; after unfreezing it works."""
+    out = ctx.run_probe("freeze")
+    probe_completed(ctx, out)
+    ctx.check("BINDER_FREEZE enable", errno_name(result(out, "freeze.freeze")), "0", "binder_ioctl_freeze")
+    ctx.check("sync call to the frozen process", call_outcome(result(out, "freeze.call_frozen")),
+              "BR_FROZEN_REPLY 0", "binder_proc_transaction (proc->is_frozen -> BR_FROZEN_REPLY)")
+    ctx.check("oneway call to the frozen process", call_outcome(result(out, "freeze.oneway_frozen")), "ok",
+              "binder_proc_transaction (async work queued while frozen)")
+    info = result(out, "freeze.info_frozen")
+    # bit 0: a sync call arrived while frozen; bit 1 (txns still pending) depends on timing
+    ctx.evidence["frozen_info"] = {"sync_recv": info.get("sync_recv"), "async_recv": info.get("async_recv")}
+    ctx.check("BINDER_GET_FROZEN_INFO sync_recv bit 0 (sync call received while frozen)",
+              (info.get("sync_recv") or 0) & 1, 1, "binder_ioctl_get_freezer_info (proc->sync_recv)")
+    ctx.check("BINDER_GET_FROZEN_INFO async_recv", info.get("async_recv"), 1, "binder_ioctl_get_freezer_info")
+    ctx.check("BINDER_FREEZE disable", errno_name(result(out, "freeze.unfreeze")), "0", "binder_ioctl_freeze")
+    ctx.check("sync call after unfreezing", call_outcome(result(out, "freeze.call_unfrozen")), "ok",
+              "binder_transaction")

@@ -5,6 +5,11 @@ from harness.cases import CaseContext
 from harness.probe import ProbeOutput
 
 
+# binder user-error lines that many failing calls print (binder_transaction's error exit).
+TXN_FAILED = r"transaction (call|async|reply) to \S+ failed \d+/\d+/-?\d+"
+SUPPRESSED = r"callbacks suppressed"
+
+
 def probe_completed(ctx: CaseContext, out: ProbeOutput) -> bool:
     """The probe ran the scenario to its end (setup failures are not driver verdicts)."""
     done = out.done or {}

@@ -141,6 +141,7 @@ def oneway_spam(ctx: CaseContext) -> None:
 
 
 @case("limits.munmap_dead", expected_dmesg=(r"binder_alloc_buf, no vma", r"cannot find target node",
+                                            r"vma cleared, target dead or dying",
                                             r"transaction .* failed .*/29189/"))
 def munmap_dead(ctx: CaseContext) -> None:
     """After the receiver munmaps its area, calls to it get BR_DEAD_REPLY."""

@@ -76,9 +76,28 @@ def arm_script(tracefs: str, kprobes: tuple[Kprobe, ...], case_id: str, buffer_k
     for event in BINDER_EVENTS + SCHED_EVENTS:
         lines.append(f"echo 1 > {t}/events/{event}/enable || exit 4")
     lines.append(f"echo 1 > {t}/tracing_on")
-    lines.append(f'echo "B|$$|{case_id}" > {t}/trace_marker')
-    lines.append('echo "marker-pid=$$"')  # collect_script closes the slice with the same pid
+    lines.extend(_marker_holder_lines(t, case_id))
     return "\n".join(lines)
+
+
+def _marker_holder_lines(t: str, case_id: str) -> list[str]:
+    """Start a small process that writes `B|pid|case` now and `E|pid` when sent SIGTERM.
+
+    Perfetto's systrace importer closes an `E` on the thread that wrote it, so the
+    B and E markers must come from one process; the shell that arms the trace and
+    the one that collects it are different processes on most targets. The arming
+    shell waits (bounded) until the B line is in the buffer, and prints the
+    holder's pid for collect_script.
+    """
+    body = (f'echo "B|$$|{case_id}" > {t}/trace_marker; '
+            f'trap \'echo "E|$$" > {t}/trace_marker; exit 0\' TERM; '
+            'while :; do sleep 1 & wait $!; done')
+    return [
+        f"p=$(sh -c {shlex.quote(body)} </dev/null >/dev/null 2>&1 & echo $!)",
+        "i=0",
+        f'while ! grep -q "B|$p|" {t}/trace && [ $i -lt 300 ]; do sleep 0.01; i=$((i+1)); done',
+        'echo "marker-pid=$p"',
+    ]
 
 
 def marker_pid(arm_output: str) -> int:
@@ -87,10 +106,17 @@ def marker_pid(arm_output: str) -> int:
 
 
 def collect_script(tracefs: str, dest: str, pid: int) -> str:
-    """Shell that writes the E marker for `pid`, stops tracing and saves the buffer to dest."""
+    """Shell that has the marker holder `pid` write its E marker, stops tracing and saves the buffer to dest."""
     t = shlex.quote(tracefs)
+    pid = int(pid)
     return "\n".join([
-        f"echo 'E|{int(pid)}' > {t}/trace_marker",
+        # the holder from arm_script writes E|pid itself; wait (bounded) until it has
+        f"if [ {pid} -gt 0 ] && kill -TERM {pid} 2>/dev/null; then",
+        # it exits right after writing E; read its state with a builtin (no fork per poll)
+        f"  i=0; while [ $i -lt 300 ] && read -r s < /proc/{pid}/stat 2>/dev/null; do",
+        '    case "$s" in *") Z "*) break;; esac; sleep 0.01; i=$((i+1))',
+        "  done",
+        "fi",
         f"echo 0 > {t}/tracing_on",
         f"cat {t}/trace > {shlex.quote(dest)}",
     ])

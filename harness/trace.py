@@ -246,3 +246,44 @@ def usercopies_in_binder_ioctl(trace: Trace, pid: int) -> list[int]:
         elif inside and ev.name == USERCOPY_CHECK.name and ev.fields.get("to_user") == "1":
             sizes.append(ev.int("n"))
     return sizes
+
+
+# -- the text format Perfetto's systrace importer reads ----------------------------------
+# Facts from Perfetto (src/trace_processor/importers/systrace): a text trace is recognised
+# by "# tracer" near its start; '#' lines are skipped; each event line is
+# "TASK-PID (TGID) [CPU] FLAGS TIMESTAMP: EVENT: ARGS", where TGID may be dashes and FLAGS
+# has up to 5 characters (6.1 adds migrate-disable); tracing_mark_write bodies "B|pid|name"
+# open a slice on the writing thread and "E|pid" closes the innermost one on that thread.
+SYSTRACE_LINE = re.compile(
+    r"-(?P<pid>\d+)\s+(?:\(\s*(?:\d+|-+)\)\s*)?\[(?P<cpu>\d+)\]\s*[a-zA-Z0-9.]{0,5}\s+"
+    r"(?P<ts>\d+\.\d+):\s+(?P<event>\S+):(?P<body>.*)$")
+
+
+def systrace_problems(text: str) -> list[str]:
+    """What would stop Perfetto from reading this ftrace text as intended; empty when none."""
+    problems: list[str] = []
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("# tracer:"):
+        problems.append("line 1: does not start with '# tracer:' (Perfetto detects ftrace text by it)")
+    open_slices: dict[int, list[str]] = {}
+    for n, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = SYSTRACE_LINE.search(line)
+        if not m:
+            problems.append(f"line {n}: not an ftrace event line: {line[:80]!r}")
+            continue
+        if m.group("event") != "tracing_mark_write":
+            continue
+        writer, body = int(m.group("pid")), m.group("body").strip()
+        if body.startswith("B|"):
+            open_slices.setdefault(writer, []).append(body.split("|")[-1])
+        elif body.startswith("E|"):
+            if not open_slices.get(writer):
+                problems.append(f"line {n}: {body!r} written by pid {writer}, which has no open B slice")
+            else:
+                open_slices[writer].pop()
+    for writer, names in open_slices.items():
+        for name in names:
+            problems.append(f"B slice {name!r} of pid {writer} is never closed by an E from the same pid")
+    return problems

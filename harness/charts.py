@@ -41,6 +41,22 @@ def _nice_max(value: float) -> float:
     return 10 * power
 
 
+# tick count per nice maximum's leading digits, so tick labels stay round (0.5 steps, not 0.625)
+_TICKS = {1: 5, 1.5: 3, 2: 4, 2.5: 5, 3: 3, 4: 4, 5: 5, 6: 3, 8: 4, 10: 5}
+
+
+def ticks(vmax: float) -> list[float]:
+    """Round tick values from 0 to vmax (a _nice_max result)."""
+    power = 1.0
+    while power * 10 <= vmax:
+        power *= 10
+    while power > vmax:
+        power /= 10
+    lead = round(vmax / power, 3)
+    n = _TICKS.get(lead if lead != int(lead) else int(lead), 4)
+    return [vmax * i / n for i in range(n + 1)]
+
+
 def human_bytes(n: float) -> str:
     for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
         if abs(n) >= size:
@@ -58,10 +74,10 @@ def bar_chart(title: str, bars: list[tuple[str, float]], expected: dict[str, flo
     vmax = _nice_max(max([v for _, v in bars] + list(expected.values()) + [0.0]) * 1.1)
     plot = width - left - 70
     body = [_text(0, 16, title, 14, weight="600")]
-    for i in range(5):
-        x = left + plot * i / 4
+    for v in ticks(vmax):
+        x = left + plot * v / vmax
         body.append(f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{height - 28}" stroke="{GRID}"/>')
-        body.append(_text(x, height - 12, f"{vmax * i / 4:g}", 11, "middle", MUTED))
+        body.append(_text(x, height - 12, f"{round(v, 6):g}", 11, "middle", MUTED))
     for i, (label, value) in enumerate(bars):
         y = top + i * row
         want = expected.get(label)
@@ -105,10 +121,10 @@ def timeline_chart(title: str, rows: list[TimelineRow], width: int = 900) -> str
         body.append(f'<circle cx="{x + 6:.1f}" cy="34" r="5" fill="{colors[kind]}"/>')
         body.append(_text(x + 15, 38, kind, 11, fill=MUTED))
         x += 24 + 7 * len(kind)
-    for i in range(6):
-        gx = left + plot * i / 5
+    for v in ticks(tmax):
+        gx = left + plot * v / tmax
         body.append(f'<line x1="{gx:.1f}" y1="{top - 4}" x2="{gx:.1f}" y2="{height - 30}" stroke="{GRID}"/>')
-        body.append(_text(gx, height - 14, f"{tmax * i / 5 / 1000:g} ms", 11, "middle", MUTED))
+        body.append(_text(gx, height - 14, f"{round(v / 1000, 6):g} ms", 11, "middle", MUTED))
     for i, r in enumerate(rows):
         y = top + i * row + row / 2
         body.append(_text(left - 8, y + 4, r.label, 12, "end"))
@@ -135,9 +151,11 @@ def step_chart(title: str, series: list[StepSeries], limit: float | None = None,
     plot_w, plot_h = width - left - 20, height - top - bottom
     tmax = max((p[0] for s in series for p in s.points), default=1.0) or 1.0
     peak = max((p[1] for s in series for p in s.points), default=0.0)
-    ymax = _nice_max(max(peak * 1.15, 1.0))
-    if limit is not None and limit <= ymax * 4:  # show the limit when it is on a comparable scale
-        ymax = _nice_max(max(limit * 1.05, peak * 1.15))
+    top_value = max(peak * 1.15, 1.0)
+    if limit is not None and limit <= top_value * 4:  # show the limit when it is on a comparable scale
+        top_value = max(limit * 1.05, top_value)
+    unit = next(u for u in (1 << 20, 1 << 10, 1) if top_value >= u)  # round ticks in MiB, KiB or bytes
+    ymax = _nice_max(top_value / unit) * unit
     body = [_text(0, 16, title, 14, weight="600")]
 
     def px(t: float) -> float:
@@ -146,8 +164,7 @@ def step_chart(title: str, series: list[StepSeries], limit: float | None = None,
     def py(v: float) -> float:
         return top + plot_h * (1 - v / ymax)
 
-    for i in range(5):
-        v = ymax * i / 4
+    for v in (t * unit for t in ticks(ymax / unit)):
         body.append(f'<line x1="{left}" y1="{py(v):.1f}" x2="{left + plot_w}" y2="{py(v):.1f}" stroke="{GRID}"/>')
         body.append(_text(left - 6, py(v) + 4, human_bytes(v), 11, "end", MUTED))
     for i in range(6):

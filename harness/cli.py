@@ -23,6 +23,10 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _report_line(out_dir: Path) -> str:
+    return f"report: {out_dir / 'report.html'} (report.json, junit.xml, trace.txt beside it)"
+
+
 def _existing_file(flag: str, value: str | None) -> Path | None:
     if value is None:
         return None
@@ -62,11 +66,33 @@ def cmd_run(args) -> int:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"--out {args.out}: not writable ({exc.strerror})") from None
-    state = run_cases(specs, options, _progress)
+    from harness.progress import Progress
+
+    progress = Progress(sys.stderr)
+    try:
+        state = run_cases(specs, options, progress)
+    finally:
+        progress.done()
     summary = {k: sum(r.outcome == k for r in state.results) for k in ("passed", "failed", "error", "skipped")}
     _progress(f"{summary['passed']} passed, {summary['failed']} failed, {summary['error']} error, "
-              f"{summary['skipped']} skipped; report: {options.out_dir / 'report.json'}")
+              f"{summary['skipped']} skipped; {_report_line(options.out_dir)}")
     return 0 if summary["failed"] == 0 and summary["error"] == 0 else 1
+
+
+def cmd_report(args) -> int:
+    """Re-render report.html from a run directory; --bundle also packs it as DIR.tar.gz."""
+    from harness import html_report, report
+
+    run_dir = Path(args.dir)
+    data = html_report.load_report(run_dir)
+    try:
+        path = report.write_html(data, run_dir)
+        print(path)
+        if args.bundle:
+            print(report.bundle(run_dir))
+    except OSError as exc:
+        raise ConfigError(f"{exc.filename or run_dir}: cannot write ({exc.strerror})") from None
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, help="per-case time limit in seconds")
     run.add_argument("--seed", type=int, help="seed for stress cases (replays a run)")
     run.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="re-render report.html from a run directory")
+    rep.add_argument("dir", help="run directory holding report.json")
+    rep.add_argument("--bundle", action="store_true", help="also write DIR.tar.gz of the run directory and print its path")
+    rep.set_defaults(func=cmd_report)
 
     lst = sub.add_parser("list", help="print every case id")
     lst.set_defaults(func=cmd_list)

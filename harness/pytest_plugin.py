@@ -6,6 +6,7 @@ junit-ready evidence and trace as `binder-harness run`.
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
@@ -77,8 +78,10 @@ class CaseItem(pytest.Item):
 
     def runtest(self) -> None:
         result = _session(self.config).run_case(self.spec)
+        # junit.xml properties: JSON values, so CI tools and people can parse them back
+        self.user_properties.append(("reason", result.reason))
         for key, value in result.evidence.items():
-            self.user_properties.append((key, value))
+            self.user_properties.append((key, json.dumps(value, default=str)[:2000]))
         if result.outcome == "skipped":
             pytest.skip(result.reason)
         if result.outcome in ("failed", "error"):

@@ -109,6 +109,7 @@ class Session:
         ctx = None
         try:
             target = self._ensure_target()
+            self.progress(f"{spec.id} ...")
             info = target.info()
             if not info.is_root:
                 raise CaseSkipped(f"{info.spec}: not root, and /dev/binder needs root")

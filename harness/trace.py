@@ -77,9 +77,28 @@ def arm_script(tracefs: str, kprobes: tuple[Kprobe, ...], case_id: str, buffer_k
     for event in BINDER_EVENTS + SCHED_EVENTS + tuple(extra_events):
         lines.append(f"echo 1 > {t}/events/{event}/enable || exit 4")
     lines.append(f"echo 1 > {t}/tracing_on")
-    lines.append(f'echo "B|$$|{case_id}" > {t}/trace_marker')
-    lines.append('echo "marker-pid=$$"')  # collect_script closes the slice with the same pid
+    lines.extend(_marker_holder_lines(t, case_id))
     return "\n".join(lines)
+
+
+def _marker_holder_lines(t: str, case_id: str) -> list[str]:
+    """Start a small process that writes `B|pid|case` now and `E|pid` when sent SIGTERM.
+
+    Perfetto's systrace importer closes an `E` on the thread that wrote it, so the
+    B and E markers must come from one process; the shell that arms the trace and
+    the one that collects it are different processes on most targets. The arming
+    shell waits (bounded) until the B line is in the buffer, and prints the
+    holder's pid for collect_script.
+    """
+    body = (f'echo "B|$$|{case_id}" > {t}/trace_marker; '
+            f'trap \'echo "E|$$" > {t}/trace_marker; exit 0\' TERM; '
+            'while :; do sleep 1 & wait $!; done')
+    return [
+        f"p=$(sh -c {shlex.quote(body)} </dev/null >/dev/null 2>&1 & echo $!)",
+        "i=0",
+        f'while ! grep -q "B|$p|" {t}/trace && [ $i -lt 300 ]; do sleep 0.01; i=$((i+1)); done',
+        'echo "marker-pid=$p"',
+    ]
 
 
 def marker_pid(arm_output: str) -> int:
@@ -88,10 +107,17 @@ def marker_pid(arm_output: str) -> int:
 
 
 def collect_script(tracefs: str, dest: str, pid: int) -> str:
-    """Shell that writes the E marker for `pid`, stops tracing and saves the buffer to dest."""
+    """Shell that has the marker holder `pid` write its E marker, stops tracing and saves the buffer to dest."""
     t = shlex.quote(tracefs)
+    pid = int(pid)
     return "\n".join([
-        f"echo 'E|{int(pid)}' > {t}/trace_marker",
+        # the holder from arm_script writes E|pid itself; wait (bounded) until it has
+        f"if [ {pid} -gt 0 ] && kill -TERM {pid} 2>/dev/null; then",
+        # it exits right after writing E; read its state with a builtin (no fork per poll)
+        f"  i=0; while [ $i -lt 300 ] && read -r s < /proc/{pid}/stat 2>/dev/null; do",
+        '    case "$s" in *") Z "*) break;; esac; sleep 0.01; i=$((i+1))',
+        "  done",
+        "fi",
         f"echo 0 > {t}/tracing_on",
         f"cat {t}/trace > {shlex.quote(dest)}",
     ])
@@ -229,3 +255,44 @@ def usercopies_in_binder_ioctl(trace: Trace, pid: int) -> list[int]:
         elif inside and ev.name == USERCOPY_CHECK.name and ev.fields.get("to_user") == "1":
             sizes.append(ev.int("n"))
     return sizes
+
+
+# -- the text format Perfetto's systrace importer reads ----------------------------------
+# Facts from Perfetto (src/trace_processor/importers/systrace): a text trace is recognised
+# by "# tracer" near its start; '#' lines are skipped; each event line is
+# "TASK-PID (TGID) [CPU] FLAGS TIMESTAMP: EVENT: ARGS", where TGID may be dashes and FLAGS
+# has up to 5 characters (6.1 adds migrate-disable); tracing_mark_write bodies "B|pid|name"
+# open a slice on the writing thread and "E|pid" closes the innermost one on that thread.
+SYSTRACE_LINE = re.compile(
+    r"-(?P<pid>\d+)\s+(?:\(\s*(?:\d+|-+)\)\s*)?\[(?P<cpu>\d+)\]\s*[a-zA-Z0-9.]{0,5}\s+"
+    r"(?P<ts>\d+\.\d+):\s+(?P<event>\S+):(?P<body>.*)$")
+
+
+def systrace_problems(text: str) -> list[str]:
+    """What would stop Perfetto from reading this ftrace text as intended; empty when none."""
+    problems: list[str] = []
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("# tracer:"):
+        problems.append("line 1: does not start with '# tracer:' (Perfetto detects ftrace text by it)")
+    open_slices: dict[int, list[str]] = {}
+    for n, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = SYSTRACE_LINE.search(line)
+        if not m:
+            problems.append(f"line {n}: not an ftrace event line: {line[:80]!r}")
+            continue
+        if m.group("event") != "tracing_mark_write":
+            continue
+        writer, body = int(m.group("pid")), m.group("body").strip()
+        if body.startswith("B|"):
+            open_slices.setdefault(writer, []).append(body.split("|")[-1])
+        elif body.startswith("E|"):
+            if not open_slices.get(writer):
+                problems.append(f"line {n}: {body!r} written by pid {writer}, which has no open B slice")
+            else:
+                open_slices[writer].pop()
+    for writer, names in open_slices.items():
+        for name in names:
+            problems.append(f"B slice {name!r} of pid {writer} is never closed by an E from the same pid")
+    return problems

@@ -1,0 +1,335 @@
+"""report.html: one self-contained page for a bug ticket (DESIGN §5).
+
+Rendered from report.json and the files beside it (cases/<id>/trace.txt,
+probe-*.jsonl, dmesg.txt, console.log). No scripts, fonts, images or links to
+fetch: styles and SVG charts are inline, and logs fold into <details>.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from functools import lru_cache
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from harness import charts
+from harness.errors import ConfigError
+from harness.probe import parse_probe_output
+from harness.trace import parse_ftrace
+from harness.trace_views import buffer_use, transaction_timelines
+
+SCHEMA = 1
+LOG_LIMIT = 200_000  # bytes of any one log shown; the tail is kept
+TIMELINE_ROWS = 30
+OUTCOME_ORDER = ("failed", "error", "skipped", "passed")
+# DESIGN §4: binder copies a payload once; a pipe and an AF_UNIX socket copy it twice.
+EXPECTED_COPIES = {"binder": 1.0, "pipe": 2.0, "unix_socket": 2.0}
+
+
+# -- loading a run directory -------------------------------------------------------
+def load_report(run_dir: Path) -> dict:
+    """report.json of a run directory, checked enough to render; ConfigError names the problem."""
+    path = run_dir / "report.json"
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: not a directory; give a run directory made by 'binder-harness run --out DIR'")
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; give a run directory made by 'binder-harness run --out DIR'")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({str(exc).splitlines()[0]}); re-run to regenerate it") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise ConfigError(f"{path}: field 'schema' is {found!r}, expected {SCHEMA}; "
+                          "render it with the binder-harness version that wrote it")
+    for key, kind in (("target", dict), ("cases", list), ("summary", dict), ("timings", dict)):
+        if not isinstance(data.get(key), kind):
+            raise ConfigError(f"{path}: field '{key}' is missing or not a JSON {kind.__name__}; "
+                              "the file is not a binder-harness report")
+    for i, case in enumerate(data["cases"]):
+        if not isinstance(case, dict) or not isinstance(case.get("id"), str) or "outcome" not in case:
+            raise ConfigError(f"{path}: cases[{i}] lacks 'id' or 'outcome'; the file is not a binder-harness report")
+    return data
+
+
+def _read_log(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        if size > LOG_LIMIT:
+            fh.seek(size - LOG_LIMIT)
+        text = fh.read().decode("utf-8", errors="replace")
+    if size > LOG_LIMIT:
+        text = f"[... first {size - LOG_LIMIT} bytes left out; the full file is {path.name} in the run directory]\n" \
+               + text.split("\n", 1)[-1]
+    return text
+
+
+# -- charts for one case -------------------------------------------------------------
+def _fmt(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def copies_chart(evidence: dict) -> str | None:
+    """Copies per byte: by mechanism (one_copy.vs_pipe) or by payload size (transactions)."""
+    by_mech = evidence.get("copies_per_byte")
+    if isinstance(by_mech, dict) and by_mech:
+        bars = [(str(k), float(v)) for k, v in by_mech.items() if isinstance(v, (int, float))]
+        if bars:
+            return charts.bar_chart("Kernel copies per payload byte, by mechanism (traced)", bars,
+                                    {k: v for k, v in EXPECTED_COPIES.items() if k in by_mech})
+    txns = [t for t in evidence.get("transactions", []) if isinstance(t, dict)
+            and isinstance(t.get("copies_per_byte"), (int, float))]
+    if txns:
+        bars = [(charts.human_bytes(t.get("size", 0)), float(t["copies_per_byte"])) for t in txns]
+        return charts.bar_chart("binder: kernel copies per payload byte, by payload size (traced)", bars,
+                                {label: 1.0 for label, _ in bars})
+    return None
+
+
+@lru_cache(maxsize=64)
+def _trace_charts(path: str, mtime_ns: int, size: int, pids_json: str, areas_json: str) -> tuple[str, ...]:
+    """Timeline and buffer-use charts of one case trace (cached: write_all runs after every case)."""
+    trace = parse_ftrace(Path(path).read_text(errors="replace"))
+    pids: dict = json.loads(pids_json)
+    areas = {int(k): v for k, v in json.loads(areas_json).items()}
+    names = {v: k for k, v in pids.items() if isinstance(v, int)}
+    out: list[str] = []
+    timelines = transaction_timelines(trace)
+    if timelines:
+        rows = []
+        for t in timelines[:TIMELINE_ROWS]:
+            size = charts.human_bytes(t.data_size) if t.data_size is not None else "?"
+            label = f"#{t.debug_id} {size}{' oneway' if t.oneway else ''}"
+            rows.append(charts.TimelineRow(label, (t.end - t.start) * 1e6,
+                                           [(k, (ts - t.start) * 1e6) for k, ts in t.marks]))
+        more = f" (first {TIMELINE_ROWS} of {len(timelines)})" if len(timelines) > TIMELINE_ROWS else ""
+        out.append(charts.timeline_chart(f"Transaction timeline from the kernel trace: time after send{more}", rows))
+    use = buffer_use(trace)
+    if use:
+        origin = min(u.points[0][0] for u in use.values())
+        series, limit = [], None
+        for pid, u in sorted(use.items()):
+            role = names.get(pid, "process")
+            series.append(charts.StepSeries(f"{role} {pid} area (peak {charts.human_bytes(u.peak)})",
+                                            [((t - origin) * 1e3, v) for t, v in u.points]))
+            if pid in areas:
+                limit = max(limit or 0, areas[pid])
+        out.append(charts.step_chart("Buffer space held in each receiving process's binder area "
+                                     "(ms after the first allocation)", series, limit,
+                                     f"mapped area {charts.human_bytes(limit)}" if limit else ""))
+    return tuple(out)
+
+
+def _areas(case_dir: Path) -> dict[int, int]:
+    """Mapped binder area size per pid, from the probe's 'map' lines."""
+    areas: dict[int, int] = {}
+    for path in sorted(case_dir.glob("probe-*.jsonl")):
+        for rec in parse_probe_output(path.read_text(errors="replace")).records:
+            if rec.get("ev") == "map" and isinstance(rec.get("pid"), int) and isinstance(rec.get("size"), int):
+                areas[rec["pid"]] = rec["size"]
+    return areas
+
+
+def case_charts(case: dict, case_dir: Path) -> list[str]:
+    out = []
+    evidence = case.get("evidence") if isinstance(case.get("evidence"), dict) else {}
+    chart = copies_chart(evidence)
+    if chart:
+        out.append(chart)
+    trace = case_dir / "trace.txt"
+    if trace.is_file():
+        st = trace.stat()
+        pids = evidence.get("pids") if isinstance(evidence.get("pids"), dict) else {}
+        out.extend(_trace_charts(str(trace), st.st_mtime_ns, st.st_size, json.dumps(pids, sort_keys=True),
+                                 json.dumps(_areas(case_dir), sort_keys=True)))
+    return out
+
+
+# -- the page ---------------------------------------------------------------------------
+CSS = """
+:root{--ink:#1f2933;--muted:#66727f;--line:#d9dee3;--bg:#f6f8fa;--pass:#2f9e44;--fail:#d9480f;--err:#c92a2a;--skip:#868e96}
+*{box-sizing:border-box}
+body{margin:0;padding:24px 32px 64px;font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:var(--ink);background:#fff;max-width:1280px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:32px 0 8px;border-bottom:1px solid var(--line);padding-bottom:4px}
+h3{font-size:16px;margin:0}
+code,pre,.mono{font-family:ui-monospace,'SFMono-Regular',Menlo,Consolas,monospace;font-size:12.5px}
+pre{background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:10px;overflow:auto;max-height:480px;white-space:pre-wrap;word-break:break-all}
+.banner{padding:12px 16px;border-radius:8px;color:#fff;font-size:16px;font-weight:600;margin:12px 0}
+.banner.ok{background:var(--pass)}.banner.bad{background:var(--fail)}
+.grid{display:grid;grid-template-columns:190px 1fr;gap:3px 16px;margin:8px 0}
+.grid div:nth-child(odd){color:var(--muted)}
+table{border-collapse:collapse;width:100%;margin:8px 0}
+th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
+th{background:var(--bg);font-weight:600;font-size:13px}
+td.num{text-align:right;white-space:nowrap}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
+.passed{background:var(--pass)}.failed{background:var(--fail)}.error{background:var(--err)}.skipped{background:var(--skip)}
+tr.bad td{background:#fff4e6}
+td.exp{color:#1864ab}td.meas{font-weight:600}tr.bad td.meas{color:var(--fail)}
+.case{border:1px solid var(--line);border-radius:8px;padding:14px 16px;margin:16px 0}
+a{color:#1864ab;text-decoration:none}
+.case .head{display:flex;gap:12px;align-items:center;flex-wrap:wrap}
+.reason{margin:6px 0 0;font-size:14px}
+.charts{display:flex;flex-direction:column;gap:18px;margin:14px 0}
+svg.chart{max-width:100%;height:auto}
+details{margin:6px 0}summary{cursor:pointer;color:#1864ab}
+.note{color:var(--muted);font-size:12.5px}
+"""
+
+
+def _badge(outcome: str) -> str:
+    return f'<span class="badge {escape(outcome)}">{escape(outcome)}</span>'
+
+
+def _details(summary: str, text: str | None, open_: bool = False) -> str:
+    if text is None:
+        return ""
+    body = escape(text) if text.strip() else "(empty)"
+    return f'<details{" open" if open_ else ""}><summary>{escape(summary)}</summary><pre>{body}</pre></details>'
+
+
+def _identity(report: dict) -> str:
+    target, timings = report["target"], report["timings"]
+    module = str(target.get("binder_module", "?"))
+    module_text = "stock binder_linux.ko from the kernel package" if module == "stock" else f"custom: {module}"
+    rows = [
+        ("target", target.get("spec", "?")), ("arch", target.get("arch", "?")),
+        ("kernel release", target.get("kernel_release", "?")), ("accel", target.get("accel", "?")),
+        ("binder module", module_text),
+    ]
+    if target.get("binder_module_sha256"):
+        rows.append(("module sha256", target["binder_module_sha256"]))
+    rows += [("boot", f"{timings.get('boot_s', 0):.2f} s ({timings.get('boots', '?')} boot(s))"),
+             ("total", f"{timings.get('total_s', 0):.2f} s")]
+    if report.get("seed") is not None:
+        rows.append(("seed", report["seed"]))
+    cells = "".join(f"<div>{escape(k)}</div><div class=\"mono\">{escape(str(v))}</div>" for k, v in rows)
+    return f'<div class="grid">{cells}</div>'
+
+
+def _verdict_table(cases: list[dict]) -> str:
+    """One row per case; for a failed case, the first failing check's expected and measured values."""
+    rows = []
+    for c in cases:
+        checks = [k for k in c.get("checks", []) if isinstance(k, dict)]
+        failing = [k for k in checks if not k.get("passed")]
+        first = failing[0] if failing else None
+        exp, meas, ref = ((_fmt(first.get("expected")), _fmt(first.get("measured")), str(first.get("ref", "")))
+                          if first else ("", "", ""))
+        rows.append(f'<tr class="{"bad" if failing else "ok"}"><td class="mono"><a href="#{escape(c["id"])}">'
+                    f'{escape(c["id"])}</a></td><td>{_badge(c["outcome"])}</td>'
+                    f'<td>{escape(str(c.get("reason", "")))}</td>'
+                    f'<td class="num">{len(checks) - len(failing)}/{len(checks)}</td>'
+                    f'<td class="exp mono">{escape(exp)}</td><td class="meas mono">{escape(meas)}</td>'
+                    f'<td class="mono">{escape(ref)}</td>'
+                    f'<td class="num">{float(c.get("duration_s", 0)):.2f} s</td></tr>')
+    return ('<table class="verdicts"><thead><tr><th>case</th><th>outcome</th><th>reason</th><th>checks ok</th>'
+            '<th>expected</th><th>measured</th><th>kernel function</th><th>time</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _checks_table(checks: list[dict]) -> str:
+    ordered = sorted(checks, key=lambda c: bool(c.get("passed")))  # failing checks first
+    rows = []
+    for c in ordered:
+        ok = bool(c.get("passed"))
+        rows.append(f'<tr class="{"ok" if ok else "bad"}"><td>{"✔" if ok else "✘"}</td>'
+                    f'<td>{escape(str(c.get("name", "")))}</td>'
+                    f'<td class="exp mono">{escape(_fmt(c.get("expected")))}</td>'
+                    f'<td class="meas mono">{escape(_fmt(c.get("measured")))}</td>'
+                    f'<td class="mono">{escape(str(c.get("ref", "")))}</td></tr>')
+    return ('<table class="checks"><thead><tr><th></th><th>check</th><th>expected</th><th>measured</th>'
+            f'<th>kernel function</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+def _case_section(case: dict, run_dir: Path) -> str:
+    case_dir = run_dir / "cases" / case["id"]
+    checks = [c for c in case.get("checks", []) if isinstance(c, dict)]
+    failing = sum(not c.get("passed") for c in checks)
+    parts = [f'<section class="case" id="{escape(case["id"])}"><div class="head"><h3 class="mono">'
+             f'{escape(case["id"])}</h3>{_badge(case["outcome"])}'
+             f'<span class="note">{float(case.get("duration_s", 0)):.2f} s · {len(checks)} checks, '
+             f'{failing} failing</span></div><p class="reason">{escape(str(case.get("reason", "")))}</p>']
+    try:
+        charts_html = case_charts(case, case_dir)
+    except (OSError, ValueError, KeyError) as exc:  # evidence we cannot chart is said, not hidden
+        charts_html = [f'<p class="note">charts left out: {escape(type(exc).__name__)}: {escape(str(exc))}</p>']
+    if charts_html:
+        parts.append(f'<div class="charts">{"".join(charts_html)}</div>')
+    if checks:
+        label = f"{len(checks)} checks: measured against expected, " + (
+            f"{failing} failing, listed first" if failing else "all passed")
+        open_ = " open" if failing or len(checks) <= 15 else ""
+        parts.append(f'<details{open_}><summary>{escape(label)}</summary>{_checks_table(checks)}</details>')
+    evidence = case.get("evidence") or {}
+    parts.append(_details("evidence (report.json)", json.dumps(evidence, indent=1, default=str)))
+    for name, title in (("dmesg.txt", "dmesg delta"), ("error.txt", "harness error"),
+                        ("console-tail.log", "console tail (last 200 lines)")):
+        parts.append(_details(title, _read_log(case_dir / name), open_=name == "error.txt"))
+    for path in sorted(case_dir.glob("probe-*.jsonl")) + sorted(case_dir.glob("probe-*.stderr")):
+        text = _read_log(path)
+        if path.suffix == ".stderr" and not (text or "").strip():
+            continue
+        parts.append(_details(f"probe output {path.name}", text))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def render(report: dict, run_dir: Path) -> str:
+    """The whole page as text."""
+    cases = sorted(report["cases"], key=lambda c: OUTCOME_ORDER.index(c["outcome"])
+                   if c["outcome"] in OUTCOME_ORDER else 0)
+    s = report["summary"]
+    bad = s.get("failed", 0) + s.get("error", 0)
+    verdict = (f"{s.get('passed', 0)} passed, {s.get('failed', 0)} failed, {s.get('error', 0)} error, "
+               f"{s.get('skipped', 0)} skipped")
+    target = report["target"]
+    title = f"binder-harness: {verdict} on {target.get('kernel_release', '?')} {target.get('arch', '')}"
+    command = str(report.get("command") or "(not recorded)")
+    generated = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime())
+    files = sorted(p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith(".")) \
+        if run_dir.is_dir() else []
+    body = [
+        f"<h1>binder-harness report</h1><div class=\"note\">rendered {escape(generated)} from report.json "
+        f"(schema {report.get('schema')})</div>",
+        f'<div class="banner {"bad" if bad or not cases else "ok"}">{escape(verdict)}</div>',
+        "<h2>Verdicts</h2>", _verdict_table(cases),
+        "<h2>Target and kernel</h2>", _identity(report),
+        "<h2>Reproduce</h2><p>Run this from a binder-harness checkout "
+        "(<code>scripts/setup</code> installs what it needs):</p>",
+        f"<pre class=\"command\">{escape(command)}</pre>",
+        f"<p class=\"note\">The run directory beside this file holds: {escape(', '.join(files))}; "
+        "per-case evidence is under cases/&lt;id&gt;/. trace.txt is ftrace text: open it in the Perfetto UI.</p>",
+        "<h2>Cases</h2>", *(_case_section(c, run_dir) for c in cases),
+        "<h2>Run logs</h2>",
+        _details("console.log (guest console)", _read_log(run_dir / "console.log")),
+        _details("dmesg.txt (boot and per-case kernel log)", _read_log(run_dir / "dmesg.txt")),
+    ]
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def write(report: dict, run_dir: Path) -> Path:
+    """Write run_dir/report.html atomically and return its path."""
+    path = run_dir / "report.html"
+    tmp = path.with_name(f".report.html.{os.getpid()}.tmp")
+    tmp.write_text(render(report, run_dir), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def fallback(report: dict, exc: BaseException) -> str:
+    """A minimal valid page when rendering failed: the verdicts still show, and the error is named."""
+    cases = [c for c in report.get("cases", []) if isinstance(c, dict) and "id" in c and "outcome" in c]
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>binder-harness report"
+            f"</title><style>{CSS}</style></head><body><h1>binder-harness report</h1>"
+            f"<p class=\"note\">The full page could not be rendered ({escape(type(exc).__name__)}: "
+            f"{escape(str(exc))}); run 'binder-harness report DIR' after fixing it.</p>"
+            f"{_verdict_table(cases)}<pre>{escape(json.dumps(report, indent=1, default=str))}</pre></body></html>\n")

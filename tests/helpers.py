@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,15 +28,36 @@ class CliRun:
         return next(c for c in self.report["cases"] if c["id"] == case_id)
 
 
+# Every process a test starts inherits this tag, so leftovers can be told apart
+# from QEMUs that other users of the machine run at the same time.
+TEST_TAG = f"BINDER_HARNESS_TEST_TAG={uuid.uuid4().hex}"
+
+
 def cli(*args: str, out: Path | None = None, timeout: float = 600) -> CliRun:
     """Run `binder-harness ARGS [--out OUT]` as a user would."""
     argv = [sys.executable, "-m", "harness.cli", *args]
     if out is not None:
         argv += ["--out", str(out)]
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    env = {**os.environ, TEST_TAG.split("=")[0]: TEST_TAG.split("=")[1]}
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
     return CliRun(proc.returncode, proc.stdout, proc.stderr, out or Path("."))
 
 
+def tagged_processes(name: str = "qemu-system-") -> set[int]:
+    """Live processes started by this test session (by the tag in their environment)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if name.encode() in cmdline and TEST_TAG.encode() in environ.split(b"\0"):
+            found.add(int(entry.name))
+    return found
+
+
 def qemu_processes() -> set[int]:
-    proc = subprocess.run(["pgrep", "-f", "qemu-system-"], capture_output=True, text=True)
-    return {int(p) for p in proc.stdout.split()}
+    return tagged_processes()

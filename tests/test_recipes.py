@@ -36,38 +36,46 @@ def _write(tmp_path, text: str, name: str = "bad.yaml"):
 BASE = GOOD.read_text()
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (("memory_mb: 1024", "memory_mb: lots"), ":22: field 'qemu.memory_mb' must be an integer, got str 'lots'"),
-    (("smp: 2", "smp: 0"), ":23: field 'qemu.smp' must be a positive integer"),
-    (("arch: x86_64", "arch: riscv64"), ":5: field 'arch' is 'riscv64'; use one of x86_64, arm64"),
-    (("cmdline: ", "cmdlin: "), ":17: field 'cmdlin' is unknown"),
-    (("  version: 6.1.192-3\n", ""), ":6: missing field 'kernel.version'"),
-    (("modules: [binder_linux", "modules: [[binder_linux]"), ":13: field 'modules' must be a list of module names"),
-    (("name: qemu-x86_64", "name: [unclosed"), ":5: invalid YAML"),
-    (("  version: 6.1.192-3\n", "  version: 6.1.192-3\n  file: vmlinuz\n"),
-     ":9: field 'kernel.file' and 'kernel.debian_package' exclude each other"),
+def _line(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+@pytest.mark.parametrize("edit, at, expected", [
+    (("memory_mb: 1024", "memory_mb: lots"), "memory_mb:", "field 'qemu.memory_mb' must be an integer, got str 'lots'"),
+    (("smp: 2", "smp: 0"), "smp:", "field 'qemu.smp' must be a positive integer"),
+    (("arch: x86_64", "arch: riscv64"), "arch:", "field 'arch' is 'riscv64'; use one of x86_64, arm64"),
+    (("cmdline: ", "cmdlin: "), "cmdlin:", "field 'cmdlin' is unknown"),
+    (("  version: 6.1.192-3\n", ""), "kernel:", "missing field 'kernel.version'"),
+    (("modules: [binder_linux", "modules: [[binder_linux]"), "modules: [", "field 'modules' must be a list of module names"),
+    (("name: qemu-x86_64", "name: [unclosed"), "arch:", "invalid YAML"),
+    (("  version: 6.1.192-3\n", "  version: 6.1.192-3\n  file: vmlinuz\n"), "file:",
+     "field 'kernel.file' and 'kernel.debian_package' exclude each other"),
 ])
-def test_bad_recipe_is_one_line_with_file_line_field(tmp_path, edit, expected):
+def test_bad_recipe_is_one_line_with_file_line_field(tmp_path, edit, at, expected):
     old, new = edit
     assert old in BASE
-    path = _write(tmp_path, BASE.replace(old, new, 1))
+    text = BASE.replace(old, new, 1)
+    path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
         load_recipe(path)
-    assert str(err.value).startswith(f"{path}:"), err.value
+    assert str(err.value).startswith(f"{path}:{_line(text, at)}:"), err.value
     assert expected in str(err.value), err.value
+    assert "\n" not in str(err.value)
 
 
 def test_bad_recipe_through_the_cli(tmp_path):
-    path = _write(tmp_path, BASE.replace("memory_mb: 1024", "memory_mb: true"))
+    text = BASE.replace("memory_mb: 1024", "memory_mb: true")
+    path = _write(tmp_path, text)
     run = cli("run", "one_copy.sync_sizes", "--image", str(path), out=tmp_path / "o")
     assert run.status == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
-    assert f"{path}:22: field 'qemu.memory_mb' must be an integer" in run.stderr
+    assert f"{path}:{_line(text, 'memory_mb')}: field 'qemu.memory_mb' must be an integer" in run.stderr
 
 
 def test_extends_names_the_file_where_the_field_was_written(tmp_path):
-    _write(tmp_path, BASE.replace("smp: 2", "smp: -1"), "base.yaml")
+    base = BASE.replace("smp: 2", "smp: -1")
+    _write(tmp_path, base, "base.yaml")
     child = _write(tmp_path, "extends: base\nkernel:\n  version: 6.1.192-2\n", "child.yaml")
-    with pytest.raises(ConfigError, match=r"base\.yaml:23: field 'qemu\.smp'"):
+    with pytest.raises(ConfigError, match=rf"base\.yaml:{_line(base, 'smp:')}: field 'qemu\.smp'"):
         load_recipe(child)
     loop = _write(tmp_path, "extends: loop\n", "loop.yaml")
     with pytest.raises(ConfigError, match=r"loop\.yaml:1: field 'extends' makes a loop"):

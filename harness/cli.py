@@ -44,12 +44,34 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _existing_dir(flag: str, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_dir():
+        raise ConfigError(f"{flag} {value}: no such directory; pass a modules tree (lib/modules/RELEASE) "
+                          f"or a directory holding binder_linux.ko")
+    return path
+
+
+def _target_and_image(args) -> str:
+    """--target, or qemu:ARCH of the --image recipe, or qemu:x86_64; the recipe must fit the target."""
+    from harness.recipes import find_recipe, load_recipe, resolve_recipe
+    from harness.targets import parse_spec
+
+    if args.target is None:
+        args.target = f"qemu:{load_recipe(find_recipe(args.image)).arch}" if args.image else "qemu:x86_64"
+    kind, rest = parse_spec(args.target)
+    if kind == "qemu":
+        resolve_recipe(args.image, rest)
+    return args.target
+
+
 def cmd_run(args) -> int:
     from harness.cases import select_cases
     from harness.runner import RunOptions, run_cases
-    from harness.targets import parse_spec
 
-    parse_spec(args.target)
+    _target_and_image(args)
     specs = select_cases(args.cases)
     if args.timeout is not None and args.timeout <= 0:
         raise ConfigError(f"--timeout {args.timeout}: must be a positive number of seconds")
@@ -58,6 +80,8 @@ def cmd_run(args) -> int:
         binder_module=_existing_file("--binder-module", args.binder_module),
         timeout=args.timeout, seed=args.seed,
         command_line=shlex.join(["binder-harness", *sys.argv[1:]]),
+        kernel=_existing_file("--kernel", args.kernel), modules=_existing_dir("--modules", args.modules),
+        image=args.image,
     )
     try:
         options.out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,15 +119,62 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_images_list(args) -> int:
+    from harness import imagecache
+    from harness.images import cache_root
+    from harness.recipes import load_recipe, shipped_recipes
+
+    print("recipes:")
+    for path in shipped_recipes():
+        recipe = load_recipe(path)
+        print(f"  {recipe.name:<24} {recipe.arch:<7} {recipe.kernel_source.describe():<44} {imagecache.recipe_status(recipe)}")
+    entries = imagecache.list_cache()
+    print(f"cache {cache_root()}:")
+    for part in imagecache.PARTS:
+        mine = [e for e in entries if e.part == part]
+        if mine:
+            print(f"  {part}/ ({sum(e.size for e in mine) / 1e6:.1f} MB): {imagecache.PARTS[part]}")
+            for e in mine:
+                print(f"    {e.name:<64} {e.size / 1e6:9.1f} MB  {e.note}".rstrip())
+    print(f"total {sum(e.size for e in entries) / 1e6:.1f} MB")
+    return 0
+
+
+def cmd_images_fetch(args) -> int:
+    import time
+
+    from harness import imagecache
+
+    recipes = imagecache.recipes_named(args.recipes)
+    for recipe in recipes:
+        t0 = time.monotonic()
+        imagecache.prefetch(recipe, _progress)
+        _progress(f"{recipe.name}: ready ({time.monotonic() - t0:.1f} s)")
+    return 0
+
+
+def cmd_images_clean(args) -> int:
+    from harness import imagecache
+
+    freed = imagecache.clean(args.what, _progress)
+    _progress(f"freed {freed / 1e6:.1f} MB")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="binder-harness", description="Prove on a real kernel how the binder driver behaves.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run cases on a target and write a report")
     run.add_argument("cases", nargs="*", help="case ids or globs (default: every case)")
-    run.add_argument("--target", default="qemu:x86_64", help="qemu:x86_64 | qemu:arm64 | ssh://USER@HOST[:PORT] | adb[:SERIAL] | local")
+    run.add_argument("--target", default=None,
+                     help="qemu:x86_64 (default) | qemu:arm64 | ssh://USER@HOST[:PORT] | adb[:SERIAL] | local")
     run.add_argument("--out", required=True, help="run directory for report.json and evidence")
     run.add_argument("--binder-module", help="binder_linux.ko to test instead of the stock driver")
+    run.add_argument("--image", help="image recipe: a name under images/ or a YAML path (default: qemu-ARCH)")
+    run.add_argument("--kernel", help="kernel to boot instead of the recipe's: bzImage, vmlinux or arm64 Image")
+    run.add_argument("--modules", help="modules for --kernel: a tree holding lib/modules/RELEASE, or a directory "
+                                       "holding binder_linux.ko (without it, binder must be built in)")
     run.add_argument("--timeout", type=float, help="per-case time limit in seconds")
     run.add_argument("--seed", type=int, help="seed for stress cases (replays a run)")
     run.set_defaults(func=cmd_run)
@@ -115,6 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="print every case id")
     lst.set_defaults(func=cmd_list)
+
+    img = sub.add_parser("images", help="the guest image cache: list, prefetch for offline use, clean")
+    img_sub = img.add_subparsers(dest="images_command", required=True, parser_class=_Parser)
+    il = img_sub.add_parser("list", help="show shipped recipes and what the cache holds, with sizes")
+    il.set_defaults(func=cmd_images_list)
+    ifetch = img_sub.add_parser("fetch", help="download and extract recipes' packages (default: every shipped recipe)")
+    ifetch.add_argument("recipes", nargs="*", help="recipe names under images/ or YAML paths")
+    ifetch.set_defaults(func=cmd_images_fetch)
+    iclean = img_sub.add_parser("clean", help="remove the cache, or named parts or recipes' files")
+    iclean.add_argument("what", nargs="*", help="cache parts (debs, kernels, busybox, custom-kernels, initramfs, "
+                                                "indexes, probe, seeded) or recipe names; default: all")
+    iclean.set_defaults(func=cmd_images_clean)
     return parser
 
 
@@ -133,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     except TargetError as exc:
         print(f"binder-harness: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `binder-harness images list | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("binder-harness: interrupted; the run directory holds what was collected", file=sys.stderr)
         return 130

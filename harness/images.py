@@ -13,16 +13,15 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from harness import debian
+from harness import debian, fetch
 from harness.cpio import CpioWriter
 from harness.errors import ConfigError
-from harness.kernel import KernelIdentity, extract_vmlinux, identify_kernel, module_load_order, read_modinfo
+from harness.kernel import (KernelIdentity, extract_vmlinux, has_pvh_note, identify_kernel, plan_modules,
+                            read_modinfo)
+from harness.recipes import (DEB_ARCH, IMAGES_DIR, REPO_ROOT, DebianPackage, KernelSource, QemuSettings,  # noqa: F401
+                             Recipe, load_recipe, recipe_for_arch, resolve_recipe)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-IMAGES_DIR = REPO_ROOT / "images"
-DEB_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+FETCH_ENV = "BINDER_HARNESS_FETCH"
 
 
 def cache_root() -> Path:
@@ -31,108 +30,63 @@ def cache_root() -> Path:
     return root
 
 
-@dataclass(frozen=True)
-class QemuSettings:
-    binary: str
-    machine: str
-    cpu: str
-    memory_mb: int
-    smp: int
+def deb_cache_path(pkg: DebianPackage, deb_arch: str) -> Path:
+    return cache_root() / "debs" / f"{pkg.package}_{pkg.version.replace(':', '%3a')}_{deb_arch}.deb"
 
 
-@dataclass(frozen=True)
-class DebianPackage:
-    package: str
-    version: str
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    path: Path
-    arch: str
-    kernel: DebianPackage
-    busybox: DebianPackage
-    modules: tuple[str, ...]
-    cmdline: str
-    qemu: QemuSettings
-
-    @property
-    def deb_arch(self) -> str:
-        return DEB_ARCH[self.arch]
-
-
-def _field(data: dict, key: str, kind: type, where: str):
-    if not isinstance(data, dict) or key not in data:
-        raise ConfigError(f"{where}: missing field '{key}'")
-    value = data[key]
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(f"{where}: field '{key}' must be a {kind.__name__}, got {type(value).__name__}")
-    return value
-
-
-def load_recipe(path: Path) -> Recipe:
-    """Read and validate one image recipe; every problem is one line naming the field."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read recipe ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    where = str(path)
-    arch = _field(data, "arch", str, where)
-    if arch not in DEB_ARCH:
-        raise ConfigError(f"{where}: field 'arch' is {arch!r}; use one of {', '.join(DEB_ARCH)}")
-
-    def package(key: str) -> DebianPackage:
-        sub = _field(data, key, dict, where)
-        return DebianPackage(
-            _field(sub, "debian_package", str, f"{where}: {key}"),
-            str(_field(sub, "version", (str, int, float), f"{where}: {key}")),
-        )
-
-    q = _field(data, "qemu", dict, where)
-    modules = _field(data, "modules", list, where)
-    if not all(isinstance(m, str) for m in modules):
-        raise ConfigError(f"{where}: field 'modules' must be a list of module names")
-    return Recipe(
-        name=_field(data, "name", str, where),
-        path=path,
-        arch=arch,
-        kernel=package("kernel"),
-        busybox=package("busybox"),
-        modules=tuple(modules),
-        cmdline=_field(data, "cmdline", str, where),
-        qemu=QemuSettings(
-            binary=_field(q, "binary", str, f"{where}: qemu"),
-            machine=_field(q, "machine", str, f"{where}: qemu"),
-            cpu=_field(q, "cpu", str, f"{where}: qemu"),
-            memory_mb=_field(q, "memory_mb", int, f"{where}: qemu"),
-            smp=_field(q, "smp", int, f"{where}: qemu"),
-        ),
-    )
-
-
-def recipe_for_arch(arch: str) -> Recipe:
-    return load_recipe(IMAGES_DIR / f"qemu-{arch}.yaml")
-
-
-def fetch_deb(pkg: DebianPackage, deb_arch: str, progress=print) -> Path:
-    """Return the cached .deb for pkg, downloading it when absent or damaged."""
-    dest = cache_root() / "debs"
-    final = dest / f"{pkg.package}_{pkg.version.replace(':', '%3a')}_{deb_arch}.deb"
+def cached_deb_ok(final: Path) -> bool:
+    """True when the .deb is there and its bytes hash to the SHA256 recorded when it was fetched."""
     stamp = final.with_suffix(".deb.sha256")
-    if final.exists() and stamp.exists() and stamp.read_text().strip() == debian.sha256_file(final):
+    try:
+        expected = stamp.read_text().split()[0]
+    except (OSError, IndexError):
+        return False
+    return final.is_file() and debian.sha256_file(final) == expected
+
+
+def _fetch_method() -> str:
+    method = os.environ.get(FETCH_ENV, "auto").strip() or "auto"
+    if method not in ("auto", "apt", "http"):
+        raise ConfigError(f"{FETCH_ENV}={method}: use http, apt, or leave it unset (apt when present, else http)")
+    if method == "auto":
+        return "apt" if shutil.which("apt-get") else "http"
+    return method
+
+
+def fetch_deb(pkg: DebianPackage, deb_arch: str, progress=print, mirrors: tuple[str, ...] = ()) -> Path:
+    """Return the cached .deb for pkg, downloading it when absent, partial or corrupt.
+
+    apt-get download is used where apt exists (BINDER_HARNESS_FETCH=apt|http
+    forces one); otherwise, or when apt does not know the package, the file
+    comes over HTTP and is checked against the SHA256 of the Packages index.
+    """
+    final = deb_cache_path(pkg, deb_arch)
+    stamp = final.with_suffix(".deb.sha256")
+    if cached_deb_ok(final):
         return final
+    if final.exists() or stamp.exists():
+        progress(f"cached {final.name} is partial or corrupt; fetching it again")
     for stale in (final, stamp):
         stale.unlink(missing_ok=True)
-    progress(f"download {pkg.package}={pkg.version} ({deb_arch})")
-    got = debian.apt_download(pkg.package, pkg.version, deb_arch, dest)
+    method = _fetch_method()
+    dest = final.parent
+    if method == "apt":
+        try:
+            progress(f"download {pkg.package}={pkg.version} ({deb_arch}) with apt-get")
+            got = debian.apt_download(pkg.package, pkg.version, deb_arch, dest)
+            sha = debian.sha256_file(got)
+        except ConfigError as exc:
+            if os.environ.get(FETCH_ENV) == "apt":
+                raise
+            progress(f"{exc}; trying HTTP")
+            method = "http"
+    if method == "http":
+        sources = fetch.configured_sources(mirrors)
+        got, sha = fetch.http_download(pkg.package, pkg.version, deb_arch, dest, sources,
+                                       cache_root() / "indexes", progress)
     got.replace(final)
-    stamp.write_text(debian.sha256_file(final) + "\n")
-    progress(f"downloaded {final.name}: {final.stat().st_size / 1e6:.1f} MB")
+    stamp.write_text(sha + "\n")
+    progress(f"cached {final.name}: {final.stat().st_size / 1e6:.1f} MB")
     return final
 
 
@@ -156,23 +110,26 @@ def _atomic_dir(final: Path, build) -> Path:
 
 @dataclass(frozen=True)
 class KernelFiles:
-    kernel: Path  # bootable: vmlinux (x86_64, PVH) or Image (arm64)
-    moddir: Path  # lib/modules/<release>
+    kernel: Path  # bootable: vmlinux (x86_64, PVH), bzImage (no PVH possible) or Image (arm64)
+    moddir: Path | None  # lib/modules/<release>; None when every module is built in
     identity: KernelIdentity
+    source: str = ""  # "debian PACKAGE=VERSION" or the kernel file given
 
 
 def ensure_kernel(recipe: Recipe, progress=print) -> KernelFiles:
-    """Extract the boot image and modules of the recipe's kernel package (cached)."""
-    key = f"{recipe.kernel.package}_{recipe.kernel.version}_{recipe.deb_arch}".replace(":", "%3a")
+    """Extract the boot image and modules of the recipe's Debian kernel package (cached)."""
+    pkg = recipe.kernel
+    key = f"{pkg.package}_{pkg.version}_{recipe.deb_arch}".replace(":", "%3a")
     final = cache_root() / "kernels" / key
 
     def build(tmp: Path) -> None:
-        deb = fetch_deb(recipe.kernel, recipe.deb_arch, progress)
+        deb = fetch_deb(pkg, recipe.deb_arch, progress, recipe.mirrors)
+        progress(f"extract {deb.name}")
         files = debian.extract_deb(deb, tmp, lambda n: n.startswith(("boot/vmlinuz-", "lib/modules/")) and not n.endswith(".map"))
         vmlinuz = next((f for f in files if f.name.startswith("vmlinuz-")), None)
         if vmlinuz is None:
-            raise ConfigError(f"{deb.name}: no boot/vmlinuz-* inside; is {recipe.kernel.package} a kernel image package?")
-        ident = identify_kernel(vmlinuz)
+            raise ConfigError(f"{deb.name}: no boot/vmlinuz-* inside; is {pkg.package} a kernel image package?")
+        ident = identify_kernel(vmlinuz, "kernel package")
         if ident.kind == "bzImage":
             (tmp / "kernel").write_bytes(extract_vmlinux(vmlinuz.read_bytes()))
             vmlinuz.unlink()
@@ -180,30 +137,102 @@ def ensure_kernel(recipe: Recipe, progress=print) -> KernelFiles:
             vmlinuz.replace(tmp / "kernel")
 
     final = _atomic_dir(final, build)
-    ident = identify_kernel(final / "kernel")
+    ident = identify_kernel(final / "kernel", "kernel package")
     if ident.arch != recipe.arch:
-        raise ConfigError(f"{recipe.path}: kernel {recipe.kernel.package} is {ident.arch}, recipe arch is {recipe.arch}")
-    return KernelFiles(final / "kernel", final / "lib" / "modules" / ident.release, ident)
+        raise ConfigError(f"{recipe.path}: kernel {pkg.package} is {ident.arch}, recipe arch is {recipe.arch}")
+    return KernelFiles(final / "kernel", final / "lib" / "modules" / ident.release, ident, f"debian {pkg.package}={pkg.version}")
+
+
+def _is_release_dir(path: Path) -> bool:
+    return path.is_dir() and any((path / n).exists() for n in ("modules.dep", "modules.order", "modules.builtin"))
+
+
+def resolve_moddir(modules: Path, release: str, flag: str = "--modules") -> Path:
+    """The modules directory for `release` inside `modules`: a tree holding lib/modules/RELEASE,
+    lib/modules itself, lib/modules/RELEASE, or any directory holding .ko files."""
+    if not modules.is_dir():
+        raise ConfigError(f"{flag} {modules}: not a directory; pass a modules tree (lib/modules/RELEASE) or a directory holding binder_linux.ko")
+    for candidate in (modules / "lib" / "modules" / release, modules / release):
+        if candidate.is_dir():
+            return candidate
+    for parent in (modules / "lib" / "modules", modules):
+        others = sorted(p.name for p in parent.iterdir() if _is_release_dir(p)) if parent.is_dir() else []
+        if others:
+            raise ConfigError(f"{flag} {modules}: holds modules for {', '.join(others)}, but the kernel is {release}; "
+                              f"pass the modules built with this kernel")
+    if next(modules.rglob("*.ko"), None) is None:
+        raise ConfigError(f"{flag} {modules}: no lib/modules/{release} and no .ko files inside")
+    return modules
+
+
+def _bootable_x86(path: Path, ident: KernelIdentity, flag: str, progress) -> Path:
+    """A bzImage becomes its extracted vmlinux (PVH boot, ~3 s faster) when it can; cached by content."""
+    data = path.read_bytes()
+    if ident.kind == "vmlinux":
+        if not has_pvh_note(data):
+            raise ConfigError(f"{flag} {path}: this vmlinux has no PVH entry note (CONFIG_PVH=n); pass its bzImage instead")
+        return path
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    final = cache_root() / "custom-kernels" / digest
+    if (final / "vmlinux").is_file():
+        return final / "vmlinux"
+    if (final / "bzImage").is_file():
+        return final / "bzImage"
+    try:
+        elf = extract_vmlinux(data)
+    except ConfigError as exc:
+        if "compressed;" not in str(exc):
+            raise ConfigError(f"{flag} {path}: {exc}") from None
+        elf = None
+    pvh = elf is not None and has_pvh_note(elf)
+    if not pvh:
+        progress(f"{flag} {path}: {'no PVH entry note' if elf else 'payload cannot be unpacked here'}; booting the bzImage itself")
+
+    def build(tmp: Path) -> None:
+        if pvh:
+            (tmp / "vmlinux").write_bytes(elf)
+        else:
+            shutil.copyfile(path, tmp / "bzImage")
+
+    _atomic_dir(final, build)
+    return final / ("vmlinux" if pvh else "bzImage")
+
+
+def custom_kernel(path: Path, modules: Path | None, arch: str, progress=print,
+                  flag: str = "--kernel", mod_flag: str = "--modules") -> KernelFiles:
+    """A kernel file given by the user (or a recipe): identified, arch-checked, made bootable."""
+    if not path.is_file():
+        raise ConfigError(f"{flag} {path}: no such file")
+    ident = identify_kernel(path, flag)
+    if ident.arch != arch:
+        raise ConfigError(f"{flag} {path}: is an {ident.arch} kernel ({ident.release}), but the target is qemu:{arch}; "
+                          f"pass --target qemu:{ident.arch} or an {arch} kernel")
+    if arch == "arm64" and ident.kind != "Image":
+        raise ConfigError(f"{flag} {path}: an arm64 {ident.kind} cannot boot on -M virt here; pass arch/arm64/boot/Image")
+    bootable = _bootable_x86(path, ident, flag, progress) if arch == "x86_64" else path
+    moddir = resolve_moddir(modules, ident.release, mod_flag) if modules is not None else None
+    return KernelFiles(bootable, moddir, ident, str(path))
 
 
 def ensure_busybox(recipe: Recipe, progress=print) -> Path:
     key = f"{recipe.busybox.package}_{recipe.busybox.version}_{recipe.deb_arch}".replace(":", "%3a")
 
     def build(tmp: Path) -> None:
-        deb = fetch_deb(recipe.busybox, recipe.deb_arch, progress)
+        deb = fetch_deb(recipe.busybox, recipe.deb_arch, progress, recipe.mirrors)
         debian.extract_deb(deb, tmp, lambda n: n == "bin/busybox")
 
     return _atomic_dir(cache_root() / "busybox" / key, build) / "bin" / "busybox"
 
 
-def check_module(module: Path, kernel: KernelIdentity) -> None:
-    """Refuse a binder module built for another arch or kernel release, naming both."""
+def check_module(module: Path, kernel: KernelIdentity, flag: str = "--binder-module") -> None:
+    """Refuse a module built for another arch or kernel release, naming both."""
     info = read_modinfo(module)
     if info.arch != kernel.arch:
-        raise ConfigError(f"--binder-module {module}: built for {info.arch}, but the kernel is {kernel.arch} ({kernel.release})")
+        raise ConfigError(f"{flag} {module}: built for {info.arch}, but the kernel is {kernel.arch} ({kernel.release})")
     if info.release != kernel.release:
         raise ConfigError(
-            f"--binder-module {module}: vermagic says {info.release or 'nothing'}, but the kernel is {kernel.release}"
+            f"{flag} {module}: vermagic says {info.release or 'nothing'}, but the kernel is {kernel.release}; "
+            f"rebuild the module against this kernel's headers"
         )
 
 
@@ -216,6 +245,8 @@ class GuestImage:
     binder_module: str  # "stock" or the path given
     binder_module_sha256: str = ""
     modules: tuple[str, ...] = field(default=())
+    kernel_source: str = ""  # "debian PACKAGE=VERSION" or the kernel file given
+    builtin: tuple[str, ...] = ()  # wanted modules that are built into the kernel
 
 
 def _init_script(module_files: list[str]) -> bytes:
@@ -223,9 +254,30 @@ def _init_script(module_files: list[str]) -> bytes:
     return template.replace("@MODULES@", " ".join(module_files)).encode()
 
 
-def build_image(recipe: Recipe, binder_module: Path | None = None, progress=print) -> GuestImage:
-    """Return a bootable image for the recipe, with binder_module replacing the stock driver."""
-    kern = ensure_kernel(recipe, progress)
+def select_kernel(recipe: Recipe, kernel: Path | None, modules: Path | None, progress=print) -> KernelFiles:
+    """--kernel/--modules, else the recipe's local kernel file, else its Debian package."""
+    if kernel is not None:
+        return custom_kernel(kernel, modules, recipe.arch, progress)
+    src = recipe.kernel_source
+    if src.file is not None:
+        kern = custom_kernel(src.file, src.modules, recipe.arch, progress,
+                             f"{recipe.path}: kernel.file", f"{recipe.path}: kernel.modules")
+    else:
+        kern = ensure_kernel(recipe, progress)
+    if modules is not None:
+        kern = KernelFiles(kern.kernel, resolve_moddir(modules, kern.identity.release), kern.identity, kern.source)
+    return kern
+
+
+def build_image(recipe: Recipe, binder_module: Path | None = None, progress=print, *,
+                kernel: Path | None = None, modules: Path | None = None) -> GuestImage:
+    """Return a bootable image for the recipe.
+
+    kernel/modules replace the recipe's kernel and its modules tree; binder_module
+    replaces binder_linux.ko. A kernel without a modules tree must have every
+    module the recipe lists built in; nothing is loaded then.
+    """
+    kern = select_kernel(recipe, kernel, modules, progress)
     busybox = ensure_busybox(recipe, progress)
     mod_sha = ""
     if binder_module is not None:
@@ -233,13 +285,29 @@ def build_image(recipe: Recipe, binder_module: Path | None = None, progress=prin
             raise ConfigError(f"--binder-module {binder_module}: no such file")
         check_module(binder_module, kern.identity)
         mod_sha = debian.sha256_file(binder_module)
-    ordered = module_load_order(kern.moddir, list(recipe.modules))
+    ordered: list[Path] = []
+    builtin: tuple[str, ...] = tuple(m.replace("-", "_") for m in recipe.modules)
+    if kern.moddir is not None:
+        plan = plan_modules(kern.moddir, list(recipe.modules))
+        ordered, builtin = list(plan.load), plan.builtin + plan.assumed_builtin
+        if plan.assumed_builtin:
+            progress(f"{kern.moddir}: no {', '.join(m + '.ko' for m in plan.assumed_builtin)}; "
+                     f"assuming the kernel has {'it' if len(plan.assumed_builtin) == 1 else 'them'} built in")
+        mod_flag = "--modules" if modules is not None else "module"
+        for ko in ordered:
+            if not (binder_module is not None and ko.name == "binder_linux.ko"):
+                check_module(ko, kern.identity, mod_flag)
+    if binder_module is not None and not any(ko.name == "binder_linux.ko" for ko in ordered):
+        ordered.insert(0, binder_module)
+        builtin = tuple(m for m in builtin if m != "binder_linux")
     contents: list[tuple[str, bytes, int]] = [("bin/busybox", busybox.read_bytes(), 0o755)]
     names = []
     for ko in ordered:
         data = binder_module.read_bytes() if (binder_module and ko.name == "binder_linux.ko") else ko.read_bytes()
         contents.append((f"lib/modules/{ko.name}", data, 0o644))
         names.append(ko.name)
+    for guest_path, host in recipe.files:
+        contents.append((guest_path, host.read_bytes(), 0o755 if os.access(host, os.X_OK) else 0o644))
     contents.append(("init", _init_script(names), 0o755))
     digest = hashlib.sha256()
     for name, data, mode in contents:
@@ -265,4 +333,6 @@ def build_image(recipe: Recipe, binder_module: Path | None = None, progress=prin
         binder_module=str(binder_module) if binder_module else "stock",
         binder_module_sha256=mod_sha,
         modules=tuple(names),
+        kernel_source=kern.source,
+        builtin=builtin,
     )

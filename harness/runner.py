@@ -30,6 +30,9 @@ class RunOptions:
     timeout: float | None = None  # per case; None keeps each case's own
     seed: int | None = None
     command_line: str = ""
+    kernel: Path | None = None
+    modules: Path | None = None
+    image: str | None = None
 
 
 @dataclass
@@ -58,8 +61,10 @@ class Session:
         if self.target is not None and getattr(self.target, "alive", lambda: True)():
             return self.target
         self._drop_target()
-        target = make_target(self.options.target_spec,
-                             TargetOptions(self.options.binder_module, self.options.out_dir / "console.log"),
+        opts = self.options
+        target = make_target(opts.target_spec,
+                             TargetOptions(opts.binder_module, opts.out_dir / "console.log",
+                                           kernel=opts.kernel, modules=opts.modules, image=opts.image),
                              self.progress)
         self.progress(f"boot {self.options.target_spec} ...")
         try:
@@ -76,9 +81,13 @@ class Session:
             "spec": info.spec, "arch": info.arch, "kernel_release": info.kernel_release,
             "accel": info.accel, "binder_module": info.binder_module,
         }
-        sha = getattr(getattr(target, "image", None), "binder_module_sha256", "")
+        image = getattr(target, "image", None)
+        sha = getattr(image, "binder_module_sha256", "")
         if sha:
             self.state.target_info["binder_module_sha256"] = sha
+        if image is not None:
+            self.state.target_info["image"] = image.recipe.name
+            self.state.target_info["kernel_source"] = image.kernel_source
         self.progress(f"booted {info.spec}: {info.kernel_release} ({info.accel}) in {getattr(target, 'boot_s', 0):.1f} s")
         boot_dmesg = target.run(["dmesg"], 20)
         report.append_text(self.options.out_dir / "dmesg.txt", f"=== boot {self.state.boots} ===\n{boot_dmesg.output}")

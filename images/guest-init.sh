@@ -9,6 +9,7 @@ mount -t tmpfs tmp /tmp
 for m in @MODULES@; do
     insmod "/lib/modules/$m" || echo "binder-harness: insmod $m failed"
 done
+[ -c /dev/binder ] || echo "binder-harness: no /dev/binder: binder_linux was not loaded and is not built into this kernel"
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t debugfs debugfs /sys/kernel/debug
 mkdir -p /mnt/host

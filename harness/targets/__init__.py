@@ -13,6 +13,9 @@ QEMU_ARCHES = ("x86_64", "arm64")
 class TargetOptions:
     binder_module: Path | None = None
     console_log: Path | None = None
+    kernel: Path | None = None  # --kernel: vmlinux, bzImage or arm64 Image replacing the recipe's kernel
+    modules: Path | None = None  # --modules: modules tree or directory holding binder_linux.ko
+    image: str | None = None  # --image: recipe name or path (default images/qemu-ARCH.yaml)
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -27,10 +30,14 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 def make_target(spec: str, options: TargetOptions, progress=print):
     kind, rest = parse_spec(spec)
+    if kind != "qemu" and (options.kernel or options.modules or options.image):
+        raise ConfigError(f"--target {spec}: --kernel, --modules and --image choose a QEMU guest's kernel; "
+                          f"they do not apply to {kind} targets")
     if kind == "qemu":
-        from harness.images import build_image, recipe_for_arch
+        from harness.images import build_image, resolve_recipe
         from harness.targets.qemu import QemuTarget
 
-        image = build_image(recipe_for_arch(rest), options.binder_module, progress)
+        image = build_image(resolve_recipe(options.image, rest), options.binder_module, progress,
+                            kernel=options.kernel, modules=options.modules)
         return QemuTarget(image, spec, console_log=options.console_log)
     raise ConfigError(f"--target {spec}: not supported yet")

@@ -1,0 +1,115 @@
+"""What the image cache holds, prefetching recipes for offline CI, and cleaning it.
+
+The cache (BINDER_HARNESS_CACHE, default ~/.cache/binder-harness) has one
+directory per kind of thing; each entry is a file or a directory built atomically.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ConfigError
+from harness.images import (cache_root, cached_deb_ok, deb_cache_path, ensure_busybox, ensure_kernel,
+                            fetch_deb)
+from harness.recipes import Recipe, find_recipe, load_recipe, shipped_recipes
+
+PARTS = {
+    "debs": "downloaded Debian packages (.deb, with SHA256 stamps)",
+    "kernels": "kernels and modules extracted from those packages",
+    "busybox": "busybox extracted from its package",
+    "custom-kernels": "vmlinux extracted from --kernel bzImages, by content",
+    "initramfs": "built guest initramfs images",
+    "indexes": "Debian Packages indexes fetched over HTTP",
+    "probe": "cross-built binder-probe binaries",
+    "seeded": "deliberately broken modules built by the harness's own tests",
+}
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    part: str
+    name: str
+    size: int
+    note: str = ""
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def list_cache() -> list[CacheEntry]:
+    root = cache_root()
+    entries = []
+    for part in PARTS:
+        base = root / part
+        if not base.is_dir():
+            continue
+        for item in sorted(base.iterdir()):
+            if item.name.endswith((".sha256", ".tmp", ".part")):
+                continue
+            note = ""
+            if part == "debs" and item.suffix == ".deb":
+                note = "verified" if cached_deb_ok(item) else "CORRUPT or partial: fetched again on next use"
+            entries.append(CacheEntry(part, item.name, _size(item), note))
+    return entries
+
+
+def _extracted(recipe: Recipe, pkg) -> Path:
+    key = f"{pkg.package}_{pkg.version}_{recipe.deb_arch}".replace(":", "%3a")
+    return cache_root() / ("busybox" if pkg == recipe.busybox else "kernels") / key
+
+
+def recipe_status(recipe: Recipe) -> str:
+    """'ready' when every package of the recipe is extracted (or verified) in the cache, else what is missing."""
+    missing = [f"{p.package}={p.version}" for p in recipe.debian_packages()
+               if not _extracted(recipe, p).is_dir() and not cached_deb_ok(deb_cache_path(p, recipe.deb_arch))]
+    return "ready" if not missing else "missing " + ", ".join(missing)
+
+
+def recipes_named(names: list[str]) -> list[Recipe]:
+    return [load_recipe(find_recipe(n)) for n in names] if names else [load_recipe(p) for p in shipped_recipes()]
+
+
+def prefetch(recipe: Recipe, progress=print) -> None:
+    """Download and extract everything the recipe needs, so later runs work offline."""
+    for pkg in recipe.debian_packages():
+        fetch_deb(pkg, recipe.deb_arch, progress, recipe.mirrors)
+    if recipe.kernel_source.debian is not None:
+        ensure_kernel(recipe, progress)
+    ensure_busybox(recipe, progress)
+
+
+def clean(targets: list[str], progress=print) -> int:
+    """Remove cache parts (PARTS names) or a recipe's files (its name or path); return bytes freed."""
+    root = cache_root()
+    doomed: list[Path] = []
+    if not targets:
+        doomed = [root / part for part in PARTS] + [root / "kvm-probe.json"]
+    for target in targets:
+        if target in PARTS:
+            doomed.append(root / target)
+            continue
+        try:
+            recipe = load_recipe(find_recipe(target))
+        except ConfigError:
+            raise ConfigError(f"images clean {target}: not a cache part ({', '.join(PARTS)}) nor a recipe") from None
+        for pkg in recipe.debian_packages():
+            deb = deb_cache_path(pkg, recipe.deb_arch)
+            doomed += [deb, deb.with_suffix(".deb.sha256")]
+            doomed.append(_extracted(recipe, pkg))
+        doomed += list((root / "initramfs").glob(f"{recipe.name}-*.cpio"))
+    freed = 0
+    for path in doomed:
+        if not path.exists():
+            continue
+        size = _size(path)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        freed += size
+        progress(f"removed {path} ({size / 1e6:.1f} MB)")
+    return freed

@@ -1,0 +1,314 @@
+"""Image recipes: images/*.yaml, read and validated into a Recipe.
+
+A recipe names the kernel (a Debian package and version, or a local file with
+its modules tree), the modules to load, extra guest files, the kernel command
+line and the QEMU machine. `extends: OTHER` starts from another recipe and
+overrides fields; nested mappings merge, except that a `kernel` naming its
+source (`file` or `debian_package`) replaces the base's kernel. Every problem is reported as one line,
+`FILE:LINE: field 'a.b' ...`, naming the fix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from harness.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+IMAGES_DIR = REPO_ROOT / "images"
+DEB_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+
+
+@dataclass(frozen=True)
+class QemuSettings:
+    binary: str
+    machine: str
+    cpu: str
+    memory_mb: int
+    smp: int
+
+
+@dataclass(frozen=True)
+class DebianPackage:
+    package: str
+    version: str
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """Exactly one of `debian` or `file`; `modules` only with `file` (None: all built in)."""
+
+    debian: DebianPackage | None = None
+    file: Path | None = None
+    modules: Path | None = None
+
+    def describe(self) -> str:
+        if self.debian is not None:
+            return f"{self.debian.package}={self.debian.version}"
+        return str(self.file)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    path: Path
+    arch: str
+    kernel_source: KernelSource
+    busybox: DebianPackage
+    modules: tuple[str, ...]
+    cmdline: str
+    qemu: QemuSettings
+    files: tuple[tuple[str, Path], ...] = ()  # (guest path, host file)
+    mirrors: tuple[str, ...] = ()  # "URL SUITE [SUITE ...]" entries for HTTP fetching
+
+    @property
+    def deb_arch(self) -> str:
+        return DEB_ARCH[self.arch]
+
+    @property
+    def kernel(self) -> DebianPackage:
+        """The Debian kernel package (recipes with a local kernel file have none)."""
+        if self.kernel_source.debian is None:
+            raise ConfigError(f"{self.path}: kernel is a local file, not a Debian package")
+        return self.kernel_source.debian
+
+    def debian_packages(self) -> list[DebianPackage]:
+        pkgs = [self.busybox]
+        if self.kernel_source.debian is not None:
+            pkgs.insert(0, self.kernel_source.debian)
+        return pkgs
+
+
+# -- YAML with line numbers ---------------------------------------------------------
+
+class _Map(dict):
+    """A mapping that remembers where each key was written: {key: (file, line)}."""
+
+    where: tuple[Path, int]
+    origin: dict
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
+    loader.flatten_mapping(node)
+    out = _Map()
+    out.where = (loader.recipe_path, node.start_mark.line + 1)
+    out.origin = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.origin[key] = (loader.recipe_path, key_node.start_mark.line + 1)
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+
+
+def _read_yaml(path: Path) -> _Map:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read recipe ({exc.strerror})") from None
+    loader = _Loader(text)
+    loader.recipe_path = path
+    try:
+        data = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"{mark.line + 1}:" if mark else ""
+        raise ConfigError(f"{path}:{line} invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, _Map):
+        raise ConfigError(f"{path}:1: a recipe is a YAML mapping of fields (name, arch, kernel, ...)")
+    return data
+
+
+def _merge(base: _Map, over: _Map) -> _Map:
+    out = _Map(base)
+    out.where, out.origin = over.where, {**base.origin}
+    for key, value in over.items():
+        names_source = key == "kernel" and isinstance(value, _Map) and ({"file", "debian_package"} & set(value))
+        if isinstance(value, _Map) and isinstance(base.get(key), _Map) and not names_source:
+            value = _merge(base[key], value)
+        out[key] = value
+        out.origin[key] = over.origin[key]
+    return out
+
+
+def find_recipe(name: str, near: Path | None = None) -> Path:
+    """A recipe path from a NAME (images/NAME.yaml) or a PATH."""
+    candidates = [Path(name)] if name.endswith((".yaml", ".yml")) or "/" in name else []
+    if near is not None:
+        candidates.append(near / f"{name}.yaml")
+    candidates.append(IMAGES_DIR / f"{name}.yaml")
+    for path in candidates:
+        if path.is_file():
+            return path
+    shipped = ", ".join(p.stem for p in shipped_recipes())
+    raise ConfigError(f"--image {name}: no such recipe file or name; shipped recipes: {shipped}")
+
+
+def shipped_recipes() -> list[Path]:
+    return sorted(IMAGES_DIR.glob("*.yaml"))
+
+
+def _resolve_extends(path: Path, chain: tuple[Path, ...] = ()) -> _Map:
+    data = _read_yaml(path)
+    if "extends" not in data:
+        return data
+    file, line = data.origin["extends"]
+    parent_name = data.pop("extends")
+    if not isinstance(parent_name, str):
+        raise ConfigError(f"{file}:{line}: field 'extends' must be a recipe name or path")
+    try:
+        parent = find_recipe(parent_name, path.parent).resolve()
+    except ConfigError:
+        raise ConfigError(f"{file}:{line}: field 'extends': no recipe {parent_name!r} next to it or in images/") from None
+    if parent in chain or parent == path.resolve():
+        raise ConfigError(f"{file}:{line}: field 'extends' makes a loop through {parent.name}")
+    base = _resolve_extends(parent, (*chain, path.resolve()))
+    base.pop("name", None)  # a name belongs to its own file
+    return _merge(base, data)
+
+
+# -- validation ----------------------------------------------------------------------
+
+class _Fields:
+    """Typed access to one mapping of a recipe, with errors naming file, line and field."""
+
+    def __init__(self, data: _Map, prefix: str = "", where: tuple[Path, int] | None = None):
+        self.data, self.prefix, self.where = data, prefix, where or data.where
+
+    def _at(self, key: str | None = None) -> str:
+        file, line = self.data.origin.get(key, self.where) if key else self.where
+        return f"{file}:{line}"
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self._at(key)}: field '{self.prefix}{key}' {problem}")
+
+    def check_known(self, known: set[str]) -> None:
+        for key in self.data:
+            if key not in known:
+                raise self.error(str(key), f"is unknown; known fields here: {', '.join(sorted(known))}")
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def get(self, key: str, kind: type | tuple, default=...):
+        if key not in self.data:
+            if default is not ...:
+                return default
+            raise ConfigError(f"{self._at()}: missing field '{self.prefix}{key}'")
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            names = " or ".join({str: "a string", int: "an integer", list: "a list", _Map: "a mapping",
+                                 float: "a number"}.get(k, k.__name__) for k in kinds)
+            raise self.error(key, f"must be {names}, got {type(value).__name__} {value!r}"[:160])
+        return value
+
+    def sub(self, key: str, default=...) -> "_Fields | None":
+        value = self.get(key, _Map, default)
+        return None if value is None else _Fields(value, f"{self.prefix}{key}.", self.data.origin[key])
+
+    def path(self, key: str) -> Path:
+        value = Path(self.get(key, str)).expanduser()
+        file, _ = self.data.origin[key]
+        return value if value.is_absolute() else (file.parent / value)
+
+    def positive(self, key: str) -> int:
+        value = self.get(key, int)
+        if value <= 0:
+            raise self.error(key, f"must be a positive integer, got {value}")
+        return value
+
+
+def _package(f: _Fields) -> DebianPackage:
+    version = f.get("version", (str, int, float))
+    return DebianPackage(f.get("debian_package", str), str(version))
+
+
+def _kernel_source(f: _Fields) -> KernelSource:
+    f.check_known({"debian_package", "version", "file", "modules"})
+    if f.has("file"):
+        if f.has("debian_package"):
+            raise f.error("file", "and 'kernel.debian_package' exclude each other; keep one kernel source")
+        path = f.path("file")
+        if not path.is_file():
+            raise f.error("file", f"names {path}, which does not exist")
+        modules = f.path("modules") if f.has("modules") else None
+        if modules is not None and not modules.is_dir():
+            raise f.error("modules", f"names {modules}, which is not a directory")
+        return KernelSource(file=path, modules=modules)
+    if f.has("modules"):
+        raise f.error("modules", "only goes with 'kernel.file'; a Debian kernel brings its own modules")
+    if not f.has("debian_package"):
+        raise ConfigError(f"{f._at()}: field 'kernel' needs 'debian_package' and 'version', or 'file'")
+    return KernelSource(debian=_package(f))
+
+
+def _files(f: _Fields | None) -> tuple[tuple[str, Path], ...]:
+    if f is None:
+        return ()
+    out = []
+    for guest in f.data:
+        if not isinstance(guest, str) or not guest.startswith("/") or ".." in guest.split("/"):
+            raise f.error(str(guest), "must be an absolute guest path without '..', e.g. /etc/motd")
+        host = f.path(guest)
+        if not host.is_file():
+            raise f.error(guest, f"names {host}, which does not exist")
+        out.append((guest.lstrip("/"), host))
+    return tuple(out)
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and validate one image recipe; every problem is one line naming file, line and field."""
+    f = _Fields(_resolve_extends(path))
+    f.check_known({"name", "arch", "kernel", "busybox", "modules", "files", "cmdline", "qemu", "mirrors"})
+    arch = f.get("arch", str)
+    if arch not in DEB_ARCH:
+        raise f.error("arch", f"is {arch!r}; use one of {', '.join(DEB_ARCH)}")
+    modules = f.get("modules", list)
+    if not all(isinstance(m, str) and m for m in modules):
+        raise f.error("modules", "must be a list of module names, e.g. [binder_linux, 9p]")
+    mirrors = f.get("mirrors", list, [])
+    if not all(isinstance(m, str) and len(m.split()) >= 2 for m in mirrors):
+        raise f.error("mirrors", "must be a list of 'URL SUITE [SUITE ...]' strings")
+    q = f.sub("qemu")
+    q.check_known({"binary", "machine", "cpu", "memory_mb", "smp"})
+    busybox = f.sub("busybox")
+    busybox.check_known({"debian_package", "version"})
+    return Recipe(
+        name=f.get("name", str, path.stem),
+        path=path,
+        arch=arch,
+        kernel_source=_kernel_source(f.sub("kernel")),
+        busybox=_package(busybox),
+        modules=tuple(modules),
+        cmdline=f.get("cmdline", str),
+        qemu=QemuSettings(q.get("binary", str), q.get("machine", str), q.get("cpu", str),
+                          q.positive("memory_mb"), q.positive("smp")),
+        files=_files(f.sub("files", None)),
+        mirrors=tuple(mirrors),
+    )
+
+
+def resolve_recipe(image: str | None, arch: str | None) -> Recipe:
+    """The recipe for `--image NAME|PATH`, or the default qemu-ARCH one."""
+    if image is None:
+        return load_recipe(IMAGES_DIR / f"qemu-{arch or 'x86_64'}.yaml")
+    recipe = load_recipe(find_recipe(image))
+    if arch is not None and recipe.arch != arch:
+        raise ConfigError(f"--image {image}: recipe {recipe.name} is for {recipe.arch}, but the target is qemu:{arch}; "
+                          f"use --target qemu:{recipe.arch} or an {arch} recipe")
+    return recipe
+
+
+def recipe_for_arch(arch: str) -> Recipe:
+    return resolve_recipe(None, arch)

@@ -7,7 +7,6 @@ from harness.probe import ProbeOutput
 
 # binder user-error lines that many failing calls print (binder_transaction's error exit).
 TXN_FAILED = r"transaction (call|async|reply) to \S+ failed \d+/\d+/-?\d+"
-SUPPRESSED = r"callbacks suppressed"
 
 
 def probe_completed(ctx: CaseContext, out: ProbeOutput) -> bool:

@@ -13,7 +13,7 @@ from harness.cases import CaseContext, case
 MiB = 1024 * 1024
 NO_ADDRESS_SPACE = r"binder_alloc_buf size \d+ failed, no address space"
 ALLOC_FAIL_LINES = (NO_ADDRESS_SPACE, r"allocated: \d+ \(num:", r"cannot allocate buffer: no space left",
-                    r"transaction (call|async|reply) to .* failed .*/29201/-28", r"callbacks suppressed")
+                    r"transaction (call|async|reply) to .* failed .*/29201/-28")
 
 
 @case("limits.mmap_clamp_4m", expected_dmesg=ALLOC_FAIL_LINES)

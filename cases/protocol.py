@@ -7,7 +7,7 @@ binder_thread_read (BR_* returns), binder_transaction (error paths).
 """
 from __future__ import annotations
 
-from cases._expect import SUPPRESSED, TXN_FAILED, call_outcome, errno_name, probe_completed, result
+from cases._expect import TXN_FAILED, call_outcome, errno_name, probe_completed, result
 from harness.cases import CaseContext, case
 
 PING_TRANSACTION = 0x5F504E47  # B_PACK_CHARS('_','P','N','G')
@@ -109,7 +109,7 @@ def read_empty_nonblock(ctx: CaseContext) -> None:
 
 
 @case("protocol.refcounts", expected_dmesg=(r"got transaction to invalid handle", r"cannot find target node",
-                                            TXN_FAILED, SUPPRESSED))
+                                            TXN_FAILED))
 def refcounts(ctx: CaseContext) -> None:
     """BC_INCREFS/ACQUIRE/RELEASE/DECREFS reach the node owner as BR_INCREFS/ACQUIRE/RELEASE/DECREFS."""
     out = ctx.run_probe("refcounts")
@@ -141,7 +141,7 @@ def ping(ctx: CaseContext) -> None:
     ctx.check("code seen by the manager", rx.get("code"), PING_TRANSACTION, "binder_thread_read (tr.code)")
 
 
-@case("protocol.death_notification", expected_dmesg=(r"cannot find target node", TXN_FAILED, SUPPRESSED))
+@case("protocol.death_notification", expected_dmesg=(r"cannot find target node", TXN_FAILED))
 def death_notification(ctx: CaseContext) -> None:
     """BR_DEAD_BINDER arrives when the server dies; clearing gives BR_CLEAR_DEATH_NOTIFICATION_DONE."""
     out = ctx.run_probe("death_notification")
@@ -173,7 +173,7 @@ def self_call_rejected(ctx: CaseContext) -> None:
 
 
 @case("protocol.invalid_handle", expected_dmesg=(r"got transaction to invalid handle", r"refcount change on invalid ref",
-                                                r"cannot find target node", TXN_FAILED, SUPPRESSED))
+                                                r"cannot find target node", TXN_FAILED))
 def invalid_handle(ctx: CaseContext) -> None:
     """Calls to a handle that does not exist get BR_FAILED_REPLY, -EINVAL."""
     out = ctx.run_probe("invalid_handle")
@@ -185,8 +185,7 @@ def invalid_handle(ctx: CaseContext) -> None:
               "binder_transaction (binder_get_ref_olocked fails)")
 
 
-@case("protocol.bad_buffer_ptr", expected_dmesg=(r"got transaction with invalid (data|offsets) ptr", TXN_FAILED,
-                                                SUPPRESSED))
+@case("protocol.bad_buffer_ptr", expected_dmesg=(r"got transaction with invalid (data|offsets) ptr", TXN_FAILED))
 def bad_buffer_ptr(ctx: CaseContext) -> None:
     """A transaction whose data or offsets pointer is not readable user memory gets BR_FAILED_REPLY, -EFAULT."""
     out = ctx.run_probe("bad_buffer_ptr")
@@ -201,7 +200,7 @@ def bad_buffer_ptr(ctx: CaseContext) -> None:
               "binder_transaction")
 
 
-@case("protocol.freeze", expected_dmesg=(r"frozen process or thread", TXN_FAILED, SUPPRESSED))
+@case("protocol.freeze", expected_dmesg=(r"frozen process or thread", TXN_FAILED))
 def freeze(ctx: CaseContext) -> None:
     """BINDER_FREEZE: a sync call to a frozen process gets BR_FROZEN_REPLY; after unfreezing it works."""
     out = ctx.run_probe("freeze")

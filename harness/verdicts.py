@@ -61,6 +61,8 @@ def judge(result: CaseResult) -> None:
 # -- kernel health (DESIGN §4 "health") -----------------------------------------
 HEALTH_PATTERNS = re.compile(r"WARNING:|BUG:|Oops|KASAN|general protection|Call Trace")
 BINDER_MESSAGE = re.compile(r"\bbinder(_linux|_alloc|_debug)?: ")
+# printk rate limiting: says how many earlier lines were dropped, by any case
+RATELIMIT_NOTICE = re.compile(r"\d+ callbacks suppressed")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,6 @@ def scan_dmesg(text: str, expected: tuple[str, ...] = ()) -> HealthReport:
     for line in text.splitlines():
         if HEALTH_PATTERNS.search(line):
             bad.append(line.strip())
-        elif BINDER_MESSAGE.search(line):
+        elif BINDER_MESSAGE.search(line) and not RATELIMIT_NOTICE.search(line):
             (seen if any(p.search(line) for p in patterns) else unexpected).append(line.strip())
     return HealthReport(bad, unexpected, seen)

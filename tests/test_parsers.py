@@ -105,7 +105,8 @@ def test_scan_dmesg_health_and_binder_lines():
     text = ("[ 1.0] binder: 120:121 transaction failed 29201/-28, size 4194312-0 line 3215\n"
             "[ 1.1] binder_alloc: 125: binder_alloc_buf size 4194312 failed, no address space\n"
             "[ 2.0] WARNING: CPU: 1 PID: 99 at binder.c:3278 binder_transaction+0x673\n"
-            "[ 2.1] Call Trace:\n")
+            "[ 2.1] Call Trace:\n"
+            "[ 2.2] binder_debug: 132 callbacks suppressed\n")
     health = scan_dmesg(text, expected=(r"no address space",))
     assert len(health.bad_lines) == 2
     assert health.expected_binder_lines == [text.splitlines()[1].strip()]

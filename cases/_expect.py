@@ -35,3 +35,12 @@ def result(out: ProbeOutput, name: str, **match) -> dict:
 
 def errno_name(record: dict) -> str:
     return record.get("errno_name") or ("0" if record.get("errno") == 0 else str(record.get("errno", "missing")))
+
+
+def note_dmesg(ctx: CaseContext, text: str) -> None:
+    """Record whether the driver's log line appeared, as evidence rather than a check.
+
+    binder's user-error lines go through pr_info_ratelimited (10 per 5 s per call
+    site), so a line is legitimately missing when an earlier case used up the burst.
+    """
+    ctx.evidence.setdefault("dmesg_mentions", {})[text] = text in ctx.dmesg()

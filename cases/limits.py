@@ -7,7 +7,7 @@ binder_vm_fault (SIGBUS), binder_alloc_free_page / binder_shrink_scan (shrinker)
 """
 from __future__ import annotations
 
-from cases._expect import call_outcome, errno_name, probe_completed
+from cases._expect import call_outcome, errno_name, note_dmesg, probe_completed
 from harness.cases import CaseContext, case
 
 MiB = 1024 * 1024
@@ -41,9 +41,7 @@ def mmap_clamp_4m(ctx: CaseContext) -> None:
               "binder_vm_fault -> VM_FAULT_SIGBUS")
     ctx.check("read at the end of the 8 MiB mapping", touches.get(8 * MiB - 1, "missing"), "SIGBUS",
               "binder_vm_fault -> VM_FAULT_SIGBUS")
-    log = ctx.dmesg()
-    ctx.check("dmesg names the failed allocation", f"binder_alloc_buf size {4 * MiB + 8} failed, no address space" in log,
-              True, "binder_alloc_new_buf_locked")
+    note_dmesg(ctx, f"binder_alloc_buf size {4 * MiB + 8} failed, no address space")
 
 
 @case("limits.mmap_readonly", expected_dmesg=(r"bad vm_flags", r"already mapped"))
@@ -60,7 +58,7 @@ def mmap_readonly(ctx: CaseContext) -> None:
               "binder_mmap (VM_MAYWRITE cleared)")
     ctx.check("mprotect(PROT_READ|PROT_WRITE)", errno_name(mprotect), "EACCES",
               "binder_mmap clears VM_MAYWRITE; mprotect_fixup refuses")
-    ctx.check("dmesg says bad vm_flags", "bad vm_flags" in ctx.dmesg(), True, "binder_mmap")
+    note_dmesg(ctx, "bad vm_flags")
 
 
 @case("limits.mmap_twice", expected_dmesg=(r"bad vm_flags", r"already mapped"))
@@ -136,8 +134,7 @@ def oneway_spam(ctx: CaseContext) -> None:
               "binder_transaction (oneway_spam_suspect reported once: alloc->oneway_spam_detected)")
     ctx.check("call that got BR_ONEWAY_SPAM_SUSPECT (1-based)", _one_based(summary.get("first_spam_seq")), 26,
               "debug_low_async_space_locked (> 50 buffers or > buffer_size/4 bytes, below buffer_size/10 free)")
-    ctx.check("dmesg says spamming oneway?", "spamming oneway?" in ctx.dmesg(), True,
-              "debug_low_async_space_locked")
+    note_dmesg(ctx, "spamming oneway?")
 
 
 @case("limits.munmap_dead", expected_dmesg=(r"binder_alloc_buf, no vma", r"cannot find target node",
@@ -152,7 +149,7 @@ def munmap_dead(ctx: CaseContext) -> None:
     ctx.evidence["calls"] = outcomes
     ctx.check("calls after munmap (call, oneway, call)", outcomes, ["BR_DEAD_REPLY -3"] * 3,
               "binder_alloc_new_buf_locked (no vma -> -ESRCH) -> binder_transaction BR_DEAD_REPLY")
-    ctx.check("dmesg says no vma", "binder_alloc_buf, no vma" in ctx.dmesg(), True, "binder_alloc_new_buf_locked")
+    note_dmesg(ctx, "binder_alloc_buf, no vma")
 
 
 @case("limits.shrinker")

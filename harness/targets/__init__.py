@@ -7,12 +7,17 @@ from pathlib import Path
 from harness.errors import ConfigError
 
 QEMU_ARCHES = ("x86_64", "arm64")
+_KNOWN = "use qemu:x86_64, qemu:arm64, ssh://USER@HOST[:PORT], adb[:SERIAL] or local"
 
 
 @dataclass(frozen=True)
 class TargetOptions:
     binder_module: Path | None = None
     console_log: Path | None = None
+    # ssh only
+    identity: Path | None = None
+    known_hosts: Path | None = None
+    insecure_accept_host_key: bool = False
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -22,15 +27,43 @@ def parse_spec(spec: str) -> tuple[str, str]:
         if arch not in QEMU_ARCHES:
             raise ConfigError(f"--target {spec}: unknown QEMU arch {arch!r}; use qemu:x86_64 or qemu:arm64")
         return "qemu", arch
-    raise ConfigError(f"--target {spec}: unknown target; use qemu:x86_64, qemu:arm64, ssh://USER@HOST[:PORT], adb[:SERIAL] or local")
+    if spec.startswith("ssh://"):
+        from harness.targets.ssh import parse_ssh_spec
+
+        parse_ssh_spec(spec)
+        return "ssh", spec
+    if spec == "adb":
+        return "adb", ""
+    if spec.startswith("adb:"):
+        serial = spec[4:]
+        if not serial or any(c.isspace() for c in serial):
+            raise ConfigError(f"--target {spec}: empty or malformed serial; use adb or adb:SERIAL")
+        return "adb", serial
+    if spec == "local":
+        return "local", ""
+    raise ConfigError(f"--target {spec}: unknown target; {_KNOWN}")
 
 
 def make_target(spec: str, options: TargetOptions, progress=print):
     kind, rest = parse_spec(spec)
+    if kind != "ssh" and (options.identity or options.known_hosts or options.insecure_accept_host_key):
+        raise ConfigError(f"--target {spec}: --identity, --known-hosts and --insecure-accept-host-key apply to ssh:// targets only")
     if kind == "qemu":
         from harness.images import build_image, recipe_for_arch
         from harness.targets.qemu import QemuTarget
 
         image = build_image(recipe_for_arch(rest), options.binder_module, progress)
         return QemuTarget(image, spec, console_log=options.console_log)
-    raise ConfigError(f"--target {spec}: not supported yet")
+    if kind == "ssh":
+        from harness.targets.ssh import SshOptions, SshTarget, parse_ssh_spec
+
+        ssh_opts = SshOptions(identity=options.identity, known_hosts=options.known_hosts,
+                              insecure_accept_host_key=options.insecure_accept_host_key)
+        return SshTarget(spec, parse_ssh_spec(spec), ssh_opts, options.binder_module, progress)
+    if kind == "adb":
+        from harness.targets.adb import AdbTarget
+
+        return AdbTarget(spec, rest or None, options.binder_module, progress)
+    from harness.targets.local import LocalTarget
+
+    return LocalTarget(spec, options.binder_module)

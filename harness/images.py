@@ -223,8 +223,14 @@ def _init_script(module_files: list[str]) -> bytes:
     return template.replace("@MODULES@", " ".join(module_files)).encode()
 
 
-def build_image(recipe: Recipe, binder_module: Path | None = None, progress=print) -> GuestImage:
-    """Return a bootable image for the recipe, with binder_module replacing the stock driver."""
+def build_image(recipe: Recipe, binder_module: Path | None = None, progress=print,
+                extra_files: tuple[tuple[str, bytes, int], ...] = (),
+                extra_modules: tuple[str, ...] = ()) -> GuestImage:
+    """Return a bootable image for the recipe, with binder_module replacing the stock driver.
+
+    extra_files (path, content, mode) and extra_modules are added for guests
+    that need more than the console, e.g. an ssh server and a network driver.
+    """
     kern = ensure_kernel(recipe, progress)
     busybox = ensure_busybox(recipe, progress)
     mod_sha = ""
@@ -233,7 +239,7 @@ def build_image(recipe: Recipe, binder_module: Path | None = None, progress=prin
             raise ConfigError(f"--binder-module {binder_module}: no such file")
         check_module(binder_module, kern.identity)
         mod_sha = debian.sha256_file(binder_module)
-    ordered = module_load_order(kern.moddir, list(recipe.modules))
+    ordered = module_load_order(kern.moddir, list(recipe.modules) + [m for m in extra_modules if m not in recipe.modules])
     contents: list[tuple[str, bytes, int]] = [("bin/busybox", busybox.read_bytes(), 0o755)]
     names = []
     for ko in ordered:
@@ -241,6 +247,7 @@ def build_image(recipe: Recipe, binder_module: Path | None = None, progress=prin
         contents.append((f"lib/modules/{ko.name}", data, 0o644))
         names.append(ko.name)
     contents.append(("init", _init_script(names), 0o755))
+    contents.extend(extra_files)
     digest = hashlib.sha256()
     for name, data, mode in contents:
         digest.update(f"{name}:{mode}:{len(data)}:".encode())

@@ -30,6 +30,9 @@ class RunOptions:
     timeout: float | None = None  # per case; None keeps each case's own
     seed: int | None = None
     command_line: str = ""
+    identity: Path | None = None  # ssh targets
+    known_hosts: Path | None = None
+    insecure_accept_host_key: bool = False
 
 
 @dataclass
@@ -58,10 +61,12 @@ class Session:
         if self.target is not None and getattr(self.target, "alive", lambda: True)():
             return self.target
         self._drop_target()
-        target = make_target(self.options.target_spec,
-                             TargetOptions(self.options.binder_module, self.options.out_dir / "console.log"),
+        o = self.options
+        target = make_target(o.target_spec,
+                             TargetOptions(o.binder_module, o.out_dir / "console.log", o.identity, o.known_hosts,
+                                           o.insecure_accept_host_key),
                              self.progress)
-        self.progress(f"boot {self.options.target_spec} ...")
+        self.progress(f"{'boot' if o.target_spec.startswith('qemu:') else 'connect'} {o.target_spec} ...")
         try:
             target.start()
         except BaseException:
@@ -80,8 +85,7 @@ class Session:
         if sha:
             self.state.target_info["binder_module_sha256"] = sha
         self.progress(f"booted {info.spec}: {info.kernel_release} ({info.accel}) in {getattr(target, 'boot_s', 0):.1f} s")
-        boot_dmesg = target.run(["dmesg"], 20)
-        report.append_text(self.options.out_dir / "dmesg.txt", f"=== boot {self.state.boots} ===\n{boot_dmesg.output}")
+        report.append_text(self.options.out_dir / "dmesg.txt", f"=== boot {self.state.boots} ===\n{target.dmesg(20)}")
         return target
 
     def _drop_target(self) -> None:
@@ -163,7 +167,7 @@ class Session:
         self.progress(f"{spec.id:<32} {result.outcome:<7} {result.duration_s:5.1f} s  {result.reason}")
 
     def _health(self, ctx: CaseContext, spec: CaseSpec, result: CaseResult, case_dir: Path) -> None:
-        out = self.target.run(["dmesg"], 20).output
+        out = self.target.dmesg(20)
         marker = f"binder-harness: begin {spec.id}"
         delta = out[out.rfind(marker):].split("\n", 1)[1] if marker in out else out
         (case_dir / "dmesg.txt").write_text(delta)

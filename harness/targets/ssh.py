@@ -198,7 +198,8 @@ class SshTarget:
             raise TargetUnavailable(f"{label}: authentication refused for user {self.address.user} (tried {tried})") from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             client.close()
-            raise _Unreachable(f"{label}: host unreachable ({_unreachable_reason(exc)})") from None
+            transient = not isinstance(exc, (paramiko.ssh_exception.NoValidConnectionsError, socket.gaierror))
+            raise _Unreachable(f"{label}: host unreachable ({_unreachable_reason(exc)})", transient) from None
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(opts.keepalive_s)
@@ -209,17 +210,17 @@ class SshTarget:
         self.host_key_fingerprint = fingerprint(transport.get_remote_server_key())
         return client
 
-    def _connect(self, wait_s: float) -> None:
-        """Connect, retrying an unreachable host for wait_s; refusals fail at once."""
+    def _connect(self, wait_s: float, transient_only: bool = False) -> None:
+        """Connect, retrying an unreachable host for wait_s; auth and host key refusals fail at once."""
         deadline = time.monotonic() + wait_s
         while True:
             try:
                 self._client = self._connect_once()
                 return
             except _Unreachable as exc:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or (transient_only and not exc.transient):
                     raise TargetUnavailable(str(exc)) from None
-                time.sleep(1.0)
+                time.sleep(0.5)
 
     def _connected(self) -> paramiko.SSHClient:
         """The live client; after a dropped connection, reconnect and restore the workdir."""
@@ -256,7 +257,7 @@ class SshTarget:
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
         t0 = time.monotonic()
-        self._connect(min(5.0, self.options.connect_timeout))
+        self._connect(min(5.0, self.options.connect_timeout), transient_only=True)
         self._started = True
         self._facts = self._read_facts()
         mk = self._exec("mktemp -d /tmp/binder-harness.XXXXXX", 20)
@@ -360,7 +361,9 @@ class SshTarget:
         chunks: list[bytes] = []
         try:
             chan.set_combine_stderr(True)
-            chan.exec_command(command)
+            # A trailing `exit $?` keeps the shell from exec'ing the last command: a command
+            # killed by a signal then reports 128+N as on a console (paramiko drops exit-signal).
+            chan.exec_command(f"{command}\nexit $?")
             if stdin is not None:
                 chan.sendall(stdin)
                 chan.shutdown_write()
@@ -453,4 +456,12 @@ class SshTarget:
 
 
 class _Unreachable(Exception):
-    """Connecting failed in a way that may heal by itself (host booting, network down)."""
+    """Connecting failed in a way that may heal by itself (host booting, network down).
+
+    transient: the TCP connection was made but no ssh answered (a guest still
+    booting behind a port forward); worth a short retry even on the first connect.
+    """
+
+    def __init__(self, message: str, transient: bool):
+        super().__init__(message)
+        self.transient = transient

@@ -246,6 +246,7 @@ def test_target_interface_over_ssh(guest, tmp_path):
         assert target.pull(f"{target.workdir}/missing", tmp_path / "none") is False
         assert "Linux version" in target.dmesg()
         # a server without SFTP: the same through cat
+        target._sftp.close()
         target._sftp_missing, target._sftp = True, None
         target.push(src, f"{target.workdir}/cat-blob", 0o755)
         assert target.pull(f"{target.workdir}/cat-blob", tmp_path / "cat-back")

@@ -32,6 +32,10 @@ DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 _GRACE_S = 15.0  # host-side allowance beyond the target-side `timeout`
 
 # paramiko logs transport errors (with tracebacks) through logging; our errors are one line.
+# Addresses this process has reached before: a new target for one of them (after a case
+# crashed or rebooted the host) waits for it to come back instead of failing at once.
+_REACHED: set[str] = set()
+
 _plog = logging.getLogger("paramiko")
 _plog.addHandler(logging.NullHandler())
 _plog.propagate = False
@@ -257,7 +261,11 @@ class SshTarget:
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
         t0 = time.monotonic()
-        self._connect(min(5.0, self.options.connect_timeout), transient_only=True)
+        if self.address.label in _REACHED:
+            self._connect(self.options.reconnect_s)
+        else:
+            self._connect(min(5.0, self.options.connect_timeout), transient_only=True)
+        _REACHED.add(self.address.label)
         self._started = True
         self._facts = self._read_facts()
         mk = self._exec("mktemp -d /tmp/binder-harness.XXXXXX", 20)
@@ -351,11 +359,18 @@ class SshTarget:
         if self._client is None:
             raise TargetError(f"{label}: not connected")
         transport = self._client.get_transport()
-        try:
-            chan = transport.open_session(timeout=self.options.connect_timeout) if transport else None
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise TargetError(f"{label}: cannot open a channel ({_unreachable_reason(exc)})") from None
-        if chan is None:
+        chan = None
+        for attempt in range(4):
+            try:
+                chan = transport.open_session(timeout=self.options.connect_timeout) if transport else None
+                break
+            except paramiko.ChannelException as exc:  # the server refused this channel; it may not refuse the next
+                if attempt == 3:
+                    raise TargetError(f"{label}: the server refuses new sessions ({exc})") from None
+                time.sleep(0.3 * 2 ** attempt)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise TargetError(f"{label}: cannot open a channel ({_unreachable_reason(exc)})") from None
+        if chan is None or transport is None:
             raise TargetError(f"{label}: connection lost")
         deadline = time.monotonic() + timeout + _GRACE_S
         chunks: list[bytes] = []

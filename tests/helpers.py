@@ -36,5 +36,14 @@ def cli(*args: str, out: Path | None = None, timeout: float = 600) -> CliRun:
 
 
 def qemu_processes() -> set[int]:
+    """QEMU processes started from this checkout (their cwd is REPO); other checkouts'
+    test runs on the same machine boot guests of their own at any time."""
     proc = subprocess.run(["pgrep", "-f", "qemu-system-"], capture_output=True, text=True)
-    return {int(p) for p in proc.stdout.split()}
+    mine = set()
+    for pid in (int(p) for p in proc.stdout.split()):
+        try:
+            if Path(f"/proc/{pid}/cwd").resolve() == REPO:
+                mine.add(pid)
+        except OSError:  # exited meanwhile, or not ours to inspect
+            continue
+    return mine

@@ -149,7 +149,7 @@ class CaseContext:
 
     def dmesg(self) -> str:
         """Kernel log lines written since this case began."""
-        out = self.run(["dmesg"], 20).output
+        out = self.target.dmesg(20)
         marker = f"binder-harness: begin {self.spec.id}"
         return out[out.rfind(marker):].split("\n", 1)[-1] if marker in out else out
 

@@ -82,6 +82,7 @@ def cmd_run(args) -> int:
         command_line=shlex.join(["binder-harness", *sys.argv[1:]]),
         kernel=_existing_file("--kernel", args.kernel), modules=_existing_dir("--modules", args.modules),
         image=args.image,
+        **_ssh_options(args),
     )
     try:
         options.out_dir.mkdir(parents=True, exist_ok=True)
@@ -159,6 +160,23 @@ def cmd_images_clean(args) -> int:
     freed = imagecache.clean(args.what, _progress)
     _progress(f"freed {freed / 1e6:.1f} MB")
     return 0
+def _ssh_options(args) -> dict:
+    """--identity, --known-hosts, --insecure-accept-host-key as RunOptions fields."""
+    return {"identity": _existing_file("--identity", args.identity),
+            "known_hosts": _existing_file("--known-hosts", args.known_hosts),
+            "insecure_accept_host_key": args.insecure_accept_host_key}
+
+
+def cmd_guest(args) -> int:
+    from harness.guest import run_guest
+    from harness.targets import parse_spec
+
+    kind, arch = parse_spec(args.target)
+    if kind != "qemu":
+        raise ConfigError(f"guest --target {args.target}: a guest is a QEMU target; use qemu:x86_64 or qemu:arm64")
+    if args.ssh_port < 0:
+        raise ConfigError(f"--ssh-port {args.ssh_port}: not a TCP port")
+    return run_guest(arch, args.ssh_port, _existing_file("--binder-module", args.binder_module), _progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,12 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
                                        "holding binder_linux.ko (without it, binder must be built in)")
     run.add_argument("--timeout", type=float, help="per-case time limit in seconds")
     run.add_argument("--seed", type=int, help="seed for stress cases (replays a run)")
+    run.add_argument("--identity", help="ssh: private key file (default: the agent and ~/.ssh keys)")
+    run.add_argument("--known-hosts", help="ssh: known_hosts file to check the host key against (default ~/.ssh/known_hosts)")
+    run.add_argument("--insecure-accept-host-key", action="store_true",
+                     help="ssh: accept any host key (ephemeral guests only)")
     run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="re-render report.html from a run directory")
     rep.add_argument("dir", help="run directory holding report.json")
     rep.add_argument("--bundle", action="store_true", help="also write DIR.tar.gz of the run directory and print its path")
     rep.set_defaults(func=cmd_report)
+    guest = sub.add_parser("guest", help="boot a long-lived QEMU guest reachable over ssh")
+    guest.add_argument("--target", default="qemu:x86_64", help="qemu:x86_64 | qemu:arm64")
+    guest.add_argument("--ssh-port", type=int, default=0, help="host port forwarded to the guest's ssh (127.0.0.1 only; default: a free one)")
+    guest.add_argument("--binder-module", help="binder_linux.ko to load instead of the stock driver")
+    guest.set_defaults(func=cmd_guest)
 
     lst = sub.add_parser("list", help="print every case id")
     lst.set_defaults(func=cmd_list)

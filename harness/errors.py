@@ -11,3 +11,8 @@ class TargetError(Exception):
 
 class GuestCrashed(TargetError):
     """The guest kernel panicked or QEMU exited while a command was running."""
+
+
+class TargetUnavailable(ConfigError):
+    """The target cannot be used at all: unreachable, authentication or host key refused,
+    no device, device unauthorized or offline. Exit status 2 with one line naming the target."""

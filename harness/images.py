@@ -270,12 +270,16 @@ def select_kernel(recipe: Recipe, kernel: Path | None, modules: Path | None, pro
 
 
 def build_image(recipe: Recipe, binder_module: Path | None = None, progress=print, *,
-                kernel: Path | None = None, modules: Path | None = None) -> GuestImage:
+                kernel: Path | None = None, modules: Path | None = None,
+                extra_files: tuple[tuple[str, bytes, int], ...] = (),
+                extra_modules: tuple[str, ...] = ()) -> GuestImage:
     """Return a bootable image for the recipe.
 
     kernel/modules replace the recipe's kernel and its modules tree; binder_module
     replaces binder_linux.ko. A kernel without a modules tree must have every
-    module the recipe lists built in; nothing is loaded then.
+    module the recipe lists built in; nothing is loaded then. extra_files (path,
+    content, mode) and extra_modules are added for guests that need more than the
+    console, e.g. an ssh server and a network driver.
     """
     kern = select_kernel(recipe, kernel, modules, progress)
     busybox = ensure_busybox(recipe, progress)
@@ -286,9 +290,10 @@ def build_image(recipe: Recipe, binder_module: Path | None = None, progress=prin
         check_module(binder_module, kern.identity)
         mod_sha = debian.sha256_file(binder_module)
     ordered: list[Path] = []
-    builtin: tuple[str, ...] = tuple(m.replace("-", "_") for m in recipe.modules)
+    wanted = list(recipe.modules) + [m for m in extra_modules if m not in recipe.modules]
+    builtin: tuple[str, ...] = tuple(m.replace("-", "_") for m in wanted)
     if kern.moddir is not None:
-        plan = plan_modules(kern.moddir, list(recipe.modules))
+        plan = plan_modules(kern.moddir, wanted)
         ordered, builtin = list(plan.load), plan.builtin + plan.assumed_builtin
         if plan.assumed_builtin:
             progress(f"{kern.moddir}: no {', '.join(m + '.ko' for m in plan.assumed_builtin)}; "
@@ -309,6 +314,7 @@ def build_image(recipe: Recipe, binder_module: Path | None = None, progress=prin
     for guest_path, host in recipe.files:
         contents.append((guest_path, host.read_bytes(), 0o755 if os.access(host, os.X_OK) else 0o644))
     contents.append(("init", _init_script(names), 0o755))
+    contents.extend(extra_files)
     digest = hashlib.sha256()
     for name, data, mode in contents:
         digest.update(f"{name}:{mode}:{len(data)}:".encode())

@@ -27,6 +27,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bh-out", default="runs/pytest", help="run directory for report.json and evidence")
     group.addoption("--bh-seed", type=int, default=None, help="seed for stress cases")
     group.addoption("--bh-timeout", type=float, default=None, help="per-case time limit in seconds")
+    group.addoption("--identity", default=None, help="ssh targets: private key file")
+    group.addoption("--known-hosts", default=None, help="ssh targets: known_hosts file (default ~/.ssh/known_hosts)")
+    group.addoption("--insecure-accept-host-key", action="store_true", default=False,
+                    help="ssh targets: accept any host key (ephemeral guests only)")
 
 
 def _session(config: pytest.Config) -> Session:
@@ -37,6 +41,10 @@ def _session(config: pytest.Config) -> Session:
             module = config.getoption("--binder-module")
             if module and not Path(module).is_file():
                 raise ConfigError(f"--binder-module {module}: no such file")
+            ssh_files = {flag: config.getoption(flag) for flag in ("--identity", "--known-hosts")}
+            for flag, value in ssh_files.items():
+                if value and not Path(value).is_file():
+                    raise ConfigError(f"{flag} {value}: no such file")
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
         out = Path(config.getoption("--bh-out"))
@@ -48,6 +56,9 @@ def _session(config: pytest.Config) -> Session:
             binder_module=Path(module) if module else None,
             timeout=config.getoption("--bh-timeout"), seed=config.getoption("--bh-seed"),
             command_line=shlex.join(["pytest", *sys.argv[1:]]),
+            identity=Path(ssh_files["--identity"]) if ssh_files["--identity"] else None,
+            known_hosts=Path(ssh_files["--known-hosts"]) if ssh_files["--known-hosts"] else None,
+            insecure_accept_host_key=config.getoption("--insecure-accept-host-key"),
         )
         session = Session(options, progress=lambda line: None)
         config._binder_session = session

@@ -33,6 +33,9 @@ class RunOptions:
     kernel: Path | None = None
     modules: Path | None = None
     image: str | None = None
+    identity: Path | None = None  # ssh targets
+    known_hosts: Path | None = None
+    insecure_accept_host_key: bool = False
 
 
 @dataclass
@@ -61,12 +64,14 @@ class Session:
         if self.target is not None and getattr(self.target, "alive", lambda: True)():
             return self.target
         self._drop_target()
-        opts = self.options
-        target = make_target(opts.target_spec,
-                             TargetOptions(opts.binder_module, opts.out_dir / "console.log",
-                                           kernel=opts.kernel, modules=opts.modules, image=opts.image),
+        o = self.options
+        target = make_target(o.target_spec,
+                             TargetOptions(o.binder_module, o.out_dir / "console.log", kernel=o.kernel,
+                                           modules=o.modules, image=o.image, identity=o.identity,
+                                           known_hosts=o.known_hosts,
+                                           insecure_accept_host_key=o.insecure_accept_host_key),
                              self.progress)
-        self.progress(f"boot {self.options.target_spec} ...")
+        self.progress(f"{'boot' if o.target_spec.startswith('qemu:') else 'connect'} {o.target_spec} ...")
         try:
             target.start()
         except BaseException:
@@ -89,8 +94,7 @@ class Session:
             self.state.target_info["image"] = image.recipe.name
             self.state.target_info["kernel_source"] = image.kernel_source
         self.progress(f"booted {info.spec}: {info.kernel_release} ({info.accel}) in {getattr(target, 'boot_s', 0):.1f} s")
-        boot_dmesg = target.run(["dmesg"], 20)
-        report.append_text(self.options.out_dir / "dmesg.txt", f"=== boot {self.state.boots} ===\n{boot_dmesg.output}")
+        report.append_text(self.options.out_dir / "dmesg.txt", f"=== boot {self.state.boots} ===\n{target.dmesg(20)}")
         return target
 
     def _drop_target(self) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from harness.errors import ConfigError
 
 QEMU_ARCHES = ("x86_64", "arm64")
+_KNOWN = "use qemu:x86_64, qemu:arm64, ssh://USER@HOST[:PORT], adb[:SERIAL] or local"
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,10 @@ class TargetOptions:
     kernel: Path | None = None  # --kernel: vmlinux, bzImage or arm64 Image replacing the recipe's kernel
     modules: Path | None = None  # --modules: modules tree or directory holding binder_linux.ko
     image: str | None = None  # --image: recipe name or path (default images/qemu-ARCH.yaml)
+    # ssh only
+    identity: Path | None = None
+    known_hosts: Path | None = None
+    insecure_accept_host_key: bool = False
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -25,7 +30,21 @@ def parse_spec(spec: str) -> tuple[str, str]:
         if arch not in QEMU_ARCHES:
             raise ConfigError(f"--target {spec}: unknown QEMU arch {arch!r}; use qemu:x86_64 or qemu:arm64")
         return "qemu", arch
-    raise ConfigError(f"--target {spec}: unknown target; use qemu:x86_64, qemu:arm64, ssh://USER@HOST[:PORT], adb[:SERIAL] or local")
+    if spec.startswith("ssh://"):
+        from harness.targets.ssh import parse_ssh_spec
+
+        parse_ssh_spec(spec)
+        return "ssh", spec
+    if spec == "adb":
+        return "adb", ""
+    if spec.startswith("adb:"):
+        serial = spec[4:]
+        if not serial or any(c.isspace() for c in serial):
+            raise ConfigError(f"--target {spec}: empty or malformed serial; use adb or adb:SERIAL")
+        return "adb", serial
+    if spec == "local":
+        return "local", ""
+    raise ConfigError(f"--target {spec}: unknown target; {_KNOWN}")
 
 
 def make_target(spec: str, options: TargetOptions, progress=print):
@@ -33,6 +52,8 @@ def make_target(spec: str, options: TargetOptions, progress=print):
     if kind != "qemu" and (options.kernel or options.modules or options.image):
         raise ConfigError(f"--target {spec}: --kernel, --modules and --image choose a QEMU guest's kernel; "
                           f"they do not apply to {kind} targets")
+    if kind != "ssh" and (options.identity or options.known_hosts or options.insecure_accept_host_key):
+        raise ConfigError(f"--target {spec}: --identity, --known-hosts and --insecure-accept-host-key apply to ssh:// targets only")
     if kind == "qemu":
         from harness.images import build_image, resolve_recipe
         from harness.targets.qemu import QemuTarget
@@ -40,4 +61,16 @@ def make_target(spec: str, options: TargetOptions, progress=print):
         image = build_image(resolve_recipe(options.image, rest), options.binder_module, progress,
                             kernel=options.kernel, modules=options.modules)
         return QemuTarget(image, spec, console_log=options.console_log)
-    raise ConfigError(f"--target {spec}: not supported yet")
+    if kind == "ssh":
+        from harness.targets.ssh import SshOptions, SshTarget, parse_ssh_spec
+
+        ssh_opts = SshOptions(identity=options.identity, known_hosts=options.known_hosts,
+                              insecure_accept_host_key=options.insecure_accept_host_key)
+        return SshTarget(spec, parse_ssh_spec(spec), ssh_opts, options.binder_module, progress)
+    if kind == "adb":
+        from harness.targets.adb import AdbTarget
+
+        return AdbTarget(spec, rest or None, options.binder_module, progress)
+    from harness.targets.local import LocalTarget
+
+    return LocalTarget(spec, options.binder_module)

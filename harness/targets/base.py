@@ -26,7 +26,7 @@ class TargetInfo:
     spec: str
     arch: str  # x86_64 | arm64 | i386 | arm
     kernel_release: str
-    accel: str  # kvm | tcg | none (real hardware)
+    accel: str  # kvm | tcg | none (the harness does not run the emulation: ssh, adb, local)
     binder_module: str  # stock | PATH
     is_root: bool
     tracefs: str | None  # mount point, or None when absent
@@ -37,13 +37,75 @@ class Target(Protocol):
     spec: str
     workdir: str  # a writable directory on the target for probe binaries and evidence
 
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-    def info(self) -> TargetInfo: ...
+    def start(self) -> None: ...  # boot or connect; unreachable/refused -> TargetUnavailable
+    def stop(self) -> None: ...  # idempotent; leaves no process behind
+    def alive(self) -> bool: ...
+    def info(self) -> TargetInfo: ...  # arch, kernel release, root, tracefs, debugfs
     def run(self, argv: list[str], timeout: float) -> CommandResult: ...
     def run_shell(self, command: str, timeout: float) -> CommandResult: ...  # already quoted
     def push(self, local: Path, remote: str, mode: int = 0o755) -> None: ...
-    def pull(self, remote: str, local: Path) -> bool: ...
+    def pull(self, remote: str, local: Path) -> bool: ...  # False when remote does not exist
+    def dmesg(self, timeout: float = 20.0) -> str: ...
+
+
+# `uname -m` -> the arch names TargetInfo uses
+UNAME_ARCH = {
+    "x86_64": "x86_64", "amd64": "x86_64",
+    "aarch64": "arm64", "arm64": "arm64", "armv8l": "arm", "armv7l": "arm", "armv7": "arm", "armv6l": "arm",
+    "i386": "i386", "i486": "i386", "i586": "i386", "i686": "i386",
+}
+
+# One round trip that tells what a connected device is. Every line is key=value.
+FACTS_SCRIPT = "; ".join([
+    'echo "arch=$(uname -m)"',
+    'echo "release=$(uname -r)"',
+    'echo "uid=$(id -u)"',
+    'for d in /sys/kernel/tracing /sys/kernel/debug/tracing; do if [ -e "$d/trace" ]; then echo "tracefs=$d"; break; fi; done',
+    'if [ -d /sys/kernel/debug ] && [ -n "$(ls /sys/kernel/debug 2>/dev/null)" ]; then echo debugfs=/sys/kernel/debug; fi',
+    'if [ -e /dev/binder ]; then echo binder=/dev/binder; fi',
+    'if [ -r /proc/sys/kernel/random/boot_id ]; then echo "boot_id=$(cat /proc/sys/kernel/random/boot_id)"; fi',
+])
+
+# Run as root when the facts show no tracefs or debugfs: mount them where the kernel has them.
+MOUNT_SCRIPT = "; ".join([
+    "[ -e /sys/kernel/tracing/trace ] || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null",
+    "[ -n \"$(ls /sys/kernel/debug 2>/dev/null)\" ] || mount -t debugfs nodev /sys/kernel/debug 2>/dev/null",
+    "true",
+])
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What FACTS_SCRIPT reported about a device."""
+
+    arch: str
+    machine: str  # raw `uname -m`
+    kernel_release: str
+    is_root: bool
+    tracefs: str | None
+    debugfs: str | None
+    has_binder: bool
+    boot_id: str
+
+
+def parse_facts(text: str) -> Facts:
+    """Parse FACTS_SCRIPT output (tolerates \\r\\n and stray lines such as a motd)."""
+    kv: dict[str, str] = {}
+    for line in text.replace("\r", "").splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key in ("arch", "release", "uid", "tracefs", "debugfs", "binder", "boot_id"):
+            kv.setdefault(key, value.strip())
+    machine = kv.get("arch", "")
+    return Facts(
+        arch=UNAME_ARCH.get(machine, machine or "unknown"),
+        machine=machine,
+        kernel_release=kv.get("release", "unknown"),
+        is_root=kv.get("uid") == "0",
+        tracefs=kv.get("tracefs") or None,
+        debugfs=kv.get("debugfs") or None,
+        has_binder="binder" in kv,
+        boot_id=kv.get("boot_id", ""),
+    )
 
 
 def shell_command(argv: list[str], timeout: float | None = None) -> str:

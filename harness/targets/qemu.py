@@ -166,6 +166,18 @@ class QemuTarget:
     def alive(self) -> bool:
         return self._child is not None and self._child.isalive()
 
+    def drain_console(self, timeout: float) -> bool:
+        """Read what the console printed (into console.log) for up to timeout; False once QEMU has exited."""
+        if self._child is None:
+            return False
+        try:
+            self._child.read_nonblocking(65536, timeout)
+        except pexpect.TIMEOUT:
+            pass
+        except pexpect.EOF:
+            return False
+        return self.alive()
+
     def __enter__(self) -> "QemuTarget":
         try:
             self.start()
@@ -222,6 +234,9 @@ class QemuTarget:
             raise self._crashed("kernel panic")
         out = self._child.before.decode(errors="replace").replace("\r", "")
         return CommandResult(int(self._child.match.group(1)), out.lstrip("\n"))
+
+    def dmesg(self, timeout: float = 20.0) -> str:
+        return self.run(["dmesg"], timeout).output
 
     # -- files ---------------------------------------------------------------
     def _host_path(self, remote: str) -> Path:

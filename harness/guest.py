@@ -1,0 +1,329 @@
+"""`binder-harness guest`: a long-lived QEMU guest that engineers and CI reach over ssh.
+
+The guest is the usual image plus Debian's dropbear, the SFTP server and the
+shared libraries they need (resolved from their ELF DT_NEEDED entries), and
+virtio_net. At boot the console brings up eth0 behind QEMU's user network,
+generates a fresh ed25519 host key, installs a client key generated on the
+host for this guest, and starts dropbear, forwarded from 127.0.0.1:PORT only.
+Before it says "ready", the harness logs in over ssh itself, checking the host
+key, so the printed instructions are known to work.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shlex
+import socket
+import struct
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import paramiko
+import yaml
+
+from harness import debian
+from harness.errors import ConfigError, TargetError
+from harness.images import DebianPackage, Recipe, _atomic_dir, build_image, cache_root, fetch_deb, recipe_for_arch
+from harness.kernel import _elf_section
+
+# dropbear-bin's compiled-in paths on Debian (checked with `strings`): host keys and sftp-server.
+HOST_KEY = "/etc/dropbear/dropbear_ed25519_host_key"
+SFTP_SERVER = "usr/lib/sftp-server"
+BINARIES = {"usr/sbin/dropbear": "usr/sbin/dropbear", "usr/bin/dropbearkey": "usr/bin/dropbearkey",
+            "usr/lib/openssh/sftp-server": SFTP_SERVER}
+ETC_FILES = {
+    "etc/passwd": "root:x:0:0:root:/root:/bin/sh\n",
+    "etc/group": "root:x:0:\n",
+    "etc/shells": "/bin/sh\n",
+    "etc/nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files\n",
+}
+
+
+@dataclass(frozen=True)
+class SshRecipe:
+    packages: tuple[DebianPackage, ...]
+    modules: tuple[str, ...]
+
+
+def load_ssh_recipe(recipe: Recipe) -> SshRecipe:
+    """The recipe's `ssh:` section: pinned Debian packages and extra modules."""
+    where = f"{recipe.path}: ssh"
+    try:
+        data = yaml.safe_load(recipe.path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{recipe.path}: cannot read recipe ({exc})") from None
+    section = data.get("ssh") if isinstance(data, dict) else None
+    if not isinstance(section, dict):
+        raise ConfigError(f"{recipe.path}: no 'ssh' section; this recipe cannot make an ssh-reachable guest")
+    pkgs = section.get("packages")
+    mods = section.get("modules", [])
+    if not isinstance(pkgs, list) or not all(isinstance(p, dict) and "debian_package" in p and "version" in p for p in pkgs):
+        raise ConfigError(f"{where}: 'packages' must be a list of {{debian_package, version}}")
+    if not isinstance(mods, list) or not all(isinstance(m, str) for m in mods):
+        raise ConfigError(f"{where}: 'modules' must be a list of module names")
+    return SshRecipe(tuple(DebianPackage(str(p["debian_package"]), str(p["version"])) for p in pkgs), tuple(mods))
+
+
+# -- ELF: what a dynamic binary needs ------------------------------------------------
+def elf_interp(data: bytes) -> str | None:
+    raw = _elf_section(data, ".interp")
+    return raw.rstrip(b"\0").decode() if raw else None
+
+
+def elf_needed(data: bytes) -> list[str]:
+    """DT_NEEDED sonames of a 64-bit little-endian ELF file (both guest arches)."""
+    dynamic, dynstr = _elf_section(data, ".dynamic"), _elf_section(data, ".dynstr")
+    if not dynamic or not dynstr:
+        return []
+    needed = []
+    for off in range(0, len(dynamic) - 15, 16):
+        tag, val = struct.unpack_from("<qQ", dynamic, off)
+        if tag == 0:
+            break
+        if tag == 1:  # DT_NEEDED
+            needed.append(dynstr[val : dynstr.index(b"\0", val)].decode())
+    return needed
+
+
+def _deb_tree(deb: Path) -> dict[str, bytes | str]:
+    """path -> file bytes, or the target path (str) of a symlink, for one .deb."""
+    tree: dict[str, bytes | str] = {}
+    with debian.deb_data_tar(deb) as tar:
+        for member in tar:
+            name = member.name.lstrip("./")
+            if member.isfile():
+                src = tar.extractfile(member)
+                assert src is not None
+                tree[name] = src.read()
+            elif member.issym():
+                link = member.linkname
+                tree[name] = link.lstrip("/") if link.startswith("/") else os.path.normpath(os.path.join(os.path.dirname(name), link))
+    return tree
+
+
+def _resolve(tree: dict[str, bytes | str], path: str) -> bytes | None:
+    for _ in range(10):
+        item = tree.get(path)
+        if isinstance(item, bytes) or item is None:
+            return item
+        path = item
+    return None
+
+
+def ssh_files(recipe: Recipe, ssh: SshRecipe, progress=print) -> list[tuple[str, bytes, int]]:
+    """dropbear, dropbearkey, sftp-server, their libraries and /etc files, as initramfs entries (cached)."""
+    key = hashlib.sha256(repr((recipe.deb_arch, ssh.packages)).encode()).hexdigest()[:16]
+
+    def build(tmp: Path) -> None:
+        tree: dict[str, bytes | str] = {}
+        for pkg in ssh.packages:
+            tree.update(_deb_tree(fetch_deb(pkg, recipe.deb_arch, progress)))
+        libs = {}
+        for path in tree:
+            parts = path.split("/")
+            if len(parts) >= 2 and parts[-2].endswith("-linux-gnu") and ".so" in parts[-1]:
+                libs.setdefault(parts[-1], path)
+        out: dict[str, bytes] = {}
+        todo: list[bytes] = []
+        for src, dest in BINARIES.items():
+            data = _resolve(tree, src)
+            if data is None:
+                raise ConfigError(f"{recipe.path}: ssh packages provide no {src}")
+            out[dest] = data
+            todo.append(data)
+        interp = elf_interp(todo[0])
+        if interp is None:
+            raise ConfigError(f"{recipe.path}: {next(iter(BINARIES))} has no ELF interpreter; wrong package?")
+        done: set[str] = set()
+        while todo:
+            for soname in elf_needed(todo.pop()):
+                if soname in done:
+                    continue
+                done.add(soname)
+                data = _resolve(tree, libs[soname]) if soname in libs else None
+                if data is None:
+                    raise ConfigError(f"{recipe.path}: no package in the ssh section provides {soname}; add it")
+                out[f"{libs[soname].rsplit('/', 1)[0].lstrip('/').replace('usr/lib/', 'lib/')}/{soname}"] = data
+                todo.append(data)
+        ld = _resolve(tree, interp.lstrip("/"))
+        if ld is None:
+            raise ConfigError(f"{recipe.path}: no package in the ssh section provides the interpreter {interp}")
+        out[interp.lstrip("/")] = ld
+        for name, data in out.items():
+            dest = tmp / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+
+    root = _atomic_dir(cache_root() / "ssh-files" / f"{recipe.name}-{key}", build)
+    files = [(str(p.relative_to(root)), p.read_bytes(), 0o755) for p in sorted(root.rglob("*")) if p.is_file()]
+    files += [(name, text.encode(), 0o644) for name, text in ETC_FILES.items()]
+    return files
+
+
+# -- keys ---------------------------------------------------------------------------
+def openssh_fingerprint(public_line: str) -> str:
+    blob = base64.b64decode(public_line.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def make_client_key(directory: Path) -> tuple[Path, str]:
+    """A fresh ECDSA P-256 client keypair for this guest; returns (private key path, public line)."""
+    key = paramiko.ECDSAKey.generate()
+    path = directory / "id_ecdsa"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        key.write_private_key(fh)
+    public = f"{key.get_name()} {key.get_base64()} binder-harness-guest"
+    (directory / "id_ecdsa.pub").write_text(public + "\n")
+    return path, public
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_port(port: int) -> None:
+    if not 0 < port < 65536:
+        raise ConfigError(f"--ssh-port {port}: not a TCP port")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ConfigError(f"--ssh-port {port}: 127.0.0.1:{port} is not free ({exc.strerror})") from None
+
+
+@dataclass(frozen=True)
+class GuestInfo:
+    """What guest.json holds: everything a user or a test needs to reach the guest."""
+
+    spec: str
+    target: str
+    port: int
+    identity: str
+    known_hosts: str
+    known_hosts_line: str
+    host_key_fingerprint: str
+    ssh_command: str
+    kernel_release: str
+    accel: str
+    pid: int
+
+
+def _setup_script(public_key: str) -> str:
+    """Network, keys and pty support; in `sh -c`, so its `exit` never ends the console shell."""
+    q = shlex.quote
+    return "sh -c " + q("; ".join([
+        "mkdir -p /dev/pts /root/.ssh /etc/dropbear /var/log /var/run",
+        "mount -t devpts devpts /dev/pts",
+        "ip link set lo up",
+        "ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.2.2 || exit 3",
+        f"printf '%s\\n' {q(public_key)} > /root/.ssh/authorized_keys",
+        "chmod 700 /root /root/.ssh && chmod 600 /root/.ssh/authorized_keys",
+        f"/usr/bin/dropbearkey -t ed25519 -f {HOST_KEY} > /dev/null 2>&1 || exit 4",
+        f"/usr/bin/dropbearkey -y -f {HOST_KEY} | grep '^ssh-ed25519 '",
+    ]))
+
+
+def boot_guest(arch: str, port: int, binder_module: Path | None, progress=print):
+    """Boot the ssh-reachable guest; returns (QemuTarget, GuestInfo). The caller stops the target."""
+    from harness.targets.qemu import QemuTarget
+    from harness.targets.ssh import SshAddress, SshOptions, SshTarget
+
+    recipe = recipe_for_arch(arch)
+    ssh = load_ssh_recipe(recipe)
+    port = port or free_port()
+    check_port(port)
+    image = build_image(recipe, binder_module, progress, extra_files=tuple(ssh_files(recipe, ssh, progress)),
+                        extra_modules=ssh.modules)
+    state = cache_root() / "guests" / f"qemu-{arch}-{port}"
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "console.log").unlink(missing_ok=True)
+    identity, public = make_client_key(state)
+    spec = f"qemu:{arch}"
+    nic = ("-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:22")
+    target = QemuTarget(image, spec, console_log=state / "console.log", extra_args=nic)
+    t0 = time.monotonic()
+    try:
+        progress(f"boot {spec} with ssh on 127.0.0.1:{port} ...")
+        target.start()
+        res = target.run_shell(_setup_script(public), 60)
+        line = next((l.strip() for l in res.output.splitlines() if l.startswith("ssh-ed25519 ")), "")
+        if not res.ok or not line:
+            raise TargetError(f"{spec}: guest ssh setup failed (status {res.status}): {res.output.strip()[-200:]}")
+        target.run_shell(f"/usr/sbin/dropbear -F -E -s -p 22 -r {HOST_KEY} < /dev/null > /tmp/dropbear.log 2>&1 & echo started", 10)
+        host_pub = " ".join(line.split()[:2])
+        kh_line = f"[127.0.0.1]:{port} {host_pub}"
+        (state / "known_hosts").write_text(kh_line + "\n")
+        target_spec = f"ssh://root@127.0.0.1:{port}"
+        # Prove the instructions work before printing them: log in, checking the host key.
+        check = SshTarget(target_spec, SshAddress("root", "127.0.0.1", port),
+                          SshOptions(identity=identity, known_hosts=state / "known_hosts"), progress=progress)
+        try:
+            check.start()
+        except BaseException:
+            log = target.run_shell("cat /tmp/dropbear.log", 10).output.strip().splitlines()[-3:]
+            progress(f"{spec}: dropbear log: {' | '.join(log) or 'empty'}")
+            raise
+        finally:
+            check.stop()
+        ident = target.info()
+        ssh_cmd = shlex.join(["ssh", "-i", str(identity), "-o", "IdentitiesOnly=yes",
+                              "-o", f"UserKnownHostsFile={state / 'known_hosts'}", "-p", str(port), "root@127.0.0.1"])
+        info = GuestInfo(spec=spec, target=target_spec, port=port, identity=str(identity),
+                         known_hosts=str(state / "known_hosts"), known_hosts_line=kh_line,
+                         host_key_fingerprint=openssh_fingerprint(line), ssh_command=ssh_cmd,
+                         kernel_release=ident.kernel_release, accel=ident.accel, pid=os.getpid())
+        (state / "guest.json").write_text(json.dumps(asdict(info), indent=2) + "\n")
+        progress(f"guest {spec} up in {time.monotonic() - t0:.1f} s ({ident.kernel_release}, {ident.accel})")
+        return target, info
+    except BaseException:
+        target.stop()
+        forget_keys(state)
+        raise
+
+
+def forget_keys(state: Path) -> None:
+    for name in ("id_ecdsa", "id_ecdsa.pub", "guest.json"):
+        (state / name).unlink(missing_ok=True)
+
+
+def describe(info: GuestInfo) -> str:
+    state = Path(info.identity).parent
+    return "\n".join([
+        f"host key:    ssh-ed25519 {info.host_key_fingerprint}",
+        f"known_hosts: {info.known_hosts_line}",
+        f"             (written to {info.known_hosts})",
+        f"client key:  {info.identity}",
+        f"ssh:         {info.ssh_command}",
+        f"target:      --target {info.target} --identity {info.identity} --known-hosts {info.known_hosts}",
+        f"details:     {state / 'guest.json'}",
+        f"stop:        Ctrl-C, or kill -TERM {info.pid}",
+        "READY",
+    ])
+
+
+def run_guest(arch: str, port: int, binder_module: Path | None, progress=print) -> int:
+    """Boot, print how to reach the guest, and keep it up until SIGINT/SIGTERM (KeyboardInterrupt)."""
+    target = None
+    info = None
+    try:
+        target, info = boot_guest(arch, port, binder_module, progress)
+        print(describe(info), flush=True)
+        while target.drain_console(1.0):
+            pass
+        progress(f"guest {info.spec} exited on its own; see {Path(info.identity).parent / 'console.log'}")
+        return 1
+    except KeyboardInterrupt:
+        progress("guest: stopping")
+        return 0
+    finally:
+        if target is not None:
+            target.stop()
+        if info is not None:
+            forget_keys(Path(info.identity).parent)

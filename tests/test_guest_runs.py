@@ -2,14 +2,11 @@
 against the real binder driver, and read the verdict from report.json."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.helpers import REPO, cli, qemu_processes
+from tests.helpers import cli, qemu_processes
 
 SCHEMA_KEYS = {"schema", "target", "cases", "summary", "timings"}
 
@@ -37,20 +34,6 @@ def test_sync_sizes_passes_on_stock_driver(tmp_path, arch):
     assert "B|" in (tmp_path / "trace.txt").read_text()
     ET.parse(tmp_path / "junit.xml")
     assert qemu_processes() <= before, "a QEMU process was left behind"
-
-
-def test_same_case_through_pytest(tmp_path):
-    out = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "cases/", "-q", "-p", "no:cacheprovider", "--target", "qemu:x86_64",
-         "--bh-out", str(out), "--junitxml", str(tmp_path / "junit.xml"), "-k", "sync_sizes"],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "1 passed" in proc.stdout
-    report = json.loads((out / "report.json").read_text())
-    assert [c["outcome"] for c in report["cases"]] == ["passed"]
-    suite = ET.parse(tmp_path / "junit.xml").getroot()
-    assert suite.find(".//testcase").get("name") == "one_copy.sync_sizes"
 
 
 def test_list_shows_the_case():

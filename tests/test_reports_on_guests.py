@@ -70,15 +70,19 @@ def test_double_copy_run_shows_expected_against_measured(tmp_path, double_copy):
     assert "expected 1.0, measured 2.0 (binder_transaction)" in failure.text
 
 
-def test_pytest_run_writes_html_and_parseable_junit_properties(tmp_path):
+def test_same_case_through_pytest_writes_html_and_junit(tmp_path):
+    """pytest cases/ --target runs the case on a real guest, with the same report files."""
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "cases/", "-q", "-p", "no:cacheprovider", "--target", "qemu:x86_64",
          "--bh-out", str(out), "--junitxml", str(tmp_path / "junit.xml"), "-k", "sync_sizes"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+    assert [c["outcome"] for c in json.loads((out / "report.json").read_text())["cases"]] == ["passed"]
     assert _page(out).tables["verdicts"][1][0][1] == "one_copy.sync_sizes"
     testcase = ET.parse(tmp_path / "junit.xml").getroot().find(".//testcase")
+    assert testcase.get("name") == "one_copy.sync_sizes"
     props = {p.get("name"): p.get("value") for p in testcase.iter("property")}
     assert props["reason"] == "50 checks passed"
     assert [t["copies_per_byte"] for t in json.loads(props["transactions"])] == [1.0] * len(SIZES)

@@ -33,6 +33,27 @@ class TargetInfo:
     debugfs: str | None
 
 
+class StartStop:
+    """`with target:` starts it and always stops it, even when start() fails halfway."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 class Target(Protocol):
     spec: str
     workdir: str  # a writable directory on the target for probe binaries and evidence

@@ -24,7 +24,7 @@ import pexpect
 
 from harness.errors import ConfigError, GuestCrashed, TargetError
 from harness.images import GuestImage, cache_root
-from harness.targets.base import CommandResult, TargetInfo, shell_command
+from harness.targets.base import CommandResult, StartStop, TargetInfo, shell_command
 
 GUEST_SHARE = "/mnt/host"
 _READY = re.compile(rb"binder-harness: READY (\S+) ([\d.]+)")
@@ -101,7 +101,7 @@ def choose_accel(guest_arch: str) -> str:
     return accel
 
 
-class QemuTarget:
+class QemuTarget(StartStop):
     """A guest booted from a GuestImage; one boot serves many cases."""
 
     def __init__(self, image: GuestImage, spec: str, console_log: Path | None = None,
@@ -177,17 +177,6 @@ class QemuTarget:
         except pexpect.EOF:
             return False
         return self.alive()
-
-    def __enter__(self) -> "QemuTarget":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # -- console -------------------------------------------------------------
     def last_console_lines(self, n: int = 200) -> str:

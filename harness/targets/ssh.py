@@ -24,7 +24,7 @@ import paramiko
 
 from harness.errors import ConfigError, TargetError, TargetUnavailable
 from harness.kernel import read_modinfo
-from harness.targets.base import (FACTS_SCRIPT, MOUNT_SCRIPT, CommandResult, Facts, TargetInfo,
+from harness.targets.base import (FACTS_SCRIPT, MOUNT_SCRIPT, CommandResult, Facts, StartStop, TargetInfo,
                                   parse_facts, shell_command)
 
 PASSPHRASE_ENV = "BINDER_HARNESS_SSH_PASSPHRASE"  # read, never printed
@@ -141,7 +141,7 @@ def _unreachable_reason(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-class SshTarget:
+class SshTarget(StartStop):
     """A Linux host over ssh. Commands run in the login user's shell, quoted by the caller."""
 
     def __init__(self, spec: str, address: SshAddress, options: SshOptions = SshOptions(),
@@ -323,17 +323,6 @@ class SshTarget:
     def alive(self) -> bool:
         return self._started
 
-    def __enter__(self) -> "SshTarget":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     def info(self) -> TargetInfo:
         if self._facts is None:
             raise TargetError(f"{self.address.label}: not started")
@@ -361,24 +350,31 @@ class SshTarget:
         transport = self._client.get_transport()
         chan = None
         for attempt in range(4):
+            # A busy server may refuse a session, or close it before taking the exec
+            # request; the command has not run then, so another channel is safe.
             try:
                 chan = transport.open_session(timeout=self.options.connect_timeout) if transport else None
+                if chan is None:
+                    break
+                chan.set_combine_stderr(True)
+                # A trailing `exit $?` keeps the shell from exec'ing the last command: a command
+                # killed by a signal then reports 128+N as on a console (paramiko drops exit-signal).
+                chan.exec_command(f"{command}\nexit $?")
                 break
-            except paramiko.ChannelException as exc:  # the server refused this channel; it may not refuse the next
-                if attempt == 3:
-                    raise TargetError(f"{label}: the server refuses new sessions ({exc})") from None
+            except (paramiko.ChannelException, paramiko.SSHException) as exc:
+                if chan is not None:
+                    chan.close()
+                    chan = None
+                if attempt == 3 or not (transport and transport.is_active()):
+                    raise TargetError(f"{label}: the server refuses new sessions ({_unreachable_reason(exc)})") from None
                 time.sleep(0.3 * 2 ** attempt)
-            except (paramiko.SSHException, OSError, EOFError) as exc:
+            except (OSError, EOFError) as exc:
                 raise TargetError(f"{label}: cannot open a channel ({_unreachable_reason(exc)})") from None
         if chan is None or transport is None:
             raise TargetError(f"{label}: connection lost")
         deadline = time.monotonic() + timeout + _GRACE_S
         chunks: list[bytes] = []
         try:
-            chan.set_combine_stderr(True)
-            # A trailing `exit $?` keeps the shell from exec'ing the last command: a command
-            # killed by a signal then reports 128+N as on a console (paramiko drops exit-signal).
-            chan.exec_command(f"{command}\nexit $?")
             if stdin is not None:
                 chan.sendall(stdin)
                 chan.shutdown_write()

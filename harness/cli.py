@@ -83,13 +83,9 @@ def cmd_run(args) -> int:
         kernel=_existing_file("--kernel", args.kernel), modules=_existing_dir("--modules", args.modules),
         image=args.image,
     )
-    try:
-        options.out_dir.mkdir(parents=True, exist_ok=True)
-        probe = options.out_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"--out {args.out}: not writable ({exc.strerror})") from None
+    from harness import report
+
+    report.prepare_out_dir(options.out_dir)
     from harness.progress import Progress
 
     progress = Progress(sys.stderr)

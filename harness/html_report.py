@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from functools import lru_cache
 from html import escape
@@ -270,6 +271,7 @@ def _case_section(case: dict, run_dir: Path) -> str:
     evidence = case.get("evidence") or {}
     parts.append(_details("evidence (report.json)", json.dumps(evidence, indent=1, default=str)))
     for name, title in (("dmesg.txt", "dmesg delta"), ("error.txt", "harness error"),
+                        ("console.log", "guest console during the case"),
                         ("console-tail.log", "console tail (last 200 lines)")):
         parts.append(_details(title, _read_log(case_dir / name), open_=name == "error.txt"))
     for path in sorted(case_dir.glob("probe-*.jsonl")) + sorted(case_dir.glob("probe-*.stderr")):
@@ -308,7 +310,7 @@ def render(report: dict, run_dir: Path) -> str:
         "per-case evidence is under cases/&lt;id&gt;/. trace.txt is ftrace text: open it in the Perfetto UI.</p>",
         "<h2>Cases</h2>", *(_case_section(c, run_dir) for c in cases),
         "<h2>Run logs</h2>",
-        _details("console.log (guest console)", _read_log(run_dir / "console.log")),
+        *(_details(f"{path.relative_to(run_dir)} (guest console)", _read_log(path)) for path in _console_logs(run_dir)),
         _details("dmesg.txt (boot and per-case kernel log)", _read_log(run_dir / "dmesg.txt")),
     ]
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -316,12 +318,23 @@ def render(report: dict, run_dir: Path) -> str:
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
 
 
+def _console_logs(run_dir: Path) -> list[Path]:
+    """console.log of a one-guest run, or guests/N/console.log of each guest of a -j N run."""
+    single = run_dir / "console.log"
+    guests = sorted(run_dir.glob("guests/*/console.log"), key=lambda p: (len(p.parent.name), p.parent.name))
+    return ([single] if single.is_file() else []) + guests or [single]
+
+
 def write(report: dict, run_dir: Path) -> Path:
     """Write run_dir/report.html atomically and return its path."""
     path = run_dir / "report.html"
-    tmp = path.with_name(f".report.html.{os.getpid()}.tmp")
-    tmp.write_text(render(report, run_dir), encoding="utf-8")
-    tmp.replace(path)
+    tmp = path.with_name(f".report.html.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(render(report, run_dir), encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

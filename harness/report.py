@@ -39,6 +39,7 @@ def report_dict(state) -> dict:
                     "boots": state.boots},
         "command": state.options.command_line,
         "seed": state.options.seed,
+        **getattr(state, "extra", {}),
     }
 
 

@@ -56,6 +56,7 @@ class RunState:
     boot_s: float = 0.0
     boots: int = 0
     started: float = field(default_factory=time.monotonic)
+    extra: dict = field(default_factory=dict)  # more top-level report.json fields, e.g. jobs and guests
 
 
 class Session:
@@ -351,19 +352,23 @@ class Session:
             (case_dir / "console-tail.log").write_text(tail(200))
 
     def _append_run_files(self, spec: CaseSpec, case_dir: Path) -> None:
-        out = self.options.out_dir
-        for path in sorted(case_dir.glob("probe-*.jsonl")):
-            for line in path.read_text(errors="replace").splitlines():
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict):
-                    report.append_text(out / "probe.jsonl", json.dumps({"case": spec.id, **record}) + "\n")
-        if (case_dir / "dmesg.txt").exists():
-            report.append_text(out / "dmesg.txt", f"=== {spec.id} ===\n{(case_dir / 'dmesg.txt').read_text(errors='replace')}")
-        if (case_dir / "trace.txt").exists():
-            report.append_trace(out / "trace.txt", (case_dir / "trace.txt").read_text(errors="replace"))
+        append_case_files(self.options.out_dir, spec.id, case_dir)
+
+
+def append_case_files(out: Path, case_id: str, case_dir: Path) -> None:
+    """Add one case's probe lines, dmesg delta and trace to the run-wide files in `out`."""
+    for path in sorted(case_dir.glob("probe-*.jsonl")):
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                report.append_text(out / "probe.jsonl", json.dumps({"case": case_id, **record}) + "\n")
+    if (case_dir / "dmesg.txt").exists():
+        report.append_text(out / "dmesg.txt", f"=== {case_id} ===\n{(case_dir / 'dmesg.txt').read_text(errors='replace')}")
+    if (case_dir / "trace.txt").exists():
+        report.append_trace(out / "trace.txt", (case_dir / "trace.txt").read_text(errors="replace"))
 
 
 def not_run(specs: list[CaseSpec], done: set[str], why: str) -> list[CaseResult]:

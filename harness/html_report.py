@@ -250,7 +250,8 @@ def _checks_table(checks: list[dict]) -> str:
 
 
 def _case_section(case: dict, run_dir: Path) -> str:
-    case_dir = run_dir / "cases" / case["id"]
+    where = case.get("dir") if isinstance(case.get("dir"), str) and ".." not in case["dir"] else None
+    case_dir = run_dir / (where or f"cases/{case['id']}")  # "dir": a merged pytest -n run's gwN/cases/<id>
     checks = [c for c in case.get("checks", []) if isinstance(c, dict)]
     failing = sum(not c.get("passed") for c in checks)
     parts = [f'<section class="case" id="{escape(case["id"])}"><div class="head"><h3 class="mono">'
@@ -310,7 +311,8 @@ def render(report: dict, run_dir: Path) -> str:
         "per-case evidence is under cases/&lt;id&gt;/. trace.txt is ftrace text: open it in the Perfetto UI.</p>",
         "<h2>Cases</h2>", *(_case_section(c, run_dir) for c in cases),
         "<h2>Run logs</h2>",
-        *(_details(f"{path.relative_to(run_dir)} (guest console)", _read_log(path)) for path in _console_logs(run_dir)),
+        *(_details(f"{path.relative_to(run_dir)} (guest console)", _read_log(path))
+          for path in _console_logs(run_dir, report)),
         _details("dmesg.txt (boot and per-case kernel log)", _read_log(run_dir / "dmesg.txt")),
     ]
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -318,10 +320,12 @@ def render(report: dict, run_dir: Path) -> str:
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def _console_logs(run_dir: Path) -> list[Path]:
-    """console.log of a one-guest run, or guests/N/console.log of each guest of a -j N run."""
+def _console_logs(run_dir: Path, report: dict) -> list[Path]:
+    """console.log of a one-guest run, or each guest's console of a run on several guests
+    (report "guests": guests/N/console.log for -j N, gwN/console.log for pytest -n N)."""
     single = run_dir / "console.log"
-    guests = sorted(run_dir.glob("guests/*/console.log"), key=lambda p: (len(p.parent.name), p.parent.name))
+    guests = [run_dir / str(g["console"]) for g in report.get("guests") or []
+              if isinstance(g, dict) and isinstance(g.get("console"), str) and ".." not in g["console"]]
     return ([single] if single.is_file() else []) + guests or [single]
 
 

@@ -156,3 +156,44 @@ def rebuild_run_files(out: Path, case_ids: list[str]) -> None:
                 append_case_files(out, case_id, case_dir)
             except OSError:
                 return  # a full disk: each case keeps its own files
+
+
+def merge_run_dirs(out: Path, run_dirs: list[Path], order: list[str]) -> dict | None:
+    """One report for runs made side by side into out/<sub>/ (pytest -n N: out/gw0, out/gw1, ...):
+    out/report.json (schema 1, cases in catalog `order`, each with the "dir" of its evidence),
+    junit.xml and report.html. None when no run left a report."""
+    import json
+
+    runs = []
+    for d in sorted(run_dirs, key=lambda p: (len(p.name), p.name)):
+        try:
+            runs.append((d, json.loads((d / "report.json").read_text())))
+        except (OSError, ValueError):
+            continue
+    if not runs:
+        return None
+    rank = {case_id: i for i, case_id in enumerate(order)}
+    cases = []
+    for i, (d, data) in enumerate(runs):
+        for case in data.get("cases", []):
+            cases.append({**case, "guest": i, "dir": f"{d.name}/cases/{case['id']}"})
+    cases.sort(key=lambda c: rank.get(c["id"], len(rank)))
+    summary = dict.fromkeys(("passed", "failed", "error", "skipped"), 0)
+    for case in cases:
+        summary[case["outcome"]] = summary.get(case["outcome"], 0) + 1
+    first = runs[0][1]
+    timings = [data.get("timings", {}) for _, data in runs]
+    merged = {
+        "schema": report.SCHEMA, "target": first.get("target", {}), "cases": cases, "summary": summary,
+        "timings": {"boot_s": round(sum(t.get("boot_s", 0) for t in timings), 3),
+                    "total_s": max(t.get("total_s", 0) for t in timings),
+                    "boots": sum(t.get("boots", 0) for t in timings)},
+        "command": first.get("command", ""), "seed": first.get("seed"), "jobs": len(runs),
+        "guests": [{"guest": i, "dir": d.name, "boots": data.get("timings", {}).get("boots", 0),
+                    "cases": [c["id"] for c in data.get("cases", [])], "console": f"{d.name}/console.log"}
+                   for i, (d, data) in enumerate(runs)],
+    }
+    report._atomic_write(out / "report.json", json.dumps(merged, indent=1, default=str) + "\n")
+    report._atomic_write(out / "junit.xml", report.junit_xml(merged))
+    report.write_html(merged, out)
+    return merged

@@ -105,3 +105,22 @@ def test_concurrent_cold_initramfs_builds(tmp_path):
     listing = subprocess.run(["cpio", "-t"], stdin=open(initramfs, "rb"), capture_output=True, text=True)
     assert listing.returncode == 0 and "init" in listing.stdout.split()
     assert [p.name for p in initramfs.parent.iterdir()] == [initramfs.name]
+
+
+def test_pytest_xdist_workers_merge_into_one_report(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "cases/", "-q", "-p", "no:cacheprovider", "-n", "2", "--target", "qemu:x86_64",
+         "--bh-out", str(out), "-k", "version or ping or thread_exit"],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env=cli_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ids = ["protocol.version", "protocol.thread_exit", "protocol.ping", "compat.version"]
+    expected = [i for i in (s.id for s in select_cases(["*"])) if i in ids]
+    report = json.loads((out / "report.json").read_text())
+    assert [c["id"] for c in report["cases"]] == expected
+    assert report["jobs"] == 2 and sorted(g["dir"] for g in report["guests"]) == ["gw0", "gw1"]
+    for case in report["cases"]:
+        assert (out / case["dir"] / "probe-1.jsonl").is_file(), case["dir"]
+        assert case["dir"].startswith(report["guests"][case["guest"]]["dir"] + "/")
+    assert [t.get("name") for t in ET.parse(out / "junit.xml").getroot().iter("testcase")] == expected
+    assert "gw0/console.log (guest console)" in read_page((out / "report.html").read_text()).text

@@ -198,15 +198,15 @@ class QemuTarget:
         return "\n".join(text.splitlines()[-n:])
 
     def _crashed(self, what: str) -> GuestCrashed:
-        panic = _PANIC.search(b"".join(self._tail))
-        last = [l for l in self.last_console_lines(5).splitlines() if l.strip()]
-        detail = (panic.group(0).decode(errors="replace").strip() if panic
-                  else f"last console line: {last[-1].strip()[:200]}" if last else "see console.log")
-        if self._child is not None:
+        if self._child is not None:  # read to the end first: the panic line may have come in halves
             try:
                 self._child.expect(pexpect.EOF, timeout=5)
             except (pexpect.TIMEOUT, pexpect.EOF):
                 pass
+        panic = _PANIC.search(b"".join(self._tail))
+        last = [l for l in self.last_console_lines(5).splitlines() if l.strip()]
+        detail = (panic.group(0).decode(errors="replace").strip() if panic
+                  else f"last console line: {last[-1].strip()[:200]}" if last else "see console.log")
         self.stop()
         return GuestCrashed(f"{self.spec}: {what}: {detail}")
 

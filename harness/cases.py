@@ -7,9 +7,13 @@ transport the target uses.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import importlib
+import importlib.util
+import os
 import shlex
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +26,8 @@ from harness.targets.base import CommandResult, Target, shell_command
 from harness.verdicts import CaseResult, Check
 
 CASES_DIR = REPO_ROOT / "cases"
+# Directories of your own case modules (os.pathsep-separated), loaded after the catalog.
+EXTRA_CASES_ENV = "BINDER_HARNESS_EXTRA_CASES"
 
 
 class CaseSkipped(Exception):
@@ -64,14 +70,45 @@ def case(case_id: str, *, kprobes: tuple[tracing.Kprobe, ...] = (), trace: bool 
 
 
 def load_cases(directory: Path = CASES_DIR) -> dict[str, CaseSpec]:
-    """Import every module of the cases package once; return the registry."""
+    """Import every module of the cases package once, then any $BINDER_HARNESS_EXTRA_CASES
+    directories; return the registry."""
     root = str(directory.parent)
     if root not in sys.path:
         sys.path.insert(0, root)
     for path in sorted(directory.glob("*.py")):
         if not path.name.startswith("_"):
             importlib.import_module(f"{directory.name}.{path.stem}")
+    for extra in extra_case_dirs():
+        for path in sorted(extra.glob("*.py")):
+            if not path.name.startswith("_"):
+                _import_case_file(path)
     return REGISTRY
+
+
+def extra_case_dirs() -> list[Path]:
+    """The directories named by $BINDER_HARNESS_EXTRA_CASES; a missing one is a ConfigError."""
+    dirs = [Path(d) for d in os.environ.get(EXTRA_CASES_ENV, "").split(os.pathsep) if d.strip()]
+    for d in dirs:
+        if not d.is_dir():
+            raise ConfigError(f"{EXTRA_CASES_ENV}: {d} is not a directory of case modules")
+    return dirs
+
+
+def _import_case_file(path: Path) -> None:
+    """Import one case module by file path (once), naming it after its absolute path."""
+    name = "bh_cases_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12] + "_" + path.stem
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{path}: cannot load as a case module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[name]
+        raise ConfigError(f"{path}:{exc.lineno}: case module does not parse: {exc.msg}") from None
 
 
 def select_cases(patterns: list[str]) -> list[CaseSpec]:
@@ -125,7 +162,15 @@ class CaseContext:
         stem = f"{self.remote_dir}/probe-{self._probe_runs}"
         argv = [self.probe, scenario, *(f"{k}={v}" for k, v in args.items()), f"timeout={int(timeout)}"]
         cmd = f"{shell_command(argv, timeout + 5)} > {shlex.quote(stem + '.jsonl')} 2> {shlex.quote(stem + '.stderr')}"
+        t0 = time.monotonic()
         result = self.target.run_shell(cmd, timeout + 5)
+        if result.status in (124, 137) and time.monotonic() - t0 >= timeout + 4:
+            # the target-side timeout killed a probe that hung: the case fails on that first
+            self.check_that(f"probe run {self._probe_runs} ({scenario}) ends within the case time limit",
+                            False, f"killed after {int(timeout) + 5} s (status {result.status}); its partial "
+                            f"output is in probe-{self._probe_runs}.jsonl", f"done within {int(timeout)} s", "probe")
+            self.evidence.setdefault("probe_timeouts", []).append(
+                {"run": self._probe_runs, "scenario": scenario, "killed_after_s": int(timeout) + 5})
         text = self._pull_text(stem + ".jsonl", f"probe-{self._probe_runs}.jsonl")
         stderr = self._pull_text(stem + ".stderr", f"probe-{self._probe_runs}.stderr")
         out = parse_probe_output(text)

@@ -6,6 +6,7 @@ configuration, always with one line naming the problem, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import signal
 import sys
@@ -75,6 +76,11 @@ def cmd_run(args) -> int:
     specs = select_cases(args.cases)
     if args.timeout is not None and args.timeout <= 0:
         raise ConfigError(f"--timeout {args.timeout}: must be a positive number of seconds")
+    if args.jobs < 1:
+        raise ConfigError(f"-j/--jobs {args.jobs}: must be at least 1 (the number of guests run at once)")
+    if args.jobs > 1 and not args.target.startswith("qemu:"):
+        raise ConfigError(f"-j/--jobs {args.jobs}: parallel guests need a qemu target; {args.target} is one device, "
+                          "and binder has one context manager per device")
     options = RunOptions(
         target_spec=args.target, out_dir=Path(args.out),
         binder_module=_existing_file("--binder-module", args.binder_module),
@@ -84,24 +90,50 @@ def cmd_run(args) -> int:
         image=args.image,
         **_ssh_options(args),
     )
-    try:
-        options.out_dir.mkdir(parents=True, exist_ok=True)
-        probe = options.out_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"--out {args.out}: not writable ({exc.strerror})") from None
+    from harness import report
+
+    report.prepare_out_dir(options.out_dir)
     from harness.progress import Progress
 
     progress = Progress(sys.stderr)
     try:
-        state = run_cases(specs, options, progress)
+        if args.jobs > 1 and len(specs) > 1:
+            from harness.parallel import run_parallel
+
+            state = run_parallel(specs, options, args.jobs, progress)
+        else:
+            state = run_cases(specs, options, progress)
     finally:
         progress.done()
     summary = {k: sum(r.outcome == k for r in state.results) for k in ("passed", "failed", "error", "skipped")}
     _progress(f"{summary['passed']} passed, {summary['failed']} failed, {summary['error']} error, "
               f"{summary['skipped']} skipped; {_report_line(options.out_dir)}")
     return 0 if summary["failed"] == 0 and summary["error"] == 0 else 1
+
+
+def cmd_matrix(args) -> int:
+    """targets x kernels x cases from a YAML file; one combined matrix.json and junit.xml."""
+    from harness import report
+    from harness.matrix import load_matrix, run_matrix
+    from harness.progress import Progress
+
+    if args.jobs < 1:
+        raise ConfigError(f"-j/--jobs {args.jobs}: must be at least 1 (the number of guests run at once)")
+    matrix = load_matrix(Path(args.file))
+    out = Path(args.out)
+    report.prepare_out_dir(out)
+    report.release_reserve(out)  # each cell sets its own aside
+    progress = Progress(sys.stderr)
+    try:
+        outcomes = run_matrix(matrix, out, args.jobs, shlex.join(["binder-harness", *sys.argv[1:]]), progress)
+    finally:
+        progress.done()
+    data = json.loads((out / "matrix.json").read_text())
+    s = data["summary"]
+    _progress(f"{len(outcomes)} cells: {s['passed']} passed, {s['failed']} failed, {s['error']} error, "
+              f"{s['skipped']} skipped; matrix: {out / 'matrix.json'} and {out / 'junit.xml'}; "
+              f"each cell's run under {out / 'cells'}")
+    return 0 if s["failed"] == 0 and s["error"] == 0 and all(o.status == "done" for o in outcomes) else 1
 
 
 def cmd_report(args) -> int:
@@ -199,7 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--known-hosts", help="ssh: known_hosts file to check the host key against (default ~/.ssh/known_hosts)")
     run.add_argument("--insecure-accept-host-key", action="store_true",
                      help="ssh: accept any host key (ephemeral guests only)")
+    run.add_argument("-j", "--jobs", type=int, default=1,
+                     help="guests run at once, each on its own QEMU (default 1); results merge in catalog order")
     run.set_defaults(func=cmd_run)
+
+    mat = sub.add_parser("matrix", help="run targets x kernels x cases from a YAML matrix file")
+    mat.add_argument("file", help="matrix YAML: targets, kernels (image recipes or 'default'), cases, timeout, seed")
+    mat.add_argument("--out", required=True, help="directory for matrix.json, junit.xml and cells/<recipe>/ runs")
+    mat.add_argument("-j", "--jobs", type=int, default=1, help="guests run at once within each cell (default 1)")
+    mat.set_defaults(func=cmd_matrix)
 
     rep = sub.add_parser("report", help="re-render report.html from a run directory")
     rep.add_argument("dir", help="run directory holding report.json")

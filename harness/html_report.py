@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from functools import lru_cache
 from html import escape
@@ -249,7 +250,8 @@ def _checks_table(checks: list[dict]) -> str:
 
 
 def _case_section(case: dict, run_dir: Path) -> str:
-    case_dir = run_dir / "cases" / case["id"]
+    where = case.get("dir") if isinstance(case.get("dir"), str) and ".." not in case["dir"] else None
+    case_dir = run_dir / (where or f"cases/{case['id']}")  # "dir": a merged pytest -n run's gwN/cases/<id>
     checks = [c for c in case.get("checks", []) if isinstance(c, dict)]
     failing = sum(not c.get("passed") for c in checks)
     parts = [f'<section class="case" id="{escape(case["id"])}"><div class="head"><h3 class="mono">'
@@ -270,6 +272,7 @@ def _case_section(case: dict, run_dir: Path) -> str:
     evidence = case.get("evidence") or {}
     parts.append(_details("evidence (report.json)", json.dumps(evidence, indent=1, default=str)))
     for name, title in (("dmesg.txt", "dmesg delta"), ("error.txt", "harness error"),
+                        ("console.log", "guest console during the case"),
                         ("console-tail.log", "console tail (last 200 lines)")):
         parts.append(_details(title, _read_log(case_dir / name), open_=name == "error.txt"))
     for path in sorted(case_dir.glob("probe-*.jsonl")) + sorted(case_dir.glob("probe-*.stderr")):
@@ -308,7 +311,8 @@ def render(report: dict, run_dir: Path) -> str:
         "per-case evidence is under cases/&lt;id&gt;/. trace.txt is ftrace text: open it in the Perfetto UI.</p>",
         "<h2>Cases</h2>", *(_case_section(c, run_dir) for c in cases),
         "<h2>Run logs</h2>",
-        _details("console.log (guest console)", _read_log(run_dir / "console.log")),
+        *(_details(f"{path.relative_to(run_dir)} (guest console)", _read_log(path))
+          for path in _console_logs(run_dir, report)),
         _details("dmesg.txt (boot and per-case kernel log)", _read_log(run_dir / "dmesg.txt")),
     ]
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -316,12 +320,25 @@ def render(report: dict, run_dir: Path) -> str:
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
 
 
+def _console_logs(run_dir: Path, report: dict) -> list[Path]:
+    """console.log of a one-guest run, or each guest's console of a run on several guests
+    (report "guests": guests/N/console.log for -j N, gwN/console.log for pytest -n N)."""
+    single = run_dir / "console.log"
+    guests = [run_dir / str(g["console"]) for g in report.get("guests") or []
+              if isinstance(g, dict) and isinstance(g.get("console"), str) and ".." not in g["console"]]
+    return ([single] if single.is_file() else []) + guests or [single]
+
+
 def write(report: dict, run_dir: Path) -> Path:
     """Write run_dir/report.html atomically and return its path."""
     path = run_dir / "report.html"
-    tmp = path.with_name(f".report.html.{os.getpid()}.tmp")
-    tmp.write_text(render(report, run_dir), encoding="utf-8")
-    tmp.replace(path)
+    tmp = path.with_name(f".report.html.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(render(report, run_dir), encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -328,7 +329,7 @@ def build_image(recipe: Recipe, binder_module: Path | None = None, progress=prin
         for name, data, mode in contents:
             writer.file(name, data, mode)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_bytes(writer.render())
         tmp.replace(path)
     return GuestImage(

@@ -12,6 +12,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def ensure_probe(abi: str) -> Path:
         if proc.returncode != 0 or not built.exists():
             first = next((l for l in proc.stderr.splitlines() if "error" in l), proc.stderr.strip()[:200])
             raise ConfigError(f"building the {abi} probe with {cc} failed: {first}")
-        staged = final.with_suffix(f".{os.getpid()}")
+        staged = final.with_suffix(f".{os.getpid()}.{threading.get_ident()}")
         shutil.copyfile(built, staged)
         staged.chmod(0o755)
         staged.replace(final)

@@ -115,6 +115,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
 
         bh.close()
         report.write_all(bh.state)
+    if _xdist_controller(session.config):
+        # pytest -n N: each worker ran its own guest into --bh-out/gwK; one report over all of them
+        from harness.parallel import merge_run_dirs
+
+        out = Path(session.config.getoption("--bh-out"))
+        merge_run_dirs(out, [d for d in out.glob("gw*") if d.is_dir()], list(load_cases()))
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    """True in the process that hands cases to pytest-xdist workers (not in a worker, not without -n)."""
+    if hasattr(config, "workerinput"):
+        return False
+    try:
+        return bool(config.getoption("numprocesses"))
+    except ValueError:  # pytest-xdist is not installed
+        return False
 
 
 @pytest.fixture(scope="session")

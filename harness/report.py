@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -38,13 +39,18 @@ def report_dict(state) -> dict:
                     "boots": state.boots},
         "command": state.options.command_line,
         "seed": state.options.seed,
+        **getattr(state, "extra", {}),
     }
 
 
 def _atomic_write(path: Path, data: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(data, encoding="utf-8")
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(data, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _check_lines(checks: list[dict]) -> str:
@@ -91,15 +97,92 @@ def junit_xml(report: dict) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 
-def write_all(state) -> dict:
+# Space set aside in the run directory when it is created, released when the disk fills,
+# so report.json and junit.xml can still be written at the end.
+RESERVE_NAME = ".bh-reserve"
+RESERVE_BYTES = 1 << 20
+MIN_FREE_BYTES = 4 << 20
+
+
+def prepare_out_dir(out: Path, flag: str = "--out") -> None:
+    """Create the run directory, check it takes files and has room, and set the reserve aside.
+    ConfigError (one line) when it cannot hold a run."""
+    from harness.errors import ConfigError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{flag} {out}: not writable ({exc.strerror}); give a writable directory") from None
+    st = os.statvfs(out)
+    free = st.f_bavail * st.f_frsize
+    if free < MIN_FREE_BYTES and not (out / RESERVE_NAME).exists():
+        raise ConfigError(f"{flag} {out}: only {free // 1024} KiB free on its filesystem; a run needs at least "
+                          f"{MIN_FREE_BYTES >> 20} MiB (reports, logs, traces); free space or give another {flag}")
+    reserve = out / RESERVE_NAME
+    try:
+        with open(reserve, "wb") as fh:
+            fh.write(b"\0" * RESERVE_BYTES)
+    except OSError as exc:
+        reserve.unlink(missing_ok=True)
+        raise ConfigError(f"{flag} {out}: cannot set aside {RESERVE_BYTES >> 10} KiB for the reports "
+                          f"({exc.strerror}); free space or give another {flag}") from None
+
+
+def release_reserve(out: Path) -> bool:
+    """Give back the space set aside by prepare_out_dir; True if there was some."""
+    try:
+        (out / RESERVE_NAME).unlink()
+        return True
+    except OSError:
+        return False
+
+
+def _output_error(exc: BaseException) -> bool:
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def write_all(state, final: bool = False) -> dict:
     """Write report.json, junit.xml and report.html atomically; called after every case,
-    so an interrupted run still leaves a complete, valid set."""
+    so an interrupted run still leaves a complete, valid set. When the disk is full,
+    the reserve is given back and report.json and junit.xml come first."""
     out: Path = state.options.out_dir
     data = report_dict(state)
+    try:
+        _write_reports(data, out)
+    except OSError as exc:
+        if not _output_error(exc) or not release_reserve(out):
+            raise
+        (out / "report.html").unlink(missing_ok=True)  # 'binder-harness report DIR' renders it again
+        _write_reports(data, out, html=False)
+        return data
+    if final:
+        release_reserve(out)
+    return data
+
+
+def write_final(state) -> dict | None:
+    """The last write of a run: reports, then the reserve goes. A run directory that cannot
+    take even report.json is said on stderr, not raised over the verdicts."""
+    import sys
+
+    try:
+        return write_all(state, final=True)
+    except OSError as exc:
+        print(f"binder-harness: cannot write report.json in {state.options.out_dir} ({exc.strerror})",
+              file=sys.stderr)
+        return None
+
+
+def _write_reports(data: dict, out: Path, html: bool = True) -> None:
     _atomic_write(out / "report.json", json.dumps(data, indent=1, default=str) + "\n")
     _atomic_write(out / "junit.xml", junit_xml(data))
-    write_html(data, out)
-    return data
+    if html:
+        write_html(data, out)
 
 
 def write_html(data: dict, out: Path) -> Path:

@@ -3,9 +3,11 @@ replace the guest after a crash, and keep every piece of evidence.
 """
 from __future__ import annotations
 
+import errno
 import json
 import re
 import shlex
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -17,6 +19,16 @@ from harness.errors import ConfigError, TargetError
 from harness.probe import ensure_probe
 from harness.targets import TargetOptions, make_target
 from harness.verdicts import CaseResult, judge, scan_dmesg
+
+# A boot that fails this many times in a row gives up: the rest of the cases error at once.
+BOOT_ATTEMPTS = 2
+# errnos that mean the run directory cannot take more evidence
+OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+_KERNEL_LINE = re.compile(r"^\s*\[\s*\d+\.\d+\]")
+
+
+def is_output_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS
 
 NATIVE_ABI = {"x86_64": "x86_64", "arm64": "arm64", "i386": "i386", "arm": "armhf"}
 COMPAT_ABI = {"x86_64": "i386", "arm64": "armhf"}
@@ -46,37 +58,69 @@ class RunState:
     boot_s: float = 0.0
     boots: int = 0
     started: float = field(default_factory=time.monotonic)
+    extra: dict = field(default_factory=dict)  # more top-level report.json fields, e.g. jobs and guests
 
 
 class Session:
-    """One target at a time: started on first use, replaced after it crashes."""
+    """One target at a time: started on first use, replaced after it crashes.
 
-    def __init__(self, options: RunOptions, progress=print):
+    `guest_dir` holds this session's guest files (console.log, boot dmesg); it is the
+    run directory itself unless several sessions share one run (harness/parallel.py).
+    `on_result` replaces writing the run's reports after each case, and `lock`
+    serialises what sessions sharing a run directory write into it.
+    """
+
+    def __init__(self, options: RunOptions, progress=print, guest_dir: Path | None = None,
+                 on_result=None, lock: threading.Lock | None = None):
         self.options = options
         self.progress = progress
         self.state = RunState(options)
         self.target = None
+        self.guest_dir = guest_dir or options.out_dir
+        self.on_result = on_result
+        self.lock = lock or threading.Lock()
+        self.cancelled = False  # set by abort(): the run is being interrupted
+        self.output_error = ""  # set when the run directory stops taking evidence
         self._probes: dict[str, str] = {}
+        self._boot_failures: list[str] = []
         options.out_dir.mkdir(parents=True, exist_ok=True)
+        self.guest_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def console_log(self) -> Path:
+        return self.guest_dir / "console.log"
 
     # -- target lifecycle ----------------------------------------------------
     def _ensure_target(self):
-        if self.target is not None and getattr(self.target, "alive", lambda: True)():
+        if self.target is not None and self._healthy(self.target):
             return self.target
         self._drop_target()
+        if len(self._boot_failures) >= BOOT_ATTEMPTS:
+            raise TargetError(f"not run: the guest failed to boot {len(self._boot_failures)} times in a row "
+                              f"({self._boot_failures[-1]})")
+        if self.cancelled:
+            raise KeyboardInterrupt("interrupted")
         o = self.options
         target = make_target(o.target_spec,
-                             TargetOptions(o.binder_module, o.out_dir / "console.log", kernel=o.kernel,
+                             TargetOptions(o.binder_module, self.console_log, kernel=o.kernel,
                                            modules=o.modules, image=o.image, identity=o.identity,
                                            known_hosts=o.known_hosts,
                                            insecure_accept_host_key=o.insecure_accept_host_key),
                              self.progress)
         self.progress(f"{'boot' if o.target_spec.startswith('qemu:') else 'connect'} {o.target_spec} ...")
+        self._booting = target
         try:
             target.start()
+        except TargetError as exc:
+            target.stop()
+            self._boot_failures.append(str(exc))
+            raise
         except BaseException:
             target.stop()
             raise
+        finally:
+            self._booting = None
+        self._boot_failures.clear()
         self.target = target
         self._probes = {}
         self.state.boots += 1
@@ -94,8 +138,18 @@ class Session:
             self.state.target_info["image"] = image.recipe.name
             self.state.target_info["kernel_source"] = image.kernel_source
         self.progress(f"booted {info.spec}: {info.kernel_release} ({info.accel}) in {getattr(target, 'boot_s', 0):.1f} s")
-        report.append_text(self.options.out_dir / "dmesg.txt", f"=== boot {self.state.boots} ===\n{target.dmesg(20)}")
+        report.append_text(self.guest_dir / "dmesg.txt", f"=== boot {self.state.boots} ===\n{target.dmesg(20)}")
         return target
+
+    def _healthy(self, target) -> bool:
+        """A guest kept from the previous case still runs and its console still answers."""
+        if not getattr(target, "alive", lambda: True)():
+            return False
+        try:
+            return target.run_shell("true", 5).ok
+        except TargetError as exc:
+            self.progress(f"the guest no longer answers ({exc}); booting a fresh one")
+            return False
 
     def _drop_target(self) -> None:
         if self.target is not None:
@@ -104,6 +158,14 @@ class Session:
 
     def close(self) -> None:
         self._drop_target()
+
+    def abort(self) -> None:
+        """Interrupt from another thread: kill the guest now; the running case ends as 'interrupted'."""
+        self.cancelled = True
+        for target in (self.target, getattr(self, "_booting", None)):
+            kill = getattr(target, "kill", None)
+            if kill is not None:
+                kill()
 
     def _probe_path(self, abi: str) -> str:
         if abi not in self._probes:
@@ -116,12 +178,18 @@ class Session:
     # -- one case ------------------------------------------------------------
     def run_case(self, spec: CaseSpec) -> CaseResult:
         case_dir = self.options.out_dir / "cases" / spec.id
-        case_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         result = CaseResult(spec.id)
+        if self.output_error:
+            result.outcome, result.reason = "error", f"not run: {self.output_error}"
+            self._record(result, spec)
+            return result
         ctx = None
+        console_start = self._console_size()
         try:
+            case_dir.mkdir(parents=True, exist_ok=True)
             target = self._ensure_target()
+            console_start = self._console_size()  # the case's console starts after any boot
             self.progress(f"{spec.id} ...")
             info = target.info()
             if not info.is_root:
@@ -142,39 +210,129 @@ class Session:
         except CaseSkipped as exc:
             result.outcome, result.reason = "skipped", str(exc)
         except TargetError as exc:
-            result.outcome, result.reason = "error", str(exc)
-            self._save_console_tail(case_dir)
-            self._drop_target()
+            result.outcome, result.reason = "error", "interrupted" if self.cancelled else str(exc)
+            self._lost_guest(case_dir, ctx)
         except ConfigError:
             raise
         except KeyboardInterrupt:
+            # The console may be in the middle of a command: do not talk to the guest, end it.
             result.outcome, result.reason = "error", "interrupted"
-            self._finish_case(ctx, spec, result, case_dir, t0)
+            self._lost_guest(case_dir, ctx)
+            self._finish_case(ctx, spec, result, case_dir, t0, console_start)
             raise
+        except OSError as exc:
+            if not is_output_error(exc):
+                self._harness_error(result, case_dir, exc)
+            else:
+                self._output_failed(result, exc)
         except Exception as exc:  # a bug in the case or the harness: keep the evidence, name it
-            result.outcome = "error"
-            result.reason = f"harness error: {type(exc).__name__}: {exc}".splitlines()[0]
-            (case_dir / "error.txt").write_text(traceback.format_exc())
-        self._finish_case(ctx, spec, result, case_dir, t0)
+            if self.cancelled:
+                result.outcome, result.reason = "error", "interrupted"
+                self._lost_guest(case_dir, ctx)
+            else:
+                self._harness_error(result, case_dir, exc)
+        self._finish_case(ctx, spec, result, case_dir, t0, console_start)
         return result
 
-    def _finish_case(self, ctx, spec: CaseSpec, result: CaseResult, case_dir: Path, t0: float) -> None:
+    def _harness_error(self, result: CaseResult, case_dir: Path, exc: BaseException) -> None:
+        result.outcome = "error"
+        result.reason = f"harness error: {type(exc).__name__}: {exc}".splitlines()[0]
+        try:
+            (case_dir / "error.txt").write_text(traceback.format_exc())
+        except OSError as write_exc:
+            self._output_failed(result, write_exc)
+
+    def _output_failed(self, result: CaseResult, exc: OSError) -> None:
+        """The run directory stopped taking evidence (full, read-only): this case errors, later ones do not run."""
+        self.output_error = (f"cannot write evidence to {self.options.out_dir} ({exc.strerror}); "
+                             "free space or give another --out")
+        if result.outcome != "error":
+            result.outcome, result.reason = "error", self.output_error
+        self._drop_target()
+
+    def _lost_guest(self, case_dir: Path, ctx) -> None:
+        """The guest crashed, wedged or is being interrupted: keep what the console showed, then end it."""
+        self._save_console_tail(case_dir)
+        self._drop_target()
+        if ctx is not None and ctx._tracing:
+            ctx._tracing = False  # the trace buffer went with the guest
+            ctx.evidence["trace"] = "lost with the guest: it ended before the trace buffer was read"
+
+    def _finish_case(self, ctx, spec: CaseSpec, result: CaseResult, case_dir: Path, t0: float,
+                     console_start: int = 0) -> None:
         """Collect the trace and dmesg delta, judge health, and write the evidence out."""
-        if ctx is not None and self.target is not None and self.target.alive():
+        if ctx is not None and self.target is not None and self.target.alive() and not self.cancelled:
             try:
                 ctx.stop_trace()
                 self._health(ctx, spec, result, case_dir)
             except TargetError as exc:
                 if result.outcome not in ("error",):
                     result.outcome, result.reason = "error", str(exc)
-                self._save_console_tail(case_dir)
-                self._drop_target()
+                self._lost_guest(case_dir, ctx)
+            except OSError as exc:
+                if not is_output_error(exc):
+                    raise
+                self._output_failed(result, exc)
+        try:
+            self._keep_console(case_dir, console_start, ctx, spec, result)
+        except OSError as exc:
+            if not is_output_error(exc):
+                raise
+            self._output_failed(result, exc)
         judge(result)
         result.duration_s = time.monotonic() - t0
-        self._append_run_files(spec, case_dir)
-        self.state.results.append(result)
-        report.write_all(self.state)
+        self._record(result, spec, case_dir)
+
+    def _record(self, result: CaseResult, spec: CaseSpec, case_dir: Path | None = None) -> None:
+        """Add the result to the run and write the run's files and reports."""
+        with self.lock:
+            if case_dir is not None and not self.output_error:
+                try:
+                    self._append_run_files(spec, case_dir)
+                except OSError as exc:
+                    if not is_output_error(exc):
+                        raise
+                    self._output_failed(result, exc)
+            self.state.results.append(result)
+            try:
+                if self.on_result is not None:
+                    self.on_result(self, result)
+                else:
+                    report.write_all(self.state)
+            except OSError as exc:
+                if not is_output_error(exc):
+                    raise
+                self._output_failed(result, exc)
         self.progress(f"{spec.id:<32} {result.outcome:<7} {result.duration_s:5.1f} s  {result.reason}")
+
+    def _console_size(self) -> int:
+        try:
+            return self.console_log.stat().st_size
+        except OSError:
+            return 0
+
+    def _keep_console(self, case_dir: Path, start: int, ctx, spec: CaseSpec, result: CaseResult) -> None:
+        """cases/<id>/console.log: what the guest console showed during the case. When the
+        guest ended before its kernel log could be read, the console's kernel lines stand in
+        for the dmesg delta (the console shows critical messages: oops, panic)."""
+        if not case_dir.is_dir():
+            return
+        try:
+            with open(self.console_log, "rb") as fh:
+                fh.seek(start)
+                text = fh.read().decode(errors="replace").replace("\r", "")
+        except OSError:
+            return
+        if text:
+            (case_dir / "console.log").write_text(text)
+        if result.outcome == "error" and not (case_dir / "dmesg.txt").exists():
+            kernel = [l for l in text.splitlines() if _KERNEL_LINE.match(l)]
+            (case_dir / "dmesg.txt").write_text(
+                "# the guest ended before its kernel log could be read; kernel lines from its console:\n"
+                + "".join(l + "\n" for l in kernel))
+            bad = scan_dmesg("\n".join(kernel), spec.expected_dmesg).bad_lines
+            if bad:
+                result.evidence["dmesg_bad_lines"] = bad[:20]
 
     def _health(self, ctx: CaseContext, spec: CaseSpec, result: CaseResult, case_dir: Path) -> None:
         delta = ctx.dmesg()
@@ -197,19 +355,28 @@ class Session:
             (case_dir / "console-tail.log").write_text(tail(200))
 
     def _append_run_files(self, spec: CaseSpec, case_dir: Path) -> None:
-        out = self.options.out_dir
-        for path in sorted(case_dir.glob("probe-*.jsonl")):
-            for line in path.read_text(errors="replace").splitlines():
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict):
-                    report.append_text(out / "probe.jsonl", json.dumps({"case": spec.id, **record}) + "\n")
-        if (case_dir / "dmesg.txt").exists():
-            report.append_text(out / "dmesg.txt", f"=== {spec.id} ===\n{(case_dir / 'dmesg.txt').read_text(errors='replace')}")
-        if (case_dir / "trace.txt").exists():
-            report.append_trace(out / "trace.txt", (case_dir / "trace.txt").read_text(errors="replace"))
+        append_case_files(self.options.out_dir, spec.id, case_dir)
+
+
+def append_case_files(out: Path, case_id: str, case_dir: Path) -> None:
+    """Add one case's probe lines, dmesg delta and trace to the run-wide files in `out`."""
+    for path in sorted(case_dir.glob("probe-*.jsonl")):
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                report.append_text(out / "probe.jsonl", json.dumps({"case": case_id, **record}) + "\n")
+    if (case_dir / "dmesg.txt").exists():
+        report.append_text(out / "dmesg.txt", f"=== {case_id} ===\n{(case_dir / 'dmesg.txt').read_text(errors='replace')}")
+    if (case_dir / "trace.txt").exists():
+        report.append_trace(out / "trace.txt", (case_dir / "trace.txt").read_text(errors="replace"))
+
+
+def not_run(specs: list[CaseSpec], done: set[str], why: str) -> list[CaseResult]:
+    """Results for cases an interrupted run never reached: skipped, saying why."""
+    return [CaseResult(s.id, "skipped", f"not run: {why}") for s in specs if s.id not in done]
 
 
 def run_cases(specs: list[CaseSpec], options: RunOptions, progress=print) -> RunState:
@@ -217,7 +384,10 @@ def run_cases(specs: list[CaseSpec], options: RunOptions, progress=print) -> Run
     try:
         for spec in specs:
             session.run_case(spec)
+    except KeyboardInterrupt:
+        session.state.results += not_run(specs, {r.id for r in session.state.results}, "the run was interrupted")
+        raise
     finally:
         session.close()
-        report.write_all(session.state)
+        report.write_final(session.state)
     return session.state

@@ -216,29 +216,38 @@ def binder_transactions(trace: Trace) -> list[TracedTransaction]:
     by_pid: dict[int, TracedTransaction] = {}
     out: list[TracedTransaction] = []
     for ev in trace.events:
-        if ev.name == "binder_transaction":
-            txn = TracedTransaction(ev.int("transaction"), ev.pid, ev.fields.get("reply") == "1",
-                                    int(ev.fields.get("flags", "0"), 16))
-            by_pid[ev.pid] = txn
-            out.append(txn)
-        elif ev.name == "binder_transaction_alloc_buf":
-            txn = by_pid.get(ev.pid)
-            if txn is not None and txn.debug_id == ev.int("transaction"):
-                txn.data_size = ev.int("data_size")
-                txn.offsets_size = ev.int("offsets_size")
-        elif ev.name in (COPY_USER_TO_BUFFER.name, "binder_alloc_page_start", "binder_alloc_lru_start"):
-            txn = by_pid.get(ev.pid)
-            if txn is None:
-                continue
-            if ev.name == COPY_USER_TO_BUFFER.name:
-                txn.copies.append(ev)
-            elif ev.name == "binder_alloc_page_start":
-                txn.pages_allocated += 1
-            else:
-                txn.pages_from_lru += 1
-        elif ev.name == "binder_ioctl_done":
-            by_pid.pop(ev.pid, None)
+        try:
+            _group_event(ev, by_pid, out)
+        except (KeyError, ValueError):  # a field missing or not a number: report the line, keep going
+            trace.bad_lines.append(f"{ev.comm}-{ev.pid} [{ev.cpu:03d}] {ev.ts:.6f}: {ev.name}: {ev.body}")
     return out
+
+
+def _group_event(ev: TraceEvent, by_pid: dict[int, TracedTransaction], out: list[TracedTransaction]) -> None:
+    """Fold one event into the transactions; KeyError/ValueError when a field it needs is bad."""
+    if ev.name == "binder_transaction":
+        txn = TracedTransaction(ev.int("transaction"), ev.pid, ev.fields.get("reply") == "1",
+                                int(ev.fields.get("flags", "0"), 16))
+        by_pid[ev.pid] = txn
+        out.append(txn)
+    elif ev.name == "binder_transaction_alloc_buf":
+        txn = by_pid.get(ev.pid)
+        if txn is not None and txn.debug_id == ev.int("transaction"):
+            txn.data_size = ev.int("data_size")
+            txn.offsets_size = ev.int("offsets_size")
+    elif ev.name in (COPY_USER_TO_BUFFER.name, "binder_alloc_page_start", "binder_alloc_lru_start"):
+        txn = by_pid.get(ev.pid)
+        if txn is None:
+            return
+        if ev.name == COPY_USER_TO_BUFFER.name:
+            ev.int("bytes"), ev.int("user_data")  # checked here, summed later
+            txn.copies.append(ev)
+        elif ev.name == "binder_alloc_page_start":
+            txn.pages_allocated += 1
+        else:
+            txn.pages_from_lru += 1
+    elif ev.name == "binder_ioctl_done":
+        by_pid.pop(ev.pid, None)
 
 
 def usercopies_in_binder_ioctl(trace: Trace, pid: int) -> list[int]:
@@ -253,7 +262,10 @@ def usercopies_in_binder_ioctl(trace: Trace, pid: int) -> list[int]:
         elif ev.name == "binder_ioctl_done":
             inside = False
         elif inside and ev.name == USERCOPY_CHECK.name and ev.fields.get("to_user") == "1":
-            sizes.append(ev.int("n"))
+            try:
+                sizes.append(ev.int("n"))
+            except (KeyError, ValueError):
+                trace.bad_lines.append(f"{ev.comm}-{ev.pid} [{ev.cpu:03d}] {ev.ts:.6f}: {ev.name}: {ev.body}")
     return sizes
 
 

@@ -32,13 +32,17 @@ class CaseResult:
     duration_s: float = 0.0
     evidence: dict[str, Any] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
+    guest: int | None = None  # which guest ran it, in a run on several guests (-j N)
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "id": self.id, "outcome": self.outcome, "reason": self.reason,
             "duration_s": round(self.duration_s, 3), "evidence": self.evidence,
             "checks": [asdict(c) for c in self.checks],
         }
+        if self.guest is not None:
+            out["guest"] = self.guest
+        return out
 
 
 def judge(result: CaseResult) -> None:

@@ -33,18 +33,30 @@ class CliRun:
 TEST_TAG = f"BINDER_HARNESS_TEST_TAG={uuid.uuid4().hex}"
 
 
-def cli(*args: str, out: Path | None = None, timeout: float = 600) -> CliRun:
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment a test's harness runs in: the session tag plus `extra`."""
+    return {**os.environ, TEST_TAG.split("=")[0]: TEST_TAG.split("=")[1], **extra}
+
+
+def cli(*args: str, out: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None) -> CliRun:
     """Run `binder-harness ARGS [--out OUT]` as a user would."""
     argv = [sys.executable, "-m", "harness.cli", *args]
     if out is not None:
         argv += ["--out", str(out)]
-    env = {**os.environ, TEST_TAG.split("=")[0]: TEST_TAG.split("=")[1]}
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env=env or cli_env())
     return CliRun(proc.returncode, proc.stdout, proc.stderr, out or Path("."))
 
 
-def tagged_processes(name: str = "qemu-system-") -> set[int]:
-    """Live processes started by this test session (by the tag in their environment)."""
+def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `binder-harness ARGS` in the background; its progress lines come on stderr."""
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], cwd=REPO, env=env or cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def tagged_processes(name: str = "qemu-system-", tag: str = TEST_TAG) -> set[int]:
+    """Live processes started by this test session (by the tag in their environment);
+    `tag` (KEY=VALUE) narrows it to one test's processes."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -54,7 +66,7 @@ def tagged_processes(name: str = "qemu-system-") -> set[int]:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if name.encode() in cmdline and TEST_TAG.encode() in environ.split(b"\0"):
+        if name.encode() in cmdline and tag.encode() in environ.split(b"\0"):
             found.add(int(entry.name))
     return found
 

@@ -32,10 +32,13 @@ _PANIC = re.compile(rb"Kernel panic - not syncing[^\n]*")
 _HOST_MACHINE = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 
 
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # resolved before any fork: dlopen is not fork-safe
+
+
 def _die_with_parent() -> None:
-    """Run in the QEMU child: get SIGKILL if the harness dies, so no QEMU outlives it."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    """Run in the QEMU child: get SIGKILL if the harness dies, so no QEMU outlives it.
+    (Linux sends it when the thread that started QEMU ends; sessions stop their own guests.)"""
+    _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _boot_id() -> str:
@@ -84,8 +87,11 @@ def _kvm_probe_once(timeout: float = 3.0) -> bool:
 
 def choose_accel(guest_arch: str) -> str:
     """'kvm' only when the host matches the guest and a real KVM boot works; else 'tcg'."""
-    if os.environ.get("BINDER_HARNESS_ACCEL") in ("tcg", "kvm"):
-        return os.environ["BINDER_HARNESS_ACCEL"]
+    forced = os.environ.get("BINDER_HARNESS_ACCEL", "").strip()
+    if forced in ("tcg", "kvm"):
+        return forced
+    if forced:
+        raise ConfigError(f"BINDER_HARNESS_ACCEL={forced}: use kvm, tcg, or leave it unset (kvm when a probe boot works)")
     host = _HOST_MACHINE.get(platform.machine(), platform.machine())
     if host != guest_arch or guest_arch != "x86_64" or not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg"
@@ -166,6 +172,15 @@ class QemuTarget(StartStop):
     def alive(self) -> bool:
         return self._child is not None and self._child.isalive()
 
+    def kill(self) -> None:
+        """SIGKILL QEMU now, from any thread; whoever waits on the console sees it exit."""
+        child = self._child
+        if child is not None and child.pid:
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def drain_console(self, timeout: float) -> bool:
         """Read what the console printed (into console.log) for up to timeout; False once QEMU has exited."""
         if self._child is None:
@@ -184,13 +199,15 @@ class QemuTarget(StartStop):
         return "\n".join(text.splitlines()[-n:])
 
     def _crashed(self, what: str) -> GuestCrashed:
-        panic = _PANIC.search(b"".join(self._tail))
-        detail = panic.group(0).decode(errors="replace").strip() if panic else "see console.log"
-        if self._child is not None:
+        if self._child is not None:  # read to the end first: the panic line may have come in halves
             try:
                 self._child.expect(pexpect.EOF, timeout=5)
             except (pexpect.TIMEOUT, pexpect.EOF):
                 pass
+        panic = _PANIC.search(b"".join(self._tail))
+        last = [l for l in self.last_console_lines(5).splitlines() if l.strip()]
+        detail = (panic.group(0).decode(errors="replace").strip() if panic
+                  else f"last console line: {last[-1].strip()[:200]}" if last else "see console.log")
         self.stop()
         return GuestCrashed(f"{self.spec}: {what}: {detail}")
 
@@ -265,10 +282,16 @@ class _Tee:
         self.fh, self.tail = fh, tail
 
     def write(self, data: bytes) -> None:
-        if self.fh is not None:
-            self.fh.write(data)
         self.tail.extend(data.splitlines(keepends=True))
+        if self.fh is not None:
+            try:
+                self.fh.write(data)
+            except OSError:  # disk full: keep driving the guest; the runner notices the run dir
+                self.fh = None
 
     def flush(self) -> None:
         if self.fh is not None:
-            self.fh.flush()
+            try:
+                self.fh.flush()
+            except OSError:
+                self.fh = None

@@ -1,0 +1,248 @@
+"""`binder-harness matrix FILE --out DIR [-j N]`: targets x kernels x cases in one command.
+
+A matrix file is YAML:
+
+    targets: [qemu:x86_64, qemu:arm64]
+    kernels: [default, qemu-x86_64-6.1.0-56, qemu-arm64-6.1.0-56]   # image recipes
+    cases: ["one_copy.*", "limits.*"]                               # optional; default every case
+    timeout: 90                                                     # optional per-case limit, seconds
+    seed: 4242                                                      # optional, for stress cases
+
+A cell is one target with one kernel recipe of the same arch (`default` is the target's
+own images/qemu-ARCH recipe); every kernel must fit some target. Cells run one after
+another, each on `-j N` guests, each into DIR/cells/<recipe>/ as an ordinary run
+(schema-1 report.json, junit.xml, report.html, evidence). After every cell DIR gets:
+
+  matrix.json   {"matrix_schema": 1, "file", "command",
+                 "cells": [{"cell": "x86_64/qemu-x86_64", "target", "image", "dir",
+                            "status": "done|error|not run", "error", "kernel_release", "accel",
+                            "summary": {passed, failed, error, skipped}, "timings"}],
+                 "cases": [{"cell", "id", "outcome", "reason", "duration_s"}],
+                 "summary": {passed, failed, error, skipped}, "timings": {"total_s"}}
+  junit.xml     one <testsuite> per cell (named by the cell), testcases classed "<cell>.<family>"
+"""
+from __future__ import annotations
+
+import json
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from harness import report
+from harness.cases import CaseSpec, select_cases
+from harness.errors import ConfigError
+from harness.recipes import Recipe, _Fields, _Loader, _Map, find_recipe, load_recipe, resolve_recipe
+from harness.runner import RunOptions, run_cases
+from harness.targets import parse_spec
+
+MATRIX_SCHEMA = 1
+OUTCOMES = ("passed", "failed", "error", "skipped")
+
+
+@dataclass(frozen=True)
+class Cell:
+    target: str  # qemu:ARCH
+    recipe: Recipe
+
+    @property
+    def id(self) -> str:
+        return f"{self.recipe.arch}/{self.recipe.name}"
+
+    @property
+    def dir_name(self) -> str:
+        return f"cells/{self.recipe.name}"
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: Path
+    cells: tuple[Cell, ...]
+    cases: tuple[CaseSpec, ...]
+    timeout: float | None = None
+    seed: int | None = None
+
+
+@dataclass
+class CellOutcome:
+    cell: Cell
+    status: str = "not run"  # done | error | not run
+    error: str = ""
+    report: dict = field(default_factory=dict)
+
+
+# -- reading the file ------------------------------------------------------------------------
+def _read(path: Path) -> _Map:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read matrix file ({exc.strerror})") from None
+    loader = _Loader(text)
+    loader.recipe_path = path
+    try:
+        data = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"{path}:{mark.line + 1 if mark else 1}: invalid YAML "
+                          f"({getattr(exc, 'problem', None) or exc})") from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, _Map):
+        raise ConfigError(f"{path}:1: a matrix file is a YAML mapping with 'targets', 'kernels' and 'cases'")
+    return data
+
+
+def _strings(f: _Fields, key: str, example: str, default=...) -> list[str]:
+    values = f.get(key, list, default)
+    if not values or not all(isinstance(v, str) and v for v in values):
+        raise f.error(key, f"must be a non-empty list of strings, e.g. [{example}]")
+    return values
+
+
+def load_matrix(path: Path) -> Matrix:
+    """Read and check a matrix file; every problem is one line naming file, line and field."""
+    f = _Fields(_read(path))
+    f.check_known({"targets", "kernels", "cases", "timeout", "seed"})
+    targets = _strings(f, "targets", "qemu:x86_64, qemu:arm64")
+    arches: dict[str, str] = {}
+    for spec in targets:
+        try:
+            kind, arch = parse_spec(spec)
+        except ConfigError as exc:
+            raise f.error("targets", str(exc).replace("--target ", "")) from None
+        if kind != "qemu":
+            raise f.error("targets", f"{spec}: only qemu:ARCH targets boot the kernels a matrix names")
+        if arch in arches:
+            raise f.error("targets", f"names qemu:{arch} twice")
+        arches[arch] = spec
+    cells: list[Cell] = []
+    for name in _strings(f, "kernels", "default, qemu-x86_64-6.1.0-56"):
+        recipes = [resolve_recipe(None, arch) for arch in arches] if name == "default" else [_recipe(f, name, path)]
+        for recipe in recipes:
+            if recipe.arch not in arches:
+                raise f.error("kernels", f"{name} is a {recipe.arch} kernel, and no target is qemu:{recipe.arch}; "
+                                         f"add it to 'targets' or drop the kernel")
+            cell = Cell(arches[recipe.arch], recipe)
+            if any(c.id == cell.id for c in cells):
+                raise f.error("kernels", f"names {cell.id} twice")
+            cells.append(cell)
+    patterns = _strings(f, "cases", "one_copy.*", default=["*"])
+    try:
+        cases = select_cases(patterns)
+    except ConfigError as exc:
+        raise f.error("cases", str(exc)) from None
+    timeout = f.get("timeout", (int, float), None)
+    if timeout is not None and timeout <= 0:
+        raise f.error("timeout", f"must be a positive number of seconds, got {timeout}")
+    return Matrix(path, tuple(cells), tuple(cases), timeout, f.get("seed", int, None))
+
+
+def _recipe(f: _Fields, name: str, matrix_path: Path) -> Recipe:
+    try:
+        return load_recipe(find_recipe(name, matrix_path.parent))
+    except ConfigError as exc:
+        raise f.error("kernels", f"{name}: {exc}") from None
+
+
+# -- running it --------------------------------------------------------------------------------
+def run_matrix(matrix: Matrix, out: Path, jobs: int, command_line: str, progress=print) -> list[CellOutcome]:
+    """Run every cell into out/cells/<recipe>/, rewriting the combined files after each."""
+    t0 = time.monotonic()
+    outcomes = [CellOutcome(c) for c in matrix.cells]
+    try:
+        for outcome in outcomes:
+            _run_cell(matrix, outcome, out, jobs, command_line, progress)
+            write_combined(matrix, outcomes, out, command_line, time.monotonic() - t0)
+    finally:
+        write_combined(matrix, outcomes, out, command_line, time.monotonic() - t0)
+    return outcomes
+
+
+def _run_cell(matrix: Matrix, outcome: CellOutcome, out: Path, jobs: int, command_line: str, progress) -> None:
+    cell = outcome.cell
+    cell_dir = out / cell.dir_name
+    options = RunOptions(target_spec=cell.target, out_dir=cell_dir, timeout=matrix.timeout, seed=matrix.seed,
+                         command_line=f"{command_line}  # cell {cell.id}", image=str(cell.recipe.path))
+    cell_progress = lambda line: progress(f"[{cell.id}] {line}")  # noqa: E731
+    try:
+        report.prepare_out_dir(cell_dir)
+        specs = list(matrix.cases)
+        if jobs > 1 and len(specs) > 1:
+            from harness.parallel import run_parallel
+
+            run_parallel(specs, options, jobs, cell_progress)
+        else:
+            run_cases(specs, options, cell_progress)
+        outcome.status = "done"
+    except ConfigError as exc:  # this cell cannot run (e.g. its kernel cannot be fetched); the next may
+        outcome.status, outcome.error = "error", str(exc)
+        cell_progress(f"cell error: {exc}")
+    except KeyboardInterrupt:
+        outcome.status, outcome.error = "error", "interrupted"
+        _load_cell_report(outcome, cell_dir)
+        raise
+    _load_cell_report(outcome, cell_dir)
+
+
+def _load_cell_report(outcome: CellOutcome, cell_dir: Path) -> None:
+    try:
+        outcome.report = json.loads((cell_dir / "report.json").read_text())
+    except (OSError, ValueError):
+        outcome.report = {}
+
+
+def _cell_cases(matrix: Matrix, outcome: CellOutcome) -> list[dict]:
+    """The cell's cases from its report; cases a cell never reached are errors that say why."""
+    cases = [c for c in outcome.report.get("cases", []) if isinstance(c, dict)]
+    seen = {c.get("id") for c in cases}
+    why = f"cell not run: {outcome.error}" if outcome.error else "cell not run"
+    cases += [{"id": s.id, "outcome": "error", "reason": why, "duration_s": 0.0, "evidence": {}, "checks": []}
+              for s in matrix.cases if s.id not in seen]
+    return cases
+
+
+def combined(matrix: Matrix, outcomes: list[CellOutcome], command_line: str, total_s: float) -> dict:
+    cells, cases = [], []
+    summary = dict.fromkeys(OUTCOMES, 0)
+    for o in outcomes:
+        cell_cases = _cell_cases(matrix, o)
+        cell_summary = dict.fromkeys(OUTCOMES, 0)
+        for c in cell_cases:
+            cell_summary[c["outcome"]] = cell_summary.get(c["outcome"], 0) + 1
+            summary[c["outcome"]] = summary.get(c["outcome"], 0) + 1
+            cases.append({"cell": o.cell.id, "id": c["id"], "outcome": c["outcome"], "reason": c.get("reason", ""),
+                          "duration_s": c.get("duration_s", 0.0)})
+        target = o.report.get("target", {})
+        cells.append({"cell": o.cell.id, "target": o.cell.target, "image": o.cell.recipe.name,
+                      "dir": o.cell.dir_name, "status": o.status, "error": o.error,
+                      "kernel_release": target.get("kernel_release", ""), "accel": target.get("accel", ""),
+                      "summary": cell_summary, "timings": o.report.get("timings", {})})
+    return {"matrix_schema": MATRIX_SCHEMA, "file": str(matrix.path), "command": command_line,
+            "cells": cells, "cases": cases, "summary": summary, "timings": {"total_s": round(total_s, 3)}}
+
+
+def combined_junit(matrix: Matrix, outcomes: list[CellOutcome], data: dict) -> str:
+    s = data["summary"]
+    root = ET.Element("testsuites", name="binder-harness matrix", tests=str(len(data["cases"])),
+                      failures=str(s["failed"]), errors=str(s["error"]), skipped=str(s["skipped"]),
+                      time=f"{data['timings']['total_s']:.3f}")
+    for o in outcomes:
+        cell_report = {**o.report, "cases": _cell_cases(matrix, o)}
+        cell_report.setdefault("target", {"spec": o.cell.target})
+        cell_report.setdefault("timings", {"total_s": 0.0})
+        cell_report["summary"] = next(c["summary"] for c in data["cells"] if c["cell"] == o.cell.id)
+        suite = ET.fromstring(report.junit_xml(cell_report)).find("testsuite")
+        suite.set("name", o.cell.id)
+        for tc in suite.iter("testcase"):
+            tc.set("classname", f"{o.cell.id}.{tc.get('name', '').split('.')[0]}")
+        root.append(suite)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+def write_combined(matrix: Matrix, outcomes: list[CellOutcome], out: Path, command_line: str, total_s: float) -> dict:
+    data = combined(matrix, outcomes, command_line, total_s)
+    report._atomic_write(out / "matrix.json", json.dumps(data, indent=1) + "\n")
+    report._atomic_write(out / "junit.xml", combined_junit(matrix, outcomes, data))
+    return data

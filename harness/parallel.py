@@ -1,0 +1,199 @@
+"""`binder-harness run -j N`: N guests at once, one run directory.
+
+Each guest is a runner.Session of its own (own QEMU, own 9p share, own console), fed
+from one queue of cases in catalog order. Their results merge into the one run's
+report.json, junit.xml and report.html in catalog order after every case, so an
+interrupted run still leaves a valid set. Layout of RUN_DIR:
+
+    cases/<id>/            per-case evidence, as with one guest
+    guests/<n>/console.log that guest's console (every boot it made)
+    guests/<n>/dmesg.txt   that guest's boot kernel logs
+    probe.jsonl, trace.txt, dmesg.txt   run-wide, per case, in catalog order
+
+report.json is schema 1 with a "jobs" count, a "guests" list (boots, boot time and
+the cases each guest ran) and, in each case, the "guest" that ran it.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import report
+from harness.cases import CaseSpec
+from harness.runner import COMPAT_ABI, NATIVE_ABI, RunOptions, RunState, Session, not_run
+from harness.verdicts import CaseResult
+
+
+@dataclass
+class _Shared:
+    """What the guests' threads share, guarded by `lock`."""
+
+    specs: list[CaseSpec]
+    merged: RunState
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    next_index: int = 0
+    failure: BaseException | None = None  # a ConfigError or harness bug in a guest's thread
+    sessions: list[Session] = field(default_factory=list)
+
+    def take(self) -> CaseSpec | None:
+        with self.lock:
+            if self.failure is not None or self.next_index >= len(self.specs):
+                return None
+            self.next_index += 1
+            return self.specs[self.next_index - 1]
+
+
+def prepare(options: RunOptions, specs: list[CaseSpec], progress) -> None:
+    """Build the guest image and the probes once, before any guest starts, so guests never
+    race to fill the cache and a bad configuration stops the run before any boot."""
+    from harness.images import build_image, resolve_recipe
+    from harness.probe import ensure_probe
+    from harness.targets import parse_spec
+
+    kind, arch = parse_spec(options.target_spec)
+    if kind != "qemu":
+        return
+    build_image(resolve_recipe(options.image, arch), options.binder_module, progress,
+                kernel=options.kernel, modules=options.modules)
+    ensure_probe(NATIVE_ABI[arch])
+    if any(s.compat for s in specs):
+        ensure_probe(COMPAT_ABI[arch])
+
+
+def _prefixed(progress, index: int):
+    return lambda line: progress(f"[guest {index}] {line}")
+
+
+def _merge(shared: _Shared, session: Session, result: CaseResult) -> None:
+    """Session.on_result, called under the shared lock: fold one result into the run's report."""
+    merged = shared.merged
+    result.guest = shared.sessions.index(session)
+    order = {s.id: i for i, s in enumerate(shared.specs)}
+    merged.results = sorted([*merged.results, result], key=lambda r: order.get(r.id, len(order)))
+    _fold_guests(shared)
+    report.write_all(merged)
+
+
+def _fold_guests(shared: _Shared) -> None:
+    merged = shared.merged
+    merged.boots = sum(s.state.boots for s in shared.sessions)
+    merged.boot_s = sum(s.state.boot_s for s in shared.sessions)
+    merged.target_info = next((s.state.target_info for s in shared.sessions if s.state.target_info),
+                              merged.target_info)
+    merged.extra = {
+        "jobs": len(shared.sessions),
+        "guests": [{"guest": i, "boots": s.state.boots, "boot_s": round(s.state.boot_s, 3),
+                    "cases": [r.id for r in s.state.results],
+                    "console": str(s.console_log.relative_to(merged.options.out_dir))}
+                   for i, s in enumerate(shared.sessions)],
+    }
+
+
+def _work(shared: _Shared, session: Session) -> None:
+    try:
+        while not session.cancelled:
+            spec = shared.take()
+            if spec is None:
+                break
+            session.run_case(spec)
+    except KeyboardInterrupt:
+        pass  # abort() from the main thread: the case is recorded as interrupted
+    except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
+        with shared.lock:
+            shared.failure = shared.failure or exc
+    finally:
+        session.close()
+
+
+def run_parallel(specs: list[CaseSpec], options: RunOptions, jobs: int, progress=print) -> RunState:
+    """Run `specs` on `jobs` guests at once; one merged RunState in catalog order."""
+    prepare(options, specs, progress)
+    merged = RunState(options)
+    shared = _Shared(specs, merged)
+    jobs = max(1, min(jobs, len(specs)))
+    for i in range(jobs):
+        guest_dir = options.out_dir / "guests" / str(i)
+        shared.sessions.append(Session(options, _prefixed(progress, i), guest_dir=guest_dir,
+                                       on_result=lambda s, r: _merge(shared, s, r), lock=shared.lock))
+    threads = [threading.Thread(target=_work, args=(shared, s), name=f"guest-{i}", daemon=True)
+               for i, s in enumerate(shared.sessions)]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(0.2)
+        if shared.failure is not None:
+            raise shared.failure
+    except BaseException:
+        for s in shared.sessions:
+            s.abort()
+        for t in threads:
+            t.join(30)
+        with shared.lock:
+            merged.results += not_run(specs, {r.id for r in merged.results}, "the run was interrupted")
+        raise
+    finally:
+        with shared.lock:
+            _fold_guests(shared)
+            rebuild_run_files(options.out_dir, [s.id for s in specs])
+            report.write_final(merged)
+    return merged
+
+
+def rebuild_run_files(out: Path, case_ids: list[str]) -> None:
+    """Rewrite the run-wide probe.jsonl, trace.txt and dmesg.txt from cases/<id>/ in catalog order
+    (guests append them as their cases finish, which is in no particular order)."""
+    from harness.runner import append_case_files
+
+    for name in ("probe.jsonl", "trace.txt", "dmesg.txt"):
+        (out / name).unlink(missing_ok=True)
+    for case_id in case_ids:
+        case_dir = out / "cases" / case_id
+        if case_dir.is_dir():
+            try:
+                append_case_files(out, case_id, case_dir)
+            except OSError:
+                return  # a full disk: each case keeps its own files
+
+
+def merge_run_dirs(out: Path, run_dirs: list[Path], order: list[str]) -> dict | None:
+    """One report for runs made side by side into out/<sub>/ (pytest -n N: out/gw0, out/gw1, ...):
+    out/report.json (schema 1, cases in catalog `order`, each with the "dir" of its evidence),
+    junit.xml and report.html. None when no run left a report."""
+    import json
+
+    runs = []
+    for d in sorted(run_dirs, key=lambda p: (len(p.name), p.name)):
+        try:
+            runs.append((d, json.loads((d / "report.json").read_text())))
+        except (OSError, ValueError):
+            continue
+    if not runs:
+        return None
+    rank = {case_id: i for i, case_id in enumerate(order)}
+    cases = []
+    for i, (d, data) in enumerate(runs):
+        for case in data.get("cases", []):
+            cases.append({**case, "guest": i, "dir": f"{d.name}/cases/{case['id']}"})
+    cases.sort(key=lambda c: rank.get(c["id"], len(rank)))
+    summary = dict.fromkeys(("passed", "failed", "error", "skipped"), 0)
+    for case in cases:
+        summary[case["outcome"]] = summary.get(case["outcome"], 0) + 1
+    first = runs[0][1]
+    timings = [data.get("timings", {}) for _, data in runs]
+    merged = {
+        "schema": report.SCHEMA, "target": first.get("target", {}), "cases": cases, "summary": summary,
+        "timings": {"boot_s": round(sum(t.get("boot_s", 0) for t in timings), 3),
+                    "total_s": max(t.get("total_s", 0) for t in timings),
+                    "boots": sum(t.get("boots", 0) for t in timings)},
+        "command": first.get("command", ""), "seed": first.get("seed"), "jobs": len(runs),
+        "guests": [{"guest": i, "dir": d.name, "boots": data.get("timings", {}).get("boots", 0),
+                    "cases": [c["id"] for c in data.get("cases", [])], "console": f"{d.name}/console.log"}
+                   for i, (d, data) in enumerate(runs)],
+    }
+    report._atomic_write(out / "report.json", json.dumps(merged, indent=1, default=str) + "\n")
+    report._atomic_write(out / "junit.xml", report.junit_xml(merged))
+    report.write_html(merged, out)
+    return merged

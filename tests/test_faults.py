@@ -1,0 +1,307 @@
+"""Faults a nightly run must survive, each made to happen for real: a real QEMU, the real
+Debian kernel, real signals. After every one, the affected case is failed or errored with a
+one-line reason, its evidence stays under cases/<id>/, the next case gets a fresh guest, no
+QEMU process or temporary directory is left, and report.json and junit.xml are valid."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from harness.trace import parse_ftrace
+from tests.helpers import REPO, CliRun, cli, cli_env, start_cli, tagged_processes
+
+FAULT_CASES = str(REPO / "tests" / "fault_cases")
+
+
+def _env(tmp: Path, **extra: str) -> dict[str, str]:
+    """The harness's environment for one test: the fault cases, and a TMPDIR of its own, which
+    both tags its processes and shows any temporary directory it leaves behind."""
+    tmp.mkdir(exist_ok=True)
+    return cli_env(BINDER_HARNESS_EXTRA_CASES=FAULT_CASES, TMPDIR=str(tmp), **extra)
+
+
+def _processes(env: dict[str, str], name: str) -> set[int]:
+    return tagged_processes(name, tag=f"TMPDIR={env['TMPDIR']}")
+
+
+def assert_closed(out: Path, env: dict[str, str], case_ids: list[str]) -> dict:
+    """What every fault must leave: valid reports naming every case, one-line reasons,
+    no QEMU process and no temporary directory."""
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema"] == 1
+    assert [c["id"] for c in report["cases"]] == case_ids
+    for case in report["cases"]:
+        assert case["reason"] and "\n" not in case["reason"], case
+    suite = ET.parse(out / "junit.xml").getroot().find("testsuite")
+    assert [t.get("name") for t in suite.iter("testcase")] == case_ids
+    assert sum(report["summary"].values()) == len(case_ids)
+    assert _processes(env, "qemu-system-") == set(), "a QEMU process was left behind"
+    left = sorted(p.name for p in Path(env["TMPDIR"]).iterdir() if p.name.startswith(("bh-share-", "bh-probe-")))
+    assert left == [], f"temporary directories left behind: {left}"
+    return report
+
+
+def _wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 90) -> list[str]:
+    """Read the harness's progress lines until one contains `text`."""
+    assert proc.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            raise AssertionError(f"the harness ended before {text!r}: {''.join(seen)}")
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"no {text!r} within {timeout} s: {''.join(seen)}")
+
+
+def _finish(proc: subprocess.Popen, out: Path, timeout: float = 120) -> CliRun:
+    stdout, stderr = proc.communicate(timeout=timeout)
+    return CliRun(proc.returncode, stdout, stderr, out)
+
+
+def _case(report: dict, case_id: str) -> dict:
+    return next(c for c in report["cases"] if c["id"] == case_id)
+
+
+# -- faults inside the guest: one run, one fault per case, a healthy case after them ------------
+FAULT_RUN = ["fault.panic", "fault.probe_hang", "fault.console_exit", "protocol.version"]
+
+
+@pytest.fixture(scope="module")
+def fault_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("faults")
+    env = _env(tmp / "tmp")
+    run = cli("run", *FAULT_RUN, "--target", "qemu:x86_64", "--timeout", "1", out=tmp / "out", env=env)
+    report = assert_closed(tmp / "out", env, FAULT_RUN)
+    return run, report
+
+
+def test_guest_kernel_panic_mid_case(fault_run):
+    """sysrq 'c' panics the guest in the middle of a case."""
+    run, report = fault_run
+    case = _case(report, "fault.panic")
+    assert case["outcome"] == "error"
+    assert "Kernel panic - not syncing: sysrq triggered crash" in case["reason"]
+    case_dir = run.out / "cases" / "fault.panic"
+    assert "sysrq triggered crash" in (case_dir / "console.log").read_text()
+    assert "sysrq triggered crash" in (case_dir / "console-tail.log").read_text()
+    assert "Kernel panic" in (case_dir / "dmesg.txt").read_text()
+    assert (case_dir / "probe-1.jsonl").read_text().strip(), "the probe output before the panic is kept"
+    assert case["evidence"]["trace"].startswith("lost with the guest")
+
+
+def test_probe_hang_is_killed_by_the_case_timeout(fault_run):
+    """A probe scenario that runs for 10 minutes under --timeout 1: killed, partial evidence kept."""
+    run, report = fault_run
+    case = _case(report, "fault.probe_hang")
+    assert case["outcome"] == "failed"
+    assert case["reason"].startswith("probe run 1 (random) ends within the case time limit: expected done within 1 s, "
+                                     "measured killed after 6 s (status 137)"), case["reason"]
+    assert case["evidence"]["probe_timeouts"] == [{"run": 1, "scenario": "random", "killed_after_s": 6}]
+    case_dir = run.out / "cases" / "fault.probe_hang"
+    trace = parse_ftrace((case_dir / "trace.txt").read_text())
+    assert trace.named("binder_ioctl"), "the partial trace is kept"
+    assert '"ev"' in (case_dir / "probe-1.jsonl").read_text()
+    assert (case_dir / "dmesg.txt").is_file()
+
+
+def test_console_shell_exits(fault_run):
+    """The console shell ends (init powers the guest off): QEMU exits mid-command."""
+    run, report = fault_run
+    case = _case(report, "fault.console_exit")
+    assert case["outcome"] == "error"
+    assert "QEMU exited during 'exit 0'" in case["reason"], case["reason"]
+    assert "console shell exited" in (run.out / "cases" / "fault.console_exit" / "console.log").read_text()
+
+
+def test_next_case_gets_a_fresh_guest(fault_run):
+    run, report = fault_run
+    assert _case(report, "protocol.version")["outcome"] == "passed"
+    # boot 1 panics; boot 2 serves probe_hang (its guest stays healthy) and ends with the
+    # console shell; boot 3 runs protocol.version
+    assert report["timings"]["boots"] == 3
+    assert run.status == 1
+    assert report["target"]["accel"] in ("tcg", "kvm")
+
+
+# -- faults from outside: QEMU stopped or killed, the harness interrupted -------------------------
+def _during_sleep(tmp_path: Path, action, *extra: str, out: Path | None = None) -> tuple[CliRun, dict, dict[str, str]]:
+    """Start a run of fault.sleep then protocol.version; do `action(proc, env)` while fault.sleep
+    sits in the guest."""
+    env = _env(tmp_path / "tmp")
+    out = out or tmp_path / "out"
+    proc = start_cli("run", "fault.sleep", "protocol.version", "--target", "qemu:x86_64", *extra,
+                     "--out", str(out), env=env)
+    try:
+        _wait_for_line(proc, "fault.sleep ...")
+        time.sleep(1.0)  # inside the guest's sleep now
+        action(proc, env)
+        run = _finish(proc, out)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return run, assert_closed(out, env, ["fault.sleep", "protocol.version"]), env
+
+
+def _signal_qemu(sig: int):
+    def action(proc, env):
+        pids = _processes(env, "qemu-system-")
+        assert len(pids) == 1, pids
+        os.kill(pids.pop(), sig)
+    return action
+
+
+def test_qemu_killed_from_outside(tmp_path):
+    run, report, _ = _during_sleep(tmp_path, _signal_qemu(signal.SIGKILL))
+    case = _case(report, "fault.sleep")
+    assert case["outcome"] == "error"
+    assert "QEMU exited during" in case["reason"], case["reason"]
+    assert _case(report, "protocol.version")["outcome"] == "passed"
+    assert report["timings"]["boots"] == 2
+    assert (run.out / "cases" / "fault.sleep" / "console.log").is_file()
+    assert run.status == 1
+
+
+def test_guest_stops_answering(tmp_path):
+    """SIGSTOP on QEMU: the console goes silent; the harness kills it and boots a fresh guest."""
+    run, report, _ = _during_sleep(tmp_path, _signal_qemu(signal.SIGSTOP), "--timeout", "1")
+    case = _case(report, "fault.sleep")
+    assert case["outcome"] == "error"
+    assert "guest stopped answering during" in case["reason"], case["reason"]
+    assert _case(report, "protocol.version")["outcome"] == "passed"
+    assert report["timings"]["boots"] == 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_harness_interrupted_mid_case(tmp_path, sig):
+    def interrupt(proc, env):
+        proc.send_signal(sig)
+
+    run, report, env = _during_sleep(tmp_path, interrupt)
+    assert run.status == 130, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == \
+        "binder-harness: interrupted; the run directory holds what was collected"
+    assert _case(report, "fault.sleep")["outcome"] == "error"
+    assert _case(report, "fault.sleep")["reason"] == "interrupted"
+    assert _case(report, "protocol.version") == {**_case(report, "protocol.version"), "outcome": "skipped",
+                                                "reason": "not run: the run was interrupted"}
+    assert _processes(env, "binder-harness") == set()
+    assert (run.out / "report.html").is_file()
+
+
+# -- KVM that is there but broken ---------------------------------------------------------------
+def _kvm_broken() -> bool:
+    from harness.targets.qemu import _kvm_probe_once
+
+    return os.access("/dev/kvm", os.R_OK | os.W_OK) and not _kvm_probe_once()
+
+
+def test_broken_kvm_is_probed_and_tcg_runs(tmp_path, monkeypatch, fault_run):
+    if not _kvm_broken():
+        pytest.skip("this machine's KVM works (or is absent): nothing broken to fall back from")
+    from harness.targets.qemu import choose_accel
+
+    monkeypatch.setenv("BINDER_HARNESS_CACHE", str(tmp_path))  # no cached probe result
+    monkeypatch.delenv("BINDER_HARNESS_ACCEL", raising=False)
+    assert choose_accel("x86_64") == "tcg"
+    assert json.loads((tmp_path / "kvm-probe.json").read_text())["accel"] == "tcg"
+    assert fault_run[1]["target"]["accel"] == "tcg"
+
+
+def test_forced_kvm_fails_clearly(tmp_path):
+    if not _kvm_broken():
+        pytest.skip("this machine's KVM works (or is absent)")
+    env = _env(tmp_path / "tmp", BINDER_HARNESS_ACCEL="kvm")
+    t0 = time.monotonic()
+    run = cli("run", "protocol.version", "protocol.ping", "protocol.thread_exit", "--target", "qemu:x86_64",
+              out=tmp_path / "out", env=env, timeout=120)
+    assert time.monotonic() - t0 < 60
+    assert run.status == 1
+    report = assert_closed(tmp_path / "out", env, ["protocol.version", "protocol.ping", "protocol.thread_exit"])
+    first, second, third = report["cases"]
+    assert first["outcome"] == second["outcome"] == third["outcome"] == "error"
+    assert "QEMU exited during boot: last console line: qemu-system-x86_64:" in first["reason"], first["reason"]
+    assert third["reason"].startswith("not run: the guest failed to boot 2 times in a row"), third["reason"]
+    assert report["target"]["spec"] == "qemu:x86_64"
+
+
+def test_unknown_accel_is_bad_usage(tmp_path):
+    run = cli("run", "protocol.version", out=tmp_path / "out", env=cli_env(BINDER_HARNESS_ACCEL="hvf"))
+    assert run.status == 2
+    assert run.stderr.strip().splitlines() == [
+        "binder-harness: BINDER_HARNESS_ACCEL=hvf: use kvm, tcg, or leave it unset (kvm when a probe boot works)"]
+
+
+# -- an output directory that is full or read-only ----------------------------------------------
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount a fresh tmpfs with the given options; unmounted at the end whatever happens."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounts: list[Path] = []
+
+    def mount(options: str) -> Path:
+        where = tmp_path / f"mnt{len(mounts)}"
+        where.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "bh-test", str(where)], check=True)
+        mounts.append(where)
+        return where
+
+    yield mount
+    for where in mounts:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_tiny_output_dir_is_refused(tmpfs):
+    out = tmpfs("size=64k") / "run"
+    run = cli("run", "protocol.version", out=out)
+    assert run.status == 2
+    assert run.stderr.strip().splitlines() == [
+        f"binder-harness: --out {out}: only 64 KiB free on its filesystem; a run needs at least 4 MiB "
+        "(reports, logs, traces); free space or give another --out"]
+
+
+def test_read_only_output_dir_is_refused(tmpfs):
+    out = tmpfs("size=1m,ro")
+    run = cli("run", "protocol.version", out=out)
+    assert run.status == 2
+    assert run.stderr.strip().splitlines() == [
+        f"binder-harness: --out {out}: not writable (Read-only file system); give a writable directory"]
+
+
+def _fill(directory: Path) -> None:
+    """Take every free byte of directory's filesystem."""
+    with open(directory / "filler", "wb") as fh:
+        chunk = b"\0" * 65536
+        try:
+            while True:
+                fh.write(chunk)
+                fh.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+
+
+def test_output_dir_fills_up_mid_case(tmp_path, tmpfs):
+    """The run directory's filesystem fills while a case runs: that case errors, the rest are
+    not run, and the space set aside at the start still takes report.json and junit.xml."""
+    out = tmpfs("size=8m") / "run"
+    run, report, _ = _during_sleep(tmp_path, lambda proc, env: _fill(out), out=out)
+    assert run.status == 1, run.stderr
+    sleep, version = report["cases"]
+    assert sleep["outcome"] == "error"
+    assert sleep["reason"].startswith(f"cannot write evidence to {out} (No space left on device)"), sleep["reason"]
+    assert version["outcome"] == "error"
+    assert version["reason"].startswith("not run: cannot write evidence"), version["reason"]
+    assert (out / "cases" / "fault.sleep" / "probe-1.jsonl").is_file()
+    assert not (out / ".bh-reserve").exists()

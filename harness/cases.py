@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from harness import timing
 from harness import trace as tracing
 from harness.errors import ConfigError
 from harness.images import REPO_ROOT
@@ -125,7 +126,8 @@ class CaseContext:
         stem = f"{self.remote_dir}/probe-{self._probe_runs}"
         argv = [self.probe, scenario, *(f"{k}={v}" for k, v in args.items()), f"timeout={int(timeout)}"]
         cmd = f"{shell_command(argv, timeout + 5)} > {shlex.quote(stem + '.jsonl')} 2> {shlex.quote(stem + '.stderr')}"
-        result = self.target.run_shell(cmd, timeout + 5)
+        with timing.phase("probe"):
+            result = self.target.run_shell(cmd, timeout + 5)
         text = self._pull_text(stem + ".jsonl", f"probe-{self._probe_runs}.jsonl")
         stderr = self._pull_text(stem + ".stderr", f"probe-{self._probe_runs}.stderr")
         out = parse_probe_output(text)
@@ -149,7 +151,8 @@ class CaseContext:
 
     def dmesg(self) -> str:
         """Kernel log lines written since this case began."""
-        out = self.run(["dmesg"], 20).output
+        with timing.phase("dmesg"):
+            out = self.run(["dmesg"], 20).output
         marker = f"binder-harness: begin {self.spec.id}"
         return out[out.rfind(marker):].split("\n", 1)[-1] if marker in out else out
 
@@ -158,7 +161,8 @@ class CaseContext:
         if self.tracefs is None:
             raise CaseSkipped(f"{self.target.spec} has no tracefs (mount it, or run as root)")
         script = tracing.arm_script(self.tracefs, self.spec.kprobes, self.spec.id, extra_events=self.spec.events)
-        result = self.target.run_shell(script, 20)
+        with timing.phase("arm_trace"):
+            result = self.target.run_shell(script, 20)
         if not result.ok:
             raise CaseSkipped(f"cannot arm tracing on {self.target.spec} (status {result.status}): "
                               f"{result.output.strip().splitlines()[-1:] or ''}")
@@ -171,8 +175,10 @@ class CaseContext:
             return self._trace or tracing.Trace([], [], [])
         self._tracing = False
         remote = f"{self.remote_dir}/trace.txt"
-        self.target.run_shell(tracing.collect_script(self.tracefs or "", remote, self._marker_pid), 60)
-        self._trace = tracing.parse_ftrace(self._pull_text(remote, "trace.txt"))
+        with timing.phase("collect_trace"):
+            self.target.run_shell(tracing.collect_script(self.tracefs or "", remote, self._marker_pid), 60)
+            text = self._pull_text(remote, "trace.txt")
+        self._trace = tracing.parse_ftrace(text)
         return self._trace
 
     # -- checks ----------------------------------------------------------------

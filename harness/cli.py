@@ -92,7 +92,10 @@ def cmd_run(args) -> int:
         raise ConfigError(f"--out {args.out}: not writable ({exc.strerror})") from None
     from harness.progress import Progress
 
+    from harness import timing
+
     progress = Progress(sys.stderr)
+    timing.add("startup", timing.process_age())
     try:
         state = run_cases(specs, options, progress)
     finally:

@@ -7,7 +7,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness import html_report
+from harness import html_report, timing
 
 SCHEMA = 1
 
@@ -35,7 +35,7 @@ def report_dict(state) -> dict:
         "cases": [r.to_json() for r in state.results],
         "summary": summary,
         "timings": {"boot_s": round(state.boot_s, 3), "total_s": round(time.monotonic() - state.started, 3),
-                    "boots": state.boots},
+                    "boots": state.boots, "phases": timing.snapshot()},
         "command": state.options.command_line,
         "seed": state.options.seed,
     }

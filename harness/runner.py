@@ -11,7 +11,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import report
+from harness import report, timing
 from harness.cases import CaseContext, CaseSkipped, CaseSpec
 from harness.errors import ConfigError, TargetError
 from harness.probe import ensure_probe
@@ -89,7 +89,8 @@ class Session:
             self.state.target_info["image"] = image.recipe.name
             self.state.target_info["kernel_source"] = image.kernel_source
         self.progress(f"booted {info.spec}: {info.kernel_release} ({info.accel}) in {getattr(target, 'boot_s', 0):.1f} s")
-        boot_dmesg = target.run(["dmesg"], 20)
+        with timing.phase("boot_dmesg"):
+            boot_dmesg = target.run(["dmesg"], 20)
         report.append_text(self.options.out_dir / "dmesg.txt", f"=== boot {self.state.boots} ===\n{boot_dmesg.output}")
         return target
 

@@ -95,10 +95,11 @@ def write_all(state) -> dict:
     """Write report.json, junit.xml and report.html atomically; called after every case,
     so an interrupted run still leaves a complete, valid set."""
     out: Path = state.options.out_dir
-    data = report_dict(state)
-    _atomic_write(out / "report.json", json.dumps(data, indent=1, default=str) + "\n")
-    _atomic_write(out / "junit.xml", junit_xml(data))
-    write_html(data, out)
+    with timing.phase("report"):
+        data = report_dict(state)
+        _atomic_write(out / "report.json", json.dumps(data, indent=1, default=str) + "\n")
+        _atomic_write(out / "junit.xml", junit_xml(data))
+        write_html(data, out)
     return data
 
 

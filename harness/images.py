@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -249,6 +250,32 @@ class GuestImage:
     builtin: tuple[str, ...] = ()  # wanted modules that are built into the kernel
 
 
+_APPLET_NAME = re.compile(rb"[a-z0-9_.\[\]-]+")
+
+
+def busybox_applets(binary: bytes) -> list[str]:
+    """Applet names in a busybox binary, read from its sorted applet name table.
+
+    The table is one run of NUL-separated names in strict order, starting
+    "[", "[[". Linking them in the image at build time spares the guest
+    `busybox --install` (about 0.15 s under TCG). An empty list means the table
+    was not found; the guest init then installs the links itself.
+    """
+    start = binary.find(b"\0[\0[[\0")
+    if start < 0:
+        return []
+    names: list[bytes] = []
+    pos = start + 1
+    while True:
+        end = binary.find(b"\0", pos)
+        name = binary[pos:end] if end > pos else b""
+        if not _APPLET_NAME.fullmatch(name) or (names and name <= names[-1]):
+            break
+        names.append(name)
+        pos = end + 1
+    return [n.decode() for n in names] if len(names) >= 50 else []
+
+
 def _init_script(module_files: list[str]) -> bytes:
     template = (IMAGES_DIR / "guest-init.sh").read_text()
     return template.replace("@MODULES@", " ".join(module_files)).encode()
@@ -300,7 +327,8 @@ def build_image(recipe: Recipe, binder_module: Path | None = None, progress=prin
     if binder_module is not None and not any(ko.name == "binder_linux.ko" for ko in ordered):
         ordered.insert(0, binder_module)
         builtin = tuple(m for m in builtin if m != "binder_linux")
-    contents: list[tuple[str, bytes, int]] = [("bin/busybox", busybox.read_bytes(), 0o755)]
+    busybox_bin = busybox.read_bytes()
+    contents: list[tuple[str, bytes, int]] = [("bin/busybox", busybox_bin, 0o755)]
     names = []
     for ko in ordered:
         data = binder_module.read_bytes() if (binder_module and ko.name == "binder_linux.ko") else ko.read_bytes()
@@ -309,7 +337,8 @@ def build_image(recipe: Recipe, binder_module: Path | None = None, progress=prin
     for guest_path, host in recipe.files:
         contents.append((guest_path, host.read_bytes(), 0o755 if os.access(host, os.X_OK) else 0o644))
     contents.append(("init", _init_script(names), 0o755))
-    digest = hashlib.sha256()
+    applets = [a for a in busybox_applets(busybox_bin) if a not in ("busybox", "sh")]
+    digest = hashlib.sha256(b"layout 2: applet links\n")
     for name, data, mode in contents:
         digest.update(f"{name}:{mode}:{len(data)}:".encode())
         digest.update(data)
@@ -319,6 +348,8 @@ def build_image(recipe: Recipe, binder_module: Path | None = None, progress=prin
         for d in ("bin", "dev", "proc", "sys", "tmp", "mnt/host", "lib/modules"):
             writer.directory(d)
         writer.symlink("bin/sh", "busybox")
+        for applet in applets:
+            writer.symlink(f"bin/{applet}", "busybox")
         for name, data, mode in contents:
             writer.file(name, data, mode)
         path.parent.mkdir(parents=True, exist_ok=True)

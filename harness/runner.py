@@ -90,8 +90,9 @@ class Session:
             self.state.target_info["kernel_source"] = image.kernel_source
         self.progress(f"booted {info.spec}: {info.kernel_release} ({info.accel}) in {getattr(target, 'boot_s', 0):.1f} s")
         with timing.phase("boot_dmesg"):
-            boot_dmesg = target.run(["dmesg"], 20)
-        report.append_text(self.options.out_dir / "dmesg.txt", f"=== boot {self.state.boots} ===\n{boot_dmesg.output}")
+            saved = getattr(target, "boot_dmesg", lambda: None)()  # the QEMU guest saves it before READY
+            boot_dmesg = saved if saved is not None else target.run(["dmesg"], 20).output
+        report.append_text(self.options.out_dir / "dmesg.txt", f"=== boot {self.state.boots} ===\n{boot_dmesg}")
         return target
 
     def _drop_target(self) -> None:
@@ -127,14 +128,18 @@ class Session:
             if abi is None:
                 raise CaseSkipped(f"no {'32-bit ' if spec.compat else ''}probe ABI for {info.arch}")
             remote_dir = f"{target.workdir}/cases/{spec.id}"
-            target.run(["mkdir", "-p", remote_dir], 10)
             ctx = CaseContext(spec, target, self._probe_path(abi), case_dir, remote_dir,
                               info.tracefs, info.debugfs, seed=self.options.seed,
                               timeout=self.options.timeout or spec.timeout)
             result = ctx.result
-            target.run_shell(f"echo {shlex.quote(f'binder-harness: begin {spec.id}')} > /dev/kmsg", 10)
+            # one console round trip: the case's directory, its begin line, and tracing
+            setup = (f"mkdir -p {shlex.quote(remote_dir)}; "
+                     f"echo {shlex.quote(f'binder-harness: begin {spec.id}')} > /dev/kmsg")
             if spec.wants_trace:
-                ctx.start_trace()
+                ctx.start_trace(prefix=setup)
+            else:
+                with timing.phase("case_setup"):
+                    target.run_shell(setup, 10)
             spec.func(ctx)
         except CaseSkipped as exc:
             result.outcome, result.reason = "skipped", str(exc)

@@ -28,7 +28,7 @@ from harness.images import GuestImage, cache_root
 from harness.targets.base import CommandResult, TargetInfo, shell_command
 
 GUEST_SHARE = "/mnt/host"
-_READY = re.compile(rb"binder-harness: READY (\S+) ([\d.]+)")
+_READY = re.compile(rb"binder-harness: READY (\S+) ([\d.]+)[^\n]*\n")
 _PANIC = re.compile(rb"Kernel panic - not syncing[^\n]*")
 _HOST_MACHINE = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -174,9 +174,16 @@ class QemuTarget:
             raise self._crashed("kernel panic during boot")
         timing.add("boot_to_ready", time.monotonic() - t_spawned)
         timing.add("guest_uptime", float(self._child.match.group(2)))
-        with timing.phase("first_command"):
-            self.run_shell("true", 30)  # swallow the shell's banner and job-control notice
+        # The shell printed READY after its banner (guest-init.sh), so no command
+        # is needed to swallow it.
         self.boot_s = time.monotonic() - t0
+
+    def boot_dmesg(self) -> str | None:
+        """The kernel log as guest-init saved it before READY, or None when it did not."""
+        try:
+            return (self.share / ".boot-dmesg.txt").read_text(errors="replace")
+        except OSError:
+            return None
 
     def stop(self) -> None:
         child, self._child = self._child, None

@@ -193,9 +193,11 @@ class QemuTarget:
             if child.isalive():
                 try:
                     os.kill(child.pid, signal.SIGKILL)
-                except ProcessLookupError:
+                    child.wait()  # reaped: close() then has nothing to terminate
+                except (ProcessLookupError, pexpect.ExceptionPexpect):
                     pass
             child.delayafterclose = 0
+            child.ptyproc.delayafterclose = 0  # ptyprocess sleeps 0.1 s on close otherwise
             child.close(force=True)
         if self._log_fh is not None:
             self._log_fh.close()

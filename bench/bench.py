@@ -281,7 +281,38 @@ def _met(value, limit, higher=False) -> str:
     return "met" if (value >= limit if higher else value <= limit) else "MISSED"
 
 
-def markdown(r: dict) -> str:
+def _before_after(r: dict, b: dict) -> list[str]:
+    """Rows comparing this run with an earlier results.json (e.g. the commit before the speed work)."""
+    def get(d, *path):
+        for k in path:
+            d = d.get(k) if isinstance(d, dict) else None
+        return d
+
+    rows = [("one case, qemu:x86_64", ("one_case", "x86_64", "median_s")),
+            ("one case, qemu:arm64", ("one_case", "arm64", "median_s")),
+            ("catalog, qemu:x86_64", ("catalog", "x86_64", "median_s")),
+            ("catalog, qemu:arm64", ("catalog", "arm64", "median_s")),
+            ("catalog, both arches at once", ("catalog", "both", "median_s")),
+            ("cold start, qemu:x86_64", ("cold", "x86_64", "median_s")),
+            ("cold start, qemu:arm64", ("cold", "arm64", "median_s"))]
+    out = ["", f"## Before and after (before: commit `{b.get('commit')}`, {b.get('date')}, same machine)", "",
+           "| what | before | after | speed-up |", "| --- | --- | --- | --- |"]
+    for name, path in rows:
+        x, y = get(b, *path), get(r, *path)
+        if x is None and y is None:
+            continue
+        ratio = f"{x / y:.1f}×" if x and y else "-"
+        out.append(f"| {name} | {_fmt(x)} | {_fmt(y)} | {ratio} |")
+    for arch in ARCHES:
+        x = get(b, "one_case", arch, "phases_median_s", "total_s(in harness)")
+        bx = get(b, "one_case", arch, "runs")
+        if x is not None and bx:
+            out.append(f"| one case, qemu:{arch}: time inside the harness (report.json total_s) | {_fmt(x)} | "
+                       f"{_fmt(get(r, 'one_case', arch, 'phases_median_s', 'total_s(in harness)'))} | |")
+    return out
+
+
+def markdown(r: dict, before: dict | None = None) -> str:
     m = r["machine"]
     lines = [
         "# binder-harness speed: measured figures",
@@ -319,6 +350,8 @@ def markdown(r: dict) -> str:
                      f"{_met(ratio, TARGETS['vng_ratio'], higher=True)} |")
     elif v:
         lines.append(f"| virtme-ng | not run: {v.get('skipped')} | | | |")
+    if before:
+        lines += _before_after(r, before)
     for arch in ARCHES:
         o = r.get("one_case", {}).get(arch)
         if o and o.get("phases_median_s"):
@@ -378,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="leave a section out (repeatable)")
     ap.add_argument("--out", default=None, help="directory for results (default: a new one under /tmp)")
     ap.add_argument("--record", action="store_true", help="also write bench/results.md")
+    ap.add_argument("--before", default=None, help="an earlier run's results.json to compare with")
     ap.add_argument("--bh", default=None, help="binder-harness executable to time (default .venv/bin/binder-harness)")
     args = ap.parse_args(argv)
     global BH
@@ -411,7 +445,10 @@ def main(argv: list[str] | None = None) -> int:
     r["machine"]["loadavg_end"] = " ".join(open("/proc/loadavg").read().split()[:3])
     r["bench_wall_s"] = round(time.monotonic() - t0, 1)
     (out / "results.json").write_text(json.dumps(r, indent=1) + "\n")
-    md = markdown(r)
+    before = json.loads(Path(args.before).read_text()) if args.before else None
+    if before:
+        r["before"] = {k: before.get(k) for k in ("commit", "date", "command", "one_case", "catalog", "cold", "machine")}
+    md = markdown(r, before)
     (out / "results.md").write_text(md)
     if args.record:
         (REPO / "bench" / "results.md").write_text(md)

@@ -121,3 +121,31 @@ def lazy_pages(ctx: CaseContext) -> None:
               "binder_vm_fault -> VM_FAULT_SIGBUS")
     ctx.check("read of a never-filled page (offset 2 MiB)", touches.get(2097152, "missing"), "SIGBUS",
               "binder_vm_fault -> VM_FAULT_SIGBUS")
+
+
+PERF_SIZES = (8, 4096, 65536, 1024 * 1024 - 8 * 1024)
+
+
+@case("one_copy.perf", timeout=30)
+def perf(ctx: CaseContext) -> None:
+    """Binder round-trip latency and throughput by payload size, against a pipe round trip of
+    the same size, measured in the guest (figures, not verdicts: under TCG they compare only
+    within one run)."""
+    out = ctx.run_probe("perf", sizes=",".join(map(str, PERF_SIZES)), map=MAP_BYTES, iters=200, budget_ms=150)
+    probe_completed(ctx, out)
+    by = {(r.get("via"), r.get("size")): r for r in out.events("perf")}
+    rows = []
+    for size in PERF_SIZES:
+        b, p = by.get(("binder", size), {}), by.get(("pipe", size), {})
+        ctx.check_that(f"{size} B: binder and pipe round trips measured",
+                       bool(b.get("ok") and p.get("ok") and b.get("iters") and p.get("iters")),
+                       f"binder {b.get('iters', 0)} ok={b.get('ok')}, pipe {p.get('iters', 0)} ok={p.get('ok')}",
+                       "both measured", "binder_thread_write/binder_transaction; pipe_write/pipe_read")
+        if b and p:
+            rows.append({"size": size, "binder_rtt_us": b.get("median_us"), "pipe_rtt_us": p.get("median_us"),
+                         "binder_p90_us": b.get("p90_us"), "pipe_p90_us": p.get("p90_us"),
+                         "binder_mb_s": b.get("mb_s"), "pipe_mb_s": p.get("mb_s"),
+                         "binder_iters": b.get("iters"), "pipe_iters": p.get("iters")})
+    ctx.evidence["perf"] = {"sizes": rows, "unit": "median microseconds per round trip; MB/s of payload",
+                            "binder": "call of SIZE bytes + empty reply, buffers freed",
+                            "pipe": "SIZE bytes down one pipe + 8-byte ack up another"}

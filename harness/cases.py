@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from harness import timing
 from harness import trace as tracing
 from harness.errors import ConfigError
 from harness.images import REPO_ROOT
@@ -28,6 +29,7 @@ from harness.verdicts import CaseResult, Check
 CASES_DIR = REPO_ROOT / "cases"
 # Directories of your own case modules (os.pathsep-separated), loaded after the catalog.
 EXTRA_CASES_ENV = "BINDER_HARNESS_EXTRA_CASES"
+DMESG_FILE = ".dmesg-all.txt"  # the whole kernel log, saved on the target and pulled
 
 
 class CaseSkipped(Exception):
@@ -143,6 +145,8 @@ class CaseContext:
     _trace: tracing.Trace | None = None
     _tracing: bool = False
     _marker_pid: int = 0
+    _commands: int = 0  # commands this context has sent to the target
+    _dmesg_saved_at: int = -1  # _commands when the kernel log was last saved to DMESG_FILE
 
     def __post_init__(self) -> None:
         self.result = CaseResult(self.spec.id)
@@ -153,6 +157,7 @@ class CaseContext:
 
     # -- running things --------------------------------------------------------
     def run(self, argv: list[str], timeout: float = 30.0) -> CommandResult:
+        self._commands += 1
         return self.target.run(argv, timeout)
 
     def run_probe(self, scenario: str, /, timeout: float | None = None, **args: Any) -> ProbeOutput:
@@ -162,8 +167,10 @@ class CaseContext:
         stem = f"{self.remote_dir}/probe-{self._probe_runs}"
         argv = [self.probe, scenario, *(f"{k}={v}" for k, v in args.items()), f"timeout={int(timeout)}"]
         cmd = f"{shell_command(argv, timeout + 5)} > {shlex.quote(stem + '.jsonl')} 2> {shlex.quote(stem + '.stderr')}"
+        self._commands += 1
         t0 = time.monotonic()
-        result = self.target.run_shell(cmd, timeout + 5)
+        with timing.phase("probe"):
+            result = self.target.run_shell(cmd, timeout + 5)
         if result.status in (124, 137) and time.monotonic() - t0 >= timeout + 4:
             # the target-side timeout killed a probe that hung: the case fails on that first
             self.check_that(f"probe run {self._probe_runs} ({scenario}) ends within the case time limit",
@@ -192,18 +199,36 @@ class CaseContext:
             raise CaseSkipped(f"cannot read {path} on {self.target.spec}: {result.output.strip()[:100]}")
         return result.output
 
+    def _save_dmesg(self) -> str:
+        """Shell that saves the whole kernel log beside the case's evidence (read back by pull:
+        a file travels faster than the console, and the log grows with every case)."""
+        return f"dmesg > {shlex.quote(f'{self.remote_dir}/{DMESG_FILE}')}"
+
     def dmesg(self) -> str:
         """Kernel log lines written since this case began."""
-        out = self.target.dmesg(20)
+        with timing.phase("dmesg"):
+            saved = self._dmesg_saved_at == self._commands  # stop_trace saved it; nothing ran since
+            if not saved:
+                self._commands += 1
+                saved = self.target.run_shell(self._save_dmesg(), 20).ok
+            out = self._pull_text(f"{self.remote_dir}/{DMESG_FILE}", DMESG_FILE) if saved else ""
+            (self.case_dir / DMESG_FILE).unlink(missing_ok=True)
+            if not out:
+                out = self.target.dmesg(20)
         marker = f"binder-harness: begin {self.spec.id}"
         return out[out.rfind(marker):].split("\n", 1)[-1] if marker in out else out
 
     # -- tracing ---------------------------------------------------------------
-    def start_trace(self) -> None:
+    def start_trace(self, prefix: str = "") -> None:
+        """Arm tracing; `prefix` is shell run first in the same round trip (the case's setup)."""
         if self.tracefs is None:
             raise CaseSkipped(f"{self.target.spec} has no tracefs (mount it, or run as root)")
         script = tracing.arm_script(self.tracefs, self.spec.kprobes, self.spec.id, extra_events=self.spec.events)
-        result = self.target.run_shell(script, 20)
+        if prefix:
+            script = f"{prefix}\n{script}"
+        self._commands += 1
+        with timing.phase("arm_trace"):
+            result = self.target.run_shell(script, 20)
         if not result.ok:
             raise CaseSkipped(f"cannot arm tracing on {self.target.spec} (status {result.status}): "
                               f"{result.output.strip().splitlines()[-1:] or ''}")
@@ -216,8 +241,14 @@ class CaseContext:
             return self._trace or tracing.Trace([], [], [])
         self._tracing = False
         remote = f"{self.remote_dir}/trace.txt"
-        self.target.run_shell(tracing.collect_script(self.tracefs or "", remote, self._marker_pid), 60)
-        self._trace = tracing.parse_ftrace(self._pull_text(remote, "trace.txt"))
+        self._commands += 1
+        with timing.phase("collect_trace"):
+            # the kernel log is saved in the same round trip; dmesg() uses it if nothing ran since
+            script = f"{tracing.collect_script(self.tracefs or '', remote, self._marker_pid)}\n{self._save_dmesg()}"
+            if self.target.run_shell(script, 60).ok:
+                self._dmesg_saved_at = self._commands
+            text = self._pull_text(remote, "trace.txt")
+        self._trace = tracing.parse_ftrace(text)
         return self._trace
 
     # -- checks ----------------------------------------------------------------

@@ -95,7 +95,10 @@ def cmd_run(args) -> int:
     report.prepare_out_dir(options.out_dir)
     from harness.progress import Progress
 
+    from harness import timing
+
     progress = Progress(sys.stderr)
+    timing.add("startup", timing.process_age())
     try:
         if args.jobs > 1 and len(specs) > 1:
             from harness.parallel import run_parallel

@@ -247,6 +247,38 @@ def builtin_modules(moddir: Path) -> set[str] | None:
             for line in path.read_text(errors="replace").splitlines() if line.strip()}
 
 
+def _module_index(moddir: Path, wanted: list[str]) -> dict[str, Path]:
+    """{module name: .ko path}. modules.order (written by `make modules_install`, shipped in
+    Debian's packages) names every module without walking the tree, which takes 0.1 s
+    for 4000 files; any miss falls back to the walk, so a .ko dropped in by hand is found."""
+    def key(p: Path) -> str:
+        return p.name.removesuffix(".ko").replace("-", "_")
+
+    order = moddir / "modules.order"
+    if order.is_file():
+        index = {}
+        for line in order.read_text(errors="replace").splitlines():
+            if line.strip().endswith(".ko"):
+                path = moddir / line.strip()
+                index[key(path)] = path
+        todo = [w.replace("-", "_") for w in wanted]
+        seen: set[str] = set()
+        complete = True
+        while todo and complete:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            path = index.get(name)
+            if path is None or not path.is_file():
+                complete = False
+                break
+            todo.extend(d.replace("-", "_") for d in read_modinfo(path).depends)
+        if complete:
+            return index
+    return {key(p): p for p in moddir.rglob("*.ko")}
+
+
 def plan_modules(moddir: Path, wanted: list[str]) -> ModulePlan:
     """Which .ko files to load for `wanted`, deps first; absent ones must be built in.
 
@@ -254,7 +286,7 @@ def plan_modules(moddir: Path, wanted: list[str]) -> ModulePlan:
     tree without modules.builtin (e.g. a directory holding only binder_linux.ko)
     is trusted to mean the rest is built into the kernel.
     """
-    index = {p.name.removesuffix(".ko").replace("-", "_"): p for p in moddir.rglob("*.ko")}
+    index = _module_index(moddir, wanted)
     builtin = builtin_modules(moddir)
     order: list[Path] = []
     seen: set[str] = set()

@@ -28,6 +28,7 @@ class QemuSettings:
     cpu: str
     memory_mb: int
     smp: int
+    bios: str = ""  # firmware file name in QEMU's data directory (e.g. qboot.rom); "" = QEMU's default
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,7 @@ def load_recipe(path: Path) -> Recipe:
     if not all(isinstance(m, str) and len(m.split()) >= 2 for m in mirrors):
         raise f.error("mirrors", "must be a list of 'URL SUITE [SUITE ...]' strings")
     q = f.sub("qemu")
-    q.check_known({"binary", "machine", "cpu", "memory_mb", "smp"})
+    q.check_known({"binary", "machine", "cpu", "memory_mb", "smp", "bios"})
     busybox = f.sub("busybox")
     busybox.check_known({"debian_package", "version"})
     return Recipe(
@@ -294,7 +295,7 @@ def load_recipe(path: Path) -> Recipe:
         modules=tuple(modules),
         cmdline=f.get("cmdline", str),
         qemu=QemuSettings(q.get("binary", str), q.get("machine", str), q.get("cpu", str),
-                          q.positive("memory_mb"), q.positive("smp")),
+                          q.positive("memory_mb"), q.positive("smp"), q.get("bios", str, "")),
         files=_files(f.sub("files", None)),
         mirrors=tuple(mirrors),
     )

@@ -8,7 +8,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness import html_report
+from harness import html_report, timing
 
 SCHEMA = 1
 
@@ -36,7 +36,7 @@ def report_dict(state) -> dict:
         "cases": [r.to_json() for r in state.results],
         "summary": summary,
         "timings": {"boot_s": round(state.boot_s, 3), "total_s": round(time.monotonic() - state.started, 3),
-                    "boots": state.boots},
+                    "boots": state.boots, "phases": timing.snapshot()},
         "command": state.options.command_line,
         "seed": state.options.seed,
         **getattr(state, "extra", {}),
@@ -151,17 +151,18 @@ def write_all(state, final: bool = False) -> dict:
     so an interrupted run still leaves a complete, valid set. When the disk is full,
     the reserve is given back and report.json and junit.xml come first."""
     out: Path = state.options.out_dir
-    data = report_dict(state)
-    try:
-        _write_reports(data, out)
-    except OSError as exc:
-        if not _output_error(exc) or not release_reserve(out):
-            raise
-        (out / "report.html").unlink(missing_ok=True)  # 'binder-harness report DIR' renders it again
-        _write_reports(data, out, html=False)
-        return data
-    if final:
-        release_reserve(out)
+    with timing.phase("report"):
+        data = report_dict(state)
+        try:
+            _write_reports(data, out)
+        except OSError as exc:
+            if not _output_error(exc) or not release_reserve(out):
+                raise
+            (out / "report.html").unlink(missing_ok=True)  # 'binder-harness report DIR' renders it again
+            _write_reports(data, out, html=False)
+            return data
+        if final:
+            release_reserve(out)
     return data
 
 

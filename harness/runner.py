@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import report
+from harness import report, timing
 from harness.cases import CaseContext, CaseSkipped, CaseSpec
 from harness.errors import ConfigError, TargetError
 from harness.probe import ensure_probe
@@ -138,7 +138,10 @@ class Session:
             self.state.target_info["image"] = image.recipe.name
             self.state.target_info["kernel_source"] = image.kernel_source
         self.progress(f"booted {info.spec}: {info.kernel_release} ({info.accel}) in {getattr(target, 'boot_s', 0):.1f} s")
-        report.append_text(self.guest_dir / "dmesg.txt", f"=== boot {self.state.boots} ===\n{target.dmesg(20)}")
+        with timing.phase("boot_dmesg"):
+            saved = getattr(target, "boot_dmesg", lambda: None)()  # the QEMU guest saves it before READY
+            boot_dmesg = saved if saved is not None else target.dmesg(20)
+        report.append_text(self.guest_dir / "dmesg.txt", f"=== boot {self.state.boots} ===\n{boot_dmesg}")
         return target
 
     def _healthy(self, target) -> bool:
@@ -198,14 +201,18 @@ class Session:
             if abi is None:
                 raise CaseSkipped(f"no {'32-bit ' if spec.compat else ''}probe ABI for {info.arch}")
             remote_dir = f"{target.workdir}/cases/{spec.id}"
-            target.run(["mkdir", "-p", remote_dir], 10)
             ctx = CaseContext(spec, target, self._probe_path(abi), case_dir, remote_dir,
                               info.tracefs, info.debugfs, seed=self.options.seed,
                               timeout=self.options.timeout or spec.timeout)
             result = ctx.result
-            target.run_shell(f"echo {shlex.quote(f'binder-harness: begin {spec.id}')} > /dev/kmsg", 10)
+            # one console round trip: the case's directory, its begin line, and tracing
+            setup = (f"mkdir -p {shlex.quote(remote_dir)}; "
+                     f"echo {shlex.quote(f'binder-harness: begin {spec.id}')} > /dev/kmsg")
             if spec.wants_trace:
-                ctx.start_trace()
+                ctx.start_trace(prefix=setup)
+            else:
+                with timing.phase("case_setup"):
+                    target.run_shell(setup, 10)
             spec.func(ctx)
         except CaseSkipped as exc:
             result.outcome, result.reason = "skipped", str(exc)

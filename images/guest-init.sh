@@ -1,7 +1,8 @@
 #!/bin/sh
 # PID 1 of every QEMU guest. The harness waits for the READY line, then drives
 # the shell on the console. @MODULES@ is replaced by the load order at build time.
-/bin/busybox --install -s /bin
+# The image links the applets at build time; install them only when it could not.
+[ -e /bin/mount ] || /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
@@ -15,13 +16,17 @@ mount -t debugfs debugfs /sys/kernel/debug
 mkdir -p /mnt/host
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 host /mnt/host || echo "binder-harness: 9p mount failed"
 hostname binder-guest
+# The boot log, for the run's dmesg.txt, without a console round trip.
+dmesg > /mnt/host/.boot-dmesg.txt 2>/dev/null
 export PATH=/bin:/mnt/host/bin HOME=/tmp PS1=''
 cd /tmp
 stty -echo -onlcr 2>/dev/null
-echo "binder-harness: READY $(uname -r) $(cat /proc/uptime)"
+# The console shell prints READY itself, from $ENV, after its banner and
+# job-control notice, so the first command's output is clean.
+echo 'echo "binder-harness: READY $(uname -r) $(cat /proc/uptime)"; unset ENV' > /tmp/.ready
 # The console shell is a child, not PID 1: PID 1 inherits orphans (busybox
 # timeout leaves one behind) and a shell as PID 1 can misread their exit as its
 # own. No controlling tty either, so no job control can stop the shell.
-/bin/sh
+ENV=/tmp/.ready /bin/sh
 echo "binder-harness: console shell exited"
 poweroff -f

@@ -36,6 +36,7 @@ static const struct {
 	{"bad_buffer_ptr", scen_bad_buffer_ptr},
 	{"freeze", scen_freeze},
 	{"random", scen_random},
+	{"perf", scen_perf},
 };
 
 int main(int argc, char **argv)

@@ -245,5 +245,6 @@ void scen_invalid_handle(void);
 void scen_bad_buffer_ptr(void);
 void scen_freeze(void);
 void scen_random(void);
+void scen_perf(void);
 
 #endif

@@ -41,8 +41,8 @@ def _line(text: str, needle: str) -> int:
 
 
 @pytest.mark.parametrize("edit, at, expected", [
-    (("memory_mb: 1024", "memory_mb: lots"), "memory_mb:", "field 'qemu.memory_mb' must be an integer, got str 'lots'"),
-    (("smp: 2", "smp: 0"), "smp:", "field 'qemu.smp' must be a positive integer"),
+    (("memory_mb: 512", "memory_mb: lots"), "memory_mb:", "field 'qemu.memory_mb' must be an integer, got str 'lots'"),
+    (("smp: 1", "smp: 0"), "smp:", "field 'qemu.smp' must be a positive integer"),
     (("arch: x86_64", "arch: riscv64"), "arch:", "field 'arch' is 'riscv64'; use one of x86_64, arm64"),
     (("cmdline: ", "cmdlin: "), "cmdlin:", "field 'cmdlin' is unknown"),
     (("  version: 6.1.192-3\n", ""), "kernel:", "missing field 'kernel.version'"),
@@ -64,7 +64,7 @@ def test_bad_recipe_is_one_line_with_file_line_field(tmp_path, edit, at, expecte
 
 
 def test_bad_recipe_through_the_cli(tmp_path):
-    text = BASE.replace("memory_mb: 1024", "memory_mb: true")
+    text = BASE.replace("memory_mb: 512", "memory_mb: true")
     path = _write(tmp_path, text)
     run = cli("run", "one_copy.sync_sizes", "--image", str(path), out=tmp_path / "o")
     assert run.status == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
@@ -72,7 +72,7 @@ def test_bad_recipe_through_the_cli(tmp_path):
 
 
 def test_extends_names_the_file_where_the_field_was_written(tmp_path):
-    base = BASE.replace("smp: 2", "smp: -1")
+    base = BASE.replace("smp: 1", "smp: -1")
     _write(tmp_path, base, "base.yaml")
     child = _write(tmp_path, "extends: base\nkernel:\n  version: 6.1.192-2\n", "child.yaml")
     with pytest.raises(ConfigError, match=rf"base\.yaml:{_line(base, 'smp:')}: field 'qemu\.smp'"):

@@ -58,8 +58,11 @@ def make_target(spec: str, options: TargetOptions, progress=print):
         from harness.images import build_image, resolve_recipe
         from harness.targets.qemu import QemuTarget
 
-        image = build_image(resolve_recipe(options.image, rest), options.binder_module, progress,
-                            kernel=options.kernel, modules=options.modules)
+        from harness import timing
+
+        with timing.phase("image"):
+            image = build_image(resolve_recipe(options.image, rest), options.binder_module, progress,
+                                kernel=options.kernel, modules=options.modules)
         return QemuTarget(image, spec, console_log=options.console_log)
     if kind == "ssh":
         from harness.targets.ssh import SshOptions, SshTarget, parse_ssh_spec

@@ -29,12 +29,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from harness import report
 from harness.cases import CaseSpec, select_cases
 from harness.errors import ConfigError
-from harness.recipes import Recipe, _Fields, _Loader, _Map, find_recipe, load_recipe, resolve_recipe
+from harness.recipes import Recipe, _Fields, _Map, find_recipe, load_recipe, read_yaml_map, resolve_recipe
 from harness.runner import RunOptions, run_cases
 from harness.targets import parse_spec
 
@@ -75,23 +73,7 @@ class CellOutcome:
 
 # -- reading the file ------------------------------------------------------------------------
 def _read(path: Path) -> _Map:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read matrix file ({exc.strerror})") from None
-    loader = _Loader(text)
-    loader.recipe_path = path
-    try:
-        data = loader.get_single_data()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"{path}:{mark.line + 1 if mark else 1}: invalid YAML "
-                          f"({getattr(exc, 'problem', None) or exc})") from None
-    finally:
-        loader.dispose()
-    if not isinstance(data, _Map):
-        raise ConfigError(f"{path}:1: a matrix file is a YAML mapping with 'targets', 'kernels' and 'cases'")
-    return data
+    return read_yaml_map(path, "matrix file", "a matrix file is a YAML mapping with 'targets', 'kernels' and 'cases'")
 
 
 def _strings(f: _Fields, key: str, example: str, default=...) -> list[str]:

@@ -110,24 +110,33 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
 
 
-def _read_yaml(path: Path) -> _Map:
+def read_yaml_map(path: Path, what: str, shape: str) -> _Map:
+    """Read a YAML mapping that remembers the file and line of every key.
+
+    `what` names the file in errors ("recipe", "matrix file"); `shape` says what it
+    must hold when it is not a mapping.
+    """
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read recipe ({exc.strerror})") from None
+        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror})") from None
     loader = _Loader(text)
     loader.recipe_path = path
     try:
         data = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f"{mark.line + 1}:" if mark else ""
-        raise ConfigError(f"{path}:{line} invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        raise ConfigError(f"{path}:{mark.line + 1 if mark else 1}: invalid YAML "
+                          f"({getattr(exc, 'problem', None) or exc})") from None
     finally:
         loader.dispose()
     if not isinstance(data, _Map):
-        raise ConfigError(f"{path}:1: a recipe is a YAML mapping of fields (name, arch, kernel, ...)")
+        raise ConfigError(f"{path}:1: {shape}")
     return data
+
+
+def _read_yaml(path: Path) -> _Map:
+    return read_yaml_map(path, "recipe", "a recipe is a YAML mapping of fields (name, arch, kernel, ...)")
 
 
 def _merge(base: _Map, over: _Map) -> _Map:

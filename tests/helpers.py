@@ -28,6 +28,15 @@ class CliRun:
         return next(c for c in self.report["cases"] if c["id"] == case_id)
 
 
+def one_error_line(run: CliRun) -> str:
+    """The run failed as bad usage: exit 2 and exactly one line on stderr, no traceback."""
+    lines = run.stderr.strip().splitlines()
+    assert run.status == 2, run.stderr
+    assert len(lines) == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    return lines[0]
+
+
 # Every process a test starts inherits this tag, so leftovers can be told apart
 # from QEMUs that other users of the machine run at the same time.
 TEST_TAG = f"BINDER_HARNESS_TEST_TAG={uuid.uuid4().hex}"

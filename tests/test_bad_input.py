@@ -4,41 +4,35 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import cli
+from tests.helpers import cli, one_error_line
 
 
-def _one_line(run) -> str:
-    lines = run.stderr.strip().splitlines()
-    assert run.status == 2, run.stderr
-    assert len(lines) == 1, run.stderr
-    assert "Traceback" not in run.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("jobs", ["0", "-2"])
 def test_bad_jobs(tmp_path, jobs):
-    line = _one_line(cli("run", "protocol.version", "-j", jobs, out=tmp_path))
+    line = one_error_line(cli("run", "protocol.version", "-j", jobs, out=tmp_path))
     assert line == f"binder-harness: -j/--jobs {jobs}: must be at least 1 (the number of guests run at once)"
 
 
 def test_jobs_not_a_number(tmp_path):
-    assert "argument -j/--jobs: invalid int value: 'many'" in _one_line(cli("run", "-j", "many", out=tmp_path))
+    assert "argument -j/--jobs: invalid int value: 'many'" in one_error_line(cli("run", "-j", "many", out=tmp_path))
 
 
 def test_conflicting_image_and_target(tmp_path):
-    line = _one_line(cli("run", "--image", "qemu-arm64", "--target", "qemu:x86_64", out=tmp_path))
+    line = one_error_line(cli("run", "--image", "qemu-arm64", "--target", "qemu:x86_64", out=tmp_path))
     assert "recipe qemu-arm64 is for arm64, but the target is qemu:x86_64" in line
 
 
 def test_unknown_option_of_matrix(tmp_path):
-    assert "unrecognized arguments: --target" in _one_line(
+    assert "unrecognized arguments: --target" in one_error_line(
         cli("matrix", "m.yaml", "--target", "qemu:x86_64", out=tmp_path))
 
 
 def _matrix(tmp_path, text: str):
     path = tmp_path / "nightly.yaml"
     path.write_text(text)
-    return path, _one_line(cli("matrix", str(path), out=tmp_path / "out"))
+    return path, one_error_line(cli("matrix", str(path), out=tmp_path / "out"))
 
 
 def _line_of(text: str, needle: str) -> int:
@@ -75,7 +69,7 @@ def test_matrix_not_a_mapping(tmp_path):
 
 
 def test_missing_matrix_file(tmp_path):
-    line = _one_line(cli("matrix", str(tmp_path / "nope.yaml"), out=tmp_path / "out"))
+    line = one_error_line(cli("matrix", str(tmp_path / "nope.yaml"), out=tmp_path / "out"))
     assert line == f"binder-harness: {tmp_path / 'nope.yaml'}: cannot read matrix file (No such file or directory)"
 
 
@@ -84,5 +78,5 @@ def test_bad_extra_case_module(tmp_path):
     from tests.helpers import cli_env
 
     run = cli("list", env=cli_env(BINDER_HARNESS_EXTRA_CASES=str(tmp_path)))
-    line = _one_line(run)
+    line = one_error_line(run)
     assert line.startswith(f"binder-harness: {tmp_path / 'mine.py'}:3: case module does not parse"), line

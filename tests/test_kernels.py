@@ -14,7 +14,7 @@ import pytest
 from harness import debian
 from harness.images import build_image, ensure_kernel, fetch_deb
 from harness.recipes import find_recipe, load_recipe, recipe_for_arch
-from tests.helpers import cli
+from tests.helpers import cli, one_error_line
 
 QUIET = dict(progress=lambda _: None)
 PREV = "6.1.0-56-amd64"
@@ -40,11 +40,9 @@ def prev_kernel_tree(tmp_path_factory) -> Path:
 
 
 def _one_line_before_boot(run) -> str:
-    lines = run.stderr.strip().splitlines()
-    assert run.status == 2, run.stderr
-    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
+    line = one_error_line(run)
     assert not (run.out / "console.log").exists(), "QEMU was started"
-    return lines[0]
+    return line
 
 
 def test_custom_kernel_and_modules_pass_sync_sizes(tmp_path, prev_kernel_tree):

@@ -27,40 +27,54 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bh-out", default="runs/pytest", help="run directory for report.json and evidence")
     group.addoption("--bh-seed", type=int, default=None, help="seed for stress cases")
     group.addoption("--bh-timeout", type=float, default=None, help="per-case time limit in seconds")
+    group.addoption("--kernel", default=None, help="QEMU: vmlinux, bzImage or arm64 Image to boot instead of the recipe's")
+    group.addoption("--modules", default=None, help="QEMU: modules tree or directory holding binder_linux.ko, for --kernel")
+    group.addoption("--image", default=None, help="QEMU: image recipe name or path (default images/qemu-ARCH.yaml)")
     group.addoption("--identity", default=None, help="ssh targets: private key file")
     group.addoption("--known-hosts", default=None, help="ssh targets: known_hosts file (default ~/.ssh/known_hosts)")
     group.addoption("--insecure-accept-host-key", action="store_true", default=False,
                     help="ssh targets: accept any host key (ephemeral guests only)")
 
 
+def _run_options(config: pytest.Config) -> RunOptions:
+    """The run's options from the command line, checked; a bad one is a usage error (exit 4)."""
+    try:
+        parse_spec(config.getoption("--target"))
+        files = {flag: config.getoption(flag) for flag in ("--binder-module", "--identity", "--known-hosts", "--kernel")}
+        for flag, value in files.items():
+            if value and not Path(value).is_file():
+                raise ConfigError(f"{flag} {value}: no such file")
+        modules = config.getoption("--modules")
+        if modules and not Path(modules).is_dir():
+            raise ConfigError(f"--modules {modules}: no such directory")
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    out = Path(config.getoption("--bh-out"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        out = out / worker
+
+    def path(flag: str) -> Path | None:
+        return Path(files[flag]) if files[flag] else None
+
+    return RunOptions(
+        target_spec=config.getoption("--target"), out_dir=out, binder_module=path("--binder-module"),
+        timeout=config.getoption("--bh-timeout"), seed=config.getoption("--bh-seed"),
+        command_line=shlex.join(["pytest", *sys.argv[1:]]),
+        kernel=path("--kernel"), modules=Path(modules) if modules else None, image=config.getoption("--image"),
+        identity=path("--identity"), known_hosts=path("--known-hosts"),
+        insecure_accept_host_key=config.getoption("--insecure-accept-host-key"),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config._binder_options = _run_options(config)
+
+
 def _session(config: pytest.Config) -> Session:
     session = getattr(config, "_binder_session", None)
     if session is None:
-        try:
-            parse_spec(config.getoption("--target"))
-            module = config.getoption("--binder-module")
-            if module and not Path(module).is_file():
-                raise ConfigError(f"--binder-module {module}: no such file")
-            ssh_files = {flag: config.getoption(flag) for flag in ("--identity", "--known-hosts")}
-            for flag, value in ssh_files.items():
-                if value and not Path(value).is_file():
-                    raise ConfigError(f"{flag} {value}: no such file")
-        except ConfigError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        out = Path(config.getoption("--bh-out"))
-        worker = os.environ.get("PYTEST_XDIST_WORKER")
-        if worker:
-            out = out / worker
-        options = RunOptions(
-            target_spec=config.getoption("--target"), out_dir=out,
-            binder_module=Path(module) if module else None,
-            timeout=config.getoption("--bh-timeout"), seed=config.getoption("--bh-seed"),
-            command_line=shlex.join(["pytest", *sys.argv[1:]]),
-            identity=Path(ssh_files["--identity"]) if ssh_files["--identity"] else None,
-            known_hosts=Path(ssh_files["--known-hosts"]) if ssh_files["--known-hosts"] else None,
-            insecure_accept_host_key=config.getoption("--insecure-accept-host-key"),
-        )
-        session = Session(options, progress=lambda line: None)
+        session = Session(config._binder_options, progress=lambda line: None)
         config._binder_session = session
     return session
 

@@ -6,6 +6,9 @@ The custom kernel is Debian's previous 6.1 ABI (6.1.0-56), taken out of its
 """
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 from harness import debian
 from harness.images import build_image, ensure_kernel, fetch_deb
 from harness.recipes import find_recipe, load_recipe, recipe_for_arch
-from tests.helpers import cli, one_error_line
+from tests.helpers import REPO, cli, one_error_line
 
 QUIET = dict(progress=lambda _: None)
 PREV = "6.1.0-56-amd64"
@@ -55,6 +58,22 @@ def test_custom_kernel_and_modules_pass_sync_sizes(tmp_path, prev_kernel_tree):
     assert target["binder_module"] == "stock"
     assert run.case("one_copy.sync_sizes")["outcome"] == "passed"
     assert f"READY {PREV}" in (tmp_path / "console.log").read_text(errors="replace")
+
+
+def test_pytest_plugin_takes_image_and_kernel_options(tmp_path, prev_kernel_tree):
+    """pytest cases/ --image RECIPE, and --kernel/--modules, boot the previous 6.1 kernel."""
+    bz = prev_kernel_tree / "boot" / f"vmlinuz-{PREV}"
+    for name, extra in (("image", ["--image", "qemu-x86_64-6.1.0-56"]),
+                        ("kernel", ["--kernel", str(bz), "--modules", str(prev_kernel_tree)])):
+        out = tmp_path / name
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "cases/", "-q", "-p", "no:cacheprovider", "-k", "protocol.version",
+             "--bh-out", str(out), *extra], cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert json.loads((out / "report.json").read_text())["target"]["kernel_release"] == PREV
+    bad = subprocess.run([sys.executable, "-m", "pytest", "cases/", "-q", "--modules", str(tmp_path / "none")],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 4 and "--modules" in bad.stderr and "no such directory" in bad.stderr
 
 
 def test_bzimage_boots_as_extracted_pvh_vmlinux(prev_kernel_tree):

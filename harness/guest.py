@@ -22,12 +22,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import paramiko
-import yaml
 
 from harness import debian
 from harness.errors import ConfigError, TargetError
 from harness.images import DebianPackage, Recipe, _atomic_dir, build_image, cache_root, fetch_deb, recipe_for_arch
 from harness.kernel import _elf_section
+from harness.recipes import recipe_data
 
 # dropbear-bin's compiled-in paths on Debian (checked with `strings`): host keys and sftp-server.
 HOST_KEY = "/etc/dropbear/dropbear_ed25519_host_key"
@@ -51,11 +51,7 @@ class SshRecipe:
 def load_ssh_recipe(recipe: Recipe) -> SshRecipe:
     """The recipe's `ssh:` section: pinned Debian packages and extra modules."""
     where = f"{recipe.path}: ssh"
-    try:
-        data = yaml.safe_load(recipe.path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{recipe.path}: cannot read recipe ({exc})") from None
-    section = data.get("ssh") if isinstance(data, dict) else None
+    section = recipe_data(recipe.path).get("ssh")  # inherited through `extends:` too
     if not isinstance(section, dict):
         raise ConfigError(f"{recipe.path}: no 'ssh' section; this recipe cannot make an ssh-reachable guest")
     pkgs = section.get("packages")

@@ -168,6 +168,11 @@ def shipped_recipes() -> list[Path]:
     return sorted(IMAGES_DIR.glob("*.yaml"))
 
 
+def recipe_data(path: Path) -> dict:
+    """A recipe's fields with its `extends:` chain applied, before validation."""
+    return _resolve_extends(path)
+
+
 def _resolve_extends(path: Path, chain: tuple[Path, ...] = ()) -> _Map:
     data = _read_yaml(path)
     if "extends" not in data:

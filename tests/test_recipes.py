@@ -8,7 +8,7 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.images import build_image, ensure_kernel
-from harness.recipes import IMAGES_DIR, load_recipe, recipe_for_arch, resolve_recipe, shipped_recipes
+from harness.recipes import IMAGES_DIR, find_recipe, load_recipe, recipe_for_arch, resolve_recipe, shipped_recipes
 from tests.helpers import cli
 from tests.test_parsers import _read_newc
 
@@ -120,3 +120,12 @@ def test_local_kernel_without_modules_loads_nothing(tmp_path):
     assert image.modules == () and "binder_linux" in image.builtin
     entries = _read_newc(image.initramfs.read_bytes())
     assert not [n for n in entries if n.endswith(".ko")]
+
+
+def test_ssh_section_is_inherited_through_extends():
+    """A recipe that extends another gets its pinned ssh packages for an ssh-reachable guest."""
+    from harness.guest import load_ssh_recipe
+
+    base = load_ssh_recipe(load_recipe(find_recipe("qemu-arm64")))
+    child = load_ssh_recipe(load_recipe(find_recipe("qemu-arm64-6.1.0-56")))
+    assert child == base and any(p.package == "dropbear-bin" for p in child.packages)

@@ -5,6 +5,7 @@ means any Linux host works, without dpkg.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import lzma
@@ -13,55 +14,65 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from harness.errors import ConfigError
 
 
-def ar_members(blob: bytes) -> dict[str, bytes]:
-    """Split a System V / GNU `ar` archive into {name: content}."""
-    if not blob.startswith(b"!<arch>\n"):
+class _Member(io.RawIOBase):
+    """A read-only stream over one member of an ar archive, read from the open file."""
+
+    def __init__(self, fh, size: int):
+        super().__init__()
+        self._fh, self._left = fh, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        n = min(len(buf), self._left)
+        data = self._fh.read(n)
+        if len(data) < n:
+            raise ValueError("the ar member is truncated")
+        buf[: len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+
+def _data_member(fh) -> tuple[str, int]:
+    """Walk an ar archive's headers to data.tar.*; return its name and size, fh at its start."""
+    if fh.read(8) != b"!<arch>\n":
         raise ValueError("not an ar archive (missing !<arch> magic)")
-    members: dict[str, bytes] = {}
-    pos = 8
-    while pos + 60 <= len(blob):
-        header = blob[pos : pos + 60]
+    while True:
+        header = fh.read(60)
+        if len(header) < 60:
+            raise ValueError("no data.tar member")
         name = header[:16].decode().strip().rstrip("/")
         size = int(header[48:58].decode().strip())
-        start = pos + 60
-        if start + size > len(blob):
-            raise ValueError(f"ar member {name!r} is truncated")
-        members[name] = blob[start : start + size]
-        pos = start + size + (size % 2)
-    return members
-
-
-def _decompress(name: str, data: bytes) -> bytes:
-    if name.endswith(".xz"):
-        return lzma.decompress(data)
-    if name.endswith(".zst"):
-        try:
-            import zstandard  # type: ignore[import-not-found]
-
-            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
-        except ImportError:
-            return subprocess.run(["zstd", "-dc"], input=data, capture_output=True, check=True).stdout
-    if name.endswith(".gz"):
-        import gzip
-
-        return gzip.decompress(data)
-    return data
-
-
-def deb_data_tar(deb: Path) -> tarfile.TarFile:
-    """Open the data tarball of a .deb file."""
-    try:
-        members = ar_members(deb.read_bytes())
-    except ValueError as exc:
-        raise ConfigError(f"{deb}: not a valid .deb ({exc}); delete it so it is fetched again") from None
-    for name, content in members.items():
         if name.startswith("data.tar"):
-            return tarfile.open(fileobj=io.BytesIO(_decompress(name, content)), mode="r:")
-    raise ConfigError(f"{deb}: no data.tar member; is it a .deb?")
+            return name, size
+        fh.seek(size + (size % 2), io.SEEK_CUR)
+
+
+@contextlib.contextmanager
+def deb_data_tar(deb: Path) -> Iterator[tarfile.TarFile]:
+    """Stream the data tarball of a .deb: members come in order, nothing is held in memory."""
+    try:
+        with open(deb, "rb") as fh:
+            name, size = _data_member(fh)
+            stream = io.BufferedReader(_Member(fh, size), 1 << 20)
+            if name.endswith(".zst"):  # tarfile has no zstd stream mode
+                data = subprocess.run(["zstd", "-dc"], input=stream.read(), capture_output=True, check=True).stdout
+                tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+            else:
+                tar = tarfile.open(fileobj=stream, mode="r|" + {"xz": "xz", "gz": "gz", "bz2": "bz2"}.get(
+                    name.rsplit(".", 1)[-1], ""))
+            with tar:
+                yield tar
+    except (ValueError, EOFError, tarfile.TarError, lzma.LZMAError, subprocess.CalledProcessError) as exc:
+        raise ConfigError(f"{deb}: not a valid .deb ({exc}); delete it so it is fetched again") from None
+    except OSError as exc:
+        raise ConfigError(f"{deb}: cannot read ({exc.strerror})") from None
 
 
 def extract_deb(deb: Path, dest: Path, wanted=lambda name: True) -> list[Path]:

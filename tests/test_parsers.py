@@ -9,6 +9,7 @@ import tarfile
 import pytest
 
 from harness import debian
+from harness.errors import ConfigError
 from harness.cpio import CpioWriter
 from harness.probe import parse_probe_output
 from harness.trace import COPY_USER_TO_BUFFER, binder_transactions, parse_ftrace, usercopies_in_binder_ioctl
@@ -51,24 +52,30 @@ def test_cpio_is_readable_by_gnu_cpio(tmp_path):
     assert listing.split() == [b"init"]
 
 
-def test_ar_members_and_truncation():
-    tar_bytes = io.BytesIO()
-    with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
-        info = tarfile.TarInfo("./boot/x")
-        info.size = 3
-        tar.addfile(info, io.BytesIO(b"abc"))
-    payload = tar_bytes.getvalue()
-
+def _deb(members: list[tuple[str, bytes]]) -> bytes:
     def member(name: str, data: bytes) -> bytes:
         head = f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
         return head + data + (b"\n" if len(data) % 2 else b"")
 
-    blob = b"!<arch>\n" + member("debian-binary", b"2.0\n") + member("data.tar", payload)
-    assert debian.ar_members(blob)["data.tar"] == payload
-    with pytest.raises(ValueError, match="truncated"):
-        debian.ar_members(blob[:-100])
-    with pytest.raises(ValueError, match="magic"):
-        debian.ar_members(b"garbage")
+    return b"!<arch>\n" + b"".join(member(n, d) for n, d in members)
+
+
+def test_deb_data_tar_streams_members_and_names_damage(tmp_path):
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w:xz") as tar:
+        for name, data in (("./boot/x", b"abc"), ("./lib/y", b"hello")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    deb = tmp_path / "p.deb"
+    deb.write_bytes(_deb([("debian-binary", b"2.0\n"), ("control.tar.xz", b"x"), ("data.tar.xz", tar_bytes.getvalue())]))
+    assert [p.name for p in debian.extract_deb(deb, tmp_path / "out", lambda n: n.startswith("lib/"))] == ["y"]
+    assert (tmp_path / "out" / "lib" / "y").read_bytes() == b"hello"
+    for damaged, why in ((deb.read_bytes()[:-40], "truncated"), (b"garbage", "magic"),
+                         (_deb([("debian-binary", b"2.0\n")]), "no data.tar")):
+        deb.write_bytes(damaged)
+        with pytest.raises(ConfigError, match=f"p.deb: not a valid .deb .*{why}.*fetched again"):
+            debian.extract_deb(deb, tmp_path / "out2")
 
 
 @pytest.mark.parametrize("arch", ["x86_64", "arm64"])

@@ -34,6 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from harness import debian
+from harness.errors import ConfigError
+
 DEFAULT_RELEASE = "6.1.0-57-amd64"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "binder-harness" / "seeded"
 
@@ -320,44 +323,12 @@ def _ensure_headers(release: str) -> str:
 
 # --- source -----------------------------------------------------------------
 
-class _ArMember:
-    """A read-only stream over one member of an ar archive."""
-
-    def __init__(self, f, size: int):
-        self._f, self._left = f, size
-
-    def read(self, n: int = -1) -> bytes:
-        if n < 0 or n > self._left:
-            n = self._left
-        data = self._f.read(n)
-        self._left -= len(data)
-        return data
-
-
-@contextlib.contextmanager
-def _deb_data(deb: Path) -> Iterator[tuple[str, _ArMember]]:
-    with open(deb, "rb") as f:
-        if f.read(8) != b"!<arch>\n":
-            raise SeededBuildError(f"{deb} is not a Debian package (no ar header)")
-        while True:
-            hdr = f.read(60)
-            if len(hdr) < 60:
-                raise SeededBuildError(f"{deb} has no data.tar member")
-            name = hdr[:16].decode().strip().rstrip("/")
-            size = int(hdr[48:58].decode().strip())
-            if name.startswith("data.tar"):
-                yield name, _ArMember(f, size)
-                return
-            f.seek(size + (size & 1), os.SEEK_CUR)
-
-
 def _extract_android(deb: Path, dest: Path, source_pkg: str) -> None:
     """Copy drivers/android/* out of the nested source tarball inside deb."""
     inner_name = f"./usr/src/{source_pkg}.tar.xz"
     found: dict[str, bytes] = {}
-    with _deb_data(deb) as (name, stream):
-        comp = name.rsplit(".", 1)[-1] if name.count(".") > 1 else ""
-        with tarfile.open(fileobj=stream, mode=f"r|{comp}") as outer:
+    try:
+        with debian.deb_data_tar(deb) as outer:
             for m in outer:
                 if m.name != inner_name:
                     continue
@@ -371,6 +342,8 @@ def _extract_android(deb: Path, dest: Path, source_pkg: str) -> None:
                         elif found:
                             break  # the directory's members are contiguous
                 break
+    except ConfigError as exc:
+        raise SeededBuildError(str(exc)) from None
     missing = [n for n in _REQUIRED_SOURCES if n not in found]
     if missing:
         raise SeededBuildError(

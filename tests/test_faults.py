@@ -305,3 +305,23 @@ def test_output_dir_fills_up_mid_case(tmp_path, tmpfs):
     assert version["reason"].startswith("not run: cannot write evidence"), version["reason"]
     assert (out / "cases" / "fault.sleep" / "probe-1.jsonl").is_file()
     assert not (out / ".bh-reserve").exists()
+
+
+def test_share_dirs_of_dead_harness_processes_are_swept(tmp_path):
+    """SIGKILL skips every cleanup; the next QemuTarget removes what a dead harness left."""
+    from harness.targets.qemu import sweep_stale_shares
+
+    dead = _dead_pid()
+    stale = tmp_path / f"bh-share-{dead}-abc"
+    live = tmp_path / f"bh-share-{os.getpid()}-def"
+    other = tmp_path / "bh-share-notapid"
+    for d in (stale, live, other):
+        d.mkdir()
+    assert sweep_stale_shares(tmp_path) == [stale]
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid

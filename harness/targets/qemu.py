@@ -121,6 +121,18 @@ def find_firmware(name: str, binary: str) -> str | None:
     return None
 
 
+def sweep_stale_shares(tmp: Path | None = None) -> list[Path]:
+    """Remove share directories left by harness processes that died without cleaning up
+    (SIGKILL skips every finally); a live process's directories are left alone."""
+    removed = []
+    for path in Path(tmp or tempfile.gettempdir()).glob("bh-share-*-*"):
+        pid = path.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 class QemuTarget(StartStop):
     """A guest booted from a GuestImage; one boot serves many cases."""
 
@@ -132,7 +144,8 @@ class QemuTarget(StartStop):
         self.boot_timeout = boot_timeout
         self.extra_args = extra_args
         self.accel = choose_accel(image.recipe.arch)
-        self.share = Path(tempfile.mkdtemp(prefix="bh-share-"))
+        sweep_stale_shares()
+        self.share = Path(tempfile.mkdtemp(prefix=f"bh-share-{os.getpid()}-"))
         self.workdir = GUEST_SHARE
         self.boot_s = 0.0
         self._child: pexpect.spawn | None = None

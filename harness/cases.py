@@ -140,6 +140,7 @@ class CaseContext:
     debugfs: str | None
     seed: int | None = None
     timeout: float = 60.0  # the case's time budget; each probe run gets this by default
+    trace_dat: bool = False  # also save trace.dat with the target's trace-cmd (run --trace-dat)
     result: CaseResult = field(init=False)
     _probe_runs: int = 0
     _trace: tracing.Trace | None = None
@@ -244,12 +245,30 @@ class CaseContext:
         self._commands += 1
         with timing.phase("collect_trace"):
             # the kernel log is saved in the same round trip; dmesg() uses it if nothing ran since
-            script = f"{tracing.collect_script(self.tracefs or '', remote, self._marker_pid)}\n{self._save_dmesg()}"
-            if self.target.run_shell(script, 60).ok:
+            dat = f"{self.remote_dir}/trace.dat" if self.trace_dat else ""
+            script = f"{tracing.collect_script(self.tracefs or '', remote, self._marker_pid, dat)}\n{self._save_dmesg()}"
+            result = self.target.run_shell(script, 120 if dat else 60)
+            if result.ok:
                 self._dmesg_saved_at = self._commands
             text = self._pull_text(remote, "trace.txt")
+            if dat:
+                self._keep_trace_dat(dat, tracing.trace_dat_status(result.output))
         self._trace = tracing.parse_ftrace(text)
         return self._trace
+
+    def _keep_trace_dat(self, remote: str, status: str | None) -> None:
+        """Pull trace.dat beside trace.txt, or say in the evidence why there is none."""
+        if status == "missing":
+            self.evidence["trace_dat"] = f"not available: {self.target.spec} has no trace-cmd in its PATH"
+            return
+        log = self._pull_text(remote + ".log", "trace.dat.log").strip()
+        (self.case_dir / "trace.dat.log").unlink(missing_ok=True)
+        local = self.case_dir / "trace.dat"
+        if status == "0" and self.target.pull(remote, local) and local.stat().st_size > 0:
+            return
+        local.unlink(missing_ok=True)
+        why = log.splitlines()[-1] if log else "no message"
+        self.evidence["trace_dat"] = f"not available: trace-cmd extract exited {status or 'unknown'} ({why[:200]})"
 
     # -- checks ----------------------------------------------------------------
     def check(self, name: str, measured: Any, expected: Any, ref: str) -> bool:

@@ -87,7 +87,7 @@ def cmd_run(args) -> int:
         timeout=args.timeout, seed=args.seed,
         command_line=shlex.join(["binder-harness", *sys.argv[1:]]),
         kernel=_existing_file("--kernel", args.kernel), modules=_existing_dir("--modules", args.modules),
-        image=args.image,
+        image=args.image, trace_dat=args.trace_dat,
         **_ssh_options(args),
     )
     from harness import report
@@ -234,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--known-hosts", help="ssh: known_hosts file to check the host key against (default ~/.ssh/known_hosts)")
     run.add_argument("--insecure-accept-host-key", action="store_true",
                      help="ssh: accept any host key (ephemeral guests only)")
+    run.add_argument("--trace-dat", action="store_true",
+                     help="also save each traced case's trace in trace-cmd's binary format, cases/ID/trace.dat "
+                          "(for trace-cmd report and KernelShark), written by trace-cmd extract on the target; "
+                          "QEMU guests get Debian's trace-cmd from the recipe's trace_cmd: section")
     run.add_argument("-j", "--jobs", type=int, default=1,
                      help="guests run at once, each on its own QEMU (default 1); results merge in catalog order")
     run.set_defaults(func=cmd_run)

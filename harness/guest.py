@@ -43,24 +43,34 @@ ETC_FILES = {
 
 
 @dataclass(frozen=True)
-class SshRecipe:
+class PackageSection:
+    """A recipe section of pinned Debian packages (and extra modules) for an optional guest tool."""
+
     packages: tuple[DebianPackage, ...]
     modules: tuple[str, ...]
 
 
-def load_ssh_recipe(recipe: Recipe) -> SshRecipe:
-    """The recipe's `ssh:` section: pinned Debian packages and extra modules."""
-    where = f"{recipe.path}: ssh"
-    section = recipe_data(recipe.path).get("ssh")  # inherited through `extends:` too
+SshRecipe = PackageSection
+
+
+def load_package_section(recipe: Recipe, key: str, purpose: str) -> PackageSection:
+    """The recipe's `key:` section (inherited through `extends:` too): pinned packages and modules."""
+    where = f"{recipe.path}: {key}"
+    section = recipe_data(recipe.path).get(key)
     if not isinstance(section, dict):
-        raise ConfigError(f"{recipe.path}: no 'ssh' section; this recipe cannot make an ssh-reachable guest")
+        raise ConfigError(f"{recipe.path}: no '{key}' section; this recipe cannot {purpose}")
     pkgs = section.get("packages")
     mods = section.get("modules", [])
     if not isinstance(pkgs, list) or not all(isinstance(p, dict) and "debian_package" in p and "version" in p for p in pkgs):
         raise ConfigError(f"{where}: 'packages' must be a list of {{debian_package, version}}")
     if not isinstance(mods, list) or not all(isinstance(m, str) for m in mods):
         raise ConfigError(f"{where}: 'modules' must be a list of module names")
-    return SshRecipe(tuple(DebianPackage(str(p["debian_package"]), str(p["version"])) for p in pkgs), tuple(mods))
+    return PackageSection(tuple(DebianPackage(str(p["debian_package"]), str(p["version"])) for p in pkgs), tuple(mods))
+
+
+def load_ssh_recipe(recipe: Recipe) -> SshRecipe:
+    """The recipe's `ssh:` section: pinned Debian packages and extra modules."""
+    return load_package_section(recipe, "ssh", "make an ssh-reachable guest")
 
 
 # -- ELF: what a dynamic binary needs ------------------------------------------------
@@ -109,13 +119,16 @@ def _resolve(tree: dict[str, bytes | str], path: str) -> bytes | None:
     return None
 
 
-def ssh_files(recipe: Recipe, ssh: SshRecipe, progress=print) -> list[tuple[str, bytes, int]]:
-    """dropbear, dropbearkey, sftp-server, their libraries and /etc files, as initramfs entries (cached)."""
-    key = hashlib.sha256(repr((recipe.deb_arch, ssh.packages)).encode()).hexdigest()[:16]
+def binary_files(recipe: Recipe, section: PackageSection, binaries: dict[str, str], key: str,
+                 progress=print) -> list[tuple[str, bytes, int]]:
+    """The `binaries` ({path in the packages: guest path}) of the section's packages, the shared
+    libraries they need (DT_NEEDED, transitively) and their ELF interpreter, as initramfs entries.
+    Cached under `key` (the section's name) and the packages' identity."""
+    digest = hashlib.sha256(repr((recipe.deb_arch, section.packages, sorted(binaries.items()))).encode()).hexdigest()[:16]
 
     def build(tmp: Path) -> None:
         tree: dict[str, bytes | str] = {}
-        for pkg in ssh.packages:
+        for pkg in section.packages:
             tree.update(_deb_tree(fetch_deb(pkg, recipe.deb_arch, progress)))
         libs = {}
         for path in tree:
@@ -124,15 +137,15 @@ def ssh_files(recipe: Recipe, ssh: SshRecipe, progress=print) -> list[tuple[str,
                 libs.setdefault(parts[-1], path)
         out: dict[str, bytes] = {}
         todo: list[bytes] = []
-        for src, dest in BINARIES.items():
+        for src, dest in binaries.items():
             data = _resolve(tree, src)
             if data is None:
-                raise ConfigError(f"{recipe.path}: ssh packages provide no {src}")
+                raise ConfigError(f"{recipe.path}: {key} packages provide no {src}")
             out[dest] = data
             todo.append(data)
         interp = elf_interp(todo[0])
         if interp is None:
-            raise ConfigError(f"{recipe.path}: {next(iter(BINARIES))} has no ELF interpreter; wrong package?")
+            raise ConfigError(f"{recipe.path}: {next(iter(binaries))} has no ELF interpreter; wrong package?")
         done: set[str] = set()
         while todo:
             for soname in elf_needed(todo.pop()):
@@ -141,22 +154,39 @@ def ssh_files(recipe: Recipe, ssh: SshRecipe, progress=print) -> list[tuple[str,
                 done.add(soname)
                 data = _resolve(tree, libs[soname]) if soname in libs else None
                 if data is None:
-                    raise ConfigError(f"{recipe.path}: no package in the ssh section provides {soname}; add it")
+                    raise ConfigError(f"{recipe.path}: no package in the {key} section provides {soname}; add it")
                 out[f"{libs[soname].rsplit('/', 1)[0].lstrip('/').replace('usr/lib/', 'lib/')}/{soname}"] = data
                 todo.append(data)
         ld = _resolve(tree, interp.lstrip("/"))
         if ld is None:
-            raise ConfigError(f"{recipe.path}: no package in the ssh section provides the interpreter {interp}")
+            raise ConfigError(f"{recipe.path}: no package in the {key} section provides the interpreter {interp}")
         out[interp.lstrip("/")] = ld
         for name, data in out.items():
             dest = tmp / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
 
-    root = _atomic_dir(cache_root() / "ssh-files" / f"{recipe.name}-{key}", build)
-    files = [(str(p.relative_to(root)), p.read_bytes(), 0o755) for p in sorted(root.rglob("*")) if p.is_file()]
+    root = _atomic_dir(cache_root() / f"{key}-files" / f"{recipe.name}-{digest}", build)
+    return [(str(p.relative_to(root)), p.read_bytes(), 0o755) for p in sorted(root.rglob("*")) if p.is_file()]
+
+
+def ssh_files(recipe: Recipe, ssh: SshRecipe, progress=print) -> list[tuple[str, bytes, int]]:
+    """dropbear, dropbearkey, sftp-server, their libraries and /etc files, as initramfs entries (cached)."""
+    files = binary_files(recipe, ssh, BINARIES, "ssh", progress)
     files += [(name, text.encode(), 0o644) for name, text in ETC_FILES.items()]
     return files
+
+
+# Debian's trace-cmd, for `run --trace-dat`: `trace-cmd extract` writes each case's trace.dat in the
+# guest. It goes to /bin, which is on the guest's PATH (images/guest-init.sh).
+TRACE_CMD = {"usr/bin/trace-cmd": "bin/trace-cmd"}
+
+
+def trace_cmd_files(recipe: Recipe, progress=print) -> tuple[list[tuple[str, bytes, int]], tuple[str, ...]]:
+    """trace-cmd and its libraries from the recipe's `trace_cmd:` section, as initramfs entries
+    (cached), and the section's extra modules."""
+    section = load_package_section(recipe, "trace_cmd", "add trace-cmd to the guest (--trace-dat)")
+    return binary_files(recipe, section, TRACE_CMD, "trace_cmd", progress), section.modules
 
 
 # -- keys ---------------------------------------------------------------------------

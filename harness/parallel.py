@@ -47,15 +47,14 @@ class _Shared:
 def prepare(options: RunOptions, specs: list[CaseSpec], progress) -> None:
     """Build the guest image and the probes once, before any guest starts, so guests never
     race to fill the cache and a bad configuration stops the run before any boot."""
-    from harness.images import build_image, resolve_recipe
     from harness.probe import ensure_probe
-    from harness.targets import parse_spec
+    from harness.targets import TargetOptions, parse_spec, qemu_image
 
     kind, arch = parse_spec(options.target_spec)
     if kind != "qemu":
         return
-    build_image(resolve_recipe(options.image, arch), options.binder_module, progress,
-                kernel=options.kernel, modules=options.modules)
+    qemu_image(TargetOptions(options.binder_module, kernel=options.kernel, modules=options.modules,
+                             image=options.image, trace_dat=options.trace_dat), arch, progress)
     ensure_probe(NATIVE_ABI[arch])
     if any(s.compat for s in specs):
         ensure_probe(COMPAT_ABI[arch])

@@ -30,6 +30,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kernel", default=None, help="QEMU: vmlinux, bzImage or arm64 Image to boot instead of the recipe's")
     group.addoption("--modules", default=None, help="QEMU: modules tree or directory holding binder_linux.ko, for --kernel")
     group.addoption("--image", default=None, help="QEMU: image recipe name or path (default images/qemu-ARCH.yaml)")
+    group.addoption("--bh-trace-dat", action="store_true", default=False,
+                    help="also save cases/ID/trace.dat, written by trace-cmd extract on the target")
     group.addoption("--identity", default=None, help="ssh targets: private key file")
     group.addoption("--known-hosts", default=None, help="ssh targets: known_hosts file (default ~/.ssh/known_hosts)")
     group.addoption("--insecure-accept-host-key", action="store_true", default=False,
@@ -64,6 +66,7 @@ def _run_options(config: pytest.Config) -> RunOptions:
         kernel=path("--kernel"), modules=Path(modules) if modules else None, image=config.getoption("--image"),
         identity=path("--identity"), known_hosts=path("--known-hosts"),
         insecure_accept_host_key=config.getoption("--insecure-accept-host-key"),
+        trace_dat=config.getoption("--bh-trace-dat"),
     )
 
 

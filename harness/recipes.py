@@ -285,8 +285,10 @@ def _files(f: _Fields | None) -> tuple[tuple[str, Path], ...]:
 def load_recipe(path: Path) -> Recipe:
     """Read and validate one image recipe; every problem is one line naming file, line and field."""
     f = _Fields(_resolve_extends(path))
-    # 'ssh' (packages for an ssh-reachable guest) is validated by harness/guest.py when used
-    f.check_known({"name", "arch", "kernel", "busybox", "modules", "files", "cmdline", "qemu", "mirrors", "ssh"})
+    # 'ssh' (packages for an ssh-reachable guest) and 'trace_cmd' (trace-cmd for run --trace-dat)
+    # are validated by harness/guest.py when used
+    f.check_known({"name", "arch", "kernel", "busybox", "modules", "files", "cmdline", "qemu", "mirrors", "ssh",
+                   "trace_cmd"})
     arch = f.get("arch", str)
     if arch not in DEB_ARCH:
         raise f.error("arch", f"is {arch!r}; use one of {', '.join(DEB_ARCH)}")

@@ -48,6 +48,7 @@ class RunOptions:
     identity: Path | None = None  # ssh targets
     known_hosts: Path | None = None
     insecure_accept_host_key: bool = False
+    trace_dat: bool = False  # also save cases/<id>/trace.dat with the target's trace-cmd
 
 
 @dataclass
@@ -105,7 +106,8 @@ class Session:
                              TargetOptions(o.binder_module, self.console_log, kernel=o.kernel,
                                            modules=o.modules, image=o.image, identity=o.identity,
                                            known_hosts=o.known_hosts,
-                                           insecure_accept_host_key=o.insecure_accept_host_key),
+                                           insecure_accept_host_key=o.insecure_accept_host_key,
+                                           trace_dat=o.trace_dat),
                              self.progress)
         self.progress(f"{'boot' if o.target_spec.startswith('qemu:') else 'connect'} {o.target_spec} ...")
         self._booting = target
@@ -203,7 +205,8 @@ class Session:
             remote_dir = f"{target.workdir}/cases/{spec.id}"
             ctx = CaseContext(spec, target, self._probe_path(abi), case_dir, remote_dir,
                               info.tracefs, info.debugfs, seed=self.options.seed,
-                              timeout=self.options.timeout or spec.timeout)
+                              timeout=self.options.timeout or spec.timeout,
+                              trace_dat=self.options.trace_dat)
             result = ctx.result
             # one console round trip: the case's directory, its begin line, and tracing
             setup = (f"mkdir -p {shlex.quote(remote_dir)}; "

@@ -124,11 +124,17 @@ def marker_pid(arm_output: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def collect_script(tracefs: str, dest: str, pid: int) -> str:
-    """Shell that has the marker holder `pid` write its E marker, stops tracing and saves the buffer to dest."""
+def collect_script(tracefs: str, dest: str, pid: int, dat: str = "") -> str:
+    """Shell that has the marker holder `pid` write its E marker, stops tracing and saves the buffer to dest.
+
+    With `dat`, `trace-cmd extract` then also saves the buffer there in trace-cmd's binary
+    format (it reads trace_pipe_raw, which consumes the buffer, so it runs after the text
+    copy); the script prints `trace-dat=STATUS`, or `trace-dat=missing` when the target
+    has no trace-cmd, and trace-cmd's own messages go to DAT.log.
+    """
     t = shlex.quote(tracefs)
     pid = int(pid)
-    return "\n".join([
+    lines = [
         # the holder from arm_script writes E|pid itself; wait (bounded) until it has
         f"if [ {pid} -gt 0 ] && kill -TERM {pid} 2>/dev/null; then",
         # it exits right after writing E; read its state with a builtin (no fork per poll)
@@ -138,7 +144,21 @@ def collect_script(tracefs: str, dest: str, pid: int) -> str:
         "fi",
         f"echo 0 > {t}/tracing_on",
         f"cat {t}/trace > {shlex.quote(dest)}",
-    ])
+    ]
+    if dat:
+        d = shlex.quote(dat)
+        lines += [
+            "if command -v trace-cmd > /dev/null 2>&1; then",
+            f"  trace-cmd extract -o {d} > {shlex.quote(dat + '.log')} 2>&1; echo \"trace-dat=$?\"",
+            "else echo trace-dat=missing; fi",
+        ]
+    return "\n".join(lines)
+
+
+def trace_dat_status(collect_output: str) -> str | None:
+    """What collect_script's trace-cmd step printed: an exit status, 'missing', or None (not run)."""
+    m = re.search(r"(?:^|\s)trace-dat=(\S+)", collect_output)
+    return m.group(1) if m else None
 
 
 _LINE = re.compile(

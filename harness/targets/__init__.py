@@ -17,6 +17,7 @@ class TargetOptions:
     kernel: Path | None = None  # --kernel: vmlinux, bzImage or arm64 Image replacing the recipe's kernel
     modules: Path | None = None  # --modules: modules tree or directory holding binder_linux.ko
     image: str | None = None  # --image: recipe name or path (default images/qemu-ARCH.yaml)
+    trace_dat: bool = False  # --trace-dat: QEMU guests get trace-cmd (the recipe's trace_cmd: section)
     # ssh only
     identity: Path | None = None
     known_hosts: Path | None = None
@@ -55,14 +56,12 @@ def make_target(spec: str, options: TargetOptions, progress=print):
     if kind != "ssh" and (options.identity or options.known_hosts or options.insecure_accept_host_key):
         raise ConfigError(f"--target {spec}: --identity, --known-hosts and --insecure-accept-host-key apply to ssh:// targets only")
     if kind == "qemu":
-        from harness.images import build_image, resolve_recipe
         from harness.targets.qemu import QemuTarget
 
         from harness import timing
 
         with timing.phase("image"):
-            image = build_image(resolve_recipe(options.image, rest), options.binder_module, progress,
-                                kernel=options.kernel, modules=options.modules)
+            image = qemu_image(options, rest, progress)
         return QemuTarget(image, spec, console_log=options.console_log)
     if kind == "ssh":
         from harness.targets.ssh import SshOptions, SshTarget, parse_ssh_spec
@@ -77,3 +76,19 @@ def make_target(spec: str, options: TargetOptions, progress=print):
     from harness.targets.local import LocalTarget
 
     return LocalTarget(spec, options.binder_module)
+
+
+def qemu_image(options: TargetOptions, arch: str, progress=print):
+    """The QEMU guest image these options ask for; with trace_dat it also holds trace-cmd."""
+    from harness.images import build_image, resolve_recipe
+
+    recipe = resolve_recipe(options.image, arch)
+    extra_files: tuple = ()
+    extra_modules: tuple[str, ...] = ()
+    if options.trace_dat:
+        from harness.guest import trace_cmd_files
+
+        files, extra_modules = trace_cmd_files(recipe, progress)
+        extra_files = tuple(files)
+    return build_image(recipe, options.binder_module, progress, kernel=options.kernel, modules=options.modules,
+                       extra_files=extra_files, extra_modules=extra_modules)

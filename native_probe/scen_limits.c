@@ -190,36 +190,31 @@ static void flood_pair(Pair *p, uint64_t map, int free_bufs)
 	p->client = flood_client;
 }
 
+/* The flood scenarios share their arguments; only the defaults differ. */
+static void flood_setup(Pair *p, uint64_t count, uint64_t map, uint64_t free_bufs, uint64_t verbose)
+{
+	g_count = arg_u64("count", count);
+	g_size = arg_u64("size", 65536);
+	map = arg_u64("map", map);
+	free_bufs = arg_u64("free", free_bufs);
+	g_verbose = arg_u64("verbose", verbose);
+	g_max_fail = arg_u64("max_fail", 0);
+	args_finish();
+	flood_pair(p, map, (int)free_bufs);
+}
+
 void scen_async_flood(void)
 {
 	Pair p;
-	uint64_t map;
-	int fr;
-	g_count = arg_u64("count", 40);
-	g_size = arg_u64("size", 65536);
-	map = arg_u64("map", 4194304);
-	fr = (int)arg_u64("free", 0);
-	g_verbose = arg_u64("verbose", 1);
-	g_max_fail = arg_u64("max_fail", 0);
-	args_finish();
+	flood_setup(&p, 40, 4194304, 0, 1);
 	g_oneway = 1;
-	flood_pair(&p, map, fr);
 	run_pair(&p);
 }
 
 void scen_free_reuse(void)
 {
 	Pair p;
-	uint64_t map;
-	int fr;
-	g_count = arg_u64("count", 1000);
-	g_size = arg_u64("size", 65536);
-	map = arg_u64("map", 1048576);
-	fr = (int)arg_u64("free", 1);
-	g_verbose = arg_u64("verbose", 0);
-	g_max_fail = arg_u64("max_fail", 0);
-	args_finish();
-	flood_pair(&p, map, fr);
+	flood_setup(&p, 1000, 1048576, 1, 0);
 	p.server_print_rx = 0;
 	run_pair(&p);
 }
@@ -227,18 +222,9 @@ void scen_free_reuse(void)
 void scen_spam(void)
 {
 	Pair p;
-	uint64_t map;
-	int fr;
-	g_count = arg_u64("count", 40);
-	g_size = arg_u64("size", 65536);
-	map = arg_u64("map", 4194304);
-	fr = (int)arg_u64("free", 0);
-	g_verbose = arg_u64("verbose", 1);
-	g_max_fail = arg_u64("max_fail", 0);
-	args_finish();
+	flood_setup(&p, 40, 4194304, 0, 1);
 	g_oneway = 1;
 	g_spam = 1;
-	flood_pair(&p, map, fr);
 	run_pair(&p);
 }
 

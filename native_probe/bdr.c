@@ -656,20 +656,13 @@ void run_pair(Pair *p)
 
 	if (pipe2(ready, O_CLOEXEC) || pipe2(ctl, O_CLOEXEC))
 		finish(0, "pipe failed");
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		finish(0, "fork failed");
+	pid = fork_child();
 	if (pid == 0) {
-		g_is_child = 1;
-		g_child = -1;
-		arm_timeout();
 		close(ready[0]);
 		close(ctl[1]);
 		p->server_pid = getpid();
 		server_main(p, ready[1], ctl[0]);
 	}
-	g_child = pid;
 	p->server_pid = pid;
 	p->client_pid = getpid();
 	p->ctl_fd = ctl[1];

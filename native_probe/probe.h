@@ -80,6 +80,8 @@ extern pid_t g_child;            /* child to kill on timeout (parent only) */
 extern int g_is_child;
 void set_phase(const char *p);
 void arm_timeout(void);          /* installs SIGALRM handler + alarm(g_timeout_s) */
+pid_t fork_child(void);          /* fork with output flushed; the child arms its own timeout,
+                                    the parent kills it on timeout; returns fork()'s pid */
 /* Print the final {"ev":"done"} line and exit 0/1. */
 void finish(int ok, const char *error) __attribute__((noreturn));
 /* Child processes: print {"ev":"error"} and _exit(code). */

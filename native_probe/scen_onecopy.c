@@ -314,13 +314,8 @@ void scen_stream(void)
 		usage_error("argument via: '%s' is not pipe|unix", via);
 	}
 	buf = alloc_payload(max_size());
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		finish(0, "fork failed");
+	pid = fork_child();
 	if (pid == 0) {
-		g_is_child = 1;
-		arm_timeout();
 		close(wfd);
 		set_phase("stream reader");
 		for (int i = 0; i < g_nsizes; i++) {
@@ -338,7 +333,6 @@ void scen_stream(void)
 		}
 		_exit(0);
 	}
-	g_child = pid;
 	close(rfd);
 	jbegin(&j, "roles");
 	ji64(&j, "writer_pid", getpid());

@@ -106,15 +106,10 @@ static void perf_pipes(uint8_t *buf, uint64_t max)
 	pid_t pid;
 	if (pipe2(down, O_CLOEXEC) || pipe2(up, O_CLOEXEC))
 		finish(0, "pipe failed");
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		finish(0, "fork failed");
+	pid = fork_child();
 	if (pid == 0) {
 		uint8_t ack[8] = {0};
 		uint64_t size;
-		g_is_child = 1;
-		arm_timeout();
 		close(down[1]);
 		close(up[0]);
 		set_phase("pipe echo");
@@ -126,7 +121,6 @@ static void perf_pipes(uint8_t *buf, uint64_t max)
 		}
 		_exit(0);
 	}
-	g_child = pid;
 	close(down[0]);
 	close(up[1]);
 	set_phase("pipe round trips");

@@ -296,6 +296,23 @@ static void on_alarm(int sig)
 	_exit(1);
 }
 
+pid_t fork_child(void)
+{
+	pid_t pid;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		finish(0, "fork failed");
+	if (pid == 0) {
+		g_is_child = 1;
+		g_child = -1;
+		arm_timeout();
+	} else {
+		g_child = pid;
+	}
+	return pid;
+}
+
 void arm_timeout(void)
 {
 	struct sigaction sa;

@@ -309,9 +309,7 @@ class AdbTarget:
     def info(self) -> TargetInfo:
         if self._facts is None:
             raise TargetError(f"{self.label}: not started")
-        f = self._facts
-        return TargetInfo(spec=self.spec, arch=self.arch or f.arch, kernel_release=f.kernel_release, accel="none",
-                          binder_module="stock", is_root=f.is_root, tracefs=f.tracefs, debugfs=f.debugfs)
+        return self._facts.target_info(self.spec, arch=self.arch)
 
     # -- commands ----------------------------------------------------------------
     def run(self, argv: list[str], timeout: float = 30.0) -> CommandResult:

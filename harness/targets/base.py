@@ -108,6 +108,12 @@ class Facts:
     has_binder: bool
     boot_id: str
 
+    def target_info(self, spec: str, binder_module: str = "stock", arch: str | None = None) -> TargetInfo:
+        """The shared TargetInfo of a device that is not emulated here (accel "none")."""
+        return TargetInfo(spec=spec, arch=arch or self.arch, kernel_release=self.kernel_release, accel="none",
+                          binder_module=binder_module, is_root=self.is_root, tracefs=self.tracefs,
+                          debugfs=self.debugfs)
+
 
 def parse_facts(text: str) -> Facts:
     """Parse FACTS_SCRIPT output (tolerates \\r\\n and stray lines such as a motd)."""

@@ -50,9 +50,7 @@ class LocalTarget:
     def info(self) -> TargetInfo:
         if self._facts is None:
             raise TargetError(f"{self.spec}: not started")
-        f = self._facts
-        return TargetInfo(spec=self.spec, arch=f.arch, kernel_release=f.kernel_release, accel="none",
-                          binder_module="stock", is_root=f.is_root, tracefs=f.tracefs, debugfs=f.debugfs)
+        return self._facts.target_info(self.spec)
 
     def run(self, argv: list[str], timeout: float = 30.0) -> CommandResult:
         return self.run_shell(shell_command(argv, timeout), timeout)

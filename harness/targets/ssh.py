@@ -326,10 +326,7 @@ class SshTarget(StartStop):
     def info(self) -> TargetInfo:
         if self._facts is None:
             raise TargetError(f"{self.address.label}: not started")
-        f = self._facts
-        return TargetInfo(spec=self.spec, arch=f.arch, kernel_release=f.kernel_release, accel="none",
-                          binder_module=str(self.binder_module) if self.binder_module else "stock",
-                          is_root=f.is_root, tracefs=f.tracefs, debugfs=f.debugfs)
+        return self._facts.target_info(self.spec, str(self.binder_module) if self.binder_module else "stock")
 
     # -- commands ------------------------------------------------------------
     def run(self, argv: list[str], timeout: float = 30.0) -> CommandResult:

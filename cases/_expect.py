@@ -12,9 +12,11 @@ TXN_FAILED = r"transaction (call|async|reply) to \S+ failed \d+/\d+/-?\d+"
 def probe_completed(ctx: CaseContext, out: ProbeOutput) -> bool:
     """The probe ran the scenario to its end (setup failures are not driver verdicts)."""
     done = out.done or {}
-    return ctx.check_that("probe ran to completion", bool(done.get("ok")),
-                          done.get("error") or f"no done line (exit {out.status}): {out.stderr.strip()[:120]}",
-                          "done ok", "probe")
+    if done.get("ok"):
+        measured = f"done ok (exit {out.status})"
+    else:
+        measured = done.get("error") or f"no done line (exit {out.status}): {out.stderr.strip()[:120]}"
+    return ctx.check_that("probe ran to completion", bool(done.get("ok")), measured, "done ok", "probe")
 
 
 def call_outcome(record: dict | None) -> str:

@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import posixpath
 import shlex
 import sys
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from harness import debugfs as binder_debugfs
 from harness import timing
 from harness import trace as tracing
 from harness.errors import ConfigError
@@ -30,6 +32,11 @@ CASES_DIR = REPO_ROOT / "cases"
 # Directories of your own case modules (os.pathsep-separated), loaded after the catalog.
 EXTRA_CASES_ENV = "BINDER_HARNESS_EXTRA_CASES"
 DMESG_FILE = ".dmesg-all.txt"  # the whole kernel log, saved on the target and pulled
+
+
+def begin_line(case_id: str) -> str:
+    """The line the runner writes to /dev/kmsg as a case begins: its dmesg window opens there."""
+    return f"binder-harness: begin {case_id}"
 
 
 class CaseSkipped(Exception):
@@ -201,23 +208,40 @@ class CaseContext:
         return result.output
 
     def _save_dmesg(self) -> str:
-        """Shell that saves the whole kernel log beside the case's evidence (read back by pull:
-        a file travels faster than the console, and the log grows with every case)."""
-        return f"dmesg > {shlex.quote(f'{self.remote_dir}/{DMESG_FILE}')}"
+        """Shell that waits until the case's processes and binder's deferred release are done,
+        then saves the whole kernel log beside the case's evidence (read back by pull: a file
+        travels faster than the console, and the log grows with every case)."""
+        return (f"{binder_debugfs.settle_script(self.debugfs, posixpath.basename(self.probe))}\n"
+                f"dmesg > {shlex.quote(f'{self.remote_dir}/{DMESG_FILE}')}")
+
+    def _settled(self, output: str) -> None:
+        problem = binder_debugfs.settle_outcome(output)
+        if problem:
+            self.evidence["dmesg_window"] = f"closed late: {problem}"
 
     def dmesg(self) -> str:
-        """Kernel log lines written since this case began."""
+        """Kernel log lines written since this case began, up to the end of its work.
+
+        When the case's begin line is not in the log (the ring buffer wrapped, or it was
+        cleared), the window is unknown: this returns "" and evidence `dmesg_window` says so,
+        rather than charging the case with the whole log."""
         with timing.phase("dmesg"):
             saved = self._dmesg_saved_at == self._commands  # stop_trace saved it; nothing ran since
             if not saved:
                 self._commands += 1
-                saved = self.target.run_shell(self._save_dmesg(), 20).ok
+                res = self.target.run_shell(self._save_dmesg(), 30)
+                saved = res.ok
+                self._settled(res.output)
             out = self._pull_text(f"{self.remote_dir}/{DMESG_FILE}", DMESG_FILE) if saved else ""
             (self.case_dir / DMESG_FILE).unlink(missing_ok=True)
             if not out:
                 out = self.target.dmesg(20)
-        marker = f"binder-harness: begin {self.spec.id}"
-        return out[out.rfind(marker):].split("\n", 1)[-1] if marker in out else out
+        marker = begin_line(self.spec.id)
+        if marker not in out:
+            self.evidence["dmesg_window"] = (f"unknown: the case's begin line '{marker}' is not in the kernel log "
+                                             "(ring buffer wrapped or cleared)")
+            return ""
+        return out[out.rfind(marker):].split("\n", 1)[-1]
 
     # -- tracing ---------------------------------------------------------------
     def start_trace(self, prefix: str = "") -> None:
@@ -246,8 +270,11 @@ class CaseContext:
         with timing.phase("collect_trace"):
             # the kernel log is saved in the same round trip; dmesg() uses it if nothing ran since
             dat = f"{self.remote_dir}/trace.dat" if self.trace_dat else ""
-            script = f"{tracing.collect_script(self.tracefs or '', remote, self._marker_pid, dat)}\n{self._save_dmesg()}"
+            # the case's work is waited for first, so the trace holds binder's deferred release too
+            settle, save = self._save_dmesg().rsplit("\n", 1)
+            script = f"{settle}\n{tracing.collect_script(self.tracefs or '', remote, self._marker_pid, dat)}\n{save}"
             result = self.target.run_shell(script, 120 if dat else 60)
+            self._settled(result.output)
             if result.ok:
                 self._dmesg_saved_at = self._commands
             text = self._pull_text(remote, "trace.txt")

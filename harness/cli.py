@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import signal
 import sys
 from pathlib import Path
@@ -81,17 +80,17 @@ def cmd_run(args) -> int:
     if args.jobs > 1 and not args.target.startswith("qemu:"):
         raise ConfigError(f"-j/--jobs {args.jobs}: parallel guests need a qemu target; {args.target} is one device, "
                           "and binder has one context manager per device")
+    from harness import report
+
     options = RunOptions(
         target_spec=args.target, out_dir=Path(args.out),
         binder_module=_existing_file("--binder-module", args.binder_module),
         timeout=args.timeout, seed=args.seed,
-        command_line=shlex.join(["binder-harness", *sys.argv[1:]]),
+        command_line=report.reproduce_command(["binder-harness", *sys.argv[1:]]),
         kernel=_existing_file("--kernel", args.kernel), modules=_existing_dir("--modules", args.modules),
         image=args.image, trace_dat=args.trace_dat,
         **_ssh_options(args),
     )
-    from harness import report
-
     report.prepare_out_dir(options.out_dir)
     from harness.progress import Progress
 
@@ -128,7 +127,8 @@ def cmd_matrix(args) -> int:
     report.release_reserve(out)  # each cell sets its own aside
     progress = Progress(sys.stderr)
     try:
-        outcomes = run_matrix(matrix, out, args.jobs, shlex.join(["binder-harness", *sys.argv[1:]]), progress)
+        outcomes = run_matrix(matrix, out, args.jobs, report.reproduce_command(["binder-harness", *sys.argv[1:]]),
+                              progress)
     finally:
         progress.done()
     data = json.loads((out / "matrix.json").read_text())

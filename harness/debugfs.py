@@ -7,6 +7,7 @@ function over that text: a line it does not recognise is kept in `bad_lines`, ne
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 
 _HEADER = re.compile(r"^binder (stats|state|transactions|transaction log|proc state):$")
@@ -92,3 +93,50 @@ def parse_binder_debugfs(text: str) -> BinderDebugfs:
         else:
             doc.bad_lines.append(line)
     return doc
+
+
+SETTLE_POLLS = 300  # 10 ms apart: binder's deferred release gets about 3-5 s before the window closes
+
+
+def settle_script(debugfs: str | None, probe_name: str) -> str:
+    """Shell that closes a case's kernel-log window only after its work is really over.
+
+    First the case's probe processes must be gone (waited for 2 s, then killed). Then binder
+    releases each closed binder_proc in deferred work (binder_deferred_release, from
+    binder_release), printing "undelivered transaction" and the like as it goes, and frees the
+    proc last (binder_free_proc, counted in `stats` "proc: active"). So the script waits until
+    `state` lists no proc whose process has ended and every proc `stats` counts as active is
+    listed: nothing is left in binder's deferred work. Prints `settle=POLLS_PROCS,POLLS_BINDER`.
+    """
+    name = shlex.quote(probe_name)
+    lines = [
+        f"i=0; while [ $i -lt 200 ] && pidof {name} > /dev/null 2>&1; do sleep 0.01; i=$((i+1)); done",
+        f"left=$(pidof {name} 2> /dev/null); if [ -n \"$left\" ]; then kill -9 $left; echo \"settle-killed=$left\"; fi",
+        "j=0",
+    ]
+    if debugfs:
+        b = shlex.quote(f"{debugfs}/binder")
+        lines += [
+            f"while [ -r {b}/stats ] && [ $j -lt {SETTLE_POLLS} ]; do",
+            f"  a=$(sed -n 's/^proc: active \\([0-9]*\\) .*/\\1/p' {b}/stats); n=0; d=0",
+            f"  for p in $(sed -n 's/^proc \\([0-9]*\\)$/\\1/p' {b}/state); do",
+            "    if [ -d /proc/$p ]; then n=$((n+1)); else d=$((d+1)); fi",
+            "  done",
+            '  [ "$d" -eq 0 ] && [ "${a:-0}" -eq "$n" ] && break',
+            "  sleep 0.01; j=$((j+1))",
+            "done",
+        ]
+    lines.append('echo "settle=$i,$j"')
+    return "\n".join(lines)
+
+
+def settle_outcome(output: str) -> str | None:
+    """What settle_script's run says went wrong, or None when the case's work ended in time."""
+    problems = []
+    killed = re.search(r"settle-killed=([\d ]+)", output)
+    if killed:
+        problems.append(f"probe processes {killed.group(1).strip()} were still running 2 s after the probe and were killed")
+    polls = re.search(r"settle=(\d+),(\d+)", output)
+    if polls and int(polls.group(2)) >= SETTLE_POLLS:
+        problems.append("binder's deferred release was still pending when the kernel log was read")
+    return "; ".join(problems) or None

@@ -273,7 +273,7 @@ def boot_guest(arch: str, port: int, binder_module: Path | None, progress=print)
     identity, public = make_client_key(state)
     spec = f"qemu:{arch}"
     nic = ("-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:22")
-    target = QemuTarget(image, spec, console_log=state / "console.log", extra_args=nic)
+    target = QemuTarget(image, spec, console_log=state / "console.log", extra_args=nic, progress=progress)
     t0 = time.monotonic()
     try:
         progress(f"boot {spec} with ssh on 127.0.0.1:{port} ...")

@@ -201,9 +201,12 @@ def _identity(report: dict) -> str:
     module_text = "stock binder_linux.ko from the kernel package" if module == "stock" else f"custom: {module}"
     rows = [
         ("target", target.get("spec", "?")), ("arch", target.get("arch", "?")),
-        ("kernel release", target.get("kernel_release", "?")), ("accel", target.get("accel", "?")),
+        ("kernel release", target.get("kernel_release", "?")),
+        ("accel", ": ".join(v for v in (target.get("accel", "?"), target.get("accel_reason", "")) if v)),
         ("binder module", module_text),
     ]
+    if target.get("missing"):
+        rows.append(("not known", target["missing"]))
     if target.get("binder_module_sha256"):
         rows.append(("module sha256", target["binder_module_sha256"]))
     rows += [("boot", f"{timings.get('boot_s', 0):.2f} s ({timings.get('boots', '?')} boot(s))"),

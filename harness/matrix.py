@@ -200,6 +200,7 @@ def combined(matrix: Matrix, outcomes: list[CellOutcome], command_line: str, tot
         cells.append({"cell": o.cell.id, "target": o.cell.target, "image": o.cell.recipe.name,
                       "dir": o.cell.dir_name, "status": o.status, "error": o.error,
                       "kernel_release": target.get("kernel_release", ""), "accel": target.get("accel", ""),
+                      "accel_reason": target.get("accel_reason", ""),
                       "summary": cell_summary, "timings": o.report.get("timings", {})})
     return {"matrix_schema": MATRIX_SCHEMA, "file": str(matrix.path), "command": command_line,
             "cells": cells, "cases": cases, "summary": summary, "timings": {"total_s": round(total_s, 3)}}

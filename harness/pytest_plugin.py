@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from harness.cases import CASES_DIR, CaseSpec, load_cases
 from harness.errors import ConfigError
+from harness.report import reproduce_command
 from harness.runner import RunOptions, Session
 from harness.targets import parse_spec
 
@@ -62,7 +62,7 @@ def _run_options(config: pytest.Config) -> RunOptions:
     return RunOptions(
         target_spec=config.getoption("--target"), out_dir=out, binder_module=path("--binder-module"),
         timeout=config.getoption("--bh-timeout"), seed=config.getoption("--bh-seed"),
-        command_line=shlex.join(["pytest", *sys.argv[1:]]),
+        command_line=reproduce_command(["pytest", *sys.argv[1:]]),
         kernel=path("--kernel"), modules=Path(modules) if modules else None, image=config.getoption("--image"),
         identity=path("--identity"), known_hosts=path("--known-hosts"),
         insecure_accept_host_key=config.getoption("--insecure-accept-host-key"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -11,6 +12,16 @@ from pathlib import Path
 from harness import html_report, timing
 
 SCHEMA = 1
+# Environment that changes what a run does, so the reproduce line carries it. Secrets
+# (BINDER_HARNESS_SSH_PASSPHRASE) are never listed here and never printed.
+REPRODUCE_ENV = ("BINDER_HARNESS_ACCEL", "BINDER_HARNESS_FETCH", "BINDER_HARNESS_DEBIAN_MIRROR",
+                 "BINDER_HARNESS_EXTRA_CASES", "ADB")
+
+
+def reproduce_command(argv: list[str]) -> str:
+    """The command line that reproduces this run, prefixed by the environment that mattered."""
+    env = [f"{k}={shlex.quote(os.environ[k])}" for k in REPRODUCE_ENV if os.environ.get(k)]
+    return " ".join([*env, shlex.join(argv)])
 
 
 def append_text(path: Path, text: str) -> None:

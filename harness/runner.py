@@ -7,6 +7,7 @@ import errno
 import json
 import re
 import shlex
+import shutil
 import threading
 import time
 import traceback
@@ -14,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import report, timing
-from harness.cases import CaseContext, CaseSkipped, CaseSpec
+from harness.cases import CaseContext, CaseSkipped, CaseSpec, begin_line
 from harness.errors import ConfigError, TargetError
 from harness.probe import ensure_probe
 from harness.targets import TargetOptions, make_target
+from harness.targets.accel import KvmFailed
 from harness.verdicts import CaseResult, judge, scan_dmesg
 
 # A boot that fails this many times in a row gives up: the rest of the cases error at once.
@@ -110,12 +112,16 @@ class Session:
                                            trace_dat=o.trace_dat),
                              self.progress)
         self.progress(f"{'boot' if o.target_spec.startswith('qemu:') else 'connect'} {o.target_spec} ...")
+        if not self.state.target_info.get("kernel_release"):
+            self.state.target_info = describe_target(target, None)
         self._booting = target
         try:
             target.start()
         except TargetError as exc:
             target.stop()
             self._boot_failures.append(str(exc))
+            if self.state.boots == 0:
+                self.state.target_info = describe_target(target, str(exc))
             raise
         except BaseException:
             target.stop()
@@ -127,19 +133,10 @@ class Session:
         self._probes = {}
         self.state.boots += 1
         self.state.boot_s += getattr(target, "boot_s", 0.0)
+        self.state.target_info = describe_target(target, None)
         info = target.info()
-        self.state.target_info = {
-            "spec": info.spec, "arch": info.arch, "kernel_release": info.kernel_release,
-            "accel": info.accel, "binder_module": info.binder_module,
-        }
-        image = getattr(target, "image", None)
-        sha = getattr(image, "binder_module_sha256", "")
-        if sha:
-            self.state.target_info["binder_module_sha256"] = sha
-        if image is not None:
-            self.state.target_info["image"] = image.recipe.name
-            self.state.target_info["kernel_source"] = image.kernel_source
-        self.progress(f"booted {info.spec}: {info.kernel_release} ({info.accel}) in {getattr(target, 'boot_s', 0):.1f} s")
+        self.progress(f"booted {info.spec}: {info.kernel_release} ({info.accel}: {info.accel_reason}) "
+                      f"in {getattr(target, 'boot_s', 0):.1f} s")
         with timing.phase("boot_dmesg"):
             saved = getattr(target, "boot_dmesg", lambda: None)()  # the QEMU guest saves it before READY
             boot_dmesg = saved if saved is not None else target.dmesg(20)
@@ -181,7 +178,7 @@ class Session:
         return self._probes[abi]
 
     # -- one case ------------------------------------------------------------
-    def run_case(self, spec: CaseSpec) -> CaseResult:
+    def run_case(self, spec: CaseSpec, kvm_retry: bool = True) -> CaseResult:
         case_dir = self.options.out_dir / "cases" / spec.id
         t0 = time.monotonic()
         result = CaseResult(spec.id)
@@ -210,7 +207,7 @@ class Session:
             result = ctx.result
             # one console round trip: the case's directory, its begin line, and tracing
             setup = (f"mkdir -p {shlex.quote(remote_dir)}; "
-                     f"echo {shlex.quote(f'binder-harness: begin {spec.id}')} > /dev/kmsg")
+                     f"echo {shlex.quote(begin_line(spec.id))} > /dev/kmsg")
             if spec.wants_trace:
                 ctx.start_trace(prefix=setup)
             else:
@@ -220,6 +217,8 @@ class Session:
         except CaseSkipped as exc:
             result.outcome, result.reason = "skipped", str(exc)
         except TargetError as exc:
+            if isinstance(exc, KvmFailed) and kvm_retry and not self.cancelled and not exc.forced:
+                return self._again_under_tcg(spec, case_dir, ctx, exc)
             result.outcome, result.reason = "error", "interrupted" if self.cancelled else str(exc)
             self._lost_guest(case_dir, ctx)
         except ConfigError:
@@ -242,6 +241,20 @@ class Session:
             else:
                 self._harness_error(result, case_dir, exc)
         self._finish_case(ctx, spec, result, case_dir, t0, console_start)
+        return result
+
+    def _again_under_tcg(self, spec: CaseSpec, case_dir: Path, ctx, exc: KvmFailed) -> CaseResult:
+        """KVM failed under a running case: the guest is gone and KVM is marked unusable for
+        this host boot. The same case runs again from the start on a fresh TCG guest; the
+        failed attempt's console is kept as cases/<id>/kvm-failure.log."""
+        self.progress(f"{spec.id}: {exc}; running it again on a TCG guest")
+        tail = getattr(self.target, "last_console_lines", lambda n: "")(200)
+        self._drop_target()
+        shutil.rmtree(case_dir, ignore_errors=True)
+        case_dir.mkdir(parents=True, exist_ok=True)
+        (case_dir / "kvm-failure.log").write_text(f"# {exc}\n{tail}\n")
+        result = self.run_case(spec, kvm_retry=False)
+        result.evidence["accel_fallback"] = str(exc)
         return result
 
     def _harness_error(self, result: CaseResult, case_dir: Path, exc: BaseException) -> None:
@@ -351,6 +364,9 @@ class Session:
         result.evidence["dmesg_bad_lines"] = health.bad_lines[:20]
         if health.unexpected_binder_lines:
             result.evidence["unexpected_binder_messages"] = health.unexpected_binder_lines[:20]
+        window = str(result.evidence.get("dmesg_window", ""))
+        if window.startswith("unknown") and result.outcome not in ("error", "skipped"):
+            result.outcome, result.reason = "error", f"kernel health not judged: dmesg window {window}"
         if result.outcome not in ("error", "skipped"):
             ctx.check_that("kernel health: dmesg delta free of WARNING/BUG/Oops/KASAN/Call Trace",
                            not health.bad_lines, health.bad_lines[0] if health.bad_lines else "none",
@@ -366,6 +382,31 @@ class Session:
 
     def _append_run_files(self, spec: CaseSpec, case_dir: Path) -> None:
         append_case_files(self.options.out_dir, spec.id, case_dir)
+
+
+def describe_target(target, boot_error: str | None) -> dict:
+    """report.json's `target`: what is known of it, and, before any boot or connection
+    worked, which fields are missing and why."""
+    try:
+        info = target.info()  # a QEMU guest knows its kernel and accelerator before it boots
+    except TargetError:
+        info = None
+    out: dict = {"spec": target.spec}
+    if info is not None:
+        out.update({"arch": info.arch, "kernel_release": info.kernel_release, "accel": info.accel,
+                    "accel_reason": info.accel_reason, "binder_module": info.binder_module})
+    image = getattr(target, "image", None)
+    sha = getattr(image, "binder_module_sha256", "")
+    if sha:
+        out["binder_module_sha256"] = sha
+    if image is not None:
+        out["image"] = image.recipe.name
+        out["kernel_source"] = image.kernel_source
+    if boot_error is not None:
+        out["boot_error"] = boot_error
+        if info is None:
+            out["missing"] = f"arch, kernel_release, accel: the target never answered ({boot_error})"
+    return out
 
 
 def append_case_files(out: Path, case_id: str, case_dir: Path) -> None:

@@ -62,7 +62,7 @@ def make_target(spec: str, options: TargetOptions, progress=print):
 
         with timing.phase("image"):
             image = qemu_image(options, rest, progress)
-        return QemuTarget(image, spec, console_log=options.console_log)
+        return QemuTarget(image, spec, console_log=options.console_log, progress=progress)
     if kind == "ssh":
         from harness.targets.ssh import SshOptions, SshTarget, parse_ssh_spec
 

@@ -31,6 +31,7 @@ class TargetInfo:
     is_root: bool
     tracefs: str | None  # mount point, or None when absent
     debugfs: str | None
+    accel_reason: str = ""  # why this accel: "no /dev/kvm", "KVM internal error at boot, fell back", ...
 
 
 class StartStop:
@@ -112,7 +113,7 @@ class Facts:
         """The shared TargetInfo of a device that is not emulated here (accel "none")."""
         return TargetInfo(spec=spec, arch=arch or self.arch, kernel_release=self.kernel_release, accel="none",
                           binder_module=binder_module, is_root=self.is_root, tracefs=self.tracefs,
-                          debugfs=self.debugfs)
+                          debugfs=self.debugfs, accel_reason="a device the harness does not emulate")
 
 
 def parse_facts(text: str) -> Facts:

@@ -7,14 +7,10 @@ that dies mid-case still leaves its partial evidence behind.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
-import platform
 import re
-import select
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from collections import deque
@@ -23,14 +19,16 @@ from pathlib import Path
 import pexpect
 
 from harness import timing
+from harness.arches import GUEST_ARCHES
 from harness.errors import ConfigError, GuestCrashed, TargetError
-from harness.images import GuestImage, cache_root
+from harness.images import GuestImage
+from harness.targets import accel as accels
+from harness.targets.accel import KVM_BOOT_BOUND_S, KVM_FAILURE, KvmFailed
 from harness.targets.base import CommandResult, StartStop, TargetInfo, shell_command
 
 GUEST_SHARE = "/mnt/host"
 _READY = re.compile(rb"binder-harness: READY (\S+) ([\d.]+)[^\n]*\n")
 _PANIC = re.compile(rb"Kernel panic - not syncing[^\n]*")
-_HOST_MACHINE = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 
 
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # resolved before any fork: dlopen is not fork-safe
@@ -40,72 +38,6 @@ def _die_with_parent() -> None:
     """Run in the QEMU child: get SIGKILL if the harness dies, so no QEMU outlives it.
     (Linux sends it when the thread that started QEMU ends; sessions stop their own guests.)"""
     _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return "unknown"
-
-
-def _kvm_probe_once(timeout: float = 3.0) -> bool:
-    """Boot a 9-byte firmware under KVM that prints 'K' on the serial port."""
-    if shutil.which("qemu-system-x86_64") is None:
-        return False
-    with tempfile.TemporaryDirectory(prefix="bh-kvm-") as tmp:
-        bios = bytearray(65536)
-        # at the reset vector: mov dx,0x3f8; mov al,'K'; out dx,al; hlt; jmp $-1
-        bios[0xFFF0:0xFFF9] = bytes.fromhex("baf803b04beef4ebfd")
-        path = Path(tmp) / "probe.bin"
-        path.write_bytes(bios)
-        # The same -cpu host the real boot uses: on some hosts KVM runs real mode
-        # but QEMU aborts setting MSRs for the host CPU model.
-        cmd = ["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-M", "pc", "-nodefaults",
-               "-display", "none", "-bios", str(path), "-serial", "stdio", "-m", "16"]
-        try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-        except OSError:
-            return False
-        assert proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        seen = b""
-        try:
-            while b"K" not in seen and time.monotonic() < deadline:
-                ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-                if not ready:
-                    break
-                chunk = os.read(proc.stdout.fileno(), 64)
-                if not chunk:
-                    break
-                seen += chunk
-        finally:
-            proc.kill()
-            proc.wait()
-        return b"K" in seen
-
-
-def choose_accel(guest_arch: str) -> str:
-    """'kvm' only when the host matches the guest and a real KVM boot works; else 'tcg'."""
-    forced = os.environ.get("BINDER_HARNESS_ACCEL", "").strip()
-    if forced in ("tcg", "kvm"):
-        return forced
-    if forced:
-        raise ConfigError(f"BINDER_HARNESS_ACCEL={forced}: use kvm, tcg, or leave it unset (kvm when a probe boot works)")
-    host = _HOST_MACHINE.get(platform.machine(), platform.machine())
-    if host != guest_arch or guest_arch != "x86_64" or not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return "tcg"
-    stamp = cache_root() / "kvm-probe.json"
-    try:
-        cached = json.loads(stamp.read_text())
-        if cached.get("boot_id") == _boot_id():
-            return cached["accel"]
-    except (OSError, ValueError, KeyError):
-        pass
-    accel = "kvm" if _kvm_probe_once() else "tcg"
-    stamp.write_text(json.dumps({"boot_id": _boot_id(), "accel": accel}))
-    return accel
 
 
 def find_firmware(name: str, binary: str) -> str | None:
@@ -137,13 +69,17 @@ class QemuTarget(StartStop):
     """A guest booted from a GuestImage; one boot serves many cases."""
 
     def __init__(self, image: GuestImage, spec: str, console_log: Path | None = None,
-                 boot_timeout: float = 90.0, extra_args: tuple[str, ...] = ()):
+                 boot_timeout: float = 90.0, extra_args: tuple[str, ...] = (), progress=print):
         self.image = image
         self.spec = spec
         self.console_log = console_log
         self.boot_timeout = boot_timeout
         self.extra_args = extra_args
-        self.accel = choose_accel(image.recipe.arch)
+        self.progress = progress
+        self.binary = shutil.which(image.recipe.qemu.binary) or ""
+        if not self.binary:
+            raise ConfigError(f"{image.recipe.qemu.binary} not found; install Debian's qemu-system-x86 / qemu-system-arm")
+        self.accel = accels.choose(image.recipe.arch, self.binary)
         sweep_stale_shares()
         self.share = Path(tempfile.mkdtemp(prefix=f"bh-share-{os.getpid()}-"))
         self.workdir = GUEST_SHARE
@@ -156,15 +92,18 @@ class QemuTarget(StartStop):
     # -- lifecycle -----------------------------------------------------------
     def qemu_argv(self) -> list[str]:
         q = self.image.recipe.qemu
-        binary = shutil.which(q.binary)
-        if binary is None:
-            raise ConfigError(f"{q.binary} not found; install Debian's qemu-system-x86 / qemu-system-arm")
-        accel = ["-accel", "kvm", "-cpu", "host"] if self.accel == "kvm" else ["-accel", "tcg", "-cpu", q.cpu]
+        machine = q.machine
+        if self.accel.name == "kvm":
+            extra = GUEST_ARCHES[self.image.recipe.arch].kvm_machine_options
+            machine = f"{machine},{extra}" if extra else machine
+            accel = ["-accel", "kvm", "-cpu", "host"]
+        else:
+            accel = ["-accel", "tcg", "-cpu", q.cpu]
         # A minimal firmware (qboot) reaches the kernel in about a tenth of SeaBIOS's time
         # under TCG; a QEMU without it boots with its default firmware, only slower.
-        bios = find_firmware(q.bios, binary)
+        bios = find_firmware(q.bios, self.binary)
         return [
-            binary, "-M", q.machine, *accel, "-m", str(q.memory_mb), "-smp", str(q.smp),
+            self.binary, "-M", machine, *accel, "-m", str(q.memory_mb), "-smp", str(q.smp),
             *(["-bios", bios] if bios else []),
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
@@ -175,11 +114,29 @@ class QemuTarget(StartStop):
         ]
 
     def start(self) -> None:
-        argv = self.qemu_argv()
-        t0 = time.monotonic()
+        """Boot; a KVM that fails (at start, mid-boot, or by making no progress) is remembered
+        as unusable for this host boot and the guest boots again under TCG at once."""
         if self.console_log is not None:
             self.console_log.parent.mkdir(parents=True, exist_ok=True)
             self._log_fh = open(self.console_log, "ab")
+        try:
+            self._boot()
+        except KvmFailed as exc:
+            if self.accel.forced:
+                raise
+            self._end_qemu()
+            self.progress(f"{self.spec}: {exc.why}; booting again under TCG")
+            self.accel = accels.fell_back(exc.why)
+            self._boot()
+            accels.remember(self.binary, self.accel)
+            return
+        if self.accel.name == "kvm" and not self.accel.proven:
+            self.accel = accels.proven(self.boot_s)
+            accels.remember(self.binary, self.accel)
+
+    def _boot(self) -> None:
+        argv = self.qemu_argv()
+        t0 = time.monotonic()
         self._child = pexpect.spawn(argv[0], argv[1:], timeout=self.boot_timeout, maxread=65536,
                                     preexec_fn=_die_with_parent, echo=False, env={**os.environ, "TERM": "dumb"})
         # pexpect sleeps 50 ms before every send by default (for password prompts);
@@ -188,7 +145,10 @@ class QemuTarget(StartStop):
         self._child.logfile_read = _Tee(self._log_fh, self._tail)
         t_spawned = time.monotonic()
         timing.add("qemu_spawn", t_spawned - t0)
-        idx = self._expect([_READY, _PANIC], self.boot_timeout, "boot")
+        bound = self.boot_timeout
+        if self.accel.name == "kvm" and not self.accel.forced:
+            bound = min(bound, KVM_BOOT_BOUND_S)
+        idx = self._expect([_READY, _PANIC], bound, "boot")
         if idx == 1:
             raise self._crashed("kernel panic during boot")
         timing.add("boot_to_ready", time.monotonic() - t_spawned)
@@ -205,6 +165,13 @@ class QemuTarget(StartStop):
             return None
 
     def stop(self) -> None:
+        self._end_qemu()
+        if self._log_fh is not None:
+            self._log_fh.close()
+            self._log_fh = None
+        shutil.rmtree(self.share, ignore_errors=True)
+
+    def _end_qemu(self) -> None:
         child, self._child = self._child, None
         if child is not None:
             # SIGKILL at once: the guest keeps no state worth a clean shutdown, and
@@ -218,10 +185,6 @@ class QemuTarget(StartStop):
             child.delayafterclose = 0
             child.ptyproc.delayafterclose = 0  # ptyprocess sleeps 0.1 s on close otherwise
             child.close(force=True)
-        if self._log_fh is not None:
-            self._log_fh.close()
-            self._log_fh = None
-        shutil.rmtree(self.share, ignore_errors=True)
 
     def alive(self) -> bool:
         return self._child is not None and self._child.isalive()
@@ -259,21 +222,44 @@ class QemuTarget(StartStop):
             except (pexpect.TIMEOUT, pexpect.EOF):
                 pass
         panic = _PANIC.search(b"".join(self._tail))
-        last = [l for l in self.last_console_lines(5).splitlines() if l.strip()]
+        last = self._last_line()
         detail = (panic.group(0).decode(errors="replace").strip() if panic
-                  else f"last console line: {last[-1].strip()[:200]}" if last else "see console.log")
+                  else f"last console line: {last}" if last != "none" else "see console.log")
         self.stop()
         return GuestCrashed(f"{self.spec}: {what}: {detail}")
 
     def _expect(self, patterns: list, timeout: float, what: str) -> int:
+        """Wait for one of `patterns`; under KVM, QEMU's KVM failure text ends the wait at once."""
         assert self._child is not None
+        kvm = self.accel.name == "kvm"
         try:
-            return self._child.expect(patterns, timeout=timeout)
+            idx = self._child.expect([*patterns, *([KVM_FAILURE] if kvm else [])], timeout=timeout)
         except pexpect.EOF:
+            if kvm and what == "boot" and not self.accel.forced:
+                raise self._kvm_failed("QEMU exited at start under KVM", f"last console line: {self._last_line()}")
             raise self._crashed(f"QEMU exited during {what}") from None
         except pexpect.TIMEOUT:
+            if kvm and what == "boot" and not self.accel.forced:
+                raise self._kvm_failed(f"no boot progress under KVM in {timeout:.0f} s", "") from None
             self.stop()
             raise TargetError(f"{self.spec}: guest stopped answering during {what} (no response in {timeout:.0f} s)") from None
+        if idx == len(patterns):
+            signature = self._child.match.group(0).decode(errors="replace").strip()
+            raise self._kvm_failed(accels.cause(signature, "at boot" if what == "boot" else "during a case"), signature)
+        return idx
+
+    def _kvm_failed(self, why: str, detail: str) -> KvmFailed:
+        """KVM failed: end QEMU now (it would sit in a paused VM or spin). A failure after a
+        boot that worked is remembered here; one at boot, once TCG has booted (start)."""
+        self._end_qemu()
+        if not self.accel.forced and self.accel.proven and self.accel.name == "kvm":
+            accels.remember(self.binary, accels.fell_back(why))
+        return KvmFailed(f"{self.spec}: {why}" + (f": {detail}" if detail and detail != why else ""), why,
+                         forced=self.accel.forced)
+
+    def _last_line(self) -> str:
+        last = [l for l in self.last_console_lines(5).splitlines() if l.strip()]
+        return last[-1].strip()[:200] if last else "none"
 
     def run(self, argv: list[str], timeout: float = 30.0) -> CommandResult:
         return self.run_shell(shell_command(argv, timeout), timeout)
@@ -324,7 +310,7 @@ class QemuTarget(StartStop):
     def info(self) -> TargetInfo:
         return TargetInfo(
             spec=self.spec, arch=self.image.recipe.arch, kernel_release=self.image.identity.release,
-            accel=self.accel, binder_module=self.image.binder_module, is_root=True,
+            accel=self.accel.name, accel_reason=self.accel.reason, binder_module=self.image.binder_module, is_root=True,
             tracefs="/sys/kernel/tracing", debugfs="/sys/kernel/debug",
         )
 

@@ -119,12 +119,14 @@ class QemuTarget(StartStop):
         if self.console_log is not None:
             self.console_log.parent.mkdir(parents=True, exist_ok=True)
             self._log_fh = open(self.console_log, "ab")
+        t0 = time.monotonic()
         try:
             self._boot()
         except KvmFailed as exc:
             if self.accel.forced:
                 raise
             self._end_qemu()
+            timing.add("kvm_fallback", time.monotonic() - t0)
             self.progress(f"{self.spec}: {exc.why}; booting again under TCG")
             self.accel = accels.fell_back(exc.why)
             self._boot()

@@ -61,6 +61,9 @@ GUEST_ARCHES: dict[str, GuestArch] = {g.name: g for g in (
 )}
 
 
+DEFAULT_ARCH = "x86_64"  # qemu:x86_64 is the default target
+
+
 def arch_of_uname(machine: str) -> str:
     """`uname -m` -> TargetInfo.arch (x86_64, i386, arm64, arm); unknown values pass through."""
     for abi in ABIS.values():

@@ -11,7 +11,12 @@ import signal
 import sys
 from pathlib import Path
 
+from harness.arches import DEFAULT_ARCH, GUEST_ARCHES
 from harness.errors import ConfigError, TargetError
+from harness.options import add_to_argparse
+from harness.targets import guest_arch
+
+QEMU_TARGETS = " or ".join(f"qemu:{a}" for a in GUEST_ARCHES)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,15 +32,6 @@ def _report_line(out_dir: Path) -> str:
     return f"report: {out_dir / 'report.html'} (report.json, junit.xml, trace.txt beside it)"
 
 
-def _existing_file(flag: str, value: str | None) -> Path | None:
-    if value is None:
-        return None
-    path = Path(value)
-    if not path.is_file():
-        raise ConfigError(f"{flag} {value}: no such file")
-    return path
-
-
 def cmd_list(args) -> int:
     from harness.cases import load_cases
 
@@ -44,53 +40,19 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _existing_dir(flag: str, value: str | None) -> Path | None:
-    if value is None:
-        return None
-    path = Path(value)
-    if not path.is_dir():
-        raise ConfigError(f"{flag} {value}: no such directory; pass a modules tree (lib/modules/RELEASE) "
-                          f"or a directory holding binder_linux.ko")
-    return path
-
-
-def _target_and_image(args) -> str:
-    """--target, or qemu:ARCH of the --image recipe, or qemu:x86_64; the recipe must fit the target."""
-    from harness.recipes import find_recipe, load_recipe, resolve_recipe
-    from harness.targets import parse_spec
-
-    if args.target is None:
-        args.target = f"qemu:{load_recipe(find_recipe(args.image)).arch}" if args.image else "qemu:x86_64"
-    kind, rest = parse_spec(args.target)
-    if kind == "qemu":
-        resolve_recipe(args.image, rest)
-    return args.target
-
-
 def cmd_run(args) -> int:
+    from harness import report
     from harness.cases import select_cases
-    from harness.runner import RunOptions, run_cases
+    from harness.options import run_options
+    from harness.runner import run_cases
 
-    _target_and_image(args)
+    options = run_options(args, Path(args.out), report.reproduce_command(["binder-harness", *sys.argv[1:]]))
     specs = select_cases(args.cases)
-    if args.timeout is not None and args.timeout <= 0:
-        raise ConfigError(f"--timeout {args.timeout}: must be a positive number of seconds")
     if args.jobs < 1:
         raise ConfigError(f"-j/--jobs {args.jobs}: must be at least 1 (the number of guests run at once)")
-    if args.jobs > 1 and not args.target.startswith("qemu:"):
-        raise ConfigError(f"-j/--jobs {args.jobs}: parallel guests need a qemu target; {args.target} is one device, "
-                          "and binder has one context manager per device")
-    from harness import report
-
-    options = RunOptions(
-        target_spec=args.target, out_dir=Path(args.out),
-        binder_module=_existing_file("--binder-module", args.binder_module),
-        timeout=args.timeout, seed=args.seed,
-        command_line=report.reproduce_command(["binder-harness", *sys.argv[1:]]),
-        kernel=_existing_file("--kernel", args.kernel), modules=_existing_dir("--modules", args.modules),
-        image=args.image, trace_dat=args.trace_dat,
-        **_ssh_options(args),
-    )
+    if args.jobs > 1 and guest_arch(options.target_spec) is None:
+        raise ConfigError(f"-j/--jobs {args.jobs}: parallel guests need a qemu target; {options.target_spec} is one "
+                          "device, and binder has one context manager per device")
     report.prepare_out_dir(options.out_dir)
     from harness.progress import Progress
 
@@ -195,23 +157,18 @@ def cmd_images_clean(args) -> int:
     freed = imagecache.clean(args.what, _progress)
     _progress(f"freed {freed / 1e6:.1f} MB")
     return 0
-def _ssh_options(args) -> dict:
-    """--identity, --known-hosts, --insecure-accept-host-key as RunOptions fields."""
-    return {"identity": _existing_file("--identity", args.identity),
-            "known_hosts": _existing_file("--known-hosts", args.known_hosts),
-            "insecure_accept_host_key": args.insecure_accept_host_key}
-
-
 def cmd_guest(args) -> int:
     from harness.guest import run_guest
-    from harness.targets import parse_spec
 
-    kind, arch = parse_spec(args.target)
-    if kind != "qemu":
-        raise ConfigError(f"guest --target {args.target}: a guest is a QEMU target; use qemu:x86_64 or qemu:arm64")
+    arch = guest_arch(args.target)
+    if arch is None:
+        raise ConfigError(f"guest --target {args.target}: a guest is a QEMU target; use {QEMU_TARGETS}")
     if args.ssh_port < 0:
         raise ConfigError(f"--ssh-port {args.ssh_port}: not a TCP port")
-    return run_guest(arch, args.ssh_port, _existing_file("--binder-module", args.binder_module), _progress)
+    module = args.binder_module
+    if module is not None and not Path(module).is_file():
+        raise ConfigError(f"--binder-module {module}: no such file")
+    return run_guest(arch, args.ssh_port, Path(module) if module else None, _progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,24 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run cases on a target and write a report")
     run.add_argument("cases", nargs="*", help="case ids or globs (default: every case)")
-    run.add_argument("--target", default=None,
-                     help="qemu:x86_64 (default) | qemu:arm64 | ssh://USER@HOST[:PORT] | adb[:SERIAL] | local")
     run.add_argument("--out", required=True, help="run directory for report.json and evidence")
-    run.add_argument("--binder-module", help="binder_linux.ko to test instead of the stock driver")
-    run.add_argument("--image", help="image recipe: a name under images/ or a YAML path (default: qemu-ARCH)")
-    run.add_argument("--kernel", help="kernel to boot instead of the recipe's: bzImage, vmlinux or arm64 Image")
-    run.add_argument("--modules", help="modules for --kernel: a tree holding lib/modules/RELEASE, or a directory "
-                                       "holding binder_linux.ko (without it, binder must be built in)")
-    run.add_argument("--timeout", type=float, help="per-case time limit in seconds")
-    run.add_argument("--seed", type=int, help="seed for stress cases (replays a run)")
-    run.add_argument("--identity", help="ssh: private key file (default: the agent and ~/.ssh keys)")
-    run.add_argument("--known-hosts", help="ssh: known_hosts file to check the host key against (default ~/.ssh/known_hosts)")
-    run.add_argument("--insecure-accept-host-key", action="store_true",
-                     help="ssh: accept any host key (ephemeral guests only)")
-    run.add_argument("--trace-dat", action="store_true",
-                     help="also save each traced case's trace in trace-cmd's binary format, cases/ID/trace.dat "
-                          "(for trace-cmd report and KernelShark), written by trace-cmd extract on the target; "
-                          "QEMU guests get Debian's trace-cmd from the recipe's trace_cmd: section")
+    add_to_argparse(run)
     run.add_argument("-j", "--jobs", type=int, default=1,
                      help="guests run at once, each on its own QEMU (default 1); results merge in catalog order")
     run.set_defaults(func=cmd_run)
@@ -253,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--bundle", action="store_true", help="also write DIR.tar.gz of the run directory and print its path")
     rep.set_defaults(func=cmd_report)
     guest = sub.add_parser("guest", help="boot a long-lived QEMU guest reachable over ssh")
-    guest.add_argument("--target", default="qemu:x86_64", help="qemu:x86_64 | qemu:arm64")
+    guest.add_argument("--target", default=f"qemu:{DEFAULT_ARCH}", help=QEMU_TARGETS.replace(" or ", " | "))
     guest.add_argument("--ssh-port", type=int, default=0, help="host port forwarded to the guest's ssh (127.0.0.1 only; default: a free one)")
     guest.add_argument("--binder-module", help="binder_linux.ko to load instead of the stock driver")
     guest.set_defaults(func=cmd_guest)

@@ -21,7 +21,8 @@ from harness.cpio import CpioWriter
 from harness.errors import ConfigError
 from harness.kernel import (KernelIdentity, extract_vmlinux, has_pvh_note, identify_kernel, plan_modules,
                             read_modinfo)
-from harness.recipes import (DEB_ARCH, IMAGES_DIR, REPO_ROOT, DebianPackage, KernelSource, QemuSettings,  # noqa: F401
+from harness.arches import GUEST_ARCHES
+from harness.recipes import (IMAGES_DIR, REPO_ROOT, DebianPackage, KernelSource, QemuSettings,  # noqa: F401
                              Recipe, load_recipe, recipe_for_arch, resolve_recipe)
 
 FETCH_ENV = "BINDER_HARNESS_FETCH"
@@ -232,9 +233,11 @@ def custom_kernel(path: Path, modules: Path | None, arch: str, progress=print,
     if ident.arch != arch:
         raise ConfigError(f"{flag} {path}: is an {ident.arch} kernel ({ident.release}), but the target is qemu:{arch}; "
                           f"pass --target qemu:{ident.arch} or an {arch} kernel")
-    if arch == "arm64" and ident.kind != "Image":
-        raise ConfigError(f"{flag} {path}: an arm64 {ident.kind} cannot boot on -M virt here; pass arch/arm64/boot/Image")
-    bootable = _bootable_x86(path, ident, flag, progress) if arch == "x86_64" else path
+    boots = GUEST_ARCHES[arch].kernel_kind  # what QEMU boots for this arch
+    if boots == "Image" and ident.kind != "Image":
+        raise ConfigError(f"{flag} {path}: an {arch} {ident.kind} cannot boot on -M virt here; pass arch/{arch}/boot/Image")
+    # x86: a vmlinux boots through PVH; a bzImage is unpacked to one when it can
+    bootable = _bootable_x86(path, ident, flag, progress) if boots == "vmlinux" else path
     moddir = resolve_moddir(modules, ident.release, mod_flag) if modules is not None else None
     return KernelFiles(bootable, moddir, ident, str(path))
 

@@ -12,9 +12,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.arches import ABIS
 from harness.errors import ConfigError
 
-_ELF_MACHINES = {62: "x86_64", 183: "arm64", 3: "i386", 40: "arm"}
+_ELF_MACHINES = {abi.elf_machine: abi.arch for abi in ABIS.values()}
 _VERSION_RE = re.compile(rb"Linux version (\S+) ")
 
 

@@ -32,9 +32,10 @@ from pathlib import Path
 from harness import report
 from harness.cases import CaseSpec, select_cases
 from harness.errors import ConfigError
+from harness.targets import TargetOptions
 from harness.recipes import Recipe, _Fields, _Map, find_recipe, load_recipe, read_yaml_map, resolve_recipe
 from harness.runner import RunOptions, run_cases
-from harness.targets import parse_spec
+from harness.targets import guest_arch
 
 MATRIX_SCHEMA = 1
 OUTCOMES = ("passed", "failed", "error", "skipped")
@@ -91,10 +92,10 @@ def load_matrix(path: Path) -> Matrix:
     arches: dict[str, str] = {}
     for spec in targets:
         try:
-            kind, arch = parse_spec(spec)
+            arch = guest_arch(spec)
         except ConfigError as exc:
             raise f.error("targets", str(exc).replace("--target ", "")) from None
-        if kind != "qemu":
+        if arch is None:
             raise f.error("targets", f"{spec}: only qemu:ARCH targets boot the kernels a matrix names")
         if arch in arches:
             raise f.error("targets", f"names qemu:{arch} twice")
@@ -146,7 +147,8 @@ def _run_cell(matrix: Matrix, outcome: CellOutcome, out: Path, jobs: int, comman
     cell = outcome.cell
     cell_dir = out / cell.dir_name
     options = RunOptions(target_spec=cell.target, out_dir=cell_dir, timeout=matrix.timeout, seed=matrix.seed,
-                         command_line=f"{command_line}  # cell {cell.id}", image=str(cell.recipe.path))
+                         command_line=f"{command_line}  # cell {cell.id}",
+                         target=TargetOptions(image=str(cell.recipe.path)))
     cell_progress = lambda line: progress(f"[{cell.id}] {line}")  # noqa: E731
     try:
         report.prepare_out_dir(cell_dir)

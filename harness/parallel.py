@@ -21,7 +21,7 @@ from pathlib import Path
 
 from harness import report
 from harness.cases import CaseSpec
-from harness.runner import COMPAT_ABI, NATIVE_ABI, RunOptions, RunState, Session, not_run
+from harness.runner import RunOptions, RunState, Session, not_run
 from harness.verdicts import CaseResult
 
 
@@ -47,17 +47,16 @@ class _Shared:
 def prepare(options: RunOptions, specs: list[CaseSpec], progress) -> None:
     """Build the guest image and the probes once, before any guest starts, so guests never
     race to fill the cache and a bad configuration stops the run before any boot."""
+    from harness.arches import GUEST_ARCHES
     from harness.probe import ensure_probe
-    from harness.targets import TargetOptions, parse_spec, qemu_image
+    from harness.targets import guest_arch, qemu_image
 
-    kind, arch = parse_spec(options.target_spec)
-    if kind != "qemu":
+    arch = guest_arch(options.target_spec)
+    if arch is None:
         return
-    qemu_image(TargetOptions(options.binder_module, kernel=options.kernel, modules=options.modules,
-                             image=options.image, trace_dat=options.trace_dat), arch, progress)
-    ensure_probe(NATIVE_ABI[arch])
-    if any(s.compat for s in specs):
-        ensure_probe(COMPAT_ABI[arch])
+    qemu_image(options.target, arch, progress)
+    for compat in sorted({s.compat for s in specs}):
+        ensure_probe(GUEST_ARCHES[arch].compat_abi if compat else GUEST_ARCHES[arch].native_abi)
 
 
 def _prefixed(progress, index: int):

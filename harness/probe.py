@@ -16,30 +16,21 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.arches import ABIS
 from harness.errors import ConfigError
 from harness.images import REPO_ROOT, cache_root
 
 PROBE_SRC = REPO_ROOT / "native_probe"
 
-# ABI -> (compiler on an x86_64 host, Debian package that provides it)
-COMPILERS = {
-    "x86_64": ("x86_64-linux-gnu-gcc", "gcc"),
-    "i386": ("i686-linux-gnu-gcc", "gcc-i686-linux-gnu libc6-dev-i386-cross"),
-    "arm64": ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu libc6-dev-arm64-cross"),
-    "armhf": ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf libc6-dev-armhf-cross"),
-}
-_NATIVE = {"x86_64": "x86_64", "aarch64": "arm64"}
-
-
 def _compiler(abi: str) -> str:
-    if abi not in COMPILERS:
-        raise ConfigError(f"unknown probe ABI {abi!r}; use one of {', '.join(COMPILERS)}")
-    cc, package = COMPILERS[abi]
-    if shutil.which(cc):
-        return cc
-    if _NATIVE.get(platform.machine()) == abi and shutil.which("gcc"):
+    if abi not in ABIS:
+        raise ConfigError(f"unknown probe ABI {abi!r}; use one of {', '.join(ABIS)}")
+    spec = ABIS[abi]
+    if shutil.which(spec.compiler):
+        return spec.compiler
+    if platform.machine() in spec.uname and shutil.which("gcc"):
         return "gcc"
-    raise ConfigError(f"{cc} not found; install it with: apt-get install {package}")
+    raise ConfigError(f"{spec.compiler} not found; install it with: apt-get install {spec.packages}")
 
 
 def _source_hash() -> str:

@@ -16,58 +16,26 @@ import pytest
 from harness.cases import CASES_DIR, CaseSpec, load_cases
 from harness.errors import ConfigError
 from harness.report import reproduce_command
+from harness.options import add_to_pytest, run_options
 from harness.runner import RunOptions, Session
-from harness.targets import parse_spec
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("binder-harness")
-    group.addoption("--target", default="qemu:x86_64", help="target spec: qemu:x86_64 | qemu:arm64 | ssh://... | adb | local")
-    group.addoption("--binder-module", default=None, help="binder_linux.ko to test instead of the stock driver")
+    add_to_pytest(group)
     group.addoption("--bh-out", default="runs/pytest", help="run directory for report.json and evidence")
-    group.addoption("--bh-seed", type=int, default=None, help="seed for stress cases")
-    group.addoption("--bh-timeout", type=float, default=None, help="per-case time limit in seconds")
-    group.addoption("--kernel", default=None, help="QEMU: vmlinux, bzImage or arm64 Image to boot instead of the recipe's")
-    group.addoption("--modules", default=None, help="QEMU: modules tree or directory holding binder_linux.ko, for --kernel")
-    group.addoption("--image", default=None, help="QEMU: image recipe name or path (default images/qemu-ARCH.yaml)")
-    group.addoption("--bh-trace-dat", action="store_true", default=False,
-                    help="also save cases/ID/trace.dat, written by trace-cmd extract on the target")
-    group.addoption("--identity", default=None, help="ssh targets: private key file")
-    group.addoption("--known-hosts", default=None, help="ssh targets: known_hosts file (default ~/.ssh/known_hosts)")
-    group.addoption("--insecure-accept-host-key", action="store_true", default=False,
-                    help="ssh targets: accept any host key (ephemeral guests only)")
 
 
 def _run_options(config: pytest.Config) -> RunOptions:
     """The run's options from the command line, checked; a bad one is a usage error (exit 4)."""
-    try:
-        parse_spec(config.getoption("--target"))
-        files = {flag: config.getoption(flag) for flag in ("--binder-module", "--identity", "--known-hosts", "--kernel")}
-        for flag, value in files.items():
-            if value and not Path(value).is_file():
-                raise ConfigError(f"{flag} {value}: no such file")
-        modules = config.getoption("--modules")
-        if modules and not Path(modules).is_dir():
-            raise ConfigError(f"--modules {modules}: no such directory")
-    except ConfigError as exc:
-        raise pytest.UsageError(str(exc)) from None
     out = Path(config.getoption("--bh-out"))
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker:
         out = out / worker
-
-    def path(flag: str) -> Path | None:
-        return Path(files[flag]) if files[flag] else None
-
-    return RunOptions(
-        target_spec=config.getoption("--target"), out_dir=out, binder_module=path("--binder-module"),
-        timeout=config.getoption("--bh-timeout"), seed=config.getoption("--bh-seed"),
-        command_line=reproduce_command(["pytest", *sys.argv[1:]]),
-        kernel=path("--kernel"), modules=Path(modules) if modules else None, image=config.getoption("--image"),
-        identity=path("--identity"), known_hosts=path("--known-hosts"),
-        insecure_accept_host_key=config.getoption("--insecure-accept-host-key"),
-        trace_dat=config.getoption("--bh-trace-dat"),
-    )
+    try:
+        return run_options(config.option, out, reproduce_command(["pytest", *sys.argv[1:]]))
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -159,12 +127,12 @@ def binder_session(request) -> Session:
 @pytest.fixture(scope="session")
 def binder_target(binder_session):
     """A started target (QEMU guest, ssh host, adb device or this machine)."""
-    return binder_session._ensure_target()
+    return binder_session.ensure_target()
 
 
 @pytest.fixture(scope="session")
 def binder_probe(binder_session, binder_target) -> str:
     """Path of the native probe on the target, for its own ABI."""
-    from harness.runner import NATIVE_ABI
+    from harness.arches import abi_for
 
-    return binder_session._probe_path(NATIVE_ABI[binder_target.info().arch])
+    return binder_session.probe_path(abi_for(binder_target.info().arch) or binder_target.info().arch)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
+from harness.arches import DEFAULT_ARCH, GUEST_ARCHES
 from harness.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGES_DIR = REPO_ROOT / "images"
-DEB_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class Recipe:
 
     @property
     def deb_arch(self) -> str:
-        return DEB_ARCH[self.arch]
+        return GUEST_ARCHES[self.arch].debian_arch
 
     @property
     def kernel(self) -> DebianPackage:
@@ -290,8 +290,8 @@ def load_recipe(path: Path) -> Recipe:
     f.check_known({"name", "arch", "kernel", "busybox", "modules", "files", "cmdline", "qemu", "mirrors", "ssh",
                    "trace_cmd"})
     arch = f.get("arch", str)
-    if arch not in DEB_ARCH:
-        raise f.error("arch", f"is {arch!r}; use one of {', '.join(DEB_ARCH)}")
+    if arch not in GUEST_ARCHES:
+        raise f.error("arch", f"is {arch!r}; use one of {', '.join(GUEST_ARCHES)}")
     modules = f.get("modules", list)
     if not all(isinstance(m, str) and m for m in modules):
         raise f.error("modules", "must be a list of module names, e.g. [binder_linux, 9p]")
@@ -320,7 +320,7 @@ def load_recipe(path: Path) -> Recipe:
 def resolve_recipe(image: str | None, arch: str | None) -> Recipe:
     """The recipe for `--image NAME|PATH`, or the default qemu-ARCH one."""
     if image is None:
-        return load_recipe(IMAGES_DIR / f"qemu-{arch or 'x86_64'}.yaml")
+        return load_recipe(IMAGES_DIR / f"qemu-{arch or DEFAULT_ARCH}.yaml")
     recipe = load_recipe(find_recipe(image))
     if arch is not None and recipe.arch != arch:
         raise ConfigError(f"--image {image}: recipe {recipe.name} is for {recipe.arch}, but the target is qemu:{arch}; "

@@ -11,15 +11,19 @@ import shutil
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Iterator
 
 from harness import report, timing
+from harness.arches import abi_for
 from harness.cases import CaseContext, CaseSkipped, CaseSpec, begin_line
 from harness.errors import ConfigError, TargetError
 from harness.probe import ensure_probe
 from harness.targets import TargetOptions, make_target
 from harness.targets.accel import KvmFailed
+from harness.targets.base import BootedGuest, KillableConsole, Target
 from harness.verdicts import CaseResult, judge, scan_dmesg
 
 # A boot that fails this many times in a row gives up: the rest of the cases error at once.
@@ -32,25 +36,19 @@ _KERNEL_LINE = re.compile(r"^\s*\[\s*\d+\.\d+\]")
 def is_output_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS
 
-NATIVE_ABI = {"x86_64": "x86_64", "arm64": "arm64", "i386": "i386", "arm": "armhf"}
-COMPAT_ABI = {"x86_64": "i386", "arm64": "armhf"}
 
 
 @dataclass
 class RunOptions:
+    """One run: where, what to boot or reach (`target`), and how (harness/options.py declares
+    the command-line and pytest flags that fill it)."""
+
     target_spec: str
     out_dir: Path
-    binder_module: Path | None = None
+    target: TargetOptions = field(default_factory=TargetOptions)
     timeout: float | None = None  # per case; None keeps each case's own
     seed: int | None = None
     command_line: str = ""
-    kernel: Path | None = None
-    modules: Path | None = None
-    image: str | None = None
-    identity: Path | None = None  # ssh targets
-    known_hosts: Path | None = None
-    insecure_accept_host_key: bool = False
-    trace_dat: bool = False  # also save cases/<id>/trace.dat with the target's trace-cmd
 
 
 @dataclass
@@ -62,6 +60,15 @@ class RunState:
     boots: int = 0
     started: float = field(default_factory=time.monotonic)
     extra: dict = field(default_factory=dict)  # more top-level report.json fields, e.g. jobs and guests
+
+
+@dataclass
+class _CaseRun:
+    """One case as it runs: its result so far, its context once made, where its console began."""
+
+    result: CaseResult
+    ctx: CaseContext | None = None
+    console_start: int = 0
 
 
 class Session:
@@ -78,7 +85,8 @@ class Session:
         self.options = options
         self.progress = progress
         self.state = RunState(options)
-        self.target = None
+        self.target: Target | None = None
+        self._booting: Target | None = None  # a target being started, for abort()
         self.guest_dir = guest_dir or options.out_dir
         self.on_result = on_result
         self.lock = lock or threading.Lock()
@@ -94,7 +102,7 @@ class Session:
         return self.guest_dir / "console.log"
 
     # -- target lifecycle ----------------------------------------------------
-    def _ensure_target(self):
+    def ensure_target(self):
         if self.target is not None and self._healthy(self.target):
             return self.target
         self._drop_target()
@@ -104,14 +112,9 @@ class Session:
         if self.cancelled:
             raise KeyboardInterrupt("interrupted")
         o = self.options
-        target = make_target(o.target_spec,
-                             TargetOptions(o.binder_module, self.console_log, kernel=o.kernel,
-                                           modules=o.modules, image=o.image, identity=o.identity,
-                                           known_hosts=o.known_hosts,
-                                           insecure_accept_host_key=o.insecure_accept_host_key,
-                                           trace_dat=o.trace_dat),
-                             self.progress)
-        self.progress(f"{'boot' if o.target_spec.startswith('qemu:') else 'connect'} {o.target_spec} ...")
+        target = make_target(o.target_spec, replace(o.target, console_log=self.console_log), self.progress)
+        guest = target if isinstance(target, BootedGuest) else None
+        self.progress(f"{'boot' if guest else 'connect'} {o.target_spec} ...")
         if not self.state.target_info.get("kernel_release"):
             self.state.target_info = describe_target(target, None)
         self._booting = target
@@ -132,20 +135,20 @@ class Session:
         self.target = target
         self._probes = {}
         self.state.boots += 1
-        self.state.boot_s += getattr(target, "boot_s", 0.0)
+        self.state.boot_s += guest.boot_s if guest else 0.0
         self.state.target_info = describe_target(target, None)
         info = target.info()
         self.progress(f"booted {info.spec}: {info.kernel_release} ({info.accel}: {info.accel_reason}) "
-                      f"in {getattr(target, 'boot_s', 0):.1f} s")
+                      + (f"in {guest.boot_s:.1f} s" if guest else ""))
         with timing.phase("boot_dmesg"):
-            saved = getattr(target, "boot_dmesg", lambda: None)()  # the QEMU guest saves it before READY
+            saved = guest.boot_dmesg() if guest else None  # the guest's init saves it before READY
             boot_dmesg = saved if saved is not None else target.dmesg(20)
         report.append_text(self.guest_dir / "dmesg.txt", f"=== boot {self.state.boots} ===\n{boot_dmesg}")
         return target
 
     def _healthy(self, target) -> bool:
         """A guest kept from the previous case still runs and its console still answers."""
-        if not getattr(target, "alive", lambda: True)():
+        if not target.alive():
             return False
         try:
             return target.run_shell("true", 5).ok
@@ -164,12 +167,11 @@ class Session:
     def abort(self) -> None:
         """Interrupt from another thread: kill the guest now; the running case ends as 'interrupted'."""
         self.cancelled = True
-        for target in (self.target, getattr(self, "_booting", None)):
-            kill = getattr(target, "kill", None)
-            if kill is not None:
-                kill()
+        for target in (self.target, self._booting):
+            if isinstance(target, KillableConsole):
+                target.kill()
 
-    def _probe_path(self, abi: str) -> str:
+    def probe_path(self, abi: str) -> str:
         if abi not in self._probes:
             remote = f"{self.target.workdir}/bin/binder-probe-{abi}"
             self.target.run(["mkdir", "-p", f"{self.target.workdir}/bin"], 10)
@@ -181,74 +183,86 @@ class Session:
     def run_case(self, spec: CaseSpec, kvm_retry: bool = True) -> CaseResult:
         case_dir = self.options.out_dir / "cases" / spec.id
         t0 = time.monotonic()
-        result = CaseResult(spec.id)
+        run = _CaseRun(CaseResult(spec.id), console_start=self._console_size())
         if self.output_error:
-            result.outcome, result.reason = "error", f"not run: {self.output_error}"
-            self._record(result, spec)
-            return result
-        ctx = None
-        console_start = self._console_size()
+            run.result.outcome, run.result.reason = "error", f"not run: {self.output_error}"
+            self._record(run.result, spec)
+            return run.result
         try:
-            case_dir.mkdir(parents=True, exist_ok=True)
-            target = self._ensure_target()
-            console_start = self._console_size()  # the case's console starts after any boot
-            self.progress(f"{spec.id} ...")
-            info = target.info()
-            if not info.is_root:
-                raise CaseSkipped(f"{info.spec}: not root, and /dev/binder needs root")
-            abi = (COMPAT_ABI if spec.compat else NATIVE_ABI).get(info.arch)
-            if abi is None:
-                raise CaseSkipped(f"no {'32-bit ' if spec.compat else ''}probe ABI for {info.arch}")
-            remote_dir = f"{target.workdir}/cases/{spec.id}"
-            ctx = CaseContext(spec, target, self._probe_path(abi), case_dir, remote_dir,
-                              info.tracefs, info.debugfs, seed=self.options.seed,
-                              timeout=self.options.timeout or spec.timeout,
-                              trace_dat=self.options.trace_dat)
-            result = ctx.result
-            # one console round trip: the case's directory, its begin line, and tracing
-            setup = (f"mkdir -p {shlex.quote(remote_dir)}; "
-                     f"echo {shlex.quote(begin_line(spec.id))} > /dev/kmsg")
-            if spec.wants_trace:
-                ctx.start_trace(prefix=setup)
-            else:
-                with timing.phase("case_setup"):
-                    target.run_shell(setup, 10)
-            spec.func(ctx)
+            self._run_body(spec, case_dir, run)
         except CaseSkipped as exc:
-            result.outcome, result.reason = "skipped", str(exc)
-        except TargetError as exc:
-            if isinstance(exc, KvmFailed) and kvm_retry and not self.cancelled and not exc.forced:
-                return self._again_under_tcg(spec, case_dir, ctx, exc)
-            result.outcome, result.reason = "error", "interrupted" if self.cancelled else str(exc)
-            self._lost_guest(case_dir, ctx)
+            run.result.outcome, run.result.reason = "skipped", str(exc)
         except ConfigError:
             raise
         except KeyboardInterrupt:
             # The console may be in the middle of a command: do not talk to the guest, end it.
-            result.outcome, result.reason = "error", "interrupted"
-            self._lost_guest(case_dir, ctx)
-            self._finish_case(ctx, spec, result, case_dir, t0, console_start)
+            run.result.outcome, run.result.reason = "error", "interrupted"
+            self._lost_guest(case_dir, run.ctx)
+            self._finish_case(run, spec, case_dir, t0)
             raise
+        except Exception as exc:
+            if isinstance(exc, KvmFailed) and kvm_retry and not self.cancelled and not exc.forced:
+                return self._again_under_tcg(spec, case_dir, exc)
+            self._case_raised(run, case_dir, exc)
+        self._finish_case(run, spec, case_dir, t0)
+        return run.result
+
+    def _run_body(self, spec: CaseSpec, case_dir: Path, run: _CaseRun) -> None:
+        """Start (or keep) the target, set the case up in one round trip, and run it."""
+        case_dir.mkdir(parents=True, exist_ok=True)
+        target = self.ensure_target()
+        run.console_start = self._console_size()  # the case's console starts after any boot
+        self.progress(f"{spec.id} ...")
+        info = target.info()
+        if not info.is_root:
+            raise CaseSkipped(f"{info.spec}: not root, and /dev/binder needs root")
+        abi = abi_for(info.arch, spec.compat)
+        if abi is None:
+            raise CaseSkipped(f"no {'32-bit ' if spec.compat else ''}probe ABI for {info.arch}")
+        remote_dir = f"{target.workdir}/cases/{spec.id}"
+        run.ctx = CaseContext(spec, target, self.probe_path(abi), case_dir, remote_dir,
+                              info.tracefs, info.debugfs, seed=self.options.seed,
+                              timeout=self.options.timeout or spec.timeout,
+                              trace_dat=self.options.target.trace_dat)
+        run.result = run.ctx.result
+        # one console round trip: the case's directory, its begin line, and tracing
+        setup = f"mkdir -p {shlex.quote(remote_dir)}; echo {shlex.quote(begin_line(spec.id))} > /dev/kmsg"
+        if spec.wants_trace:
+            run.ctx.start_trace(prefix=setup)
+        else:
+            with timing.phase("case_setup"):
+                target.run_shell(setup, 10)
+        spec.func(run.ctx)
+
+    def _case_raised(self, run: _CaseRun, case_dir: Path, exc: Exception) -> None:
+        """What an exception out of a case means for its result: a full or read-only run
+        directory, a lost guest (or an interrupted run), or a bug in the case or harness."""
+        result = run.result
+        if isinstance(exc, OSError) and is_output_error(exc):
+            self._output_failed(result, exc)
+        elif isinstance(exc, TargetError) or (self.cancelled and not isinstance(exc, OSError)):
+            result.outcome, result.reason = "error", "interrupted" if self.cancelled else str(exc)
+            self._lost_guest(case_dir, run.ctx)
+        else:  # keep the evidence, name the bug
+            self._harness_error(result, case_dir, exc)
+
+    @contextmanager
+    def _keeping_evidence(self, result: CaseResult) -> Iterator[None]:
+        """Writes into the run directory: when it is full or read-only, this case errors and
+        later ones do not run; any other OSError is a bug and propagates."""
+        try:
+            yield
         except OSError as exc:
             if not is_output_error(exc):
-                self._harness_error(result, case_dir, exc)
-            else:
-                self._output_failed(result, exc)
-        except Exception as exc:  # a bug in the case or the harness: keep the evidence, name it
-            if self.cancelled:
-                result.outcome, result.reason = "error", "interrupted"
-                self._lost_guest(case_dir, ctx)
-            else:
-                self._harness_error(result, case_dir, exc)
-        self._finish_case(ctx, spec, result, case_dir, t0, console_start)
-        return result
+                raise
+            self._output_failed(result, exc)
 
-    def _again_under_tcg(self, spec: CaseSpec, case_dir: Path, ctx, exc: KvmFailed) -> CaseResult:
+    def _again_under_tcg(self, spec: CaseSpec, case_dir: Path, exc: KvmFailed) -> CaseResult:
         """KVM failed under a running case: the guest is gone and KVM is marked unusable for
         this host boot. The same case runs again from the start on a fresh TCG guest; the
         failed attempt's console is kept as cases/<id>/kvm-failure.log."""
         self.progress(f"{spec.id}: {exc}; running it again on a TCG guest")
-        tail = getattr(self.target, "last_console_lines", lambda n: "")(200)
+        tail = self.target.last_console_lines(200) if isinstance(self.target, KillableConsole) else ""
         self._drop_target()
         shutil.rmtree(case_dir, ignore_errors=True)
         case_dir.mkdir(parents=True, exist_ok=True)
@@ -281,27 +295,20 @@ class Session:
             ctx._tracing = False  # the trace buffer went with the guest
             ctx.evidence["trace"] = "lost with the guest: it ended before the trace buffer was read"
 
-    def _finish_case(self, ctx, spec: CaseSpec, result: CaseResult, case_dir: Path, t0: float,
-                     console_start: int = 0) -> None:
+    def _finish_case(self, run: _CaseRun, spec: CaseSpec, case_dir: Path, t0: float) -> None:
         """Collect the trace and dmesg delta, judge health, and write the evidence out."""
+        ctx, result = run.ctx, run.result
         if ctx is not None and self.target is not None and self.target.alive() and not self.cancelled:
-            try:
-                ctx.stop_trace()
-                self._health(ctx, spec, result, case_dir)
-            except TargetError as exc:
-                if result.outcome not in ("error",):
-                    result.outcome, result.reason = "error", str(exc)
-                self._lost_guest(case_dir, ctx)
-            except OSError as exc:
-                if not is_output_error(exc):
-                    raise
-                self._output_failed(result, exc)
-        try:
-            self._keep_console(case_dir, console_start, ctx, spec, result)
-        except OSError as exc:
-            if not is_output_error(exc):
-                raise
-            self._output_failed(result, exc)
+            with self._keeping_evidence(result):
+                try:
+                    ctx.stop_trace()
+                    self._health(ctx, spec, result, case_dir)
+                except TargetError as exc:
+                    if result.outcome != "error":
+                        result.outcome, result.reason = "error", str(exc)
+                    self._lost_guest(case_dir, ctx)
+        with self._keeping_evidence(result):
+            self._keep_console(case_dir, run.console_start, ctx, spec, result)
         judge(result)
         result.duration_s = time.monotonic() - t0
         self._record(result, spec, case_dir)
@@ -310,22 +317,14 @@ class Session:
         """Add the result to the run and write the run's files and reports."""
         with self.lock:
             if case_dir is not None and not self.output_error:
-                try:
+                with self._keeping_evidence(result):
                     self._append_run_files(spec, case_dir)
-                except OSError as exc:
-                    if not is_output_error(exc):
-                        raise
-                    self._output_failed(result, exc)
             self.state.results.append(result)
-            try:
+            with self._keeping_evidence(result):
                 if self.on_result is not None:
                     self.on_result(self, result)
                 else:
                     report.write_all(self.state)
-            except OSError as exc:
-                if not is_output_error(exc):
-                    raise
-                self._output_failed(result, exc)
         self.progress(f"{spec.id:<32} {result.outcome:<7} {result.duration_s:5.1f} s  {result.reason}")
 
     def _console_size(self) -> int:
@@ -376,9 +375,8 @@ class Session:
             self._drop_target()
 
     def _save_console_tail(self, case_dir: Path) -> None:
-        tail = getattr(self.target, "last_console_lines", None)
-        if tail is not None:
-            (case_dir / "console-tail.log").write_text(tail(200))
+        if isinstance(self.target, KillableConsole):
+            (case_dir / "console-tail.log").write_text(self.target.last_console_lines(200))
 
     def _append_run_files(self, spec: CaseSpec, case_dir: Path) -> None:
         append_case_files(self.options.out_dir, spec.id, case_dir)
@@ -395,13 +393,11 @@ def describe_target(target, boot_error: str | None) -> dict:
     if info is not None:
         out.update({"arch": info.arch, "kernel_release": info.kernel_release, "accel": info.accel,
                     "accel_reason": info.accel_reason, "binder_module": info.binder_module})
-    image = getattr(target, "image", None)
-    sha = getattr(image, "binder_module_sha256", "")
-    if sha:
-        out["binder_module_sha256"] = sha
-    if image is not None:
-        out["image"] = image.recipe.name
-        out["kernel_source"] = image.kernel_source
+    if isinstance(target, BootedGuest):
+        if target.image.binder_module_sha256:
+            out["binder_module_sha256"] = target.image.binder_module_sha256
+        out["image"] = target.image.recipe.name
+        out["kernel_source"] = target.image.kernel_source
     if boot_error is not None:
         out["boot_error"] = boot_error
         if info is None:

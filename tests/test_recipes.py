@@ -124,7 +124,7 @@ def test_local_kernel_without_modules_loads_nothing(tmp_path):
 
 def test_ssh_section_is_inherited_through_extends():
     """A recipe that extends another gets its pinned ssh packages for an ssh-reachable guest."""
-    from harness.guest import load_ssh_recipe
+    from harness.guest_files import load_ssh_recipe
 
     base = load_ssh_recipe(load_recipe(find_recipe("qemu-arm64")))
     child = load_ssh_recipe(load_recipe(find_recipe("qemu-arm64-6.1.0-56")))

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from harness.guest import trace_cmd_files
+from harness.guest_files import trace_cmd_files
 from harness.images import build_image, recipe_for_arch
 from harness.trace import collect_script, trace_dat_status
 from tests.helpers import cli
@@ -39,7 +39,7 @@ def test_trace_dat_opens_in_host_trace_cmd(tmp_path, arch):
     lines = text.splitlines()
     transactions = [l for l in lines if " binder_transaction: " in l]
     copies = [l for l in lines if " copy_user_to_buffer: " in l]
-    begin = [l for l in lines if f"tracing_mark_write: B|" in l and l.endswith(f"|{CASE}")]
+    begin = [l for l in lines if "tracing_mark_write: B|" in l and l.endswith(f"|{CASE}")]
     assert transactions and copies and len(begin) == 1, text[:2000]
     # the same events as the text trace, read before trace-cmd consumed the buffer
     txt = (case_dir / "trace.txt").read_text()

@@ -4,10 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.arches import GUEST_ARCHES
 from harness.errors import ConfigError
 
-QEMU_ARCHES = ("x86_64", "arm64")
-_KNOWN = "use qemu:x86_64, qemu:arm64, ssh://USER@HOST[:PORT], adb[:SERIAL] or local"
+_QEMU_SPECS = " or ".join(f"qemu:{a}" for a in GUEST_ARCHES)
+_KNOWN = f"use {', '.join(f'qemu:{a}' for a in GUEST_ARCHES)}, ssh://USER@HOST[:PORT], adb[:SERIAL] or local"
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
     """Split a target spec into (kind, rest); refuse anything unknown with one line."""
     if spec.startswith("qemu:"):
         arch = spec.split(":", 1)[1]
-        if arch not in QEMU_ARCHES:
-            raise ConfigError(f"--target {spec}: unknown QEMU arch {arch!r}; use qemu:x86_64 or qemu:arm64")
+        if arch not in GUEST_ARCHES:
+            raise ConfigError(f"--target {spec}: unknown QEMU arch {arch!r}; use {_QEMU_SPECS}")
         return "qemu", arch
     if spec.startswith("ssh://"):
         from harness.targets.ssh import parse_ssh_spec
@@ -46,6 +47,12 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if spec == "local":
         return "local", ""
     raise ConfigError(f"--target {spec}: unknown target; {_KNOWN}")
+
+
+def guest_arch(spec: str) -> str | None:
+    """The arch of the guest this spec boots (qemu:ARCH), or None for a device it reaches."""
+    kind, rest = parse_spec(spec)
+    return rest if kind == "qemu" else None
 
 
 def make_target(spec: str, options: TargetOptions, progress=print):
@@ -86,7 +93,7 @@ def qemu_image(options: TargetOptions, arch: str, progress=print):
     extra_files: tuple = ()
     extra_modules: tuple[str, ...] = ()
     if options.trace_dat:
-        from harness.guest import trace_cmd_files
+        from harness.guest_files import trace_cmd_files
 
         files, extra_modules = trace_cmd_files(recipe, progress)
         extra_files = tuple(files)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import ConfigError, TargetError, TargetUnavailable
+from harness.arches import ABIS as PROBE_ABIS
 from harness.targets.base import (FACTS_SCRIPT, MOUNT_SCRIPT, CommandResult, Facts, TargetInfo,
                                   parse_facts, shell_command)
 
@@ -29,13 +30,7 @@ WORKDIR = "/data/local/tmp/binder-harness"
 _GRACE_S = 15.0
 
 # ro.product.cpu.abi -> (TargetInfo.arch, probe ABI built by harness/probe.py)
-ABIS = {
-    "arm64-v8a": ("arm64", "arm64"),
-    "armeabi-v7a": ("arm", "armhf"),
-    "armeabi": ("arm", "armhf"),
-    "x86_64": ("x86_64", "x86_64"),
-    "x86": ("i386", "i386"),
-}
+ABIS = {android: (abi.arch, abi.name) for abi in PROBE_ABIS.values() for android in abi.android}
 
 # `adb devices -l` qualifiers that follow the state (AOSP adb transport listing)
 _QUALIFIER = re.compile(r"^(usb|product|model|device|transport_id|features):")

@@ -8,7 +8,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
+
+from harness.arches import arch_of_uname
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,25 @@ class Target(Protocol):
     def dmesg(self, timeout: float = 20.0) -> str: ...
 
 
-# `uname -m` -> the arch names TargetInfo uses
-UNAME_ARCH = {
-    "x86_64": "x86_64", "amd64": "x86_64",
-    "aarch64": "arm64", "arm64": "arm64", "armv8l": "arm", "armv7l": "arm", "armv7": "arm", "armv6l": "arm",
-    "i386": "i386", "i486": "i386", "i586": "i386", "i686": "i386",
-}
+# -- capabilities beyond Target: the runner asks for these, never for a kind of target ---------
+@runtime_checkable
+class BootedGuest(Protocol):
+    """A guest the harness boots itself (QEMU): it has an image, took boot_s to boot, and
+    its init saved the kernel log of the boot."""
+
+    image: Any  # harness.images.GuestImage
+    boot_s: float
+
+    def boot_dmesg(self) -> str | None: ...
+
+
+@runtime_checkable
+class KillableConsole(Protocol):
+    """A console the harness reads itself and can end at once, from any thread."""
+
+    def kill(self) -> None: ...
+    def last_console_lines(self, n: int = 200) -> str: ...
+
 
 # One round trip that tells what a connected device is. Every line is key=value.
 FACTS_SCRIPT = "; ".join([
@@ -125,7 +140,7 @@ def parse_facts(text: str) -> Facts:
             kv.setdefault(key, value.strip())
     machine = kv.get("arch", "")
     return Facts(
-        arch=UNAME_ARCH.get(machine, machine or "unknown"),
+        arch=arch_of_uname(machine),
         machine=machine,
         kernel_release=kv.get("release", "unknown"),
         is_root=kv.get("uid") == "0",

@@ -1,0 +1,113 @@
+"""Every run option, declared once and bound to both front ends: `binder-harness run` (argparse)
+and `pytest cases/` (the pytest plugin).
+
+An Option names the field it fills (in RunOptions or its TargetOptions), its flag on each
+front end (pytest's own flags, e.g. --timeout of pytest-timeout, are avoided with a `--bh-`
+prefix), what kind of value it takes, and its help. `run_options` turns the values a front
+end parsed into RunOptions, checking files and directories with one-line errors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.arches import DEFAULT_ARCH, GUEST_ARCHES
+from harness.errors import ConfigError
+from harness.runner import RunOptions
+from harness.targets import TargetOptions
+
+TARGET_HELP = " | ".join([*(f"qemu:{a}" for a in GUEST_ARCHES), "ssh://USER@HOST[:PORT]", "adb[:SERIAL]", "local"])
+
+
+@dataclass(frozen=True)
+class Option:
+    field: str  # RunOptions or TargetOptions field
+    cli: str  # flag of `binder-harness run`
+    pytest: str  # flag of the pytest plugin
+    kind: str  # str | seconds | int | file | dir | flag
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.cli.lstrip("-").replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("target_spec", "--target", "--target", "str", f"target spec: {TARGET_HELP} (default qemu:{DEFAULT_ARCH}, "
+                                                        "or the --image recipe's arch)"),
+    Option("binder_module", "--binder-module", "--binder-module", "file",
+           "binder_linux.ko to test instead of the stock driver"),
+    Option("image", "--image", "--image", "str", "QEMU: image recipe, a name under images/ or a YAML path "
+                                                 "(default: qemu-ARCH)"),
+    Option("kernel", "--kernel", "--kernel", "file",
+           "QEMU: kernel to boot instead of the recipe's: bzImage, vmlinux or arm64 Image"),
+    Option("modules", "--modules", "--modules", "dir", "QEMU: modules for --kernel: a tree holding "
+           "lib/modules/RELEASE, or a directory holding binder_linux.ko (without it, binder must be built in)"),
+    Option("timeout", "--timeout", "--bh-timeout", "seconds", "per-case time limit in seconds"),
+    Option("seed", "--seed", "--bh-seed", "int", "seed for stress cases (replays a run)"),
+    Option("identity", "--identity", "--identity", "file",
+           "ssh: private key file (default: the agent and ~/.ssh keys)"),
+    Option("known_hosts", "--known-hosts", "--known-hosts", "file",
+           "ssh: known_hosts file to check the host key against (default ~/.ssh/known_hosts)"),
+    Option("insecure_accept_host_key", "--insecure-accept-host-key", "--insecure-accept-host-key", "flag",
+           "ssh: accept any host key (ephemeral guests only)"),
+    Option("trace_dat", "--trace-dat", "--bh-trace-dat", "flag",
+           "also save each traced case's trace in trace-cmd's binary format, cases/ID/trace.dat (for trace-cmd "
+           "report and KernelShark), written by trace-cmd extract on the target; QEMU guests get Debian's "
+           "trace-cmd from the recipe's trace_cmd: section"),
+)
+_TYPES: dict[str, Callable[[str], Any]] = {"seconds": float, "int": int}
+_TARGET_FIELDS = {f.name for f in fields(TargetOptions)}
+
+
+def add_to_argparse(parser) -> None:
+    for o in OPTIONS:
+        if o.kind == "flag":
+            parser.add_argument(o.cli, dest=o.dest, action="store_true", help=o.help)
+        else:
+            parser.add_argument(o.cli, dest=o.dest, type=_TYPES.get(o.kind, str), default=None, help=o.help)
+
+
+def add_to_pytest(group) -> None:
+    for o in OPTIONS:
+        if o.kind == "flag":
+            group.addoption(o.pytest, dest=o.dest, action="store_true", default=False, help=o.help)
+        else:
+            group.addoption(o.pytest, dest=o.dest, type=_TYPES.get(o.kind, str), default=None, help=o.help)
+
+
+def _checked(o: Option, value: Any) -> Any:
+    if o.kind == "seconds" and value is not None and value <= 0:
+        raise ConfigError(f"{o.cli} {value}: must be a positive number of seconds")
+    if value is None or o.kind not in ("file", "dir"):
+        return value
+    path = Path(value)
+    if o.kind == "file" and not path.is_file():
+        raise ConfigError(f"{o.cli} {value}: no such file")
+    if o.kind == "dir" and not path.is_dir():
+        raise ConfigError(f"{o.cli} {value}: no such directory; pass a modules tree (lib/modules/RELEASE) "
+                          f"or a directory holding binder_linux.ko")
+    return path
+
+
+def run_options(values: Any, out_dir: Path, command_line: str) -> RunOptions:
+    """RunOptions from a front end's parsed values (argparse Namespace or pytest's option object)."""
+    checked = {o.field: _checked(o, getattr(values, o.dest)) for o in OPTIONS}
+    checked["target_spec"] = _target_spec(checked["target_spec"], checked["image"])
+    target = TargetOptions(**{k: v for k, v in checked.items() if k in _TARGET_FIELDS})
+    run = {k: v for k, v in checked.items() if k not in _TARGET_FIELDS}
+    return RunOptions(out_dir=out_dir, command_line=command_line, target=target, **run)
+
+
+def _target_spec(spec: str | None, image: str | None) -> str:
+    """--target, or qemu:ARCH of the --image recipe, or the default; the recipe must fit the target."""
+    from harness.recipes import find_recipe, load_recipe, resolve_recipe
+    from harness.targets import guest_arch
+
+    if spec is None:
+        spec = f"qemu:{load_recipe(find_recipe(image)).arch}" if image else f"qemu:{DEFAULT_ARCH}"
+    arch = guest_arch(spec)
+    if arch is not None:
+        resolve_recipe(image, arch)
+    return spec

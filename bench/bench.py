@@ -247,9 +247,19 @@ def _vng_root(out: Path) -> tuple[Path, str]:
     return root / "boot" / f"vmlinuz-{rel}", rel
 
 
+# What the guest's check script leaves in the share besides its results: its own exit status,
+# its stderr, and the terminal its standard input was (see bench_vng).
+VNG_STATUS, VNG_LOG, VNG_TTY = "check.status", "check.log", "check.tty"
+VNG_OUTPUTS = ("probe.jsonl", "probe.stderr", "trace.txt", "dmesg.txt", VNG_STATUS, VNG_LOG, VNG_TTY)
+
+
 def vng_check_script(share: Path) -> str:
     """The harness's one_copy.sync_sizes, as one guest shell script: load binder, arm the
-    same trace, run the same probe scenario, collect the trace and the kernel log."""
+    same trace, run the same probe scenario, collect the trace and the kernel log.
+
+    The script writes its own exit status to VNG_STATUS (non-zero if binder does not load,
+    the trace cannot be armed or the probe fails) and its stderr to VNG_LOG, so the bench can
+    judge a run and name a guest-side cause even when virtme-ng cannot return the status."""
     sys.path.insert(0, str(REPO))
     from cases.one_copy import DELIVERY_PROBES, MAP_BYTES, SIZES
     from harness import trace as tracing
@@ -261,16 +271,23 @@ def vng_check_script(share: Path) -> str:
     t = "/sys/kernel/tracing"
     s = shlex.quote(str(share))
     return "\n".join([
-        "modprobe binder_linux",
+        f"d={s}",
+        'exec 2> "$d/' + VNG_LOG + '"',
+        "trap 'echo $? > \"$d/" + VNG_STATUS + "\"' EXIT",
+        # the guest's side of the script I/O: /dev/ttyS0 in virtme-ng's console fallback,
+        # "not a tty" when stdin is its virtio-serial port virtme.stdin
+        'tty > "$d/' + VNG_TTY + '" || true',
+        "modprobe binder_linux || exit 2",
         f"mountpoint -q {t} || mount -t tracefs tracefs {t}",
         "echo 'binder-harness: begin one_copy.sync_sizes' > /dev/kmsg",
         tracing.arm_script(t, DELIVERY_PROBES, CASE),
         f"{s}/binder-probe sync sizes={','.join(map(str, SIZES))} map={MAP_BYTES} mode=call timeout=60 "
-        f"> {s}/probe.jsonl 2> {s}/probe.stderr",
+        f"> {s}/probe.jsonl 2> {s}/probe.stderr; probe_status=$?",
         # the arm script left the marker holder's pid in $p
         tracing.collect_script(t, f"{share}/trace.txt", 987654321).replace("987654321", '"$p"'),
         f"dmesg > {s}/dmesg.txt",
         "echo vng-check-done",
+        'exit "$probe_status"',
     ]) + "\n"
 
 
@@ -288,7 +305,24 @@ def vng_check_ok(share: Path) -> tuple[bool, str]:
     rx = out.events("rx", role="server")
     copies = tr.named(tracing.COPY_USER_TO_BUFFER.name)
     ok = len(rx) == 5 and len(copies) >= 5
-    return ok, f"{len(rx)} transactions received, {len(copies)} traced copies"
+    detail = f"{len(rx)} transactions received, {len(copies)} traced copies"
+    try:
+        status = (share / VNG_STATUS).read_text().strip()
+    except OSError:
+        status = "missing"
+    if status != "0":
+        ok = False
+        detail += f"; the guest script's exit status: {status}"
+    return ok, detail
+
+
+def _host_udevd() -> str:
+    """The udevd virtme-ng-init would start in the guest (which runs the host's root), found the
+    way it looks for one; "" if there is none."""
+    for c in ("/usr/lib/systemd/systemd-udevd", "/lib/systemd/systemd-udevd"):
+        if os.access(c, os.X_OK):
+            return c
+    return shutil.which("udevd") or ""
 
 
 def bench_vng(runs: int, out: Path) -> dict:
@@ -304,13 +338,39 @@ def bench_vng(runs: int, out: Path) -> dict:
     script = share / "check.sh"
     script.write_text(vng_check_script(share))
     env_path = f"{Path(vng).parent}:{os.environ.get('PATH', '')}"
-    # --force-initramfs: Debian's 9p and virtio are modules, so virtme-ng must pack them
+    status = shlex.quote(str(share / VNG_STATUS))
+    vng_status = out / "vng-status"  # vng's own exit status in the last run
+    # --force-initramfs: Debian's 9p and virtio are modules, so virtme-ng must pack them.
+    # vng --exec returns the script's exit status, which the guest sends back through the
+    # virtio-serial port virtme.ret. virtme-ng-init finds its ports only as
+    # /dev/virtio-ports/NAME, links that udev makes; the guest runs the host's root, so on a
+    # host without udev (a container) there are none. virtme-ng-init then runs the script on
+    # the serial console ("cannot find script I/O ports ... starting script (console
+    # fallback)"), which works, but cannot send the status back either, and vng exits 255,
+    # its "no status came back" (as after a kernel panic). Then the status the script wrote to
+    # the share decides; if it wrote none, the run fails with 255.
     cmd = (f"PATH={shlex.quote(env_path)} {vng} --run {shlex.quote(str(kimg))} --disable-kvm --force-initramfs "
            f"--rwdir {shlex.quote(str(share))} --exec {shlex.quote('sh ' + str(script))} "
-           f"> {shlex.quote(str(out / 'vng-last.log'))} 2>&1")
-    res = hyperfine("virtme-ng", cmd, runs, out, logs=(out / "vng-last.log",))
+           f"> {shlex.quote(str(out / 'vng-last.log'))} 2>&1; "
+           f"s=$?; echo $s > {shlex.quote(str(vng_status))}; "
+           f"if [ $s -eq 255 ] && [ -s {status} ]; then s=$(cat {status}); fi; exit $s")
+    # each run starts with none of the last run's outputs, so what the check reads is this run's
+    prepare = "rm -f " + " ".join(shlex.quote(str(f)) for f in (*(share / n for n in VNG_OUTPUTS), vng_status))
+    res = hyperfine("virtme-ng", cmd, runs, out, prepare=prepare,
+                    logs=(out / "vng-last.log", share / VNG_LOG))
     ok, detail = vng_check_ok(share)
+    if not ok:
+        raise SectionFailed(f"the guest's check failed: {detail}")
+    tty = last_line(share / VNG_TTY) or "?"
+    udevd = _host_udevd()
+    vexit = last_line(vng_status) or "?"
     res.update({"kernel": str(kimg), "release": rel, "check_ok": ok, "check": detail,
+                "vng_exit_status": int(vexit) if vexit.isdigit() else None, "script_tty": tty,
+                "host_udevd": udevd or None,
+                "script_io": (f"virtio-serial ports (vng exited {vexit}, the script's status)" if tty == "not a tty"
+                              else f"virtme-ng's console fallback on {tty}, as there are no /dev/virtio-ports links "
+                                   f"in the guest{'' if udevd else ' (no udevd on this host)'}; vng exited {vexit} "
+                                   f"(no status came back), the script's own status 0 decided"),
                 "note": "Debian's own vmlinuz (bzImage), as a virtme-ng user would boot it; "
                         "virtme-ng's defaults otherwise (q35 under TCG, its own initramfs and init)"})
     return res
@@ -453,7 +513,8 @@ def markdown(r: dict, before: dict | None = None) -> str:
                 lines.append(f"| {k}{note} | {val:.3f} |")
             lines.append(f"| **harness overhead** (wall − boot_to_ready − probe) | {o.get('overhead_s', 0):.3f} |")
     if v and "median_s" in v:
-        lines += ["", f"virtme-ng check: {v['check']} ({'ok' if v['check_ok'] else 'NOT OK'}); {v['note']}."]
+        lines += ["", f"virtme-ng check: {v['check']} ({'ok' if v['check_ok'] else 'NOT OK'}); {v['note']}; "
+                      f"script I/O: {v.get('script_io', '?')}."]
     perf = r.get("perf")
     if perf:
         lines += ["", "## The probe's own figures, measured in the guest (TCG: compare within a run only)", ""]

@@ -102,8 +102,11 @@ def hyperfine(name: str, command: str, runs: int, out: Path, warmup: int = 0, pr
         # "Error: Command terminated with non-zero exit code: 1. Use the '-i'/'--ignore-failure' ..."
         err = next((l.removeprefix("Error: ") for l in errs if l.startswith("Error:")),
                    errs[-1] if errs else f"hyperfine exited {proc.returncode}")
-        err = err.split(". Use the '-i'")[0]
-        raise SectionFailed("; ".join([err, *(f"{p.name}: {last_line(p) or '(empty)'}" for p in logs)]))
+        err = re.sub(r"^Command terminated with non-zero exit code: (-?\d+).*", r"exit status \1", err)
+        tails = [f"{p.name}: {t}" for p in logs if (t := last_line(p))]
+        if logs and not tails:
+            tails = [f"{logs[0].name}: (empty)"]
+        raise SectionFailed("; ".join([err, *tails]))
     sys.stderr.write(proc.stderr)
     r = json.loads(js.read_text())["results"][0]
     return {"median_s": round(r["median"], 3), "mean_s": round(r["mean"], 3), "min_s": round(r["min"], 3),

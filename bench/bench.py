@@ -12,7 +12,9 @@ Every figure is a median over several runs of a real command, timed by hyperfine
   perf            the probe's own in-guest figures (case one_copy.perf): binder vs pipe
 
 Results go to OUT/results.json and OUT/results.md; --record also copies the markdown to
-bench/results.md.
+bench/results.md. A section that fails says so in one line (the section and the cause: the
+tool's exit status and the last line of its log), is recorded as failed, and the other
+sections are still measured; the exit status is then 1.
 """
 from __future__ import annotations
 
@@ -42,23 +44,70 @@ def log(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
+class SectionFailed(Exception):
+    """Why a section could not be measured, in one line."""
+
+
+FAILED: list[str] = []  # the sections that failed in this run
+
+
+def guarded(section: str, fn, *args, **kwargs) -> dict:
+    """fn's result, or {"failed": cause} after one line on stderr: a failing section never
+    stops the others, and never prints a traceback."""
+    try:
+        return fn(*args, **kwargs)
+    except SectionFailed as exc:
+        cause = str(exc)
+    except SystemExit as exc:  # e.g. a harness helper that gives up with sys.exit(message)
+        cause = str(exc.code)
+    except Exception as exc:  # noqa: BLE001 - any other error is reported the same way
+        cause = f"{type(exc).__name__}: {exc}"
+    cause = " ".join(cause.split()) or "unknown cause"
+    FAILED.append(section)
+    log(f"{section}: FAILED: {cause}")
+    return {"failed": cause}
+
+
+def last_line(path: Path) -> str:
+    """The last non-empty line of a log file ("" if none), shortened for one-line messages."""
+    try:
+        lines = [l.strip() for l in path.read_text(errors="replace").splitlines() if l.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
 def need(tool: str, package: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        sys.exit(f"bench: {tool} not found; install Debian's {package} (scripts/setup --test does)")
+        raise SectionFailed(f"{tool} not found; install Debian's {package} (scripts/setup --test does)")
     return path
 
 
 def hyperfine(name: str, command: str, runs: int, out: Path, warmup: int = 0, prepare: str | None = None,
-              env: dict | None = None) -> dict:
-    """Time `command` (a shell line) `runs` times; hyperfine fails if any run exits non-zero."""
+              env: dict | None = None, logs: tuple[Path, ...] = ()) -> dict:
+    """Time `command` (a shell line) `runs` times. hyperfine stops at the first run that exits
+    non-zero; that raises SectionFailed with its exit status and the last line of each of
+    `logs` (where the command sends its output)."""
     js = out / f"hyperfine-{name}.json"
     argv = [need("hyperfine", "hyperfine"), "--runs", str(runs), "--warmup", str(warmup), "--style", "basic",
             "--export-json", str(js), "--command-name", name]
     if prepare:
         argv += ["--prepare", prepare]
     log(f"{name}: {runs} run(s): {command}")
-    subprocess.run(argv + [command], check=True, env={**os.environ, **(env or {})}, stdout=sys.stderr)
+    proc = subprocess.run(argv + [command], env={**os.environ, **(env or {})}, stdout=sys.stderr,
+                          stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        errs = [l.strip() for l in proc.stderr.splitlines() if l.strip()]
+        # "Error: Command terminated with non-zero exit code: 1. Use the '-i'/'--ignore-failure' ..."
+        err = next((l.removeprefix("Error: ") for l in errs if l.startswith("Error:")),
+                   errs[-1] if errs else f"hyperfine exited {proc.returncode}")
+        err = re.sub(r"^Command terminated with non-zero exit code: (-?\d+).*", r"exit status \1", err)
+        tails = [f"{p.name}: {t}" for p in logs if (t := last_line(p))]
+        if logs and not tails:
+            tails = [f"{logs[0].name}: (empty)"]
+        raise SectionFailed("; ".join([err, *tails]))
+    sys.stderr.write(proc.stderr)
     r = json.loads(js.read_text())["results"][0]
     return {"median_s": round(r["median"], 3), "mean_s": round(r["mean"], 3), "min_s": round(r["min"], 3),
             "max_s": round(r["max"], 3), "runs": len(r["times"]), "times_s": [round(t, 3) for t in r["times"]],
@@ -90,8 +139,9 @@ def phase_medians(dirs: list[Path]) -> dict:
 
 def bench_one_case(arch: str, runs: int, out: Path, warmup: int) -> dict:
     label = f"one-{arch}"
-    res = hyperfine(label, f"{BH} run {CASE} --target qemu:{arch} --out {run_dir(out, label)} >/dev/null 2>&1",
-                    runs, out, warmup=warmup)
+    lg = out / f"{label}.log"
+    res = hyperfine(label, f"{BH} run {CASE} --target qemu:{arch} --out {run_dir(out, label)} "
+                           f">{shlex.quote(str(lg))} 2>&1", runs, out, warmup=warmup, logs=(lg,))
     dirs = sorted((out / "runs").glob(f"{label}-*"), key=lambda p: p.stat().st_mtime)[-runs:]
     ph = phase_medians(dirs)
     res["phases_median_s"] = ph
@@ -103,24 +153,34 @@ def bench_one_case(arch: str, runs: int, out: Path, warmup: int) -> dict:
 
 
 def bench_catalog(runs: int, out: Path) -> dict:
+    """Each arch alone, then both at once; each of the three is measured (or fails) on its own."""
     res = {}
+    lg = {k: out / f"catalog-{k}.log" for k in (*ARCHES, "both-x86_64", "both-arm64")}
+    q = {k: shlex.quote(str(p)) for k, p in lg.items()}
     for arch in ARCHES:
-        res[arch] = hyperfine(f"catalog-{arch}",
-                              f"{BH} run --target qemu:{arch} --out {run_dir(out, 'cat-' + arch)} >/dev/null 2>&1",
-                              runs, out)
-    both = (f"{BH} run --target qemu:x86_64 --out {run_dir(out, 'both-x86_64')} >/dev/null 2>&1 & a=$!; "
-            f"{BH} run --target qemu:arm64 --out {run_dir(out, 'both-arm64')} >/dev/null 2>&1 & b=$!; "
-            f"wait $a && wait $b")
-    res["both"] = hyperfine("catalog-both", both, runs, out)
+        res[arch] = guarded(f"catalog, qemu:{arch}", hyperfine, f"catalog-{arch}",
+                            f"{BH} run --target qemu:{arch} --out {run_dir(out, 'cat-' + arch)} >{q[arch]} 2>&1",
+                            runs, out, logs=(lg[arch],))
+    both = (f"{BH} run --target qemu:x86_64 --out {run_dir(out, 'both-x86_64')} >{q['both-x86_64']} 2>&1 & a=$!; "
+            f"{BH} run --target qemu:arm64 --out {run_dir(out, 'both-arm64')} >{q['both-arm64']} 2>&1 & b=$!; "
+            f"wait $a; sa=$?; wait $b; sb=$?; [ $sa -eq 0 ] && [ $sb -eq 0 ]")
+    res["both"] = guarded("catalog, both arches at once", hyperfine, "catalog-both", both, runs, out,
+                          logs=(lg["both-x86_64"], lg["both-arm64"]))
     return res
 
 
 def time_v(argv: list[str], env: dict, log_path: Path) -> dict:
-    """One run under /usr/bin/time -v: wall seconds, peak RSS, exit status."""
+    """One run under /usr/bin/time -v: wall seconds, peak RSS, exit status. The command's output
+    goes to log_path, time's figures to log_path + ".time"."""
     tv = need("time", "time") if not Path("/usr/bin/time").exists() else "/usr/bin/time"
+    stats = log_path.with_name(log_path.name + ".time")
     with open(log_path, "w") as fh:
-        proc = subprocess.run([tv, "-v", *argv], env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT)
-    text = log_path.read_text(errors="replace")
+        proc = subprocess.run([tv, "-v", "-o", str(stats), *argv], env={**os.environ, **env}, stdout=fh,
+                              stderr=subprocess.STDOUT)
+    try:
+        text = stats.read_text(errors="replace")
+    except OSError:
+        text = ""
     m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", text)
     wall = (int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3))) if m else None
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
@@ -128,23 +188,27 @@ def time_v(argv: list[str], env: dict, log_path: Path) -> dict:
 
 
 def bench_cold(arches: list[str], runs: int, out: Path) -> dict:
-    res = {}
-    for arch in arches:
-        rows = []
-        for i in range(runs):
-            cache = Path(tempfile.mkdtemp(prefix="bh-cold-cache-"))
-            try:
-                log(f"cold-{arch}: run {i + 1}/{runs} with BINDER_HARNESS_CACHE={cache} (empty)")
-                rows.append(time_v([str(BH), "run", CASE, "--target", f"qemu:{arch}", "--out",
-                                    str(out / "runs" / f"cold-{arch}-{i}")],
-                                   {"BINDER_HARNESS_CACHE": str(cache)}, out / f"cold-{arch}-{i}.log"))
-            finally:
-                shutil.rmtree(cache, ignore_errors=True)
-        ok = [r["wall_s"] for r in rows if r["status"] == 0 and r["wall_s"] is not None]
-        res[arch] = {"median_s": round(statistics.median(ok), 3) if ok else None, "runs": rows,
-                     "tool": "/usr/bin/time -v",
-                     "phases_median_s": phase_medians([out / "runs" / f"cold-{arch}-{i}" for i in range(runs)])}
-    return res
+    return {arch: guarded(f"cold start, qemu:{arch}", _bench_cold_arch, arch, runs, out) for arch in arches}
+
+
+def _bench_cold_arch(arch: str, runs: int, out: Path) -> dict:
+    rows = []
+    for i in range(runs):
+        cache = Path(tempfile.mkdtemp(prefix="bh-cold-cache-"))
+        try:
+            log(f"cold-{arch}: run {i + 1}/{runs} with BINDER_HARNESS_CACHE={cache} (empty)")
+            rows.append(time_v([str(BH), "run", CASE, "--target", f"qemu:{arch}", "--out",
+                                str(out / "runs" / f"cold-{arch}-{i}")],
+                               {"BINDER_HARNESS_CACHE": str(cache)}, out / f"cold-{arch}-{i}.log"))
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+    ok = [r["wall_s"] for r in rows if r["status"] == 0 and r["wall_s"] is not None]
+    if not ok:
+        n = len(rows) - 1
+        raise SectionFailed(f"exit status {rows[-1]['status']}; cold-{arch}-{n}.log: "
+                            f"{last_line(out / f'cold-{arch}-{n}.log') or '(empty)'}")
+    return {"median_s": round(statistics.median(ok), 3), "runs": rows, "tool": "/usr/bin/time -v",
+            "phases_median_s": phase_medians([out / "runs" / f"cold-{arch}-{i}" for i in range(runs)])}
 
 
 # -- virtme-ng ---------------------------------------------------------------------------------
@@ -186,9 +250,19 @@ def _vng_root(out: Path) -> tuple[Path, str]:
     return root / "boot" / f"vmlinuz-{rel}", rel
 
 
+# What the guest's check script leaves in the share besides its results: its own exit status,
+# its stderr, and the terminal its standard input was (see bench_vng).
+VNG_STATUS, VNG_LOG, VNG_TTY = "check.status", "check.log", "check.tty"
+VNG_OUTPUTS = ("probe.jsonl", "probe.stderr", "trace.txt", "dmesg.txt", VNG_STATUS, VNG_LOG, VNG_TTY)
+
+
 def vng_check_script(share: Path) -> str:
     """The harness's one_copy.sync_sizes, as one guest shell script: load binder, arm the
-    same trace, run the same probe scenario, collect the trace and the kernel log."""
+    same trace, run the same probe scenario, collect the trace and the kernel log.
+
+    The script writes its own exit status to VNG_STATUS (non-zero if binder does not load,
+    the trace cannot be armed or the probe fails) and its stderr to VNG_LOG, so the bench can
+    judge a run and name a guest-side cause even when virtme-ng cannot return the status."""
     sys.path.insert(0, str(REPO))
     from cases.one_copy import DELIVERY_PROBES, MAP_BYTES, SIZES
     from harness import trace as tracing
@@ -200,16 +274,23 @@ def vng_check_script(share: Path) -> str:
     t = "/sys/kernel/tracing"
     s = shlex.quote(str(share))
     return "\n".join([
-        "modprobe binder_linux",
+        f"d={s}",
+        'exec 2> "$d/' + VNG_LOG + '"',
+        "trap 'echo $? > \"$d/" + VNG_STATUS + "\"' EXIT",
+        # the guest's side of the script I/O: /dev/ttyS0 in virtme-ng's console fallback,
+        # "not a tty" when stdin is its virtio-serial port virtme.stdin
+        'tty > "$d/' + VNG_TTY + '" || true',
+        "modprobe binder_linux || exit 2",
         f"mountpoint -q {t} || mount -t tracefs tracefs {t}",
         "echo 'binder-harness: begin one_copy.sync_sizes' > /dev/kmsg",
         tracing.arm_script(t, DELIVERY_PROBES, CASE),
         f"{s}/binder-probe sync sizes={','.join(map(str, SIZES))} map={MAP_BYTES} mode=call timeout=60 "
-        f"> {s}/probe.jsonl 2> {s}/probe.stderr",
+        f"> {s}/probe.jsonl 2> {s}/probe.stderr; probe_status=$?",
         # the arm script left the marker holder's pid in $p
         tracing.collect_script(t, f"{share}/trace.txt", 987654321).replace("987654321", '"$p"'),
         f"dmesg > {s}/dmesg.txt",
         "echo vng-check-done",
+        'exit "$probe_status"',
     ]) + "\n"
 
 
@@ -227,7 +308,24 @@ def vng_check_ok(share: Path) -> tuple[bool, str]:
     rx = out.events("rx", role="server")
     copies = tr.named(tracing.COPY_USER_TO_BUFFER.name)
     ok = len(rx) == 5 and len(copies) >= 5
-    return ok, f"{len(rx)} transactions received, {len(copies)} traced copies"
+    detail = f"{len(rx)} transactions received, {len(copies)} traced copies"
+    try:
+        status = (share / VNG_STATUS).read_text().strip()
+    except OSError:
+        status = "missing"
+    if status != "0":
+        ok = False
+        detail += f"; the guest script's exit status: {status}"
+    return ok, detail
+
+
+def _host_udevd() -> str:
+    """The udevd virtme-ng-init would start in the guest (which runs the host's root), found the
+    way it looks for one; "" if there is none."""
+    for c in ("/usr/lib/systemd/systemd-udevd", "/lib/systemd/systemd-udevd"):
+        if os.access(c, os.X_OK):
+            return c
+    return shutil.which("udevd") or ""
 
 
 def bench_vng(runs: int, out: Path) -> dict:
@@ -243,13 +341,39 @@ def bench_vng(runs: int, out: Path) -> dict:
     script = share / "check.sh"
     script.write_text(vng_check_script(share))
     env_path = f"{Path(vng).parent}:{os.environ.get('PATH', '')}"
-    # --force-initramfs: Debian's 9p and virtio are modules, so virtme-ng must pack them
+    status = shlex.quote(str(share / VNG_STATUS))
+    vng_status = out / "vng-status"  # vng's own exit status in the last run
+    # --force-initramfs: Debian's 9p and virtio are modules, so virtme-ng must pack them.
+    # vng --exec returns the script's exit status, which the guest sends back through the
+    # virtio-serial port virtme.ret. virtme-ng-init finds its ports only as
+    # /dev/virtio-ports/NAME, links that udev makes; the guest runs the host's root, so on a
+    # host without udev (a container) there are none. virtme-ng-init then runs the script on
+    # the serial console ("cannot find script I/O ports ... starting script (console
+    # fallback)"), which works, but cannot send the status back either, and vng exits 255,
+    # its "no status came back" (as after a kernel panic). Then the status the script wrote to
+    # the share decides; if it wrote none, the run fails with 255.
     cmd = (f"PATH={shlex.quote(env_path)} {vng} --run {shlex.quote(str(kimg))} --disable-kvm --force-initramfs "
            f"--rwdir {shlex.quote(str(share))} --exec {shlex.quote('sh ' + str(script))} "
-           f"> {shlex.quote(str(out / 'vng-last.log'))} 2>&1")
-    res = hyperfine("virtme-ng", cmd, runs, out)
+           f"> {shlex.quote(str(out / 'vng-last.log'))} 2>&1; "
+           f"s=$?; echo $s > {shlex.quote(str(vng_status))}; "
+           f"if [ $s -eq 255 ] && [ -s {status} ]; then s=$(cat {status}); fi; exit $s")
+    # each run starts with none of the last run's outputs, so what the check reads is this run's
+    prepare = "rm -f " + " ".join(shlex.quote(str(f)) for f in (*(share / n for n in VNG_OUTPUTS), vng_status))
+    res = hyperfine("virtme-ng", cmd, runs, out, prepare=prepare,
+                    logs=(out / "vng-last.log", share / VNG_LOG))
     ok, detail = vng_check_ok(share)
+    if not ok:
+        raise SectionFailed(f"the guest's check failed: {detail}")
+    tty = last_line(share / VNG_TTY) or "?"
+    udevd = _host_udevd()
+    vexit = last_line(vng_status) or "?"
     res.update({"kernel": str(kimg), "release": rel, "check_ok": ok, "check": detail,
+                "vng_exit_status": int(vexit) if vexit.isdigit() else None, "script_tty": tty,
+                "host_udevd": udevd or None,
+                "script_io": (f"virtio-serial ports (vng exited {vexit}, the script's status)" if tty == "not a tty"
+                              else f"virtme-ng's console fallback on {tty}, as there are no /dev/virtio-ports links "
+                                   f"in the guest{'' if udevd else ' (no udevd on this host)'}; vng exited {vexit} "
+                                   f"(no status came back), the script's own status 0 decided"),
                 "note": "Debian's own vmlinuz (bzImage), as a virtme-ng user would boot it; "
                         "virtme-ng's defaults otherwise (q35 under TCG, its own initramfs and init)"})
     return res
@@ -257,22 +381,34 @@ def bench_vng(runs: int, out: Path) -> dict:
 
 def bench_perf(out: Path) -> dict:
     """The probe's own figures, measured in the guest by case one_copy.perf."""
-    res = {}
-    for arch in ARCHES:
-        d = out / "runs" / f"perf-{arch}"
-        subprocess.run([str(BH), "run", "one_copy.perf", "--target", f"qemu:{arch}", "--out", str(d)],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            case = json.loads((d / "report.json").read_text())["cases"][0]
-            res[arch] = {"outcome": case["outcome"], "perf": case["evidence"].get("perf")}
-        except (OSError, ValueError, IndexError, KeyError):
-            res[arch] = {"outcome": "missing"}
-    return res
+    return {arch: guarded(f"perf, qemu:{arch}", _bench_perf_arch, arch, out) for arch in ARCHES}
+
+
+def _bench_perf_arch(arch: str, out: Path) -> dict:
+    d = out / "runs" / f"perf-{arch}"
+    lg = out / f"perf-{arch}.log"
+    with open(lg, "w") as fh:
+        proc = subprocess.run([str(BH), "run", "one_copy.perf", "--target", f"qemu:{arch}", "--out", str(d)],
+                              stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        case = json.loads((d / "report.json").read_text())["cases"][0]
+    except (OSError, ValueError, IndexError, KeyError):
+        raise SectionFailed(f"no report.json (exit status {proc.returncode}); {lg.name}: "
+                            f"{last_line(lg) or '(empty)'}") from None
+    return {"outcome": case["outcome"], "perf": case["evidence"].get("perf")}
 
 
 # -- report --------------------------------------------------------------------------------------
 def _fmt(v, unit="s") -> str:
     return "-" if v is None else f"{v:.2f} {unit}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _failed_row(what: str, d: dict, target: str = "") -> str:
+    return f"| {what} | not measured: {_cell(d['failed'])} | | {target} | FAILED |"
 
 
 def _met(value, limit, higher=False) -> str:
@@ -328,25 +464,39 @@ def markdown(r: dict, before: dict | None = None) -> str:
     ]
     for arch in ARCHES:
         o = r.get("one_case", {}).get(arch)
-        if o:
-            lines.append(f"| one case ({CASE}), warm, qemu:{arch} | {_fmt(o['median_s'])} | {o['runs']} | "
+        what = f"one case ({CASE}), warm, qemu:{arch}"
+        if o and "failed" in o:
+            lines.append(_failed_row(what, o, "≤ 3 s"))
+        elif o:
+            lines.append(f"| {what} | {_fmt(o['median_s'])} | {o['runs']} | "
                          f"≤ 3 s | {_met(o['median_s'], TARGETS['one_case_s'])} |")
     cat = r.get("catalog", {})
     for arch in ARCHES:
-        if arch in cat:
+        if arch in cat and "failed" in cat[arch]:
+            lines.append(_failed_row(f"whole catalog, qemu:{arch}", cat[arch]))
+        elif arch in cat:
             lines.append(f"| whole catalog, qemu:{arch} | {_fmt(cat[arch]['median_s'])} | {cat[arch]['runs']} | | |")
-    if "both" in cat:
+    if "both" in cat and "failed" in cat["both"]:
+        lines.append(_failed_row("whole catalog, both arches at once", cat["both"], "≤ 90 s"))
+    elif "both" in cat:
         lines.append(f"| whole catalog, both arches at once | {_fmt(cat['both']['median_s'])} | {cat['both']['runs']} | "
                      f"≤ 90 s | {_met(cat['both']['median_s'], TARGETS['catalog_both_s'])} |")
     for arch, c in r.get("cold", {}).items():
-        lines.append(f"| cold start, empty cache, one case, qemu:{arch} | {_fmt(c['median_s'])} | {len(c['runs'])} | "
+        what = f"cold start, empty cache, one case, qemu:{arch}"
+        if "failed" in c:
+            lines.append(_failed_row(what, c, "≤ 120 s"))
+            continue
+        lines.append(f"| {what} | {_fmt(c['median_s'])} | {len(c['runs'])} | "
                      f"≤ 120 s | {_met(c['median_s'], TARGETS['cold_s'])} |")
     v = r.get("virtme_ng")
-    if v and "median_s" in v:
+    if v and "failed" in v:
+        lines.append(_failed_row("virtme-ng, same kernel + same check, x86_64 TCG", v))
+        lines.append("| ratio virtme-ng / binder-harness (x86_64) | - | | ≥ 5× | not measured |")
+    elif v and "median_s" in v:
         ours = r.get("one_case", {}).get("x86_64", {}).get("median_s")
         ratio = round(v["median_s"] / ours, 1) if ours else None
         lines.append(f"| virtme-ng, same kernel + same check, x86_64 TCG | {_fmt(v['median_s'])} | {v['runs']} | | |")
-        lines.append(f"| ratio virtme-ng / binder-harness (x86_64) | {ratio if ratio else '-'}× | | ≥ 5× | "
+        lines.append(f"| ratio virtme-ng / binder-harness (x86_64) | {f'{ratio}×' if ratio else '-'} | | ≥ 5× | "
                      f"{_met(ratio, TARGETS['vng_ratio'], higher=True)} |")
     elif v:
         lines.append(f"| virtme-ng | not run: {v.get('skipped')} | | | |")
@@ -366,14 +516,15 @@ def markdown(r: dict, before: dict | None = None) -> str:
                 lines.append(f"| {k}{note} | {val:.3f} |")
             lines.append(f"| **harness overhead** (wall − boot_to_ready − probe) | {o.get('overhead_s', 0):.3f} |")
     if v and "median_s" in v:
-        lines += ["", f"virtme-ng check: {v['check']} ({'ok' if v['check_ok'] else 'NOT OK'}); {v['note']}."]
+        lines += ["", f"virtme-ng check: {v['check']} ({'ok' if v['check_ok'] else 'NOT OK'}); {v['note']}; "
+                      f"script I/O: {v.get('script_io', '?')}."]
     perf = r.get("perf")
     if perf:
         lines += ["", "## The probe's own figures, measured in the guest (TCG: compare within a run only)", ""]
         for arch, p in perf.items():
             rows = (p.get("perf") or {}).get("sizes") or []
             if not rows:
-                lines.append(f"- qemu:{arch}: {p.get('outcome')}")
+                lines.append(f"- qemu:{arch}: {p.get('outcome') or 'not measured: ' + p.get('failed', '?')}")
                 continue
             lines += [f"qemu:{arch}:", "",
                       "| payload | binder round trip µs (median) | pipe round trip µs (median) | binder MB/s | pipe MB/s |",
@@ -432,18 +583,20 @@ def main(argv: list[str] | None = None) -> int:
     runs = 1 if args.quick else args.runs
     t0 = time.monotonic()
     # one warm-up run per arch fills the cache (kernel, busybox, probe) before timing
-    r["one_case"] = {a: bench_one_case(a, runs, out, warmup=0 if args.quick else 1) for a in arches}
+    r["one_case"] = {a: guarded(f"one case, qemu:{a}", bench_one_case, a, runs, out, warmup=0 if args.quick else 1)
+                     for a in arches}
     if not args.quick:
         if "catalog" not in args.skip:
             r["catalog"] = bench_catalog(args.catalog_runs, out)
         if "perf" not in args.skip:
             r["perf"] = bench_perf(out)
         if "vng" not in args.skip:
-            r["virtme_ng"] = bench_vng(args.vng_runs, out)
+            r["virtme_ng"] = guarded("virtme-ng", bench_vng, args.vng_runs, out)
         if "cold" not in args.skip:
             r["cold"] = bench_cold(arches, args.cold_runs, out)
     r["machine"]["loadavg_end"] = " ".join(open("/proc/loadavg").read().split()[:3])
     r["bench_wall_s"] = round(time.monotonic() - t0, 1)
+    r["failed_sections"] = FAILED
     (out / "results.json").write_text(json.dumps(r, indent=1) + "\n")
     before = json.loads(Path(args.before).read_text()) if args.before else None
     if before:
@@ -454,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         (REPO / "bench" / "results.md").write_text(md)
     print(md)
     log(f"results: {out / 'results.json'}, {out / 'results.md'}")
-    return 0
+    return 1 if FAILED else 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import zstandard
 
 from harness.arches import ABIS
 from harness.errors import ConfigError
@@ -45,17 +48,21 @@ def bzimage_payload(bzimage: bytes) -> tuple[str, bytes]:
 
 
 def extract_vmlinux(bzimage: bytes) -> bytes:
-    """Return the ELF vmlinux inside an XZ- or gzip-compressed x86 bzImage."""
+    """Return the ELF vmlinux inside an xz-, gzip- or zstd-compressed x86 bzImage (Debian
+    bookworm's 6.1 uses xz, trixie's 6.12 and later zstd)."""
     kind, payload = bzimage_payload(bzimage)
+    decomp: Any
     if kind == "xz":
         decomp = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
     elif kind == "gzip":
         decomp = zlib.decompressobj(31)
+    elif kind == "zstd":
+        decomp = zstandard.ZstdDecompressor().decompressobj()
     else:
-        raise ConfigError(f"bzImage payload is {kind}-compressed; only xz and gzip can be unpacked here")
+        raise ConfigError(f"bzImage payload is {kind}-compressed; only xz, gzip and zstd can be unpacked here")
     try:
         elf = decomp.decompress(payload)
-    except (lzma.LZMAError, zlib.error) as exc:
+    except (lzma.LZMAError, zlib.error, zstandard.ZstdError) as exc:
         raise ConfigError(f"bzImage {kind} stream is corrupt ({exc}); the kernel file is truncated or damaged") from None
     if not decomp.eof or not elf.startswith(b"\x7fELF"):
         raise ConfigError(f"bzImage {kind} stream is truncated; the kernel file is incomplete")

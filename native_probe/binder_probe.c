@@ -37,6 +37,7 @@ static const struct {
 	{"freeze", scen_freeze},
 	{"random", scen_random},
 	{"perf", scen_perf},
+	{"objects", scen_objects},
 };
 
 int main(int argc, char **argv)

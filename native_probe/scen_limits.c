@@ -285,3 +285,4 @@ void scen_munmap_dead(void)
 	p.client = munmap_client;
 	run_pair(&p);
 }
+

@@ -8,7 +8,7 @@ from harness.cases import load_cases
 from tests.helpers import cli
 from tests.seeded_bugs import build
 
-FAMILIES = {"one_copy", "limits", "protocol", "compat", "stress"}
+FAMILIES = {"one_copy", "limits", "protocol", "compat", "stress", "objects"}
 
 
 def test_catalog_has_every_family_and_design_case():
@@ -19,7 +19,8 @@ def test_catalog_has_every_family_and_design_case():
                      "limits.async_half", "limits.free_reuse", "limits.oneway_spam", "limits.munmap_dead",
                      "limits.shrinker", "protocol.version", "protocol.null_args", "protocol.freeze",
                      "protocol.death_notification", "compat.version", "compat.one_copy", "compat.limits",
-                     "stress.random_commands"):
+                     "stress.random_commands", "objects.binder_to_handle", "objects.fd", "objects.fd_array",
+                     "objects.scatter_gather", "objects.bad_offsets"):
         assert required in ids
 
 

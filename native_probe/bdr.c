@@ -467,6 +467,32 @@ void jcall(J *j, const CallRes *r)
 	ju64(j, "elapsed_us", r->elapsed_us);
 }
 
+int bd_debugfs_stats_value(pid_t pid, const char *key, long *out)
+{
+	char line[256];
+	size_t kl = strlen(key);
+	int in = 0;
+	FILE *f = fopen("/sys/kernel/debug/binder/stats", "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		const char *q = line;
+		int p;
+		if (sscanf(line, "proc %d", &p) == 1) {
+			in = p == pid;
+			continue;
+		}
+		while (*q == ' ')
+			q++;
+		if (in && !strncmp(q, key, kl) && sscanf(q + kl, " %ld", out) == 1) {
+			fclose(f);
+			return 0;
+		}
+	}
+	fclose(f);
+	return -ENOENT;
+}
+
 void jcall_extra(J *j, const char *k, const CallRes *r)
 {
 	char t[4 * 120 + 8];

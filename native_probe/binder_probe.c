@@ -38,6 +38,7 @@ static const struct {
 	{"random", scen_random},
 	{"perf", scen_perf},
 	{"objects", scen_objects},
+	{"async_exact", scen_async_exact},
 };
 
 int main(int argc, char **argv)

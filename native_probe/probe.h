@@ -194,6 +194,9 @@ void jcall_extra(J *j, const char *k, const CallRes *r);
 void jobjects(J *j, const char *k, const uint8_t *data, uint64_t data_size,
 	      const binder_size_t *offs, uint64_t offs_size, uint64_t base);
 const char *binder_type_name(uint32_t type);
+/* A number from the "proc PID" section of debugfs binder/stats: the line "KEY N"
+ * (e.g. "free async space"); 0, or -ENOENT when there is no such line. */
+int bd_debugfs_stats_value(pid_t pid, const char *key, long *out);
 /* Common tx line: ev=tx, seq, n, size, status, br, ext_err (+ write errno). */
 void jcall(J *j, const CallRes *r);
 
@@ -267,5 +270,6 @@ void scen_freeze(void);
 void scen_random(void);
 void scen_perf(void);
 void scen_objects(void);
+void scen_async_exact(void);
 
 #endif

@@ -20,7 +20,7 @@ def test_catalog_has_every_family_and_design_case():
                      "limits.shrinker", "protocol.version", "protocol.null_args", "protocol.freeze",
                      "protocol.death_notification", "compat.version", "compat.one_copy", "compat.limits",
                      "stress.random_commands", "objects.binder_to_handle", "objects.fd", "objects.fd_array",
-                     "objects.scatter_gather", "objects.bad_offsets"):
+                     "objects.scatter_gather", "objects.bad_offsets", "limits.async_exact"):
         assert required in ids
 
 

@@ -39,6 +39,8 @@ static const struct {
 	{"perf", scen_perf},
 	{"objects", scen_objects},
 	{"async_exact", scen_async_exact},
+	{"loopers", scen_loopers},
+	{"poll_work", scen_poll_work},
 };
 
 int main(int argc, char **argv)

@@ -271,5 +271,7 @@ void scen_random(void);
 void scen_perf(void);
 void scen_objects(void);
 void scen_async_exact(void);
+void scen_loopers(void);
+void scen_poll_work(void);
 
 #endif

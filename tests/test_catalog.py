@@ -8,7 +8,7 @@ from harness.cases import load_cases
 from tests.helpers import cli
 from tests.seeded_bugs import build
 
-FAMILIES = {"one_copy", "limits", "protocol", "compat", "stress", "objects"}
+FAMILIES = {"one_copy", "limits", "protocol", "compat", "stress", "objects", "loopers"}
 
 
 def test_catalog_has_every_family_and_design_case():

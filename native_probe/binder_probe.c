@@ -14,6 +14,7 @@ static const struct {
 } scenarios[] = {
 	{"sync", scen_sync},
 	{"stream", scen_stream},
+	{"ipc", scen_ipc},
 	{"lazy", scen_lazy},
 	{"clamp", scen_clamp},
 	{"shrinker", scen_shrinker},

@@ -246,6 +246,7 @@ void pair_stop_server(Pair *p, int kill_it);
 /* ------------------------------------------------------------ scenarios */
 void scen_sync(void);
 void scen_stream(void);
+void scen_ipc(void);
 void scen_lazy(void);
 void scen_clamp(void);
 void scen_shrinker(void);

@@ -40,7 +40,8 @@ def test_whole_catalog_passes_on_stock_driver(tmp_path, arch):
     assert report["summary"]["passed"] == len(load_cases())
     assert report["seed"] == 4242
     assert run.case("stress.random_commands")["evidence"]["seed"] == 4242
-    assert run.case("one_copy.vs_pipe")["evidence"]["copies_per_byte"] == {"binder": 1.0, "pipe": 2.0, "unix_socket": 2.0}
+    assert run.case("one_copy.vs_pipe")["evidence"]["copies_per_byte"] == {
+        "binder": 1.0, "pipe": 2.0, "unix_socket": 2.0, "posix_mq": 2.0, "sysv_mq": 2.0, "shared_memory": 0.0}
     for case in report["cases"]:
         assert case["evidence"]["dmesg_bad_lines"] == [], case["id"]
         assert "unexpected_binder_messages" not in case["evidence"], (case["id"], case["evidence"])

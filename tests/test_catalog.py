@@ -59,6 +59,16 @@ def seeded():
     ("async_full_space", "limits.async_half",
      "oneway 64 KiB calls accepted by a non-freeing receiver: expected 32, measured 40"),
     ("wrong_version", "protocol.version", "protocol_version: expected 8, measured 7"),
+    ("cookie_leak", "objects.binder_to_handle", "measured [('BINDER_TYPE_HANDLE', 1, 1, 201326753)"),
+    ("fd_no_cloexec", "objects.fd", "receiver's fd is close-on-exec: expected True, measured False"),
+    ("fda_fd_leak", "objects.fd_array",
+     "fds in the parent buffer are closed by BC_FREE_BUFFER: expected [False, False], measured [True, True]"),
+    ("no_parent_fixup", "objects.scatter_gather", "parent fixup: word at offset 16 of buffer A holds buffer B's"),
+    ("unaligned_offsets", "objects.bad_offsets", "unaligned: expected BR_FAILED_REPLY -22, measured"),
+    ("async_space_leak", "limits.async_exact",
+     "free async space after every buffer is freed: expected 8192, measured 0"),
+    ("spawn_one_more", "loopers.spawn_max_threads", "max_threads 0: BR_SPAWN_LOOPER count: expected 0, measured 1"),
+    ("poll_no_proc_work", "loopers.poll_epoll", "proc_work_not_looper: POLLIN: expected True, measured False"),
 ])
 def test_seeded_bug_is_caught(tmp_path, seeded, bug, case_id, reason_part):
     assert build.BUGS[bug].caught_by == case_id

@@ -69,6 +69,7 @@ def seeded():
      "free async space after every buffer is freed: expected 8192, measured 0"),
     ("spawn_one_more", "loopers.spawn_max_threads", "max_threads 0: BR_SPAWN_LOOPER count: expected 0, measured 1"),
     ("poll_no_proc_work", "loopers.poll_epoll", "proc_work_not_looper: POLLIN: expected True, measured False"),
+    ("dead_binder_cookie", "protocol.death_notification", "cookie of the death notice: expected 8738, measured 8739"),
 ])
 def test_seeded_bug_is_caught(tmp_path, seeded, bug, case_id, reason_part):
     assert build.BUGS[bug].caught_by == case_id

@@ -158,6 +158,22 @@ def _patch_wrong_version(files: dict[str, str]) -> dict[str, str]:
                     "wrong_version")
 
 
+# binder_thread_read(): BR_DEAD_BINDER carries a cookie one higher than the
+# one BC_REQUEST_DEATH_NOTIFICATION registered (BR_CLEAR_DEATH_NOTIFICATION_DONE
+# keeps the right one).
+_DEATH_COOKIE_ANCHOR = """\
+			cookie = death->cookie;
+"""
+_DEATH_COOKIE_NEW = """\
+			/* seeded bug dead_binder_cookie: off by one on BR_DEAD_BINDER */
+			cookie = death->cookie + (cmd == BR_DEAD_BINDER);
+"""
+
+
+def _patch_dead_binder_cookie(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder.c", _DEATH_COOKIE_ANCHOR, _DEATH_COOKIE_NEW, "dead_binder_cookie")
+
+
 # --- health ---------------------------------------------------------------
 
 # binder_transaction(): a WARN once per sending process (a flag in struct
@@ -329,6 +345,10 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
         name="wrong_version", family="protocol",
         description="BINDER_VERSION reports protocol 7 instead of 8",
         caught_by="protocol.version", patch=_patch_wrong_version),
+    SeededBug(
+        name="dead_binder_cookie", family="protocol",
+        description="BR_DEAD_BINDER carries the registered cookie plus one",
+        caught_by="protocol.death_notification", patch=_patch_dead_binder_cookie),
     SeededBug(
         name="warn_on_transaction", family="health",
         description="binder_transaction() hits WARN_ON(1) on each process's "

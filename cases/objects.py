@@ -255,3 +255,42 @@ def bad_offsets(ctx: CaseContext) -> None:
               "binder_transaction (err_bad_offset: the buffer is freed before queuing)")
     note_dmesg(ctx, "got transaction with invalid offset (2, min 0 max 64) or object.")
     note_dmesg(ctx, "got transaction with invalid offsets size, 4")
+
+
+UPDATE_CODE = 0x55504454  # scen_objects.c
+
+
+@case("objects.update_txn_fds")
+def update_txn_fds(ctx: CaseContext) -> None:
+    """TF_UPDATE_TXN to a frozen (and stopped) process: of three pending oneways, the third
+    supersedes the second in the node's async queue; the second's fd is dropped (its pipe has no
+    reader once the sender closes its own fd), the sender's fd is not closed, and after unfreezing
+    the receiver gets the first and the third, with the third's fd."""
+    out = ctx.run_probe("objects", kind="update_txn")
+    probe_completed(ctx, out)
+    for name in ("update.freeze", "update.sigstop", "update.unfreeze"):
+        ctx.check(name, result(out, name).get("errno_name") or "0", "0", "binder_ioctl_freeze / kill")
+    for name in ("update.first", "update.second", "update.third"):
+        ctx.check(f"{name.split('.')[1]} oneway (TF_ONE_WAY | TF_UPDATE_TXN)", call_outcome(result(out, name)), "ok",
+                  "binder_proc_transaction (oneway to a frozen process is queued)")
+    info = result(out, "update.frozen_info")
+    ctx.check("BINDER_GET_FROZEN_INFO (sync_recv, async_recv) while frozen",
+              (info.get("sync_recv"), info.get("async_recv")), (2, 1),
+              "binder_ioctl_get_freezer_info (sync_recv = proc->sync_recv 0 | txns pending << 1; async_recv 1)")
+    p_after = (_fds(out, "client_p_after") or [{}])[0]
+    ctx.check("the sender's fd of the superseded call is still open", p_after.get("open"), True,
+              "binder_release_entire_buffer / binder_free_txn_fixups (fput of the sender's file, no close)")
+    write = result(out, "update.write_after_close")
+    ctx.check("write into that pipe after the sender closes its fd", write.get("errno_name") or write.get("ret"),
+              "EPIPE", "binder_proc_transaction (t_outdated: binder_free_txn_fixups -> fput)")
+    rxs = out.events("rx", role="server")
+    got = [(r.get("code"), r.get("head"), [o.get("type") for o in _objects(r)]) for r in rxs]
+    ctx.evidence["delivered"] = got
+    ctx.check("delivered after unfreezing (code, head, objects)", got,
+              [(UPDATE_CODE, 1, []), (UPDATE_CODE, 3, ["BINDER_TYPE_FD"])],
+              "binder_find_outdated_transaction_ilocked (same code, flags, sender, node) -> superseded")
+    recv = _fds(out, "server")
+    q = (_fds(out, "client_q") or [{}])[0]
+    ctx.check("the delivered fd is the third call's file (ino, content)",
+              [(f.get("ino"), f.get("content")) for f in recv], [(q.get("ino"), "delivered")],
+              "binder_translate_fd -> binder_apply_fd_fixups")

@@ -5,6 +5,7 @@
  *   objects kind=fda               BINDER_TYPE_FDA in a BINDER_TYPE_PTR parent
  *   objects kind=sg                two BINDER_TYPE_PTR buffers, the second fixed up in the first
  *   objects kind=bad_offsets       malformed offsets arrays, one call each
+ *   objects kind=update_txn        TF_UPDATE_TXN oneways (with fds) to a frozen process
  *
  * The server is the context manager (BINDER_SET_CONTEXT_MGR_EXT with
  * FLAT_BINDER_FLAG_ACCEPTS_FDS when accept_fds=1); it prints an "rx" line with
@@ -15,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -453,6 +455,103 @@ static int bad_offsets_client(Pair *p, Bd *b)
 	return 0;
 }
 
+/* ------------------------------------------------------------ update_txn */
+
+#define UPD_CODE 0x55504454u /* 'UPDT' */
+
+/* A oneway with an 8-byte head and, when fd >= 0, one BINDER_TYPE_FD. */
+static void send_update(Bd *b, const char *name, int fd, uint64_t head)
+{
+	struct fd_msg m;
+	binder_size_t off = offsetof(struct fd_msg, fdo);
+	CallRes r;
+	memset(&m, 0, sizeof(m));
+	m.head = head;
+	m.fdo.hdr.type = BINDER_TYPE_FD;
+	m.fdo.fd = (uint32_t)fd;
+	bd_call(b, 0, UPD_CODE, TF_ONE_WAY | TF_UPDATE_TXN, (uintptr_t)&m,
+		fd >= 0 ? sizeof(m) : sizeof(m.head), fd >= 0 ? (uintptr_t)&off : 0,
+		fd >= 0 ? sizeof(off) : 0, &r, 5000);
+	print_obj_call(name, &r);
+}
+
+static void freeze(Bd *b, pid_t pid, int enable, const char *name)
+{
+	struct binder_freeze_info fi;
+	J j;
+	memset(&fi, 0, sizeof(fi));
+	fi.pid = (uint32_t)pid;
+	fi.enable = (uint32_t)enable;
+	fi.timeout_ms = 1000;
+	jresult(&j, name, ioctl(b->fd, BINDER_FREEZE, &fi) ? errno : 0);
+	jend(&j);
+}
+
+/* SIGSTOP `pid` and wait until /proc says it is stopped (as Android's freezer
+ * does after BINDER_FREEZE, so the frozen process reads nothing meanwhile). */
+static int stop_and_wait(pid_t pid)
+{
+	char path[64], buf[256];
+	uint64_t deadline = now_ms() + 3000;
+	if (kill(pid, SIGSTOP))
+		return -errno;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	while (now_ms() < deadline) {
+		FILE *f = fopen(path, "re");
+		char *q;
+		if (!f)
+			return -errno;
+		q = fgets(buf, sizeof(buf), f);
+		fclose(f);
+		q = q ? strrchr(buf, ')') : NULL;
+		if (q && q[1] == ' ' && q[2] == 'T')
+			return 0;
+		sleep_ms(5);
+	}
+	return -ETIMEDOUT;
+}
+
+/* Three oneways with TF_UPDATE_TXN to a frozen process: the first waits in the
+ * process's todo, the second in the node's async queue, where the third (same
+ * code, flags and sender) supersedes it.  The second carries the read end of
+ * pipe P, the third that of pipe Q. */
+static int update_client(Pair *p, Bd *b)
+{
+	int pp[2], pq[2], rc;
+	struct binder_frozen_status_info fi;
+	J j;
+	make_pipe(pp, "superseded");
+	make_pipe(pq, "delivered");
+	print_fd("client_p", 0, pp[0], 0);
+	print_fd("client_q", 0, pq[0], 0);
+	freeze(b, p->server_pid, 1, "update.freeze");
+	jresult(&j, "update.sigstop", -stop_and_wait(p->server_pid));
+	jend(&j);
+	send_update(b, "update.first", -1, 1);
+	send_update(b, "update.second", pp[0], 2);
+	send_update(b, "update.third", pq[0], 3);
+	memset(&fi, 0, sizeof(fi));
+	fi.pid = (uint32_t)p->server_pid;
+	jresult(&j, "update.frozen_info", ioctl(b->fd, BINDER_GET_FROZEN_INFO, &fi) ? errno : 0);
+	ju64(&j, "sync_recv", fi.sync_recv);
+	ju64(&j, "async_recv", fi.async_recv);
+	jend(&j);
+	/* The sender's fd is still its own; once it closes it, nobody holds the read
+	 * end of P unless the superseded transaction leaked its file reference. */
+	print_fd("client_p_after", 0, pp[0], 0);
+	close(pp[0]);
+	rc = (int)write(pp[1], "x", 1);
+	jresult(&j, "update.write_after_close", rc < 0 ? errno : 0);
+	ji64(&j, "ret", rc);
+	jend(&j);
+	freeze(b, p->server_pid, 0, "update.unfreeze");
+	kill(p->server_pid, SIGCONT);
+	close(pp[1]);
+	close(pq[0]);
+	close(pq[1]);
+	return 0;
+}
+
 /* ---------------------------------------------------------------- entry */
 
 void scen_objects(void)
@@ -480,7 +579,9 @@ void scen_objects(void)
 		p.client = sg_client;
 	else if (!strcmp(kind, "bad_offsets"))
 		p.client = bad_offsets_client;
+	else if (!strcmp(kind, "update_txn"))
+		p.client = update_client;
 	else
-		usage_error("kind must be binder, fd, fda, sg or bad_offsets");
+		usage_error("kind must be binder, fd, fda, sg, bad_offsets or update_txn");
 	run_pair(&p);
 }

@@ -20,7 +20,9 @@ def test_catalog_has_every_family_and_design_case():
                      "limits.shrinker", "protocol.version", "protocol.null_args", "protocol.freeze",
                      "protocol.death_notification", "compat.version", "compat.one_copy", "compat.limits",
                      "stress.random_commands", "objects.binder_to_handle", "objects.fd", "objects.fd_array",
-                     "objects.scatter_gather", "objects.bad_offsets", "limits.async_exact"):
+                     "objects.scatter_gather", "objects.bad_offsets", "objects.update_txn_fds",
+                     "limits.async_exact", "loopers.spawn_max_threads", "loopers.register_enter",
+                     "loopers.poll_epoll"):
         assert required in ids
 
 
@@ -69,6 +71,8 @@ def seeded():
      "free async space after every buffer is freed: expected 8192, measured 0"),
     ("spawn_one_more", "loopers.spawn_max_threads", "max_threads 0: BR_SPAWN_LOOPER count: expected 0, measured 1"),
     ("poll_no_proc_work", "loopers.poll_epoll", "proc_work_not_looper: POLLIN: expected True, measured False"),
+    ("outdated_fd_leak", "objects.update_txn_fds",
+     "write into that pipe after the sender closes its fd: expected EPIPE, measured 1"),
     ("dead_binder_cookie", "protocol.death_notification", "cookie of the death notice: expected 8738, measured 8739"),
 ])
 def test_seeded_bug_is_caught(tmp_path, seeded, bug, case_id, reason_part):

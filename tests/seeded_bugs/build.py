@@ -296,6 +296,20 @@ def _patch_async_space_leak(files: dict[str, str]) -> dict[str, str]:
     return _replace(files, "binder_alloc.c", _ASYNC_LEAK_ANCHOR, _ASYNC_LEAK_NEW, "async_space_leak")
 
 
+# binder_proc_transaction(): a oneway superseded by TF_UPDATE_TXN keeps the file
+# references of its fds (the fix that added this line is in 6.1 stable).
+_OUTDATED_FIXUPS_ANCHOR = """\
+		binder_free_txn_fixups(t_outdated);
+"""
+_OUTDATED_FIXUPS_NEW = """\
+		/* seeded bug outdated_fd_leak: binder_free_txn_fixups(t_outdated) */;
+"""
+
+
+def _patch_outdated_fd_leak(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder.c", _OUTDATED_FIXUPS_ANCHOR, _OUTDATED_FIXUPS_NEW, "outdated_fd_leak")
+
+
 # --- loopers -----------------------------------------------------------------
 
 # binder_thread_read(): one looper more than max_threads is requested.
@@ -378,6 +392,11 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
         description="binder_get_object() accepts object offsets that are not "
                     "4-byte aligned",
         caught_by="objects.bad_offsets", patch=_patch_unaligned_offsets),
+    SeededBug(
+        name="outdated_fd_leak", family="objects",
+        description="a oneway superseded by TF_UPDATE_TXN keeps its fds' file "
+                    "references (binder_free_txn_fixups not called)",
+        caught_by="objects.update_txn_fds", patch=_patch_outdated_fd_leak),
     SeededBug(
         name="async_space_leak", family="limits",
         description="binder_free_buf_locked() does not give a oneway buffer's "

@@ -7,7 +7,7 @@ binder_vm_fault (SIGBUS), binder_alloc_free_page / binder_shrink_scan (shrinker)
 """
 from __future__ import annotations
 
-from cases._expect import call_outcome, errno_name, note_dmesg, probe_completed
+from cases._expect import call_outcome, errno_name, note_dmesg, probe_completed, result
 from harness.cases import CaseContext, case
 
 MiB = 1024 * 1024
@@ -167,3 +167,49 @@ def shrinker(ctx: CaseContext) -> None:
     ctx.check("pages on the LRU after drop_caches", after.get("lru"), 0, "binder_shrink_scan -> binder_alloc_free_page")
     ctx.check("free pages grew by the LRU pages", (after.get("free", 0) - before.get("free", 0)), 16,
               "binder_alloc_free_page")
+
+
+ASYNC_EXACT_MAP = 16384
+ASYNC_EXACT_LINES = (r"spamming oneway\?", r"cannot allocate buffer: no space left", r"transaction async to .* failed .*/29201/-28")
+
+
+def _async_charge(size: int) -> int:
+    """What one oneway buffer of `size` data bytes (no offsets, no sg) takes from async space on 6.1:
+    binder_alloc_new_buf_locked charges size = max(ALIGN(data, 8) + ALIGN(offsets, 8) + ALIGN(extra, 8),
+    sizeof(void *)). No sizeof(struct binder_buffer) is added on 6.1.192 (later kernels add it)."""
+    return max((size + 7) & ~7, 8)
+
+
+@case("limits.async_exact", expected_dmesg=ASYNC_EXACT_LINES, timeout=120)
+def async_exact(ctx: CaseContext) -> None:
+    """Async space, byte-exact: a 16 KiB area has 8192 bytes of it; 0- and 8-byte oneways each
+    charge 8, so 1024 fit and the 1025th gets ENOSPC; a 0-byte oneway then fails too; a sync
+    call still works; freeing every buffer restores exactly 8192 (debugfs stats "free async space")."""
+    sizes = (0, 8)
+    out = ctx.run_probe("async_exact", map=ASYNC_EXACT_MAP, sizes=",".join(map(str, sizes)), max=4096,
+                        timeout=110)
+    probe_completed(ctx, out)
+    half = ASYNC_EXACT_MAP // 2
+    space = {(r.get("when"), r.get("size")): r.get("free_async_space") for r in out.events("async_space")}
+    fills = {r.get("size"): r for r in out.events("async_fill")}
+    ctx.evidence["free_async_space"] = {f"{w} ({s} B)": v for (w, s), v in space.items()}
+    ctx.evidence["fitted"] = {str(s): (fills.get(s) or {}).get("ok_count") for s in sizes}
+    for size in sizes:
+        fill = fills.get(size) or {}
+        label = f"{size}-byte oneway"
+        ctx.check(f"{label}: free async space before", space.get(("before", size)), half,
+                  "binder_alloc_mmap_handler (free_async_space = buffer_size / 2)")
+        ctx.check(f"{label}s pending before ENOSPC", fill.get("ok_count"), half // _async_charge(size),
+                  "binder_alloc_new_buf_locked (free_async_space < size -> -ENOSPC; size = max(ALIGN(data, 8), 8))")
+        ctx.check(f"{label}: the refused call", call_outcome(fill) if fill.get("failed") else "none refused",
+                  "BR_FAILED_REPLY -28", "binder_alloc_new_buf_locked -> -ENOSPC")
+        ctx.check(f"{label}: free async space when full", space.get(("full", size)), 0,
+                  "binder_alloc_new_buf_locked (free_async_space -= size)")
+        ctx.check(f"{label}: a 0-byte oneway once async space is used up",
+                  call_outcome(result(out, "async.zero_when_full", size=size)), "BR_FAILED_REPLY -28",
+                  "binder_alloc_new_buf_locked (0-size buffers padded to sizeof(void *))")
+        ctx.check(f"{label}: a sync call once async space is used up",
+                  call_outcome(result(out, "async.sync_when_full", size=size)), "ok",
+                  "binder_alloc_new_buf_locked (only is_async buffers check free_async_space)")
+        ctx.check(f"{label}: free async space after every buffer is freed", space.get(("after_free", size)), half,
+                  "binder_free_buf_locked (free_async_space += buffer_size)")

@@ -44,22 +44,42 @@ PIPE_READ = Kprobe("pipe_read", "pipe_read ret=$retval:s64", ret=True)  # fs/pip
 UNIX_SEND = Kprobe("unix_send", "unix_stream_sendmsg ret=$retval:s64", ret=True)  # skb_copy_datagram_from_iter
 SKB_TO_USER = Kprobe("skb_to_user", "skb_copy_datagram_iter len=$arg4:s32")  # unix_stream_read_actor
 STREAM_SIZES = (4096, 65536, 1024 * 1024 - 8 * 1024)
+# Message queues copy the message into a kernel msg_msg and out again (ipc/msgutil.c), for
+# POSIX (do_mq_timedsend/do_mq_timedreceive) and System V (do_msgsnd/do_msg_fill) alike.
+LOAD_MSG = Kprobe("load_msg", "load_msg len=$arg2:u64")  # copy_from_user into the msg_msg
+STORE_MSG = Kprobe("store_msg", "store_msg len=$arg3:u64")  # copy_to_user out of it
+# Any variable-size user copy of at least the smallest IPC payload, either way (hardened usercopy).
+USERCOPY_BIG = Kprobe("usercopy_big", "__check_object_size ptr=$arg1:x64 n=$arg2:u64 to_user=$arg3:u8",
+                      filter="n >= 1024")
+IPC_SIZES = (1024, 4096, 8192)  # at most msgsize_max / msgmax (8192 by default)
 
 
-def _sum_for_pid(trace, name: str, field: str, pid: int) -> int:
-    return sum(max(0, e.int(field)) for e in trace.named(name) if e.pid == pid)
+def _sum_for_pid(trace, name: str, field: str, pid: int, window: tuple[float, float] | None = None) -> int:
+    return sum(max(0, e.int(field)) for e in trace.named(name)
+               if e.pid == pid and (window is None or window[0] <= e.ts <= window[1]))
 
 
-@case("one_copy.vs_pipe", kprobes=DELIVERY_PROBES + (PIPE_WRITE, PIPE_READ, UNIX_SEND, SKB_TO_USER), timeout=90)
+def _lifetime(trace, pid: int) -> tuple[float, float]:
+    """First and last trace timestamps of `pid` (a forked reader: the exchange lies inside)."""
+    ts = [e.ts for e in trace.events if e.pid == pid]
+    return (min(ts), max(ts)) if ts else (0.0, -1.0)
+
+
+@case("one_copy.vs_pipe", kprobes=DELIVERY_PROBES + (PIPE_WRITE, PIPE_READ, UNIX_SEND, SKB_TO_USER, LOAD_MSG, STORE_MSG,
+                                                    USERCOPY_BIG), timeout=90)
 def vs_pipe(ctx: CaseContext) -> None:
-    """Kernel copies per payload byte, measured from the trace: binder 1, pipe 2, unix socket 2."""
+    """Kernel copies per payload byte, measured from the trace: binder 1, pipe 2, unix socket 2,
+    POSIX and System V message queues 2, shared memory 0 (no traced copy point and no user copy
+    of 1 KiB or more by either process while the payloads pass)."""
     sizes = ",".join(map(str, STREAM_SIZES))
     payload = sum(STREAM_SIZES)
     binder = ctx.run_probe("sync", sizes=sizes, map=MAP_BYTES, mode="call")
     pipe = ctx.run_probe("stream", via="pipe", sizes=sizes)
     unix = ctx.run_probe("stream", via="unix", sizes=sizes)
+    ipc_sizes = ",".join(map(str, IPC_SIZES))
+    ipc = {via: ctx.run_probe("ipc", via=via, sizes=ipc_sizes) for via in ("posix_mq", "sysv_mq", "shm")}
     trace = ctx.stop_trace()
-    for out in (binder, pipe, unix):
+    for out in (binder, pipe, unix, *ipc.values()):
         probe_completed(ctx, out)
 
     roles = binder.one("roles") or {}
@@ -78,6 +98,36 @@ def vs_pipe(ctx: CaseContext) -> None:
         ctx.evidence[f"{name}_bytes"] = {"into_kernel": sent, "out_to_user": received, "payload": payload}
         ctx.check(f"{name}: payload intact", all(s.get("pattern_ok") for s in out.events("stream")) and
                   len(out.events("stream")) == len(STREAM_SIZES), True, send.spec.split()[0])
+    ipc_payload = sum(IPC_SIZES)
+    for name, via, send, recv in (("posix_mq", "posix_mq", LOAD_MSG, STORE_MSG),
+                                  ("sysv_mq", "sysv_mq", LOAD_MSG, STORE_MSG),
+                                  ("shared_memory", "shm", None, None)):
+        out = ipc[via]
+        r = out.one("roles") or {}
+        writer, reader = r.get("writer_pid", -1), r.get("reader_pid", -1)
+        if send is not None:
+            sent = _sum_for_pid(trace, send.name, "len", writer)
+            received = _sum_for_pid(trace, recv.name, "len", reader)
+        else:
+            # every copy point traced here, for both processes while the reader lives (the
+            # writer's own start-up copies come before): none should carry the payload
+            points = ((PIPE_WRITE, "ret"), (PIPE_READ, "ret"), (UNIX_SEND, "ret"), (SKB_TO_USER, "len"),
+                      (LOAD_MSG, "len"), (STORE_MSG, "len"), (USERCOPY_BIG, "n"), (COPY_USER_TO_BUFFER, "bytes"))
+            window = _lifetime(trace, reader)
+            sent = sum(_sum_for_pid(trace, k.name, f, writer, window) for k, f in points)
+            received = sum(_sum_for_pid(trace, k.name, f, reader, window) for k, f in points)
+            ctx.evidence["shared_memory_window_s"] = [round(window[0], 6), round(window[1], 6)]
+        per_byte[name] = (sent + received) / ipc_payload
+        ctx.evidence[f"{name}_bytes"] = {"into_kernel": sent, "out_to_user": received, "payload": ipc_payload}
+        streams = out.events("stream")
+        ctx.check(f"{name}: payload intact", all(s.get("pattern_ok") for s in streams) and len(streams) == len(IPC_SIZES),
+                  True, "load_msg/store_msg" if send else "the shared pages themselves")
+    # the usercopy probe that finds nothing for shared memory does see the System V queue's copies
+    r = ipc["sysv_mq"].one("roles") or {}
+    seen = sum(_sum_for_pid(trace, USERCOPY_BIG.name, "n", r.get(k, -1)) for k in ("writer_pid", "reader_pid"))
+    ctx.evidence["sysv_mq_usercopies_seen"] = seen
+    ctx.check_that("the usercopy probe (n >= 1024) sees the System V queue's copies", seen > 0, seen, "> 0",
+                   "load_msg/store_msg -> copy_{from,to}_user -> __check_object_size")
     ctx.evidence["binder_bytes"] = {"into_buffer": into_buffer, "out_to_user": out_to_user, "payload": payload}
     ctx.evidence["copies_per_byte"] = {k: round(v, 3) for k, v in per_byte.items()}
     ctx.check("binder: kernel copies per payload byte", round(per_byte["binder"], 3), 1.0,
@@ -86,6 +136,12 @@ def vs_pipe(ctx: CaseContext) -> None:
               "pipe_write (copy_page_from_iter) + pipe_read (copy_page_to_iter)")
     ctx.check("unix socket: kernel copies per payload byte", round(per_byte["unix_socket"], 3), 2.0,
               "unix_stream_sendmsg (skb_copy_datagram_from_iter) + skb_copy_datagram_iter")
+    ctx.check("POSIX message queue: kernel copies per payload byte", round(per_byte["posix_mq"], 3), 2.0,
+              "do_mq_timedsend (load_msg) + do_mq_timedreceive (store_msg)")
+    ctx.check("System V message queue: kernel copies per payload byte", round(per_byte["sysv_mq"], 3), 2.0,
+              "do_msgsnd (load_msg) + do_msg_fill (store_msg)")
+    ctx.check("shared memory: kernel copies per payload byte", round(per_byte["shared_memory"], 3), 0.0,
+              "no copy: both processes map the same pages (shmem fault)")
 
 
 PAGE_EVENTS = ("binder/binder_alloc_page_start", "binder/binder_alloc_lru_start", "binder/binder_update_page_range")

@@ -26,7 +26,8 @@ LOG_LIMIT = 200_000  # bytes of any one log shown; the tail is kept
 TIMELINE_ROWS = 30
 OUTCOME_ORDER = ("failed", "error", "skipped", "passed")
 # DESIGN §4: binder copies a payload once; a pipe and an AF_UNIX socket copy it twice.
-EXPECTED_COPIES = {"binder": 1.0, "pipe": 2.0, "unix_socket": 2.0}
+EXPECTED_COPIES = {"binder": 1.0, "pipe": 2.0, "unix_socket": 2.0, "posix_mq": 2.0, "sysv_mq": 2.0,
+                   "shared_memory": 0.0}
 
 
 # -- loading a run directory -------------------------------------------------------

@@ -33,6 +33,12 @@ COPY_USER_TO_BUFFER = Kprobe(
     "copy_user_to_buffer",
     "binder_alloc_copy_user_to_buffer offset=$arg3:u64 from=$arg4:x64 bytes=$arg5:u64 user_data=+88($arg2):x64",
 )
+# binder_alloc_copy_to_buffer(alloc, buffer, buffer_offset, src, bytes) writes kernel memory
+# into the target buffer: translated objects, scatter-gather pointer fixups, fd fixups.
+COPY_TO_BUFFER = Kprobe(
+    "copy_to_buffer",
+    "binder_alloc_copy_to_buffer offset=$arg3:u64 bytes=$arg5:u64 user_data=+88($arg2):x64",
+)
 # __check_object_size(ptr, n, to_user): hardened usercopy sees every variable-size
 # copy_{to,from}_user, so a payload copied out to user space would show here.
 USERCOPY_CHECK = Kprobe("usercopy", "__check_object_size ptr=$arg1:x64 n=$arg2:u64 to_user=$arg3:u8",
@@ -231,12 +237,17 @@ class TracedTransaction:
     data_size: int | None = None
     offsets_size: int | None = None
     copies: list[TraceEvent] = field(default_factory=list)
+    kernel_copies: list[TraceEvent] = field(default_factory=list)  # binder_alloc_copy_to_buffer
     pages_allocated: int = 0  # binder_alloc_page_start: a fresh page for this buffer
     pages_from_lru: int = 0  # binder_alloc_lru_start: a page taken back from the LRU
 
     @property
     def copied_bytes(self) -> int:
         return sum(c.int("bytes") for c in self.copies)
+
+    @property
+    def kernel_copied_bytes(self) -> int:
+        return sum(c.int("bytes") for c in self.kernel_copies)
 
     @property
     def copy_targets(self) -> set[int]:
@@ -273,13 +284,14 @@ def _group_event(ev: TraceEvent, by_pid: dict[int, TracedTransaction], out: list
         if txn is not None and txn.debug_id == ev.int("transaction"):
             txn.data_size = ev.int("data_size")
             txn.offsets_size = ev.int("offsets_size")
-    elif ev.name in (COPY_USER_TO_BUFFER.name, "binder_alloc_page_start", "binder_alloc_lru_start"):
+    elif ev.name in (COPY_USER_TO_BUFFER.name, COPY_TO_BUFFER.name, "binder_alloc_page_start",
+                     "binder_alloc_lru_start"):
         txn = by_pid.get(ev.pid)
         if txn is None:
             return
-        if ev.name == COPY_USER_TO_BUFFER.name:
+        if ev.name in (COPY_USER_TO_BUFFER.name, COPY_TO_BUFFER.name):
             ev.int("bytes"), ev.int("user_data")  # checked here, summed later
-            txn.copies.append(ev)
+            (txn.copies if ev.name == COPY_USER_TO_BUFFER.name else txn.kernel_copies).append(ev)
         elif ev.name == "binder_alloc_page_start":
             txn.pages_allocated += 1
         else:

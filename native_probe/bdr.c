@@ -274,24 +274,51 @@ int bd_send(Bd *b, uint32_t bc, uint32_t handle, uint32_t code, uint32_t flags,
 	return bd_write(b, buf, n, &g_last_consumed);
 }
 
+static int bd_send_sg(Bd *b, uint32_t handle, uint32_t code, uint32_t flags,
+		      binder_uintptr_t data, uint64_t size, binder_uintptr_t offs,
+		      uint64_t offs_size, uint64_t buffers_size)
+{
+	uint8_t buf[4 + sizeof(struct binder_transaction_data_sg)];
+	binder_size_t bs = buffers_size;
+	size_t n = bd_tx_encode(buf, BC_TRANSACTION_SG, handle, code, flags, data, size, offs,
+				offs_size);
+	memcpy(buf + n, &bs, sizeof(bs));
+	return bd_write(b, buf, n + sizeof(bs), &g_last_consumed);
+}
+
 int bd_get_ext_err(Bd *b, struct binder_extended_error *ee)
 {
 	memset(ee, 0, sizeof(*ee));
 	return ioctl(b->fd, BINDER_GET_EXTENDED_ERROR, ee) < 0 ? -errno : 0;
 }
 
-int bd_set_context_mgr(Bd *b, int retry_ms)
+static int set_ctx_mgr(Bd *b, int retry_ms, int ext, uint32_t flags)
 {
 	uint64_t deadline = now_ms() + (uint64_t)retry_ms;
 	int32_t zero = 0;
+	struct flat_binder_object fbo;
+	memset(&fbo, 0, sizeof(fbo));
+	fbo.hdr.type = BINDER_TYPE_BINDER;
+	fbo.flags = flags;
 	for (;;) {
-		if (ioctl(b->fd, BINDER_SET_CONTEXT_MGR, &zero) == 0)
+		if ((ext ? ioctl(b->fd, BINDER_SET_CONTEXT_MGR_EXT, &fbo)
+			 : ioctl(b->fd, BINDER_SET_CONTEXT_MGR, &zero)) == 0)
 			return 0;
 		/* A previous manager's release is deferred: retry EBUSY briefly. */
 		if (errno != EBUSY || now_ms() >= deadline)
 			return -errno;
 		sleep_ms(10);
 	}
+}
+
+int bd_set_context_mgr(Bd *b, int retry_ms)
+{
+	return set_ctx_mgr(b, retry_ms, 0, 0);
+}
+
+int bd_set_context_mgr_ext(Bd *b, int retry_ms, uint32_t flags)
+{
+	return set_ctx_mgr(b, retry_ms, 1, flags);
 }
 
 void jext(J *j, const char *k, const struct binder_extended_error *ee, int have)
@@ -326,9 +353,31 @@ static void call_add(CallRes *r, uint32_t cmd)
 		r->brs[r->nbr++] = cmd;
 }
 
+static int call_common(Bd *b, uint32_t handle, uint32_t code, uint32_t flags,
+		       binder_uintptr_t data, uint64_t size, binder_uintptr_t offs,
+		       uint64_t offs_size, int sg, uint64_t buffers_size, CallRes *r,
+		       int timeout_ms);
+
 int bd_call(Bd *b, uint32_t handle, uint32_t code, uint32_t flags,
 	    binder_uintptr_t data, uint64_t size, binder_uintptr_t offs, uint64_t offs_size,
 	    CallRes *r, int timeout_ms)
+{
+	return call_common(b, handle, code, flags, data, size, offs, offs_size, 0, 0, r,
+			   timeout_ms);
+}
+
+int bd_call_sg(Bd *b, uint32_t handle, uint32_t code, uint32_t flags,
+	       binder_uintptr_t data, uint64_t size, binder_uintptr_t offs, uint64_t offs_size,
+	       uint64_t buffers_size, CallRes *r, int timeout_ms)
+{
+	return call_common(b, handle, code, flags, data, size, offs, offs_size, 1, buffers_size,
+			   r, timeout_ms);
+}
+
+static int call_common(Bd *b, uint32_t handle, uint32_t code, uint32_t flags,
+		       binder_uintptr_t data, uint64_t size, binder_uintptr_t offs,
+		       uint64_t offs_size, int sg, uint64_t buffers_size, CallRes *r,
+		       int timeout_ms)
 {
 	uint64_t t0 = now_ms(), deadline = t0 + (uint64_t)timeout_ms;
 	int oneway = (flags & TF_ONE_WAY) != 0;
@@ -337,7 +386,8 @@ int bd_call(Bd *b, uint32_t handle, uint32_t code, uint32_t flags,
 	memset(r, 0, sizeof(*r));
 	r->status = "error";
 	clock_gettime(CLOCK_MONOTONIC, &a);
-	rc = bd_send(b, BC_TRANSACTION, handle, code, flags, data, size, offs, offs_size);
+	rc = sg ? bd_send_sg(b, handle, code, flags, data, size, offs, offs_size, buffers_size)
+		: bd_send(b, BC_TRANSACTION, handle, code, flags, data, size, offs, offs_size);
 	r->write_consumed = g_last_consumed;
 	if (rc < 0) {
 		r->write_err = -rc;
@@ -415,6 +465,127 @@ void jcall(J *j, const CallRes *r)
 		ju64(j, "write_consumed", r->write_consumed);
 	}
 	ju64(j, "elapsed_us", r->elapsed_us);
+}
+
+int bd_debugfs_stats_value(pid_t pid, const char *key, long *out)
+{
+	char line[256];
+	size_t kl = strlen(key);
+	int in = 0;
+	FILE *f = fopen("/sys/kernel/debug/binder/stats", "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		const char *q = line;
+		int p;
+		if (sscanf(line, "proc %d", &p) == 1) {
+			in = p == pid;
+			continue;
+		}
+		while (*q == ' ')
+			q++;
+		if (in && !strncmp(q, key, kl) && sscanf(q + kl, " %ld", out) == 1) {
+			fclose(f);
+			return 0;
+		}
+	}
+	fclose(f);
+	return -ENOENT;
+}
+
+void jcall_extra(J *j, const char *k, const CallRes *r)
+{
+	char t[4 * 120 + 8];
+	size_t o = 0;
+	t[o++] = '[';
+	for (int i = 0; i < r->nextra; i++)
+		o += (size_t)snprintf(t + o, sizeof(t) - o,
+				      "%s{\"br\":\"%s\",\"ptr\":%llu,\"cookie\":%llu}", i ? "," : "",
+				      br_name(r->extra[i].cmd),
+				      (unsigned long long)r->extra[i].u.pc.ptr,
+				      (unsigned long long)r->extra[i].u.pc.cookie);
+	t[o++] = ']';
+	t[o] = 0;
+	jraw(j, k, t);
+}
+
+const char *binder_type_name(uint32_t type)
+{
+	static char buf[24];
+	switch (type) {
+	case BINDER_TYPE_BINDER: return "BINDER_TYPE_BINDER";
+	case BINDER_TYPE_WEAK_BINDER: return "BINDER_TYPE_WEAK_BINDER";
+	case BINDER_TYPE_HANDLE: return "BINDER_TYPE_HANDLE";
+	case BINDER_TYPE_WEAK_HANDLE: return "BINDER_TYPE_WEAK_HANDLE";
+	case BINDER_TYPE_FD: return "BINDER_TYPE_FD";
+	case BINDER_TYPE_FDA: return "BINDER_TYPE_FDA";
+	case BINDER_TYPE_PTR: return "BINDER_TYPE_PTR";
+	}
+	snprintf(buf, sizeof(buf), "0x%08x", type);
+	return buf;
+}
+
+void jobjects(J *j, const char *k, const uint8_t *data, uint64_t data_size,
+	      const binder_size_t *offs, uint64_t offs_size, uint64_t base)
+{
+	char t[4096];
+	size_t o = 0;
+	uint64_t n = offs_size / sizeof(binder_size_t);
+	t[o++] = '[';
+	for (uint64_t i = 0; i < n && o < sizeof(t) - 400; i++) {
+		uint64_t off = offs[i];
+		struct binder_object_header h;
+		const char *sep = i ? "," : "";
+		if (off + sizeof(h) > data_size) {
+			o += (size_t)snprintf(t + o, sizeof(t) - o, "%s{\"off\":%llu,\"type\":null}",
+					      sep, (unsigned long long)off);
+			continue;
+		}
+		memcpy(&h, data + off, sizeof(h));
+		o += (size_t)snprintf(t + o, sizeof(t) - o, "%s{\"off\":%llu,\"type\":\"%s\"", sep,
+				      (unsigned long long)off, binder_type_name(h.type));
+		if ((h.type == BINDER_TYPE_BINDER || h.type == BINDER_TYPE_WEAK_BINDER ||
+		     h.type == BINDER_TYPE_HANDLE || h.type == BINDER_TYPE_WEAK_HANDLE) &&
+		    off + sizeof(struct flat_binder_object) <= data_size) {
+			struct flat_binder_object f;
+			memcpy(&f, data + off, sizeof(f));
+			o += (size_t)snprintf(t + o, sizeof(t) - o,
+					      ",\"flags\":%u,\"binder\":%llu,\"handle\":%u,\"cookie\":%llu",
+					      f.flags, (unsigned long long)f.binder, f.handle,
+					      (unsigned long long)f.cookie);
+		} else if (h.type == BINDER_TYPE_FD &&
+			   off + sizeof(struct binder_fd_object) <= data_size) {
+			struct binder_fd_object f;
+			memcpy(&f, data + off, sizeof(f));
+			o += (size_t)snprintf(t + o, sizeof(t) - o,
+					      ",\"fd\":%d,\"pad_binder_high\":%u,\"cookie\":%llu",
+					      (int)f.fd, (unsigned)(f.pad_binder >> 32),
+					      (unsigned long long)f.cookie);
+		} else if (h.type == BINDER_TYPE_PTR &&
+			   off + sizeof(struct binder_buffer_object) <= data_size) {
+			struct binder_buffer_object f;
+			memcpy(&f, data + off, sizeof(f));
+			o += (size_t)snprintf(t + o, sizeof(t) - o,
+					      ",\"flags\":%u,\"buffer\":%llu,\"buf_off\":%lld,"
+					      "\"length\":%llu,\"parent\":%llu,\"parent_offset\":%llu",
+					      f.flags, (unsigned long long)f.buffer,
+					      (long long)(f.buffer - base), (unsigned long long)f.length,
+					      (unsigned long long)f.parent,
+					      (unsigned long long)f.parent_offset);
+		} else if (h.type == BINDER_TYPE_FDA &&
+			   off + sizeof(struct binder_fd_array_object) <= data_size) {
+			struct binder_fd_array_object f;
+			memcpy(&f, data + off, sizeof(f));
+			o += (size_t)snprintf(t + o, sizeof(t) - o,
+					      ",\"num_fds\":%llu,\"parent\":%llu,\"parent_offset\":%llu",
+					      (unsigned long long)f.num_fds, (unsigned long long)f.parent,
+					      (unsigned long long)f.parent_offset);
+		}
+		t[o++] = '}';
+	}
+	t[o++] = ']';
+	t[o] = 0;
+	jraw(j, k, t);
 }
 
 void jrx(J *j, Bd *b, const struct binder_transaction_data *tr, uint64_t seq,
@@ -607,7 +778,9 @@ static void server_main(Pair *p, int ready, int ctl)
 		goto fail;
 	}
 	bd_print_map(&b, "server", p->server_map);
-	if ((rc = bd_set_context_mgr(&b, 3000)) < 0) {
+	rc = p->server_ctx_flags ? bd_set_context_mgr_ext(&b, 3000, p->server_ctx_flags)
+				 : bd_set_context_mgr(&b, 3000);
+	if (rc < 0) {
 		snprintf(msg, sizeof(msg), "Eserver BINDER_SET_CONTEXT_MGR: %s", errno_name(-rc));
 		goto fail;
 	}

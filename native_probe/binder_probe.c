@@ -14,6 +14,7 @@ static const struct {
 } scenarios[] = {
 	{"sync", scen_sync},
 	{"stream", scen_stream},
+	{"ipc", scen_ipc},
 	{"lazy", scen_lazy},
 	{"clamp", scen_clamp},
 	{"shrinker", scen_shrinker},
@@ -37,6 +38,10 @@ static const struct {
 	{"freeze", scen_freeze},
 	{"random", scen_random},
 	{"perf", scen_perf},
+	{"objects", scen_objects},
+	{"async_exact", scen_async_exact},
+	{"loopers", scen_loopers},
+	{"poll_work", scen_poll_work},
 };
 
 int main(int argc, char **argv)

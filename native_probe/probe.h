@@ -35,6 +35,9 @@ _Static_assert(sizeof(struct binder_transaction_data) == 64, "binder_transaction
 _Static_assert(sizeof(struct binder_write_read) == 48, "binder_write_read layout");
 _Static_assert(sizeof(struct flat_binder_object) == 24, "flat_binder_object layout");
 _Static_assert(sizeof(struct binder_extended_error) == 12, "binder_extended_error layout");
+_Static_assert(sizeof(struct binder_fd_object) == 24, "binder_fd_object layout");
+_Static_assert(sizeof(struct binder_buffer_object) == 40, "binder_buffer_object layout");
+_Static_assert(sizeof(struct binder_fd_array_object) == 32, "binder_fd_array_object layout");
 
 #ifndef PING_TRANSACTION
 #define PING_TRANSACTION B_PACK_CHARS('_', 'P', 'N', 'G')
@@ -153,6 +156,8 @@ int bd_send(Bd *b, uint32_t bc, uint32_t handle, uint32_t code, uint32_t flags,
 	    binder_uintptr_t data, uint64_t size, binder_uintptr_t offs, uint64_t offs_size);
 int bd_get_ext_err(Bd *b, struct binder_extended_error *ee);
 int bd_set_context_mgr(Bd *b, int retry_ms);
+/* BINDER_SET_CONTEXT_MGR_EXT with these flat_binder_object flags (e.g. FLAT_BINDER_FLAG_ACCEPTS_FDS). */
+int bd_set_context_mgr_ext(Bd *b, int retry_ms, uint32_t flags);
 void jext(J *j, const char *k, const struct binder_extended_error *ee, int have);
 void jbrs(J *j, const char *k, const uint32_t *brs, int n);
 
@@ -177,6 +182,21 @@ typedef struct {
 int bd_call(Bd *b, uint32_t handle, uint32_t code, uint32_t flags,
 	    binder_uintptr_t data, uint64_t size, binder_uintptr_t offs, uint64_t offs_size,
 	    CallRes *r, int timeout_ms);
+/* The same with BC_TRANSACTION_SG: `buffers_size` bytes of scatter-gather buffers. */
+int bd_call_sg(Bd *b, uint32_t handle, uint32_t code, uint32_t flags,
+	       binder_uintptr_t data, uint64_t size, binder_uintptr_t offs, uint64_t offs_size,
+	       uint64_t buffers_size, CallRes *r, int timeout_ms);
+/* The extra BRs of a call (BR_INCREFS, ...) as [{"br":..,"ptr":..,"cookie":..}]. */
+void jcall_extra(J *j, const char *k, const CallRes *r);
+/* The objects a transaction buffer holds, as a JSON array under key k: for each offset,
+ * {"off","type",...} with the fields of its type; PTR buffers also get "buf_off", their
+ * offset from `base` (the start of the transaction buffer). */
+void jobjects(J *j, const char *k, const uint8_t *data, uint64_t data_size,
+	      const binder_size_t *offs, uint64_t offs_size, uint64_t base);
+const char *binder_type_name(uint32_t type);
+/* A number from the "proc PID" section of debugfs binder/stats: the line "KEY N"
+ * (e.g. "free async space"); 0, or -ENOENT when there is no such line. */
+int bd_debugfs_stats_value(pid_t pid, const char *key, long *out);
 /* Common tx line: ev=tx, seq, n, size, status, br, ext_err (+ write errno). */
 void jcall(J *j, const CallRes *r);
 
@@ -201,6 +221,7 @@ typedef struct Pair {
 	int server_quiet;         /* never print srv_br / srv_error */
 	const uint64_t *sizes;    /* expected sizes by seq (for rx.size) */
 	int nsizes;
+	uint32_t server_ctx_flags; /* nonzero: BINDER_SET_CONTEXT_MGR_EXT with these flags */
 	on_tx_fn on_tx;           /* optional override of the default handler */
 	hook_fn server_setup;     /* after context manager, before ready */
 	hook_fn server_post;      /* after traffic, before exit */
@@ -225,6 +246,7 @@ void pair_stop_server(Pair *p, int kill_it);
 /* ------------------------------------------------------------ scenarios */
 void scen_sync(void);
 void scen_stream(void);
+void scen_ipc(void);
 void scen_lazy(void);
 void scen_clamp(void);
 void scen_shrinker(void);
@@ -248,5 +270,9 @@ void scen_bad_buffer_ptr(void);
 void scen_freeze(void);
 void scen_random(void);
 void scen_perf(void);
+void scen_objects(void);
+void scen_async_exact(void);
+void scen_loopers(void);
+void scen_poll_work(void);
 
 #endif

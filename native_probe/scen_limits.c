@@ -285,3 +285,145 @@ void scen_munmap_dead(void)
 	p.client = munmap_client;
 	run_pair(&p);
 }
+
+/* ---------------------------------------------------------- async_exact */
+
+/* The server holds every oneway buffer until told to release them; the client
+ * fills async space with oneway calls of one size until one fails, reading the
+ * server's "free async space" from debugfs before and after, then has the
+ * server free them all and reads it again.
+ *   async_exact map=16384 sizes=0,8 max=4096 */
+#define ASYNC_CODE_RELEASE 0x52454c53u /* 'RELS': free held buffers, stop holding */
+#define ASYNC_CODE_HOLD 0x484f4c44u    /* 'HOLD': hold oneway buffers again */
+#define ASYNC_MAX_HELD 16384
+
+static binder_uintptr_t g_held[ASYNC_MAX_HELD];
+static size_t g_nheld;
+static int g_holding = 1;
+
+static int async_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
+{
+	(void)p;
+	if (tr->flags & TF_ONE_WAY) {
+		if (g_holding && g_nheld < ASYNC_MAX_HELD)
+			g_held[g_nheld++] = tr->data.ptr.buffer;
+		else
+			bd_free(b, tr->data.ptr.buffer);
+		return 0;
+	}
+	if (tr->code == ASYNC_CODE_RELEASE) {
+		for (size_t i = 0; i < g_nheld; i++)
+			bd_free(b, g_held[i]);
+		g_nheld = 0;
+		g_holding = 0;
+	} else if (tr->code == ASYNC_CODE_HOLD) {
+		g_holding = 1;
+	}
+	bd_free(b, tr->data.ptr.buffer);
+	bd_send(b, BC_REPLY, 0, tr->code, 0, 0, 0, 0, 0);
+	return 0;
+}
+
+static uint64_t g_async_sizes[4];
+static int g_async_nsizes;
+static uint64_t g_async_max;
+
+static long async_space(Pair *p, const char *when, uint64_t size)
+{
+	long v = -1;
+	int rc = bd_debugfs_stats_value(p->server_pid, "free async space", &v);
+	J j;
+	jbegin(&j, "async_space");
+	jstr(&j, "when", when);
+	ju64(&j, "size", size);
+	jerrno(&j, rc < 0 ? -rc : 0);
+	ji64(&j, "free_async_space", rc < 0 ? -1 : v);
+	jend(&j);
+	return rc < 0 ? -1 : v;
+}
+
+static void async_sync_call(Bd *b, uint32_t code, const char *name, uint64_t size)
+{
+	CallRes r;
+	J j;
+	bd_call(b, 0, code, 0, 0, 0, 0, 0, &r, 5000);
+	jresult(&j, name, r.write_err);
+	ju64(&j, "size", size);
+	jcall(&j, &r);
+	jend(&j);
+	if (r.have_reply)
+		bd_free(b, r.reply.data.ptr.buffer);
+}
+
+static int async_exact_client(Pair *p, Bd *b)
+{
+	static uint8_t buf[64];
+	for (int s = 0; s < g_async_nsizes; s++) {
+		uint64_t size = g_async_sizes[s], ok = 0;
+		CallRes r, fail;
+		J j;
+		int failed = 0;
+		memset(&fail, 0, sizeof(fail));
+		async_space(p, "before", size);
+		for (uint64_t i = 0; i < g_async_max; i++) {
+			bd_call(b, 0, (uint32_t)i + 1, TF_ONE_WAY, (uintptr_t)buf, size, 0, 0, &r, 5000);
+			if (strcmp(r.status, "ok")) {
+				fail = r;
+				failed = 1;
+				break;
+			}
+			ok++;
+		}
+		jbegin(&j, "async_fill");
+		ju64(&j, "size", size);
+		ju64(&j, "ok_count", ok);
+		jbool(&j, "failed", failed);
+		jcall(&j, &fail);
+		jend(&j);
+		async_space(p, "full", size);
+		/* A 0-byte oneway when the space is used up (it is padded to 8 bytes). */
+		bd_call(b, 0, 0xfff0, TF_ONE_WAY, 0, 0, 0, 0, &r, 5000);
+		jresult(&j, "async.zero_when_full", r.write_err);
+		ju64(&j, "size", size);
+		jcall(&j, &r);
+		jend(&j);
+		/* Sync calls do not draw on async space. */
+		async_sync_call(b, 0xfff1, "async.sync_when_full", size);
+		async_sync_call(b, ASYNC_CODE_RELEASE, "async.release", size);
+		{
+			/* The server frees the held buffers, then each queued one as it arrives:
+			 * wait until the figure stops changing. */
+			uint64_t deadline = now_ms() + 5000;
+			long prev = -2, v = -1;
+			while (now_ms() < deadline) {
+				if (bd_debugfs_stats_value(p->server_pid, "free async space", &v) < 0 ||
+				    v == prev)
+					break;
+				prev = v;
+				sleep_ms(50);
+			}
+		}
+		async_space(p, "after_free", size);
+		async_sync_call(b, ASYNC_CODE_HOLD, "async.hold", size);
+	}
+	return 0;
+}
+
+void scen_async_exact(void)
+{
+	Pair p;
+	uint64_t map = arg_u64("map", 16384);
+	g_async_nsizes = arg_list("sizes", "0,8", g_async_sizes, 4);
+	g_async_max = arg_u64("max", 4096);
+	args_finish();
+	for (int i = 0; i < g_async_nsizes; i++)
+		if (g_async_sizes[i] > 64)
+			usage_error("sizes must be at most 64");
+	memset(&p, 0, sizeof(p));
+	p.server_map = p.client_map = (size_t)map;
+	p.ctl_fd = -1;
+	p.server_quiet = 1;
+	p.on_tx = async_on_tx;
+	p.client = async_exact_client;
+	run_pair(&p);
+}

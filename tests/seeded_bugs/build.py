@@ -59,7 +59,7 @@ class AnchorNotFound(SeededBuildError):
 @dataclass(frozen=True)
 class SeededBug:
     name: str
-    family: str          # "one_copy" | "limits" | "protocol" | "health"
+    family: str          # "one_copy" | "limits" | "protocol" | "health" | "objects" | "loopers"
     description: str     # one line: what is broken
     caught_by: str       # case id meant to catch it
     # {name relative to drivers/android: text} -> modified copy. Raises
@@ -158,6 +158,22 @@ def _patch_wrong_version(files: dict[str, str]) -> dict[str, str]:
                     "wrong_version")
 
 
+# binder_thread_read(): BR_DEAD_BINDER carries a cookie one higher than the
+# one BC_REQUEST_DEATH_NOTIFICATION registered (BR_CLEAR_DEATH_NOTIFICATION_DONE
+# keeps the right one).
+_DEATH_COOKIE_ANCHOR = """\
+			cookie = death->cookie;
+"""
+_DEATH_COOKIE_NEW = """\
+			/* seeded bug dead_binder_cookie: off by one on BR_DEAD_BINDER */
+			cookie = death->cookie + (cmd == BR_DEAD_BINDER);
+"""
+
+
+def _patch_dead_binder_cookie(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder.c", _DEATH_COOKIE_ANCHOR, _DEATH_COOKIE_NEW, "dead_binder_cookie")
+
+
 # --- health ---------------------------------------------------------------
 
 # binder_transaction(): a WARN once per sending process (a flag in struct
@@ -192,6 +208,138 @@ def _patch_warn_on_transaction(files: dict[str, str]) -> dict[str, str]:
                     "warn_on_transaction")
 
 
+# --- objects -----------------------------------------------------------------
+
+# binder_translate_binder(): the sender's cookie is left in the object the
+# receiver gets (the anchor includes the line before: the handle branch of
+# binder_translate_handle also zeroes its cookie).
+_COOKIE_ANCHOR = """\
+	fp->handle = rdata.desc;
+	fp->cookie = 0;
+"""
+_COOKIE_NEW = """\
+	fp->handle = rdata.desc;
+	/* seeded bug cookie_leak: the sender's cookie reaches the receiver */
+"""
+
+
+def _patch_cookie_leak(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder.c", _COOKIE_ANCHOR, _COOKIE_NEW, "cookie_leak")
+
+
+# binder_apply_fd_fixups(): received fds are not close-on-exec.
+_CLOEXEC_ANCHOR = """\
+		int fd = get_unused_fd_flags(O_CLOEXEC);
+"""
+_CLOEXEC_NEW = """\
+		int fd = get_unused_fd_flags(0); /* seeded bug fd_no_cloexec */
+"""
+
+
+def _patch_fd_no_cloexec(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder.c", _CLOEXEC_ANCHOR, _CLOEXEC_NEW, "fd_no_cloexec")
+
+
+# binder_transaction_buffer_release(): BC_FREE_BUFFER does not close the fds of
+# an FDA, so they leak in the receiver.
+_FDA_CLOSE_ANCHOR = """\
+					binder_deferred_fd_close(fd);
+"""
+_FDA_CLOSE_NEW = """\
+					/* seeded bug fda_fd_leak: binder_deferred_fd_close(fd) */;
+"""
+
+
+def _patch_fda_fd_leak(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder.c", _FDA_CLOSE_ANCHOR, _FDA_CLOSE_NEW, "fda_fd_leak")
+
+
+# binder_fixup_parent(): the parent pointer is never fixed up, so the receiver
+# sees the sender's address of the child buffer.
+_FIXUP_ANCHOR = """\
+	return binder_add_fixup(pf_head, buffer_offset, bp->buffer, 0);
+"""
+_FIXUP_NEW = """\
+	return 0; /* seeded bug no_parent_fixup */
+"""
+
+
+def _patch_no_parent_fixup(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder.c", _FIXUP_ANCHOR, _FIXUP_NEW, "no_parent_fixup")
+
+
+# binder_get_object(): offsets need not be 4-byte aligned.
+_ALIGN_ANCHOR = """\
+	if (offset > buffer->data_size || read_size < sizeof(*hdr) ||
+	    !IS_ALIGNED(offset, sizeof(u32)))
+"""
+_ALIGN_NEW = """\
+	/* seeded bug unaligned_offsets: no IS_ALIGNED(offset, sizeof(u32)) */
+	if (offset > buffer->data_size || read_size < sizeof(*hdr))
+"""
+
+
+def _patch_unaligned_offsets(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder.c", _ALIGN_ANCHOR, _ALIGN_NEW, "unaligned_offsets")
+
+
+# binder_free_buf_locked(): freeing a oneway buffer does not return its async space.
+_ASYNC_LEAK_ANCHOR = """\
+		alloc->free_async_space += buffer_size;
+"""
+_ASYNC_LEAK_NEW = """\
+		/* seeded bug async_space_leak: free_async_space += buffer_size */;
+"""
+
+
+def _patch_async_space_leak(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder_alloc.c", _ASYNC_LEAK_ANCHOR, _ASYNC_LEAK_NEW, "async_space_leak")
+
+
+# binder_proc_transaction(): a oneway superseded by TF_UPDATE_TXN keeps the file
+# references of its fds (the fix that added this line is in 6.1 stable).
+_OUTDATED_FIXUPS_ANCHOR = """\
+		binder_free_txn_fixups(t_outdated);
+"""
+_OUTDATED_FIXUPS_NEW = """\
+		/* seeded bug outdated_fd_leak: binder_free_txn_fixups(t_outdated) */;
+"""
+
+
+def _patch_outdated_fd_leak(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder.c", _OUTDATED_FIXUPS_ANCHOR, _OUTDATED_FIXUPS_NEW, "outdated_fd_leak")
+
+
+# --- loopers -----------------------------------------------------------------
+
+# binder_thread_read(): one looper more than max_threads is requested.
+_SPAWN_ANCHOR = """\
+	    proc->requested_threads_started < proc->max_threads &&
+"""
+_SPAWN_NEW = """\
+	    proc->requested_threads_started <= proc->max_threads && /* seeded bug spawn_one_more */
+"""
+
+
+def _patch_spawn_one_more(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder.c", _SPAWN_ANCHOR, _SPAWN_NEW, "spawn_one_more")
+
+
+# binder_poll(): only the thread's own work counts, not the process's.
+_POLL_ANCHOR = """\
+	if (binder_has_work(thread, wait_for_proc_work))
+		return EPOLLIN;
+"""
+_POLL_NEW = """\
+	if (binder_has_work(thread, false)) /* seeded bug poll_no_proc_work */
+		return EPOLLIN;
+"""
+
+
+def _patch_poll_no_proc_work(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder.c", _POLL_ANCHOR, _POLL_NEW, "poll_no_proc_work")
+
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
     SeededBug(
         name="double_copy", family="one_copy",
@@ -212,10 +360,58 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
         description="BINDER_VERSION reports protocol 7 instead of 8",
         caught_by="protocol.version", patch=_patch_wrong_version),
     SeededBug(
+        name="dead_binder_cookie", family="protocol",
+        description="BR_DEAD_BINDER carries the registered cookie plus one",
+        caught_by="protocol.death_notification", patch=_patch_dead_binder_cookie),
+    SeededBug(
         name="warn_on_transaction", family="health",
         description="binder_transaction() hits WARN_ON(1) on each process's "
                     "first transaction; the payload still arrives intact",
         caught_by="one_copy.sync_sizes", patch=_patch_warn_on_transaction),
+    SeededBug(
+        name="cookie_leak", family="objects",
+        description="binder_translate_binder() leaves the sender's cookie in the "
+                    "handle the receiver gets",
+        caught_by="objects.binder_to_handle", patch=_patch_cookie_leak),
+    SeededBug(
+        name="fd_no_cloexec", family="objects",
+        description="binder_apply_fd_fixups() installs received fds without O_CLOEXEC",
+        caught_by="objects.fd", patch=_patch_fd_no_cloexec),
+    SeededBug(
+        name="fda_fd_leak", family="objects",
+        description="BC_FREE_BUFFER does not close the fds of a BINDER_TYPE_FDA "
+                    "(binder_transaction_buffer_release)",
+        caught_by="objects.fd_array", patch=_patch_fda_fd_leak),
+    SeededBug(
+        name="no_parent_fixup", family="objects",
+        description="binder_fixup_parent() never fixes up the parent's pointer "
+                    "to a scatter-gather child buffer",
+        caught_by="objects.scatter_gather", patch=_patch_no_parent_fixup),
+    SeededBug(
+        name="unaligned_offsets", family="objects",
+        description="binder_get_object() accepts object offsets that are not "
+                    "4-byte aligned",
+        caught_by="objects.bad_offsets", patch=_patch_unaligned_offsets),
+    SeededBug(
+        name="outdated_fd_leak", family="objects",
+        description="a oneway superseded by TF_UPDATE_TXN keeps its fds' file "
+                    "references (binder_free_txn_fixups not called)",
+        caught_by="objects.update_txn_fds", patch=_patch_outdated_fd_leak),
+    SeededBug(
+        name="async_space_leak", family="limits",
+        description="binder_free_buf_locked() does not give a oneway buffer's "
+                    "async space back",
+        caught_by="limits.async_exact", patch=_patch_async_space_leak),
+    SeededBug(
+        name="spawn_one_more", family="loopers",
+        description="binder_thread_read() asks for one looper more than "
+                    "BINDER_SET_MAX_THREADS allows",
+        caught_by="loopers.spawn_max_threads", patch=_patch_spawn_one_more),
+    SeededBug(
+        name="poll_no_proc_work", family="loopers",
+        description="binder_poll() reports only the thread's own work, not "
+                    "the process's",
+        caught_by="loopers.poll_epoll", patch=_patch_poll_no_proc_work),
 )}
 
 CONTROL = "control"  # name used for the unmodified rebuild (bug=None)

@@ -12,7 +12,7 @@ import pytest
 from tests.seeded_bugs import build
 
 REPO = Path(__file__).resolve().parents[2]
-FAMILIES = {"one_copy", "limits", "protocol", "health"}
+FAMILIES = {"one_copy", "limits", "protocol", "health", "objects", "loopers"}
 
 
 def test_catalog_covers_every_family():

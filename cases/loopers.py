@@ -1,0 +1,131 @@
+"""loopers: looper threads, BR_SPAWN_LOOPER and poll/epoll wakeups.
+
+Kernel references (drivers/android/binder.c, Linux 6.1): binder_thread_write
+(BC_REGISTER_LOOPER, BC_ENTER_LOOPER, BC_EXIT_LOOPER and the looper state bits
+REGISTERED 0x01, ENTERED 0x02, EXITED 0x04, INVALID 0x08, POLL 0x20),
+binder_thread_read (its `done:` exit asks for a looper with BR_SPAWN_LOOPER,
+written over the buffer's leading BR_NOOP), binder_ioctl (BINDER_SET_MAX_THREADS
+stores a u32), binder_poll, binder_has_work_ilocked,
+binder_available_for_proc_work_ilocked, binder_wakeup_poll_threads_ilocked,
+binder_get_thread_ilocked (a new thread starts with looper_need_return set),
+print_binder_thread_ilocked (debugfs "thread TID: l XX").
+"""
+from __future__ import annotations
+
+from cases._expect import errno_name, probe_completed, result
+from harness.cases import CaseContext, case
+
+LOOPER_DMESG = (r"BC_REGISTER_LOOPER called without request", r"BC_REGISTER_LOOPER called after BC_ENTER_LOOPER")
+
+
+def _spawns(ctx: CaseContext, max_threads: int, calls: int = 4) -> dict:
+    out = ctx.run_probe("loopers", max_threads=max_threads, calls=calls)
+    probe_completed(ctx, out)
+    ctx.check(f"BINDER_SET_MAX_THREADS({max_threads:#x})", errno_name(result(out, "loopers.set_max_threads")), "0",
+              "binder_ioctl")
+    s = out.one("spawn_summary") or {}
+    ctx.evidence.setdefault("spawn", {})[f"{max_threads:#x}"] = {
+        k: s.get(k) for k in ("spawn_loopers", "spawned_registered", "reads_with_data", "reads_not_starting_with_noop")}
+    ctx.check(f"max_threads {max_threads:#x}: BR_SPAWN_LOOPER always replaces the leading BR_NOOP",
+              s.get("reads_not_starting_with_noop"), s.get("spawn_loopers"),
+              "binder_thread_read (put_user(BR_SPAWN_LOOPER, buffer) over the BR_NOOP)")
+    ctx.check(f"max_threads {max_threads:#x}: every spawned thread's BC_REGISTER_LOOPER is valid (looper 0x01)",
+              s.get("spawned_registered"), s.get("spawn_loopers"),
+              "binder_thread_write (BC_REGISTER_LOOPER: requested_threads--, requested_threads_started++)")
+    return s
+
+
+@case("loopers.spawn_max_threads", expected_dmesg=LOOPER_DMESG)
+def spawn_max_threads(ctx: CaseContext) -> None:
+    """BR_SPAWN_LOOPER: never with max_threads 0, exactly N times with N, and on every read that
+    returns work with 0xFFFFFFFF (a u32 compared against an int count), each spawned thread
+    registering before the next read."""
+    none = _spawns(ctx, 0)
+    ctx.check("max_threads 0: BR_SPAWN_LOOPER count", none.get("spawn_loopers"), 0,
+              "binder_thread_read (requested_threads_started < max_threads fails)")
+    two = _spawns(ctx, 2)
+    ctx.check("max_threads 2: BR_SPAWN_LOOPER count over 4 calls", two.get("spawn_loopers"), 2,
+              "binder_thread_read (stops once requested_threads_started == max_threads)")
+    unlimited = _spawns(ctx, 0xFFFFFFFF)
+    ctx.check_that("max_threads 0xFFFFFFFF: BR_SPAWN_LOOPER on every read that returned work",
+                   (unlimited.get("reads_with_data") or 0) >= 4
+                   and unlimited.get("spawn_loopers") == unlimited.get("reads_with_data"),
+                   f"{unlimited.get('spawn_loopers')} of {unlimited.get('reads_with_data')} reads",
+                   "one per read (>= 4 reads)",
+                   "binder_thread_read (int requested_threads_started < u32 max_threads)")
+
+
+@case("loopers.register_enter", expected_dmesg=LOOPER_DMESG)
+def register_enter(ctx: CaseContext) -> None:
+    """Looper state bits as debugfs shows them: ENTER 0x02; REGISTER without a BR_SPAWN_LOOPER
+    request 0x09 (INVALID); ENTER then REGISTER 0x0b; ENTER then EXIT 0x06."""
+    out = ctx.run_probe("loopers", max_threads=0, calls=1)
+    probe_completed(ctx, out)
+    ref = "binder_thread_write (looper state) / print_binder_thread_ilocked"
+    states = {r["name"]: r.get("looper") for r in out.events("result") if r.get("name", "").startswith("loopers.")
+              and r.get("name") != "loopers.set_max_threads"}
+    ctx.evidence["looper_states"] = {k: (f"{v:#04x}" if isinstance(v, int) and v >= 0 else v) for k, v in states.items()}
+    for name, want, why in (
+            ("loopers.main", 0x02, "BC_ENTER_LOOPER: ENTERED"),
+            ("loopers.register_without_request", 0x09, "BC_REGISTER_LOOPER with requested_threads 0: REGISTERED|INVALID"),
+            ("loopers.enter_then_register", 0x0B, "BC_REGISTER_LOOPER after ENTERED: ENTERED|REGISTERED|INVALID"),
+            ("loopers.enter", 0x02, "ENTERED"),
+            ("loopers.enter_exit", 0x06, "BC_EXIT_LOOPER: ENTERED|EXITED")):
+        ctx.check(f"{name.split('.', 1)[1]}: looper bits", states.get(name), want, f"{ref} ({why})")
+    errs = {r["name"]: errno_name(r) for r in out.events("result") if r.get("name", "").startswith("loopers.")}
+    ctx.check("the looper commands are all consumed (no ioctl error)",
+              sorted(k for k, v in errs.items() if v != "0"), [], "binder_thread_write")
+
+
+def _poll(out, name: str) -> dict:
+    return result(out, name)
+
+
+@case("loopers.poll_epoll")
+def poll_epoll(ctx: CaseContext) -> None:
+    """poll and epoll report process work (to any thread of the process, looper or not) and a
+    thread's own work: POLLIN after a oneway write with read_size 0 (BR_TRANSACTION_COMPLETE),
+    none after a sync write (its TRANSACTION_COMPLETE is deferred) until the reply comes; a
+    blocking poll is woken by the work; a fresh thread's first poll says POLLIN."""
+    out = ctx.run_probe("poll_work")
+    probe_completed(ctx, out)
+    pin = {r["name"]: r.get("pollin") for r in out.events("result") if "pollin" in r}
+    ctx.evidence["pollin"] = pin
+    ctx.evidence["brs"] = {r["name"]: r.get("br") for r in out.events("result") if "br" in r}
+    has = "binder_poll -> binder_has_work_ilocked"
+    for name, want, ref in (
+            ("poll.idle", False, has),
+            ("poll.sender_after_oneway_write", True,
+             f"{has} (oneway: binder_enqueue_thread_work sets process_todo)"),
+            ("poll.sender_after_read", False, has),
+            ("poll.proc_work_not_looper", True,
+             f"{has} (binder_available_for_proc_work_ilocked has no looper check on 6.1)"),
+            ("poll.proc_work_looper", True, has),
+            ("poll.after_read", False, has),
+            ("poll.fresh_thread", True, "binder_get_thread_ilocked (looper_need_return = true) -> binder_has_work_ilocked"),
+            ("poll.wakeup", True, "binder_proc_transaction -> binder_wakeup_poll_threads_ilocked"),
+            ("poll.sender_after_sync_write", False,
+             f"{has} (sync: binder_enqueue_deferred_thread_work_ilocked leaves process_todo false)"),
+            ("poll.sender_reply", True, f"{has} (BR_REPLY queued on the thread)")):
+        ctx.check(f"{name.split('.', 1)[1]}: POLLIN", pin.get(name, "missing"), want, ref)
+    ctx.check("looper bits of a non-looper thread that polled", _poll(out, "poll.proc_work_not_looper").get("looper"),
+              0x20, "binder_poll (BINDER_LOOPER_STATE_POLL)")
+    ctx.check("looper bits after BC_ENTER_LOOPER", _poll(out, "poll.proc_work_looper").get("looper"), 0x22,
+              "binder_thread_write + binder_poll")
+    wake = _poll(out, "poll.wakeup")
+    ctx.evidence["wakeup_ms"] = wake.get("elapsed_ms")
+    ctx.check_that("blocking poll woken when the oneway arrives (sent after 150 ms; limit 3000 ms)",
+                   100 <= (wake.get("elapsed_ms") or 0) < 3000, wake.get("elapsed_ms"), "in [100, 3000) ms",
+                   "binder_wakeup_poll_threads_ilocked")
+    for name, want in (("poll.epoll_proc_work", 1), ("poll.epoll_after_read", 0), ("poll.epoll_wakeup", 1)):
+        ctx.check(f"{name.split('.', 1)[1]}: ready events", result(out, name).get("events"), want,
+                  "binder_poll (via ep_item_poll)")
+    brs = {r["name"]: r.get("br") for r in out.events("result") if "br" in r}
+    for name, want in (("poll.sender_read_after_oneway", ["BR_TRANSACTION_COMPLETE"]),
+                       ("poll.read_proc_work", ["BR_TRANSACTION"]),
+                       ("poll.read_wakeup", ["BR_TRANSACTION"]),
+                       ("poll.sender_read_after_late_oneway", ["BR_TRANSACTION_COMPLETE"]),
+                       ("poll.read_sync", ["BR_TRANSACTION"]),
+                       ("poll.read_after_reply", ["BR_TRANSACTION_COMPLETE"]),
+                       ("poll.sender_read_reply", ["BR_TRANSACTION_COMPLETE", "BR_REPLY"])):
+        ctx.check(f"{name.split('.', 1)[1]}: returns", brs.get(name), want, "binder_thread_read")

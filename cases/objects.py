@@ -1,0 +1,296 @@
+"""objects: what binder_transaction does to the objects inside a transaction, and
+how it validates the offsets array that points at them.
+
+Kernel references (drivers/android/binder.c, Linux 6.1): binder_transaction's
+object loop; binder_translate_binder, binder_translate_handle,
+binder_get_ref_for_node_olocked (handle numbers), binder_translate_fd,
+binder_apply_fd_fixups (deferred fd install, O_CLOEXEC), binder_translate_fd_array,
+binder_fixup_parent, binder_defer_copy / binder_do_deferred_txn_copies
+(scatter-gather), binder_get_object and binder_validate_ptr (validation),
+binder_transaction_buffer_release (what BC_FREE_BUFFER closes).
+"""
+from __future__ import annotations
+
+from cases._expect import TXN_FAILED, call_outcome, note_dmesg, probe_completed, result
+from harness.cases import CaseContext, case
+from harness.trace import COPY_TO_BUFFER, COPY_USER_TO_BUFFER, binder_transactions
+
+FLAT_BINDER_OBJECT = 24  # sizeof(struct flat_binder_object)
+BUFFER_OBJECT = 40  # sizeof(struct binder_buffer_object)
+PTR_STRONG, COOKIE_STRONG = 0x5A0000A1, 0xC0000A1  # scen_objects.c
+PTR_WEAK, COOKIE_WEAK = 0x5A0000B2, 0xC0000B2
+
+
+def align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def _objects(record: dict, key: str = "objects") -> list[dict]:
+    return record.get(key) or []
+
+
+@case("objects.binder_to_handle")
+def binder_to_handle(ctx: CaseContext) -> None:
+    """BINDER and WEAK_BINDER arrive as HANDLE 1 and WEAK_HANDLE 2; sent back to their owner, they
+    arrive as its own binders with its ptr and cookie."""
+    out = ctx.run_probe("objects", kind="binder")
+    probe_completed(ctx, out)
+    rx = out.one("rx", role="server") or {}
+    got = [(o.get("type"), o.get("handle"), o.get("binder"), o.get("cookie")) for o in _objects(rx)]
+    ctx.evidence["receiver_objects"] = _objects(rx)
+    ctx.check("objects as the receiver sees them (type, handle, binder, cookie)", got,
+              [("BINDER_TYPE_HANDLE", 1, 1, 0), ("BINDER_TYPE_WEAK_HANDLE", 2, 2, 0)],
+              "binder_translate_binder (type -> HANDLE/WEAK_HANDLE, binder = 0, handle = desc, cookie = 0); "
+              "binder_get_ref_for_node_olocked (first desc of a non-context-manager node is 1)")
+    ctx.check("offsets the receiver sees", [o.get("off") for o in _objects(rx)], [0, FLAT_BINDER_OBJECT],
+              "binder_transaction (offsets array copied as is)")
+    echo = result(out, "objects.binder_echo")
+    ctx.check("call outcome", call_outcome(echo), "ok", "binder_transaction")
+    back = [(o.get("type"), o.get("binder"), o.get("cookie")) for o in _objects(echo, "reply_objects")]
+    ctx.evidence["owner_objects"] = _objects(echo, "reply_objects")
+    ctx.check("the handles sent back to their owner (type, binder, cookie)", back,
+              [("BINDER_TYPE_BINDER", PTR_STRONG, COOKIE_STRONG), ("BINDER_TYPE_WEAK_BINDER", PTR_WEAK, COOKIE_WEAK)],
+              "binder_translate_handle (node->proc == target_proc: node->ptr, node->cookie)")
+    extra = [(e.get("br"), e.get("ptr"), e.get("cookie")) for e in echo.get("extra") or []]
+    ctx.evidence["owner_node_returns"] = extra
+    ctx.check("reference returns to the owner for its two new nodes", extra,
+              [("BR_INCREFS", PTR_STRONG, COOKIE_STRONG), ("BR_ACQUIRE", PTR_STRONG, COOKIE_STRONG),
+               ("BR_INCREFS", PTR_WEAK, COOKIE_WEAK)],
+              "binder_new_node + binder_inc_ref_for_node (node work on the sender's todo) -> binder_thread_read")
+
+
+FD_DMESG = (r"got transaction with out-of-order buffer fixup", r"got transaction with fd, \d+, but target does not allow fds", r"got transaction with invalid fd, \d+",
+            r"translate fd failed", TXN_FAILED)
+
+
+def _fds(out, where: str) -> list[dict]:
+    return [f for f in out.events("fd") if f.get("where") == where]
+
+
+@case("objects.fd", expected_dmesg=FD_DMESG)
+def fd(ctx: CaseContext) -> None:
+    """A BINDER_TYPE_FD arrives as a new O_CLOEXEC fd to the same open file, the sender's fd
+    untouched; BC_FREE_BUFFER leaves it open; a bad fd gets -EBADF, a node without
+    FLAT_BINDER_FLAG_ACCEPTS_FDS -EPERM."""
+    out = ctx.run_probe("objects", kind="fd", accept_fds=1)
+    probe_completed(ctx, out)
+    sent = (_fds(out, "client_before") or [{}])[0]
+    after = (_fds(out, "client_after") or [{}])[0]
+    recv = (_fds(out, "server") or [{}])[0]
+    ctx.evidence["fds"] = {"sender_before": sent, "receiver": recv, "sender_after": after}
+    ctx.check("call with an fd object", call_outcome(result(out, "objects.fd_call")), "ok", "binder_transaction")
+    rx = out.one("rx", role="server") or {}
+    objs = _objects(rx)
+    ctx.check("object type as received", [o.get("type") for o in objs], ["BINDER_TYPE_FD"], "binder_transaction")
+    ctx.check("receiver's fd is open and refers to the sender's file (dev, ino)",
+              (recv.get("open"), recv.get("dev"), recv.get("ino")), (True, sent.get("dev"), sent.get("ino")),
+              "binder_translate_fd (fget) -> binder_apply_fd_fixups (fd_install)")
+    ctx.check("receiver's fd is close-on-exec", recv.get("cloexec"), True,
+              "binder_apply_fd_fixups (get_unused_fd_flags(O_CLOEXEC))")
+    ctx.check("receiver reads what the sender wrote into the pipe", recv.get("content"), "through binder",
+              "binder_translate_fd (the same struct file)")
+    ctx.check("the fd is still open after BC_FREE_BUFFER",
+              [f.get("open") for f in out.events("fd_after_free")], [True],
+              "binder_transaction_buffer_release (BINDER_TYPE_FD: user space closes delivered fds)")
+    ctx.check("sender's fd afterwards: open, same file, still reads",
+              (after.get("open"), after.get("fd"), after.get("ino"), after.get("content")),
+              (True, sent.get("fd"), sent.get("ino"), "still mine"), "binder_translate_fd (fget takes a reference)")
+    ctx.check("an fd number that is not open", call_outcome(result(out, "objects.fd_invalid")),
+              "BR_FAILED_REPLY -9", "binder_translate_fd (fget fails -> -EBADF)")
+
+    refused = ctx.run_probe("objects", kind="fd", accept_fds=0)
+    probe_completed(ctx, refused)
+    ctx.check("an fd to a node without FLAT_BINDER_FLAG_ACCEPTS_FDS",
+              call_outcome(result(refused, "objects.fd_call")), "BR_FAILED_REPLY -1",
+              "binder_translate_fd (!target_node->accept_fds -> -EPERM)")
+    kept = (_fds(refused, "client_after") or [{}])[0]
+    ctx.check("refused: the sender's fd still open and readable", (kept.get("open"), kept.get("content")),
+              (True, "through binderstill mine"), "binder_translate_fd (err_fd_not_accepted: no fget)")
+    ctx.check("refused: nothing delivered", len(refused.events("rx")), 0, "binder_transaction (err_translate_failed)")
+    note_dmesg(ctx, "but target does not allow fds")
+
+
+@case("objects.fd_array", expected_dmesg=FD_DMESG)
+def fd_array(ctx: CaseContext) -> None:
+    """A BINDER_TYPE_FDA of 2 fds inside its PTR parent arrives as 2 new fds to the same files,
+    written into the receiver's copy of the parent; BC_FREE_BUFFER closes them."""
+    out = ctx.run_probe("objects", kind="fda")
+    probe_completed(ctx, out)
+    ctx.check("PTR parent at data offset 0", call_outcome(result(out, "objects.fda_parent_at_0")),
+              "BR_FAILED_REPLY -22", "binder_validate_fixup (last_obj_offset 0 means 'nothing to fix up in')")
+    ctx.check("BC_TRANSACTION_SG with PTR (at offset 8) + FDA", call_outcome(result(out, "objects.fda_call")), "ok",
+              "binder_transaction")
+    rx = out.one("rx", role="server") or {}
+    objs = _objects(rx)
+    ctx.evidence["receiver_objects"] = objs
+    ctx.check("object types as received", [o.get("type") for o in objs], ["BINDER_TYPE_PTR", "BINDER_TYPE_FDA"],
+              "binder_transaction")
+    data_size, offsets_size = rx.get("data_size", 0), rx.get("offsets_size", 0)
+    ctx.check("parent buffer placed after data and offsets (offset in the transaction buffer)",
+              objs[0].get("buf_off") if objs else None, align8(data_size) + align8(offsets_size),
+              "binder_transaction (sg_buf_offset = ALIGN(off_end_offset)); bp->buffer = user_data + sg_buf_offset")
+    ctx.check("FDA object as received (num_fds, parent, parent_offset)",
+              (objs[1].get("num_fds"), objs[1].get("parent"), objs[1].get("parent_offset")) if len(objs) > 1 else None,
+              (2, 0, 0), "binder_translate_fd_array (the FDA object itself is copied unchanged)")
+    sent = _fds(out, "client_before")
+    recv = _fds(out, "server")
+    ctx.evidence["fds"] = {"sender": sent, "receiver": recv}
+    ctx.check("receiver's fds refer to the sender's files, in order (ino)", [f.get("ino") for f in recv],
+              [f.get("ino") for f in sent], "binder_translate_fd_array -> binder_translate_fd (per fd)")
+    ctx.check("receiver's fds are open, close-on-exec, and new numbers",
+              [(f.get("open"), f.get("cloexec")) for f in recv], [(True, True)] * 2,
+              "binder_apply_fd_fixups (get_unused_fd_flags(O_CLOEXEC))")
+    ctx.check("receiver reads each pipe's content", [f.get("content") for f in recv], ["first", "second"],
+              "binder_translate_fd (the same struct file)")
+    ctx.check("fds in the parent buffer are closed by BC_FREE_BUFFER",
+              [f.get("open") for f in out.events("fd_after_free")], [False, False],
+              "binder_transaction_buffer_release (BINDER_TYPE_FDA: binder_deferred_fd_close)")
+    parent = out.one("sender_parent_after") or {}
+    ctx.check("sender's parent buffer untouched (its own fd numbers)", (parent.get("fd0"), parent.get("fd1")),
+              tuple(f.get("fd") for f in sent) if len(sent) == 2 else None, "binder_translate_fd_array")
+    after = _fds(out, "client_after")
+    ctx.check("sender's fds still open and readable", [(f.get("open"), f.get("content")) for f in after],
+              [(True, "")] * 2, "binder_translate_fd (fget takes a reference)")
+
+
+SG_PROBES = (COPY_USER_TO_BUFFER, COPY_TO_BUFFER)
+
+
+@case("objects.scatter_gather", kprobes=SG_PROBES)
+def scatter_gather(ctx: CaseContext) -> None:
+    """Two PTR buffers (64 and 100 bytes, the second fixed up at offset 16 of the first) land in
+    the receiver's buffer after data and offsets; every byte is written once: user bytes by
+    binder_alloc_copy_user_to_buffer, the 2 objects and the 8-byte fixup by binder_alloc_copy_to_buffer."""
+    out = ctx.run_probe("objects", kind="sg")
+    trace = ctx.stop_trace()
+    probe_completed(ctx, out)
+    ctx.check("BC_TRANSACTION_SG with two PTR objects", call_outcome(result(out, "objects.sg_call")), "ok",
+              "binder_transaction")
+    sent = out.one("sg_sent") or {}
+    rx = out.one("rx", role="server") or {}
+    objs = _objects(rx)
+    ds, os_, a_len, b_len, fix = (sent.get(k, 0) for k in ("data_size", "offsets_size", "a_len", "b_len", "fixup_off"))
+    sg0 = align8(ds) + align8(os_)
+    ctx.evidence["receiver_objects"] = objs
+    ctx.check("PTR buffers as received (buf_off, length)", [(o.get("buf_off"), o.get("length")) for o in objs],
+              [(sg0, a_len), (sg0 + align8(a_len), b_len)],
+              "binder_transaction (bp->buffer = user_data + sg_buf_offset; sg_buf_offset += ALIGN(length, 8))")
+    ptr_rx = {p.get("index"): p for p in out.events("ptr_rx")}
+    a_words = (ptr_rx.get(0) or {}).get("words") or []
+    b_addr = objs[1].get("buffer") if len(objs) > 1 else None
+    ctx.check("parent fixup: word at offset 16 of buffer A holds buffer B's receiver address",
+              a_words[fix // 8] if len(a_words) > fix // 8 else None, b_addr,
+              "binder_fixup_parent -> binder_add_fixup -> binder_do_deferred_txn_copies")
+    ctx.check("buffer contents intact outside the fixup (first bad byte per buffer)",
+              [(ptr_rx.get(i) or {}).get("first_bad") for i in (0, 1)], [-1, -1],
+              "binder_do_deferred_txn_copies (binder_alloc_copy_user_to_buffer)")
+
+    roles = out.one("roles") or {}
+    calls = [t for t in binder_transactions(trace) if t.pid == roles.get("client_pid") and not t.reply]
+    if ctx.check("transaction traced", len(calls), 1, "binder_transaction"):
+        t = calls[0]
+        objects_bytes = 2 * BUFFER_OBJECT
+        fixups = 8
+        user_expected = (ds - objects_bytes) + os_ + (a_len - fixups) + b_len
+        ctx.evidence["bytes"] = {"user_to_buffer": t.copied_bytes, "kernel_to_buffer": t.kernel_copied_bytes,
+                                 "data": ds, "offsets": os_, "sg_buffers": a_len + b_len,
+                                 "user_copies": [c.int("bytes") for c in t.copies],
+                                 "kernel_copies": [c.int("bytes") for c in t.kernel_copies]}
+        ctx.check("user->buffer bytes: data outside objects + offsets + sg buffers outside fixups",
+                  t.copied_bytes, user_expected,
+                  "binder_transaction + binder_do_deferred_txn_copies (binder_alloc_copy_user_to_buffer)")
+        ctx.check("kernel->buffer bytes: the 2 translated objects + 1 pointer fixup", t.kernel_copied_bytes,
+                  objects_bytes + fixups, "binder_transaction, binder_do_deferred_txn_copies (binder_alloc_copy_to_buffer)")
+        ctx.check("bytes written into the target buffer per byte sent (data + offsets + sg buffers)",
+                  round((t.copied_bytes + t.kernel_copied_bytes) / (ds + os_ + a_len + b_len), 3), 1.0,
+                  "binder_transaction")
+        ctx.check("all copies land in the receiver's buffer",
+                  sorted({f"{a:#x}" for a in t.copy_targets | {c.int('user_data') for c in t.kernel_copies}}),
+                  [f"{rx.get('buffer', 0):#x}"] if rx.get("buffer") else ["(no rx)"],
+                  "binder_alloc_copy_user_to_buffer / binder_alloc_copy_to_buffer")
+
+
+BAD_OFFSETS_DMESG = (r"got transaction with invalid offset \(\d+, min \d+ max \d+\) or object",
+                     r"got transaction with invalid data ptr", r"got transaction with invalid offsets size, \d+",
+                     r"got transaction with invalid parent offset or type", TXN_FAILED)
+
+# name: (outcome, the -errno binder_transaction sets, where)
+BAD_OFFSETS = {
+    "offsets.unaligned": ("BR_FAILED_REPLY -22", "binder_get_object (!IS_ALIGNED(offset, sizeof(u32)))"),
+    "offsets.at_data_end": ("BR_FAILED_REPLY -22", "binder_get_object (read_size < sizeof(hdr))"),
+    "offsets.past_data_size": ("BR_FAILED_REPLY -14",
+                               "binder_transaction (object_offset > tr->data_size: 'invalid data ptr', -EFAULT)"),
+    "offsets.overlapping": ("BR_FAILED_REPLY -14",
+                            "binder_transaction (user_offset > object_offset: 'invalid data ptr', -EFAULT)"),
+    "offsets.same_twice": ("BR_FAILED_REPLY -14",
+                           "binder_transaction (user_offset > object_offset: 'invalid data ptr', -EFAULT)"),
+    "offsets.size_not_multiple": ("BR_FAILED_REPLY -22",
+                                  "binder_transaction (!IS_ALIGNED(offsets_size, sizeof(binder_size_t)))"),
+    "offsets.object_past_end": ("BR_FAILED_REPLY -22", "binder_get_object (data_size < object_size)"),
+    "offsets.unknown_type": ("BR_FAILED_REPLY -22", "binder_get_object (unknown hdr->type -> 0)"),
+    "offsets.fda_without_parent": ("BR_FAILED_REPLY -22", "binder_validate_ptr (index >= num_valid -> NULL)"),
+    "offsets.control_valid": ("ok", "binder_transaction"),
+}
+
+
+@case("objects.bad_offsets", expected_dmesg=BAD_OFFSETS_DMESG)
+def bad_offsets(ctx: CaseContext) -> None:
+    """Malformed offsets arrays get BR_FAILED_REPLY with the exact -errno in the extended error:
+    unaligned, at or past data_size, overlapping, offsets_size % 8, object past the end,
+    unknown type, FDA without a PTR parent."""
+    out = ctx.run_probe("objects", kind="bad_offsets")
+    probe_completed(ctx, out)
+    measured = {}
+    for name, (want, ref) in BAD_OFFSETS.items():
+        r = result(out, name)
+        measured[name] = call_outcome(r)
+        ctx.check(name.split(".", 1)[1], measured[name], want, ref)
+        if want != "ok":
+            ee = r.get("ext_err") or {}
+            ctx.check(f"{name.split('.', 1)[1]}: extended error command and id",
+                      (ee.get("command_name"), bool(ee.get("id"))), ("BR_FAILED_REPLY", True),
+                      "binder_transaction -> binder_set_extended_error(t_debug_id, return_error, param)")
+    ctx.evidence["outcomes"] = measured
+    ctx.check("no failed transaction reached the receiver", len(out.events("rx")), 1,
+              "binder_transaction (err_bad_offset: the buffer is freed before queuing)")
+    note_dmesg(ctx, "got transaction with invalid offset (2, min 0 max 64) or object.")
+    note_dmesg(ctx, "got transaction with invalid offsets size, 4")
+
+
+UPDATE_CODE = 0x55504454  # scen_objects.c
+
+
+@case("objects.update_txn_fds")
+def update_txn_fds(ctx: CaseContext) -> None:
+    """TF_UPDATE_TXN to a frozen (and stopped) process: of three pending oneways, the third
+    supersedes the second in the node's async queue; the second's fd is dropped (its pipe has no
+    reader once the sender closes its own fd), the sender's fd is not closed, and after unfreezing
+    the receiver gets the first and the third, with the third's fd."""
+    out = ctx.run_probe("objects", kind="update_txn")
+    probe_completed(ctx, out)
+    for name in ("update.freeze", "update.sigstop", "update.unfreeze"):
+        ctx.check(name, result(out, name).get("errno_name") or "0", "0", "binder_ioctl_freeze / kill")
+    for name in ("update.first", "update.second", "update.third"):
+        ctx.check(f"{name.split('.')[1]} oneway (TF_ONE_WAY | TF_UPDATE_TXN)", call_outcome(result(out, name)), "ok",
+                  "binder_proc_transaction (oneway to a frozen process is queued)")
+    info = result(out, "update.frozen_info")
+    ctx.check("BINDER_GET_FROZEN_INFO (sync_recv, async_recv) while frozen",
+              (info.get("sync_recv"), info.get("async_recv")), (2, 1),
+              "binder_ioctl_get_freezer_info (sync_recv = proc->sync_recv 0 | txns pending << 1; async_recv 1)")
+    p_after = (_fds(out, "client_p_after") or [{}])[0]
+    ctx.check("the sender's fd of the superseded call is still open", p_after.get("open"), True,
+              "binder_release_entire_buffer / binder_free_txn_fixups (fput of the sender's file, no close)")
+    write = result(out, "update.write_after_close")
+    ctx.check("write into that pipe after the sender closes its fd", write.get("errno_name") or write.get("ret"),
+              "EPIPE", "binder_proc_transaction (t_outdated: binder_free_txn_fixups -> fput)")
+    rxs = out.events("rx", role="server")
+    got = [(r.get("code"), r.get("head"), [o.get("type") for o in _objects(r)]) for r in rxs]
+    ctx.evidence["delivered"] = got
+    ctx.check("delivered after unfreezing (code, head, objects)", got,
+              [(UPDATE_CODE, 1, []), (UPDATE_CODE, 3, ["BINDER_TYPE_FD"])],
+              "binder_find_outdated_transaction_ilocked (same code, flags, sender, node) -> superseded")
+    recv = _fds(out, "server")
+    q = (_fds(out, "client_q") or [{}])[0]
+    ctx.check("the delivered fd is the third call's file (ino, content)",
+              [(f.get("ino"), f.get("content")) for f in recv], [(q.get("ino"), "delivered")],
+              "binder_translate_fd -> binder_apply_fd_fixups")

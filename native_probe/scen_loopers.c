@@ -1,0 +1,408 @@
+/* binder-probe: looper threads and wakeups.
+ *
+ *   loopers max_threads=N calls=4   BR_SPAWN_LOOPER against BINDER_SET_MAX_THREADS(N); looper states
+ *   poll_work                       poll/epoll on process work and on the thread's own work
+ *
+ * Threads are pthreads sharing the process's binder fd: each is its own
+ * binder_thread (binder_get_thread keys them by task pid).
+ */
+#include "probe.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static pid_t my_tid(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+/* The looper bits debugfs shows for thread `tid` of process `pid`: the
+ * "thread TID: l XX" line of binder/proc/PID; -1 when not found. */
+static long looper_state(pid_t pid, pid_t tid)
+{
+	char path[96], line[256];
+	long v = -1;
+	FILE *f;
+	snprintf(path, sizeof(path), "/sys/kernel/debug/binder/proc/%d", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		int t;
+		unsigned l;
+		if (sscanf(line, " thread %d: l %x", &t, &l) == 2 && t == tid) {
+			v = (long)l;
+			break;
+		}
+	}
+	fclose(f);
+	return v;
+}
+
+/* ------------------------------------------------------------- loopers */
+
+struct looper_job {
+	Bd *b;
+	const char *name;
+	uint32_t cmds[2];
+	int ncmds;
+	int thread_exit;       /* BINDER_THREAD_EXIT before returning */
+	long state;            /* looper bits after the commands */
+	int err;
+};
+
+static void *looper_thread(void *arg)
+{
+	struct looper_job *jb = arg;
+	jb->err = 0;
+	for (int i = 0; i < jb->ncmds && !jb->err; i++)
+		jb->err = -bd_cmd0(jb->b, jb->cmds[i]);
+	jb->state = looper_state(getpid(), my_tid());
+	if (jb->thread_exit) {
+		int32_t zero = 0;
+		ioctl(jb->b->fd, BINDER_THREAD_EXIT, &zero);
+	}
+	return NULL;
+}
+
+static void run_looper_job(struct looper_job *jb)
+{
+	pthread_t t;
+	if (pthread_create(&t, NULL, looper_thread, jb) || pthread_join(t, NULL))
+		child_fail("pthread failed");
+}
+
+static void print_job(const struct looper_job *jb)
+{
+	J j;
+	jresult(&j, jb->name, jb->err);
+	ji64(&j, "looper", jb->state);
+	jend(&j);
+}
+
+static uint64_t g_spawns, g_spawn_registered;
+
+/* Each BR_SPAWN_LOOPER: start a thread that does BC_REGISTER_LOOPER and leaves
+ * (BINDER_THREAD_EXIT), and wait for it, so the next read sees requested_threads 0. */
+static void loopers_on_br(Pair *p, Bd *b, const Br *br)
+{
+	struct looper_job jb = {b, "loopers.spawned", {BC_REGISTER_LOOPER, 0}, 1, 1, -1, 0};
+	(void)p;
+	if (br->cmd != BR_SPAWN_LOOPER)
+		return;
+	g_spawns++;
+	run_looper_job(&jb);
+	if (!jb.err && jb.state == 0x01)
+		g_spawn_registered++;
+	else if (g_spawns <= 3)
+		print_job(&jb);
+}
+
+static uint32_t g_max_threads;
+
+static void loopers_setup(Pair *p, Bd *b)
+{
+	uint32_t v = g_max_threads;
+	J j;
+	(void)p;
+	jresult(&j, "loopers.set_max_threads", ioctl(b->fd, BINDER_SET_MAX_THREADS, &v) ? errno : 0);
+	ju64(&j, "value", g_max_threads);
+	jend(&j);
+	/* The server's main thread has done BC_ENTER_LOOPER (run_pair). */
+	jresult(&j, "loopers.main", 0);
+	ji64(&j, "looper", looper_state(getpid(), my_tid()));
+	jend(&j);
+	{
+		struct looper_job jobs[] = {
+			{b, "loopers.register_without_request", {BC_REGISTER_LOOPER, 0}, 1, 1, -1, 0},
+			{b, "loopers.enter_then_register", {BC_ENTER_LOOPER, BC_REGISTER_LOOPER}, 2, 1, -1, 0},
+			{b, "loopers.enter", {BC_ENTER_LOOPER, 0}, 1, 1, -1, 0},
+			{b, "loopers.enter_exit", {BC_ENTER_LOOPER, BC_EXIT_LOOPER}, 2, 1, -1, 0},
+		};
+		for (size_t i = 0; i < sizeof(jobs) / sizeof(jobs[0]); i++) {
+			run_looper_job(&jobs[i]);
+			print_job(&jobs[i]);
+		}
+	}
+}
+
+static void loopers_post(Pair *p, Bd *b)
+{
+	J j;
+	(void)p;
+	jbegin(&j, "spawn_summary");
+	ju64(&j, "max_threads", g_max_threads);
+	ju64(&j, "spawn_loopers", g_spawns);
+	ju64(&j, "spawned_registered", g_spawn_registered);
+	ju64(&j, "reads_with_data", b->reads);
+	ju64(&j, "reads_not_starting_with_noop", b->reads_without_noop);
+	jend(&j);
+}
+
+static uint64_t g_calls;
+
+static int loopers_client(Pair *p, Bd *b)
+{
+	(void)p;
+	for (uint64_t i = 0; i < g_calls; i++) {
+		CallRes r;
+		bd_call(b, 0, (uint32_t)i + 1, 0, 0, 0, 0, 0, &r, 5000);
+		if (strcmp(r.status, "ok")) {
+			snprintf(p->err, sizeof(p->err), "call %llu: %s", (unsigned long long)i, r.status);
+			return -1;
+		}
+		if (r.have_reply)
+			bd_free(b, r.reply.data.ptr.buffer);
+	}
+	return 0;
+}
+
+void scen_loopers(void)
+{
+	Pair p;
+	g_max_threads = (uint32_t)arg_u64("max_threads", 0);
+	g_calls = arg_u64("calls", 4);
+	args_finish();
+	memset(&p, 0, sizeof(p));
+	p.server_map = p.client_map = 1048576;
+	p.server_free = 1;
+	p.ctl_fd = -1;
+	p.server_quiet = 1;
+	p.server_setup = loopers_setup;
+	p.server_post = loopers_post;
+	p.on_br = loopers_on_br;
+	p.client = loopers_client;
+	run_pair(&p);
+}
+
+/* ----------------------------------------------------------- poll_work */
+
+static int poll_now(int fd, int timeout_ms, uint64_t *elapsed_ms)
+{
+	struct pollfd pf = {fd, POLLIN, 0};
+	uint64_t t0 = now_ms();
+	int r = poll(&pf, 1, timeout_ms);
+	if (elapsed_ms)
+		*elapsed_ms = now_ms() - t0;
+	return r > 0 ? (int)pf.revents : r;
+}
+
+static void print_poll(const char *name, int revents, uint64_t elapsed, long looper)
+{
+	J j;
+	jresult(&j, name, revents < 0 ? errno : 0);
+	jbool(&j, "pollin", revents > 0 && (revents & POLLIN));
+	ji64(&j, "revents", revents < 0 ? -1 : revents);
+	ju64(&j, "elapsed_ms", elapsed);
+	ji64(&j, "looper", looper);
+	jend(&j);
+}
+
+/* Read everything queued right now (nonblocking) and list the BRs. */
+static void print_drain(Bd *b, const char *name, binder_uintptr_t *last_buf)
+{
+	uint32_t brs[CALL_MAX_BR];
+	int n = 0;
+	Br br;
+	J j;
+	while (bd_next(b, &br, 50) > 0) {
+		if (n < CALL_MAX_BR)
+			brs[n++] = br.cmd;
+		if ((br.cmd == BR_TRANSACTION || br.cmd == BR_REPLY) && last_buf)
+			*last_buf = br.u.tr.data.ptr.buffer;
+	}
+	jresult(&j, name, 0);
+	jbrs(&j, "br", brs, n);
+	jend(&j);
+}
+
+struct fresh_poll {
+	int fd;
+	int revents;
+	long state;
+};
+
+static void *fresh_thread(void *arg)
+{
+	struct fresh_poll *fp = arg;
+	fp->revents = poll_now(fp->fd, 0, NULL);
+	fp->state = looper_state(getpid(), my_tid());
+	return NULL;
+}
+
+static void say(int fd, char c)
+{
+	if (write(fd, &c, 1) != 1)
+		_exit(3);
+}
+
+static char hear(int fd)
+{
+	char c = 0;
+	if (read(fd, &c, 1) != 1)
+		return 0;
+	return c;
+}
+
+/* The sender: waits for a letter, does that step, answers '.'. */
+static void poll_sender(int in, int out)
+{
+	Bd b;
+	char c;
+	if (bd_open(&b, O_NONBLOCK) < 0 || bd_mmap(&b, 1048576) < 0)
+		child_fail("sender open/mmap failed");
+	while ((c = hear(in)) != 0) {
+		uint8_t payload[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+		if (c == 'o' || c == 's') {
+			/* write only (read_size 0), then poll our own fd, then read */
+			int rc = bd_send(&b, BC_TRANSACTION, 0, 7, c == 'o' ? TF_ONE_WAY : 0,
+					 (uintptr_t)payload, sizeof(payload), 0, 0);
+			int rev = poll_now(b.fd, 0, NULL);
+			J j;
+			jresult(&j, c == 'o' ? "poll.sender_after_oneway_write" : "poll.sender_after_sync_write",
+				rc < 0 ? -rc : 0);
+			jbool(&j, "pollin", rev > 0 && (rev & POLLIN));
+			jend(&j);
+			if (c == 'o') {
+				print_drain(&b, "poll.sender_read_after_oneway", NULL);
+				rev = poll_now(b.fd, 0, NULL);
+				jresult(&j, "poll.sender_after_read", 0);
+				jbool(&j, "pollin", rev > 0 && (rev & POLLIN));
+				jend(&j);
+			}
+		} else if (c == 'l') {
+			sleep_ms(150);
+			bd_send(&b, BC_TRANSACTION, 0, 8, TF_ONE_WAY, (uintptr_t)payload,
+				sizeof(payload), 0, 0);
+			print_drain(&b, "poll.sender_read_after_late_oneway", NULL);
+		} else if (c == 'r') {
+			/* the sync call's reply: poll shows it, then read it */
+			binder_uintptr_t buf = 0;
+			uint64_t el;
+			int rev = poll_now(b.fd, 3000, &el);
+			print_poll("poll.sender_reply", rev, el, -1);
+			print_drain(&b, "poll.sender_read_reply", &buf);
+			if (buf)
+				bd_free(&b, buf);
+		}
+		say(out, '.');
+	}
+	bd_close(&b);
+	_exit(0);
+}
+
+void scen_poll_work(void)
+{
+	int to_s[2], from_s[2], ep;
+	Bd b;
+	pid_t pid;
+	uint64_t el;
+	binder_uintptr_t buf = 0;
+	struct binder_version v;
+	struct epoll_event ev, got[2];
+	int st;
+	args_finish();
+	if (pipe2(to_s, O_CLOEXEC) || pipe2(from_s, O_CLOEXEC))
+		finish(0, "pipe failed");
+	pid = fork_child();
+	if (pid == 0) {
+		close(to_s[1]);
+		close(from_s[0]);
+		poll_sender(to_s[0], from_s[1]);
+	}
+	close(to_s[0]);
+	close(from_s[1]);
+	if (bd_open(&b, O_NONBLOCK) < 0 || bd_mmap(&b, 1048576) < 0 || bd_set_context_mgr(&b, 3000) < 0) {
+		kill(pid, SIGKILL);
+		finish(0, "receiver setup failed");
+	}
+	ioctl(b.fd, BINDER_VERSION, &v);  /* any ioctl clears looper_need_return */
+
+	print_poll("poll.idle", poll_now(b.fd, 0, NULL), 0, looper_state(getpid(), my_tid()));
+	/* the sender's own work */
+	say(to_s[1], 'o');
+	hear(from_s[0]);
+	/* process work while this thread is not a looper */
+	print_poll("poll.proc_work_not_looper", poll_now(b.fd, 0, NULL), 0,
+		   looper_state(getpid(), my_tid()));
+	bd_cmd0(&b, BC_ENTER_LOOPER);
+	print_poll("poll.proc_work_looper", poll_now(b.fd, 0, NULL), 0,
+		   looper_state(getpid(), my_tid()));
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	ev.data.u32 = 7;
+	{
+		J j;
+		int r = epoll_ctl(ep, EPOLL_CTL_ADD, b.fd, &ev);
+		jresult(&j, "poll.epoll_ctl_add", r ? errno : 0);
+		jend(&j);
+		r = epoll_wait(ep, got, 2, 0);
+		jresult(&j, "poll.epoll_proc_work", r < 0 ? errno : 0);
+		ji64(&j, "events", r);
+		jbool(&j, "epollin", r == 1 && (got[0].events & EPOLLIN));
+		jend(&j);
+	}
+	print_drain(&b, "poll.read_proc_work", &buf);
+	if (buf)
+		bd_free(&b, buf);
+	print_poll("poll.after_read", poll_now(b.fd, 0, NULL), 0, -1);
+	{
+		J j;
+		int r = epoll_wait(ep, got, 2, 0);
+		jresult(&j, "poll.epoll_after_read", r < 0 ? errno : 0);
+		ji64(&j, "events", r);
+		jend(&j);
+	}
+	/* a thread whose first binder call is poll(): looper_need_return is still set */
+	{
+		struct fresh_poll fp = {b.fd, 0, -1};
+		pthread_t t;
+		if (pthread_create(&t, NULL, fresh_thread, &fp) == 0 && pthread_join(t, NULL) == 0)
+			print_poll("poll.fresh_thread", fp.revents, 0, fp.state);
+	}
+	/* a blocking poll is woken by a oneway that arrives 150 ms later */
+	say(to_s[1], 'l');
+	{
+		int rev = poll_now(b.fd, 3000, &el);
+		print_poll("poll.wakeup", rev, el, -1);
+	}
+	{
+		J j;
+		int r = epoll_wait(ep, got, 2, 0);
+		jresult(&j, "poll.epoll_wakeup", r < 0 ? errno : 0);
+		ji64(&j, "events", r);
+		jend(&j);
+	}
+	hear(from_s[0]);
+	buf = 0;
+	print_drain(&b, "poll.read_wakeup", &buf);
+	if (buf)
+		bd_free(&b, buf);
+	/* a sync write: its BR_TRANSACTION_COMPLETE is deferred, so no POLLIN for the sender */
+	say(to_s[1], 's');
+	hear(from_s[0]);
+	buf = 0;
+	print_drain(&b, "poll.read_sync", &buf);
+	if (buf)
+		bd_free(&b, buf);
+	bd_send(&b, BC_REPLY, 0, 7, 0, 0, 0, 0, 0);
+	print_drain(&b, "poll.read_after_reply", NULL);
+	say(to_s[1], 'r');
+	hear(from_s[0]);
+	close(to_s[1]);
+	waitpid(pid, &st, 0);
+	g_child = -1;
+	close(ep);
+	bd_close(&b);
+	finish(WIFEXITED(st) && WEXITSTATUS(st) == 0, "sender failed");
+}

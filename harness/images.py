@@ -19,7 +19,7 @@ from pathlib import Path
 from harness import debian, fetch
 from harness.cpio import CpioWriter
 from harness.errors import ConfigError
-from harness.kernel import (KernelIdentity, extract_vmlinux, has_pvh_note, identify_kernel, plan_modules,
+from harness.kernel import (KernelIdentity, extract_vmlinux, has_pvh_note, identify_kernel, plan_modules, unpack_modules,
                             read_modinfo)
 from harness.arches import GUEST_ARCHES
 from harness.recipes import (IMAGES_DIR, REPO_ROOT, DebianPackage, KernelSource, QemuSettings,  # noqa: F401
@@ -151,7 +151,14 @@ def ensure_kernel(recipe: Recipe, progress=print) -> KernelFiles:
     def build(tmp: Path) -> None:
         deb = fetch_deb(pkg, recipe.deb_arch, progress, recipe.mirrors)
         progress(f"extract {deb.name}")
-        files = debian.extract_deb(deb, tmp, lambda n: n.startswith(("boot/vmlinuz-", "lib/modules/")) and not n.endswith(".map"))
+        files = debian.extract_deb(deb, tmp, lambda n: n.startswith(("boot/vmlinuz-", "lib/modules/", "usr/lib/modules/"))
+                                   and not n.endswith(".map"))
+        if (tmp / "usr" / "lib" / "modules").is_dir():  # merged /usr (trixie on): one place in the cache
+            (tmp / "lib").mkdir(exist_ok=True)
+            (tmp / "usr" / "lib" / "modules").rename(tmp / "lib" / "modules")
+            shutil.rmtree(tmp / "usr")
+        if (tmp / "lib" / "modules").is_dir():
+            unpack_modules(tmp / "lib" / "modules")
         vmlinuz = next((f for f in files if f.name.startswith("vmlinuz-")), None)
         if vmlinuz is None:
             raise ConfigError(f"{deb.name}: no boot/vmlinuz-* inside; is {pkg.package} a kernel image package?")

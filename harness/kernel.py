@@ -5,13 +5,14 @@ module before boot, with a message naming both sides.
 """
 from __future__ import annotations
 
+import gzip
 import lzma
 import re
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import zstandard
 
@@ -67,6 +68,31 @@ def extract_vmlinux(bzimage: bytes) -> bytes:
     if not decomp.eof or not elf.startswith(b"\x7fELF"):
         raise ConfigError(f"bzImage {kind} stream is truncated; the kernel file is incomplete")
     return elf
+
+
+_MODULE_COMPRESSION: dict[str, Callable[[bytes], bytes]] = {
+    ".xz": lzma.decompress, ".gz": gzip.decompress,
+    ".zst": lambda data: zstandard.ZstdDecompressor().decompressobj().decompress(data),
+}
+
+
+def unpack_modules(moddir: Path) -> int:
+    """Decompress every .ko.xz, .ko.zst and .ko.gz under moddir into a plain .ko beside it
+    (Debian compresses its modules with xz from trixie's 6.12 on; busybox insmod and the
+    .modinfo reader want ELF). Returns how many were unpacked."""
+    count = 0
+    for path in list(moddir.rglob("*.ko.*")):
+        unpack = _MODULE_COMPRESSION.get(path.suffix)
+        if unpack is None:
+            continue
+        try:
+            data = unpack(path.read_bytes())
+        except (lzma.LZMAError, OSError, EOFError, zstandard.ZstdError) as exc:
+            raise ConfigError(f"{path}: cannot decompress module ({exc})") from None
+        path.with_suffix("").write_bytes(data)
+        path.unlink()
+        count += 1
+    return count
 
 
 def has_pvh_note(elf: bytes) -> bool:

@@ -19,6 +19,24 @@ def probe_completed(ctx: CaseContext, out: ProbeOutput) -> bool:
     return ctx.check_that("probe ran to completion", bool(done.get("ok")), measured, "done ok", "probe")
 
 
+# A oneway that binder_proc_transaction queued for a frozen process is accepted on every
+# version; what tells the sender so changed. Keyed by the first Linux (major, minor) with the
+# behaviour: (the BR that ends the call, the function and version it comes from).
+ONEWAY_TO_FROZEN_BR = {
+    (6, 1): ("BR_TRANSACTION_COMPLETE", "binder_transaction (6.1: tcomplete is BINDER_WORK_TRANSACTION_COMPLETE)"),
+    (6, 4): ("BR_TRANSACTION_PENDING_FROZEN", "binder_transaction (>= 6.4: BR_TRANSACTION_PENDING_FROZEN from "
+                                              "binder_proc_transaction makes tcomplete BINDER_WORK_TRANSACTION_PENDING)"),
+}
+
+
+def oneway_to_frozen(ctx: CaseContext, name: str, record: dict) -> None:
+    """A oneway to a frozen process: accepted, and ended by this kernel's BR for it."""
+    ctx.check(f"{name}: accepted", call_outcome(record), "ok", "binder_proc_transaction (async work queued while frozen)")
+    br, ref = ctx.by_kernel(ONEWAY_TO_FROZEN_BR)
+    ending = [b for b in record.get("br", []) if b in ("BR_TRANSACTION_COMPLETE", "BR_TRANSACTION_PENDING_FROZEN")]
+    ctx.check(f"{name}: the BR that ends it", ending, [br], ref)
+
+
 def call_outcome(record: dict | None) -> str:
     """'ok', or the error BR code with the extended error param, e.g. 'BR_FAILED_REPLY -28'."""
     if record is None:

@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import os
 import posixpath
+import re
 import shlex
 import sys
 import time
@@ -37,6 +38,12 @@ DMESG_FILE = ".dmesg-all.txt"  # the whole kernel log, saved on the target and p
 def begin_line(case_id: str) -> str:
     """The line the runner writes to /dev/kmsg as a case begins: its dmesg window opens there."""
     return f"binder-harness: begin {case_id}"
+
+
+def kernel_version(release: str) -> tuple[int, int]:
+    """(major, minor) of a `uname -r` string; (0, 0) when it does not start with N.N."""
+    m = re.match(r"(\d+)\.(\d+)", release)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
 class CaseSkipped(Exception):
@@ -296,6 +303,21 @@ class CaseContext:
         local.unlink(missing_ok=True)
         why = log.splitlines()[-1] if log else "no message"
         self.evidence["trace_dat"] = f"not available: trace-cmd extract exited {status or 'unknown'} ({why[:200]})"
+
+    # -- the kernel under test ---------------------------------------------------
+    @property
+    def kernel(self) -> tuple[int, int]:
+        """(major, minor) of the kernel under test, from its release (e.g. 6.12.117+deb13-amd64)."""
+        return kernel_version(self.target.info().kernel_release)
+
+    def by_kernel(self, table: dict[tuple[int, int], Any]) -> Any:
+        """The entry of a version table (a driver behaviour that changed) for the kernel under
+        test: the one keyed by the highest (major, minor) at or below its version."""
+        fits = [v for v in table if v <= self.kernel]
+        if not fits:
+            raise CaseSkipped(f"no expectation for Linux {'.'.join(map(str, self.kernel))}: the case knows "
+                              f"{', '.join('.'.join(map(str, v)) for v in sorted(table))} and later")
+        return table[max(fits)]
 
     # -- checks ----------------------------------------------------------------
     def check(self, name: str, measured: Any, expected: Any, ref: str) -> bool:

@@ -25,7 +25,7 @@ static const struct {
 	N(BR_ACQUIRE), N(BR_RELEASE), N(BR_DECREFS), N(BR_ATTEMPT_ACQUIRE), N(BR_NOOP),
 	N(BR_SPAWN_LOOPER), N(BR_FINISHED), N(BR_DEAD_BINDER),
 	N(BR_CLEAR_DEATH_NOTIFICATION_DONE), N(BR_FAILED_REPLY), N(BR_FROZEN_REPLY),
-	N(BR_ONEWAY_SPAM_SUSPECT),
+	N(BR_ONEWAY_SPAM_SUSPECT), {PROBE_BR_TRANSACTION_PENDING_FROZEN, "BR_TRANSACTION_PENDING_FROZEN"},
 }, bc_names[] = {
 	N(BC_TRANSACTION), N(BC_REPLY), N(BC_ACQUIRE_RESULT), N(BC_FREE_BUFFER),
 	N(BC_INCREFS), N(BC_ACQUIRE), N(BC_RELEASE), N(BC_DECREFS), N(BC_INCREFS_DONE),
@@ -420,6 +420,13 @@ static int call_common(Bd *b, uint32_t handle, uint32_t code, uint32_t flags,
 			continue;
 		case BR_ONEWAY_SPAM_SUSPECT:
 			r->spam_suspect = 1;
+			if (oneway) {
+				r->status = "ok";
+				goto out;
+			}
+			continue;
+		case PROBE_BR_TRANSACTION_PENDING_FROZEN:
+			/* accepted and queued until the target thaws: a oneway is done */
 			if (oneway) {
 				r->status = "ok";
 				goto out;

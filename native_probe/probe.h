@@ -41,6 +41,10 @@ _Static_assert(sizeof(struct binder_fd_array_object) == 32, "binder_fd_array_obj
 
 #ifndef PING_TRANSACTION
 #define PING_TRANSACTION B_PACK_CHARS('_', 'P', 'N', 'G')
+/* Returns newer than the system header (Debian bookworm's is 6.1): a oneway queued to a
+ * frozen process is answered with this instead of BR_TRANSACTION_COMPLETE since Linux 6.4
+ * ("binder: return pending info for frozen async txns", binder_transaction). */
+#define PROBE_BR_TRANSACTION_PENDING_FROZEN _IO('r', 20)
 #endif
 
 /* ------------------------------------------------------------------ util.c */

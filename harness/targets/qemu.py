@@ -29,6 +29,8 @@ from harness.targets.base import CommandResult, StartStop, TargetInfo, shell_com
 GUEST_SHARE = "/mnt/host"
 _READY = re.compile(rb"binder-harness: READY (\S+) ([\d.]+)[^\n]*\n")
 _PANIC = re.compile(rb"Kernel panic - not syncing[^\n]*")
+# What images/guest-init.sh prints before READY when the guest cannot serve a case.
+_INIT_FAILED = re.compile(rb"binder-harness: (?:insmod \S+ failed|no /dev/binder|9p mount failed)[^\r\n]*")
 
 
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # resolved before any fork: dlopen is not fork-safe
@@ -153,6 +155,10 @@ class QemuTarget(StartStop):
         idx = self._expect([_READY, _PANIC], bound, "boot")
         if idx == 1:
             raise self._crashed("kernel panic during boot")
+        init_failed = _INIT_FAILED.search(self._child.before or b"")
+        if init_failed:  # e.g. a module the kernel cannot load: no case could run on this guest
+            self.stop()
+            raise TargetError(f"{self.spec}: guest init: {init_failed.group(0).decode(errors='replace').strip()}")
         timing.add("boot_to_ready", time.monotonic() - t_spawned)
         timing.add("guest_uptime", float(self._child.match.group(2)))
         # The shell printed READY after its banner (guest-init.sh), so no command

@@ -38,9 +38,12 @@ def oneway(ctx: CaseContext) -> None:
 
 # Byte counts of the two copies a pipe or an AF_UNIX stream makes. The copy
 # primitives themselves (copy_page_{from,to}_iter, _copy_{from,to}_iter) are
-# notrace on this kernel, so their callers' return values count the bytes.
-PIPE_WRITE = Kprobe("pipe_write", "pipe_write ret=$retval:s64", ret=True)  # fs/pipe.c: copy_page_from_iter
-PIPE_READ = Kprobe("pipe_read", "pipe_read ret=$retval:s64", ret=True)  # fs/pipe.c: copy_page_to_iter
+# notrace on this kernel, so their callers' return values count the bytes. Linux 6.15
+# split the pipe's file operations: an anonymous pipe's are anon_pipe_write/anon_pipe_read.
+PIPE_WRITE = Kprobe("pipe_write", "pipe_write ret=$retval:s64", ret=True,  # fs/pipe.c: copy_page_from_iter
+                    renamed=((6, 15, "anon_pipe_write"),))
+PIPE_READ = Kprobe("pipe_read", "pipe_read ret=$retval:s64", ret=True,  # fs/pipe.c: copy_page_to_iter
+                   renamed=((6, 15, "anon_pipe_read"),))
 UNIX_SEND = Kprobe("unix_send", "unix_stream_sendmsg ret=$retval:s64", ret=True)  # skb_copy_datagram_from_iter
 SKB_TO_USER = Kprobe("skb_to_user", "skb_copy_datagram_iter len=$arg4:s32")  # unix_stream_read_actor
 STREAM_SIZES = (4096, 65536, 1024 * 1024 - 8 * 1024)
@@ -97,7 +100,7 @@ def vs_pipe(ctx: CaseContext) -> None:
         per_byte[name] = (sent + received) / payload
         ctx.evidence[f"{name}_bytes"] = {"into_kernel": sent, "out_to_user": received, "payload": payload}
         ctx.check(f"{name}: payload intact", all(s.get("pattern_ok") for s in out.events("stream")) and
-                  len(out.events("stream")) == len(STREAM_SIZES), True, send.spec.split()[0])
+                  len(out.events("stream")) == len(STREAM_SIZES), True, send.for_kernel(ctx.kernel).function)
     ipc_payload = sum(IPC_SIZES)
     for name, via, send, recv in (("posix_mq", "posix_mq", LOAD_MSG, STORE_MSG),
                                   ("sysv_mq", "sysv_mq", LOAD_MSG, STORE_MSG),

@@ -255,7 +255,8 @@ class CaseContext:
         """Arm tracing; `prefix` is shell run first in the same round trip (the case's setup)."""
         if self.tracefs is None:
             raise CaseSkipped(f"{self.target.spec} has no tracefs (mount it, or run as root)")
-        script = tracing.arm_script(self.tracefs, self.spec.kprobes, self.spec.id, extra_events=self.spec.events)
+        kprobes = tuple(k.for_kernel(self.kernel) for k in self.spec.kprobes)
+        script = tracing.arm_script(self.tracefs, kprobes, self.spec.id, extra_events=self.spec.events)
         if prefix:
             script = f"{prefix}\n{script}"
         self._commands += 1

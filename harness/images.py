@@ -149,25 +149,31 @@ def ensure_kernel(recipe: Recipe, progress=print) -> KernelFiles:
     final = cache_root() / "kernels" / key
 
     def build(tmp: Path) -> None:
-        deb = fetch_deb(pkg, recipe.deb_arch, progress, recipe.mirrors)
-        progress(f"extract {deb.name}")
-        files = debian.extract_deb(deb, tmp, lambda n: n.startswith(("boot/vmlinuz-", "lib/modules/", "usr/lib/modules/"))
-                                   and not n.endswith(".map"))
-        if (tmp / "usr" / "lib" / "modules").is_dir():  # merged /usr (trixie on): one place in the cache
-            (tmp / "lib").mkdir(exist_ok=True)
-            (tmp / "usr" / "lib" / "modules").rename(tmp / "lib" / "modules")
-            shutil.rmtree(tmp / "usr")
-        if (tmp / "lib" / "modules").is_dir():
-            unpack_modules(tmp / "lib" / "modules")
-        vmlinuz = next((f for f in files if f.name.startswith("vmlinuz-")), None)
+        files = []
+        for p in (pkg, recipe.kernel_source.debian_modules):
+            if p is None:
+                continue
+            deb = fetch_deb(p, recipe.deb_arch, progress, recipe.mirrors)
+            progress(f"extract {deb.name}")
+            files += debian.extract_deb(deb, tmp, lambda n: n.startswith(("boot/vmlinuz-", "lib/modules/",
+                                                                            "usr/lib/modules/"))
+                                        and not n.endswith(".map"))
+        # bookworm and trixie: boot/vmlinuz-RELEASE; sid: usr/lib/modules/RELEASE/vmlinuz
+        vmlinuz = next((f for f in files if f.name.startswith("vmlinuz-") or f.name == "vmlinuz"), None)
         if vmlinuz is None:
-            raise ConfigError(f"{deb.name}: no boot/vmlinuz-* inside; is {pkg.package} a kernel image package?")
+            raise ConfigError(f"{pkg.package}={pkg.version}: no vmlinuz inside; is it a kernel image package?")
         ident = identify_kernel(vmlinuz, "kernel package")
         if ident.kind == "bzImage":
             (tmp / "kernel").write_bytes(extract_vmlinux(vmlinuz.read_bytes()))
             vmlinuz.unlink()
         else:
             vmlinuz.replace(tmp / "kernel")
+        if (tmp / "usr" / "lib" / "modules").is_dir():  # merged /usr (trixie on): one place in the cache
+            (tmp / "lib").mkdir(exist_ok=True)
+            (tmp / "usr" / "lib" / "modules").rename(tmp / "lib" / "modules")
+            shutil.rmtree(tmp / "usr")
+        if (tmp / "lib" / "modules").is_dir():
+            unpack_modules(tmp / "lib" / "modules")
 
     final = _atomic_dir(final, build)
     ident = _cached_identity(final / "kernel")

@@ -39,11 +39,14 @@ class DebianPackage:
 
 @dataclass(frozen=True)
 class KernelSource:
-    """Exactly one of `debian` or `file`; `modules` only with `file` (None: all built in)."""
+    """Exactly one of `debian` or `file`; `modules` only with `file` (None: all built in).
+    `debian_modules`: the package that holds a Debian kernel's modules when its image package
+    does not (sid from 7.x ships linux-binary-* and linux-modules-* apart)."""
 
     debian: DebianPackage | None = None
     file: Path | None = None
     modules: Path | None = None
+    debian_modules: DebianPackage | None = None
 
     def describe(self) -> str:
         if self.debian is not None:
@@ -76,10 +79,8 @@ class Recipe:
         return self.kernel_source.debian
 
     def debian_packages(self) -> list[DebianPackage]:
-        pkgs = [self.busybox]
-        if self.kernel_source.debian is not None:
-            pkgs.insert(0, self.kernel_source.debian)
-        return pkgs
+        kernel = [self.kernel_source.debian, self.kernel_source.debian_modules]
+        return [p for p in kernel if p is not None] + [self.busybox]
 
 
 # -- YAML with line numbers ---------------------------------------------------------
@@ -250,7 +251,7 @@ def _package(f: _Fields) -> DebianPackage:
 
 
 def _kernel_source(f: _Fields) -> KernelSource:
-    f.check_known({"debian_package", "version", "file", "modules"})
+    f.check_known({"debian_package", "version", "file", "modules", "modules_package"})
     if f.has("file"):
         if f.has("debian_package"):
             raise f.error("file", "and 'kernel.debian_package' exclude each other; keep one kernel source")
@@ -265,7 +266,9 @@ def _kernel_source(f: _Fields) -> KernelSource:
         raise f.error("modules", "only goes with 'kernel.file'; a Debian kernel brings its own modules")
     if not f.has("debian_package"):
         raise ConfigError(f"{f._at()}: field 'kernel' needs 'debian_package' and 'version', or 'file'")
-    return KernelSource(debian=_package(f))
+    image = _package(f)
+    mods = DebianPackage(f.get("modules_package", str), image.version) if f.has("modules_package") else None
+    return KernelSource(debian=image, debian_modules=mods)
 
 
 def _files(f: _Fields | None) -> tuple[tuple[str, Path], ...]:

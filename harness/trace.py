@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace, field
 
 KPROBE_GROUP = "binder_harness"
 
@@ -21,9 +21,22 @@ class Kprobe:
     spec: str  # e.g. "binder_alloc_copy_user_to_buffer bytes=$arg5:u64"
     ret: bool = False
     filter: str = ""  # ftrace filter expression, e.g. "to_user == 1"
+    # the probed function's later names: ((major, minor, name), ...), e.g. ((6, 15, "anon_pipe_write"),)
+    renamed: tuple[tuple[int, int, str], ...] = ()
+
+    @property
+    def function(self) -> str:
+        return self.spec.split()[0]
 
     def definition(self) -> str:
         return f"{'r' if self.ret else 'p'}:{KPROBE_GROUP}/{self.name} {self.spec}"
+
+    def for_kernel(self, version: tuple[int, int]) -> Kprobe:
+        """This probe on a kernel of `version`: the function under the name it has there."""
+        names = [name for major, minor, name in self.renamed if (major, minor) <= version]
+        if not names:
+            return self
+        return replace(self, spec=" ".join([names[-1], *self.spec.split()[1:]]), renamed=())
 
 
 # binder_alloc_copy_user_to_buffer(alloc, buffer, buffer_offset, from, bytes) copies

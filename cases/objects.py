@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from cases._expect import TXN_FAILED, call_outcome, note_dmesg, oneway_to_frozen, probe_completed, result
 from harness.cases import CaseContext, case
+from harness.contract import OBJ_COOKIE_STRONG, OBJ_COOKIE_WEAK, OBJ_PTR_STRONG, OBJ_PTR_WEAK, OBJ_UPDATE_CODE
 from harness.trace import COPY_TO_BUFFER, COPY_USER_TO_BUFFER, binder_transactions
 
 FLAT_BINDER_OBJECT = 24  # sizeof(struct flat_binder_object)
 BUFFER_OBJECT = 40  # sizeof(struct binder_buffer_object)
-PTR_STRONG, COOKIE_STRONG = 0x5A0000A1, 0xC0000A1  # scen_objects.c
-PTR_WEAK, COOKIE_WEAK = 0x5A0000B2, 0xC0000B2
+PTR_STRONG, COOKIE_STRONG = OBJ_PTR_STRONG, OBJ_COOKIE_STRONG
+PTR_WEAK, COOKIE_WEAK = OBJ_PTR_WEAK, OBJ_COOKIE_WEAK
 
 
 def align8(n: int) -> int:
@@ -257,7 +258,7 @@ def bad_offsets(ctx: CaseContext) -> None:
     note_dmesg(ctx, "got transaction with invalid offsets size, 4")
 
 
-UPDATE_CODE = 0x55504454  # scen_objects.c
+UPDATE_CODE = OBJ_UPDATE_CODE
 
 
 @case("objects.update_txn_fds")

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from cases._expect import TXN_FAILED, call_outcome, errno_name, oneway_to_frozen, probe_completed, result
 from harness.cases import CaseContext, case
-
-PING_TRANSACTION = 0x5F504E47  # B_PACK_CHARS('_','P','N','G')
+from harness.contract import DEATH_COOKIE, PING_TRANSACTION
 
 
 @case("protocol.version")
@@ -151,12 +150,8 @@ def death_notification(ctx: CaseContext) -> None:
               "binder_thread_write (BC_CLEAR_DEATH_NOTIFICATION)")
     dead = result(out, "death.dead_binder")
     ctx.check("server killed", dead.get("br"), ["BR_DEAD_BINDER"], "binder_node_release -> binder_thread_read")
-    # the second BC_REQUEST_DEATH_NOTIFICATION (the first one is cleared before the server dies)
-    declared = [r.get("cookie") for r in out.events("result", name="death.request")]
-    cookie = declared[1] if len(declared) == 2 else None
-    ctx.check_that("cookie of the death notice", cookie is not None and dead.get("cookie") == cookie,
-                   dead.get("cookie", "missing"), cookie if cookie is not None else f"the cookie of request 2 of "
-                   f"{len(declared)}", "binder_thread_read (BR_DEAD_BINDER carries the cookie)")
+    ctx.check("cookie of the death notice", dead.get("cookie"), DEATH_COOKIE,
+              "binder_thread_read (BR_DEAD_BINDER carries the cookie)")
     ctx.check("BC_DEAD_BINDER_DONE", errno_name(result(out, "death.dead_binder_done")), "0", "binder_thread_write")
     ctx.check("call to the dead server", call_outcome(result(out, "death.call_after_death")), "BR_DEAD_REPLY -22",
               "binder_transaction (no target node)")

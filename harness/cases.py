@@ -24,7 +24,7 @@ from harness import debugfs as binder_debugfs
 from harness import timing
 from harness import trace as tracing
 from harness.errors import ConfigError
-from harness.images import REPO_ROOT
+from harness.files import REPO_ROOT
 from harness.probe import ProbeOutput, parse_probe_output
 from harness.targets.base import CommandResult, Target, shell_command
 from harness.verdicts import CaseResult, Check

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.arches import DEFAULT_ARCH, GUEST_ARCHES
 from harness.errors import ConfigError, TargetError
+from harness.verdicts import all_passed, summarize, summary_line
 from harness.options import add_to_argparse
 from harness.targets import guest_arch
 
@@ -69,10 +70,9 @@ def cmd_run(args) -> int:
             state = run_cases(specs, options, progress)
     finally:
         progress.done()
-    summary = {k: sum(r.outcome == k for r in state.results) for k in ("passed", "failed", "error", "skipped")}
-    _progress(f"{summary['passed']} passed, {summary['failed']} failed, {summary['error']} error, "
-              f"{summary['skipped']} skipped; {_report_line(options.out_dir)}")
-    return 0 if summary["failed"] == 0 and summary["error"] == 0 else 1
+    summary = summarize(r.outcome for r in state.results)
+    _progress(f"{summary_line(summary)}; {_report_line(options.out_dir)}")
+    return 0 if all_passed(summary) else 1
 
 
 def cmd_matrix(args) -> int:
@@ -95,10 +95,9 @@ def cmd_matrix(args) -> int:
         progress.done()
     data = json.loads((out / "matrix.json").read_text())
     s = data["summary"]
-    _progress(f"{len(outcomes)} cells: {s['passed']} passed, {s['failed']} failed, {s['error']} error, "
-              f"{s['skipped']} skipped; matrix: {out / 'matrix.json'} and {out / 'junit.xml'}; "
+    _progress(f"{len(outcomes)} cells: {summary_line(s)}; matrix: {out / 'matrix.json'} and {out / 'junit.xml'}; "
               f"each cell's run under {out / 'cells'}")
-    return 0 if s["failed"] == 0 and s["error"] == 0 and all(o.status == "done" for o in outcomes) else 1
+    return 0 if all_passed(s) and all(o.status == "done" for o in outcomes) else 1
 
 
 def cmd_report(args) -> int:
@@ -119,7 +118,7 @@ def cmd_report(args) -> int:
 
 def cmd_images_list(args) -> int:
     from harness import imagecache
-    from harness.images import cache_root
+    from harness.files import cache_root
     from harness.recipes import load_recipe, shipped_recipes
 
     print("recipes:")

@@ -14,7 +14,7 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Literal
 
 from harness.errors import ConfigError
 
@@ -54,6 +54,10 @@ def _data_member(fh) -> tuple[str, int]:
         fh.seek(size + (size % 2), io.SEEK_CUR)
 
 
+# data.tar's compression (its name's suffix) -> tarfile's stream mode
+_STREAM_MODES: dict[str, Literal["r|", "r|xz", "r|gz", "r|bz2"]] = {"xz": "r|xz", "gz": "r|gz", "bz2": "r|bz2"}
+
+
 @contextlib.contextmanager
 def deb_data_tar(deb: Path) -> Iterator[tarfile.TarFile]:
     """Stream the data tarball of a .deb: members come in order, nothing is held in memory."""
@@ -65,8 +69,7 @@ def deb_data_tar(deb: Path) -> Iterator[tarfile.TarFile]:
                 data = subprocess.run(["zstd", "-dc"], input=stream.read(), capture_output=True, check=True).stdout
                 tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
             else:
-                tar = tarfile.open(fileobj=stream, mode="r|" + {"xz": "xz", "gz": "gz", "bz2": "bz2"}.get(
-                    name.rsplit(".", 1)[-1], ""))
+                tar = tarfile.open(fileobj=stream, mode=_STREAM_MODES.get(name.rsplit(".", 1)[-1], "r|"))
             with tar:
                 yield tar
     except (ValueError, EOFError, tarfile.TarError, lzma.LZMAError, subprocess.CalledProcessError) as exc:

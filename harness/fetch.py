@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ConfigError
+from harness.files import atomic_path, atomic_write_text
 
 MIRROR_ENV = "BINDER_HARNESS_DEBIAN_MIRROR"
 DEFAULT_SOURCES = (
@@ -183,9 +184,7 @@ class Indexes:
                         raise ConfigError(f"{index_dir}/{name}: damaged index ({exc})") from None
                     break
             self.cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(text)
-            tmp.replace(cached)
+            atomic_write_text(cached, text)
             self._refreshed.add(index_dir)
         self._text[index_dir] = text
         return text
@@ -208,30 +207,26 @@ class Indexes:
 def download_verified(url: str, entry: PackageEntry, dest: Path, progress=print) -> Path:
     """Stream url to dest, checking size and SHA256 against the index entry; nothing is kept on mismatch."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + f".{os.getpid()}.part")
     digest = hashlib.sha256()
     size = 0
     t0 = time.monotonic()
     progress(f"download {entry.package}={entry.version} ({entry.architecture}, {entry.size / 1e6:.1f} MB) from {url}")
-    try:
-        with _open(url) as resp, open(part, "wb") as out:
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                digest.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-    except urllib.error.HTTPError as exc:
-        part.unlink(missing_ok=True)
-        raise ConfigError(f"{url}: HTTP {exc.code} {exc.reason}; the mirror lacks a file its index lists") from None
-    except (urllib.error.URLError, OSError) as exc:
-        part.unlink(missing_ok=True)
-        raise ConfigError(f"{url}: download failed ({getattr(exc, 'reason', exc)}); run again to retry") from None
-    got = digest.hexdigest()
-    if size != entry.size or got != entry.sha256:
-        part.unlink(missing_ok=True)
-        raise ChecksumMismatch(
-            f"{url}: SHA256 {got[:16]}… ({size} bytes) does not match the Packages index "
-            f"({entry.sha256[:16]}…, {entry.size} bytes); the mirror serves a damaged or different file")
-    part.replace(dest)
+    with atomic_path(dest) as part:  # nothing is left behind when a check below raises
+        try:
+            with _open(url) as resp, open(part, "wb") as out:
+                for chunk in iter(lambda: resp.read(1 << 20), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+        except urllib.error.HTTPError as exc:
+            raise ConfigError(f"{url}: HTTP {exc.code} {exc.reason}; the mirror lacks a file its index lists") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ConfigError(f"{url}: download failed ({getattr(exc, 'reason', exc)}); run again to retry") from None
+        got = digest.hexdigest()
+        if size != entry.size or got != entry.sha256:
+            raise ChecksumMismatch(
+                f"{url}: SHA256 {got[:16]}… ({size} bytes) does not match the Packages index "
+                f"({entry.sha256[:16]}…, {entry.size} bytes); the mirror serves a damaged or different file")
     secs = time.monotonic() - t0
     progress(f"downloaded {dest.name}: {size / 1e6:.1f} MB in {secs:.1f} s, SHA256 verified")
     return dest

@@ -24,7 +24,9 @@ import paramiko
 
 from harness.errors import ConfigError, TargetError
 from harness.guest_files import HOST_KEY, load_ssh_recipe, ssh_files
-from harness.images import build_image, cache_root, recipe_for_arch
+from harness.files import cache_root
+from harness.images import build_image
+from harness.recipes import recipe_for_arch
 
 # -- keys ---------------------------------------------------------------------------
 def openssh_fingerprint(public_line: str) -> str:

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from harness import debian
 from harness.errors import ConfigError
-from harness.images import DebianPackage, Recipe, _atomic_dir, cache_root, fetch_deb
-from harness.kernel import _elf_section
-from harness.recipes import recipe_data
+from harness.files import atomic_dir, cache_root
+from harness.images import fetch_deb
+from harness.kernel import elf_section
+from harness.recipes import DebianPackage, Recipe, recipe_data
 
 # dropbear-bin's compiled-in paths on Debian (checked with `strings`): host keys and sftp-server.
 HOST_KEY = "/etc/dropbear/dropbear_ed25519_host_key"
@@ -65,13 +66,13 @@ def load_ssh_recipe(recipe: Recipe) -> SshRecipe:
 
 # -- ELF: what a dynamic binary needs ------------------------------------------------
 def elf_interp(data: bytes) -> str | None:
-    raw = _elf_section(data, ".interp")
+    raw = elf_section(data, ".interp")
     return raw.rstrip(b"\0").decode() if raw else None
 
 
 def elf_needed(data: bytes) -> list[str]:
     """DT_NEEDED sonames of a 64-bit little-endian ELF file (both guest arches)."""
-    dynamic, dynstr = _elf_section(data, ".dynamic"), _elf_section(data, ".dynstr")
+    dynamic, dynstr = elf_section(data, ".dynamic"), elf_section(data, ".dynstr")
     if not dynamic or not dynstr:
         return []
     needed = []
@@ -120,7 +121,7 @@ def binary_files(recipe: Recipe, section: PackageSection, binaries: dict[str, st
         tree: dict[str, bytes | str] = {}
         for pkg in section.packages:
             tree.update(_deb_tree(fetch_deb(pkg, recipe.deb_arch, progress)))
-        libs = {}
+        libs: dict[str, str] = {}
         for path in tree:
             parts = path.split("/")
             if len(parts) >= 2 and parts[-2].endswith("-linux-gnu") and ".so" in parts[-1]:
@@ -152,11 +153,11 @@ def binary_files(recipe: Recipe, section: PackageSection, binaries: dict[str, st
             raise ConfigError(f"{recipe.path}: no package in the {key} section provides the interpreter {interp}")
         out[interp.lstrip("/")] = ld
         for name, data in out.items():
-            dest = tmp / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
+            file = tmp / name
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_bytes(data)
 
-    root = _atomic_dir(cache_root() / f"{key}-files" / f"{recipe.name}-{digest}", build)
+    root = atomic_dir(cache_root() / f"{key}-files" / f"{recipe.name}-{digest}", build)
     return [(str(p.relative_to(root)), p.read_bytes(), 0o755) for p in sorted(root.rglob("*")) if p.is_file()]
 
 

@@ -7,8 +7,6 @@ fetch: styles and SVG charts are inline, and logs fold into <details>.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from functools import lru_cache
 from html import escape
@@ -16,15 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from harness import charts
+from harness.contract import event
 from harness.errors import ConfigError
+from harness.files import atomic_write_text
 from harness.probe import parse_probe_output
 from harness.trace import parse_ftrace
 from harness.trace_views import buffer_use, transaction_timelines
+from harness.verdicts import Outcome, summary_line
 
 SCHEMA = 1
 LOG_LIMIT = 200_000  # bytes of any one log shown; the tail is kept
 TIMELINE_ROWS = 30
-OUTCOME_ORDER = ("failed", "error", "skipped", "passed")
+OUTCOME_ORDER = (Outcome.FAILED, Outcome.ERROR, Outcome.SKIPPED, Outcome.PASSED)  # the verdict table, worst first
 # DESIGN §4: binder copies a payload once; a pipe and an AF_UNIX socket copy it twice.
 EXPECTED_COPIES = {"binder": 1.0, "pipe": 2.0, "unix_socket": 2.0, "posix_mq": 2.0, "sysv_mq": 2.0,
                    "shared_memory": 0.0}
@@ -106,8 +107,8 @@ def _trace_charts(path: str, mtime_ns: int, size: int, pids_json: str, areas_jso
     if timelines:
         rows = []
         for t in timelines[:TIMELINE_ROWS]:
-            size = charts.human_bytes(t.data_size) if t.data_size is not None else "?"
-            label = f"#{t.debug_id} {size}{' oneway' if t.oneway else ''}"
+            payload = charts.human_bytes(t.data_size) if t.data_size is not None else "?"
+            label = f"#{t.debug_id} {payload}{' oneway' if t.oneway else ''}"
             rows.append(charts.TimelineRow(label, (t.end - t.start) * 1e6,
                                            [(k, (ts - t.start) * 1e6) for k, ts in t.marks]))
         more = f" (first {TIMELINE_ROWS} of {len(timelines)})" if len(timelines) > TIMELINE_ROWS else ""
@@ -133,14 +134,16 @@ def _areas(case_dir: Path) -> dict[int, int]:
     areas: dict[int, int] = {}
     for path in sorted(case_dir.glob("probe-*.jsonl")):
         for rec in parse_probe_output(path.read_text(errors="replace")).records:
-            if rec.get("ev") == "map" and isinstance(rec.get("pid"), int) and isinstance(rec.get("size"), int):
+            if rec.get("ev") == event("map") and isinstance(rec.get("pid"), int) and isinstance(rec.get("size"), int):
                 areas[rec["pid"]] = rec["size"]
     return areas
 
 
 def case_charts(case: dict, case_dir: Path) -> list[str]:
     out = []
-    evidence = case.get("evidence") if isinstance(case.get("evidence"), dict) else {}
+    evidence = case.get("evidence")
+    if not isinstance(evidence, dict):
+        evidence = {}
     chart = copies_chart(evidence)
     if chart:
         out.append(chart)
@@ -293,9 +296,8 @@ def render(report: dict, run_dir: Path) -> str:
     cases = sorted(report["cases"], key=lambda c: OUTCOME_ORDER.index(c["outcome"])
                    if c["outcome"] in OUTCOME_ORDER else 0)
     s = report["summary"]
-    bad = s.get("failed", 0) + s.get("error", 0)
-    verdict = (f"{s.get('passed', 0)} passed, {s.get('failed', 0)} failed, {s.get('error', 0)} error, "
-               f"{s.get('skipped', 0)} skipped")
+    bad = s.get(Outcome.FAILED, 0) + s.get(Outcome.ERROR, 0)
+    verdict = summary_line(s)
     target = report["target"]
     title = f"binder-harness: {verdict} on {target.get('kernel_release', '?')} {target.get('arch', '')}"
     command = str(report.get("command") or "(not recorded)")
@@ -336,13 +338,7 @@ def _console_logs(run_dir: Path, report: dict) -> list[Path]:
 def write(report: dict, run_dir: Path) -> Path:
     """Write run_dir/report.html atomically and return its path."""
     path = run_dir / "report.html"
-    tmp = path.with_name(f".report.html.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(render(report, run_dir), encoding="utf-8")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, render(report, run_dir))
     return path
 
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.images import (cache_root, cached_deb_ok, deb_cache_path, ensure_busybox, ensure_kernel,
-                            fetch_deb)
+from harness.files import cache_root
+from harness.images import cached_deb_ok, deb_cache_path, ensure_busybox, ensure_kernel, fetch_deb
 from harness.recipes import Recipe, find_recipe, load_recipe, shipped_recipes
 
 PARTS = {

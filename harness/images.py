@@ -11,27 +11,19 @@ import json
 import os
 import re
 import shutil
-import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import debian, fetch
 from harness.cpio import CpioWriter
 from harness.errors import ConfigError
+from harness.arches import GUEST_ARCHES
+from harness.files import atomic_dir, atomic_write_bytes, atomic_write_text, cache_root
 from harness.kernel import (KernelIdentity, extract_vmlinux, has_pvh_note, identify_kernel, plan_modules, unpack_modules,
                             read_modinfo)
-from harness.arches import GUEST_ARCHES
-from harness.recipes import (IMAGES_DIR, REPO_ROOT, DebianPackage, KernelSource, QemuSettings,  # noqa: F401
-                             Recipe, load_recipe, recipe_for_arch, resolve_recipe)
+from harness.recipes import IMAGES_DIR, DebianPackage, Recipe
 
 FETCH_ENV = "BINDER_HARNESS_FETCH"
-
-
-def cache_root() -> Path:
-    root = Path(os.environ.get("BINDER_HARNESS_CACHE", Path.home() / ".cache" / "binder-harness"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
 
 
 def deb_cache_path(pkg: DebianPackage, deb_arch: str) -> Path:
@@ -94,24 +86,6 @@ def fetch_deb(pkg: DebianPackage, deb_arch: str, progress=print, mirrors: tuple[
     return final
 
 
-def _atomic_dir(final: Path, build) -> Path:
-    """Build a directory in a temp sibling with build(tmp), then rename it into place."""
-    if final.exists():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=final.name + ".", dir=final.parent))
-    try:
-        build(tmp)
-        try:
-            tmp.rename(final)
-        except OSError:  # another process won the race; theirs is as good as ours
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
-
-
 @dataclass(frozen=True)
 class KernelFiles:
     kernel: Path  # bootable: vmlinux (x86_64, PVH), bzImage (no PVH possible) or Image (arm64)
@@ -132,11 +106,9 @@ def _cached_identity(kernel: Path) -> KernelIdentity:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     ident = identify_kernel(kernel, "kernel package")
-    tmp = memo.with_name(f".identity.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps({"arch": ident.arch, "release": ident.release, "kind": ident.kind,
-                                   "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
-        tmp.replace(memo)
+        atomic_write_text(memo, json.dumps({"arch": ident.arch, "release": ident.release, "kind": ident.kind,
+                                            "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
     except OSError:
         pass
     return ident
@@ -175,7 +147,7 @@ def ensure_kernel(recipe: Recipe, progress=print) -> KernelFiles:
         if (tmp / "lib" / "modules").is_dir():
             unpack_modules(tmp / "lib" / "modules")
 
-    final = _atomic_dir(final, build)
+    final = atomic_dir(final, build)
     ident = _cached_identity(final / "kernel")
     if ident.arch != recipe.arch:
         raise ConfigError(f"{recipe.path}: kernel {pkg.package} is {ident.arch}, recipe arch is {recipe.arch}")
@@ -228,12 +200,12 @@ def _bootable_x86(path: Path, ident: KernelIdentity, flag: str, progress) -> Pat
         progress(f"{flag} {path}: {'no PVH entry note' if elf else 'payload cannot be unpacked here'}; booting the bzImage itself")
 
     def build(tmp: Path) -> None:
-        if pvh:
+        if pvh and elf is not None:  # has a PVH note, so it was unpacked
             (tmp / "vmlinux").write_bytes(elf)
         else:
             shutil.copyfile(path, tmp / "bzImage")
 
-    _atomic_dir(final, build)
+    atomic_dir(final, build)
     return final / ("vmlinux" if pvh else "bzImage")
 
 
@@ -262,7 +234,7 @@ def ensure_busybox(recipe: Recipe, progress=print) -> Path:
         deb = fetch_deb(recipe.busybox, recipe.deb_arch, progress, recipe.mirrors)
         debian.extract_deb(deb, tmp, lambda n: n == "bin/busybox")
 
-    return _atomic_dir(cache_root() / "busybox" / key, build) / "bin" / "busybox"
+    return atomic_dir(cache_root() / "busybox" / key, build) / "bin" / "busybox"
 
 
 def check_module(module: Path, kernel: KernelIdentity, flag: str = "--binder-module") -> None:
@@ -399,9 +371,7 @@ def build_image(recipe: Recipe, binder_module: Path | None = None, progress=prin
         for name, data, mode in contents:
             writer.file(name, data, mode)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(writer.render())
-        tmp.replace(path)
+        atomic_write_bytes(path, writer.render())
     return GuestImage(
         recipe=recipe,
         kernel=kern.kernel,

@@ -198,7 +198,7 @@ def identify_kernel(path: Path, flag: str = "--kernel") -> KernelIdentity:
     return KernelIdentity(arch, m.group(1).decode(), kind)
 
 
-def _elf_section(data: bytes, wanted: str) -> bytes | None:
+def elf_section(data: bytes, wanted: str) -> bytes | None:
     """Return the bytes of the ELF section named `wanted` (32- or 64-bit, LE)."""
     if not data.startswith(b"\x7fELF"):
         return None
@@ -249,7 +249,7 @@ def read_modinfo(path: Path) -> ModuleInfo:
     if not data.startswith(b"\x7fELF"):
         raise ConfigError(f"{path}: not an ELF kernel module")
     try:
-        raw = _elf_section(data, ".modinfo")
+        raw = elf_section(data, ".modinfo")
     except (struct.error, ValueError):
         raw = None
     if raw is None:
@@ -303,11 +303,11 @@ def _module_index(moddir: Path, wanted: list[str]) -> dict[str, Path]:
             if name in seen:
                 continue
             seen.add(name)
-            path = index.get(name)
-            if path is None or not path.is_file():
+            found = index.get(name)
+            if found is None or not found.is_file():
                 complete = False
                 break
-            todo.extend(d.replace("-", "_") for d in read_modinfo(path).depends)
+            todo.extend(d.replace("-", "_") for d in read_modinfo(found).depends)
         if complete:
             return index
     return {key(p): p for p in moddir.rglob("*.ko")}

@@ -29,16 +29,16 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import report
+from harness import report, timing
 from harness.cases import CaseSpec, select_cases
 from harness.errors import ConfigError
-from harness.targets import TargetOptions
-from harness.recipes import Recipe, _Fields, _Map, find_recipe, load_recipe, read_yaml_map, resolve_recipe
+from harness.files import atomic_write_text
+from harness.recipes import Recipe, YamlFields, YamlMap, find_recipe, load_recipe, read_yaml_map, resolve_recipe
 from harness.runner import RunOptions, run_cases
-from harness.targets import guest_arch
+from harness.targets import TargetOptions, guest_arch
+from harness.verdicts import Outcome, summarize
 
 MATRIX_SCHEMA = 1
-OUTCOMES = ("passed", "failed", "error", "skipped")
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,11 @@ class CellOutcome:
 
 
 # -- reading the file ------------------------------------------------------------------------
-def _read(path: Path) -> _Map:
+def _read(path: Path) -> YamlMap:
     return read_yaml_map(path, "matrix file", "a matrix file is a YAML mapping with 'targets', 'kernels' and 'cases'")
 
 
-def _strings(f: _Fields, key: str, example: str, default=...) -> list[str]:
+def _strings(f: YamlFields, key: str, example: str, default=...) -> list[str]:
     values = f.get(key, list, default)
     if not values or not all(isinstance(v, str) and v for v in values):
         raise f.error(key, f"must be a non-empty list of strings, e.g. [{example}]")
@@ -86,7 +86,7 @@ def _strings(f: _Fields, key: str, example: str, default=...) -> list[str]:
 
 def load_matrix(path: Path) -> Matrix:
     """Read and check a matrix file; every problem is one line naming file, line and field."""
-    f = _Fields(_read(path))
+    f = YamlFields(_read(path))
     f.check_known({"targets", "kernels", "cases", "timeout", "seed"})
     targets = _strings(f, "targets", "qemu:x86_64, qemu:arm64")
     arches: dict[str, str] = {}
@@ -122,7 +122,7 @@ def load_matrix(path: Path) -> Matrix:
     return Matrix(path, tuple(cells), tuple(cases), timeout, f.get("seed", int, None))
 
 
-def _recipe(f: _Fields, name: str, matrix_path: Path) -> Recipe:
+def _recipe(f: YamlFields, name: str, matrix_path: Path) -> Recipe:
     try:
         return load_recipe(find_recipe(name, matrix_path.parent))
     except ConfigError as exc:
@@ -150,6 +150,7 @@ def _run_cell(matrix: Matrix, outcome: CellOutcome, out: Path, jobs: int, comman
                          command_line=f"{command_line}  # cell {cell.id}",
                          target=TargetOptions(image=str(cell.recipe.path)))
     cell_progress = lambda line: progress(f"[{cell.id}] {line}")  # noqa: E731
+    timing.reset()  # the phases in this cell's report.json are this cell's alone
     try:
         report.prepare_out_dir(cell_dir)
         specs = list(matrix.cases)
@@ -182,20 +183,17 @@ def _cell_cases(matrix: Matrix, outcome: CellOutcome) -> list[dict]:
     cases = [c for c in outcome.report.get("cases", []) if isinstance(c, dict)]
     seen = {c.get("id") for c in cases}
     why = f"cell not run: {outcome.error}" if outcome.error else "cell not run"
-    cases += [{"id": s.id, "outcome": "error", "reason": why, "duration_s": 0.0, "evidence": {}, "checks": []}
-              for s in matrix.cases if s.id not in seen]
+    cases += [{"id": s.id, "outcome": Outcome.ERROR.value, "reason": why, "duration_s": 0.0, "evidence": {},
+               "checks": []} for s in matrix.cases if s.id not in seen]
     return cases
 
 
 def combined(matrix: Matrix, outcomes: list[CellOutcome], command_line: str, total_s: float) -> dict:
     cells, cases = [], []
-    summary = dict.fromkeys(OUTCOMES, 0)
     for o in outcomes:
         cell_cases = _cell_cases(matrix, o)
-        cell_summary = dict.fromkeys(OUTCOMES, 0)
+        cell_summary = summarize(c["outcome"] for c in cell_cases)
         for c in cell_cases:
-            cell_summary[c["outcome"]] = cell_summary.get(c["outcome"], 0) + 1
-            summary[c["outcome"]] = summary.get(c["outcome"], 0) + 1
             cases.append({"cell": o.cell.id, "id": c["id"], "outcome": c["outcome"], "reason": c.get("reason", ""),
                           "duration_s": c.get("duration_s", 0.0)})
         target = o.report.get("target", {})
@@ -205,7 +203,8 @@ def combined(matrix: Matrix, outcomes: list[CellOutcome], command_line: str, tot
                       "accel_reason": target.get("accel_reason", ""),
                       "summary": cell_summary, "timings": o.report.get("timings", {})})
     return {"matrix_schema": MATRIX_SCHEMA, "file": str(matrix.path), "command": command_line,
-            "cells": cells, "cases": cases, "summary": summary, "timings": {"total_s": round(total_s, 3)}}
+            "cells": cells, "cases": cases, "summary": summarize(c["outcome"] for c in cases),
+            "timings": {"total_s": round(total_s, 3)}}
 
 
 def combined_junit(matrix: Matrix, outcomes: list[CellOutcome], data: dict) -> str:
@@ -219,6 +218,7 @@ def combined_junit(matrix: Matrix, outcomes: list[CellOutcome], data: dict) -> s
         cell_report.setdefault("timings", {"total_s": 0.0})
         cell_report["summary"] = next(c["summary"] for c in data["cells"] if c["cell"] == o.cell.id)
         suite = ET.fromstring(report.junit_xml(cell_report)).find("testsuite")
+        assert suite is not None, "report.junit_xml writes one testsuite"
         suite.set("name", o.cell.id)
         for tc in suite.iter("testcase"):
             tc.set("classname", f"{o.cell.id}.{tc.get('name', '').split('.')[0]}")
@@ -228,6 +228,6 @@ def combined_junit(matrix: Matrix, outcomes: list[CellOutcome], data: dict) -> s
 
 def write_combined(matrix: Matrix, outcomes: list[CellOutcome], out: Path, command_line: str, total_s: float) -> dict:
     data = combined(matrix, outcomes, command_line, total_s)
-    report._atomic_write(out / "matrix.json", json.dumps(data, indent=1) + "\n")
-    report._atomic_write(out / "junit.xml", combined_junit(matrix, outcomes, data))
+    atomic_write_text(out / "matrix.json", json.dumps(data, indent=1) + "\n")
+    atomic_write_text(out / "junit.xml", combined_junit(matrix, outcomes, data))
     return data

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from harness import report
 from harness.cases import CaseSpec
+from harness.files import atomic_write_text
 from harness.runner import RunOptions, RunState, Session, not_run
-from harness.verdicts import CaseResult
+from harness.verdicts import CaseResult, summarize
 
 
 @dataclass
@@ -176,9 +177,7 @@ def merge_run_dirs(out: Path, run_dirs: list[Path], order: list[str]) -> dict | 
         for case in data.get("cases", []):
             cases.append({**case, "guest": i, "dir": f"{d.name}/cases/{case['id']}"})
     cases.sort(key=lambda c: rank.get(c["id"], len(rank)))
-    summary = dict.fromkeys(("passed", "failed", "error", "skipped"), 0)
-    for case in cases:
-        summary[case["outcome"]] = summary.get(case["outcome"], 0) + 1
+    summary = summarize(case["outcome"] for case in cases)
     first = runs[0][1]
     timings = [data.get("timings", {}) for _, data in runs]
     merged = {
@@ -191,7 +190,7 @@ def merge_run_dirs(out: Path, run_dirs: list[Path], order: list[str]) -> dict | 
                     "cases": [c["id"] for c in data.get("cases", [])], "console": f"{d.name}/console.log"}
                    for i, (d, data) in enumerate(runs)],
     }
-    report._atomic_write(out / "report.json", json.dumps(merged, indent=1, default=str) + "\n")
-    report._atomic_write(out / "junit.xml", report.junit_xml(merged))
+    atomic_write_text(out / "report.json", json.dumps(merged, indent=1, default=str) + "\n")
+    atomic_write_text(out / "junit.xml", report.junit_xml(merged))
     report.write_html(merged, out)
     return merged

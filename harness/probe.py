@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import shutil
 import subprocess
 import tempfile
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.arches import ABIS
+from harness.contract import event
 from harness.errors import ConfigError
-from harness.images import REPO_ROOT, cache_root
+from harness.files import REPO_ROOT, atomic_path, cache_root
 
 PROBE_SRC = REPO_ROOT / "native_probe"
 
@@ -55,10 +54,9 @@ def ensure_probe(abi: str) -> Path:
         if proc.returncode != 0 or not built.exists():
             first = next((l for l in proc.stderr.splitlines() if "error" in l), proc.stderr.strip()[:200])
             raise ConfigError(f"building the {abi} probe with {cc} failed: {first}")
-        staged = final.with_suffix(f".{os.getpid()}.{threading.get_ident()}")
-        shutil.copyfile(built, staged)
-        staged.chmod(0o755)
-        staged.replace(final)
+        with atomic_path(final) as staged:
+            shutil.copyfile(built, staged)
+            staged.chmod(0o755)
     return final
 
 
@@ -72,6 +70,8 @@ class ProbeOutput:
     stderr: str = ""
 
     def events(self, ev: str, **match) -> list[dict]:
+        """The lines of event `ev` (declared in native_probe/contract.h) whose fields match."""
+        ev = event(ev)
         return [r for r in self.records if r.get("ev") == ev and all(r.get(k) == v for k, v in match.items())]
 
     def one(self, ev: str, **match) -> dict | None:

@@ -18,6 +18,7 @@ from harness.errors import ConfigError
 from harness.report import reproduce_command
 from harness.options import add_to_pytest, run_options
 from harness.runner import RunOptions, Session
+from harness.verdicts import Outcome
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,15 +39,19 @@ def _run_options(config: pytest.Config) -> RunOptions:
         raise pytest.UsageError(str(exc)) from None
 
 
+_OPTIONS = pytest.StashKey[RunOptions]()
+_SESSION = pytest.StashKey[Session]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    config._binder_options = _run_options(config)
+    config.stash[_OPTIONS] = _run_options(config)
 
 
 def _session(config: pytest.Config) -> Session:
-    session = getattr(config, "_binder_session", None)
+    session = config.stash.get(_SESSION, None)
     if session is None:
-        session = Session(config._binder_options, progress=lambda line: None)
-        config._binder_session = session
+        session = Session(config.stash[_OPTIONS], progress=lambda line: None)
+        config.stash[_SESSION] = session
     return session
 
 
@@ -78,9 +83,9 @@ class CaseItem(pytest.Item):
         self.user_properties.append(("reason", result.reason))
         for key, value in result.evidence.items():
             self.user_properties.append((key, json.dumps(value, default=str)[:2000]))
-        if result.outcome == "skipped":
+        if result.outcome == Outcome.SKIPPED:
             pytest.skip(result.reason)
-        if result.outcome in ("failed", "error"):
+        if result.outcome in (Outcome.FAILED, Outcome.ERROR):
             failed = [c.describe() for c in result.checks if not c.passed]
             raise CaseFailed("\n".join([f"{result.outcome}: {result.reason}", *failed[1:10]]))
 
@@ -94,7 +99,7 @@ class CaseItem(pytest.Item):
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
-    bh = getattr(session.config, "_binder_session", None)
+    bh = session.config.stash.get(_SESSION, None)
     if bh is not None:
         from harness import report
 

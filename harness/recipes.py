@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 import yaml
 
 from harness.arches import DEFAULT_ARCH, GUEST_ARCHES
 from harness.errors import ConfigError
+from harness.files import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGES_DIR = REPO_ROOT / "images"
 
 
@@ -85,7 +86,7 @@ class Recipe:
 
 # -- YAML with line numbers ---------------------------------------------------------
 
-class _Map(dict):
+class YamlMap(dict):
     """A mapping that remembers where each key was written: {key: (file, line)}."""
 
     where: tuple[Path, int]
@@ -96,9 +97,9 @@ class _Loader(yaml.SafeLoader):
     pass
 
 
-def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> YamlMap:
     loader.flatten_mapping(node)
-    out = _Map()
+    out = YamlMap()
     out.where = (loader.recipe_path, node.start_mark.line + 1)
     out.origin = {}
     for key_node, value_node in node.value:
@@ -111,7 +112,7 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
 
 
-def read_yaml_map(path: Path, what: str, shape: str) -> _Map:
+def read_yaml_map(path: Path, what: str, shape: str) -> YamlMap:
     """Read a YAML mapping that remembers the file and line of every key.
 
     `what` names the file in errors ("recipe", "matrix file"); `shape` says what it
@@ -131,21 +132,21 @@ def read_yaml_map(path: Path, what: str, shape: str) -> _Map:
                           f"({getattr(exc, 'problem', None) or exc})") from None
     finally:
         loader.dispose()
-    if not isinstance(data, _Map):
+    if not isinstance(data, YamlMap):
         raise ConfigError(f"{path}:1: {shape}")
     return data
 
 
-def _read_yaml(path: Path) -> _Map:
+def _read_yaml(path: Path) -> YamlMap:
     return read_yaml_map(path, "recipe", "a recipe is a YAML mapping of fields (name, arch, kernel, ...)")
 
 
-def _merge(base: _Map, over: _Map) -> _Map:
-    out = _Map(base)
+def _merge(base: YamlMap, over: YamlMap) -> YamlMap:
+    out = YamlMap(base)
     out.where, out.origin = over.where, {**base.origin}
     for key, value in over.items():
-        names_source = key == "kernel" and isinstance(value, _Map) and ({"file", "debian_package"} & set(value))
-        if isinstance(value, _Map) and isinstance(base.get(key), _Map) and not names_source:
+        names_source = key == "kernel" and isinstance(value, YamlMap) and ({"file", "debian_package"} & set(value))
+        if isinstance(value, YamlMap) and isinstance(base.get(key), YamlMap) and not names_source:
             value = _merge(base[key], value)
         out[key] = value
         out.origin[key] = over.origin[key]
@@ -174,7 +175,7 @@ def recipe_data(path: Path) -> dict:
     return _resolve_extends(path)
 
 
-def _resolve_extends(path: Path, chain: tuple[Path, ...] = ()) -> _Map:
+def _resolve_extends(path: Path, chain: tuple[Path, ...] = ()) -> YamlMap:
     data = _read_yaml(path)
     if "extends" not in data:
         return data
@@ -195,10 +196,10 @@ def _resolve_extends(path: Path, chain: tuple[Path, ...] = ()) -> _Map:
 
 # -- validation ----------------------------------------------------------------------
 
-class _Fields:
+class YamlFields:
     """Typed access to one mapping of a recipe, with errors naming file, line and field."""
 
-    def __init__(self, data: _Map, prefix: str = "", where: tuple[Path, int] | None = None):
+    def __init__(self, data: YamlMap, prefix: str = "", where: tuple[Path, int] | None = None):
         self.data, self.prefix, self.where = data, prefix, where or data.where
 
     def _at(self, key: str | None = None) -> str:
@@ -224,14 +225,20 @@ class _Fields:
         value = self.data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            names = " or ".join({str: "a string", int: "an integer", list: "a list", _Map: "a mapping",
+            names = " or ".join({str: "a string", int: "an integer", list: "a list", YamlMap: "a mapping",
                                  float: "a number"}.get(k, k.__name__) for k in kinds)
             raise self.error(key, f"must be {names}, got {type(value).__name__} {value!r}"[:160])
         return value
 
-    def sub(self, key: str, default=...) -> "_Fields | None":
-        value = self.get(key, _Map, default)
-        return None if value is None else _Fields(value, f"{self.prefix}{key}.", self.data.origin[key])
+    @overload
+    def sub(self, key: str) -> YamlFields: ...
+    @overload
+    def sub(self, key: str, default: None) -> YamlFields | None: ...
+
+    def sub(self, key: str, default=...) -> YamlFields | None:
+        """The nested mapping at `key`; with default None, None when it is absent."""
+        value = self.get(key, YamlMap, default)
+        return None if value is None else YamlFields(value, f"{self.prefix}{key}.", self.data.origin[key])
 
     def path(self, key: str) -> Path:
         value = Path(self.get(key, str)).expanduser()
@@ -245,12 +252,12 @@ class _Fields:
         return value
 
 
-def _package(f: _Fields) -> DebianPackage:
+def _package(f: YamlFields) -> DebianPackage:
     version = f.get("version", (str, int, float))
     return DebianPackage(f.get("debian_package", str), str(version))
 
 
-def _kernel_source(f: _Fields) -> KernelSource:
+def _kernel_source(f: YamlFields) -> KernelSource:
     f.check_known({"debian_package", "version", "file", "modules", "modules_package"})
     if f.has("file"):
         if f.has("debian_package"):
@@ -271,7 +278,7 @@ def _kernel_source(f: _Fields) -> KernelSource:
     return KernelSource(debian=image, debian_modules=mods)
 
 
-def _files(f: _Fields | None) -> tuple[tuple[str, Path], ...]:
+def _files(f: YamlFields | None) -> tuple[tuple[str, Path], ...]:
     if f is None:
         return ()
     out = []
@@ -287,7 +294,7 @@ def _files(f: _Fields | None) -> tuple[tuple[str, Path], ...]:
 
 def load_recipe(path: Path) -> Recipe:
     """Read and validate one image recipe; every problem is one line naming file, line and field."""
-    f = _Fields(_resolve_extends(path))
+    f = YamlFields(_resolve_extends(path))
     # 'ssh' (packages for an ssh-reachable guest) and 'trace_cmd' (trace-cmd for run --trace-dat)
     # are validated by harness/guest.py when used
     f.check_known({"name", "arch", "kernel", "busybox", "modules", "files", "cmdline", "qemu", "mirrors", "ssh",

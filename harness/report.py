@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness import html_report, timing
+from harness.files import atomic_path, atomic_write_text
+from harness.verdicts import Outcome, summarize
 
 SCHEMA = 1
 # Environment that changes what a run does, so the reproduce line carries it. Secrets
@@ -37,9 +38,7 @@ def append_trace(path: Path, text: str) -> None:
 
 
 def report_dict(state) -> dict:
-    summary = {k: 0 for k in ("passed", "failed", "error", "skipped")}
-    for r in state.results:
-        summary[r.outcome] += 1
+    summary = summarize(r.outcome for r in state.results)
     target = dict(state.target_info) or {"spec": state.options.target_spec}
     return {
         "schema": SCHEMA,
@@ -52,16 +51,6 @@ def report_dict(state) -> dict:
         "seed": state.options.seed,
         **getattr(state, "extra", {}),
     }
-
-
-def _atomic_write(path: Path, data: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(data, encoding="utf-8")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _check_lines(checks: list[dict]) -> str:
@@ -98,11 +87,11 @@ def junit_xml(report: dict) -> str:
         for key, value in case["evidence"].items():
             ET.SubElement(cprops, "property", name=key, value=json.dumps(value)[:2000])
         body = _check_lines(case.get("checks", []))
-        if case["outcome"] == "failed":
+        if case["outcome"] == Outcome.FAILED:
             ET.SubElement(tc, "failure", message=case["reason"], type="binder-harness.failed").text = body
-        elif case["outcome"] == "error":
+        elif case["outcome"] == Outcome.ERROR:
             ET.SubElement(tc, "error", message=case["reason"], type="binder-harness.error").text = body
-        elif case["outcome"] == "skipped":
+        elif case["outcome"] == Outcome.SKIPPED:
             ET.SubElement(tc, "skipped", message=case["reason"])
         ET.SubElement(tc, "system-out").text = body
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
@@ -191,8 +180,8 @@ def write_final(state) -> dict | None:
 
 
 def _write_reports(data: dict, out: Path, html: bool = True) -> None:
-    _atomic_write(out / "report.json", json.dumps(data, indent=1, default=str) + "\n")
-    _atomic_write(out / "junit.xml", junit_xml(data))
+    atomic_write_text(out / "report.json", json.dumps(data, indent=1, default=str) + "\n")
+    atomic_write_text(out / "junit.xml", junit_xml(data))
     if html:
         write_html(data, out)
 
@@ -202,7 +191,7 @@ def write_html(data: dict, out: Path) -> Path:
     try:
         return html_report.write(data, out)
     except Exception as exc:  # noqa: BLE001 - the verdicts must still reach the ticket
-        _atomic_write(out / "report.html", html_report.fallback(data, exc))
+        atomic_write_text(out / "report.html", html_report.fallback(data, exc))
         return out / "report.html"
 
 
@@ -212,9 +201,7 @@ def bundle(run_dir: Path) -> Path:
 
     run_dir = run_dir.resolve()
     dest = run_dir.with_name(run_dir.name + ".tar.gz")
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    with tarfile.open(tmp, "w:gz") as tar:
+    with atomic_path(dest) as tmp, tarfile.open(tmp, "w:gz") as tar:
         tar.add(run_dir, arcname=run_dir.name,
                 filter=lambda info: None if Path(info.name).name.startswith(".") else info)
-    tmp.replace(dest)
     return dest

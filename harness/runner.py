@@ -24,7 +24,7 @@ from harness.probe import ensure_probe
 from harness.targets import TargetOptions, make_target
 from harness.targets.accel import KvmFailed
 from harness.targets.base import BootedGuest, KillableConsole, Target
-from harness.verdicts import CaseResult, judge, scan_dmesg
+from harness.verdicts import CaseResult, Outcome, judge, scan_dmesg
 
 # A boot that fails this many times in a row gives up: the rest of the cases error at once.
 BOOT_ATTEMPTS = 2
@@ -173,9 +173,11 @@ class Session:
 
     def probe_path(self, abi: str) -> str:
         if abi not in self._probes:
-            remote = f"{self.target.workdir}/bin/binder-probe-{abi}"
-            self.target.run(["mkdir", "-p", f"{self.target.workdir}/bin"], 10)
-            self.target.push(ensure_probe(abi), remote, 0o755)
+            target = self.target
+            assert target is not None, "the probe is pushed to a started target"
+            remote = f"{target.workdir}/bin/binder-probe-{abi}"
+            target.run(["mkdir", "-p", f"{target.workdir}/bin"], 10)
+            target.push(ensure_probe(abi), remote, 0o755)
             self._probes[abi] = remote
         return self._probes[abi]
 
@@ -185,18 +187,18 @@ class Session:
         t0 = time.monotonic()
         run = _CaseRun(CaseResult(spec.id), console_start=self._console_size())
         if self.output_error:
-            run.result.outcome, run.result.reason = "error", f"not run: {self.output_error}"
+            run.result.outcome, run.result.reason = Outcome.ERROR, f"not run: {self.output_error}"
             self._record(run.result, spec)
             return run.result
         try:
             self._run_body(spec, case_dir, run)
         except CaseSkipped as exc:
-            run.result.outcome, run.result.reason = "skipped", str(exc)
+            run.result.outcome, run.result.reason = Outcome.SKIPPED, str(exc)
         except ConfigError:
             raise
         except KeyboardInterrupt:
             # The console may be in the middle of a command: do not talk to the guest, end it.
-            run.result.outcome, run.result.reason = "error", "interrupted"
+            run.result.outcome, run.result.reason = Outcome.ERROR, "interrupted"
             self._lost_guest(case_dir, run.ctx)
             self._finish_case(run, spec, case_dir, t0)
             raise
@@ -241,7 +243,7 @@ class Session:
         if isinstance(exc, OSError) and is_output_error(exc):
             self._output_failed(result, exc)
         elif isinstance(exc, TargetError) or (self.cancelled and not isinstance(exc, OSError)):
-            result.outcome, result.reason = "error", "interrupted" if self.cancelled else str(exc)
+            result.outcome, result.reason = Outcome.ERROR, "interrupted" if self.cancelled else str(exc)
             self._lost_guest(case_dir, run.ctx)
         else:  # keep the evidence, name the bug
             self._harness_error(result, case_dir, exc)
@@ -272,7 +274,7 @@ class Session:
         return result
 
     def _harness_error(self, result: CaseResult, case_dir: Path, exc: BaseException) -> None:
-        result.outcome = "error"
+        result.outcome = Outcome.ERROR
         result.reason = f"harness error: {type(exc).__name__}: {exc}".splitlines()[0]
         try:
             (case_dir / "error.txt").write_text(traceback.format_exc())
@@ -283,8 +285,8 @@ class Session:
         """The run directory stopped taking evidence (full, read-only): this case errors, later ones do not run."""
         self.output_error = (f"cannot write evidence to {self.options.out_dir} ({exc.strerror}); "
                              "free space or give another --out")
-        if result.outcome != "error":
-            result.outcome, result.reason = "error", self.output_error
+        if result.outcome != Outcome.ERROR:
+            result.outcome, result.reason = Outcome.ERROR, self.output_error
         self._drop_target()
 
     def _lost_guest(self, case_dir: Path, ctx) -> None:
@@ -304,8 +306,8 @@ class Session:
                     ctx.stop_trace()
                     self._health(ctx, spec, result, case_dir)
                 except TargetError as exc:
-                    if result.outcome != "error":
-                        result.outcome, result.reason = "error", str(exc)
+                    if result.outcome != Outcome.ERROR:
+                        result.outcome, result.reason = Outcome.ERROR, str(exc)
                     self._lost_guest(case_dir, ctx)
         with self._keeping_evidence(result):
             self._keep_console(case_dir, run.console_start, ctx, spec, result)
@@ -347,7 +349,7 @@ class Session:
             return
         if text:
             (case_dir / "console.log").write_text(text)
-        if result.outcome == "error" and not (case_dir / "dmesg.txt").exists():
+        if result.outcome == Outcome.ERROR and not (case_dir / "dmesg.txt").exists():
             kernel = [l for l in text.splitlines() if _KERNEL_LINE.match(l)]
             (case_dir / "dmesg.txt").write_text(
                 "# the guest ended before its kernel log could be read; kernel lines from its console:\n"
@@ -364,9 +366,9 @@ class Session:
         if health.unexpected_binder_lines:
             result.evidence["unexpected_binder_messages"] = health.unexpected_binder_lines[:20]
         window = str(result.evidence.get("dmesg_window", ""))
-        if window.startswith("unknown") and result.outcome not in ("error", "skipped"):
-            result.outcome, result.reason = "error", f"kernel health not judged: dmesg window {window}"
-        if result.outcome not in ("error", "skipped"):
+        if window.startswith("unknown") and result.outcome not in (Outcome.ERROR, Outcome.SKIPPED):
+            result.outcome, result.reason = Outcome.ERROR, f"kernel health not judged: dmesg window {window}"
+        if result.outcome not in (Outcome.ERROR, Outcome.SKIPPED):
             ctx.check_that("kernel health: dmesg delta free of WARNING/BUG/Oops/KASAN/Call Trace",
                            not health.bad_lines, health.bad_lines[0] if health.bad_lines else "none",
                            "none", "dmesg (WARN/BUG/oops handlers)")
@@ -423,7 +425,7 @@ def append_case_files(out: Path, case_id: str, case_dir: Path) -> None:
 
 def not_run(specs: list[CaseSpec], done: set[str], why: str) -> list[CaseResult]:
     """Results for cases an interrupted run never reached: skipped, saying why."""
-    return [CaseResult(s.id, "skipped", f"not run: {why}") for s in specs if s.id not in done]
+    return [CaseResult(s.id, Outcome.SKIPPED, f"not run: {why}") for s in specs if s.id not in done]
 
 
 def run_cases(specs: list[CaseSpec], options: RunOptions, progress=print) -> RunState:

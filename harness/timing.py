@@ -16,6 +16,9 @@ harness's own overhead. Phases (all host wall time):
   collect_trace   per case: tracing stopped and trace.txt pulled
   dmesg           per case: the dmesg delta read
   judge           per case: parsing and checks on the host
+
+The phases are per process; one that makes several runs (matrix cells, one after another)
+calls reset() before each, so a run's report holds only its own phases.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ def phase(name: str):
 
 
 def reset() -> None:
+    """Forget every phase: the next run starts from zero."""
     _phases.clear()
 
 

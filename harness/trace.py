@@ -288,10 +288,10 @@ def binder_transactions(trace: Trace) -> list[TracedTransaction]:
 def _group_event(ev: TraceEvent, by_pid: dict[int, TracedTransaction], out: list[TracedTransaction]) -> None:
     """Fold one event into the transactions; KeyError/ValueError when a field it needs is bad."""
     if ev.name == "binder_transaction":
-        txn = TracedTransaction(ev.int("transaction"), ev.pid, ev.fields.get("reply") == "1",
+        new = TracedTransaction(ev.int("transaction"), ev.pid, ev.fields.get("reply") == "1",
                                 int(ev.fields.get("flags", "0"), 16))
-        by_pid[ev.pid] = txn
-        out.append(txn)
+        by_pid[ev.pid] = new
+        out.append(new)
     elif ev.name == "binder_transaction_alloc_buf":
         txn = by_pid.get(ev.pid)
         if txn is not None and txn.debug_id == ev.int("transaction"):

@@ -7,9 +7,47 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, Iterable
 
-OUTCOMES = ("passed", "failed", "error", "skipped")
+
+class Outcome(str, Enum):
+    """A case's outcome. A str, so it compares equal to, and is written to JSON as, its value."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+# The fixed order of report.json's "summary" (DESIGN §2)
+OUTCOMES = tuple(o.value for o in Outcome)
+
+
+def summarize(outcomes: Iterable[str]) -> dict[str, int]:
+    """How many of each outcome: {"passed", "failed", "error", "skipped"} in that order, then
+    any outcome not known here (a report from elsewhere) after them."""
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for outcome in outcomes:
+        key = str(outcome)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def summary_line(summary: dict[str, int]) -> str:
+    """'3 passed, 1 failed, 0 error, 0 skipped'"""
+    return ", ".join(f"{summary.get(o, 0)} {o}" for o in OUTCOMES)
+
+
+def all_passed(summary: dict[str, int]) -> bool:
+    """No case failed or errored (exit status 0)."""
+    return summary.get(Outcome.FAILED, 0) == 0 and summary.get(Outcome.ERROR, 0) == 0
 
 
 @dataclass(frozen=True)
@@ -27,16 +65,19 @@ class Check:
 @dataclass
 class CaseResult:
     id: str
-    outcome: str = "passed"
+    outcome: Outcome = Outcome.PASSED
     reason: str = ""
     duration_s: float = 0.0
     evidence: dict[str, Any] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     guest: int | None = None  # which guest ran it, in a run on several guests (-j N)
 
+    def __post_init__(self) -> None:
+        self.outcome = Outcome(self.outcome)
+
     def to_json(self) -> dict:
-        out = {
-            "id": self.id, "outcome": self.outcome, "reason": self.reason,
+        out: dict[str, Any] = {
+            "id": self.id, "outcome": str(self.outcome), "reason": self.reason,
             "duration_s": round(self.duration_s, 3), "evidence": self.evidence,
             "checks": [asdict(c) for c in self.checks],
         }
@@ -47,18 +88,18 @@ class CaseResult:
 
 def judge(result: CaseResult) -> None:
     """Set outcome and reason from the checks, unless the case already errored or skipped."""
-    if result.outcome in ("error", "skipped"):
+    if result.outcome in (Outcome.ERROR, Outcome.SKIPPED):
         return
     failed = [c for c in result.checks if not c.passed]
     if failed:
-        result.outcome = "failed"
+        result.outcome = Outcome.FAILED
         more = f" (+{len(failed) - 1} more failed checks)" if len(failed) > 1 else ""
         result.reason = failed[0].describe() + more
     elif not result.checks:
-        result.outcome = "error"
+        result.outcome = Outcome.ERROR
         result.reason = "the case recorded no checks"
     else:
-        result.outcome = "passed"
+        result.outcome = Outcome.PASSED
         result.reason = f"{len(result.checks)} checks passed"
 
 
@@ -78,7 +119,9 @@ class HealthReport:
 
 def scan_dmesg(text: str, expected: tuple[str, ...] = ()) -> HealthReport:
     """Find kernel-health failures and binder messages the case did not declare."""
-    bad, unexpected, seen = [], [], []
+    bad: list[str] = []
+    unexpected: list[str] = []
+    seen: list[str] = []
     patterns = [re.compile(p) for p in expected]
     for line in text.splitlines():
         if HEALTH_PATTERNS.search(line):

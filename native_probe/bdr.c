@@ -92,7 +92,7 @@ void bd_print_map(Bd *b, const char *role, size_t requested)
 	unsigned long long s = 0, e = 0;
 	maps_line_for((uintptr_t)b->map, line, sizeof(line));
 	sscanf(line, "%llx-%llx", &s, &e);
-	jbegin(&j, "map");
+	jbegin(&j, EV_MAP);
 	jstr(&j, "role", role);
 	ju64(&j, "start", (uintptr_t)b->map);
 	ju64(&j, "size", requested);
@@ -639,7 +639,7 @@ int default_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 	int oneway = (tr->flags & TF_ONE_WAY) != 0;
 	if (p->server_print_rx) {
 		J j;
-		jbegin(&j, "rx");
+		jbegin(&j, EV_RX);
 		jstr(&j, "role", "server");
 		jrx(&j, b, tr, seq, expect);
 		jend(&j);
@@ -664,7 +664,7 @@ int default_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 		}
 		if (rc < 0 && !p->server_quiet) {
 			J j;
-			jbegin(&j, "srv_error");
+			jbegin(&j, EV_SRV_ERROR);
 			jstr(&j, "what", "BC_REPLY write");
 			jerrno(&j, -rc);
 			jend(&j);
@@ -676,7 +676,7 @@ int default_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 static void srv_print_br(const Br *br)
 {
 	J j;
-	jbegin(&j, "srv_br");
+	jbegin(&j, EV_SRV_BR);
 	jstr(&j, "br", br_name(br->cmd));
 	if (br->cmd == BR_INCREFS || br->cmd == BR_ACQUIRE || br->cmd == BR_RELEASE ||
 	    br->cmd == BR_DECREFS) {
@@ -696,7 +696,7 @@ static void srv_handle(Pair *p, Bd *b, const Br *br)
 
 void jresult(J *j, const char *name, int err)
 {
-	jbegin(j, "result");
+	jbegin(j, EV_RESULT);
 	jstr(j, "name", name);
 	jerrno(j, err);
 }
@@ -848,7 +848,7 @@ void run_pair(Pair *p)
 	p->ctl_fd = ctl[1];
 	close(ready[1]);
 	close(ctl[0]);
-	jbegin(&j, "roles");
+	jbegin(&j, EV_ROLES);
 	ji64(&j, "server_pid", pid);
 	ji64(&j, "client_pid", getpid());
 	jend(&j);

@@ -39,13 +39,16 @@ _Static_assert(sizeof(struct binder_fd_object) == 24, "binder_fd_object layout")
 _Static_assert(sizeof(struct binder_buffer_object) == 40, "binder_buffer_object layout");
 _Static_assert(sizeof(struct binder_fd_array_object) == 32, "binder_fd_array_object layout");
 
+#include "contract.h"
+
 #ifndef PING_TRANSACTION
-#define PING_TRANSACTION B_PACK_CHARS('_', 'P', 'N', 'G')
+#define PING_TRANSACTION PING_TRANSACTION_CODE
 /* Returns newer than the system header (Debian bookworm's is 6.1): a oneway queued to a
  * frozen process is answered with this instead of BR_TRANSACTION_COMPLETE since Linux 6.4
  * ("binder: return pending info for frozen async txns", binder_transaction). */
 #define PROBE_BR_TRANSACTION_PENDING_FROZEN _IO('r', 20)
 #endif
+_Static_assert(PING_TRANSACTION == B_PACK_CHARS('_', 'P', 'N', 'G'), "contract.h PING_TRANSACTION_CODE");
 
 /* ------------------------------------------------------------------ util.c */
 

@@ -126,7 +126,7 @@ void scen_ipc(void)
 				__atomic_store_n(&shm->done, (uint32_t)i + 1, __ATOMIC_RELEASE);
 		}
 		for (int i = 0; i < n; i++) {
-			jbegin(&j, "stream");
+			jbegin(&j, EV_STREAM);
 			jstr(&j, "via", via);
 			ji64(&j, "seq", i);
 			ju64(&j, "size", sizes[i]);
@@ -137,7 +137,7 @@ void scen_ipc(void)
 		}
 		_exit(0);
 	}
-	jbegin(&j, "roles");
+	jbegin(&j, EV_ROLES);
 	ji64(&j, "writer_pid", getpid());
 	ji64(&j, "reader_pid", pid);
 	jend(&j);

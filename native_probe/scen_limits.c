@@ -15,7 +15,7 @@
 static void print_mmap(const char *step, const char *prot, void *m, int err, size_t size)
 {
 	J j;
-	jbegin(&j, "mmap");
+	jbegin(&j, EV_MMAP);
 	jstr(&j, "step", step);
 	jstr(&j, "prot", prot);
 	ju64(&j, "size", size);
@@ -61,7 +61,7 @@ void scen_mmap_flags(void)
 		finish(0, "read-only mmap failed");
 	/* 3: VM_MAYWRITE is cleared, so mprotect to writable fails. */
 	err = mprotect(m, size, PROT_READ | PROT_WRITE) ? errno : 0;
-	jbegin(&j, "mprotect");
+	jbegin(&j, EV_MPROTECT);
 	jstr(&j, "prot", "rw");
 	jerrno(&j, err);
 	jend(&j);
@@ -72,7 +72,7 @@ void scen_mmap_flags(void)
 		munmap(m2, size);
 	/* 5: unmap, then map again. */
 	err = munmap(m, size) ? errno : 0;
-	jbegin(&j, "munmap");
+	jbegin(&j, EV_MUNMAP);
 	jerrno(&j, err);
 	jend(&j);
 	err = try_mmap(fd, size, PROT_READ, &m2);
@@ -114,7 +114,7 @@ static int flood_client(Pair *p, Bd *b)
 		uint32_t on = 1;
 		int err = ioctl(b->fd, BINDER_ENABLE_ONEWAY_SPAM_DETECTION, &on) ? errno : 0;
 		J j;
-		jbegin(&j, "spam_detection");
+		jbegin(&j, EV_SPAM_DETECTION);
 		jerrno(&j, err);
 		jend(&j);
 	}
@@ -142,7 +142,7 @@ static int flood_client(Pair *p, Bd *b)
 			J j;
 			if (!ok)
 				printed_fail++;
-			jbegin(&j, "tx");
+			jbegin(&j, EV_TX);
 			ju64(&j, "seq", i);
 			ju64(&j, "n", i + 1);
 			ju64(&j, "size", g_size);
@@ -158,7 +158,7 @@ static int flood_client(Pair *p, Bd *b)
 	}
 	{
 		J j;
-		jbegin(&j, "summary");
+		jbegin(&j, EV_SUMMARY);
 		ju64(&j, "count", g_count);
 		ju64(&j, "ok_count", ok_count);
 		ju64(&j, "fail_count", fail_count);
@@ -235,7 +235,7 @@ static void munmap_setup(Pair *p, Bd *b)
 	int err = munmap(b->map, b->map_size) ? errno : 0;
 	J j;
 	(void)p;
-	jbegin(&j, "munmap");
+	jbegin(&j, EV_MUNMAP);
 	jstr(&j, "role", "server");
 	jerrno(&j, err);
 	jend(&j);
@@ -257,7 +257,7 @@ static int munmap_client(Pair *p, Bd *b)
 		pattern_fill(buf, sizeof(buf), (uint64_t)i);
 		bd_call(b, 0, (uint32_t)i + 1, calls[i].flags, (uintptr_t)buf, sizeof(buf), 0, 0,
 			&r, 5000);
-		jbegin(&j, "tx");
+		jbegin(&j, EV_TX);
 		ji64(&j, "seq", i);
 		ji64(&j, "n", i + 1);
 		ju64(&j, "size", sizeof(buf));
@@ -333,7 +333,7 @@ static long async_space(Pair *p, const char *when, uint64_t size)
 	long v = -1;
 	int rc = bd_debugfs_stats_value(p->server_pid, "free async space", &v);
 	J j;
-	jbegin(&j, "async_space");
+	jbegin(&j, EV_ASYNC_SPACE);
 	jstr(&j, "when", when);
 	ju64(&j, "size", size);
 	jerrno(&j, rc < 0 ? -rc : 0);
@@ -374,7 +374,7 @@ static int async_exact_client(Pair *p, Bd *b)
 			}
 			ok++;
 		}
-		jbegin(&j, "async_fill");
+		jbegin(&j, EV_ASYNC_FILL);
 		ju64(&j, "size", size);
 		ju64(&j, "ok_count", ok);
 		jbool(&j, "failed", failed);

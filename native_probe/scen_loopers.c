@@ -139,7 +139,7 @@ static void loopers_post(Pair *p, Bd *b)
 {
 	J j;
 	(void)p;
-	jbegin(&j, "spawn_summary");
+	jbegin(&j, EV_SPAWN_SUMMARY);
 	ju64(&j, "max_threads", g_max_threads);
 	ju64(&j, "spawn_loopers", g_spawns);
 	ju64(&j, "spawned_registered", g_spawn_registered);

@@ -24,10 +24,6 @@
 #include <unistd.h>
 
 #define OBJ_CODE_ECHO 0x4543484fu   /* reply with the objects received */
-#define OBJ_PTR_STRONG 0x5a0000a1u
-#define OBJ_COOKIE_STRONG 0xc0000a1u
-#define OBJ_PTR_WEAK 0x5a0000b2u
-#define OBJ_COOKIE_WEAK 0xc0000b2u
 #define OBJ_MARKER 0x4d41524b45520a0aull
 
 /* ------------------------------------------------------------- fd helpers */
@@ -39,7 +35,7 @@ static void print_fd(const char *where, int idx, int fd, int read_content)
 	struct stat st;
 	int flags = fcntl(fd, F_GETFD);
 	J j;
-	jbegin(&j, "fd");
+	jbegin(&j, EV_FD);
 	jstr(&j, "where", where);
 	ji64(&j, "index", idx);
 	ji64(&j, "fd", fd);
@@ -84,7 +80,7 @@ static int obj_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 	int fds[MAX_RX_FDS], nfds = 0;
 	J j;
 	(void)p;
-	jbegin(&j, "rx");
+	jbegin(&j, EV_RX);
 	jstr(&j, "role", "server");
 	ju64(&j, "code", tr->code);
 	ju64(&j, "data_size", tr->data_size);
@@ -127,7 +123,7 @@ static int obj_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 			size_t o = 0;
 			memcpy(&bo, data + offs[i], sizeof(bo));
 			q = (const uint8_t *)(uintptr_t)bo.buffer;
-			jbegin(&j, "ptr_rx");
+			jbegin(&j, EV_PTR_RX);
 			ju64(&j, "index", i);
 			ju64(&j, "length", bo.length);
 			ju64(&j, "buf_off", bo.buffer - tr->data.ptr.buffer);
@@ -176,7 +172,7 @@ static int obj_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 	 * space), not those of BINDER_TYPE_FD objects. */
 	for (int k = 0; k < nfds; k++) {
 		int open_after = fcntl(fds[k], F_GETFD) >= 0;
-		jbegin(&j, "fd_after_free");
+		jbegin(&j, EV_FD_AFTER_FREE);
 		ji64(&j, "index", k);
 		ji64(&j, "fd", fds[k]);
 		jbool(&j, "open", open_after);
@@ -230,7 +226,7 @@ static int binder_client(Pair *p, Bd *b)
 	obj[1].cookie = OBJ_COOKIE_WEAK;
 	{
 		J j;
-		jbegin(&j, "sent");
+		jbegin(&j, EV_SENT);
 		jobjects(&j, "objects", (const uint8_t *)obj, sizeof(obj), offs, sizeof(offs),
 			 (uintptr_t)obj);
 		jend(&j);
@@ -332,7 +328,7 @@ static int fda_client(Pair *p, Bd *b)
 	fda_call(b, "objects.fda_call", &parent, 1);
 	{
 		J j;
-		jbegin(&j, "sender_parent_after");
+		jbegin(&j, EV_SENDER_PARENT_AFTER);
 		ju64(&j, "fd0", parent.fds[0]);
 		ju64(&j, "fd1", parent.fds[1]);
 		ju64(&j, "marker", parent.marker);
@@ -378,7 +374,7 @@ static int sg_client(Pair *p, Bd *b)
 	m.ob.length = SG_B_LEN;
 	m.ob.parent = 0;
 	m.ob.parent_offset = SG_FIXUP_OFF;
-	jbegin(&j, "sg_sent");
+	jbegin(&j, EV_SG_SENT);
 	ju64(&j, "data_size", sizeof(m));
 	ju64(&j, "offsets_size", sizeof(offs));
 	ju64(&j, "buffers_size", buffers);
@@ -457,7 +453,6 @@ static int bad_offsets_client(Pair *p, Bd *b)
 
 /* ------------------------------------------------------------ update_txn */
 
-#define UPD_CODE 0x55504454u /* 'UPDT' */
 
 /* A oneway with an 8-byte head and, when fd >= 0, one BINDER_TYPE_FD. */
 static void send_update(Bd *b, const char *name, int fd, uint64_t head)
@@ -469,7 +464,7 @@ static void send_update(Bd *b, const char *name, int fd, uint64_t head)
 	m.head = head;
 	m.fdo.hdr.type = BINDER_TYPE_FD;
 	m.fdo.fd = (uint32_t)fd;
-	bd_call(b, 0, UPD_CODE, TF_ONE_WAY | TF_UPDATE_TXN, (uintptr_t)&m,
+	bd_call(b, 0, OBJ_UPDATE_CODE, TF_ONE_WAY | TF_UPDATE_TXN, (uintptr_t)&m,
 		fd >= 0 ? sizeof(m) : sizeof(m.head), fd >= 0 ? (uintptr_t)&off : 0,
 		fd >= 0 ? sizeof(off) : 0, &r, 5000);
 	print_obj_call(name, &r);

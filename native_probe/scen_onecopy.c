@@ -49,7 +49,7 @@ static int sizes_client(Pair *p, Bd *b)
 		J j;
 		pattern_fill(buf, (size_t)g_sizes[i], (uint64_t)i);
 		bd_call(b, 0, (uint32_t)i + 1, flags, (uintptr_t)buf, g_sizes[i], 0, 0, &r, 10000);
-		jbegin(&j, "tx");
+		jbegin(&j, EV_TX);
 		ji64(&j, "seq", i);
 		ji64(&j, "n", i + 1);
 		ju64(&j, "size", g_sizes[i]);
@@ -58,7 +58,7 @@ static int sizes_client(Pair *p, Bd *b)
 		jend(&j);
 		if (r.have_reply) {
 			if (g_mode_reply) {
-				jbegin(&j, "rx");
+				jbegin(&j, EV_RX);
 				jstr(&j, "role", "client");
 				jrx(&j, b, &r.reply, (uint64_t)i, g_sizes[i]);
 				jend(&j);
@@ -79,7 +79,7 @@ static void touch_post(Pair *p, Bd *b)
 		int sig = -1;
 		if (g_touch[i] < b->map_size)
 			sig = touch_byte(b->map + g_touch[i]);
-		jbegin(&j, "touch");
+		jbegin(&j, EV_TOUCH);
 		jstr(&j, "role", "server");
 		ju64(&j, "offset", g_touch[i]);
 		ju64(&j, "addr", (uintptr_t)b->map + g_touch[i]);
@@ -96,7 +96,7 @@ static void touch_post(Pair *p, Bd *b)
 		char line[512];
 		J j;
 		maps_line_for((uintptr_t)b->map, line, sizeof(line));
-		jbegin(&j, "maps");
+		jbegin(&j, EV_MAPS);
 		jstr(&j, "role", "server");
 		jstr(&j, "maps_line", line);
 		jend(&j);
@@ -203,7 +203,7 @@ static void print_pages(Pair *p, const char *when)
 	char raw[256];
 	int rc = stats_pages(p->server_pid, &a, &l, &f, raw, sizeof(raw));
 	J j;
-	jbegin(&j, "pages");
+	jbegin(&j, EV_PAGES);
 	jstr(&j, "when", when);
 	ji64(&j, "proc", p->server_pid);
 	if (rc == 0) {
@@ -230,13 +230,13 @@ static int shrinker_client(Pair *p, Bd *b)
 			err = errno;
 		if (fd >= 0)
 			close(fd);
-		jbegin(&j, "drop_caches");
+		jbegin(&j, EV_DROP_CACHES);
 		jerrno(&j, err);
 		jend(&j);
 		print_pages(p, "after");
 		return 0;
 	}
-	jbegin(&j, "ready");
+	jbegin(&j, EV_READY);
 	jstr(&j, "release", g_release);
 	ji64(&j, "server_pid", p->server_pid);
 	jend(&j);
@@ -246,7 +246,7 @@ static int shrinker_client(Pair *p, Bd *b)
 			break;
 		sleep_ms(50);
 	}
-	jbegin(&j, "released");
+	jbegin(&j, EV_RELEASED);
 	jend(&j);
 	return 0;
 }
@@ -321,7 +321,7 @@ void scen_stream(void)
 		for (int i = 0; i < g_nsizes; i++) {
 			int rc = xfer(rfd, buf, (size_t)g_sizes[i], 0);
 			int64_t bad = rc ? -2 : pattern_check(buf, (size_t)g_sizes[i], (uint64_t)i);
-			jbegin(&j, "stream");
+			jbegin(&j, EV_STREAM);
 			jstr(&j, "via", via);
 			ji64(&j, "seq", i);
 			ju64(&j, "size", g_sizes[i]);
@@ -334,7 +334,7 @@ void scen_stream(void)
 		_exit(0);
 	}
 	close(rfd);
-	jbegin(&j, "roles");
+	jbegin(&j, EV_ROLES);
 	ji64(&j, "writer_pid", getpid());
 	ji64(&j, "reader_pid", pid);
 	jend(&j);

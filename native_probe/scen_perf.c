@@ -48,7 +48,7 @@ static int cmp_u64(const void *a, const void *b)
 static void print_perf(const char *via, uint64_t size, uint64_t n, uint64_t total_us, int ok)
 {
 	J j;
-	jbegin(&j, "perf");
+	jbegin(&j, EV_PERF);
 	jstr(&j, "via", via);
 	ju64(&j, "size", size);
 	ju64(&j, "iters", n);

@@ -283,7 +283,7 @@ static int refs_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 {
 	J j;
 	(void)p;
-	jbegin(&j, "rx");
+	jbegin(&j, EV_RX);
 	jstr(&j, "role", "server");
 	ju64(&j, "code", tr->code);
 	ju64(&j, "target_ptr", tr->target.ptr);
@@ -319,7 +319,7 @@ static void refs_on_br(Pair *p, Bd *b, const Br *br)
 		return;
 	memset(&info, 0, sizeof(info));
 	info.ptr = br->u.pc.ptr ? br->u.pc.ptr - 1 : 0;
-	jbegin(&j, "node_info");
+	jbegin(&j, EV_NODE_INFO);
 	jstr(&j, "after", br_name(br->cmd));
 	jerrno(&j, xioctl(b->fd, BINDER_GET_NODE_DEBUG_INFO, &info));
 	ju64(&j, "ptr", info.ptr);
@@ -438,8 +438,6 @@ void scen_ping(void)
 
 /* --------------------------------------------------- death_notification */
 
-#define COOKIE_CLEARED 0x1111u
-#define COOKIE_DEATH 0x2222u
 
 static int death_client(Pair *p, Bd *b)
 {
@@ -455,11 +453,11 @@ static int death_client(Pair *p, Bd *b)
 	refs_cmds(b, "death.acquire_handle0", BC_INCREFS, BC_ACQUIRE, 0);
 
 	/* 1: request, then clear before any death. */
-	jresult(&j, "death.request", -bd_cmd_hc(b, BC_REQUEST_DEATH_NOTIFICATION, 0, COOKIE_CLEARED));
-	ju64(&j, "cookie", COOKIE_CLEARED);
+	jresult(&j, "death.request", -bd_cmd_hc(b, BC_REQUEST_DEATH_NOTIFICATION, 0, DEATH_COOKIE_CLEARED));
+	ju64(&j, "cookie", DEATH_COOKIE_CLEARED);
 	jend(&j);
-	jresult(&j, "death.clear", -bd_cmd_hc(b, BC_CLEAR_DEATH_NOTIFICATION, 0, COOKIE_CLEARED));
-	ju64(&j, "cookie", COOKIE_CLEARED);
+	jresult(&j, "death.clear", -bd_cmd_hc(b, BC_CLEAR_DEATH_NOTIFICATION, 0, DEATH_COOKIE_CLEARED));
+	ju64(&j, "cookie", DEATH_COOKIE_CLEARED);
 	jend(&j);
 	seen = wait_br(b, BR_CLEAR_DEATH_NOTIFICATION_DONE, 2000, brs, &n, &got);
 	jresult(&j, "death.clear_done", 0);
@@ -470,8 +468,8 @@ static int death_client(Pair *p, Bd *b)
 	jend(&j);
 
 	/* 2: request again, kill the server, expect BR_DEAD_BINDER. */
-	jresult(&j, "death.request", -bd_cmd_hc(b, BC_REQUEST_DEATH_NOTIFICATION, 0, COOKIE_DEATH));
-	ju64(&j, "cookie", COOKIE_DEATH);
+	jresult(&j, "death.request", -bd_cmd_hc(b, BC_REQUEST_DEATH_NOTIFICATION, 0, DEATH_COOKIE));
+	ju64(&j, "cookie", DEATH_COOKIE);
 	jend(&j);
 	t0 = now_ms();
 	pair_stop_server(p, 1);
@@ -498,7 +496,7 @@ static int death_client(Pair *p, Bd *b)
 
 	/* 4: clearing after death. */
 	jresult(&j, "death.clear_after_death",
-		-bd_cmd_hc(b, BC_CLEAR_DEATH_NOTIFICATION, 0, COOKIE_DEATH));
+		-bd_cmd_hc(b, BC_CLEAR_DEATH_NOTIFICATION, 0, DEATH_COOKIE));
 	jend(&j);
 	n = 0;
 	seen = wait_br(b, BR_CLEAR_DEATH_NOTIFICATION_DONE, 2000, brs, &n, &got);

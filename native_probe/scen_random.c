@@ -549,7 +549,7 @@ static int random_client(Pair *p, Bd *b)
 		close(g_fd[i].fd);
 		g_fd[i].fd = -1;
 	}
-	jbegin(&j, "summary");
+	jbegin(&j, EV_SUMMARY);
 	ju64(&j, "seed", g_seed);
 	ju64(&j, "ops", ops);
 	ju64(&j, "duration_ms", g_duration);
@@ -575,7 +575,7 @@ void scen_random(void)
 	if (g_duration + 5000 > (uint64_t)g_timeout_s * 1000)
 		g_timeout_s = (unsigned)((g_duration + 10000) / 1000);
 	arm_timeout();
-	jbegin(&j, "seed");
+	jbegin(&j, EV_SEED);
 	ju64(&j, "seed", g_seed);
 	jend(&j);
 	memset(&p, 0, sizeof(p));

@@ -276,7 +276,7 @@ static void on_alarm(int sig)
 	if (g_is_child) {
 		snprintf(line, sizeof(line), "timeout in %s", (const char *)g_phase);
 		json_quote(q, sizeof(q), line);
-		snprintf(line, sizeof(line), "{\"ev\":\"error\",\"pid\":%d,\"error\":%s}\n",
+		snprintf(line, sizeof(line), "{\"ev\":\"" EV_ERROR "\",\"pid\":%d,\"error\":%s}\n",
 			 (int)getpid(), q);
 		write_all(1, line, strlen(line));
 		_exit(3);
@@ -289,7 +289,7 @@ static void on_alarm(int sig)
 		char sc[128];
 		json_quote(sc, sizeof(sc), g_scenario);
 		snprintf(line, sizeof(line),
-			 "{\"ev\":\"done\",\"pid\":%d,\"scenario\":%s,\"ok\":false,\"error\":%s}\n",
+			 "{\"ev\":\"" EV_DONE "\",\"pid\":%d,\"scenario\":%s,\"ok\":false,\"error\":%s}\n",
 			 (int)getpid(), sc, q);
 	}
 	write_all(1, line, strlen(line));
@@ -326,7 +326,7 @@ void arm_timeout(void)
 void finish(int ok, const char *error)
 {
 	J j;
-	jbegin(&j, "done");
+	jbegin(&j, EV_DONE);
 	jstr(&j, "scenario", g_scenario);
 	jbool(&j, "ok", ok);
 	jstr(&j, "error", ok ? NULL : (error ? error : "unknown"));
@@ -342,7 +342,7 @@ void child_fail(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	jbegin(&j, "error");
+	jbegin(&j, EV_ERROR);
 	jstr(&j, "error", msg);
 	jend(&j);
 	_exit(1);

@@ -82,3 +82,20 @@ def tagged_processes(name: str = "qemu-system-", tag: str = TEST_TAG) -> set[int
 
 def qemu_processes() -> set[int]:
     return tagged_processes()
+
+
+def read_newc(blob: bytes) -> dict[str, tuple[int, bytes]]:
+    """The entries of a newc cpio archive: {name: (mode, data)}."""
+    entries, pos = {}, 0
+    while True:
+        assert blob[pos:pos + 6] == b"070701"
+        fields = [int(blob[pos + 6 + 8 * i: pos + 14 + 8 * i], 16) for i in range(13)]
+        mode, size, namesize = fields[1], fields[6], fields[11]
+        name = blob[pos + 110: pos + 110 + namesize - 1].decode()
+        pos += 110 + namesize
+        pos += -pos % 4
+        data = blob[pos:pos + size]
+        pos += size + (-size % 4)
+        if name == "TRAILER!!!":
+            return entries
+        entries[name] = (mode, data)

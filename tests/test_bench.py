@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from harness.images import REPO_ROOT
+from harness.files import REPO_ROOT
 
 
 def test_bench_quick_runs_one_case_end_to_end(tmp_path):

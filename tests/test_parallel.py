@@ -66,6 +66,26 @@ def test_matrix_runs_cells_and_combines(tmp_path):
     assert [t.get("classname") for t in root.iter("testcase")] == ["x86_64/qemu-x86_64.protocol", "arm64/qemu-arm64.protocol"]
 
 
+def test_matrix_cells_report_their_own_timing_phases(tmp_path):
+    """Cells run one after another in one process; each cell's timings.phases is that cell's
+    time only, not the sum over the cells before it."""
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text("targets: [qemu:x86_64, qemu:arm64]\nkernels: [default]\ncases: [protocol.version]\n")
+    run = cli("matrix", str(matrix), out=tmp_path / "out")
+    assert run.status == 0, run.stderr
+    cells = json.loads((run.out / "matrix.json").read_text())["cells"]
+    assert len(cells) == 2
+    for cell in cells:
+        timings = json.loads((run.out / cell["dir"] / "report.json").read_text())["timings"]
+        assert timings == cell["timings"]
+        phases = timings["phases"]
+        # the cell's own boot: QEMU started -> READY fits in the boot the cell measured itself
+        assert 0 < phases["boot_to_ready"] <= timings["boot_s"], (cell["cell"], timings)
+        # host wall-time phases do not overlap (guest_uptime is inside boot_to_ready): they fit in the run
+        assert sum(v for k, v in phases.items() if k != "guest_uptime") <= timings["total_s"] + 0.05, \
+            (cell["cell"], timings)
+
+
 def test_concurrent_cold_probe_builds(tmp_path):
     """Four processes build the probe into one empty cache at once: each gets a whole, working binary."""
     code = ("import sys; from harness.probe import ensure_probe; p = ensure_probe('x86_64'); "
@@ -85,14 +105,14 @@ def test_concurrent_cold_probe_builds(tmp_path):
 
 def test_concurrent_cold_initramfs_builds(tmp_path):
     """Three processes build the same guest image with no initramfs cached: one whole cpio results."""
-    from harness.images import cache_root
+    from harness.files import cache_root
 
     cache = tmp_path / "cache"
     cache.mkdir()
     for part in ("debs", "kernels", "busybox"):  # the downloads stay warm (hard links); the build is cold
         if (cache_root() / part).is_dir():
             subprocess.run(["cp", "-al", str(cache_root() / part), str(cache / part)], check=True)
-    code = ("from harness.images import build_image, recipe_for_arch; "
+    code = ("from harness.images import build_image; from harness.recipes import recipe_for_arch; "
             "i = build_image(recipe_for_arch('x86_64'), progress=lambda _: None); print(i.initramfs)")
     env = {**os.environ, "BINDER_HARNESS_CACHE": str(cache)}
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,

@@ -14,30 +14,14 @@ from harness.cpio import CpioWriter
 from harness.probe import parse_probe_output
 from harness.trace import COPY_USER_TO_BUFFER, binder_transactions, parse_ftrace, usercopies_in_binder_ioctl
 from harness.verdicts import CaseResult, Check, judge, scan_dmesg
-from tests.helpers import DATA
-
-
-def _read_newc(blob: bytes) -> dict[str, tuple[int, bytes]]:
-    entries, pos = {}, 0
-    while True:
-        assert blob[pos:pos + 6] == b"070701"
-        fields = [int(blob[pos + 6 + 8 * i: pos + 14 + 8 * i], 16) for i in range(13)]
-        mode, size, namesize = fields[1], fields[6], fields[11]
-        name = blob[pos + 110: pos + 110 + namesize - 1].decode()
-        pos += 110 + namesize
-        pos += -pos % 4
-        data = blob[pos:pos + size]
-        pos += size + (-size % 4)
-        if name == "TRAILER!!!":
-            return entries
-        entries[name] = (mode, data)
+from tests.helpers import DATA, read_newc
 
 
 def test_cpio_roundtrip_and_parents():
     w = CpioWriter()
     w.file("a/b/c.txt", b"hello", 0o600)
     w.symlink("bin/sh", "busybox")
-    entries = _read_newc(w.render())
+    entries = read_newc(w.render())
     assert set(entries) == {"a", "a/b", "a/b/c.txt", "bin", "bin/sh"}
     assert entries["a/b/c.txt"] == (0o100600, b"hello")
     assert entries["bin/sh"] == (0o120777, b"busybox")

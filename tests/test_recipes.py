@@ -9,8 +9,7 @@ import pytest
 from harness.errors import ConfigError
 from harness.images import build_image, ensure_kernel
 from harness.recipes import IMAGES_DIR, find_recipe, load_recipe, recipe_for_arch, resolve_recipe, shipped_recipes
-from tests.helpers import cli
-from tests.test_parsers import _read_newc
+from tests.helpers import cli, read_newc
 
 GOOD = IMAGES_DIR / "qemu-x86_64.yaml"
 
@@ -108,7 +107,7 @@ def test_local_kernel_file_recipe_with_extra_files(tmp_path):
     assert recipe.kernel_source.file == stock.kernel and recipe.kernel_source.debian is None
     image = build_image(recipe, progress=lambda _: None)
     assert image.identity == stock.identity and image.kernel_source == str(stock.kernel)
-    entries = _read_newc(image.initramfs.read_bytes())
+    entries = read_newc(image.initramfs.read_bytes())
     assert entries["etc/motd"][1] == b"hello from the recipe\n"
     assert "lib/modules/binder_linux.ko" in entries
 
@@ -118,7 +117,7 @@ def test_local_kernel_without_modules_loads_nothing(tmp_path):
     stock = ensure_kernel(recipe_for_arch("x86_64"), progress=lambda _: None)
     image = build_image(recipe_for_arch("x86_64"), kernel=stock.kernel, progress=lambda _: None)
     assert image.modules == () and "binder_linux" in image.builtin
-    entries = _read_newc(image.initramfs.read_bytes())
+    entries = read_newc(image.initramfs.read_bytes())
     assert not [n for n in entries if n.endswith(".ko")]
 
 

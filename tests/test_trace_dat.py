@@ -10,7 +10,8 @@ import subprocess
 import pytest
 
 from harness.guest_files import trace_cmd_files
-from harness.images import build_image, recipe_for_arch
+from harness.images import build_image
+from harness.recipes import recipe_for_arch
 from harness.trace import collect_script, trace_dat_status
 from tests.helpers import cli
 

@@ -87,7 +87,8 @@ def make_target(spec: str, options: TargetOptions, progress=print):
 
 def qemu_image(options: TargetOptions, arch: str, progress=print):
     """The QEMU guest image these options ask for; with trace_dat it also holds trace-cmd."""
-    from harness.images import build_image, resolve_recipe
+    from harness.images import build_image
+    from harness.recipes import resolve_recipe
 
     recipe = resolve_recipe(options.image, arch)
     extra_files: tuple = ()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness.arches import GUEST_ARCHES, host_arch
 from harness.errors import ConfigError, TargetError
-from harness.images import cache_root
+from harness.files import atomic_write_text, cache_root
 
 FORCE_ENV = "BINDER_HARNESS_ACCEL"
 KVM_DEVICE = "/dev/kvm"
@@ -110,9 +110,7 @@ def remember(binary: str, accel: Accel) -> None:
         data = {}
     data = {"boot_id": _boot_id(), "qemu": {**(data.get("qemu") or {}),
                                             _key(binary): {"accel": accel.name, "reason": accel.reason}}}
-    tmp = _stamp().with_name(f".kvm-probe.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, _stamp())
+    atomic_write_text(_stamp(), json.dumps(data, indent=1) + "\n")
 
 
 def forced() -> str:

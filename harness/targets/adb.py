@@ -89,10 +89,11 @@ def choose_device(devices: list[AdbDevice], serial: str | None, spec: str) -> Ad
             raise TargetUnavailable(f"{spec}: {len(devices)} devices attached ({listing}); pick one with --target adb:SERIAL")
         dev = devices[0]
     else:
-        dev = next((d for d in devices if d.serial == serial), None)
-        if dev is None:
+        found = next((d for d in devices if d.serial == serial), None)
+        if found is None:
             attached = listing or "none"
             raise TargetUnavailable(f"{spec}: no device with serial {serial} (attached: {attached})")
+        dev = found
     label = f"adb:{dev.serial}"
     if dev.state == "device":
         return dev

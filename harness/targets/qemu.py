@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections import deque
 from pathlib import Path
+from typing import BinaryIO
 
 import pexpect
 
@@ -87,7 +88,7 @@ class QemuTarget(StartStop):
         self.workdir = GUEST_SHARE
         self.boot_s = 0.0
         self._child: pexpect.spawn | None = None
-        self._log_fh = None
+        self._log_fh: BinaryIO | None = None
         self._seq = 0
         self._tail: deque[bytes] = deque(maxlen=200)
 
@@ -282,12 +283,14 @@ class QemuTarget(StartStop):
             script.write_text(command + "\n")
             command = f"sh {GUEST_SHARE}/{script.name}"
         marker = re.compile(rb"@@BH%d:(\d+)@@" % self._seq)
-        self._child.sendline(f"{command}; echo \"@@BH{self._seq}:$?@@\"".encode())
+        child = self._child
+        assert child is not None  # alive()
+        child.sendline(f"{command}; echo \"@@BH{self._seq}:$?@@\"".encode())
         idx = self._expect([marker, _PANIC], timeout + 15, f"'{command[:60]}'")
         if idx == 1:
             raise self._crashed("kernel panic")
-        out = self._child.before.decode(errors="replace").replace("\r", "")
-        return CommandResult(int(self._child.match.group(1)), out.lstrip("\n"))
+        out = child.before.decode(errors="replace").replace("\r", "")
+        return CommandResult(int(child.match.group(1)), out.lstrip("\n"))
 
     def dmesg(self, timeout: float = 20.0) -> str:
         return self.run(["dmesg"], timeout).output

@@ -234,9 +234,9 @@ def _vng_root(out: Path) -> tuple[Path, str]:
     """A tree virtme-ng understands: ROOT/boot/vmlinuz-REL (Debian's own bzImage) and
     ROOT/lib/modules/REL (hard links into the harness's extracted package)."""
     sys.path.insert(0, str(REPO))
-    from harness import debian
-    from harness.images import deb_cache_path, ensure_kernel
-    from harness.recipes import resolve_recipe
+    from harness.images import debian
+    from harness.images.build import deb_cache_path, ensure_kernel
+    from harness.images.recipes import resolve_recipe
 
     recipe = resolve_recipe(None, "x86_64")
     kern = ensure_kernel(recipe, progress=lambda *a: None)
@@ -265,8 +265,8 @@ def vng_check_script(share: Path) -> str:
     judge a run and name a guest-side cause even when virtme-ng cannot return the status."""
     sys.path.insert(0, str(REPO))
     from cases.one_copy import DELIVERY_PROBES, MAP_BYTES, SIZES
-    from harness import trace as tracing
-    from harness.probe import ensure_probe
+    from harness.evidence import trace as tracing
+    from harness.evidence.probe import ensure_probe
 
     probe = ensure_probe("x86_64")
     shutil.copyfile(probe, share / "binder-probe")
@@ -297,8 +297,8 @@ def vng_check_script(share: Path) -> str:
 def vng_check_ok(share: Path) -> tuple[bool, str]:
     """Did the virtme-ng guest do the work? Same probe records and traced copies."""
     sys.path.insert(0, str(REPO))
-    from harness import trace as tracing
-    from harness.probe import parse_probe_output
+    from harness.evidence import trace as tracing
+    from harness.evidence.probe import parse_probe_output
 
     try:
         out = parse_probe_output((share / "probe.jsonl").read_text())

@@ -1,8 +1,8 @@
 """Small helpers the case modules share for reading probe results."""
 from __future__ import annotations
 
-from harness.cases import CaseContext
-from harness.probe import ProbeOutput
+from harness.judging.cases import CaseContext
+from harness.evidence.probe import ProbeOutput
 
 
 # binder user-error lines that many failing calls print (binder_transaction's error exit).

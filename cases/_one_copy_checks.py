@@ -14,9 +14,9 @@ Kernel references (drivers/android, Linux 6.1):
 from __future__ import annotations
 
 from cases._expect import probe_completed
-from harness.cases import CaseContext
-from harness.probe import ProbeOutput
-from harness.trace import Trace, binder_transactions, usercopies_in_binder_ioctl
+from harness.judging.cases import CaseContext
+from harness.evidence.probe import ProbeOutput
+from harness.evidence.trace import Trace, binder_transactions, usercopies_in_binder_ioctl
 
 TF_ONE_WAY = 0x01
 BINDER_TRANSACTION_DATA_SIZE = 64  # sizeof(struct binder_transaction_data), 64-bit

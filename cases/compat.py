@@ -9,7 +9,7 @@ from __future__ import annotations
 from cases._expect import call_outcome, errno_name, probe_completed, result
 from cases._one_copy_checks import judge_delivery
 from cases.one_copy import DELIVERY_PROBES
-from harness.cases import CaseContext, case
+from harness.judging.cases import CaseContext, case
 
 SIZES = (8, 4096, 10000, 65536)
 MiB = 1024 * 1024

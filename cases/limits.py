@@ -8,7 +8,7 @@ binder_vm_fault (SIGBUS), binder_alloc_free_page / binder_shrink_scan (shrinker)
 from __future__ import annotations
 
 from cases._expect import call_outcome, errno_name, note_dmesg, probe_completed, result
-from harness.cases import CaseContext, case
+from harness.judging.cases import CaseContext, case
 
 MiB = 1024 * 1024
 NO_ADDRESS_SPACE = r"binder_alloc_buf size \d+ failed, no address space"

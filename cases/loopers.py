@@ -13,7 +13,7 @@ print_binder_thread_ilocked (debugfs "thread TID: l XX").
 from __future__ import annotations
 
 from cases._expect import errno_name, probe_completed, result
-from harness.cases import CaseContext, case
+from harness.judging.cases import CaseContext, case
 
 LOOPER_DMESG = (r"BC_REGISTER_LOOPER called without request", r"BC_REGISTER_LOOPER called after BC_ENTER_LOOPER")
 

@@ -12,9 +12,9 @@ binder_transaction_buffer_release (what BC_FREE_BUFFER closes).
 from __future__ import annotations
 
 from cases._expect import TXN_FAILED, call_outcome, note_dmesg, oneway_to_frozen, probe_completed, result
-from harness.cases import CaseContext, case
-from harness.contract import OBJ_COOKIE_STRONG, OBJ_COOKIE_WEAK, OBJ_PTR_STRONG, OBJ_PTR_WEAK, OBJ_UPDATE_CODE
-from harness.trace import COPY_TO_BUFFER, COPY_USER_TO_BUFFER, binder_transactions
+from harness.judging.cases import CaseContext, case
+from harness.evidence.contract import OBJ_COOKIE_STRONG, OBJ_COOKIE_WEAK, OBJ_PTR_STRONG, OBJ_PTR_WEAK, OBJ_UPDATE_CODE
+from harness.evidence.trace import COPY_TO_BUFFER, COPY_USER_TO_BUFFER, binder_transactions
 
 FLAT_BINDER_OBJECT = 24  # sizeof(struct flat_binder_object)
 BUFFER_OBJECT = 40  # sizeof(struct binder_buffer_object)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from cases._expect import probe_completed
 from cases._one_copy_checks import judge_delivery
-from harness.cases import CaseContext, case
-from harness.trace import (COPY_USER_TO_BUFFER, USERCOPY_CHECK, Kprobe, binder_transactions,
+from harness.judging.cases import CaseContext, case
+from harness.evidence.trace import (COPY_USER_TO_BUFFER, USERCOPY_CHECK, Kprobe, binder_transactions,
                            usercopies_in_binder_ioctl)
 
 SIZES = (8, 4096, 10000, 65536, 1024 * 1024 - 8 * 1024)

@@ -8,8 +8,8 @@ binder_thread_read (BR_* returns), binder_transaction (error paths).
 from __future__ import annotations
 
 from cases._expect import TXN_FAILED, call_outcome, errno_name, oneway_to_frozen, probe_completed, result
-from harness.cases import CaseContext, case
-from harness.contract import DEATH_COOKIE, PING_TRANSACTION
+from harness.judging.cases import CaseContext, case
+from harness.evidence.contract import DEATH_COOKIE, PING_TRANSACTION
 
 
 @case("protocol.version")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 
 from cases._expect import probe_completed
-from harness.cases import CaseContext, case
+from harness.judging.cases import CaseContext, case
 
 
 @case("stress.random_commands", expected_dmesg=(r".",), timeout=60)

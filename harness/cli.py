@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.arches import DEFAULT_ARCH, GUEST_ARCHES
 from harness.errors import ConfigError, TargetError
-from harness.verdicts import all_passed, summarize, summary_line
+from harness.judging.verdicts import all_passed, summarize, summary_line
 from harness.options import add_to_argparse
 from harness.targets import guest_arch
 
@@ -34,7 +34,7 @@ def _report_line(out_dir: Path) -> str:
 
 
 def cmd_list(args) -> int:
-    from harness.cases import load_cases
+    from harness.judging.cases import load_cases
 
     for case_id in load_cases():
         print(case_id)
@@ -42,10 +42,10 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from harness import report
-    from harness.cases import select_cases
+    from harness.reports import report
+    from harness.judging.cases import select_cases
     from harness.options import run_options
-    from harness.runner import run_cases
+    from harness.running.runner import run_cases
 
     options = run_options(args, Path(args.out), report.reproduce_command(["binder-harness", *sys.argv[1:]]))
     specs = select_cases(args.cases)
@@ -55,7 +55,7 @@ def cmd_run(args) -> int:
         raise ConfigError(f"-j/--jobs {args.jobs}: parallel guests need a qemu target; {options.target_spec} is one "
                           "device, and binder has one context manager per device")
     report.prepare_out_dir(options.out_dir)
-    from harness.progress import Progress
+    from harness.running.progress import Progress
 
     from harness import timing
 
@@ -63,7 +63,7 @@ def cmd_run(args) -> int:
     timing.add("startup", timing.process_age())
     try:
         if args.jobs > 1 and len(specs) > 1:
-            from harness.parallel import run_parallel
+            from harness.running.parallel import run_parallel
 
             state = run_parallel(specs, options, args.jobs, progress)
         else:
@@ -77,9 +77,9 @@ def cmd_run(args) -> int:
 
 def cmd_matrix(args) -> int:
     """targets x kernels x cases from a YAML file; one combined matrix.json and junit.xml."""
-    from harness import report
-    from harness.matrix import load_matrix, run_matrix
-    from harness.progress import Progress
+    from harness.reports import report
+    from harness.running.matrix import load_matrix, run_matrix
+    from harness.running.progress import Progress
 
     if args.jobs < 1:
         raise ConfigError(f"-j/--jobs {args.jobs}: must be at least 1 (the number of guests run at once)")
@@ -102,7 +102,8 @@ def cmd_matrix(args) -> int:
 
 def cmd_report(args) -> int:
     """Re-render report.html from a run directory; --bundle also packs it as DIR.tar.gz."""
-    from harness import html_report, report
+    from harness.reports import html as html_report
+    from harness.reports import report
 
     run_dir = Path(args.dir)
     data = html_report.load_report(run_dir)
@@ -117,9 +118,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_images_list(args) -> int:
-    from harness import imagecache
+    from harness.images import cache as imagecache
     from harness.files import cache_root
-    from harness.recipes import load_recipe, shipped_recipes
+    from harness.images.recipes import load_recipe, shipped_recipes
 
     print("recipes:")
     for path in shipped_recipes():
@@ -140,7 +141,7 @@ def cmd_images_list(args) -> int:
 def cmd_images_fetch(args) -> int:
     import time
 
-    from harness import imagecache
+    from harness.images import cache as imagecache
 
     recipes = imagecache.recipes_named(args.recipes)
     for recipe in recipes:
@@ -151,7 +152,7 @@ def cmd_images_fetch(args) -> int:
 
 
 def cmd_images_clean(args) -> int:
-    from harness import imagecache
+    from harness.images import cache as imagecache
 
     freed = imagecache.clean(args.what, _progress)
     _progress(f"freed {freed / 1e6:.1f} MB")

@@ -23,10 +23,10 @@ from pathlib import Path
 import paramiko
 
 from harness.errors import ConfigError, TargetError
-from harness.guest_files import HOST_KEY, load_ssh_recipe, ssh_files
+from harness.images.guest_files import HOST_KEY, load_ssh_recipe, ssh_files
 from harness.files import cache_root
-from harness.images import build_image
-from harness.recipes import recipe_for_arch
+from harness.images.build import build_image
+from harness.images.recipes import recipe_for_arch
 
 # -- keys ---------------------------------------------------------------------------
 def openssh_fingerprint(public_line: str) -> str:

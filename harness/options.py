@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from harness.arches import DEFAULT_ARCH, GUEST_ARCHES
 from harness.errors import ConfigError
-from harness.runner import RunOptions
+from harness.running.runner import RunOptions
 from harness.targets import TargetOptions
 
 TARGET_HELP = " | ".join([*(f"qemu:{a}" for a in GUEST_ARCHES), "ssh://USER@HOST[:PORT]", "adb[:SERIAL]", "local"])
@@ -102,7 +102,7 @@ def run_options(values: Any, out_dir: Path, command_line: str) -> RunOptions:
 
 def _target_spec(spec: str | None, image: str | None) -> str:
     """--target, or qemu:ARCH of the --image recipe, or the default; the recipe must fit the target."""
-    from harness.recipes import find_recipe, load_recipe, resolve_recipe
+    from harness.images.recipes import find_recipe, load_recipe, resolve_recipe
     from harness.targets import guest_arch
 
     if spec is None:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases import CASES_DIR, CaseSpec, load_cases
+from harness.judging.cases import CASES_DIR, CaseSpec, load_cases
 from harness.errors import ConfigError
-from harness.report import reproduce_command
+from harness.reports.report import reproduce_command
 from harness.options import add_to_pytest, run_options
-from harness.runner import RunOptions, Session
-from harness.verdicts import Outcome
+from harness.running.runner import RunOptions, Session
+from harness.judging.verdicts import Outcome
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -101,13 +101,13 @@ class CaseItem(pytest.Item):
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     bh = session.config.stash.get(_SESSION, None)
     if bh is not None:
-        from harness import report
+        from harness.reports import report
 
         bh.close()
         report.write_all(bh.state)
     if _xdist_controller(session.config):
         # pytest -n N: each worker ran its own guest into --bh-out/gwK; one report over all of them
-        from harness.parallel import merge_run_dirs
+        from harness.running.parallel import merge_run_dirs
 
         out = Path(session.config.getoption("--bh-out"))
         merge_run_dirs(out, [d for d in out.glob("gw*") if d.is_dir()], list(load_cases()))

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from harness.arches import GUEST_ARCHES, host_arch
-from harness.cases import select_cases
-from harness.runner import RunOptions, run_cases
+from harness.judging.cases import select_cases
+from harness.running.runner import RunOptions, run_cases
 from harness.targets import accel
 from tests.helpers import REPO, TEST_TAG
 

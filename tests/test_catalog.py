@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cases import load_cases
+from harness.judging.cases import load_cases
 from tests.helpers import cli
 from tests.seeded_bugs import build
 

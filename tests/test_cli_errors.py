@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.images import build_image
-from harness.recipes import recipe_for_arch
+from harness.images.build import build_image
+from harness.images.recipes import recipe_for_arch
 from tests.helpers import cli, one_error_line
 
 

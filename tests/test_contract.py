@@ -12,9 +12,9 @@ import re
 
 import pytest
 
-from harness import contract
-from harness.contract import EVENTS, read_contract
-from harness.probe import PROBE_SRC, parse_probe_output
+from harness.evidence import contract
+from harness.evidence.contract import EVENTS, read_contract
+from harness.evidence.probe import PROBE_SRC, parse_probe_output
 from tests.helpers import DATA, REPO
 
 C_SOURCES = sorted(PROBE_SRC.glob("*.c"))

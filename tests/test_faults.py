@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.trace import parse_ftrace
+from harness.evidence.trace import parse_ftrace
 from tests.helpers import REPO, CliRun, cli, cli_env, start_cli, tagged_processes
 
 FAULT_CASES = str(REPO / "tests" / "fault_cases")

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import fetch
+from harness.images import fetch
 from harness.errors import ConfigError
-from harness.images import cached_deb_ok, deb_cache_path, fetch_deb
-from harness.recipes import DebianPackage, recipe_for_arch
+from harness.images.build import cached_deb_ok, deb_cache_path, fetch_deb
+from harness.images.recipes import DebianPackage, recipe_for_arch
 from tests.helpers import REPO, CliRun
 
 QUIET = lambda _: None  # noqa: E731

@@ -8,7 +8,8 @@ import tarfile
 
 import pytest
 
-from harness import charts, html_report
+from harness.reports import charts
+from harness.reports import html as html_report
 from tests.helpers import DATA, cli
 from tests.report_html import external_references, read_page
 
@@ -49,8 +50,8 @@ def test_page_of_a_real_run(run_dir):
 
 def test_timeline_marks_follow_the_kernel_order(run_dir):
     """send, alloc_buf, copy, receive, reply, reply received: in that order for every call."""
-    from harness.trace import parse_ftrace
-    from harness.trace_views import transaction_timelines
+    from harness.evidence.trace import parse_ftrace
+    from harness.reports.trace_views import transaction_timelines
 
     trace = parse_ftrace((run_dir / "cases" / "one_copy.sync_sizes" / "trace.txt").read_text())
     timelines = transaction_timelines(trace)
@@ -62,8 +63,8 @@ def test_timeline_marks_follow_the_kernel_order(run_dir):
 
 
 def test_buffer_use_returns_to_zero_and_peaks_at_the_largest_call(run_dir):
-    from harness.trace import parse_ftrace
-    from harness.trace_views import buffer_use
+    from harness.evidence.trace import parse_ftrace
+    from harness.reports.trace_views import buffer_use
 
     trace = parse_ftrace((run_dir / "cases" / "one_copy.sync_sizes" / "trace.txt").read_text())
     report = json.loads((run_dir / "report.json").read_text())
@@ -94,7 +95,7 @@ def test_failed_check_shows_expected_and_measured_side_by_side(run_dir):
 
 
 def test_a_renderer_failure_still_leaves_a_valid_page(run_dir, monkeypatch):
-    from harness import report
+    from harness.reports import report
 
     def broken(*args):
         raise RuntimeError("boom")

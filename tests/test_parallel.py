@@ -8,7 +8,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness.cases import select_cases
+from harness.judging.cases import select_cases
 from tests.helpers import REPO, cli, cli_env, tagged_processes
 from tests.report_html import read_page
 
@@ -88,7 +88,7 @@ def test_matrix_cells_report_their_own_timing_phases(tmp_path):
 
 def test_concurrent_cold_probe_builds(tmp_path):
     """Four processes build the probe into one empty cache at once: each gets a whole, working binary."""
-    code = ("import sys; from harness.probe import ensure_probe; p = ensure_probe('x86_64'); "
+    code = ("import sys; from harness.evidence.probe import ensure_probe; p = ensure_probe('x86_64'); "
             "print(p, p.stat().st_size)")
     env = {**os.environ, "BINDER_HARNESS_CACHE": str(tmp_path / "cache")}
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
@@ -112,7 +112,7 @@ def test_concurrent_cold_initramfs_builds(tmp_path):
     for part in ("debs", "kernels", "busybox"):  # the downloads stay warm (hard links); the build is cold
         if (cache_root() / part).is_dir():
             subprocess.run(["cp", "-al", str(cache_root() / part), str(cache / part)], check=True)
-    code = ("from harness.images import build_image; from harness.recipes import recipe_for_arch; "
+    code = ("from harness.images.build import build_image; from harness.images.recipes import recipe_for_arch; "
             "i = build_image(recipe_for_arch('x86_64'), progress=lambda _: None); print(i.initramfs)")
     env = {**os.environ, "BINDER_HARNESS_CACHE": str(cache)}
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -147,7 +147,7 @@ def test_pytest_xdist_workers_merge_into_one_report(tmp_path):
 
 
 def test_shipped_nightly_matrix_covers_every_kernel_on_both_arches():
-    from harness.matrix import load_matrix
+    from harness.running.matrix import load_matrix
     from tests.helpers import REPO
 
     cells = {(c.target, c.recipe.name) for c in load_matrix(REPO / "cases" / "nightly.yaml").cells}

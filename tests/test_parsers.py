@@ -8,12 +8,12 @@ import tarfile
 
 import pytest
 
-from harness import debian
+from harness.images import debian
 from harness.errors import ConfigError
-from harness.cpio import CpioWriter
-from harness.probe import parse_probe_output
-from harness.trace import COPY_USER_TO_BUFFER, binder_transactions, parse_ftrace, usercopies_in_binder_ioctl
-from harness.verdicts import CaseResult, Check, judge, scan_dmesg
+from harness.images.cpio import CpioWriter
+from harness.evidence.probe import parse_probe_output
+from harness.evidence.trace import COPY_USER_TO_BUFFER, binder_transactions, parse_ftrace, usercopies_in_binder_ioctl
+from harness.judging.verdicts import CaseResult, Check, judge, scan_dmesg
 from tests.helpers import DATA, read_newc
 
 

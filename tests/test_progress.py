@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 
-from harness.progress import CLEAR, Progress
+from harness.running.progress import CLEAR, Progress
 
 LINES = ["download linux-image=6.1 (amd64)", "boot qemu:x86_64 ...", "booted qemu:x86_64 in 1.8 s",
          "one_copy.sync_sizes ...", "one_copy.sync_sizes passed 0.4 s"]

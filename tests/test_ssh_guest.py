@@ -21,7 +21,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from harness.cases import load_cases
+from harness.judging.cases import load_cases
 from harness.targets.ssh import SshAddress, SshOptions, SshTarget
 from tests.helpers import REPO, cli
 

@@ -9,10 +9,10 @@ import subprocess
 
 import pytest
 
-from harness.guest_files import trace_cmd_files
-from harness.images import build_image
-from harness.recipes import recipe_for_arch
-from harness.trace import collect_script, trace_dat_status
+from harness.images.guest_files import trace_cmd_files
+from harness.images.build import build_image
+from harness.images.recipes import recipe_for_arch
+from harness.evidence.trace import collect_script, trace_dat_status
 from tests.helpers import cli
 
 CASE = "one_copy.sync_sizes"

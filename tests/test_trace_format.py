@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from harness.trace import SYSTRACE_LINE, parse_ftrace, systrace_problems
+from harness.evidence.trace import SYSTRACE_LINE, parse_ftrace, systrace_problems
 from tests.helpers import DATA
 
 FIXED_RUNS = {

@@ -87,14 +87,14 @@ def make_target(spec: str, options: TargetOptions, progress=print):
 
 def qemu_image(options: TargetOptions, arch: str, progress=print):
     """The QEMU guest image these options ask for; with trace_dat it also holds trace-cmd."""
-    from harness.images import build_image
-    from harness.recipes import resolve_recipe
+    from harness.images.build import build_image
+    from harness.images.recipes import resolve_recipe
 
     recipe = resolve_recipe(options.image, arch)
     extra_files: tuple = ()
     extra_modules: tuple[str, ...] = ()
     if options.trace_dat:
-        from harness.guest_files import trace_cmd_files
+        from harness.images.guest_files import trace_cmd_files
 
         files, extra_modules = trace_cmd_files(recipe, progress)
         extra_files = tuple(files)

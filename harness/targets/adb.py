@@ -29,7 +29,7 @@ from harness.targets.base import (FACTS_SCRIPT, MOUNT_SCRIPT, CommandResult, Fac
 WORKDIR = "/data/local/tmp/binder-harness"
 _GRACE_S = 15.0
 
-# ro.product.cpu.abi -> (TargetInfo.arch, probe ABI built by harness/probe.py)
+# ro.product.cpu.abi -> (TargetInfo.arch, probe ABI built by harness/evidence/probe.py)
 ABIS = {android: (abi.arch, abi.name) for abi in PROBE_ABIS.values() for android in abi.android}
 
 # `adb devices -l` qualifiers that follow the state (AOSP adb transport listing)

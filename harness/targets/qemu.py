@@ -22,7 +22,7 @@ import pexpect
 from harness import timing
 from harness.arches import GUEST_ARCHES
 from harness.errors import ConfigError, GuestCrashed, TargetError
-from harness.images import GuestImage
+from harness.images.build import GuestImage
 from harness.targets import accel as accels
 from harness.targets.accel import KVM_BOOT_BOUND_S, KVM_FAILURE, KvmFailed
 from harness.targets.base import CommandResult, StartStop, TargetInfo, shell_command

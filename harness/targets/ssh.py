@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import paramiko
 
 from harness.errors import ConfigError, TargetError, TargetUnavailable
-from harness.kernel import read_modinfo
+from harness.images.kernel import read_modinfo
 from harness.targets.base import (FACTS_SCRIPT, MOUNT_SCRIPT, CommandResult, Facts, StartStop, TargetInfo,
                                   parse_facts, shell_command)
 

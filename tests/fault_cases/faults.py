@@ -5,7 +5,7 @@ does). Each does one real thing to the real guest; none of them is a verdict on 
 """
 from __future__ import annotations
 
-from harness.cases import CaseContext, case
+from harness.judging.cases import CaseContext, case
 
 
 @case("fault.panic", trace=True)

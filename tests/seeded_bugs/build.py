@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from harness import debian
+from harness.images import debian
 from harness.errors import ConfigError
 
 DEFAULT_RELEASE = "6.1.0-57-amd64"

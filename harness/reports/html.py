@@ -13,14 +13,14 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from harness import charts
-from harness.contract import event
+from harness.reports import charts
+from harness.evidence.contract import event
 from harness.errors import ConfigError
 from harness.files import atomic_write_text
-from harness.probe import parse_probe_output
-from harness.trace import parse_ftrace
-from harness.trace_views import buffer_use, transaction_timelines
-from harness.verdicts import Outcome, summary_line
+from harness.evidence.probe import parse_probe_output
+from harness.evidence.trace import parse_ftrace
+from harness.reports.trace_views import buffer_use, transaction_timelines
+from harness.judging.verdicts import Outcome, summary_line
 
 SCHEMA = 1
 LOG_LIMIT = 200_000  # bytes of any one log shown; the tail is kept

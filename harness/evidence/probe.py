@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.arches import ABIS
-from harness.contract import event
+from harness.evidence.contract import event
 from harness.errors import ConfigError
 from harness.files import REPO_ROOT, atomic_path, cache_root
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.files import cache_root
-from harness.images import cached_deb_ok, deb_cache_path, ensure_busybox, ensure_kernel, fetch_deb
-from harness.recipes import Recipe, find_recipe, load_recipe, shipped_recipes
+from harness.images.build import cached_deb_ok, deb_cache_path, ensure_busybox, ensure_kernel, fetch_deb
+from harness.images.recipes import Recipe, find_recipe, load_recipe, shipped_recipes
 
 PARTS = {
     "debs": "downloaded Debian packages (.deb, with SHA256 stamps)",

@@ -29,14 +29,15 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import report, timing
-from harness.cases import CaseSpec, select_cases
+from harness import timing
+from harness.reports import report
+from harness.judging.cases import CaseSpec, select_cases
 from harness.errors import ConfigError
 from harness.files import atomic_write_text
-from harness.recipes import Recipe, YamlFields, YamlMap, find_recipe, load_recipe, read_yaml_map, resolve_recipe
-from harness.runner import RunOptions, run_cases
+from harness.images.recipes import Recipe, YamlFields, YamlMap, find_recipe, load_recipe, read_yaml_map, resolve_recipe
+from harness.running.runner import RunOptions, run_cases
 from harness.targets import TargetOptions, guest_arch
-from harness.verdicts import Outcome, summarize
+from harness.judging.verdicts import Outcome, summarize
 
 MATRIX_SCHEMA = 1
 
@@ -155,7 +156,7 @@ def _run_cell(matrix: Matrix, outcome: CellOutcome, out: Path, jobs: int, comman
         report.prepare_out_dir(cell_dir)
         specs = list(matrix.cases)
         if jobs > 1 and len(specs) > 1:
-            from harness.parallel import run_parallel
+            from harness.running.parallel import run_parallel
 
             run_parallel(specs, options, jobs, cell_progress)
         else:

@@ -8,9 +8,10 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness import html_report, timing
+from harness import timing
+from harness.reports import html as html_report
 from harness.files import atomic_path, atomic_write_text
-from harness.verdicts import Outcome, summarize
+from harness.judging.verdicts import Outcome, summarize
 
 SCHEMA = 1
 # Environment that changes what a run does, so the reproduce line carries it. Secrets

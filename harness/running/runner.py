@@ -16,15 +16,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
-from harness import report, timing
+from harness import timing
+from harness.reports import report
 from harness.arches import abi_for
-from harness.cases import CaseContext, CaseSkipped, CaseSpec, begin_line
+from harness.judging.cases import CaseContext, CaseSkipped, CaseSpec, begin_line
 from harness.errors import ConfigError, TargetError
-from harness.probe import ensure_probe
+from harness.evidence.probe import ensure_probe
 from harness.targets import TargetOptions, make_target
 from harness.targets.accel import KvmFailed
 from harness.targets.base import BootedGuest, KillableConsole, Target
-from harness.verdicts import CaseResult, Outcome, judge, scan_dmesg
+from harness.judging.verdicts import CaseResult, Outcome, judge, scan_dmesg
 
 # A boot that fails this many times in a row gives up: the rest of the cases error at once.
 BOOT_ATTEMPTS = 2
@@ -75,7 +76,7 @@ class Session:
     """One target at a time: started on first use, replaced after it crashes.
 
     `guest_dir` holds this session's guest files (console.log, boot dmesg); it is the
-    run directory itself unless several sessions share one run (harness/parallel.py).
+    run directory itself unless several sessions share one run (harness/running/parallel.py).
     `on_result` replaces writing the run's reports after each case, and `lock`
     serialises what sessions sharing a run directory write into it.
     """

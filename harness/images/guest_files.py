@@ -13,12 +13,12 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import debian
+from harness.images import debian
 from harness.errors import ConfigError
 from harness.files import atomic_dir, cache_root
-from harness.images import fetch_deb
-from harness.kernel import elf_section
-from harness.recipes import DebianPackage, Recipe, recipe_data
+from harness.images.build import fetch_deb
+from harness.images.kernel import elf_section
+from harness.images.recipes import DebianPackage, Recipe, recipe_data
 
 # dropbear-bin's compiled-in paths on Debian (checked with `strings`): host keys and sftp-server.
 HOST_KEY = "/etc/dropbear/dropbear_ed25519_host_key"

@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from harness import debugfs as binder_debugfs
+from harness.evidence import debugfs as binder_debugfs
 from harness import timing
-from harness import trace as tracing
+from harness.evidence import trace as tracing
 from harness.errors import ConfigError
 from harness.files import REPO_ROOT
-from harness.probe import ProbeOutput, parse_probe_output
+from harness.evidence.probe import ProbeOutput, parse_probe_output
 from harness.targets.base import CommandResult, Target, shell_command
-from harness.verdicts import CaseResult, Check
+from harness.judging.verdicts import CaseResult, Check
 
 CASES_DIR = REPO_ROOT / "cases"
 # Directories of your own case modules (os.pathsep-separated), loaded after the catalog.

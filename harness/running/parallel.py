@@ -19,11 +19,11 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import report
-from harness.cases import CaseSpec
+from harness.reports import report
+from harness.judging.cases import CaseSpec
 from harness.files import atomic_write_text
-from harness.runner import RunOptions, RunState, Session, not_run
-from harness.verdicts import CaseResult, summarize
+from harness.running.runner import RunOptions, RunState, Session, not_run
+from harness.judging.verdicts import CaseResult, summarize
 
 
 @dataclass
@@ -49,7 +49,7 @@ def prepare(options: RunOptions, specs: list[CaseSpec], progress) -> None:
     """Build the guest image and the probes once, before any guest starts, so guests never
     race to fill the cache and a bad configuration stops the run before any boot."""
     from harness.arches import GUEST_ARCHES
-    from harness.probe import ensure_probe
+    from harness.evidence.probe import ensure_probe
     from harness.targets import guest_arch, qemu_image
 
     arch = guest_arch(options.target_spec)
@@ -144,7 +144,7 @@ def run_parallel(specs: list[CaseSpec], options: RunOptions, jobs: int, progress
 def rebuild_run_files(out: Path, case_ids: list[str]) -> None:
     """Rewrite the run-wide probe.jsonl, trace.txt and dmesg.txt from cases/<id>/ in catalog order
     (guests append them as their cases finish, which is in no particular order)."""
-    from harness.runner import append_case_files
+    from harness.running.runner import append_case_files
 
     for name in ("probe.jsonl", "trace.txt", "dmesg.txt"):
         (out / name).unlink(missing_ok=True)

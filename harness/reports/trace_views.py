@@ -1,5 +1,5 @@
 """Views of a parsed binder trace for people: per-transaction timelines and
-buffer-space use over a case. Pure functions over harness.trace.Trace.
+buffer-space use over a case. Pure functions over harness.evidence.trace.Trace.
 
 Kernel facts used (drivers/android, Linux 6.1):
 - binder_transaction() traces binder_transaction, then allocates the target
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from harness.trace import COPY_USER_TO_BUFFER, Trace, TraceEvent
+from harness.evidence.trace import COPY_USER_TO_BUFFER, Trace, TraceEvent
 
 BC_FREE_BUFFER = "BC_FREE_BUFFER"
 

@@ -14,14 +14,15 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import debian, fetch
-from harness.cpio import CpioWriter
+from harness.images import debian
+from harness.images import fetch
+from harness.images.cpio import CpioWriter
 from harness.errors import ConfigError
 from harness.arches import GUEST_ARCHES
 from harness.files import atomic_dir, atomic_write_bytes, atomic_write_text, cache_root
-from harness.kernel import (KernelIdentity, extract_vmlinux, has_pvh_note, identify_kernel, plan_modules, unpack_modules,
+from harness.images.kernel import (KernelIdentity, extract_vmlinux, has_pvh_note, identify_kernel, plan_modules, unpack_modules,
                             read_modinfo)
-from harness.recipes import IMAGES_DIR, DebianPackage, Recipe
+from harness.images.recipes import IMAGES_DIR, DebianPackage, Recipe
 
 FETCH_ENV = "BINDER_HARNESS_FETCH"
 

@@ -1,0 +1,1 @@
+"""Evidence from the target: the native probe's output, kernel traces, binder's debugfs files."""

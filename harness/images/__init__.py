@@ -1,0 +1,1 @@
+"""Guest images: recipes, Debian packages, kernels and modules, the initramfs, the cache."""

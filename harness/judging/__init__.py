@@ -1,0 +1,1 @@
+"""Judging: cases and the context they run in, checks and verdicts."""

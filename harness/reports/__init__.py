@@ -1,0 +1,1 @@
+"""Reports: report.json, junit.xml, report.html with its charts and trace views."""

@@ -40,7 +40,7 @@ class GuestArch:
 
     name: str  # qemu:NAME, recipe `arch:`
     native_abi: str  # key of ABIS
-    compat_abi: str  # the 32-bit ABI its kernel runs through CONFIG_COMPAT
+    compat_abi: str | None  # the 32-bit ABI its kernel runs through CONFIG_COMPAT, if any
     debian_arch: str  # Debian's name for it (.deb architecture)
     qemu_binary: str
     kernel_kind: str  # what its bootable kernel file is: vmlinux (x86 PVH) or Image (arm64)

@@ -48,7 +48,7 @@ class _Shared:
 def prepare(options: RunOptions, specs: list[CaseSpec], progress) -> None:
     """Build the guest image and the probes once, before any guest starts, so guests never
     race to fill the cache and a bad configuration stops the run before any boot."""
-    from harness.arches import GUEST_ARCHES
+    from harness.arches import abi_for
     from harness.evidence.probe import ensure_probe
     from harness.targets import guest_arch, qemu_image
 
@@ -57,7 +57,9 @@ def prepare(options: RunOptions, specs: list[CaseSpec], progress) -> None:
         return
     qemu_image(options.target, arch, progress)
     for compat in sorted({s.compat for s in specs}):
-        ensure_probe(GUEST_ARCHES[arch].compat_abi if compat else GUEST_ARCHES[arch].native_abi)
+        abi = abi_for(arch, compat)
+        if abi is not None:  # no 32-bit ABI: those cases skip, saying so
+            ensure_probe(abi)
 
 
 def _prefixed(progress, index: int):

@@ -57,6 +57,17 @@ USERCOPY_BIG = Kprobe("usercopy_big", "__check_object_size ptr=$arg1:x64 n=$arg2
 IPC_SIZES = (1024, 4096, 8192)  # at most msgsize_max / msgmax (8192 by default)
 
 
+# The seed articles' table: kernel copies of each payload byte, by mechanism, and where they happen.
+COPIES_PER_BYTE = {
+    "binder": ("binder", 1.0, "binder_transaction -> binder_alloc_copy_user_to_buffer"),
+    "pipe": ("pipe", 2.0, "pipe_write (copy_page_from_iter) + pipe_read (copy_page_to_iter)"),
+    "unix_socket": ("unix socket", 2.0, "unix_stream_sendmsg (skb_copy_datagram_from_iter) + skb_copy_datagram_iter"),
+    "posix_mq": ("POSIX message queue", 2.0, "do_mq_timedsend (load_msg) + do_mq_timedreceive (store_msg)"),
+    "sysv_mq": ("System V message queue", 2.0, "do_msgsnd (load_msg) + do_msg_fill (store_msg)"),
+    "shared_memory": ("shared memory", 0.0, "no copy: both processes map the same pages (shmem fault)"),
+}
+
+
 def _sum_for_pid(trace, name: str, field: str, pid: int, window: tuple[float, float] | None = None) -> int:
     return sum(max(0, e.int(field)) for e in trace.named(name)
                if e.pid == pid and (window is None or window[0] <= e.ts <= window[1]))
@@ -133,18 +144,8 @@ def vs_pipe(ctx: CaseContext) -> None:
                    "load_msg/store_msg -> copy_{from,to}_user -> __check_object_size")
     ctx.evidence["binder_bytes"] = {"into_buffer": into_buffer, "out_to_user": out_to_user, "payload": payload}
     ctx.evidence["copies_per_byte"] = {k: round(v, 3) for k, v in per_byte.items()}
-    ctx.check("binder: kernel copies per payload byte", round(per_byte["binder"], 3), 1.0,
-              "binder_transaction -> binder_alloc_copy_user_to_buffer")
-    ctx.check("pipe: kernel copies per payload byte", round(per_byte["pipe"], 3), 2.0,
-              "pipe_write (copy_page_from_iter) + pipe_read (copy_page_to_iter)")
-    ctx.check("unix socket: kernel copies per payload byte", round(per_byte["unix_socket"], 3), 2.0,
-              "unix_stream_sendmsg (skb_copy_datagram_from_iter) + skb_copy_datagram_iter")
-    ctx.check("POSIX message queue: kernel copies per payload byte", round(per_byte["posix_mq"], 3), 2.0,
-              "do_mq_timedsend (load_msg) + do_mq_timedreceive (store_msg)")
-    ctx.check("System V message queue: kernel copies per payload byte", round(per_byte["sysv_mq"], 3), 2.0,
-              "do_msgsnd (load_msg) + do_msg_fill (store_msg)")
-    ctx.check("shared memory: kernel copies per payload byte", round(per_byte["shared_memory"], 3), 0.0,
-              "no copy: both processes map the same pages (shmem fault)")
+    for mechanism, (label, copies, ref) in COPIES_PER_BYTE.items():
+        ctx.check(f"{label}: kernel copies per payload byte", round(per_byte[mechanism], 3), copies, ref)
 
 
 PAGE_EVENTS = ("binder/binder_alloc_page_start", "binder/binder_alloc_lru_start", "binder/binder_update_page_range")

@@ -41,9 +41,6 @@ class Accel:
     forced: bool = False  # chosen by BINDER_HARNESS_ACCEL: no fallback
     proven: bool = True  # False for a KVM not yet shown to boot a real guest on this host boot
 
-    def describe(self) -> str:
-        return f"{self.name}: {self.reason}"
-
 
 class KvmFailed(TargetError):
     """QEMU said KVM failed (or a KVM boot made no progress); the guest is gone."""
@@ -89,28 +86,26 @@ def _key(binary: str) -> str:
     return f"{os.path.realpath(binary)}@{mtime}"
 
 
-def _remembered(binary: str) -> dict:
+def _this_boot() -> dict:
+    """The remembered decisions of this host boot, {QEMU key: {accel, reason}}; none after a reboot."""
     try:
         data = json.loads(_stamp().read_text())
     except (OSError, ValueError):
         return {}
-    if not isinstance(data, dict) or data.get("boot_id") != _boot_id():
+    if not isinstance(data, dict) or data.get("boot_id") != _boot_id() or not isinstance(data.get("qemu"), dict):
         return {}
-    entry = (data.get("qemu") or {}).get(_key(binary))
+    return data["qemu"]
+
+
+def _remembered(binary: str) -> dict:
+    entry = _this_boot().get(_key(binary))
     return entry if isinstance(entry, dict) and entry.get("accel") in ("kvm", "tcg") else {}
 
 
 def remember(binary: str, accel: Accel) -> None:
     """Keep this host boot's verdict on KVM for this QEMU (atomic: parallel guests may race)."""
-    try:
-        data = json.loads(_stamp().read_text())
-        if not isinstance(data, dict) or data.get("boot_id") != _boot_id():
-            data = {}
-    except (OSError, ValueError):
-        data = {}
-    data = {"boot_id": _boot_id(), "qemu": {**(data.get("qemu") or {}),
-                                            _key(binary): {"accel": accel.name, "reason": accel.reason}}}
-    atomic_write_text(_stamp(), json.dumps(data, indent=1) + "\n")
+    decisions = {**_this_boot(), _key(binary): {"accel": accel.name, "reason": accel.reason}}
+    atomic_write_text(_stamp(), json.dumps({"boot_id": _boot_id(), "qemu": decisions}, indent=1) + "\n")
 
 
 def forced() -> str:

@@ -19,6 +19,7 @@ class TargetOptions:
     modules: Path | None = None  # --modules: modules tree or directory holding binder_linux.ko
     image: str | None = None  # --image: recipe name or path (default images/qemu-ARCH.yaml)
     trace_dat: bool = False  # --trace-dat: QEMU guests get trace-cmd (the recipe's trace_cmd: section)
+    no_snapshot: bool = False  # --no-snapshot: QEMU guests boot, never restore or save a snapshot
     # ssh only
     identity: Path | None = None
     known_hosts: Path | None = None
@@ -69,7 +70,8 @@ def make_target(spec: str, options: TargetOptions, progress=print):
 
         with timing.phase("image"):
             image = qemu_image(options, rest, progress)
-        return QemuTarget(image, spec, console_log=options.console_log, progress=progress)
+        return QemuTarget(image, spec, console_log=options.console_log, progress=progress,
+                          use_snapshot=not options.no_snapshot)
     if kind == "ssh":
         from harness.targets.ssh import SshOptions, SshTarget, parse_ssh_spec
 

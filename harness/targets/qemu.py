@@ -252,6 +252,7 @@ class QemuTarget(StartStop):
             self._child = None
             raise RestoreFailed(why) from None
         shutil.copyfile(snap.boot_dmesg, self.share / ".boot-dmesg.txt")
+        snap.touch()
         self.restore_s = time.monotonic() - t0
         timing.add("restore", self.restore_s)
         self.started, self.snapshot_key = "restored", snap.key
@@ -277,6 +278,7 @@ class QemuTarget(StartStop):
                 time.sleep(0.02)
             snap.commit(partial, boot_dmesg, self.boot_s, self.image.identity.release, self.image.recipe.name)
             self.snapshot_key = snap.key
+            snapshots.prune()
             self.progress(f"saved snapshot {snap.key} of {self.spec} "
                           f"({snap.state.stat().st_size / 1e6:.0f} MB in {time.monotonic() - t0:.1f} s)")
         except (TargetError, OSError) as exc:

@@ -30,6 +30,7 @@ from harness.errors import TargetError
 from harness.files import atomic_write_text, cache_root
 
 FORMAT = 1  # bump when what goes into a snapshot changes (guest-init's save/restore steps)
+KEEP = 12  # snapshots kept (70-90 MB each); the least recently used go first
 _HASHES: dict[tuple[str, int, int], str] = {}
 
 
@@ -56,7 +57,8 @@ def file_sha256(path: Path) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
         digest = h.hexdigest()
-        known = known if isinstance(known, dict) else {}
+        known = {k: v for k, v in (known if isinstance(known, dict) else {}).items()
+                 if os.path.exists(k.split("|")[0])}  # forget files that are gone
         known[name] = digest
         try:
             store.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +83,7 @@ def key_fields(argv: list[str], kernel: Path, initramfs: Path, share: str, accel
     shape = [a.replace(share, "SHARE") for a in argv[1:]]
     return {
         "format": FORMAT,
-        "qemu": {"binary": argv[0], "sha256": file_sha256(Path(argv[0])), "version": qemu_version(argv[0])},
+        "qemu": {"sha256": file_sha256(Path(argv[0])), "version": qemu_version(argv[0])},
         "kernel_sha256": file_sha256(kernel),
         "initramfs_sha256": file_sha256(initramfs),
         "argv": [a.replace(str(kernel), "KERNEL").replace(str(initramfs), "INITRAMFS") for a in shape],
@@ -111,6 +113,12 @@ class Snapshot:
         if not isinstance(meta, dict) or meta.get("fields") != self.fields or not self.state.is_file():
             return None
         return meta
+
+    def touch(self) -> None:
+        try:
+            os.utime(self.meta_path)
+        except OSError:
+            pass  # a read-only cache still restores
 
     def drop(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -145,6 +153,16 @@ class Snapshot:
             "image": image,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }, indent=1, sort_keys=True))
+
+
+def prune(keep: int = KEEP) -> list[Path]:
+    """Drop all but the `keep` most recently used snapshots (a restore touches its meta.json).
+    A guest restoring from a dropped one goes on: its open state file lives until closed."""
+    metas = sorted(snapshots_dir().glob("*/meta.json"), key=lambda m: m.stat().st_mtime, reverse=True)
+    dropped = [m.parent for m in metas[keep:]]
+    for d in dropped:
+        shutil.rmtree(d, ignore_errors=True)
+    return dropped
 
 
 class Qmp:

@@ -1,5 +1,7 @@
-"""Run cases on one target: boot once, run each case in fresh probe processes,
-replace the guest after a crash, and keep every piece of evidence.
+"""Run cases on one target: each case on a pristine QEMU guest of its own (restored from the
+cached snapshot, harness/targets/snapshots.py) or, with --shared-boot, one guest for the cases
+in turn; each case in fresh probe processes; the guest replaced after a crash; every piece of
+evidence kept.
 """
 from __future__ import annotations
 

@@ -235,14 +235,11 @@ class QemuTarget(StartStop):
                 raise RestoreFailed(f"the state file's SHA256 {digest[:12] or 'unknown'} is not the "
                                     f"{str(meta.get('state_sha256'))[:12]} saved")
             summed.unlink()
-            t_running = time.monotonic()
-            timing.add("restore_load", t_running - t0)
             now = int(time.time())
             out = self.run_shell(f"{MOUNT_9P} && {{ hwclock -u -s 2>/dev/null || date -u -s @{now} >/dev/null; }} "
                                  f"&& echo restored-ok", 15)
             if "restored-ok" not in out.output:
                 raise RestoreFailed(f"the restored guest could not remount its share: {out.output.strip()[:120]}")
-            timing.add("restore_console", time.monotonic() - t_running)
         except (TargetError, RestoreFailed, OSError, ValueError) as exc:
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if not isinstance(exc, RestoreFailed):

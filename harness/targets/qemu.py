@@ -145,22 +145,37 @@ class QemuTarget(StartStop):
         if snap is None:
             self._boot_with_fallback()
             return
-        with snap.locked():  # -j N: the first guest builds it, the others wait and restore it
+        failed: tuple[dict, RestoreFailed] | None = None
+        meta = snap.meta()
+        if meta is not None:  # restored without the lock: -j N guests restore at once
+            try:
+                self._restore(snap, meta)
+                return
+            except RestoreFailed as exc:
+                failed = (meta, exc)
+                self._ready_to_start_again()
+        with snap.locked():  # the first guest builds it; the others wait, then restore it
             meta = snap.meta()
-            if meta is not None:
-                try:
+            if meta is not None and (failed is None or meta.get("state_sha256") != failed[0].get("state_sha256")):
+                try:  # another guest made it (or made it again) meanwhile
                     self._restore(snap, meta)
                     return
                 except RestoreFailed as exc:
-                    self.progress(f"{self.spec}: snapshot {snap.key} did not restore ({exc}); "
-                                  "dropped it, booting to rebuild it")
-                    snap.drop()
-                    self.share.mkdir(exist_ok=True)
-                    if self._log_fh is None and self.console_log is not None:
-                        self._log_fh = open(self.console_log, "ab")
+                    failed = (meta, exc)
+                    self._ready_to_start_again()
+            if failed is not None:
+                self.progress(f"{self.spec}: snapshot {snap.key} did not restore ({failed[1]}); "
+                              "dropped it, booting to rebuild it")
+                snap.drop()
             self._boot_with_fallback(qmp=True)
             if self.accel.name == snap.fields["accel"]:  # a KVM that fell back to TCG saves nothing
                 self._save(snap)
+
+    def _ready_to_start_again(self) -> None:
+        """After a failed restore: the share and the console log as a fresh start wants them."""
+        self.share.mkdir(exist_ok=True)
+        if self._log_fh is None and self.console_log is not None:
+            self._log_fh = open(self.console_log, "ab")
 
     def _snapshot(self) -> snapshots.Snapshot | None:
         """The snapshot this guest would restore from, or None when it boots: snapshots off,

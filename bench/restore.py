@@ -49,8 +49,10 @@ def measure(section: str, mode: str, flags: str, arch: str, runs: int, out: Path
 def markdown(r: dict) -> str:
     lines = [f"# Restore vs boot ({r['date']}, commit {r['commit']})", "",
              f"`{r['command']}` on {r['machine']['cpus']} x {r['machine']['cpu_model']}, accel {r['accel']}; "
-             f"medians of hyperfine runs of the real command (wall clock, command to verdict).", "",
-             "| figure | arch | restored | booted | ratio | guests started (boots + restores) |",
+             f"medians of hyperfine runs of the real command (wall clock, command to verdict); "
+             f"load average {r['machine'].get('loadavg_start', '?')} at the start, "
+             f"{r['machine'].get('loadavg_end', '?')} at the end.", "",
+             "| figure | arch | A | B | B / A | guests started (boots + restores) |",
              "| --- | --- | --- | --- | --- | --- |"]
     for section, (a, b) in (("one case", ("restore", "boot")), ("catalog", ("per-case restores", "shared boot"))):
         for arch, modes in r[section].items():
@@ -59,7 +61,8 @@ def markdown(r: dict) -> str:
                 return f"FAILED: {d['failed']}" if "failed" in d else f"{d.get('median_s', 0):.2f} s"
             ratio = (f"{y['median_s'] / x['median_s']:.1f}x" if "median_s" in x and "median_s" in y else "-")
             started = "; ".join(f"{m}: {d.get('boots', '?')} + {d.get('restores', '?')}" for m, d in modes.items())
-            name = f"{section} ({bench.CASE})" if section == "one case" else f"whole catalog: {a} vs {b}"
+            name = (f"one case ({bench.CASE}): A restored, B booted" if section == "one case"
+                    else "whole catalog: A each case on its own restored guest, B one shared boot")
             lines.append(f"| {name} | {arch} | {fmt(x)} | {fmt(y)} | {ratio} | {started} |")
     vng = r.get("virtme_ng")
     if vng:
@@ -73,6 +76,11 @@ def markdown(r: dict) -> str:
         ph = modes.get("restore", {}).get("phases_median_s", {})
         lines.append(f"- {arch}: " + ", ".join(f"{k} {v}" for k, v in ph.items()))
     return "\n".join(lines) + "\n"
+
+
+def render(results: Path) -> str:
+    """restore.md again from a run's restore.json (e.g. after the table's layout changed)."""
+    return markdown(json.loads(results.read_text()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             r[section][arch] = {mode: bench.guarded(f"{section}, {mode}, qemu:{arch}", measure, section, mode, flags,
                                                     arch, runs, out, 1 if section == "one case" else 0)
                                 for mode, flags in MODES[section].items()}
+    r["machine"]["loadavg_end"] = " ".join(open("/proc/loadavg").read().split()[:3])
     if args.vng_runs:
         r["virtme_ng"] = bench.guarded("virtme-ng", bench.bench_vng, args.vng_runs, out)
     (out / "restore.json").write_text(json.dumps(r, indent=1) + "\n")

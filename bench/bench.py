@@ -146,9 +146,11 @@ def bench_one_case(arch: str, runs: int, out: Path, warmup: int) -> dict:
     ph = phase_medians(dirs)
     res["phases_median_s"] = ph
     if ph:
-        # the harness's own overhead: wall time outside the guest's boot (QEMU start -> READY)
-        # and the probe's run (its console round trip included)
-        res["overhead_s"] = round(res["median_s"] - ph.get("boot_to_ready", 0) - ph.get("probe", 0), 3)
+        # the harness's own overhead: wall time outside the guest's start (QEMU start -> READY when
+        # booted, the restore when restored from the snapshot) and the probe's run (its console
+        # round trip included)
+        res["overhead_s"] = round(res["median_s"] - ph.get("boot_to_ready", 0) - ph.get("restore", 0)
+                                  - ph.get("probe", 0), 3)
     return res
 
 

@@ -1,6 +1,8 @@
 """Small helpers the case modules share for reading probe results."""
 from __future__ import annotations
 
+import re
+
 from harness.judging.cases import CaseContext
 from harness.evidence.probe import ProbeOutput
 
@@ -57,10 +59,20 @@ def errno_name(record: dict) -> str:
     return record.get("errno_name") or ("0" if record.get("errno") == 0 else str(record.get("errno", "missing")))
 
 
-def note_dmesg(ctx: CaseContext, text: str) -> None:
-    """Record whether the driver's log line appeared, as evidence rather than a check.
+def note_dmesg(ctx: CaseContext, text: str, ref: str, exact: str) -> None:
+    """The driver's log line, written by the kernel function `ref`: on a pristine guest (the
+    case's own restore or boot) the case's kernel log must hold a whole line matching the
+    regular expression `exact`.
 
-    binder's user-error lines go through pr_info_ratelimited (10 per 5 s per call
-    site), so a line is legitimately missing when an earlier case used up the burst.
+    binder's user-error lines go through pr_info_ratelimited (10 per 5 s per call site), so on
+    a guest that earlier cases used (--shared-boot) a line is legitimately missing when one of
+    them used up the burst: there whether `text` appeared is recorded as evidence, not checked.
     """
-    ctx.evidence.setdefault("dmesg_mentions", {})[text] = text in ctx.dmesg()
+    log = ctx.dmesg()
+    ctx.evidence.setdefault("dmesg_mentions", {})[text] = text in log
+    if ctx.pristine:
+        line = re.search(r"^\[[\s\d.]+\] (?:\S+: )?(" + exact + r")\s*$", log, re.M)
+        first = next((l for l in log.splitlines() if text in l), "missing")
+        ctx.check_that(f"the driver's kernel log line ({text})", line is not None,
+                       line.group(1) if line else first, f"a whole line matching /{exact}/",
+                       f"{ref} (rate-limited: asserted on a pristine guest)")

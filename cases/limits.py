@@ -41,7 +41,8 @@ def mmap_clamp_4m(ctx: CaseContext) -> None:
               "binder_vm_fault -> VM_FAULT_SIGBUS")
     ctx.check("read at the end of the 8 MiB mapping", touches.get(8 * MiB - 1, "missing"), "SIGBUS",
               "binder_vm_fault -> VM_FAULT_SIGBUS")
-    note_dmesg(ctx, f"binder_alloc_buf size {4 * MiB + 8} failed, no address space")
+    note_dmesg(ctx, f"binder_alloc_buf size {4 * MiB + 8} failed, no address space", "binder_alloc_new_buf_locked",
+               rf"\d+: binder_alloc_buf size {4 * MiB + 8} failed, no address space")
 
 
 @case("limits.mmap_readonly", expected_dmesg=(r"bad vm_flags", r"already mapped"))
@@ -58,7 +59,8 @@ def mmap_readonly(ctx: CaseContext) -> None:
               "binder_mmap (VM_MAYWRITE cleared)")
     ctx.check("mprotect(PROT_READ|PROT_WRITE)", errno_name(mprotect), "EACCES",
               "binder_mmap clears VM_MAYWRITE; mprotect_fixup refuses")
-    note_dmesg(ctx, "bad vm_flags")
+    note_dmesg(ctx, "bad vm_flags", "binder_mmap",
+               r"binder_mmap: \d+ [0-9a-f]+-[0-9a-f]+ bad vm_flags failed -1")
 
 
 @case("limits.mmap_twice", expected_dmesg=(r"bad vm_flags", r"already mapped"))
@@ -134,7 +136,8 @@ def oneway_spam(ctx: CaseContext) -> None:
               "binder_transaction (oneway_spam_suspect reported once: alloc->oneway_spam_detected)")
     ctx.check("call that got BR_ONEWAY_SPAM_SUSPECT (1-based)", _one_based(summary.get("first_spam_seq")), 26,
               "debug_low_async_space_locked (> 50 buffers or > buffer_size/4 bytes, below buffer_size/10 free)")
-    note_dmesg(ctx, "spamming oneway?")
+    note_dmesg(ctx, "spamming oneway?", "debug_low_async_space_locked",
+               r"\d+: pid \d+ spamming oneway\? 26 buffers allocated for a total size of 1703936")
 
 
 @case("limits.munmap_dead", expected_dmesg=(r"binder_alloc_buf, no vma", r"cannot find target node",
@@ -149,7 +152,8 @@ def munmap_dead(ctx: CaseContext) -> None:
     ctx.evidence["calls"] = outcomes
     ctx.check("calls after munmap (call, oneway, call)", outcomes, ["BR_DEAD_REPLY -3"] * 3,
               "binder_alloc_new_buf_locked (no vma -> -ESRCH) -> binder_transaction BR_DEAD_REPLY")
-    note_dmesg(ctx, "binder_alloc_buf, no vma")
+    note_dmesg(ctx, "binder_alloc_buf, no vma", "binder_alloc_new_buf_locked",
+               r"\d+: binder_alloc_buf, no vma")
 
 
 @case("limits.shrinker")

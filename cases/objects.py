@@ -108,7 +108,8 @@ def fd(ctx: CaseContext) -> None:
     ctx.check("refused: the sender's fd still open and readable", (kept.get("open"), kept.get("content")),
               (True, "through binderstill mine"), "binder_translate_fd (err_fd_not_accepted: no fget)")
     ctx.check("refused: nothing delivered", len(refused.events("rx")), 0, "binder_transaction (err_translate_failed)")
-    note_dmesg(ctx, "but target does not allow fds")
+    note_dmesg(ctx, "but target does not allow fds", "binder_translate_fd",
+               r"\d+:\d+ got transaction with fd, \d+, but target does not allow fds")
 
 
 @case("objects.fd_array", expected_dmesg=FD_DMESG)
@@ -254,8 +255,10 @@ def bad_offsets(ctx: CaseContext) -> None:
     ctx.evidence["outcomes"] = measured
     ctx.check("no failed transaction reached the receiver", len(out.events("rx")), 1,
               "binder_transaction (err_bad_offset: the buffer is freed before queuing)")
-    note_dmesg(ctx, "got transaction with invalid offset (2, min 0 max 64) or object.")
-    note_dmesg(ctx, "got transaction with invalid offsets size, 4")
+    note_dmesg(ctx, "got transaction with invalid offset (2, min 0 max 64) or object.", "binder_transaction",
+               r"\d+:\d+ got transaction with invalid offset \(2, min 0 max 64\) or object\.")
+    note_dmesg(ctx, "got transaction with invalid offsets size, 4", "binder_transaction",
+               r"\d+:\d+ got transaction with invalid offsets size, 4")
 
 
 UPDATE_CODE = OBJ_UPDATE_CODE

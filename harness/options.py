@@ -52,6 +52,11 @@ OPTIONS: tuple[Option, ...] = (
            "ssh: known_hosts file to check the host key against (default ~/.ssh/known_hosts)"),
     Option("insecure_accept_host_key", "--insecure-accept-host-key", "--insecure-accept-host-key", "flag",
            "ssh: accept any host key (ephemeral guests only)"),
+    Option("shared_boot", "--shared-boot", "--shared-boot", "flag",
+           "QEMU: run the cases one after another on one guest instead of each on its own pristine guest "
+           "restored from the cached snapshot"),
+    Option("no_snapshot", "--no-snapshot", "--no-snapshot", "flag",
+           "QEMU: boot every guest instead of restoring (and saving) the cached snapshot of the booted guest"),
     Option("trace_dat", "--trace-dat", "--bh-trace-dat", "flag",
            "also save each traced case's trace in trace-cmd's binary format, cases/ID/trace.dat (for trace-cmd "
            "report and KernelShark), written by trace-cmd extract on the target; QEMU guests get Debian's "

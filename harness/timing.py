@@ -9,7 +9,12 @@ harness's own overhead. Phases (all host wall time):
   qemu_spawn      QEMU process started
   boot_to_ready   QEMU started -> the guest's READY line (firmware, kernel, init)
   guest_uptime    the guest's own uptime at READY (kernel + init, without firmware)
-  boot_dmesg      the boot's dmesg saved
+  snapshot_key    the snapshot's key computed (file hashes are remembered by size and mtime)
+  snapshot_save   a booted guest saved as the snapshot (unmount 9p, migrate, remount)
+  restore         a guest restored from the snapshot, instead of qemu_spawn + boot_to_ready:
+                  QEMU started -> the VM runs, its state file's SHA256 checked, the share
+                  remounted and the clock set on the console
+  boot_dmesg      the boot's dmesg saved (a restored guest's comes with its snapshot)
   case_setup      per case: directories, probe push, the begin line in /dev/kmsg
   arm_trace       per case: tracing armed
   probe           per case: probe scenarios running (console round trip included)

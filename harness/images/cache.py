@@ -5,6 +5,7 @@ directory per kind of thing; each entry is a file or a directory built atomicall
 """
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ PARTS = {
     "indexes": "Debian Packages indexes fetched over HTTP",
     "probe": "cross-built binder-probe binaries",
     "seeded": "deliberately broken modules built by the harness's own tests",
+    "snapshots": "saved QEMU guests, restored instead of booted (harness/targets/snapshots.py)",
 }
 
 
@@ -82,6 +84,18 @@ def prefetch(recipe: Recipe, progress=print) -> None:
     ensure_busybox(recipe, progress)
 
 
+def _snapshots_of(root: Path, image: str) -> list[Path]:
+    """Snapshot directories of guests booted from this recipe's image."""
+    found = []
+    for meta in (root / "snapshots").glob("*/meta.json"):
+        try:
+            if json.loads(meta.read_text()).get("image") == image:
+                found.append(meta.parent)
+        except (OSError, ValueError, AttributeError):
+            found.append(meta.parent)  # unreadable: nothing can vouch for it
+    return found
+
+
 def clean(targets: list[str], progress=print) -> int:
     """Remove cache parts (PARTS names) or a recipe's files (its name or path); return bytes freed."""
     root = cache_root()
@@ -101,6 +115,7 @@ def clean(targets: list[str], progress=print) -> int:
             doomed += [deb, deb.with_suffix(".deb.sha256")]
             doomed.append(_extracted(recipe, pkg))
         doomed += list((root / "initramfs").glob(f"{recipe.name}-*.cpio"))
+        doomed += _snapshots_of(root, recipe.name)
     freed = 0
     for path in doomed:
         if not path.exists():

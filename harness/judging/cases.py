@@ -155,6 +155,7 @@ class CaseContext:
     seed: int | None = None
     timeout: float = 60.0  # the case's time budget; each probe run gets this by default
     trace_dat: bool = False  # also save trace.dat with the target's trace-cmd (run --trace-dat)
+    pristine: bool = False  # the case's guest is fresh from a boot or restore: no earlier case touched its driver
     result: CaseResult = field(init=False)
     _probe_runs: int = 0
     _trace: tracing.Trace | None = None

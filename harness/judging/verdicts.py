@@ -71,6 +71,7 @@ class CaseResult:
     evidence: dict[str, Any] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     guest: int | None = None  # which guest ran it, in a run on several guests (-j N)
+    guest_start: dict | None = None  # restored or booted, from which snapshot, fresh (runner.guest_start)
 
     def __post_init__(self) -> None:
         self.outcome = Outcome(self.outcome)
@@ -83,6 +84,8 @@ class CaseResult:
         }
         if self.guest is not None:
             out["guest"] = self.guest
+        if self.guest_start is not None:
+            out["guest_start"] = self.guest_start
         return out
 
 

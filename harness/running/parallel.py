@@ -80,11 +80,14 @@ def _fold_guests(shared: _Shared) -> None:
     merged = shared.merged
     merged.boots = sum(s.state.boots for s in shared.sessions)
     merged.boot_s = sum(s.state.boot_s for s in shared.sessions)
+    merged.restores = sum(s.state.restores for s in shared.sessions)
+    merged.restore_s = sum(s.state.restore_s for s in shared.sessions)
     merged.target_info = next((s.state.target_info for s in shared.sessions if s.state.target_info),
                               merged.target_info)
     merged.extra = {
         "jobs": len(shared.sessions),
         "guests": [{"guest": i, "boots": s.state.boots, "boot_s": round(s.state.boot_s, 3),
+                    "restores": s.state.restores, "restore_s": round(s.state.restore_s, 3),
                     "cases": [r.id for r in s.state.results],
                     "console": str(s.console_log.relative_to(merged.options.out_dir))}
                    for i, s in enumerate(shared.sessions)],
@@ -186,9 +189,12 @@ def merge_run_dirs(out: Path, run_dirs: list[Path], order: list[str]) -> dict | 
         "schema": report.SCHEMA, "target": first.get("target", {}), "cases": cases, "summary": summary,
         "timings": {"boot_s": round(sum(t.get("boot_s", 0) for t in timings), 3),
                     "total_s": max(t.get("total_s", 0) for t in timings),
-                    "boots": sum(t.get("boots", 0) for t in timings)},
+                    "boots": sum(t.get("boots", 0) for t in timings),
+                    "restore_s": round(sum(t.get("restore_s", 0) for t in timings), 3),
+                    "restores": sum(t.get("restores", 0) for t in timings)},
         "command": first.get("command", ""), "seed": first.get("seed"), "jobs": len(runs),
         "guests": [{"guest": i, "dir": d.name, "boots": data.get("timings", {}).get("boots", 0),
+                    "restores": data.get("timings", {}).get("restores", 0),
                     "cases": [c["id"] for c in data.get("cases", [])], "console": f"{d.name}/console.log"}
                    for i, (d, data) in enumerate(runs)],
     }

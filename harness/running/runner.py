@@ -1,5 +1,7 @@
-"""Run cases on one target: boot once, run each case in fresh probe processes,
-replace the guest after a crash, and keep every piece of evidence.
+"""Run cases on one target: each case on a pristine QEMU guest of its own (restored from the
+cached snapshot, harness/targets/snapshots.py) or, with --shared-boot, one guest for the cases
+in turn; each case in fresh probe processes; the guest replaced after a crash; every piece of
+evidence kept.
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ class RunOptions:
     timeout: float | None = None  # per case; None keeps each case's own
     seed: int | None = None
     command_line: str = ""
+    shared_boot: bool = False  # QEMU: one guest serves the cases in turn, not one pristine guest per case
 
 
 @dataclass
@@ -59,6 +62,8 @@ class RunState:
     target_info: dict = field(default_factory=dict)
     boot_s: float = 0.0
     boots: int = 0
+    restore_s: float = 0.0
+    restores: int = 0  # guests restored from a snapshot instead of booted
     started: float = field(default_factory=time.monotonic)
     extra: dict = field(default_factory=dict)  # more top-level report.json fields, e.g. jobs and guests
 
@@ -95,6 +100,7 @@ class Session:
         self.output_error = ""  # set when the run directory stops taking evidence
         self._probes: dict[str, str] = {}
         self._boot_failures: list[str] = []
+        self._cases_on_target = 0  # cases the current target has served, this one included
         options.out_dir.mkdir(parents=True, exist_ok=True)
         self.guest_dir.mkdir(parents=True, exist_ok=True)
 
@@ -115,7 +121,7 @@ class Session:
         o = self.options
         target = make_target(o.target_spec, replace(o.target, console_log=self.console_log), self.progress)
         guest = target if isinstance(target, BootedGuest) else None
-        self.progress(f"{'boot' if guest else 'connect'} {o.target_spec} ...")
+        self.progress(f"{'start' if guest else 'connect'} {o.target_spec} ...")
         if not self.state.target_info.get("kernel_release"):
             self.state.target_info = describe_target(target, None)
         self._booting = target
@@ -135,17 +141,33 @@ class Session:
         self._boot_failures.clear()
         self.target = target
         self._probes = {}
-        self.state.boots += 1
-        self.state.boot_s += guest.boot_s if guest else 0.0
+        self._cases_on_target = 0
+        restored = getattr(target, "started", "") == "restored"
+        if restored:
+            self.state.restores += 1
+            self.state.restore_s += getattr(target, "restore_s", 0.0)
+        else:
+            self.state.boots += 1
+            self.state.boot_s += guest.boot_s if guest else 0.0
         self.state.target_info = describe_target(target, None)
         info = target.info()
-        self.progress(f"booted {info.spec}: {info.kernel_release} ({info.accel}: {info.accel_reason}) "
-                      + (f"in {guest.boot_s:.1f} s" if guest else ""))
+        if restored:
+            how = f"restored snapshot {getattr(target, 'snapshot_key', '')} in {getattr(target, 'restore_s', 0.0):.1f} s"
+        else:
+            how = f"in {guest.boot_s:.1f} s" if guest else ""
+        self.progress(f"{'restored' if restored else 'booted'} {info.spec}: {info.kernel_release} "
+                      f"({info.accel}: {info.accel_reason}) {how}")
         with timing.phase("boot_dmesg"):
             saved = guest.boot_dmesg() if guest else None  # the guest's init saves it before READY
             boot_dmesg = saved if saved is not None else target.dmesg(20)
-        report.append_text(self.guest_dir / "dmesg.txt", f"=== boot {self.state.boots} ===\n{boot_dmesg}")
+        title = (f"restore {self.state.restores} (snapshot {getattr(target, 'snapshot_key', '')}, its boot's log)"
+                 if restored else f"boot {self.state.boots}")
+        report.append_text(self.guest_dir / "dmesg.txt", f"=== {title} ===\n{boot_dmesg}")
         return target
+
+    def _pristine_per_case(self) -> bool:
+        """Each case on its own fresh guest: a QEMU guest, unless --shared-boot."""
+        return not self.options.shared_boot and isinstance(self.target, BootedGuest)
 
     def _healthy(self, target) -> bool:
         """A guest kept from the previous case still runs and its console still answers."""
@@ -208,12 +230,16 @@ class Session:
                 return self._again_under_tcg(spec, case_dir, exc)
             self._case_raised(run, case_dir, exc)
         self._finish_case(run, spec, case_dir, t0)
+        if self._pristine_per_case():
+            self._drop_target()  # the next case gets a guest no case has touched
         return run.result
 
     def _run_body(self, spec: CaseSpec, case_dir: Path, run: _CaseRun) -> None:
         """Start (or keep) the target, set the case up in one round trip, and run it."""
         case_dir.mkdir(parents=True, exist_ok=True)
         target = self.ensure_target()
+        self._cases_on_target += 1
+        run.result.guest_start = guest_start(target, self._cases_on_target)
         run.console_start = self._console_size()  # the case's console starts after any boot
         self.progress(f"{spec.id} ...")
         info = target.info()
@@ -226,7 +252,9 @@ class Session:
         run.ctx = CaseContext(spec, target, self.probe_path(abi), case_dir, remote_dir,
                               info.tracefs, info.debugfs, seed=self.options.seed,
                               timeout=self.options.timeout or spec.timeout,
-                              trace_dat=self.options.target.trace_dat)
+                              trace_dat=self.options.target.trace_dat,
+                              pristine=self._cases_on_target == 1 and isinstance(target, BootedGuest))
+        run.ctx.result.guest_start = run.result.guest_start
         run.result = run.ctx.result
         # one console round trip: the case's directory, its begin line, and tracing
         setup = f"mkdir -p {shlex.quote(remote_dir)}; echo {shlex.quote(begin_line(spec.id))} > /dev/kmsg"
@@ -383,6 +411,14 @@ class Session:
 
     def _append_run_files(self, spec: CaseSpec, case_dir: Path) -> None:
         append_case_files(self.options.out_dir, spec.id, case_dir)
+
+
+def guest_start(target, cases_served: int) -> dict:
+    """report.json's per-case `guest_start`: how the case's guest came to be ("restored" from
+    the snapshot `snapshot`, or "booted"; "connected" for a device), and whether the case was
+    the first it served (`fresh`: no earlier case of the run touched its driver)."""
+    how = getattr(target, "started", "") or ("booted" if isinstance(target, BootedGuest) else "connected")
+    return {"how": how, "snapshot": getattr(target, "snapshot_key", "") or None, "fresh": cases_served == 1}
 
 
 def describe_target(target, boot_error: str | None) -> dict:

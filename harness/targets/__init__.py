@@ -1,7 +1,7 @@
 """Target specs (DESIGN §2) and the factory that turns one into a Target."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.arches import GUEST_ARCHES
@@ -19,6 +19,7 @@ class TargetOptions:
     modules: Path | None = None  # --modules: modules tree or directory holding binder_linux.ko
     image: str | None = None  # --image: recipe name or path (default images/qemu-ARCH.yaml)
     trace_dat: bool = False  # --trace-dat: QEMU guests get trace-cmd (the recipe's trace_cmd: section)
+    no_snapshot: bool = False  # --no-snapshot: QEMU guests boot, never restore or save a snapshot
     # ssh only
     identity: Path | None = None
     known_hosts: Path | None = None
@@ -69,7 +70,8 @@ def make_target(spec: str, options: TargetOptions, progress=print):
 
         with timing.phase("image"):
             image = qemu_image(options, rest, progress)
-        return QemuTarget(image, spec, console_log=options.console_log, progress=progress)
+        return QemuTarget(image, spec, console_log=options.console_log, progress=progress,
+                          use_snapshot=not options.no_snapshot)
     if kind == "ssh":
         from harness.targets.ssh import SshOptions, SshTarget, parse_ssh_spec
 
@@ -85,8 +87,21 @@ def make_target(spec: str, options: TargetOptions, progress=print):
     return LocalTarget(spec, options.binder_module)
 
 
+_IMAGES: dict = {}  # (options but the console log, arch) -> GuestImage, built once per process
+
+
 def qemu_image(options: TargetOptions, arch: str, progress=print):
-    """The QEMU guest image these options ask for; with trace_dat it also holds trace-cmd."""
+    """The QEMU guest image these options ask for; with trace_dat it also holds trace-cmd.
+    Built (or found in the cache) once per process: a run starts a guest for every case."""
+    memo = (replace(options, console_log=None), arch)
+    image = _IMAGES.get(memo)
+    if image is not None and image.kernel.exists() and image.initramfs.exists():
+        return image
+    _IMAGES[memo] = image = _build_qemu_image(options, arch, progress)
+    return image
+
+
+def _build_qemu_image(options: TargetOptions, arch: str, progress=print):
     from harness.images.build import build_image
     from harness.images.recipes import resolve_recipe
 

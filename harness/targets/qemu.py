@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import shlex
 import shutil
 import signal
 import tempfile
@@ -24,6 +25,7 @@ from harness.arches import GUEST_ARCHES
 from harness.errors import ConfigError, GuestCrashed, TargetError
 from harness.images.build import GuestImage
 from harness.targets import accel as accels
+from harness.targets import snapshots
 from harness.targets.accel import KVM_BOOT_BOUND_S, KVM_FAILURE, KvmFailed
 from harness.targets.base import CommandResult, StartStop, TargetInfo, shell_command
 
@@ -32,6 +34,13 @@ _READY = re.compile(rb"binder-harness: READY (\S+) ([\d.]+)[^\n]*\n")
 _PANIC = re.compile(rb"Kernel panic - not syncing[^\n]*")
 # What images/guest-init.sh prints before READY when the guest cannot serve a case.
 _INIT_FAILED = re.compile(rb"binder-harness: (?:insmod \S+ failed|no /dev/binder|9p mount failed)[^\r\n]*")
+# images/guest-init.sh's 9p mount, made again on a restored guest (a snapshot is saved unmounted)
+MOUNT_9P = f"mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 host {GUEST_SHARE}"
+RESTORE_TIMEOUT_S = 30.0
+
+
+class RestoreFailed(Exception):
+    """A snapshot did not give a guest this harness can vouch for; `why` is one line."""
 
 
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # resolved before any fork: dlopen is not fork-safe
@@ -69,10 +78,15 @@ def sweep_stale_shares(tmp: Path | None = None) -> list[Path]:
 
 
 class QemuTarget(StartStop):
-    """A guest booted from a GuestImage; one boot serves many cases."""
+    """A guest booted from a GuestImage, or restored from a snapshot of one (snapshots.py).
+
+    With `use_snapshot`, start() restores the cached snapshot of this exact guest when there
+    is one, and otherwise boots, saves the snapshot, and goes on with the booted guest.
+    `started` says which ("booted" or "restored") and `snapshot_key` which snapshot."""
 
     def __init__(self, image: GuestImage, spec: str, console_log: Path | None = None,
-                 boot_timeout: float = 90.0, extra_args: tuple[str, ...] = (), progress=print):
+                 boot_timeout: float = 90.0, extra_args: tuple[str, ...] = (), progress=print,
+                 use_snapshot: bool = False):
         self.image = image
         self.spec = spec
         self.console_log = console_log
@@ -87,6 +101,10 @@ class QemuTarget(StartStop):
         self.share = Path(tempfile.mkdtemp(prefix=f"bh-share-{os.getpid()}-"))
         self.workdir = GUEST_SHARE
         self.boot_s = 0.0
+        self.restore_s = 0.0
+        self.use_snapshot = use_snapshot
+        self.started = ""  # "booted" or "restored", once started
+        self.snapshot_key = ""  # the snapshot restored, or saved from this boot
         self._child: pexpect.spawn | None = None
         self._log_fh: BinaryIO | None = None
         self._seq = 0
@@ -117,14 +135,62 @@ class QemuTarget(StartStop):
         ]
 
     def start(self) -> None:
-        """Boot; a KVM that fails (at start, mid-boot, or by making no progress) is remembered
-        as unusable for this host boot and the guest boots again under TCG at once."""
+        """Restore this guest's snapshot, or boot (and save one). A KVM that fails (at start,
+        mid-boot, or by making no progress) is remembered as unusable for this host boot and
+        the guest boots again under TCG at once."""
         if self.console_log is not None:
             self.console_log.parent.mkdir(parents=True, exist_ok=True)
             self._log_fh = open(self.console_log, "ab")
+        snap = self._snapshot()
+        if snap is None:
+            self._boot_with_fallback()
+            return
+        failed: tuple[dict, RestoreFailed] | None = None
+        meta = snap.meta()
+        if meta is not None:  # restored without the lock: -j N guests restore at once
+            try:
+                self._restore(snap, meta)
+                return
+            except RestoreFailed as exc:
+                failed = (meta, exc)
+                self._ready_to_start_again()
+        with snap.locked():  # the first guest builds it; the others wait, then restore it
+            meta = snap.meta()
+            if meta is not None and (failed is None or meta.get("state_sha256") != failed[0].get("state_sha256")):
+                try:  # another guest made it (or made it again) meanwhile
+                    self._restore(snap, meta)
+                    return
+                except RestoreFailed as exc:
+                    failed = (meta, exc)
+                    self._ready_to_start_again()
+            if failed is not None:
+                self.progress(f"{self.spec}: snapshot {snap.key} did not restore ({failed[1]}); "
+                              "dropped it, booting to rebuild it")
+                snap.drop()
+            self._boot_with_fallback(qmp=True)
+            if self.accel.name == snap.fields["accel"]:  # a KVM that fell back to TCG saves nothing
+                self._save(snap)
+
+    def _ready_to_start_again(self) -> None:
+        """After a failed restore: the share and the console log as a fresh start wants them."""
+        self.share.mkdir(exist_ok=True)
+        if self._log_fh is None and self.console_log is not None:
+            self._log_fh = open(self.console_log, "ab")
+
+    def _snapshot(self) -> snapshots.Snapshot | None:
+        """The snapshot this guest would restore from, or None when it boots: snapshots off,
+        or a KVM not yet shown to boot this host's guests (only a real boot proves it)."""
+        if not self.use_snapshot or (self.accel.name == "kvm" and not self.accel.proven and not self.accel.forced):
+            return None
+        with timing.phase("snapshot_key"):
+            fields = snapshots.key_fields(self.qemu_argv(), self.image.kernel, self.image.initramfs,
+                                          str(self.share), self.accel.name)
+        return snapshots.Snapshot(snapshots.key_of(fields), fields)
+
+    def _boot_with_fallback(self, qmp: bool = False) -> None:
         t0 = time.monotonic()
         try:
-            self._boot()
+            self._boot(qmp)
         except KvmFailed as exc:
             if self.accel.forced:
                 raise
@@ -132,22 +198,123 @@ class QemuTarget(StartStop):
             timing.add("kvm_fallback", time.monotonic() - t0)
             self.progress(f"{self.spec}: {exc.why}; booting again under TCG")
             self.accel = accels.fell_back(exc.why)
-            self._boot()
+            self._boot(qmp)
             accels.remember(self.binary, self.accel)
             return
         if self.accel.name == "kvm" and not self.accel.proven:
             self.accel = accels.proven(self.boot_s)
             accels.remember(self.binary, self.accel)
 
-    def _boot(self) -> None:
-        argv = self.qemu_argv()
-        t0 = time.monotonic()
-        self._child = pexpect.spawn(argv[0], argv[1:], timeout=self.boot_timeout, maxread=65536,
+    def _qmp_path(self) -> Path:
+        return self.share / ".qmp"
+
+    def _spawn(self, argv: list[str], timeout: float) -> None:
+        self._child = pexpect.spawn(argv[0], argv[1:], timeout=timeout, maxread=65536,
                                     preexec_fn=_die_with_parent, echo=False, env={**os.environ, "TERM": "dumb"})
         # pexpect sleeps 50 ms before every send by default (for password prompts);
         # a console shell needs no such pause, and a case makes several round trips.
         self._child.delaybeforesend = None
         self._child.logfile_read = _Tee(self._log_fh, self._tail)
+
+    def _restore(self, snap: snapshots.Snapshot, meta: dict) -> None:
+        """Start QEMU on the saved state (hashed as it streams in), wait until it runs, check
+        the hash, remount the 9p share and set the clock. Any failure ends QEMU: RestoreFailed."""
+        t0 = time.monotonic()
+        summed = self.share / ".state.sha256"
+        feed = f"tee >(sha256sum > {shlex.quote(str(summed))}) < {shlex.quote(str(snap.state))}"
+        argv = [*self.qemu_argv(), "-qmp", f"unix:{self._qmp_path()},server=on,wait=off",
+                "-incoming", "exec:" + shlex.join(["bash", "-c", feed])]
+        self.progress(f"restore {self.spec} from snapshot {snap.key} ...")
+        self._spawn(argv, RESTORE_TIMEOUT_S)
+        try:
+            qmp = snapshots.Qmp(self._qmp_path(), self.alive, RESTORE_TIMEOUT_S)
+            try:
+                deadline = time.monotonic() + RESTORE_TIMEOUT_S
+                while (status := qmp.execute("query-status").get("status")) != "running":
+                    if status == "paused":  # saved paused (global state): loaded, so let it run
+                        qmp.execute("cont")
+                        continue
+                    if status not in ("inmigrate", "prelaunch") or time.monotonic() > deadline:
+                        raise RestoreFailed(f"QEMU is {status} after loading it")
+                    time.sleep(0.01)
+            finally:
+                qmp.close()
+            digest = ""
+            while time.monotonic() < deadline:
+                text = summed.read_text() if summed.exists() else ""
+                if len(text.split(" ")[0]) == 64:
+                    digest = text.split(" ")[0]
+                    break
+                time.sleep(0.005)
+            if digest != meta.get("state_sha256"):
+                raise RestoreFailed(f"the state file's SHA256 {digest[:12] or 'unknown'} is not the "
+                                    f"{str(meta.get('state_sha256'))[:12]} saved")
+            summed.unlink()
+            now = int(time.time())
+            out = self.run_shell(f"{MOUNT_9P} && {{ hwclock -u -s 2>/dev/null || date -u -s @{now} >/dev/null; }} "
+                                 f"&& echo restored-ok", 15)
+            if "restored-ok" not in out.output:
+                raise RestoreFailed(f"the restored guest could not remount its share: {out.output.strip()[:120]}")
+        except (TargetError, RestoreFailed, OSError, ValueError) as exc:
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if not isinstance(exc, RestoreFailed):
+                last = self._last_line()
+                why = f"{why}; last console line: {last}" if last != "none" else why
+            self._end_qemu()
+            self._child = None
+            raise RestoreFailed(why) from None
+        shutil.copyfile(snap.boot_dmesg, self.share / ".boot-dmesg.txt")
+        snap.touch()
+        self.restore_s = time.monotonic() - t0
+        timing.add("restore", self.restore_s)
+        self.started, self.snapshot_key = "restored", snap.key
+
+    def _save(self, snap: snapshots.Snapshot) -> None:
+        """Save the guest just booted (9p unmounted: QEMU refuses to migrate a mounted share),
+        then let it go on, remounted, as the booted guest it is. A save that fails costs only
+        the snapshot, with one line saying why."""
+        t0 = time.monotonic()
+        boot_dmesg = self.boot_dmesg()
+        partial = snap.partial()
+        qmp = None
+        try:
+            if not self.run_shell(f"umount {GUEST_SHARE}", 10).ok:
+                raise TargetError("the guest could not unmount its 9p share")
+            qmp = snapshots.Qmp(self._qmp_path(), self.alive, 20)
+            qmp.execute("stop")  # paused first: the save takes a tenth of the time
+            qmp.execute("migrate", uri="exec:cat > " + shlex.quote(str(partial)))
+            deadline = time.monotonic() + 120
+            while (status := qmp.execute("query-migrate").get("status")) != "completed":
+                if status in ("failed", "cancelled") or time.monotonic() > deadline:
+                    raise TargetError(f"migration {status}")
+                time.sleep(0.02)
+            snap.commit(partial, boot_dmesg, self.boot_s, self.image.identity.release, self.image.recipe.name)
+            self.snapshot_key = snap.key
+            snapshots.prune()
+            self.progress(f"saved snapshot {snap.key} of {self.spec} "
+                          f"({snap.state.stat().st_size / 1e6:.0f} MB in {time.monotonic() - t0:.1f} s)")
+        except (TargetError, OSError) as exc:
+            partial.unlink(missing_ok=True)
+            self.progress(f"{self.spec}: could not save a snapshot ({str(exc).splitlines()[0]}); "
+                          "this guest goes on as booted")
+        finally:
+            if qmp is not None:
+                try:
+                    qmp.execute("cont")
+                finally:
+                    qmp.close()
+        if not self.run_shell(f"mountpoint -q {GUEST_SHARE} || {MOUNT_9P}", 10).ok:
+            self.stop()
+            raise TargetError(f"{self.spec}: the guest could not remount its 9p share after the snapshot")
+        timing.add("snapshot_save", time.monotonic() - t0)
+
+    def _boot(self, qmp: bool = False) -> None:
+        argv = self.qemu_argv()
+        if qmp:
+            argv += ["-qmp", f"unix:{self._qmp_path()},server=on,wait=off"]
+        t0 = time.monotonic()
+        self._spawn(argv, self.boot_timeout)
+        assert self._child is not None
         t_spawned = time.monotonic()
         timing.add("qemu_spawn", t_spawned - t0)
         bound = self.boot_timeout
@@ -165,6 +332,7 @@ class QemuTarget(StartStop):
         # The shell printed READY after its banner (guest-init.sh), so no command
         # is needed to swallow it.
         self.boot_s = time.monotonic() - t0
+        self.started = "booted"
 
     def boot_dmesg(self) -> str | None:
         """The kernel log as guest-init saved it before READY, or None when it did not."""

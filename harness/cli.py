@@ -117,6 +117,19 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_judge(args) -> int:
+    """Re-judge a run directory's recorded evidence with this harness's cases; no target."""
+    from harness.running.judge import judge_run
+
+    run_dir = Path(args.dir)
+    data = judge_run(run_dir)
+    summary = data["summary"]
+    kept = data["judged"]["kept_as_recorded"]
+    _progress(f"judged {len(data['cases'])} cases ({len(kept)} kept as recorded): {summary_line(summary)}; "
+              f"{_report_line(run_dir)}")
+    return 0 if all_passed(summary) else 1
+
+
 def cmd_images_list(args) -> int:
     from harness.images import cache as imagecache
     from harness.files import cache_root
@@ -193,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("dir", help="run directory holding report.json")
     rep.add_argument("--bundle", action="store_true", help="also write DIR.tar.gz of the run directory and print its path")
     rep.set_defaults(func=cmd_report)
+    jud = sub.add_parser("judge", help="re-judge a run directory's recorded evidence offline, rewriting its reports")
+    jud.add_argument("dir", help="run directory made by 'binder-harness run --out DIR'")
+    jud.set_defaults(func=cmd_judge)
     guest = sub.add_parser("guest", help="boot a long-lived QEMU guest reachable over ssh")
     guest.add_argument("--target", default=f"qemu:{DEFAULT_ARCH}", help=QEMU_TARGETS.replace(" or ", " | "))
     guest.add_argument("--ssh-port", type=int, default=0, help="host port forwarded to the guest's ssh (127.0.0.1 only; default: a free one)")

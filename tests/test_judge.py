@@ -104,3 +104,44 @@ def test_judge_unreadable_recording_is_one_line(recorded_run, tmp_path):
     (run_dir / "cases" / "limits.mmap_twice" / "recording.json").write_text("not json")
     line = one_error_line(cli("judge", str(run_dir)))
     assert "limits.mmap_twice/recording.json: not readable JSON" in line
+
+
+# -- KernelCI KCIDB -----------------------------------------------------------------------
+def _valid_kcidb(path) -> dict:
+    import kcidb_io
+
+    data = json.loads(path.read_text())
+    kcidb_io.schema.LATEST.validate(data)
+    return data
+
+
+def test_kcidb_from_run_and_judge_validates_with_kcidb_io(recorded_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(recorded_run, run_dir)
+    trace = run_dir / "cases" / "one_copy.sync_sizes" / "trace.txt"
+    trace.write_text(trace.read_text().replace("bytes=65536 ", "bytes=65537 ", 1))
+    judged = cli("judge", str(run_dir), "--kcidb", str(tmp_path / "kcidb.json"))
+    assert judged.status == 1
+    data = _valid_kcidb(tmp_path / "kcidb.json")
+    assert len(data["checkouts"]) == 1 and len(data["builds"]) == 1
+    assert data["builds"][0]["architecture"] == "x86_64"
+    status = {t["path"]: t["status"] for t in data["tests"]}
+    assert status == {"binder.one_copy.sync_sizes": "FAIL", "binder.limits.mmap_twice": "PASS",
+                      "binder.limits.free_reuse": "PASS", "binder.stress.random_commands": "PASS"}
+    assert "measured 65537" in next(t["comment"] for t in data["tests"] if t["status"] == "FAIL")
+
+
+def test_kcidb_from_a_matrix_validates_with_kcidb_io(tmp_path):
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text("targets: [qemu:x86_64]\nkernels: [default]\ncases: [limits.mmap_twice, protocol.version]\n")
+    run = cli("matrix", str(matrix), "--kcidb", str(tmp_path / "kcidb.json"), out=tmp_path / "out")
+    assert run.status == 0, run.stderr
+    data = _valid_kcidb(tmp_path / "kcidb.json")
+    assert [t["status"] for t in data["tests"]] == ["PASS", "PASS"]
+    assert data["builds"][0]["config_name"] == "qemu-x86_64"
+
+
+def test_kcidb_to_a_missing_directory_is_one_line(tmp_path):
+    line = one_error_line(cli("run", "protocol.version", "--kcidb", str(tmp_path / "no" / "k.json"),
+                              out=tmp_path / "out"))
+    assert "--kcidb" in line and "does not exist" in line

@@ -170,6 +170,10 @@ def cmd_judge(args) -> int:
 
     run_dir = Path(args.dir)
     kcidb_path = _kcidb_path(args)
+    if (run_dir / "lava.json").is_file():  # a LAVA job's directory: its log holds the evidence
+        from harness.running.lava import collect
+
+        collect(run_dir)
     data = judge_run(run_dir)
     _write_kcidb(kcidb_path, [data])
     summary = data["summary"]
@@ -177,6 +181,31 @@ def cmd_judge(args) -> int:
     _progress(f"judged {len(data['cases'])} cases ({len(kept)} kept as recorded): {summary_line(summary)}; "
               f"{_report_line(run_dir)}")
     return 0 if all_passed(summary) else 1
+
+
+def cmd_lava(args) -> int:
+    """Render a LAVA job (job, device dictionary, dispatcher config, kernel, initramfs) into --out."""
+    from harness.judging.cases import select_cases
+    from harness.reports import report
+    from harness.running.lava import render
+
+    arch = guest_arch(args.target)
+    if arch is None:
+        raise ConfigError(f"lava --target {args.target}: a LAVA job boots a QEMU guest; use {QEMU_TARGETS}")
+    module = args.binder_module
+    if module is not None and not Path(module).is_file():
+        raise ConfigError(f"--binder-module {module}: no such file")
+    specs = select_cases(args.cases)
+    out = Path(args.out)
+    report.prepare_out_dir(out)
+    report.release_reserve(out)
+    manifest = render(arch, specs, out, Path(module) if module else None, args.seed, args.timeout,
+                      report.reproduce_command(["binder-harness", *sys.argv[1:]]), _progress)
+    planned = [c for c, p in manifest["plans"].items() if not p["problem"]]
+    print(out / "run.sh")
+    _progress(f"LAVA job for {len(planned)} of {len(specs)} cases in {out}: job.yaml, device.yaml, dispatcher.yaml; "
+              f"run it with {out / 'run.sh'} (lava-run, no server), then: binder-harness judge {out}")
+    return 0
 
 
 def cmd_images_list(args) -> int:
@@ -261,6 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     jud.add_argument("dir", help="run directory made by 'binder-harness run --out DIR'")
     jud.add_argument("--kcidb", metavar="FILE", help=KCIDB_HELP)
     jud.set_defaults(func=cmd_judge)
+    lava = sub.add_parser("lava", help="render the cases as a LAVA job for the qemu device type (run it with lava-run)")
+    lava.add_argument("cases", nargs="*", help="case ids or globs (default: every case)")
+    lava.add_argument("--target", default=f"qemu:{DEFAULT_ARCH}", help=QEMU_TARGETS.replace(" or ", " | "))
+    lava.add_argument("--out", required=True, help="directory for job.yaml, device.yaml, dispatcher.yaml and the images")
+    lava.add_argument("--binder-module", help="binder_linux.ko to load instead of the stock driver")
+    lava.add_argument("--seed", type=int, help="seed for stress cases")
+    lava.add_argument("--timeout", type=float, help="per-case probe time limit, seconds")
+    lava.set_defaults(func=cmd_lava)
     guest = sub.add_parser("guest", help="boot a long-lived QEMU guest reachable over ssh")
     guest.add_argument("--target", default=f"qemu:{DEFAULT_ARCH}", help=QEMU_TARGETS.replace(" or ", " | "))
     guest.add_argument("--ssh-port", type=int, default=0, help="host port forwarded to the guest's ssh (127.0.0.1 only; default: a free one)")

@@ -258,18 +258,22 @@ LOG_NAME = "output/lava-run.log"
 
 
 def _log_records(log: Path):
-    """lava-run's stdout: one record per line, {"dt", "lvl", "msg"}: JSON (2023.01 writes JSON
-    lines) or a YAML flow list item ('- {dt: ..., lvl: ..., msg: ...}'), read with a YAML loader."""
+    """lava-run's stdout: one record per line, {"dt", "lvl", "msg"}, in YAML flow syntax: mostly
+    plain JSON, but results lines carry YAML tags, and older dispatchers write '- {...}' items."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     for line in log.read_text(errors="replace").splitlines():
+        if not line.startswith(("{", "- {")):
+            continue
         item: Any = None
         try:
-            if line.startswith("{"):
-                item = json.loads(line)
-            elif line.startswith("- {"):
-                item = (yaml.load(line, Loader=loader) or [None])[0]
-        except (ValueError, yaml.YAMLError):
-            continue
+            item = json.loads(line)
+        except ValueError:  # results lines carry YAML tags (`"endtc": ! "216"`): not JSON
+            try:
+                item = yaml.load(line, Loader=loader)
+            except yaml.YAMLError:
+                continue
+        if isinstance(item, list):
+            item = item[0] if item else None
         if isinstance(item, dict):
             yield item
 

@@ -17,6 +17,7 @@ from harness.judging.verdicts import all_passed, summarize, summary_line
 from harness.options import add_to_argparse
 from harness.targets import guest_arch
 
+KCIDB_HELP = "also write KernelCI KCIDB JSON (the kernel as a build, each case a test) to FILE"
 QEMU_TARGETS = " or ".join(f"qemu:{a}" for a in GUEST_ARCHES)
 
 
@@ -31,6 +32,48 @@ def _progress(line: str) -> None:
 
 def _report_line(out_dir: Path) -> str:
     return f"report: {out_dir / 'report.html'} (report.json, junit.xml, trace.txt beside it)"
+
+
+def _kcidb_path(args) -> Path | None:
+    """--kcidb FILE, checked before anything runs: its directory must exist."""
+    if not getattr(args, "kcidb", None):
+        return None
+    path = Path(args.kcidb)
+    if not path.parent.is_dir():
+        raise ConfigError(f"--kcidb {path}: directory {path.parent} does not exist; create it or give another file")
+    if path.is_dir():
+        raise ConfigError(f"--kcidb {path}: is a directory; give a file name, e.g. {path / 'kcidb.json'}")
+    return path
+
+
+def _write_kcidb(path: Path | None, reports: list[dict]) -> None:
+    if path is None:
+        return
+    from harness.reports import kcidb
+
+    try:
+        data = kcidb.write(path, reports)
+    except OSError as exc:
+        raise ConfigError(f"--kcidb {path}: cannot write ({exc.strerror})") from None
+    _progress(f"kcidb: {path} ({len(data['builds'])} builds, {len(data['tests'])} tests)")
+
+
+def _matrix_reports(out: Path) -> list[dict]:
+    """Each cell's report.json; a cell that left none is stood in for by its matrix.json entries."""
+    data = json.loads((out / "matrix.json").read_text())
+    reports = []
+    for cell in data["cells"]:
+        path = out / cell["dir"] / "report.json"
+        try:
+            reports.append(json.loads(path.read_text()))
+            continue
+        except (OSError, ValueError):
+            pass
+        target = {"spec": cell["target"], "arch": cell["cell"].split("/")[0], "image": cell["image"],
+                  "kernel_release": cell.get("kernel_release") or "unknown", "boot_error": cell.get("error", "")}
+        reports.append({"target": target, "command": data.get("command", ""),
+                        "cases": [c for c in data["cases"] if c["cell"] == cell["cell"]]})
+    return reports
 
 
 def cmd_list(args) -> int:
@@ -49,6 +92,7 @@ def cmd_run(args) -> int:
 
     options = run_options(args, Path(args.out), report.reproduce_command(["binder-harness", *sys.argv[1:]]))
     specs = select_cases(args.cases)
+    kcidb_path = _kcidb_path(args)
     if args.jobs < 1:
         raise ConfigError(f"-j/--jobs {args.jobs}: must be at least 1 (the number of guests run at once)")
     if args.jobs > 1 and guest_arch(options.target_spec) is None:
@@ -71,6 +115,7 @@ def cmd_run(args) -> int:
     finally:
         progress.done()
     summary = summarize(r.outcome for r in state.results)
+    _write_kcidb(kcidb_path, [json.loads((options.out_dir / "report.json").read_text())])
     _progress(f"{summary_line(summary)}; {_report_line(options.out_dir)}")
     return 0 if all_passed(summary) else 1
 
@@ -84,6 +129,7 @@ def cmd_matrix(args) -> int:
     if args.jobs < 1:
         raise ConfigError(f"-j/--jobs {args.jobs}: must be at least 1 (the number of guests run at once)")
     matrix = load_matrix(Path(args.file))
+    kcidb_path = _kcidb_path(args)
     out = Path(args.out)
     report.prepare_out_dir(out)
     report.release_reserve(out)  # each cell sets its own aside
@@ -94,6 +140,7 @@ def cmd_matrix(args) -> int:
     finally:
         progress.done()
     data = json.loads((out / "matrix.json").read_text())
+    _write_kcidb(kcidb_path, _matrix_reports(out))
     s = data["summary"]
     _progress(f"{len(outcomes)} cells: {summary_line(s)}; matrix: {out / 'matrix.json'} and {out / 'junit.xml'}; "
               f"each cell's run under {out / 'cells'}")
@@ -114,6 +161,50 @@ def cmd_report(args) -> int:
             print(report.bundle(run_dir))
     except OSError as exc:
         raise ConfigError(f"{exc.filename or run_dir}: cannot write ({exc.strerror})") from None
+    return 0
+
+
+def cmd_judge(args) -> int:
+    """Re-judge a run directory's recorded evidence with this harness's cases; no target."""
+    from harness.running.judge import judge_run
+
+    run_dir = Path(args.dir)
+    kcidb_path = _kcidb_path(args)
+    if (run_dir / "lava.json").is_file():  # a LAVA job's directory: its log holds the evidence
+        from harness.running.lava import collect
+
+        collect(run_dir)
+    data = judge_run(run_dir)
+    _write_kcidb(kcidb_path, [data])
+    summary = data["summary"]
+    kept = data["judged"]["kept_as_recorded"]
+    _progress(f"judged {len(data['cases'])} cases ({len(kept)} kept as recorded): {summary_line(summary)}; "
+              f"{_report_line(run_dir)}")
+    return 0 if all_passed(summary) else 1
+
+
+def cmd_lava(args) -> int:
+    """Render a LAVA job (job, device dictionary, dispatcher config, kernel, initramfs) into --out."""
+    from harness.judging.cases import select_cases
+    from harness.reports import report
+    from harness.running.lava import render
+
+    arch = guest_arch(args.target)
+    if arch is None:
+        raise ConfigError(f"lava --target {args.target}: a LAVA job boots a QEMU guest; use {QEMU_TARGETS}")
+    module = args.binder_module
+    if module is not None and not Path(module).is_file():
+        raise ConfigError(f"--binder-module {module}: no such file")
+    specs = select_cases(args.cases)
+    out = Path(args.out)
+    report.prepare_out_dir(out)
+    report.release_reserve(out)
+    manifest = render(arch, specs, out, Path(module) if module else None, args.seed, args.timeout,
+                      report.reproduce_command(["binder-harness", *sys.argv[1:]]), _progress)
+    planned = [c for c, p in manifest["plans"].items() if not p["problem"]]
+    print(out / "run.sh")
+    _progress(f"LAVA job for {len(planned)} of {len(specs)} cases in {out}: job.yaml, device.yaml, dispatcher.yaml; "
+              f"run it with {out / 'run.sh'} (lava-run, no server), then: binder-harness judge {out}")
     return 0
 
 
@@ -179,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("cases", nargs="*", help="case ids or globs (default: every case)")
     run.add_argument("--out", required=True, help="run directory for report.json and evidence")
     add_to_argparse(run)
+    run.add_argument("--kcidb", metavar="FILE", help=KCIDB_HELP)
     run.add_argument("-j", "--jobs", type=int, default=1,
                      help="guests run at once, each on its own QEMU (default 1); results merge in catalog order")
     run.set_defaults(func=cmd_run)
@@ -187,12 +279,25 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("file", help="matrix YAML: targets, kernels (image recipes or 'default'), cases, timeout, seed")
     mat.add_argument("--out", required=True, help="directory for matrix.json, junit.xml and cells/<recipe>/ runs")
     mat.add_argument("-j", "--jobs", type=int, default=1, help="guests run at once within each cell (default 1)")
+    mat.add_argument("--kcidb", metavar="FILE", help=KCIDB_HELP)
     mat.set_defaults(func=cmd_matrix)
 
     rep = sub.add_parser("report", help="re-render report.html from a run directory")
     rep.add_argument("dir", help="run directory holding report.json")
     rep.add_argument("--bundle", action="store_true", help="also write DIR.tar.gz of the run directory and print its path")
     rep.set_defaults(func=cmd_report)
+    jud = sub.add_parser("judge", help="re-judge a run directory's recorded evidence offline, rewriting its reports")
+    jud.add_argument("dir", help="run directory made by 'binder-harness run --out DIR'")
+    jud.add_argument("--kcidb", metavar="FILE", help=KCIDB_HELP)
+    jud.set_defaults(func=cmd_judge)
+    lava = sub.add_parser("lava", help="render the cases as a LAVA job for the qemu device type (run it with lava-run)")
+    lava.add_argument("cases", nargs="*", help="case ids or globs (default: every case)")
+    lava.add_argument("--target", default=f"qemu:{DEFAULT_ARCH}", help=QEMU_TARGETS.replace(" or ", " | "))
+    lava.add_argument("--out", required=True, help="directory for job.yaml, device.yaml, dispatcher.yaml and the images")
+    lava.add_argument("--binder-module", help="binder_linux.ko to load instead of the stock driver")
+    lava.add_argument("--seed", type=int, help="seed for stress cases")
+    lava.add_argument("--timeout", type=float, help="per-case probe time limit, seconds")
+    lava.set_defaults(func=cmd_lava)
     guest = sub.add_parser("guest", help="boot a long-lived QEMU guest reachable over ssh")
     guest.add_argument("--target", default=f"qemu:{DEFAULT_ARCH}", help=QEMU_TARGETS.replace(" or ", " | "))
     guest.add_argument("--ssh-port", type=int, default=0, help="host port forwarded to the guest's ssh (127.0.0.1 only; default: a free one)")

@@ -18,7 +18,8 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 host /mnt/host || echo
 hostname binder-guest
 # The boot log, for the run's dmesg.txt, without a console round trip.
 dmesg > /mnt/host/.boot-dmesg.txt 2>/dev/null
-export PATH=/bin:/mnt/host/bin HOME=/tmp PS1=''
+# No prompt on the harness's console; a LAVA job asks for one with BH_PS1= on the kernel command line.
+export PATH=/bin:/mnt/host/bin HOME=/tmp PS1="${BH_PS1:-}"
 cd /tmp
 stty -echo -onlcr 2>/dev/null
 # The console shell prints READY itself, from $ENV, after its banner and

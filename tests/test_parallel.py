@@ -164,3 +164,22 @@ def test_shipped_nightly_matrix_covers_every_kernel_on_both_arches():
     cells = {(c.target, c.recipe.name) for c in load_matrix(REPO / "cases" / "nightly.yaml").cells}
     assert cells == {(f"qemu:{arch}", f"qemu-{arch}{kernel}") for arch in ("x86_64", "arm64")
                      for kernel in ("", "-6.1.0-56", "-6.12", "-7.2")}
+
+
+def test_matrix_runs_cells_at_once_with_j(tmp_path):
+    """-j 2 with two cells: both run at once, each its own `binder-harness run` on one guest, so the
+    matrix takes less than the two cells one after another; the combined files are as with -j 1."""
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text("targets: [qemu:x86_64]\nkernels: [default, qemu-x86_64-6.1.0-56]\n"
+                      "cases: [protocol.version, limits.mmap_twice]\n")
+    run = cli("matrix", str(matrix), "-j", "2", out=tmp_path / "out")
+    assert run.status == 0, run.stderr
+    data = json.loads((run.out / "matrix.json").read_text())
+    assert [(c["cell"], c["status"]) for c in data["cells"]] == [
+        ("x86_64/qemu-x86_64", "done"), ("x86_64/qemu-x86_64-6.1.0-56", "done")]
+    assert data["summary"] == {"passed": 4, "failed": 0, "error": 0, "skipped": 0}
+    cell_totals = [json.loads((run.out / c["dir"] / "report.json").read_text())["timings"]["total_s"]
+                   for c in data["cells"]]
+    assert data["timings"]["total_s"] < sum(cell_totals), (data["timings"], cell_totals)
+    assert "[x86_64/qemu-x86_64-6.1.0-56]" in run.stderr
+    assert tagged_processes() == set()

@@ -9,9 +9,11 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import importlib
+import json
 import importlib.util
 import os
 import posixpath
+import random
 import re
 import shlex
 import sys
@@ -24,15 +26,19 @@ from harness.evidence import debugfs as binder_debugfs
 from harness import timing
 from harness.evidence import trace as tracing
 from harness.errors import ConfigError
-from harness.files import REPO_ROOT
+from harness.files import REPO_ROOT, atomic_write_text
 from harness.evidence.probe import ProbeOutput, parse_probe_output
 from harness.targets.base import CommandResult, Target, shell_command
-from harness.judging.verdicts import CaseResult, Check
+from harness.judging.verdicts import CaseResult, Check, HealthReport, Outcome, scan_dmesg
 
 CASES_DIR = REPO_ROOT / "cases"
 # Directories of your own case modules (os.pathsep-separated), loaded after the catalog.
 EXTRA_CASES_ENV = "BINDER_HARNESS_EXTRA_CASES"
 DMESG_FILE = ".dmesg-all.txt"  # the whole kernel log, saved on the target and pulled
+# What a case asked of its target, step by step, beside its evidence: `binder-harness judge`
+# replays the case from it and the files it names (harness/judging/replay.py).
+RECORDING_FILE = "recording.json"
+RECORDING_SCHEMA = 1
 
 
 def begin_line(case_id: str) -> str:
@@ -152,7 +158,7 @@ class CaseContext:
     remote_dir: str  # target directory for this case's evidence
     tracefs: str | None
     debugfs: str | None
-    seed: int | None = None
+    seed: int | None = None  # None: one is drawn for the case, kept in its recording so it replays
     timeout: float = 60.0  # the case's time budget; each probe run gets this by default
     trace_dat: bool = False  # also save trace.dat with the target's trace-cmd (run --trace-dat)
     pristine: bool = False  # the case's guest is fresh from a boot or restore: no earlier case touched its driver
@@ -163,9 +169,21 @@ class CaseContext:
     _marker_pid: int = 0
     _commands: int = 0  # commands this context has sent to the target
     _dmesg_saved_at: int = -1  # _commands when the kernel log was last saved to DMESG_FILE
+    _steps: list[dict] = field(default_factory=list)  # what recording.json holds
 
     def __post_init__(self) -> None:
         self.result = CaseResult(self.spec.id)
+        if self.seed is None:
+            self.seed = random.SystemRandom().randrange(1, 2**31)
+
+    def _record_step(self, step: dict) -> None:
+        """Add one step (a probe run, the trace, a kernel-log read) to cases/<id>/recording.json,
+        rewritten at once so a case that takes its guest down keeps what it had asked."""
+        self._steps.append(step)
+        recording = {"recording_schema": RECORDING_SCHEMA, "case": self.spec.id,
+                     "kernel_release": self.target.info().kernel_release, "arch": self.target.info().arch,
+                     "seed": self.seed, "timeout": self.timeout, "steps": self._steps}
+        atomic_write_text(self.case_dir / RECORDING_FILE, json.dumps(recording, indent=1) + "\n")
 
     @property
     def evidence(self) -> dict[str, Any]:
@@ -187,7 +205,8 @@ class CaseContext:
         t0 = time.monotonic()
         with timing.phase("probe"):
             result = self.target.run_shell(cmd, timeout + 5)
-        if result.status in (124, 137) and time.monotonic() - t0 >= timeout + 4:
+        timed_out = result.status in (124, 137) and time.monotonic() - t0 >= timeout + 4
+        if timed_out:
             # the target-side timeout killed a probe that hung: the case fails on that first
             self.check_that(f"probe run {self._probe_runs} ({scenario}) ends within the case time limit",
                             False, f"killed after {int(timeout) + 5} s (status {result.status}); its partial "
@@ -201,6 +220,10 @@ class CaseContext:
         out.stderr = stderr
         self.evidence.setdefault("probe_runs", []).append(
             {"scenario": scenario, "args": {k: str(v) for k, v in args.items()}, "status": result.status})
+        self._record_step({"step": "probe", "run": self._probe_runs, "scenario": scenario,
+                           "args": {k: str(v) for k, v in args.items()}, "timeout": int(timeout),
+                           "status": result.status, "timed_out": timed_out,
+                           "files": [f"probe-{self._probe_runs}.jsonl", f"probe-{self._probe_runs}.stderr"]})
         return out
 
     def _pull_text(self, remote: str, name: str) -> str:
@@ -248,8 +271,11 @@ class CaseContext:
         if marker not in out:
             self.evidence["dmesg_window"] = (f"unknown: the case's begin line '{marker}' is not in the kernel log "
                                              "(ring buffer wrapped or cleared)")
-            return ""
-        return out[out.rfind(marker):].split("\n", 1)[-1]
+            delta = ""
+        else:
+            delta = out[out.rfind(marker):].split("\n", 1)[-1]
+        self._record_step({"step": "dmesg", "delta": delta, "dmesg_window": self.evidence.get("dmesg_window")})
+        return delta
 
     # -- tracing ---------------------------------------------------------------
     def start_trace(self, prefix: str = "") -> None:
@@ -290,6 +316,9 @@ class CaseContext:
             if dat:
                 self._keep_trace_dat(dat, tracing.trace_dat_status(result.output))
         self._trace = tracing.parse_ftrace(text)
+        self._record_step({"step": "trace", "files": ["trace.txt"] if text else [],
+                           "dmesg_window": self.evidence.get("dmesg_window"),
+                           "trace_dat": self.evidence.get("trace_dat")})
         return self._trace
 
     def _keep_trace_dat(self, remote: str, status: str | None) -> None:
@@ -329,3 +358,22 @@ class CaseContext:
     def check_that(self, name: str, passed: bool, measured: Any, expected: Any, ref: str) -> bool:
         self.result.checks.append(Check(name, expected, measured, bool(passed), ref))
         return bool(passed)
+
+
+def judge_health(ctx: CaseContext, delta: str) -> HealthReport:
+    """DESIGN §4 health, on a case's dmesg delta: WARNING/BUG/Oops/... fail the case, binder
+    lines it did not declare are noted, and an unknown dmesg window errors it. The same for a
+    live run (harness/running/runner.py) and a replayed one (harness/judging/replay.py)."""
+    result = ctx.result
+    health = scan_dmesg(delta, ctx.spec.expected_dmesg)
+    result.evidence["dmesg_bad_lines"] = health.bad_lines[:20]
+    if health.unexpected_binder_lines:
+        result.evidence["unexpected_binder_messages"] = health.unexpected_binder_lines[:20]
+    window = str(result.evidence.get("dmesg_window", ""))
+    if window.startswith("unknown") and result.outcome not in (Outcome.ERROR, Outcome.SKIPPED):
+        result.outcome, result.reason = Outcome.ERROR, f"kernel health not judged: dmesg window {window}"
+    if result.outcome not in (Outcome.ERROR, Outcome.SKIPPED):
+        ctx.check_that("kernel health: dmesg delta free of WARNING/BUG/Oops/KASAN/Call Trace",
+                       not health.bad_lines, health.bad_lines[0] if health.bad_lines else "none",
+                       "none", "dmesg (WARN/BUG/oops handlers)")
+    return health

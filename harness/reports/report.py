@@ -181,6 +181,11 @@ def write_final(state) -> dict | None:
         return None
 
 
+def rewrite(data: dict, out: Path) -> None:
+    """Write report.json, junit.xml and report.html from a report dict (binder-harness judge)."""
+    _write_reports(data, out)
+
+
 def _write_reports(data: dict, out: Path, html: bool = True) -> None:
     atomic_write_text(out / "report.json", json.dumps(data, indent=1, default=str) + "\n")
     atomic_write_text(out / "junit.xml", junit_xml(data))

@@ -9,8 +9,9 @@ A matrix file is YAML:
     seed: 4242                                                      # optional, for stress cases
 
 A cell is one target with one kernel recipe of the same arch (`default` is the target's
-own images/qemu-ARCH recipe); every kernel must fit some target. Cells run one after
-another, each on `-j N` guests, each into DIR/cells/<recipe>/ as an ordinary run
+own images/qemu-ARCH recipe); every kernel must fit some target. With `-j N` up to N cells
+run at once, each as its own `binder-harness run` process on N // (cells at once) guests
+(with -j 1, one after another in this process), each into DIR/cells/<recipe>/ as an ordinary run
 (schema-1 report.json, junit.xml, report.html, evidence). After every cell DIR gets:
 
   matrix.json   {"matrix_schema": 1, "file", "command",
@@ -24,6 +25,10 @@ another, each on `-j N` guests, each into DIR/cells/<recipe>/ as an ordinary run
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -132,16 +137,94 @@ def _recipe(f: YamlFields, name: str, matrix_path: Path) -> Recipe:
 
 # -- running it --------------------------------------------------------------------------------
 def run_matrix(matrix: Matrix, out: Path, jobs: int, command_line: str, progress=print) -> list[CellOutcome]:
-    """Run every cell into out/cells/<recipe>/, rewriting the combined files after each."""
+    """Run every cell into out/cells/<recipe>/, rewriting the combined files after each.
+
+    With -j N and several cells, up to N cells run at once, each as its own `binder-harness run`
+    process (its own guests, timings and signals) on N // (cells at once) guests; otherwise the
+    cells run one after another in this process, each on N guests."""
     t0 = time.monotonic()
     outcomes = [CellOutcome(c) for c in matrix.cells]
-    try:
-        for outcome in outcomes:
-            _run_cell(matrix, outcome, out, jobs, command_line, progress)
+    lock = threading.Lock()
+
+    def combined_now() -> None:
+        with lock:
             write_combined(matrix, outcomes, out, command_line, time.monotonic() - t0)
+
+    try:
+        at_once = min(jobs, len(outcomes))
+        if at_once > 1:
+            _run_cells_at_once(matrix, outcomes, out, at_once, max(1, jobs // at_once), progress, combined_now)
+        else:
+            for outcome in outcomes:
+                _run_cell(matrix, outcome, out, jobs, command_line, progress)
+                combined_now()
     finally:
-        write_combined(matrix, outcomes, out, command_line, time.monotonic() - t0)
+        combined_now()
     return outcomes
+
+
+def _run_cells_at_once(matrix: Matrix, outcomes: list[CellOutcome], out: Path, at_once: int, guests: int,
+                       progress, combined_now) -> None:
+    """Cells from one queue, `at_once` running at a time, each a child `binder-harness run`."""
+    queue = list(outcomes)
+    procs: dict[int, subprocess.Popen] = {}
+    stopping = threading.Event()
+    take = threading.Lock()
+
+    def worker() -> None:
+        while not stopping.is_set():
+            with take:
+                if not queue:
+                    return
+                outcome = queue.pop(0)
+            _run_cell_process(matrix, outcome, out, guests, progress, procs, stopping)
+            combined_now()
+
+    threads = [threading.Thread(target=worker, name=f"cells-{n}", daemon=True) for n in range(at_once)]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except KeyboardInterrupt:
+        stopping.set()
+        for proc in list(procs.values()):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # the child closes its run directory, as on Ctrl-C
+        for t in threads:
+            t.join(60)
+        raise
+
+
+def _run_cell_process(matrix: Matrix, outcome: CellOutcome, out: Path, guests: int, progress,
+                      procs: dict[int, subprocess.Popen], stopping: threading.Event) -> None:
+    cell = outcome.cell
+    cell_dir = out / cell.dir_name
+    argv = [sys.executable, "-m", "harness.cli", "run", *(c.id for c in matrix.cases), "--target", cell.target,
+            "--image", str(cell.recipe.path), "--out", str(cell_dir), "-j", str(guests)]
+    if matrix.timeout is not None:
+        argv += ["--timeout", str(matrix.timeout)]
+    if matrix.seed is not None:
+        argv += ["--seed", str(matrix.seed)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # Ctrl-C reaches it through us, once
+    procs[id(outcome)] = proc
+    last = ""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        line = line.rstrip("\n")
+        if line.strip():
+            last = line
+            progress(f"[{cell.id}] {line}")
+    status = proc.wait()
+    if status in (0, 1):
+        outcome.status = "done"
+    else:
+        outcome.status = "error"
+        outcome.error = "interrupted" if status == 130 or stopping.is_set() else \
+            (last.removeprefix("binder-harness: ") or f"binder-harness run exited {status}")
+    _load_cell_report(outcome, cell_dir)
 
 
 def _run_cell(matrix: Matrix, outcome: CellOutcome, out: Path, jobs: int, command_line: str, progress) -> None:

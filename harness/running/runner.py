@@ -21,7 +21,7 @@ from typing import Iterator
 from harness import timing
 from harness.reports import report
 from harness.arches import abi_for
-from harness.judging.cases import CaseContext, CaseSkipped, CaseSpec, begin_line
+from harness.judging.cases import CaseContext, CaseSkipped, CaseSpec, begin_line, judge_health
 from harness.errors import ConfigError, TargetError
 from harness.evidence.probe import ensure_probe
 from harness.targets import TargetOptions, make_target
@@ -390,17 +390,7 @@ class Session:
     def _health(self, ctx: CaseContext, spec: CaseSpec, result: CaseResult, case_dir: Path) -> None:
         delta = ctx.dmesg()
         (case_dir / "dmesg.txt").write_text(delta)
-        health = scan_dmesg(delta, spec.expected_dmesg)
-        result.evidence["dmesg_bad_lines"] = health.bad_lines[:20]
-        if health.unexpected_binder_lines:
-            result.evidence["unexpected_binder_messages"] = health.unexpected_binder_lines[:20]
-        window = str(result.evidence.get("dmesg_window", ""))
-        if window.startswith("unknown") and result.outcome not in (Outcome.ERROR, Outcome.SKIPPED):
-            result.outcome, result.reason = Outcome.ERROR, f"kernel health not judged: dmesg window {window}"
-        if result.outcome not in (Outcome.ERROR, Outcome.SKIPPED):
-            ctx.check_that("kernel health: dmesg delta free of WARNING/BUG/Oops/KASAN/Call Trace",
-                           not health.bad_lines, health.bad_lines[0] if health.bad_lines else "none",
-                           "none", "dmesg (WARN/BUG/oops handlers)")
+        health = judge_health(ctx, delta)
         if health.bad_lines and re.search(r"BUG:|Oops|general protection|KASAN", "\n".join(health.bad_lines)):
             self.progress(f"{spec.id}: kernel is tainted by an oops; the next case gets a fresh guest")
             self._drop_target()

@@ -1,0 +1,147 @@
+"""`binder-harness judge RUN_DIR`: the verdicts of a real run, reproduced from its recorded
+evidence with no target, and flipped by an edit to that evidence."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+
+from tests.helpers import cli, one_error_line
+from tests.seeded_bugs import build
+
+CASES = ("one_copy.sync_sizes", "limits.mmap_twice", "limits.free_reuse", "stress.random_commands")
+
+
+def _verdicts(report: dict) -> dict:
+    return {c["id"]: (c["outcome"], c["reason"], c["checks"]) for c in report["cases"]}
+
+
+@pytest.fixture(scope="module")
+def recorded_run(tmp_path_factory):
+    """One real run on the stock driver (no --seed: the stress case draws one and records it)."""
+    out = tmp_path_factory.mktemp("run")
+    run = cli("run", *CASES, "--target", "qemu:x86_64", out=out, timeout=600)
+    assert run.status == 0, run.stderr
+    return out
+
+
+def test_judge_reproduces_every_verdict_and_check(recorded_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(recorded_run, run_dir)
+    before = json.loads((run_dir / "report.json").read_text())
+    (run_dir / "report.html").unlink()
+    judged = cli("judge", str(run_dir))
+    assert judged.status == 0, judged.stderr
+    after = json.loads((run_dir / "report.json").read_text())
+    assert _verdicts(after) == _verdicts(before)
+    assert [c["evidence"] for c in after["cases"]] == [c["evidence"] for c in before["cases"]]
+    assert after["judged"]["kept_as_recorded"] == {}
+    assert after["target"] == before["target"]
+    assert (run_dir / "report.html").exists() and "one_copy.sync_sizes" in (run_dir / "junit.xml").read_text()
+
+
+def test_an_edited_byte_count_flips_the_verdict_naming_the_value(recorded_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(recorded_run, run_dir)
+    trace = run_dir / "cases" / "one_copy.sync_sizes" / "trace.txt"
+    text, edits = re.subn(r"bytes=65536 ", "bytes=65537 ", trace.read_text(), count=1)
+    assert edits == 1
+    trace.write_text(text)
+    judged = cli("judge", str(run_dir))
+    assert judged.status == 1
+    case = next(c for c in json.loads((run_dir / "report.json").read_text())["cases"]
+                if c["id"] == "one_copy.sync_sizes")
+    assert case["outcome"] == "failed"
+    assert "size 65536: user->buffer bytes: expected 65536, measured 65537" in case["reason"], case["reason"]
+    junit = (run_dir / "junit.xml").read_text()
+    assert "measured 65537" in junit
+
+
+def test_a_case_asking_for_what_was_not_recorded_needs_a_live_target(recorded_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(recorded_run, run_dir)
+    path = run_dir / "cases" / "limits.free_reuse" / "recording.json"
+    recording = json.loads(path.read_text())
+    recording["steps"] = [s for s in recording["steps"] if s["step"] != "probe" or s["run"] == 1]
+    path.write_text(json.dumps(recording))
+    judged = cli("judge", str(run_dir))
+    assert judged.status == 1
+    case = next(c for c in json.loads((run_dir / "report.json").read_text())["cases"]
+                if c["id"] == "limits.free_reuse")
+    assert case["outcome"] == "error"
+    assert case["reason"].startswith("needs a live target: probe run 2 "), case["reason"]
+
+
+def test_judge_keeps_the_verdict_of_a_double_copy_module(tmp_path):
+    build.ensure_build_deps(build.DEFAULT_RELEASE)
+    module = build.build_module("double_copy")
+    run = cli("run", "one_copy.sync_sizes", "--target", "qemu:x86_64", "--binder-module", str(module),
+              out=tmp_path, timeout=600)
+    assert run.status == 1
+    before = run.report
+    judged = cli("judge", str(tmp_path))
+    assert judged.status == 1
+    assert _verdicts(json.loads((tmp_path / "report.json").read_text())) == _verdicts(before)
+    assert "measured 2.0" in before["cases"][0]["reason"]
+
+
+@pytest.mark.parametrize("setup, needle", [
+    (lambda d: None, "not a directory"),
+    (lambda d: d.mkdir(), "report.json: missing"),
+    (lambda d: (d.mkdir(), (d / "report.json").write_text("{")), "not valid JSON"),
+])
+def test_judge_bad_run_dir_is_one_line(tmp_path, setup, needle):
+    run_dir = tmp_path / "nope"
+    setup(run_dir)
+    assert needle in one_error_line(cli("judge", str(run_dir)))
+
+
+def test_judge_unreadable_recording_is_one_line(recorded_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(recorded_run, run_dir)
+    (run_dir / "cases" / "limits.mmap_twice" / "recording.json").write_text("not json")
+    line = one_error_line(cli("judge", str(run_dir)))
+    assert "limits.mmap_twice/recording.json: not readable JSON" in line
+
+
+# -- KernelCI KCIDB -----------------------------------------------------------------------
+def _valid_kcidb(path) -> dict:
+    import kcidb_io
+
+    data = json.loads(path.read_text())
+    kcidb_io.schema.LATEST.validate(data)
+    return data
+
+
+def test_kcidb_from_run_and_judge_validates_with_kcidb_io(recorded_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(recorded_run, run_dir)
+    trace = run_dir / "cases" / "one_copy.sync_sizes" / "trace.txt"
+    trace.write_text(trace.read_text().replace("bytes=65536 ", "bytes=65537 ", 1))
+    judged = cli("judge", str(run_dir), "--kcidb", str(tmp_path / "kcidb.json"))
+    assert judged.status == 1
+    data = _valid_kcidb(tmp_path / "kcidb.json")
+    assert len(data["checkouts"]) == 1 and len(data["builds"]) == 1
+    assert data["builds"][0]["architecture"] == "x86_64"
+    status = {t["path"]: t["status"] for t in data["tests"]}
+    assert status == {"binder.one_copy.sync_sizes": "FAIL", "binder.limits.mmap_twice": "PASS",
+                      "binder.limits.free_reuse": "PASS", "binder.stress.random_commands": "PASS"}
+    assert "measured 65537" in next(t["comment"] for t in data["tests"] if t["status"] == "FAIL")
+
+
+def test_kcidb_from_a_matrix_validates_with_kcidb_io(tmp_path):
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text("targets: [qemu:x86_64]\nkernels: [default]\ncases: [limits.mmap_twice, protocol.version]\n")
+    run = cli("matrix", str(matrix), "--kcidb", str(tmp_path / "kcidb.json"), out=tmp_path / "out")
+    assert run.status == 0, run.stderr
+    data = _valid_kcidb(tmp_path / "kcidb.json")
+    assert [t["status"] for t in data["tests"]] == ["PASS", "PASS"]
+    assert data["builds"][0]["config_name"] == "qemu-x86_64"
+
+
+def test_kcidb_to_a_missing_directory_is_one_line(tmp_path):
+    line = one_error_line(cli("run", "protocol.version", "--kcidb", str(tmp_path / "no" / "k.json"),
+                              out=tmp_path / "out"))
+    assert "--kcidb" in line and "does not exist" in line

@@ -26,7 +26,7 @@ from harness.errors import ConfigError, GuestCrashed, TargetError
 from harness.images.build import GuestImage
 from harness.targets import accel as accels
 from harness.targets import snapshots
-from harness.targets.accel import KVM_BOOT_BOUND_S, KVM_FAILURE, KvmFailed
+from harness.targets.accel import KVM_FAILURE, KvmFailed
 from harness.targets.base import CommandResult, StartStop, TargetInfo, shell_command
 
 GUEST_SHARE = "/mnt/host"
@@ -319,7 +319,7 @@ class QemuTarget(StartStop):
         timing.add("qemu_spawn", t_spawned - t0)
         bound = self.boot_timeout
         if self.accel.name == "kvm" and not self.accel.forced:
-            bound = min(bound, KVM_BOOT_BOUND_S)
+            bound = min(bound, accels.KVM_BOOT_BOUND_S)
         idx = self._expect([_READY, _PANIC], bound, "boot")
         if idx == 1:
             raise self._crashed("kernel panic during boot")

@@ -22,6 +22,7 @@ same case code into the same report.json, junit.xml and report.html.
 from __future__ import annotations
 
 import base64
+import datetime
 import io
 import json
 import re
@@ -291,17 +292,24 @@ def collect(out: Path) -> dict:
         raise ConfigError(f"{log}: missing; run the job first ({out / 'run.sh'}), which writes lava-run's log there")
     lines: list[str] = []
     results: dict[str, str] = {}
+    durations: dict[str, float] = {}
+    last_mark: datetime.datetime | None = None  # when the previous case (or the script) ended
     job_result = ""
     for rec in _log_records(log):
         lvl, msg = rec.get("lvl"), rec.get("msg")
         if lvl == "target" and isinstance(msg, str):
             lines.append(msg)
+            if msg.startswith(IDENTITY) or msg.startswith(EVIDENCE_END):
+                last_mark = _when(rec)
         elif lvl == "results" and isinstance(msg, dict):
             if msg.get("definition") == "lava":
                 if msg.get("case") == "job":
                     job_result = str(msg.get("result"))
             else:
                 results[str(msg.get("case"))] = str(msg.get("result"))
+                now = _when(rec)
+                if now and last_mark:
+                    durations[str(msg.get("case"))] = max(0.0, (now - last_mark).total_seconds())
     evidence = _evidence_blocks(lines)
     release = manifest["target"]["kernel_release"]
     for line in lines:
@@ -326,7 +334,8 @@ def collect(out: Path) -> dict:
         _unpack(evidence[case_id], out / "cases", case_id)
         _write_recording(case_dir, case_id, plan, target, manifest.get("seed"))
         cases.append({"id": case_id, "outcome": "passed", "reason": "collected by the LAVA job; not judged yet",
-                      "duration_s": 0.0, "evidence": {"lava_test_case": results.get(case_id, "missing")},
+                      "duration_s": durations.get(case_id, 0.0),
+                      "evidence": {"lava_test_case": results.get(case_id, "missing")},
                       "checks": []})
     data = {"schema": report.SCHEMA, "target": target, "cases": cases, "summary": {},
             "timings": {"boot_s": 0.0, "total_s": 0.0}, "command": manifest.get("command", ""),
@@ -334,6 +343,14 @@ def collect(out: Path) -> dict:
                                                    "lava_test_case": results}}
     atomic_write_text(out / "report.json", json.dumps(data, indent=1) + "\n")
     return data
+
+
+def _when(rec: dict) -> datetime.datetime | None:
+    """A log record's time (its `dt`), or None."""
+    try:
+        return datetime.datetime.fromisoformat(str(rec.get("dt")))
+    except ValueError:
+        return None
 
 
 def _evidence_blocks(lines: list[str]) -> dict[str, bytes]:

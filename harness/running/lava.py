@@ -25,6 +25,7 @@ import base64
 import datetime
 import io
 import json
+import os
 import re
 import shlex
 import shutil
@@ -224,8 +225,8 @@ def render(arch: str, specs: list[CaseSpec], out: Path, binder_module: Path | No
     image = build_image(recipe, binder_module, progress, extra_files=tuple(files))
     out.mkdir(parents=True, exist_ok=True)
     kernel, initramfs = out / "kernel", out / "initramfs.cpio"
-    shutil.copyfile(image.kernel, kernel)
-    shutil.copyfile(image.initramfs, initramfs)
+    for src, dest in ((image.kernel, kernel), (image.initramfs, initramfs)):
+        _place(src, dest)
     q = recipe.qemu
     options = ["-M", q.machine, "-accel", "tcg", "-cpu", q.cpu, "-m", str(q.memory_mb), "-smp", str(q.smp),
                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio"]
@@ -252,6 +253,15 @@ def render(arch: str, specs: list[CaseSpec], out: Path, binder_module: Path | No
                 "cases": [s.id for s in specs], "plans": plans}
     atomic_write_text(out / "lava.json", json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def _place(src: Path, dest: Path) -> None:
+    """dest as a hard link to the cached file (the x86_64 vmlinux is about 65 MB), else a copy."""
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
 
 
 # -- reading the job's output back -----------------------------------------------------------

@@ -145,3 +145,27 @@ def test_kcidb_to_a_missing_directory_is_one_line(tmp_path):
     line = one_error_line(cli("run", "protocol.version", "--kcidb", str(tmp_path / "no" / "k.json"),
                               out=tmp_path / "out"))
     assert "--kcidb" in line and "does not exist" in line
+
+
+def test_judge_on_faults_keeps_errors_replays_timeouts_and_names_live_calls(tmp_path):
+    """A panicked case keeps its recorded error; a probe killed by the time limit fails again from
+    its recording; a case that ran a command on its target says it needs a live target."""
+    from tests.helpers import REPO, cli_env
+
+    env = cli_env(BINDER_HARNESS_EXTRA_CASES=str(REPO / "tests" / "fault_cases"))
+    cases = ["fault.panic", "fault.probe_hang", "fault.sleep", "protocol.version"]
+    run = cli("run", *cases, "--target", "qemu:x86_64", "--timeout", "1", out=tmp_path, env=env, timeout=600)
+    before = {c["id"]: c for c in run.report["cases"]}
+    assert before["fault.panic"]["outcome"] == "error"
+    assert before["fault.probe_hang"]["reason"].startswith("probe run 1 (random) ends within the case time limit")
+    judged = cli("judge", str(tmp_path), env=env)
+    assert "Traceback" not in judged.stderr
+    after = json.loads((tmp_path / "report.json").read_text())
+    got = {c["id"]: c for c in after["cases"]}
+    for case_id in ("fault.panic", "fault.probe_hang", "protocol.version"):
+        assert (got[case_id]["outcome"], got[case_id]["reason"]) == \
+            (before[case_id]["outcome"], before[case_id]["reason"]), case_id
+    assert list(after["judged"]["kept_as_recorded"]) == ["fault.panic"]
+    assert got["fault.sleep"]["outcome"] == "error"
+    assert got["fault.sleep"]["reason"] == ("needs a live target: the case runs 'sleep 8' on its target, "
+                                            "which a recording cannot answer")

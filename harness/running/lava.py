@@ -22,8 +22,10 @@ same case code into the same report.json, junit.xml and report.html.
 from __future__ import annotations
 
 import base64
+import datetime
 import io
 import json
+import os
 import re
 import shlex
 import shutil
@@ -223,8 +225,8 @@ def render(arch: str, specs: list[CaseSpec], out: Path, binder_module: Path | No
     image = build_image(recipe, binder_module, progress, extra_files=tuple(files))
     out.mkdir(parents=True, exist_ok=True)
     kernel, initramfs = out / "kernel", out / "initramfs.cpio"
-    shutil.copyfile(image.kernel, kernel)
-    shutil.copyfile(image.initramfs, initramfs)
+    for src, dest in ((image.kernel, kernel), (image.initramfs, initramfs)):
+        _place(src, dest)
     q = recipe.qemu
     options = ["-M", q.machine, "-accel", "tcg", "-cpu", q.cpu, "-m", str(q.memory_mb), "-smp", str(q.smp),
                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio"]
@@ -251,6 +253,15 @@ def render(arch: str, specs: list[CaseSpec], out: Path, binder_module: Path | No
                 "cases": [s.id for s in specs], "plans": plans}
     atomic_write_text(out / "lava.json", json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def _place(src: Path, dest: Path) -> None:
+    """dest as a hard link to the cached file (the x86_64 vmlinux is about 65 MB), else a copy."""
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
 
 
 # -- reading the job's output back -----------------------------------------------------------
@@ -291,17 +302,24 @@ def collect(out: Path) -> dict:
         raise ConfigError(f"{log}: missing; run the job first ({out / 'run.sh'}), which writes lava-run's log there")
     lines: list[str] = []
     results: dict[str, str] = {}
+    durations: dict[str, float] = {}
+    last_mark: datetime.datetime | None = None  # when the previous case (or the script) ended
     job_result = ""
     for rec in _log_records(log):
         lvl, msg = rec.get("lvl"), rec.get("msg")
         if lvl == "target" and isinstance(msg, str):
             lines.append(msg)
+            if msg.startswith(IDENTITY) or msg.startswith(EVIDENCE_END):
+                last_mark = _when(rec)
         elif lvl == "results" and isinstance(msg, dict):
             if msg.get("definition") == "lava":
                 if msg.get("case") == "job":
                     job_result = str(msg.get("result"))
             else:
                 results[str(msg.get("case"))] = str(msg.get("result"))
+                now = _when(rec)
+                if now and last_mark:
+                    durations[str(msg.get("case"))] = max(0.0, (now - last_mark).total_seconds())
     evidence = _evidence_blocks(lines)
     release = manifest["target"]["kernel_release"]
     for line in lines:
@@ -326,7 +344,8 @@ def collect(out: Path) -> dict:
         _unpack(evidence[case_id], out / "cases", case_id)
         _write_recording(case_dir, case_id, plan, target, manifest.get("seed"))
         cases.append({"id": case_id, "outcome": "passed", "reason": "collected by the LAVA job; not judged yet",
-                      "duration_s": 0.0, "evidence": {"lava_test_case": results.get(case_id, "missing")},
+                      "duration_s": durations.get(case_id, 0.0),
+                      "evidence": {"lava_test_case": results.get(case_id, "missing")},
                       "checks": []})
     data = {"schema": report.SCHEMA, "target": target, "cases": cases, "summary": {},
             "timings": {"boot_s": 0.0, "total_s": 0.0}, "command": manifest.get("command", ""),
@@ -334,6 +353,14 @@ def collect(out: Path) -> dict:
                                                    "lava_test_case": results}}
     atomic_write_text(out / "report.json", json.dumps(data, indent=1) + "\n")
     return data
+
+
+def _when(rec: dict) -> datetime.datetime | None:
+    """A log record's time (its `dt`), or None."""
+    try:
+        return datetime.datetime.fromisoformat(str(rec.get("dt")))
+    except ValueError:
+        return None
 
 
 def _evidence_blocks(lines: list[str]) -> dict[str, bytes]:

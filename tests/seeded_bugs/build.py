@@ -45,7 +45,7 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "binder-harness" / "seeded"
 _REQUIRED_SOURCES = ("Makefile", "binder.c", "binder_alloc.c", "binder_alloc.h",
                      "binder_internal.h", "binder_trace.h")
 # Bump when the build recipe changes in a way that should invalidate modules.
-_RECIPE_VERSION = "1"
+_RECIPE_VERSION = "2"  # 2: module BTF (pahole -J on the kernel's own vmlinux BTF)
 
 
 class SeededBuildError(Exception):
@@ -340,6 +340,35 @@ def _patch_poll_no_proc_work(files: dict[str, str]) -> dict[str, str]:
     return _replace(files, "binder.c", _POLL_ANCHOR, _POLL_NEW, "poll_no_proc_work")
 
 
+# --- layout (not a bug: the harness must still be right) ---------------------
+
+# struct binder_buffer gets a field before user_data, so user_data moves from 88 to 96 and
+# a kprobe reading +88($arg2) would read extra_buffers_size's neighbour, not the address.
+_SHIFT_ANCHOR = """\
+	size_t extra_buffers_size;
+	void __user *user_data;
+"""
+_SHIFT_NEW = """\
+	size_t extra_buffers_size;
+	unsigned long seeded_layout_pad; /* seeded bug shifted_user_data: a layout change only, user_data moves by 8 */
+	void __user *user_data;
+"""
+
+
+def _patch_shifted_user_data(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder_alloc.h", _SHIFT_ANCHOR, _SHIFT_NEW, "shifted_user_data")
+
+
+# Rebuilt modules that change no behaviour, only a struct layout: every case must still pass,
+# with kprobe offsets taken from the module's own BTF.
+LAYOUTS: dict[str, SeededBug] = {b.name: b for b in (
+    SeededBug(
+        name="shifted_user_data", family="layout",
+        description="struct binder_buffer has an extra field before user_data (offset 88 -> 96 "
+                    "on 64-bit); behaviour unchanged",
+        caught_by="", patch=_patch_shifted_user_data),
+)}
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
     SeededBug(
         name="double_copy", family="one_copy",
@@ -613,16 +642,20 @@ def ensure_build_deps(release: str = DEFAULT_RELEASE,
 
 
 def _check_bug(bug: str | None) -> None:
-    if bug is not None and bug not in BUGS:
+    if bug is not None and bug not in BUGS and bug not in LAYOUTS:
         raise SeededBuildError(
-            f"unknown seeded bug {bug!r}; known: {', '.join(BUGS)}")
+            f"unknown seeded bug {bug!r}; known: {', '.join([*BUGS, *LAYOUTS])}")
+
+
+def _patch_of(bug: str) -> Callable[[dict[str, str]], dict[str, str]]:
+    return (BUGS.get(bug) or LAYOUTS[bug]).patch
 
 
 def _load(bug: str | None, release: str, cache_dir: Path) -> tuple[str, dict[str, str]]:
     """(headers' Debian version, patched drivers/android texts); needs the lock."""
     version = _ensure_headers(release)
     files = _read_sources(_ensure_source(release, version, cache_dir))
-    return version, (BUGS[bug].patch(files) if bug is not None else files)
+    return version, (_patch_of(bug)(files) if bug is not None else files)
 
 
 def patched_sources(bug: str | None, release: str = DEFAULT_RELEASE,
@@ -695,6 +728,8 @@ def _make(release: str, files: dict[str, str], out_dir: Path) -> None:
                 f"building {out_dir.name} failed: "
                 f"{(errors[0] if errors else _last_line(log)).strip()} (log: {failed})")
         _check_vermagic(ko, release)
+        log += _add_btf(release, ko)
+        (work / "build.log").write_text(log)
         final = work / "out"
         final.mkdir()
         shutil.copy2(ko, final / "binder_linux.ko")
@@ -704,6 +739,56 @@ def _make(release: str, files: dict[str, str], out_dir: Path) -> None:
         os.replace(final, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# --- module BTF -----------------------------------------------------------------
+
+def kernel_vmlinux(release: str) -> Path:
+    """The vmlinux (ELF, with its .BTF) of the shipped image recipe whose kernel is RELEASE."""
+    from harness.images.build import ensure_kernel
+    from harness.images.recipes import load_recipe, shipped_recipes
+
+    for path in shipped_recipes():
+        recipe = load_recipe(path)
+        src = recipe.kernel_source.debian
+        if src is not None and src.package in (f"linux-image-{release}", f"linux-image-{release}-unsigned"):
+            kernel = ensure_kernel(recipe, progress=lambda *a: None).kernel
+            if kernel.read_bytes()[:4] != b"\x7fELF":
+                raise SeededBuildError(f"{kernel} is not a vmlinux ELF: no BTF base for the module")
+            return kernel
+    raise SeededBuildError(f"no recipe in images/ boots {release}: its vmlinux is the BTF base the module needs")
+
+
+def _pahole_flags(release: str) -> list[str]:
+    """PAHOLE_FLAGS as the headers' kbuild computes them for this pahole (pahole-flags.sh in 6.1)."""
+    script = _headers_dir(release) / "scripts" / "pahole-flags.sh"
+    if not script.exists():
+        common = sorted(Path("/usr/src").glob(f"linux-headers-{release.rsplit('-', 1)[0]}-common/scripts/pahole-flags.sh"))
+        script = common[0] if common else script
+    if script.exists():
+        r = subprocess.run(["sh", str(script)], env=dict(os.environ, PAHOLE="pahole"),
+                           capture_output=True, text=True)
+        return r.stdout.split()
+    # Makefile.btf (6.8 on): the same flags for pahole 1.24
+    return ["--btf_gen_floats", "-j", "--lang_exclude=rust"]
+
+
+def _add_btf(release: str, ko: Path) -> str:
+    """Give the module BTF, split on the kernel's own vmlinux BTF, as Makefile.modfinal does
+    when the tree has a vmlinux (Debian's headers do not ship one, so kbuild skips it).
+    Without it the running kernel has no /sys/kernel/btf/binder_linux to read offsets from.
+    Returns the log lines."""
+    if shutil.which("pahole") is None:
+        raise SeededBuildError("pahole not found: install Debian's dwarves (module BTF for struct offsets)")
+    cmd = ["pahole", "-J", *_pahole_flags(release), "--btf_base", str(kernel_vmlinux(release)), str(ko)]
+    r = _run(cmd)
+    if r.returncode != 0:
+        raise SeededBuildError(f"pahole -J on {ko.name} failed: {_last_line(r.stderr or r.stdout)}")
+    from harness.evidence.btf import elf_section
+
+    if not elf_section(ko.read_bytes(), ".BTF"):
+        raise SeededBuildError(f"pahole -J left {ko.name} without a .BTF section")
+    return f"$ {' '.join(cmd)}\n{r.stdout}{r.stderr}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -716,14 +801,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="list the seeded bugs")
     a = ap.parse_args(argv)
     if a.list:
-        for b in BUGS.values():
+        for b in [*BUGS.values(), *LAYOUTS.values()]:
             print(f"{b.name}\t{b.family}\t{b.caught_by}\t{b.description}")
         return 0
     if not a.bug:
         ap.error("name a bug (or --list)")
-    if a.bug != CONTROL and a.bug not in BUGS:
+    if a.bug != CONTROL and a.bug not in BUGS and a.bug not in LAYOUTS:
         print(f"error: unknown seeded bug {a.bug!r}; known: "
-              f"{', '.join(BUGS)}, {CONTROL}", file=sys.stderr)
+              f"{', '.join([*BUGS, *LAYOUTS])}, {CONTROL}", file=sys.stderr)
         return 2
     try:
         print(build_module(None if a.bug == CONTROL else a.bug, a.release, a.cache_dir))

@@ -87,3 +87,11 @@ def test_arm_script_refuses_an_unplaced_kprobe():
         trace.arm_script("/sys/kernel/tracing", (trace.COPY_USER_TO_BUFFER,), "one_copy.sync_sizes")
     placed = trace.COPY_USER_TO_BUFFER.with_offsets({"binder_buffer.user_data": 88})
     assert "+88($arg2)" in trace.arm_script("/sys/kernel/tracing", (placed,), "one_copy.sync_sizes")
+
+
+def test_build_id_from_kernel_notes():
+    # the .notes section of Debian's 6.1.0-57-amd64 vmlinux, what /sys/kernel/notes serves
+    notes = (DATA / "6.1-amd64.notes").read_bytes()
+    assert btf.gnu_build_id(notes) == "6a2b4ac77585b8cf102cba771300e573c8489b69"
+    assert btf.gnu_build_id(notes[:10]) is None
+    assert btf.gnu_build_id(b"") is None

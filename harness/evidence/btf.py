@@ -163,3 +163,19 @@ def elf_section(data: bytes, name: str) -> bytes | None:
         if names[name_off:end] == name.encode():
             return data[offset:offset + size]
     return None
+
+
+def gnu_build_id(notes: bytes) -> str | None:
+    """The GNU build ID (hex) in ELF notes such as /sys/kernel/notes, or None."""
+    pos = 0
+    while pos + 12 <= len(notes):
+        namesz, descsz, ntype = struct.unpack_from("<III", notes, pos)
+        name_at = pos + 12
+        desc_at = name_at + (namesz + 3) // 4 * 4
+        end = desc_at + (descsz + 3) // 4 * 4
+        if end > len(notes):
+            return None
+        if ntype == 3 and notes[name_at:name_at + namesz].rstrip(b"\0") == b"GNU" and descsz:
+            return notes[desc_at:desc_at + descsz].hex()
+        pos = end
+    return None

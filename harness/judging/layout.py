@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.evidence import btf
+from harness.files import atomic_write_bytes, cache_root
 from harness.targets.base import Target
 
 MODULE = "binder_linux"
@@ -34,22 +35,41 @@ _CACHE: dict[tuple[str, str, str, str], FieldOffset] = {}
 _LOCK = threading.Lock()
 
 
+def _copy_script(remote_dir: str, names: dict[str, str]) -> str:
+    d = shlex.quote(remote_dir)
+    return f"mkdir -p {d}; " + "; ".join(
+        f"if [ -r {shlex.quote(src)} ]; then cat {shlex.quote(src)} > {d}/.btf-{key}; echo btf-{key}=$?; fi"
+        for key, src in names.items())
+
+
+def _pull(target: Target, output: str, remote_dir: str, local_dir: Path, key: str) -> bytes | None:
+    local = local_dir / f".btf-{key}"
+    ok = f"btf-{key}=0" in output and target.pull(f"{remote_dir}/.btf-{key}", local)
+    data = local.read_bytes() if ok else None
+    local.unlink(missing_ok=True)
+    return data
+
+
 def _read_btf(target: Target, remote_dir: str, local_dir: Path) -> tuple[bytes | None, bytes | None, str]:
-    """(module BTF, vmlinux BTF, problem) as the target's sysfs has them, in one round trip."""
-    names = {"mod": f"{BTF_DIR}/{MODULE}", "base": f"{BTF_DIR}/vmlinux"}
-    script = f"mkdir -p {shlex.quote(remote_dir)}; " + "; ".join(f"if [ -r {shlex.quote(src)} ]; then cat {shlex.quote(src)} > "
-                       f"{shlex.quote(f'{remote_dir}/.btf-{key}')}; echo btf-{key}=$?; fi"
-                       for key, src in names.items())
-    result = target.run_shell(script, 60)
-    got: dict[str, bytes | None] = {}
-    for key in names:
-        local = local_dir / f".btf-{key}"
-        ok = f"btf-{key}=0" in result.output and target.pull(f"{remote_dir}/.btf-{key}", local)
-        got[key] = local.read_bytes() if ok else None
-        local.unlink(missing_ok=True)
-    target.run_shell(f"rm -f {shlex.quote(remote_dir)}/.btf-mod {shlex.quote(remote_dir)}/.btf-base", 20)
-    problem = "" if got["base"] is not None else f"the target has no readable {names['base']} (CONFIG_DEBUG_INFO_BTF)"
-    return got["mod"], got["base"], problem
+    """(module BTF, vmlinux BTF, problem) as the target's sysfs has them.
+
+    vmlinux's BTF (4-5 MB) is kept on the host by the kernel's GNU build ID (from
+    /sys/kernel/notes), so it crosses the transport once per kernel build, not per boot."""
+    result = target.run_shell(_copy_script(remote_dir, {"mod": f"{BTF_DIR}/{MODULE}", "notes": "/sys/kernel/notes"}), 60)
+    module = _pull(target, result.output, remote_dir, local_dir, "mod")
+    notes = _pull(target, result.output, remote_dir, local_dir, "notes")
+    build_id = btf.gnu_build_id(notes) if notes else None
+    kept = cache_root() / "btf" / f"vmlinux-{build_id}.btf" if build_id else None
+    base = kept.read_bytes() if kept is not None and kept.exists() else None
+    if base is None:
+        result = target.run_shell(_copy_script(remote_dir, {"base": f"{BTF_DIR}/vmlinux"}), 60)
+        base = _pull(target, result.output, remote_dir, local_dir, "base")
+        if base is not None and kept is not None:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(kept, base)
+    target.run_shell(f"rm -f {' '.join(shlex.quote(f'{remote_dir}/.btf-{k}') for k in ('mod', 'notes', 'base'))}", 20)
+    problem = "" if base is not None else f"the target has no readable {BTF_DIR}/vmlinux (CONFIG_DEBUG_INFO_BTF)"
+    return module, base, problem
 
 
 def struct_offsets(target: Target, fields: tuple[str, ...], remote_dir: str, local_dir: Path) -> dict[str, FieldOffset]:

@@ -6,6 +6,8 @@ import gzip
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from harness.evidence import btf, trace
 
@@ -95,3 +97,17 @@ def test_build_id_from_kernel_notes():
     assert btf.gnu_build_id(notes) == "6a2b4ac77585b8cf102cba771300e573c8489b69"
     assert btf.gnu_build_id(notes[:10]) is None
     assert btf.gnu_build_id(b"") is None
+
+
+_MODULE, _BASE = captured("6.12-amd64")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, len(_MODULE) - 1), st.binary(min_size=1, max_size=16), st.integers(0, len(_MODULE)))
+def test_damaged_btf_gives_an_answer_or_a_btf_error(at, junk, cut):
+    """Whatever the bytes, the parser returns a struct or raises BTFError, nothing else."""
+    data = (_MODULE[:at] + junk + _MODULE[at + len(junk):])[:cut]
+    try:
+        btf.find_struct(data, "binder_buffer", _BASE)
+    except btf.BTFError as exc:
+        assert "\n" not in str(exc)

@@ -556,7 +556,7 @@ def _ensure_headers(release: str) -> str:
 # So the kernel is prepared the kernel's own way: Debian's linux-source-6.12 at the headers'
 # version, the headers package's .config, Module.symvers and BTF vmlinux, `make
 # olddefconfig` and `make modules_prepare` with the host's gcc (Kconfig re-derives only the
-# compiler-capability options; build.log lists each change), which builds modpost, objtool
+# compiler-capability options; trees/RELEASE/prepare.log lists them), which builds modpost, objtool
 # and resolve_btfids from that same source. The packages are fetched over HTTP from the
 # image recipe's mirrors (harness/images/fetch.py, SHA256 checked), never through apt.
 

@@ -1,7 +1,7 @@
 """Kprobe offsets follow the module under test: a rebuilt binder_linux.ko whose struct
 binder_buffer has an extra field before user_data (seeded layout shifted_user_data, built
-from Debian's linux-source-6.1 with BTF) still gives correct copy evidence, while the same
-case with the old fixed +88 reads the wrong field."""
+from Debian's linux-source-6.1 and -6.12 with BTF) still gives correct copy evidence, while
+the same case with the old fixed +88 reads the wrong field."""
 from __future__ import annotations
 
 import pytest
@@ -10,16 +10,17 @@ from tests.helpers import REPO, cli, cli_env
 from tests.seeded_bugs import build
 
 
-@pytest.fixture(scope="module")
-def shifted():
-    build.ensure_build_deps(build.DEFAULT_RELEASE)
-    return build.build_module("shifted_user_data")
+KERNELS = {build.DEFAULT_RELEASE: "qemu-x86_64", "6.12.117+deb13-amd64": "qemu-x86_64-6.12"}
 
 
-def test_shifted_user_data_passes_with_btf_offsets_and_fails_at_88(tmp_path, shifted):
+@pytest.mark.parametrize("release", sorted(KERNELS))
+def test_shifted_user_data_passes_with_btf_offsets_and_fails_at_88(tmp_path, release):
+    build.ensure_build_deps(release)
+    shifted = build.build_module("shifted_user_data", release)
     env = cli_env(BINDER_HARNESS_EXTRA_CASES=str(REPO / "tests" / "layout_cases"))
-    run = cli("run", "one_copy.sync_sizes", "layout.fixed_offset_88", "--binder-module", str(shifted),
-              out=tmp_path, env=env)
+    run = cli("run", "one_copy.sync_sizes", "layout.fixed_offset_88", "--image", KERNELS[release],
+              "--binder-module", str(shifted), out=tmp_path, env=env)
+    assert run.report["target"]["kernel_release"] == release
     placed = run.case("one_copy.sync_sizes")
     assert placed["outcome"] == "passed", placed["reason"]
     assert placed["evidence"]["struct_offsets"] == {

@@ -345,14 +345,13 @@ def _patch_poll_no_proc_work(files: dict[str, str]) -> dict[str, str]:
 
 # struct binder_buffer gets a field before user_data, so user_data moves from 88 to 96 and
 # a kprobe reading +88($arg2) would read extra_buffers_size's neighbour, not the address.
+# (user_data is `void __user *` in 6.1 and `unsigned long` in 6.12: the anchor is the line before)
 _SHIFT_ANCHOR = """\
 	size_t extra_buffers_size;
-	void __user *user_data;
 """
 _SHIFT_NEW = """\
 	size_t extra_buffers_size;
 	unsigned long seeded_layout_pad; /* seeded bug shifted_user_data: a layout change only, user_data moves by 8 */
-	void __user *user_data;
 """
 
 

@@ -568,6 +568,7 @@ def _apt_knows(package: str) -> bool:
 
 def _uses_tree(release: str) -> bool:
     """Build against a prepared source tree (not installed headers) for this release?"""
+    _flavour_arch(release)  # a release that is not Debian's is named as such first
     pkg = f"linux-headers-{release}"
     return _installed_version(pkg) is None and not _apt_knows(pkg)
 

@@ -258,6 +258,25 @@ VNG_STATUS, VNG_LOG, VNG_TTY = "check.status", "check.log", "check.tty"
 VNG_OUTPUTS = ("probe.jsonl", "probe.stderr", "trace.txt", "dmesg.txt", VNG_STATUS, VNG_LOG, VNG_TTY)
 
 
+def _host_btf_offsets(fields: tuple[str, ...]) -> dict[str, int]:
+    """Struct offsets for the vng guest's kprobes, from the .BTF sections of the same Debian
+    kernel's vmlinux and binder_linux.ko (the harness reads them from the target's sysfs; vng's
+    guest script is written before it boots)."""
+    if not fields:
+        return {}
+    from harness.evidence import btf
+    from harness.images.build import ensure_kernel
+    from harness.images.recipes import resolve_recipe
+
+    kern = ensure_kernel(resolve_recipe(None, "x86_64"), progress=lambda *a: None)
+    base = btf.elf_section(kern.kernel.read_bytes(), ".BTF")
+    ko = next((kern.moddir or Path("/nonexistent")).rglob("binder_linux.ko"))
+    mod = btf.elf_section(ko.read_bytes(), ".BTF")
+    if base is None or mod is None:
+        raise RuntimeError(f"no .BTF section in {kern.kernel if base is None else ko}")
+    return {f: btf.member_offset(mod, *f.split(".", 1), base=base) for f in fields}
+
+
 def vng_check_script(share: Path) -> str:
     """The harness's one_copy.sync_sizes, as one guest shell script: load binder, arm the
     same trace, run the same probe scenario, collect the trace and the kernel log.
@@ -285,7 +304,7 @@ def vng_check_script(share: Path) -> str:
         "modprobe binder_linux || exit 2",
         f"mountpoint -q {t} || mount -t tracefs tracefs {t}",
         "echo 'binder-harness: begin one_copy.sync_sizes' > /dev/kmsg",
-        tracing.arm_script(t, DELIVERY_PROBES, CASE),
+        tracing.arm_script(t, tuple(k.with_offsets(_host_btf_offsets(k.struct_fields)) for k in DELIVERY_PROBES), CASE),
         f"{s}/binder-probe sync sizes={','.join(map(str, SIZES))} map={MAP_BYTES} mode=call timeout=60 "
         f"> {s}/probe.jsonl 2> {s}/probe.stderr; probe_status=$?",
         # the arm script left the marker holder's pid in $p

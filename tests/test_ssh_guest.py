@@ -137,6 +137,10 @@ def test_same_verdicts_over_ssh_and_console(guest, tmp_path):
     assert ssh_report["target"]["kernel_release"] == console_report["target"]["kernel_release"]
     assert _verdicts(ssh_report) == _verdicts(console_report)
     assert [c["outcome"] for c in ssh_report["cases"]] == ["passed"] * len(cases)
+    # the copy kprobe's struct offset is read from the device's own BTF over ssh as well
+    offsets = [c["evidence"].get("struct_offsets") for c in (*ssh_report["cases"], *console_report["cases"])
+               if c["id"] == "one_copy.sync_sizes"]
+    assert offsets == [{"binder_buffer.user_data": {"offset": 88, "from": "BTF /sys/kernel/btf/binder_linux"}}] * 2
     assert "B|" in (tmp_path / "ssh" / "trace.txt").read_text()
 
 

@@ -11,6 +11,9 @@ import shlex
 from dataclasses import dataclass, replace, field
 
 KPROBE_GROUP = "binder_harness"
+# A struct field's byte offset in a kprobe spec, e.g. "+{binder_buffer.user_data}($arg2)":
+# taken from the BTF of the kernel under test (harness/evidence/btf.py), never written in.
+STRUCT_FIELD = re.compile(r"\{([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,18 @@ class Kprobe:
     def definition(self) -> str:
         return f"{'r' if self.ret else 'p'}:{KPROBE_GROUP}/{self.name} {self.spec}"
 
+    @property
+    def struct_fields(self) -> tuple[str, ...]:
+        """The struct fields its fetch args read, as "struct.member" ({struct.member} in spec)."""
+        return tuple(dict.fromkeys(m.group(1) for m in STRUCT_FIELD.finditer(self.spec)))
+
+    def with_offsets(self, offsets: dict[str, int]) -> Kprobe:
+        """This probe with each {struct.member} replaced by its byte offset on the kernel under test."""
+        missing = [f for f in self.struct_fields if f not in offsets]
+        if missing:
+            raise KeyError(f"kprobe {self.name}: no offset for {', '.join(missing)}")
+        return replace(self, spec=STRUCT_FIELD.sub(lambda m: str(offsets[m.group(1)]), self.spec))
+
     def for_kernel(self, version: tuple[int, int]) -> Kprobe:
         """This probe on a kernel of `version`: the function under the name it has there."""
         names = [name for major, minor, name in self.renamed if (major, minor) <= version]
@@ -40,17 +55,19 @@ class Kprobe:
 
 
 # binder_alloc_copy_user_to_buffer(alloc, buffer, buffer_offset, from, bytes) copies
-# sender user memory into the target buffer. +88 is binder_buffer->user_data on
-# Debian 6.1 (both arches), the receiver's user address of that buffer.
+# sender user memory into the target buffer. binder_buffer->user_data is the receiver's
+# user address of that buffer; its offset (88 on Debian's 6.1, 6.12 and 7.2 builds) comes
+# from the BTF of the module under test.
 COPY_USER_TO_BUFFER = Kprobe(
     "copy_user_to_buffer",
-    "binder_alloc_copy_user_to_buffer offset=$arg3:u64 from=$arg4:x64 bytes=$arg5:u64 user_data=+88($arg2):x64",
+    "binder_alloc_copy_user_to_buffer offset=$arg3:u64 from=$arg4:x64 bytes=$arg5:u64 "
+    "user_data=+{binder_buffer.user_data}($arg2):x64",
 )
 # binder_alloc_copy_to_buffer(alloc, buffer, buffer_offset, src, bytes) writes kernel memory
 # into the target buffer: translated objects, scatter-gather pointer fixups, fd fixups.
 COPY_TO_BUFFER = Kprobe(
     "copy_to_buffer",
-    "binder_alloc_copy_to_buffer offset=$arg3:u64 bytes=$arg5:u64 user_data=+88($arg2):x64",
+    "binder_alloc_copy_to_buffer offset=$arg3:u64 bytes=$arg5:u64 user_data=+{binder_buffer.user_data}($arg2):x64",
 )
 # __check_object_size(ptr, n, to_user): hardened usercopy sees every variable-size
 # copy_{to,from}_user, so a payload copied out to user space would show here.
@@ -83,6 +100,9 @@ def arm_script(tracefs: str, kprobes: tuple[Kprobe, ...], case_id: str, buffer_k
     """
     if not CASE_ID.match(case_id):
         raise ValueError(f"case id {case_id!r} is not family.name in lower case")
+    unplaced = [k.name for k in kprobes if k.struct_fields]
+    if unplaced:
+        raise ValueError(f"kprobes {', '.join(unplaced)} read struct fields with no offset yet: use Kprobe.with_offsets")
     t = shlex.quote(tracefs)
     g = KPROBE_GROUP
     lines = [

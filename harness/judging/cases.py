@@ -25,6 +25,7 @@ from typing import Any, Callable
 from harness.evidence import debugfs as binder_debugfs
 from harness import timing
 from harness.evidence import trace as tracing
+from harness.judging import layout
 from harness.errors import ConfigError
 from harness.files import REPO_ROOT, atomic_write_text
 from harness.evidence.probe import ProbeOutput, parse_probe_output
@@ -282,7 +283,7 @@ class CaseContext:
         """Arm tracing; `prefix` is shell run first in the same round trip (the case's setup)."""
         if self.tracefs is None:
             raise CaseSkipped(f"{self.target.spec} has no tracefs (mount it, or run as root)")
-        kprobes = tuple(k.for_kernel(self.kernel) for k in self.spec.kprobes)
+        kprobes = self._placed(tuple(k.for_kernel(self.kernel) for k in self.spec.kprobes))
         script = tracing.arm_script(self.tracefs, kprobes, self.spec.id, extra_events=self.spec.events)
         if prefix:
             script = f"{prefix}\n{script}"
@@ -294,6 +295,22 @@ class CaseContext:
                               f"{result.output.strip().splitlines()[-1:] or ''}")
         self._tracing = True
         self._marker_pid = tracing.marker_pid(result.output)
+
+    def _placed(self, kprobes: tuple[tracing.Kprobe, ...]) -> tuple[tracing.Kprobe, ...]:
+        """The kprobes with every struct field they read at its offset on the kernel under test,
+        from the target's BTF; evidence `struct_offsets` says where each came from."""
+        fields = tuple(dict.fromkeys(f for k in kprobes for f in k.struct_fields))
+        if not fields:
+            return kprobes
+        with timing.phase("struct_offsets"):
+            found = layout.struct_offsets(self.target, fields, self.remote_dir, self.case_dir)
+        self.evidence["struct_offsets"] = {f: o.as_evidence() for f, o in found.items()}
+        missing = [f"{f}: {o.source}" for f, o in found.items() if o.offset is None]
+        if missing:
+            raise CaseSkipped(f"kprobe fetch args need struct offsets the kernel under test does not describe: "
+                              f"{'; '.join(missing)}")
+        offsets = {f: o.offset for f, o in found.items() if o.offset is not None}
+        return tuple(k.with_offsets(offsets) for k in kprobes)
 
     def stop_trace(self) -> tracing.Trace:
         """Stop tracing, keep trace.txt with the case, and return it parsed."""

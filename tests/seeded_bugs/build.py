@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -45,7 +46,7 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "binder-harness" / "seeded"
 _REQUIRED_SOURCES = ("Makefile", "binder.c", "binder_alloc.c", "binder_alloc.h",
                      "binder_internal.h", "binder_trace.h")
 # Bump when the build recipe changes in a way that should invalidate modules.
-_RECIPE_VERSION = "1"
+_RECIPE_VERSION = "2"  # 2: module BTF (pahole -J on the kernel's own vmlinux BTF)
 
 
 class SeededBuildError(Exception):
@@ -340,6 +341,34 @@ def _patch_poll_no_proc_work(files: dict[str, str]) -> dict[str, str]:
     return _replace(files, "binder.c", _POLL_ANCHOR, _POLL_NEW, "poll_no_proc_work")
 
 
+# --- layout (not a bug: the harness must still be right) ---------------------
+
+# struct binder_buffer gets a field before user_data, so user_data moves from 88 to 96 and
+# a kprobe reading +88($arg2) would read extra_buffers_size's neighbour, not the address.
+# (user_data is `void __user *` in 6.1 and `unsigned long` in 6.12: the anchor is the line before)
+_SHIFT_ANCHOR = """\
+	size_t extra_buffers_size;
+"""
+_SHIFT_NEW = """\
+	size_t extra_buffers_size;
+	unsigned long seeded_layout_pad; /* seeded bug shifted_user_data: a layout change only, user_data moves by 8 */
+"""
+
+
+def _patch_shifted_user_data(files: dict[str, str]) -> dict[str, str]:
+    return _replace(files, "binder_alloc.h", _SHIFT_ANCHOR, _SHIFT_NEW, "shifted_user_data")
+
+
+# Rebuilt modules that change no behaviour, only a struct layout: every case must still pass,
+# with kprobe offsets taken from the module's own BTF.
+LAYOUTS: dict[str, SeededBug] = {b.name: b for b in (
+    SeededBug(
+        name="shifted_user_data", family="layout",
+        description="struct binder_buffer has an extra field before user_data (offset 88 -> 96 "
+                    "on 64-bit); behaviour unchanged",
+        caught_by="", patch=_patch_shifted_user_data),
+)}
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
     SeededBug(
         name="double_copy", family="one_copy",
@@ -450,7 +479,7 @@ def _apt_get(args: list[str], cwd: Path | None = None) -> None:
 
 
 def _flavour_arch(release: str) -> str:
-    m = re.fullmatch(r"(\d+)\.(\d+)\.\d+-\d+(?:-rt)?-(amd64|arm64|686|686-pae)", release)
+    m = re.fullmatch(r"(\d+)\.(\d+)\.\d+(?:-\d+|\+deb\d+)(?:-rt)?-(amd64|arm64|686|686-pae)", release)
     if not m:
         raise SeededBuildError(
             f"kernel release {release!r} is not a Debian one like {DEFAULT_RELEASE}")
@@ -515,6 +544,137 @@ def _ensure_headers(release: str) -> str:
     if missing:
         _apt_get(["install", "-y", "--no-install-recommends", *missing])
     return version
+
+
+# --- a kernel whose headers this host's apt does not have (6.12 on bookworm) -------
+#
+# Debian's linux-headers-6.12.117+deb13-amd64 comes from trixie. Installing it is not an
+# option here: this host's apt lists only bookworm, and its tools could not run anyway.
+# linux-kbuild-6.12.117+deb13's modpost, objtool and resolve_btfids need GLIBC_2.38
+# (bookworm has 2.36), and so does trixie's gcc-14 (the headers' CONFIG_CC_VERSION_TEXT).
+# So the kernel is prepared the kernel's own way: Debian's linux-source-6.12 at the headers'
+# version, the headers package's .config, Module.symvers and BTF vmlinux, `make
+# olddefconfig` and `make modules_prepare` with the host's gcc (Kconfig re-derives only the
+# compiler-capability options; trees/RELEASE/prepare.log lists them), which builds modpost, objtool
+# and resolve_btfids from that same source. The packages are fetched over HTTP from the
+# image recipe's mirrors (harness/images/fetch.py, SHA256 checked), never through apt.
+
+def _apt_knows(package: str) -> bool:
+    if shutil.which("apt-cache") is None:
+        return False
+    r = _run(["apt-cache", "policy", package])
+    return r.returncode == 0 and "Candidate:" in r.stdout and "Candidate: (none)" not in r.stdout
+
+
+def _uses_tree(release: str) -> bool:
+    """Build against a prepared source tree (not installed headers) for this release?"""
+    _flavour_arch(release)  # a release that is not Debian's is named as such first
+    pkg = f"linux-headers-{release}"
+    return _installed_version(pkg) is None and not _apt_knows(pkg)
+
+
+def _host_gcc() -> str:
+    """The newest gcc-N on this host's PATH."""
+    found = sorted((int(m.group(1)), name) for d in os.environ.get("PATH", "").split(os.pathsep)
+                   if os.path.isdir(d) for name in os.listdir(d)
+                   if (m := re.fullmatch(r"gcc-(\d+)", name)))
+    if not found:
+        raise SeededBuildError("no gcc-N on this host (Debian's gcc-12 on bookworm)")
+    return found[-1][1]
+
+
+def _tree_dir(cache_dir: Path, release: str) -> Path:
+    return cache_dir / "trees" / release / "linux"
+
+
+def _tree_version(release: str) -> str:
+    """The Debian version of RELEASE's kernel packages, as its image recipe pins it."""
+    return _recipe_for(release).kernel.version
+
+
+def _fetch(package: str, version: str, arch: str, dest: Path, release: str) -> Path:
+    from harness.files import cache_root
+    from harness.images import fetch
+
+    sources = fetch.configured_sources(_recipe_for(release).mirrors)
+    try:
+        path, _sha = fetch.http_download(package, version, arch, dest, sources, cache_root() / "indexes",
+                                         progress=lambda *a: None)
+    except ConfigError as exc:
+        raise SeededBuildError(str(exc)) from None
+    return path
+
+
+def _ensure_tree(release: str, cache_dir: Path) -> tuple[Path, str]:
+    """A linux-source tree for RELEASE prepared for out-of-tree modules; (tree, Debian version)."""
+    version = _tree_version(release)
+    tree = _tree_dir(cache_dir, release)
+    if (tree / ".complete").exists():
+        return tree, version
+    arch = _flavour_arch(release)
+    work = tree.parent
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    debs = cache_dir / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    headers = _fetch(f"linux-headers-{release}", version, arch, debs, release)
+    src_pkg = _source_package(release)
+    source = _fetch(src_pkg, version, arch, debs, release)
+    hdir = work / "headers"
+    debian.extract_deb(headers, hdir, lambda n: n.endswith(("/.config", "/Module.symvers", "/vmlinux")))
+    found = {p.name: p for p in hdir.rglob("*") if p.is_file()}
+    missing = [n for n in (".config", "Module.symvers", "vmlinux") if n not in found]
+    if missing:
+        raise SeededBuildError(f"{headers.name} lacks {', '.join(missing)}")
+    log = [f"# {headers.name} + {source.name}"]
+    # the nested tarball, unpacked by tar (xz, 1.4 GB of tree)
+    r = subprocess.run(f"dpkg-deb --fsys-tarfile {shlex.quote(str(source))} | "
+                       f"tar -xO ./usr/src/{src_pkg}.tar.xz | tar -xJ -C {shlex.quote(str(work))}",
+                       shell=True, capture_output=True, text=True)
+    if r.returncode != 0 or not (work / src_pkg / "Makefile").exists():
+        raise SeededBuildError(f"cannot unpack {source.name}: {_last_line(r.stderr)}")
+    os.replace(work / src_pkg, tree)
+    shutil.copy2(found[".config"], tree / ".config")
+    cc = _host_gcc()
+    make = ["make", "-C", str(tree), f"CC={cc}", "HOSTCC=gcc", f"KERNELRELEASE={release}"]
+    for step in (["olddefconfig"], [f"-j{os.cpu_count() or 1}", "modules_prepare"]):
+        cmd = [*make, *step]
+        r = _run(cmd)
+        log.append(f"$ {' '.join(cmd)}\n{r.stdout}{r.stderr}")
+        if r.returncode != 0:
+            (work / "prepare.log").write_text("\n".join(log))
+            errors = [l for l in (r.stdout + r.stderr).splitlines() if "error" in l.lower()]
+            raise SeededBuildError(f"preparing {release}'s tree failed: "
+                                   f"{(errors[0] if errors else _last_line(r.stderr or r.stdout)).strip()} "
+                                   f"(log: {work / 'prepare.log'})")
+        if step == ["olddefconfig"]:
+            log.append("# .config lines Kconfig changed for " + cc + ":\n" + _config_diff(found[".config"], tree / ".config"))
+    shutil.copy2(found["Module.symvers"], tree / "Module.symvers")
+    shutil.copy2(found["vmlinux"], tree / "vmlinux")  # Debian's BTF-only vmlinux: module BTF base
+    shutil.rmtree(hdir)
+    (work / "prepare.log").write_text("\n".join(log))
+    (tree / ".complete").write_text(f"{release} {version} {cc}\n")
+    return tree, version
+
+
+def _config_diff(before: Path, after: Path) -> str:
+    def lines(p: Path) -> set[str]:
+        return {l for l in p.read_text().splitlines() if l.startswith("CONFIG_")}
+    a, b = lines(before), lines(after)
+    return "\n".join([*(f"- {l}" for l in sorted(a - b)), *(f"+ {l}" for l in sorted(b - a))])
+
+
+def _tree_sources(tree: Path, cache_dir: Path, release: str, version: str) -> Path:
+    """drivers/android/ of the prepared tree, kept pristine beside the others."""
+    src = _source_dir(cache_dir, release, version)
+    if not (src / ".complete").exists():
+        src.mkdir(parents=True, exist_ok=True)
+        for p in (tree / "drivers" / "android").iterdir():
+            if p.is_file():
+                shutil.copy2(p, src / p.name)
+        (src / ".complete").write_text(f"{_source_package(release)} {version}\n")
+    return src
 
 
 # --- source -----------------------------------------------------------------
@@ -608,21 +768,33 @@ def ensure_build_deps(release: str = DEFAULT_RELEASE,
     """
     cache_dir = Path(cache_dir)
     with _locked(cache_dir):
+        if _uses_tree(release):
+            tree, version = _ensure_tree(release, cache_dir)
+            _tree_sources(tree, cache_dir, release, version)
+            return
         version = _ensure_headers(release)
         _ensure_source(release, version, cache_dir)
 
 
 def _check_bug(bug: str | None) -> None:
-    if bug is not None and bug not in BUGS:
+    if bug is not None and bug not in BUGS and bug not in LAYOUTS:
         raise SeededBuildError(
-            f"unknown seeded bug {bug!r}; known: {', '.join(BUGS)}")
+            f"unknown seeded bug {bug!r}; known: {', '.join([*BUGS, *LAYOUTS])}")
+
+
+def _patch_of(bug: str) -> Callable[[dict[str, str]], dict[str, str]]:
+    return (BUGS.get(bug) or LAYOUTS[bug]).patch
 
 
 def _load(bug: str | None, release: str, cache_dir: Path) -> tuple[str, dict[str, str]]:
     """(headers' Debian version, patched drivers/android texts); needs the lock."""
-    version = _ensure_headers(release)
-    files = _read_sources(_ensure_source(release, version, cache_dir))
-    return version, (BUGS[bug].patch(files) if bug is not None else files)
+    if _uses_tree(release):
+        tree, version = _ensure_tree(release, cache_dir)
+        files = _read_sources(_tree_sources(tree, cache_dir, release, version))
+    else:
+        version = _ensure_headers(release)
+        files = _read_sources(_ensure_source(release, version, cache_dir))
+    return version, (_patch_of(bug)(files) if bug is not None else files)
 
 
 def patched_sources(bug: str | None, release: str = DEFAULT_RELEASE,
@@ -667,11 +839,11 @@ def build_module(bug: str | None, release: str = DEFAULT_RELEASE,
         ko = out_dir / "binder_linux.ko"
         if ko.exists():
             return ko
-        _make(release, files, out_dir)
+        _make(release, files, out_dir, _tree_dir(cache_dir, release) if _uses_tree(release) else None)
         return ko
 
 
-def _make(release: str, files: dict[str, str], out_dir: Path) -> None:
+def _make(release: str, files: dict[str, str], out_dir: Path, tree: Path | None = None) -> None:
     # A fixed directory (the caller holds the cache lock): its path ends up in
     # the module's WARN messages, so keep it the same from build to build.
     work = out_dir.parent / "build"
@@ -681,8 +853,12 @@ def _make(release: str, files: dict[str, str], out_dir: Path) -> None:
     try:
         for name, text in files.items():
             (work / name).write_text(text)
-        cmd = ["make", "-C", str(_headers_dir(release)), f"M={work}",
-               f"CC={_compiler(release)}", f"-j{os.cpu_count() or 1}", "modules"]
+        if tree is None:
+            cmd = ["make", "-C", str(_headers_dir(release)), f"M={work}",
+                   f"CC={_compiler(release)}", f"-j{os.cpu_count() or 1}", "modules"]
+        else:
+            cmd = ["make", "-C", str(tree), f"M={work}", f"CC={_host_gcc()}", "HOSTCC=gcc",
+                   f"KERNELRELEASE={release}", f"-j{os.cpu_count() or 1}", "modules"]
         r = _run(cmd)
         log = f"$ {' '.join(cmd)}\n{r.stdout}{r.stderr}"
         (work / "build.log").write_text(log)
@@ -695,6 +871,11 @@ def _make(release: str, files: dict[str, str], out_dir: Path) -> None:
                 f"building {out_dir.name} failed: "
                 f"{(errors[0] if errors else _last_line(log)).strip()} (log: {failed})")
         _check_vermagic(ko, release)
+        from harness.evidence.btf import elf_section
+
+        if not elf_section(ko.read_bytes(), ".BTF"):  # kbuild made it when the tree had a vmlinux
+            log += _add_btf(release, ko)
+        (work / "build.log").write_text(log)
         final = work / "out"
         final.mkdir()
         shutil.copy2(ko, final / "binder_linux.ko")
@@ -704,6 +885,62 @@ def _make(release: str, files: dict[str, str], out_dir: Path) -> None:
         os.replace(final, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# --- module BTF -----------------------------------------------------------------
+
+def _recipe_for(release: str):
+    """The shipped image recipe whose Debian kernel is RELEASE."""
+    from harness.images.recipes import load_recipe, shipped_recipes
+
+    for path in shipped_recipes():
+        recipe = load_recipe(path)
+        src = recipe.kernel_source.debian
+        if src is not None and src.package in (f"linux-image-{release}", f"linux-image-{release}-unsigned"):
+            return recipe
+    raise SeededBuildError(f"no recipe in images/ boots {release}")
+
+
+def kernel_vmlinux(release: str) -> Path:
+    """The vmlinux (ELF, with its .BTF) of the shipped image recipe whose kernel is RELEASE."""
+    from harness.images.build import ensure_kernel
+
+    kernel = ensure_kernel(_recipe_for(release), progress=lambda *a: None).kernel
+    if kernel.read_bytes()[:4] != b"\x7fELF":
+        raise SeededBuildError(f"{kernel} is not a vmlinux ELF: no BTF base for the module")
+    return kernel
+
+
+def _pahole_flags(release: str) -> list[str]:
+    """PAHOLE_FLAGS as the headers' kbuild computes them for this pahole (pahole-flags.sh in 6.1)."""
+    script = _headers_dir(release) / "scripts" / "pahole-flags.sh"
+    if not script.exists():
+        common = sorted(Path("/usr/src").glob(f"linux-headers-{release.rsplit('-', 1)[0]}-common/scripts/pahole-flags.sh"))
+        script = common[0] if common else script
+    if script.exists():
+        r = subprocess.run(["sh", str(script)], env=dict(os.environ, PAHOLE="pahole"),
+                           capture_output=True, text=True)
+        return r.stdout.split()
+    # Makefile.btf (6.8 on): the same flags for pahole 1.24
+    return ["--btf_gen_floats", "-j", "--lang_exclude=rust"]
+
+
+def _add_btf(release: str, ko: Path) -> str:
+    """Give the module BTF, split on the kernel's own vmlinux BTF, as Makefile.modfinal does
+    when the tree has a vmlinux (Debian's headers do not ship one, so kbuild skips it).
+    Without it the running kernel has no /sys/kernel/btf/binder_linux to read offsets from.
+    Returns the log lines."""
+    if shutil.which("pahole") is None:
+        raise SeededBuildError("pahole not found: install Debian's dwarves (module BTF for struct offsets)")
+    cmd = ["pahole", "-J", *_pahole_flags(release), "--btf_base", str(kernel_vmlinux(release)), str(ko)]
+    r = _run(cmd)
+    if r.returncode != 0:
+        raise SeededBuildError(f"pahole -J on {ko.name} failed: {_last_line(r.stderr or r.stdout)}")
+    from harness.evidence.btf import elf_section
+
+    if not elf_section(ko.read_bytes(), ".BTF"):
+        raise SeededBuildError(f"pahole -J left {ko.name} without a .BTF section")
+    return f"$ {' '.join(cmd)}\n{r.stdout}{r.stderr}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -716,14 +953,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="list the seeded bugs")
     a = ap.parse_args(argv)
     if a.list:
-        for b in BUGS.values():
+        for b in [*BUGS.values(), *LAYOUTS.values()]:
             print(f"{b.name}\t{b.family}\t{b.caught_by}\t{b.description}")
         return 0
     if not a.bug:
         ap.error("name a bug (or --list)")
-    if a.bug != CONTROL and a.bug not in BUGS:
+    if a.bug != CONTROL and a.bug not in BUGS and a.bug not in LAYOUTS:
         print(f"error: unknown seeded bug {a.bug!r}; known: "
-              f"{', '.join(BUGS)}, {CONTROL}", file=sys.stderr)
+              f"{', '.join([*BUGS, *LAYOUTS])}, {CONTROL}", file=sys.stderr)
         return 2
     try:
         print(build_module(None if a.bug == CONTROL else a.bug, a.release, a.cache_dir))

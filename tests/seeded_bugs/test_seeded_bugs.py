@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.evidence.btf import elf_section
 from tests.seeded_bugs import build
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +61,7 @@ def test_cli_unknown_bug_is_one_line():
 def test_cli_list():
     r = _cli("--list")
     assert r.returncode == 0
-    assert [l.split("\t")[0] for l in r.stdout.splitlines()] == list(build.BUGS)
+    assert [l.split("\t")[0] for l in r.stdout.splitlines()] == [*build.BUGS, *build.LAYOUTS]
 
 
 def test_bad_release_is_one_line():
@@ -77,7 +78,7 @@ def deps():
     build.ensure_build_deps(build.DEFAULT_RELEASE)
 
 
-@pytest.mark.parametrize("name", sorted(build.BUGS))
+@pytest.mark.parametrize("name", sorted([*build.BUGS, *build.LAYOUTS]))
 def test_patch_applies_to_real_source(deps, name):
     control = build.patched_sources(None)
     patched = build.patched_sources(name)
@@ -92,12 +93,14 @@ def _vermagic(ko: Path) -> str:
 
 def test_build_every_module(deps):
     paths = {}
-    for name in [None, *build.BUGS]:
+    for name in [None, *build.BUGS, *build.LAYOUTS]:
         ko = build.build_module(name)
         assert ko.name == "binder_linux.ko" and ko.stat().st_size > 100_000
         assert _vermagic(ko) == \
             f"{build.DEFAULT_RELEASE} SMP preempt mod_unload modversions "
         assert b"name=binder_linux" in ko.read_bytes()
+        # module BTF (split on the kernel's vmlinux BTF), which the harness reads its offsets from
+        assert elf_section(ko.read_bytes(), ".BTF")
         paths[name] = ko
     assert len(set(paths.values())) == len(paths)
     t = time.monotonic()

@@ -579,6 +579,26 @@ _NO_VMA_NEW = """\
 """
 
 
+# binder_release_work(): BINDER_THREAD_EXIT moves the exiting thread's node work
+# to the process instead of dropping it, so the owner does get BR_INCREFS and
+# BR_ACQUIRE for a node whose first refs were queued on that thread
+# (protocol.refs_after_thread_exit). Process release drains proc->todo itself
+# (the list test keeps that from looping).
+_NODE_WORK_ANCHOR = """\
+		case BINDER_WORK_NODE:
+			break;
+"""
+_NODE_WORK_NEW = """\
+		case BINDER_WORK_NODE: /* seeded bug node_work_kept: moved to the process */
+			if (list != &proc->todo) {
+				binder_inner_proc_lock(proc);
+				binder_enqueue_work_ilocked(w, &proc->todo);
+				binder_wakeup_proc_ilocked(proc);
+				binder_inner_proc_unlock(proc);
+			}
+			break;
+"""
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
     SeededBug(
         name="double_copy", family="one_copy",
@@ -735,6 +755,11 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
         description="binder_alloc_new_buf_locked() returns -ENOSPC, not -ESRCH, when the vma is gone",
         caught_by="limits.munmap_dead",
         patch=_simple("binder_alloc.c", _NO_VMA_ANCHOR, _NO_VMA_NEW, "no_vma_enospc")),
+    SeededBug(
+        name="node_work_kept", family="protocol",
+        description="BINDER_THREAD_EXIT moves the thread's pending node work to the process instead of dropping it",
+        caught_by="protocol.refs_after_thread_exit",
+        patch=_simple("binder.c", _NODE_WORK_ANCHOR, _NODE_WORK_NEW, "node_work_kept")),
 )}
 
 CONTROL = "control"  # name used for the unmodified rebuild (bug=None)

@@ -217,3 +217,52 @@ def freeze(ctx: CaseContext) -> None:
     ctx.check("BINDER_FREEZE disable", errno_name(result(out, "freeze.unfreeze")), "0", "binder_ioctl_freeze")
     ctx.check("sync call after unfreezing", call_outcome(result(out, "freeze.call_unfrozen")), "ok",
               "binder_transaction")
+
+
+# What the node's owner reads after sending its node in a oneway with read_size 0, without and
+# with BINDER_THREAD_EXIT before its first read, while the manager takes and then drops a strong
+# and a weak reference on the handle (Linux 6.1).
+REFS_AFTER_EXIT_BRS = {
+    # binder_translate_binder -> binder_inc_ref_for_node(..., &thread->todo) queues the node work on
+    # the sending thread, before its BR_TRANSACTION_COMPLETE; binder_thread_read (BINDER_WORK_NODE)
+    # turns it into BR_INCREFS + BR_ACQUIRE; the manager's last BC_RELEASE/BC_DECREFS
+    # (binder_dec_node_nilocked, has_strong_ref/has_weak_ref set) queue it again on the owner's
+    # process: BR_RELEASE + BR_DECREFS.
+    0: ["BR_INCREFS", "BR_ACQUIRE", "BR_TRANSACTION_COMPLETE", "BR_RELEASE", "BR_DECREFS"],
+    # binder_thread_release -> binder_release_work drops the thread's todo, node work included
+    # (BINDER_WORK_NODE: nothing done). The manager's BC_ACQUIRE/BC_INCREFS come through
+    # binder_update_ref_for_handle -> binder_inc_ref_olocked -> binder_inc_node(..., target_list NULL),
+    # which queues no work; has_strong_ref/has_weak_ref were never set, so binder_dec_node_nilocked
+    # queues no BR_RELEASE/BR_DECREFS either: the owner never hears of the references.
+    1: [],
+}
+
+
+@case("protocol.refs_after_thread_exit", expected_dmesg=(r"undelivered TRANSACTION_COMPLETE",))
+def refs_after_thread_exit(ctx: CaseContext) -> None:
+    """Weak and strong references taken on a node after its owner's thread called BINDER_THREAD_EXIT
+    with the node's first BR_INCREFS/BR_ACQUIRE still queued: the owner gets no refcount BR at all,
+    against BR_INCREFS, BR_ACQUIRE, BR_TRANSACTION_COMPLETE, BR_RELEASE, BR_DECREFS without the exit."""
+    measured = {}
+    for exit_first in (0, 1):
+        out = ctx.run_probe("refs_after_exit", exit=exit_first)
+        probe_completed(ctx, out)
+        owner = result(out, "refs_after_exit.owner")
+        manager = result(out, "refs_after_exit.manager")
+        label = "after BINDER_THREAD_EXIT" if exit_first else "without BINDER_THREAD_EXIT"
+        measured[label] = owner.get("brs")
+        ctx.check(f"{label}: oneway with the node sent", errno_name(owner), "0", "binder_thread_write")
+        if exit_first:
+            ctx.check(f"{label}: BINDER_THREAD_EXIT", owner.get("thread_exit_errno"), "0",
+                      "binder_ioctl -> binder_thread_release")
+        ctx.check(f"{label}: the manager got a handle", manager.get("type"), "BINDER_TYPE_HANDLE",
+                  "binder_translate_binder")
+        ctx.check(f"{label}: BC_ACQUIRE/BC_INCREFS/BC_RELEASE/BC_DECREFS on it",
+                  [manager.get(k) for k in ("acquire", "increfs", "release", "decrefs")], ["0"] * 4,
+                  "binder_thread_write -> binder_update_ref_for_handle")
+        ctx.check(f"{label}: BRs the owner read", owner.get("brs"), REFS_AFTER_EXIT_BRS[exit_first],
+                  "binder_thread_release -> binder_release_work (BINDER_WORK_NODE dropped); "
+                  "binder_inc_ref_for_node / binder_inc_node_nilocked (no target list: no work)"
+                  if exit_first else "binder_inc_ref_for_node (&thread->todo) -> binder_thread_read "
+                  "(BINDER_WORK_NODE); binder_dec_node_nilocked")
+    ctx.evidence["owner_brs"] = measured

@@ -37,6 +37,8 @@ static const struct {
 	{"bad_buffer_ptr", scen_bad_buffer_ptr},
 	{"freeze", scen_freeze},
 	{"random", scen_random},
+	{"valid_traffic", scen_valid_traffic},
+	{"refs_after_exit", scen_refs_after_exit},
 	{"perf", scen_perf},
 	{"objects", scen_objects},
 	{"async_exact", scen_async_exact},

@@ -276,6 +276,8 @@ void scen_invalid_handle(void);
 void scen_bad_buffer_ptr(void);
 void scen_freeze(void);
 void scen_random(void);
+void scen_valid_traffic(void);
+void scen_refs_after_exit(void);
 void scen_perf(void);
 void scen_objects(void);
 void scen_async_exact(void);

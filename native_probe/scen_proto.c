@@ -699,3 +699,91 @@ void scen_freeze(void)
 	proto_pair(&p, freeze_client);
 	run_pair(&p);
 }
+
+/* ---------------------------------------------------- refs_after_exit */
+
+/* The owner (client) sends its node in a oneway with read_size 0, so the node's
+ * first BR_INCREFS/BR_ACQUIRE wait on its thread's todo (binder_translate_binder ->
+ * binder_inc_ref_for_node with &thread->todo). With exit=1 it then calls
+ * BINDER_THREAD_EXIT before reading. The manager takes a strong and a weak
+ * reference on the handle it got (BC_ACQUIRE, BC_INCREFS), frees the buffer,
+ * waits 300 ms and drops both (BC_RELEASE, BC_DECREFS). The owner, a looper
+ * again, records every BR it reads for 1.5 s. */
+static uint64_t g_refs_exit;
+
+static int rax_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
+{
+	const uint8_t *data = (const uint8_t *)(uintptr_t)tr->data.ptr.buffer;
+	const binder_size_t *offs = (const binder_size_t *)(uintptr_t)tr->data.ptr.offsets;
+	const struct flat_binder_object *o = (const void *)data;
+	uint32_t h = o->handle;
+	int e_acq, e_inc, e_rel, e_dec;
+	J j;
+	(void)p;
+	(void)offs;
+	e_acq = bd_cmd_u32(b, BC_ACQUIRE, h);
+	e_inc = bd_cmd_u32(b, BC_INCREFS, h);
+	bd_free(b, tr->data.ptr.buffer);
+	sleep_ms(300);
+	e_rel = bd_cmd_u32(b, BC_RELEASE, h);
+	e_dec = bd_cmd_u32(b, BC_DECREFS, h);
+	jresult(&j, "refs_after_exit.manager", 0);
+	jstr(&j, "type", binder_type_name(o->hdr.type));
+	ju64(&j, "handle", h);
+	jstr(&j, "acquire", e_acq ? errno_name(-e_acq) : "0");
+	jstr(&j, "increfs", e_inc ? errno_name(-e_inc) : "0");
+	jstr(&j, "release", e_rel ? errno_name(-e_rel) : "0");
+	jstr(&j, "decrefs", e_dec ? errno_name(-e_dec) : "0");
+	jend(&j);
+	return 0;
+}
+
+static int rax_client(Pair *p, Bd *b)
+{
+	struct flat_binder_object o;
+	binder_size_t off = 0;
+	uint32_t brs[CALL_MAX_BR];
+	int n = 0, rc, exit_err = 0;
+	uint64_t t_end;
+	J j;
+	(void)p;
+	memset(&o, 0, sizeof(o));
+	o.hdr.type = BINDER_TYPE_BINDER;
+	o.binder = OBJ_PTR_STRONG;
+	o.cookie = OBJ_COOKIE_STRONG;
+	rc = bd_send(b, BC_TRANSACTION, 0, 1, TF_ONE_WAY, (uintptr_t)&o, sizeof(o), (uintptr_t)&off,
+		     sizeof(off));
+	if (g_refs_exit && ioctl(b->fd, BINDER_THREAD_EXIT, 0) < 0)
+		exit_err = errno;
+	bd_cmd0(b, BC_ENTER_LOOPER);
+	t_end = now_ms() + 1500;
+	for (;;) {
+		Br br;
+		uint64_t now = now_ms();
+		if (now >= t_end || bd_next(b, &br, (int)(t_end - now)) <= 0)
+			break;
+		if (n < CALL_MAX_BR)
+			brs[n++] = br.cmd;
+		if (br.cmd == BR_INCREFS || br.cmd == BR_ACQUIRE)
+			bd_cmd_pc(b, br.cmd == BR_INCREFS ? BC_INCREFS_DONE : BC_ACQUIRE_DONE, br.u.pc.ptr,
+				  br.u.pc.cookie);
+	}
+	jresult(&j, "refs_after_exit.owner", -rc);
+	ju64(&j, "thread_exit", g_refs_exit);
+	jstr(&j, "thread_exit_errno", exit_err ? errno_name(exit_err) : "0");
+	jbrs(&j, "brs", brs, n);
+	jend(&j);
+	return 0;
+}
+
+void scen_refs_after_exit(void)
+{
+	Pair p;
+	g_refs_exit = arg_u64("exit", 1);
+	args_finish();
+	proto_pair(&p, rax_client);
+	p.server_print_rx = 0;
+	p.server_print_br = 0;
+	p.on_tx = rax_on_tx;
+	run_pair(&p);
+}

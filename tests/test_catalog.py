@@ -22,7 +22,8 @@ def test_catalog_has_every_family_and_design_case():
                      "stress.random_commands", "objects.binder_to_handle", "objects.fd", "objects.fd_array",
                      "objects.scatter_gather", "objects.bad_offsets", "objects.update_txn_fds",
                      "limits.async_exact", "loopers.spawn_max_threads", "loopers.register_enter",
-                     "loopers.poll_epoll"):
+                     "loopers.poll_epoll", "stress.valid_traffic",
+                     "protocol.refs_after_thread_exit"):
         assert required in ids
 
 
@@ -42,6 +43,9 @@ def test_whole_catalog_passes_on_stock_driver(tmp_path, arch):
     assert report["summary"]["passed"] == len(load_cases())
     assert report["seed"] == 4242
     assert run.case("stress.random_commands")["evidence"]["seed"] == 4242
+    traffic = run.case("stress.valid_traffic")["evidence"]
+    assert traffic["seed"] == 4242 and traffic["success_share"] >= 0.98, traffic
+    assert traffic["buffers_left"] == {"client": 0, "server": 0}
     assert run.case("one_copy.vs_pipe")["evidence"]["copies_per_byte"] == {
         "binder": 1.0, "pipe": 2.0, "unix_socket": 2.0, "posix_mq": 2.0, "sysv_mq": 2.0, "shared_memory": 0.0}
     for case in report["cases"]:
@@ -56,33 +60,95 @@ def seeded():
     return build.build_module
 
 
-@pytest.mark.parametrize("bug, case_id, reason_part", [
-    ("no_mmap_clamp", "limits.mmap_clamp_4m", "4 MiB + 8 transaction: expected BR_FAILED_REPLY -28, measured ok"),
-    ("async_full_space", "limits.async_half",
-     "oneway 64 KiB calls accepted by a non-freeing receiver: expected 32, measured 40"),
-    ("wrong_version", "protocol.version", "protocol_version: expected 8, measured 7"),
-    ("cookie_leak", "objects.binder_to_handle", "measured [('BINDER_TYPE_HANDLE', 1, 1, 201326753)"),
-    ("fd_no_cloexec", "objects.fd", "receiver's fd is close-on-exec: expected True, measured False"),
-    ("fda_fd_leak", "objects.fd_array",
-     "fds in the parent buffer are closed by BC_FREE_BUFFER: expected [False, False], measured [True, True]"),
-    ("no_parent_fixup", "objects.scatter_gather", "parent fixup: word at offset 16 of buffer A holds buffer B's"),
-    ("unaligned_offsets", "objects.bad_offsets", "unaligned: expected BR_FAILED_REPLY -22, measured"),
-    ("async_space_leak", "limits.async_exact",
-     "free async space after every buffer is freed: expected 8192, measured 0"),
-    ("spawn_one_more", "loopers.spawn_max_threads", "max_threads 0: BR_SPAWN_LOOPER count: expected 0, measured 1"),
-    ("poll_no_proc_work", "loopers.poll_epoll", "proc_work_not_looper: POLLIN: expected True, measured False"),
-    ("outdated_fd_leak", "objects.update_txn_fds",
-     "write into that pipe after the sender closes its fd: expected EPIPE, measured 1"),
-    ("dead_binder_cookie", "protocol.death_notification", "cookie of the death notice: expected 8738, measured 8739"),
-])
-def test_seeded_bug_is_caught(tmp_path, seeded, bug, case_id, reason_part):
-    assert build.BUGS[bug].caught_by == case_id
+# Each seeded bug and every case it fails, with a part of the reason naming the measured value.
+# One harness run per module (one guest boot) runs all of that module's cases.
+COPIES = "kernel copies per payload byte (traced binder_alloc_copy_user_to_buffer): expected 1.0, measured 2.0"
+CAUGHT: dict[str, list[tuple[str, str]]] = {
+    "no_mmap_clamp": [("limits.mmap_clamp_4m", "4 MiB + 8 transaction: expected BR_FAILED_REPLY -28, measured ok")],
+    "async_full_space": [
+        ("limits.async_half", "oneway 64 KiB calls accepted by a non-freeing receiver: expected 32, measured 40"),
+        ("compat.limits", "oneway 64 KiB calls accepted: expected 32, measured 40")],
+    "wrong_version": [("protocol.version", "protocol_version: expected 8, measured 7"),
+                      ("compat.version", "protocol_version: expected 8, measured 7")],
+    "double_copy": [("one_copy.sync_sizes", f"size 8: {COPIES}"), ("one_copy.reply", f"size 8: {COPIES}"),
+                    ("one_copy.oneway", f"size 8: {COPIES}"), ("compat.one_copy", f"size 8: {COPIES}"),
+                    ("one_copy.vs_pipe", "binder: kernel copies per payload byte: expected 1.0, measured 2.0")],
+    "cookie_leak": [("objects.binder_to_handle", "measured [('BINDER_TYPE_HANDLE', 1, 1, 201326753)")],
+    "fd_no_cloexec": [("objects.fd", "receiver's fd is close-on-exec: expected True, measured False")],
+    "fda_fd_leak": [("objects.fd_array", "fds in the parent buffer are closed by BC_FREE_BUFFER: "
+                                         "expected [False, False], measured [True, True]")],
+    "no_parent_fixup": [("objects.scatter_gather", "parent fixup: word at offset 16 of buffer A holds buffer B's")],
+    "unaligned_offsets": [("objects.bad_offsets", "unaligned: expected BR_FAILED_REPLY -22, measured")],
+    "async_space_leak": [("limits.async_exact", "free async space after every buffer is freed: expected 8192, measured 0")],
+    "spawn_one_more": [("loopers.spawn_max_threads", "max_threads 0: BR_SPAWN_LOOPER count: expected 0, measured 1")],
+    "poll_no_proc_work": [("loopers.poll_epoll", "proc_work_not_looper: POLLIN: expected True, measured False")],
+    "outdated_fd_leak": [("objects.update_txn_fds",
+                          "write into that pipe after the sender closes its fd: expected EPIPE, measured 1")],
+    "dead_binder_cookie": [("protocol.death_notification", "cookie of the death notice: expected 8738, measured 8739")],
+    "max_threads_null_efault": [("protocol.null_args", "BINDER_SET_MAX_THREADS(NULL): expected EINVAL, measured EFAULT")],
+    "max_threads_signed": [("protocol.set_max_threads",
+                            "BINDER_SET_MAX_THREADS(4294967295): expected 0, measured EINVAL")],
+    "ctx_mgr_eexist": [("protocol.context_mgr_busy",
+                        "BINDER_SET_CONTEXT_MGR from another process: expected EBUSY, measured EEXIST")],
+    "thread_exit_einval": [("protocol.thread_exit", "BINDER_THREAD_EXIT (first): expected 0, measured EINVAL")],
+    "nonblock_enodata": [("protocol.read_empty_nonblock",
+                          "read_empty_nonblock: errno: expected EAGAIN, measured ENODATA")],
+    "invalid_handle_dead_reply": [
+        ("protocol.invalid_handle", "sync call to handle 12345: expected BR_FAILED_REPLY -22, measured BR_DEAD_REPLY -22"),
+        ("protocol.refcounts", "call on the handle after its last reference is dropped: "
+                               "expected BR_FAILED_REPLY -22, measured BR_DEAD_REPLY -22")],
+    "code_truncated": [("protocol.ping", "code seen by the manager: expected 1599098439, measured 5262919")],
+    "self_call_eperm": [("protocol.self_call_rejected",
+                         "call to handle 0 from its owner: expected BR_FAILED_REPLY -22, measured BR_FAILED_REPLY -1")],
+    "bad_data_ptr_einval": [("protocol.bad_buffer_ptr",
+                             "data_unmapped: expected BR_FAILED_REPLY -14, measured BR_FAILED_REPLY -22")],
+    "frozen_sync_recv_lost": [("protocol.freeze", "sync_recv bit 0 (sync call received while frozen): "
+                                                  "expected 1, measured 0")],
+    "register_not_invalid": [("loopers.register_enter", "register_without_request: looper bits: expected 9, measured 1")],
+    "pages_never_on_lru": [
+        ("one_copy.lazy_pages", "second buffer: pages reused from the LRU: expected 3, measured 0"),
+        ("limits.shrinker", "pages on the LRU after 16 freed 64 KiB buffers: expected 16, measured 0")],
+    "maywrite_kept": [("limits.mmap_readonly", "mprotect(PROT_READ|PROT_WRITE): expected EACCES, measured 0")],
+    "remap_eexist": [("limits.mmap_twice", "second mmap on the same fd: expected EBUSY, measured EEXIST"),
+                     ("compat.limits", "second mmap on the same fd: expected EBUSY, measured EEXIST")],
+    "spam_late": [("limits.oneway_spam", "call that got BR_ONEWAY_SPAM_SUSPECT (1-based): expected 26, measured 29")],
+    "no_vma_enospc": [("limits.munmap_dead", "calls after munmap (call, oneway, call): expected ['BR_DEAD_REPLY -3', "
+                                             "'BR_DEAD_REPLY -3', 'BR_DEAD_REPLY -3'], measured ['BR_FAILED_REPLY -28'")],
+    "free_buffer_ignored": [
+        ("limits.free_reuse", "1000 calls of 64 KiB with BC_FREE_BUFFER: expected 1000, measured 16"),
+        ("stress.valid_traffic", "share of successful transactions: expected >= 0.98, measured 0.0"),
+        ("one_copy.perf", "probe ran to completion: expected done ok, measured binder call of 1040384 bytes: "
+                          "failed_reply")],
+    "node_work_kept": [("protocol.refs_after_thread_exit", "after BINDER_THREAD_EXIT: BRs the owner read: expected [], "
+                                                           "measured ['BR_INCREFS', 'BR_ACQUIRE', 'BR_RELEASE', 'BR_DECREFS']")],
+    "warn_on_transaction": [(case_id, "kernel health: dmesg delta free of WARNING/BUG/Oops/KASAN/Call Trace: "
+                                      "expected none, measured [") for case_id in
+                            ("one_copy.sync_sizes", "stress.random_commands", "stress.valid_traffic")],
+}
+
+
+def test_every_case_has_a_seeded_bug_or_says_why_not():
+    caught = {c for cases in CAUGHT.values() for c, _ in cases}
+    for spec in load_cases().values():
+        assert spec.id in caught or "no seeded bug" in spec.doc.lower(), spec.id
+    assert set(CAUGHT) <= set(build.BUGS)
+
+
+@pytest.mark.parametrize("bug", sorted(CAUGHT))
+def test_seeded_bug_is_caught(tmp_path, seeded, bug):
+    expected = CAUGHT[bug]
+    assert build.BUGS[bug].caught_by in [case_id for case_id, _ in expected]
     module = seeded(bug)
-    run = cli("run", case_id, "--binder-module", str(module), out=tmp_path)
+    run = cli("run", *[case_id for case_id, _ in expected], "--binder-module", str(module), "--seed", "4242",
+              out=tmp_path, timeout=600)
     assert run.status == 1, run.stderr
-    case = run.case(case_id)
-    assert case["outcome"] == "failed"
-    assert reason_part in case["reason"], case["reason"]
+    for case_id, reason_part in expected:
+        case = run.case(case_id)
+        assert case["outcome"] == "failed", (case_id, case["reason"])
+        assert reason_part in case["reason"], (case_id, case["reason"])
+    if bug == "free_buffer_ignored":
+        left = run.case("stress.valid_traffic")["evidence"]["buffers_left"]
+        assert left["client"] > 0 and left["server"] > 0, left
 
 
 def test_stock_rebuild_passes_the_seeded_cases(tmp_path, seeded):

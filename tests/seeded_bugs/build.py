@@ -369,6 +369,264 @@ LAYOUTS: dict[str, SeededBug] = {b.name: b for b in (
         caught_by="", patch=_patch_shifted_user_data),
 )}
 
+# --- issue 13b: one seeded bug for every case that had none ------------------
+# Each is one small edit; _simple() builds its patch function from the anchor.
+
+def _simple(path: str, anchor: str, new: str, bug: str) -> Callable[[dict[str, str]], dict[str, str]]:
+    def patch(files: dict[str, str]) -> dict[str, str]:
+        return _replace(files, path, anchor, new, bug)
+    return patch
+
+
+# binder_ioctl() BINDER_SET_MAX_THREADS: a failed copy_from_user gives -EFAULT
+# instead of the -EINVAL 6.1 returns (protocol.null_args).
+_NULL_MAX_THREADS_ANCHOR = """\
+		if (copy_from_user(&max_threads, ubuf,
+				   sizeof(max_threads))) {
+			ret = -EINVAL;
+"""
+_NULL_MAX_THREADS_NEW = """\
+		if (copy_from_user(&max_threads, ubuf,
+				   sizeof(max_threads))) {
+			ret = -EFAULT; /* seeded bug max_threads_null_efault */
+"""
+
+# binder_ioctl() BINDER_SET_MAX_THREADS: values above INT_MAX are refused
+# (protocol.set_max_threads).
+_MAX_THREADS_RANGE_ANCHOR = """\
+		binder_inner_proc_lock(proc);
+		proc->max_threads = max_threads;
+"""
+_MAX_THREADS_RANGE_NEW = """\
+		if ((int)max_threads < 0) { /* seeded bug max_threads_signed */
+			ret = -EINVAL;
+			goto err;
+		}
+		binder_inner_proc_lock(proc);
+		proc->max_threads = max_threads;
+"""
+
+# binder_ioctl_set_ctx_mgr(): a second context manager gets -EEXIST, not -EBUSY
+# (protocol.context_mgr_busy).
+_CTX_MGR_ANCHOR = """\
+		pr_err("BINDER_SET_CONTEXT_MGR already set\\n");
+		ret = -EBUSY;
+"""
+_CTX_MGR_NEW = """\
+		pr_err("BINDER_SET_CONTEXT_MGR already set\\n");
+		ret = -EEXIST; /* seeded bug ctx_mgr_eexist */
+"""
+
+# binder_ioctl() BINDER_THREAD_EXIT: the thread is released but the ioctl
+# returns -EINVAL (protocol.thread_exit).
+_THREAD_EXIT_ANCHOR = """\
+		binder_thread_release(proc, thread);
+		thread = NULL;
+		break;
+"""
+_THREAD_EXIT_NEW = """\
+		binder_thread_release(proc, thread);
+		thread = NULL;
+		ret = -EINVAL; /* seeded bug thread_exit_einval */
+		goto err;
+"""
+
+# binder_thread_read(): a non-blocking read with no work fails with -ENODATA,
+# not -EAGAIN (protocol.read_empty_nonblock).
+_NONBLOCK_ANCHOR = """\
+		if (!binder_has_work(thread, wait_for_proc_work))
+			ret = -EAGAIN;
+"""
+_NONBLOCK_NEW = """\
+		if (!binder_has_work(thread, wait_for_proc_work))
+			ret = -ENODATA; /* seeded bug nonblock_enodata */
+"""
+
+# binder_transaction(): a call to a handle the sender has no ref for gets
+# BR_DEAD_REPLY instead of BR_FAILED_REPLY (protocol.invalid_handle, and the
+# call after the last ref is dropped in protocol.refcounts).
+_INVALID_HANDLE_ANCHOR = """\
+				binder_user_error("%d:%d got transaction to invalid handle, %u\\n",
+						  proc->pid, thread->pid, tr->target.handle);
+				return_error = BR_FAILED_REPLY;
+"""
+_INVALID_HANDLE_NEW = """\
+				binder_user_error("%d:%d got transaction to invalid handle, %u\\n",
+						  proc->pid, thread->pid, tr->target.handle);
+				return_error = BR_DEAD_REPLY; /* seeded bug invalid_handle_dead_reply */
+"""
+
+# binder_thread_read(): the transaction code reaches the receiver cut to its
+# low 24 bits; codes from FIRST_CALL_TRANSACTION up are small and unchanged,
+# PING_TRANSACTION ('_PNG', 0x5f504e47) is not (protocol.ping).
+_CODE_ANCHOR = """\
+		trd->code = t->code;
+"""
+_CODE_NEW = """\
+		trd->code = t->code & 0xffffff; /* seeded bug code_truncated */
+"""
+
+# binder_transaction(): the context manager's own process calling handle 0
+# gets -EPERM in the extended error, not -EINVAL (protocol.self_call_rejected).
+_SELF_CALL_ANCHOR = """\
+				binder_user_error("%d:%d got transaction to context manager from process owning it\\n",
+						  proc->pid, thread->pid);
+				return_error = BR_FAILED_REPLY;
+				return_error_param = -EINVAL;
+"""
+_SELF_CALL_NEW = """\
+				binder_user_error("%d:%d got transaction to context manager from process owning it\\n",
+						  proc->pid, thread->pid);
+				return_error = BR_FAILED_REPLY;
+				return_error_param = -EPERM; /* seeded bug self_call_eperm */
+"""
+
+# binder_transaction(): an unreadable data pointer gives -EINVAL, not -EFAULT
+# (the final data copy; protocol.bad_buffer_ptr).
+_BAD_DATA_PTR_ANCHOR = """\
+				tr->data_size - user_offset)) {
+		binder_user_error("%d:%d got transaction with invalid data ptr\\n",
+				proc->pid, thread->pid);
+		return_error = BR_FAILED_REPLY;
+		return_error_param = -EFAULT;
+"""
+_BAD_DATA_PTR_NEW = """\
+				tr->data_size - user_offset)) {
+		binder_user_error("%d:%d got transaction with invalid data ptr\\n",
+				proc->pid, thread->pid);
+		return_error = BR_FAILED_REPLY;
+		return_error_param = -EINVAL; /* seeded bug bad_data_ptr_einval */
+"""
+
+# binder_proc_transaction(): a sync call to a frozen process is refused but not
+# recorded in proc->sync_recv (protocol.freeze: BINDER_GET_FROZEN_INFO).
+_SYNC_RECV_ANCHOR = """\
+		proc->sync_recv |= !oneway;
+"""
+_SYNC_RECV_NEW = """\
+		/* seeded bug frozen_sync_recv_lost: proc->sync_recv |= !oneway */;
+"""
+
+# binder_thread_write() BC_REGISTER_LOOPER without a BR_SPAWN_LOOPER request is
+# not marked INVALID (loopers.register_enter).
+_REGISTER_ANCHOR = """\
+			} else if (proc->requested_threads == 0) {
+				thread->looper |= BINDER_LOOPER_STATE_INVALID;
+"""
+_REGISTER_NEW = """\
+			} else if (proc->requested_threads == 0) {
+				/* seeded bug register_not_invalid: no BINDER_LOOPER_STATE_INVALID */
+"""
+
+# binder_update_page_range(): freed pages never go on binder_alloc_lru, and a
+# page still present is reused without taking it off the LRU. The pages stay
+# pinned in the process: no LRU reuse to trace (one_copy.lazy_pages), nothing
+# for the shrinker (limits.shrinker).
+_NO_LRU_REUSE_ANCHOR = """\
+		if (page->page_ptr) {
+			trace_binder_alloc_lru_start(alloc, index);
+
+			on_lru = list_lru_del(&binder_alloc_lru, &page->lru);
+			WARN_ON(!on_lru);
+
+			trace_binder_alloc_lru_end(alloc, index);
+			continue;
+		}
+"""
+_NO_LRU_REUSE_NEW = """\
+		if (page->page_ptr) {
+			on_lru = false; /* seeded bug pages_never_on_lru: no list_lru_del */
+			continue;
+		}
+"""
+_NO_LRU_ADD_ANCHOR = """\
+		trace_binder_free_lru_start(alloc, index);
+
+		ret = list_lru_add(&binder_alloc_lru, &page->lru);
+		WARN_ON(!ret);
+
+		trace_binder_free_lru_end(alloc, index);
+"""
+_NO_LRU_ADD_NEW = """\
+		ret = false; /* seeded bug pages_never_on_lru: no list_lru_add */
+"""
+
+
+def _patch_pages_never_on_lru(files: dict[str, str]) -> dict[str, str]:
+    files = _replace(files, "binder_alloc.c", _NO_LRU_REUSE_ANCHOR, _NO_LRU_REUSE_NEW, "pages_never_on_lru")
+    return _replace(files, "binder_alloc.c", _NO_LRU_ADD_ANCHOR, _NO_LRU_ADD_NEW, "pages_never_on_lru")
+
+
+# binder_mmap(): VM_MAYWRITE is left set, so mprotect(PROT_WRITE) succeeds on
+# the read-only mapping (limits.mmap_readonly).
+_MAYWRITE_ANCHOR = """\
+	vma->vm_flags &= ~VM_MAYWRITE;
+"""
+_MAYWRITE_NEW = """\
+	/* seeded bug maywrite_kept: vma->vm_flags &= ~VM_MAYWRITE */
+"""
+
+# binder_alloc_mmap_handler(): a second mmap on the same fd gets -EEXIST, not
+# -EBUSY (limits.mmap_twice, compat.limits).
+_ALREADY_MAPPED_ANCHOR = """\
+		ret = -EBUSY;
+		failure_string = "already mapped";
+"""
+_ALREADY_MAPPED_NEW = """\
+		ret = -EEXIST; /* seeded bug remap_eexist */
+		failure_string = "already mapped";
+"""
+
+# binder_alloc_new_buf_locked(): oneway spam detection starts below 1/20 of
+# the area free in async space instead of 1/10 (limits.oneway_spam).
+_SPAM_ANCHOR = """\
+		if (alloc->free_async_space < alloc->buffer_size / 10) {
+"""
+_SPAM_NEW = """\
+		if (alloc->free_async_space < alloc->buffer_size / 20) { /* seeded bug spam_late */
+"""
+
+# binder_thread_write() BC_FREE_BUFFER: the buffer is looked up and marked as
+# freed by user space, but binder_free_buf() is never called: its space is
+# lost until the process exits (limits.free_reuse).
+_FREE_BUFFER_ANCHOR = """\
+			binder_free_buf(proc, thread, buffer, false);
+"""
+_FREE_BUFFER_NEW = """\
+			/* seeded bug free_buffer_ignored: binder_free_buf(proc, thread, buffer, false) */;
+"""
+
+# binder_alloc_new_buf_locked(): with no vma left it returns -ENOSPC, not
+# -ESRCH, so binder_transaction answers BR_FAILED_REPLY, not BR_DEAD_REPLY
+# (limits.munmap_dead).
+_NO_VMA_ANCHOR = """\
+		return ERR_PTR(-ESRCH);
+"""
+_NO_VMA_NEW = """\
+		return ERR_PTR(-ENOSPC); /* seeded bug no_vma_enospc */
+"""
+
+
+# binder_release_work(): BINDER_THREAD_EXIT moves the exiting thread's node work
+# to the process instead of dropping it, so the owner does get BR_INCREFS and
+# BR_ACQUIRE for a node whose first refs were queued on that thread
+# (protocol.refs_after_thread_exit). Process release drains proc->todo itself
+# (the list test keeps that from looping).
+_NODE_WORK_ANCHOR = """\
+		case BINDER_WORK_NODE:
+			break;
+"""
+_NODE_WORK_NEW = """\
+		case BINDER_WORK_NODE: /* seeded bug node_work_kept: moved to the process */
+			if (list != &proc->todo) {
+				binder_inner_proc_lock(proc);
+				binder_enqueue_work_ilocked(w, &proc->todo);
+				binder_wakeup_proc_ilocked(proc);
+				binder_inner_proc_unlock(proc);
+			}
+			break;
+"""
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
     SeededBug(
         name="double_copy", family="one_copy",
@@ -441,6 +699,95 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
         description="binder_poll() reports only the thread's own work, not "
                     "the process's",
         caught_by="loopers.poll_epoll", patch=_patch_poll_no_proc_work),
+    SeededBug(
+        name="max_threads_null_efault", family="protocol",
+        description="BINDER_SET_MAX_THREADS with an unreadable argument returns -EFAULT, not -EINVAL",
+        caught_by="protocol.null_args",
+        patch=_simple("binder.c", _NULL_MAX_THREADS_ANCHOR, _NULL_MAX_THREADS_NEW, "max_threads_null_efault")),
+    SeededBug(
+        name="max_threads_signed", family="protocol",
+        description="BINDER_SET_MAX_THREADS refuses values above INT_MAX with -EINVAL",
+        caught_by="protocol.set_max_threads",
+        patch=_simple("binder.c", _MAX_THREADS_RANGE_ANCHOR, _MAX_THREADS_RANGE_NEW, "max_threads_signed")),
+    SeededBug(
+        name="ctx_mgr_eexist", family="protocol",
+        description="a second BINDER_SET_CONTEXT_MGR gets -EEXIST instead of -EBUSY",
+        caught_by="protocol.context_mgr_busy",
+        patch=_simple("binder.c", _CTX_MGR_ANCHOR, _CTX_MGR_NEW, "ctx_mgr_eexist")),
+    SeededBug(
+        name="thread_exit_einval", family="protocol",
+        description="BINDER_THREAD_EXIT releases the thread but returns -EINVAL",
+        caught_by="protocol.thread_exit",
+        patch=_simple("binder.c", _THREAD_EXIT_ANCHOR, _THREAD_EXIT_NEW, "thread_exit_einval")),
+    SeededBug(
+        name="nonblock_enodata", family="protocol",
+        description="binder_thread_read() fails a non-blocking read with no work with -ENODATA, not -EAGAIN",
+        caught_by="protocol.read_empty_nonblock",
+        patch=_simple("binder.c", _NONBLOCK_ANCHOR, _NONBLOCK_NEW, "nonblock_enodata")),
+    SeededBug(
+        name="invalid_handle_dead_reply", family="protocol",
+        description="binder_transaction() answers a call to an unknown handle with BR_DEAD_REPLY",
+        caught_by="protocol.invalid_handle",
+        patch=_simple("binder.c", _INVALID_HANDLE_ANCHOR, _INVALID_HANDLE_NEW, "invalid_handle_dead_reply")),
+    SeededBug(
+        name="code_truncated", family="protocol",
+        description="binder_thread_read() passes only the low 24 bits of the transaction code",
+        caught_by="protocol.ping",
+        patch=_simple("binder.c", _CODE_ANCHOR, _CODE_NEW, "code_truncated")),
+    SeededBug(
+        name="self_call_eperm", family="protocol",
+        description="a call to handle 0 from the context manager's process fails with -EPERM, not -EINVAL",
+        caught_by="protocol.self_call_rejected",
+        patch=_simple("binder.c", _SELF_CALL_ANCHOR, _SELF_CALL_NEW, "self_call_eperm")),
+    SeededBug(
+        name="bad_data_ptr_einval", family="protocol",
+        description="binder_transaction() reports an unreadable data pointer as -EINVAL, not -EFAULT",
+        caught_by="protocol.bad_buffer_ptr",
+        patch=_simple("binder.c", _BAD_DATA_PTR_ANCHOR, _BAD_DATA_PTR_NEW, "bad_data_ptr_einval")),
+    SeededBug(
+        name="frozen_sync_recv_lost", family="protocol",
+        description="binder_proc_transaction() does not record a sync call to a frozen process in sync_recv",
+        caught_by="protocol.freeze",
+        patch=_simple("binder.c", _SYNC_RECV_ANCHOR, _SYNC_RECV_NEW, "frozen_sync_recv_lost")),
+    SeededBug(
+        name="register_not_invalid", family="loopers",
+        description="BC_REGISTER_LOOPER without a spawn request is not marked INVALID",
+        caught_by="loopers.register_enter",
+        patch=_simple("binder.c", _REGISTER_ANCHOR, _REGISTER_NEW, "register_not_invalid")),
+    SeededBug(
+        name="pages_never_on_lru", family="one_copy",
+        description="binder_update_page_range() never puts freed pages on the LRU nor takes them off it",
+        caught_by="one_copy.lazy_pages", patch=_patch_pages_never_on_lru),
+    SeededBug(
+        name="maywrite_kept", family="limits",
+        description="binder_mmap() leaves VM_MAYWRITE set, so mprotect(PROT_WRITE) succeeds",
+        caught_by="limits.mmap_readonly",
+        patch=_simple("binder.c", _MAYWRITE_ANCHOR, _MAYWRITE_NEW, "maywrite_kept")),
+    SeededBug(
+        name="remap_eexist", family="limits",
+        description="a second mmap on the same fd gets -EEXIST instead of -EBUSY",
+        caught_by="limits.mmap_twice",
+        patch=_simple("binder_alloc.c", _ALREADY_MAPPED_ANCHOR, _ALREADY_MAPPED_NEW, "remap_eexist")),
+    SeededBug(
+        name="spam_late", family="limits",
+        description="oneway spam detection starts below 1/20 of the area free, not 1/10",
+        caught_by="limits.oneway_spam",
+        patch=_simple("binder_alloc.c", _SPAM_ANCHOR, _SPAM_NEW, "spam_late")),
+    SeededBug(
+        name="free_buffer_ignored", family="limits",
+        description="BC_FREE_BUFFER never calls binder_free_buf(): the space is lost until exit",
+        caught_by="limits.free_reuse",
+        patch=_simple("binder.c", _FREE_BUFFER_ANCHOR, _FREE_BUFFER_NEW, "free_buffer_ignored")),
+    SeededBug(
+        name="no_vma_enospc", family="limits",
+        description="binder_alloc_new_buf_locked() returns -ENOSPC, not -ESRCH, when the vma is gone",
+        caught_by="limits.munmap_dead",
+        patch=_simple("binder_alloc.c", _NO_VMA_ANCHOR, _NO_VMA_NEW, "no_vma_enospc")),
+    SeededBug(
+        name="node_work_kept", family="protocol",
+        description="BINDER_THREAD_EXIT moves the thread's pending node work to the process instead of dropping it",
+        caught_by="protocol.refs_after_thread_exit",
+        patch=_simple("binder.c", _NODE_WORK_ANCHOR, _NODE_WORK_NEW, "node_work_kept")),
 )}
 
 CONTROL = "control"  # name used for the unmodified rebuild (bug=None)

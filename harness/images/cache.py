@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.files import cache_root
-from harness.images.build import cached_deb_ok, deb_cache_path, ensure_busybox, ensure_kernel, fetch_deb
+from harness.images.build import cached_deb_ok, deb_cache_path, ensure_busybox, ensure_kernel, fetch_for
 from harness.images.recipes import Recipe, find_recipe, load_recipe, shipped_recipes
 
 PARTS = {
@@ -76,7 +76,7 @@ def recipes_named(names: list[str]) -> list[Recipe]:
 def prefetch(recipe: Recipe, progress=print) -> None:
     """Download and extract everything the recipe needs, so later runs work offline."""
     for pkg in recipe.debian_packages():
-        fetch_deb(pkg, recipe.deb_arch, progress, recipe.mirrors)
+        fetch_for(recipe, pkg, progress)
     if recipe.kernel_source.debian is not None:
         ensure_kernel(recipe, progress)
     ensure_busybox(recipe, progress)

@@ -178,12 +178,14 @@ def _scalar(mapping: yaml.MappingNode, key: str) -> yaml.ScalarNode | None:
     return next((v for k, v in mapping.value if k.value == key and isinstance(v, yaml.ScalarNode)), None)
 
 
-def _render(value: str, style: str | None) -> str:
+def _render(value: str, style: str | None, flow: bool = True) -> str:
+    """value as a YAML scalar in the style it replaces; plain only when it reads back as this
+    string where it stands (in a {flow: mapping} or a block one)."""
     if style == "'":
         return "'" + value.replace("'", "''") + "'"
     if style != '"':
-        try:  # plain when it reads back as this string, in flow context too
-            if yaml.safe_load(f"{{k: {value}}}") == {"k": value}:
+        try:
+            if yaml.safe_load(f"{{k: {value}}}" if flow else f"k: {value}\n") == {"k": value}:
                 return value
         except yaml.YAMLError:
             pass
@@ -206,7 +208,8 @@ def rewrite(path: Path, pins: list[Pin]) -> int:
             node = _scalar(mapping, key)
             if node is None or not new or node.value == new:
                 continue
-            edits.append((node.start_mark.index, node.end_mark.index, _render(new, node.style)))
+            edits.append((node.start_mark.index, node.end_mark.index,
+                          _render(new, node.style, bool(mapping.flow_style))))
     for start, end, new_text in sorted(edits, reverse=True):
         text = text[:start] + new_text + text[end:]
     if edits:
@@ -233,7 +236,8 @@ def command_name(path: Path) -> str:
 
 def update(path: Path, dry_run: bool, latest: bool, progress=print) -> int:
     """Show every pin's change and rewrite the recipe; exit status: 0 done (or nothing to do),
-    1 with --dry-run when some pin would move, 2 when a pin has nothing to move to."""
+    1 with --dry-run when one of the recipe's own pins would move, 2 when a pin has nothing to
+    move to."""
     pins, notes = plan(path, latest, progress)
     mine = [p for p in pins if p.file.resolve() == path.resolve()]
     print(f"{_shown(path)}: {sum(p.status == 'moved' for p in mine)} of its {len(mine)} own pins move "
@@ -252,7 +256,7 @@ def update(path: Path, dry_run: bool, latest: bool, progress=print) -> int:
     if dry_run:
         if moved:
             print(f"dry run: {_shown(path)} unchanged; apply with: binder-harness images update {command_name(path)}")
-        return 2 if gone else 1 if moved or inherited else 0
+        return 2 if gone else 1 if moved else 0  # inherited pins are the base recipe's own run's business
     changed = rewrite(path, moved)
     if changed:
         print(f"rewrote {changed} field(s) of {_shown(path)}; review with git diff, then run the catalog on it")

@@ -20,7 +20,7 @@ PARTS = {
     "busybox": "busybox extracted from its package",
     "custom-kernels": "vmlinux extracted from --kernel bzImages, by content",
     "initramfs": "built guest initramfs images",
-    "indexes": "Debian Packages indexes fetched over HTTP",
+    "indexes": "signed InRelease files and the Packages indexes they vouch for, fetched over HTTP (verified on every read)",
     "probe": "cross-built binder-probe binaries",
     "seeded": "deliberately broken modules built by the harness's own tests",
 }

@@ -242,6 +242,16 @@ def cmd_images_fetch(args) -> int:
     return 0
 
 
+def cmd_images_update(args) -> int:
+    from harness.images import update
+    from harness.images.recipes import find_recipe
+
+    status = 0
+    for name in args.recipes:
+        status = max(status, update.update(find_recipe(name), args.dry_run, args.latest, _progress))
+    return status
+
+
 def cmd_images_clean(args) -> int:
     from harness.images import cache as imagecache
 
@@ -307,13 +317,21 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="print every case id")
     lst.set_defaults(func=cmd_list)
 
-    img = sub.add_parser("images", help="the guest image cache: list, prefetch for offline use, clean")
+    img = sub.add_parser("images", help="the guest image cache: list, prefetch for offline use, update pins, clean")
     img_sub = img.add_subparsers(dest="images_command", required=True, parser_class=_Parser)
     il = img_sub.add_parser("list", help="show shipped recipes and what the cache holds, with sizes")
     il.set_defaults(func=cmd_images_list)
     ifetch = img_sub.add_parser("fetch", help="download and extract recipes' packages (default: every shipped recipe)")
     ifetch.add_argument("recipes", nargs="*", help="recipe names under images/ or YAML paths")
     ifetch.set_defaults(func=cmd_images_fetch)
+    iupd = img_sub.add_parser("update", help="move recipes' pinned Debian versions to what their suites have now, "
+                                             "showing each change, and rewrite the recipe files in place")
+    iupd.add_argument("recipes", nargs="+", help="recipe names under images/ or YAML paths")
+    iupd.add_argument("--dry-run", action="store_true",
+                      help="show the changes, write nothing; exit 1 when a pin would move (for CI)")
+    iupd.add_argument("--latest", action="store_true",
+                      help="move every pin to the newest its suites list, not only pins that have left them")
+    iupd.set_defaults(func=cmd_images_update)
     iclean = img_sub.add_parser("clean", help="remove the cache, or named parts or recipes' files")
     iclean.add_argument("what", nargs="*", help="cache parts (debs, kernels, busybox, custom-kernels, initramfs, "
                                                 "indexes, probe, seeded) or recipe names; default: all")

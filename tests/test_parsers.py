@@ -62,6 +62,22 @@ def test_deb_data_tar_streams_members_and_names_damage(tmp_path):
             debian.extract_deb(deb, tmp_path / "out2")
 
 
+def test_deb_data_tar_streams_zstd(tmp_path):
+    """Ubuntu-style data.tar.zst streams through zstandard, as xz does through tarfile."""
+    import zstandard
+
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
+        info = tarfile.TarInfo("./lib/modules/z.ko")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"\x7fELF"))
+    deb = tmp_path / "z.deb"
+    deb.write_bytes(_deb([("debian-binary", b"2.0\n"), ("control.tar.zst", b"x"),
+                          ("data.tar.zst", zstandard.ZstdCompressor().compress(tar_bytes.getvalue()))]))
+    (ko,) = debian.extract_deb(deb, tmp_path / "out")
+    assert ko.read_bytes() == b"\x7fELF"
+
+
 @pytest.mark.parametrize("arch", ["x86_64", "arm64"])
 def test_trace_groups_copies_per_transaction(arch):
     trace = parse_ftrace((DATA / f"trace-sync_sizes-{arch}.txt").read_text())

@@ -55,7 +55,7 @@ def fetch_deb(pkg: DebianPackage, deb_arch: str, progress=print, mirrors: tuple[
 
     apt-get download is used where apt exists (BINDER_HARNESS_FETCH=apt|http
     forces one); otherwise, or when apt does not know the package, the file
-    comes over HTTP and is checked against the SHA256 of the Packages index.
+    comes over HTTP, trusted through the suite's signed InRelease (fetch.py).
     """
     final = deb_cache_path(pkg, deb_arch)
     stamp = final.with_suffix(".deb.sha256")
@@ -85,6 +85,20 @@ def fetch_deb(pkg: DebianPackage, deb_arch: str, progress=print, mirrors: tuple[
     stamp.write_text(sha + "\n")
     progress(f"cached {final.name}: {final.stat().st_size / 1e6:.1f} MB")
     return final
+
+
+def recipe_command_name(recipe: Recipe) -> str:
+    """How a command line names the recipe: its name when shipped in images/, else its path."""
+    return recipe.path.stem if recipe.path.resolve().parent == IMAGES_DIR.resolve() else str(recipe.path)
+
+
+def fetch_for(recipe: Recipe, pkg: DebianPackage, progress=print) -> Path:
+    """fetch_deb for a package the recipe pins, from the recipe's mirrors; a pin that has left
+    the archive names the command that moves it."""
+    try:
+        return fetch_deb(pkg, recipe.deb_arch, progress, recipe.mirrors)
+    except fetch.PinNotInArchive as exc:
+        raise exc.for_recipe(recipe_command_name(recipe)) from None
 
 
 @dataclass(frozen=True)
@@ -126,7 +140,7 @@ def ensure_kernel(recipe: Recipe, progress=print) -> KernelFiles:
         for p in (pkg, recipe.kernel_source.debian_modules):
             if p is None:
                 continue
-            deb = fetch_deb(p, recipe.deb_arch, progress, recipe.mirrors)
+            deb = fetch_for(recipe, p, progress)
             progress(f"extract {deb.name}")
             files += debian.extract_deb(deb, tmp, lambda n: n.startswith(("boot/vmlinuz-", "lib/modules/",
                                                                             "usr/lib/modules/"))
@@ -232,7 +246,7 @@ def ensure_busybox(recipe: Recipe, progress=print) -> Path:
     key = f"{recipe.busybox.package}_{recipe.busybox.version}_{recipe.deb_arch}".replace(":", "%3a")
 
     def build(tmp: Path) -> None:
-        deb = fetch_deb(recipe.busybox, recipe.deb_arch, progress, recipe.mirrors)
+        deb = fetch_for(recipe, recipe.busybox, progress)
         debian.extract_deb(deb, tmp, lambda n: n == "bin/busybox")
 
     return atomic_dir(cache_root() / "busybox" / key, build) / "bin" / "busybox"

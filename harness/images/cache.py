@@ -12,7 +12,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.files import cache_root
-from harness.images.build import cached_deb_ok, deb_cache_path, ensure_busybox, ensure_kernel, fetch_deb
+from harness.images.build import cached_deb_ok, deb_cache_path, ensure_busybox, ensure_kernel, fetch_for
 from harness.images.recipes import Recipe, find_recipe, load_recipe, shipped_recipes
 
 PARTS = {
@@ -21,7 +21,7 @@ PARTS = {
     "busybox": "busybox extracted from its package",
     "custom-kernels": "vmlinux extracted from --kernel bzImages, by content",
     "initramfs": "built guest initramfs images",
-    "indexes": "Debian Packages indexes fetched over HTTP",
+    "indexes": "signed InRelease files and the Packages indexes they vouch for, fetched over HTTP (verified on every read)",
     "probe": "cross-built binder-probe binaries",
     "seeded": "deliberately broken modules built by the harness's own tests",
     "snapshots": "saved QEMU guests, restored instead of booted (harness/targets/snapshots.py)",
@@ -78,7 +78,7 @@ def recipes_named(names: list[str]) -> list[Recipe]:
 def prefetch(recipe: Recipe, progress=print) -> None:
     """Download and extract everything the recipe needs, so later runs work offline."""
     for pkg in recipe.debian_packages():
-        fetch_deb(pkg, recipe.deb_arch, progress, recipe.mirrors)
+        fetch_for(recipe, pkg, progress)
     if recipe.kernel_source.debian is not None:
         ensure_kernel(recipe, progress)
     ensure_busybox(recipe, progress)

@@ -1,7 +1,8 @@
 """Debian package handling: download a .deb and read files out of it in Python.
 
-A .deb is an `ar` archive holding `data.tar.{xz,zst,gz}`; reading it here
-means any Linux host works, without dpkg.
+A .deb is an `ar` archive holding `data.tar.{xz,zst,gz}`; python-debian's `arfile`
+reads the container and tarfile streams the data, so any Linux host works, without dpkg,
+and a 100+ MB kernel package is never held in memory.
 """
 from __future__ import annotations
 
@@ -14,68 +15,55 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import IO, Iterator, Literal, cast
+
+import zstandard
+from debian import arfile
 
 from harness.errors import ConfigError
-
-
-class _Member(io.RawIOBase):
-    """A read-only stream over one member of an ar archive, read from the open file."""
-
-    def __init__(self, fh, size: int):
-        super().__init__()
-        self._fh, self._left = fh, size
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:
-        n = min(len(buf), self._left)
-        data = self._fh.read(n)
-        if len(data) < n:
-            raise ValueError("the ar member is truncated")
-        buf[: len(data)] = data
-        self._left -= len(data)
-        return len(data)
-
-
-def _data_member(fh) -> tuple[str, int]:
-    """Walk an ar archive's headers to data.tar.*; return its name and size, fh at its start."""
-    if fh.read(8) != b"!<arch>\n":
-        raise ValueError("not an ar archive (missing !<arch> magic)")
-    while True:
-        header = fh.read(60)
-        if len(header) < 60:
-            raise ValueError("no data.tar member")
-        name = header[:16].decode().strip().rstrip("/")
-        size = int(header[48:58].decode().strip())
-        if name.startswith("data.tar"):
-            return name, size
-        fh.seek(size + (size % 2), io.SEEK_CUR)
 
 
 # data.tar's compression (its name's suffix) -> tarfile's stream mode
 _STREAM_MODES: dict[str, Literal["r|", "r|xz", "r|gz", "r|bz2"]] = {"xz": "r|xz", "gz": "r|gz", "bz2": "r|bz2"}
 
 
+def _data_member(fh) -> tuple[str, IO[bytes]]:
+    """python-debian's ar reader over an open .deb: the data.tar.* member, checked to be whole."""
+    try:
+        members = arfile.ArFile(fileobj=fh).getmembers()
+    except (arfile.ArError, OSError) as exc:  # ArFile says OSError for a damaged member header
+        raise ValueError(f"not an ar archive (missing !<arch> magic or a damaged header: {exc})") from None
+    end = 8  # "!<arch>\n", then a 60-byte header and the (even-padded) body of each member
+    for member in members:
+        end += 60 + member.size + (member.size % 2)
+        if member.name.startswith("data.tar"):
+            fh.seek(0, io.SEEK_END)
+            if fh.tell() < end - (member.size % 2):
+                raise ValueError(f"{member.name} is truncated ({fh.tell()} bytes, needs {end})")
+            member.seek(0)
+            return member.name, cast(IO[bytes], member)  # a read-only file over that member
+    raise ValueError("no data.tar member")
+
+
 @contextlib.contextmanager
 def deb_data_tar(deb: Path) -> Iterator[tarfile.TarFile]:
-    """Stream the data tarball of a .deb: members come in order, nothing is held in memory."""
+    """Stream the data tarball of a .deb: members come in order, nothing is held in memory
+    (python-debian's debfile would read a zstd data.tar whole; here zstd streams too)."""
     try:
         with open(deb, "rb") as fh:
-            name, size = _data_member(fh)
-            stream = io.BufferedReader(_Member(fh, size), 1 << 20)
-            if name.endswith(".zst"):  # tarfile has no zstd stream mode
-                data = subprocess.run(["zstd", "-dc"], input=stream.read(), capture_output=True, check=True).stdout
-                tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+            name, member = _data_member(fh)
+            suffix = name.rsplit(".", 1)[-1]
+            if suffix == "zst":
+                stream = zstandard.ZstdDecompressor().stream_reader(member)
+                tar = tarfile.open(fileobj=stream, mode="r|")
             else:
-                tar = tarfile.open(fileobj=stream, mode=_STREAM_MODES.get(name.rsplit(".", 1)[-1], "r|"))
+                tar = tarfile.open(fileobj=member, mode=_STREAM_MODES.get(suffix, "r|"))
             with tar:
                 yield tar
-    except (ValueError, EOFError, tarfile.TarError, lzma.LZMAError, subprocess.CalledProcessError) as exc:
+    except (ValueError, EOFError, tarfile.TarError, lzma.LZMAError, zstandard.ZstdError) as exc:
         raise ConfigError(f"{deb}: not a valid .deb ({exc}); delete it so it is fetched again") from None
     except OSError as exc:
-        raise ConfigError(f"{deb}: cannot read ({exc.strerror})") from None
+        raise ConfigError(f"{deb}: cannot read ({exc.strerror or exc})") from None
 
 
 def extract_deb(deb: Path, dest: Path, wanted=lambda name: True) -> list[Path]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from harness.images import debian
 from harness.errors import ConfigError
 from harness.files import atomic_dir, cache_root
-from harness.images.build import fetch_deb
+from harness.images.build import fetch_for
 from harness.images.kernel import elf_section
 from harness.images.recipes import DebianPackage, Recipe, recipe_data
 
@@ -120,7 +120,7 @@ def binary_files(recipe: Recipe, section: PackageSection, binaries: dict[str, st
     def build(tmp: Path) -> None:
         tree: dict[str, bytes | str] = {}
         for pkg in section.packages:
-            tree.update(_deb_tree(fetch_deb(pkg, recipe.deb_arch, progress)))
+            tree.update(_deb_tree(fetch_for(recipe, pkg, progress)))
         libs: dict[str, str] = {}
         for path in tree:
             parts = path.split("/")

@@ -62,6 +62,9 @@ def test_matrix_runs_cells_and_combines(tmp_path):
         ("x86_64/qemu-x86_64", "done", "cells/qemu-x86_64"), ("arm64/qemu-arm64", "done", "cells/qemu-arm64")]
     assert [(c["cell"], c["id"], c["outcome"]) for c in data["cases"]] == [
         ("x86_64/qemu-x86_64", "protocol.version", "passed"), ("arm64/qemu-arm64", "protocol.version", "passed")]
+    # each verdict stands beside the kernel it was reached on
+    assert [c["kernel_release"] for c in data["cases"]] == [c["kernel_release"] for c in data["cells"]]
+    assert all(c["kernel_release"].startswith("6.1.0-") for c in data["cases"])
     assert data["summary"] == {"passed": 2, "failed": 0, "error": 0, "skipped": 0}
     for cell in data["cells"]:
         cell_report = json.loads((run.out / cell["dir"] / "report.json").read_text())

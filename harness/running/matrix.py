@@ -18,7 +18,7 @@ run at once, each as its own `binder-harness run` process on N // (cells at once
                  "cells": [{"cell": "x86_64/qemu-x86_64", "target", "image", "dir",
                             "status": "done|error|not run", "error", "kernel_release", "accel",
                             "summary": {passed, failed, error, skipped}, "timings"}],
-                 "cases": [{"cell", "id", "outcome", "reason", "duration_s"}],
+                 "cases": [{"cell", "kernel_release", "id", "outcome", "reason", "duration_s"}],
                  "summary": {passed, failed, error, skipped}, "timings": {"total_s"}}
   junit.xml     one <testsuite> per cell (named by the cell), testcases classed "<cell>.<family>"
 """
@@ -277,10 +277,11 @@ def combined(matrix: Matrix, outcomes: list[CellOutcome], command_line: str, tot
     for o in outcomes:
         cell_cases = _cell_cases(matrix, o)
         cell_summary = summarize(c["outcome"] for c in cell_cases)
-        for c in cell_cases:
-            cases.append({"cell": o.cell.id, "id": c["id"], "outcome": c["outcome"], "reason": c.get("reason", ""),
-                          "duration_s": c.get("duration_s", 0.0)})
         target = o.report.get("target", {})
+        for c in cell_cases:  # each verdict with the kernel it was reached on
+            cases.append({"cell": o.cell.id, "kernel_release": target.get("kernel_release", ""), "id": c["id"],
+                          "outcome": c["outcome"], "reason": c.get("reason", ""),
+                          "duration_s": c.get("duration_s", 0.0)})
         cells.append({"cell": o.cell.id, "target": o.cell.target, "image": o.cell.recipe.name,
                       "dir": o.cell.dir_name, "status": o.status, "error": o.error,
                       "kernel_release": target.get("kernel_release", ""), "accel": target.get("accel", ""),

@@ -50,6 +50,22 @@ class RunOptions:
     timeout: float | None = None  # per case; None keeps each case's own
     seed: int | None = None
     command_line: str = ""
+    binder_device: str | None = None  # --binder-device: run every case on this device
+
+
+@dataclass(frozen=True)
+class BinderDevice:
+    """The binder device a target's cases open, and how it came to be."""
+
+    path: str
+    made_by: str
+
+
+DEFAULT_DEVICE = BinderDevice("/dev/binder", "the kernel's default device (CONFIG_ANDROID_BINDER_DEVICES)")
+# --resident-context-manager on a QEMU guest: binder_linux is loaded with two devices, the
+# resident's /dev/binder and the cases' own (binder_init -> init_binder_device per name).
+PRIVATE_DEVICES = "binder,binder-harness"
+PRIVATE_DEVICE = "/dev/binder-harness"
 
 
 @dataclass
@@ -95,6 +111,8 @@ class Session:
         self.output_error = ""  # set when the run directory stops taking evidence
         self._probes: dict[str, str] = {}
         self._boot_failures: list[str] = []
+        self.device: BinderDevice = DEFAULT_DEVICE  # where this target's cases open binder
+        self.resident: dict = {}  # the resident context manager on /dev/binder, when one was asked for
         options.out_dir.mkdir(parents=True, exist_ok=True)
         self.guest_dir.mkdir(parents=True, exist_ok=True)
 
@@ -145,7 +163,76 @@ class Session:
             saved = guest.boot_dmesg() if guest else None  # the guest's init saves it before READY
             boot_dmesg = saved if saved is not None else target.dmesg(20)
         report.append_text(self.guest_dir / "dmesg.txt", f"=== boot {self.state.boots} ===\n{boot_dmesg}")
+        self.device = self._choose_device(target)
+        if self.options.target.resident_cm:
+            self._start_resident(target)
         return target
+
+    # -- which binder device the cases use -----------------------------------------
+    def _choose_device(self, target) -> BinderDevice:
+        """The device cases open: the one named with --binder-device; with a resident context
+        manager on /dev/binder, a private one (binder_linux's devices= parameter, where the
+        harness loads the module); else /dev/binder."""
+        o = self.options
+        label = o.target_spec
+        if o.binder_device:
+            device = BinderDevice(o.binder_device, "named with --binder-device")
+        elif o.target.resident_cm:
+            if not isinstance(target, BootedGuest):
+                raise ConfigError(f"{label}: --resident-context-manager needs a private binder device for the cases; "
+                                  f"name one with --binder-device PATH")
+            device = BinderDevice(PRIVATE_DEVICE, f"binder_linux devices={PRIVATE_DEVICES} at insmod by the guest's init")
+        else:
+            return DEFAULT_DEVICE
+        if not target.run(["test", "-c", device.path], 10).ok:
+            raise ConfigError(f"{label}: --binder-device {device.path}: no such character device on the target; "
+                              f"list them with ls -l /dev/binder*")
+        return device
+
+    def _start_resident(self, target) -> None:
+        """A resident context manager on /dev/binder, standing in for servicemanager: the probe's
+        `resident` scenario, left running in the background for the whole run."""
+        if self.device.path == "/dev/binder":
+            raise ConfigError(f"{self.options.target_spec}: the resident context manager owns /dev/binder; "
+                              f"the cases need another device (--binder-device PATH)")
+        info = target.info()
+        abi = abi_for(info.arch, False)
+        assert abi is not None
+        probe = self.probe_path(abi)
+        # Under its own name: each case's settle step kills leftover processes named like the probe.
+        resident = f"{target.workdir}/bin/binder-resident"
+        log = f"{target.workdir}/resident.jsonl"
+        q = shlex.quote
+        start = (f"cp {q(probe)} {q(resident)} && ({q(resident)} resident device=/dev/binder > {q(log)} 2>&1 < /dev/null &); "
+                 f"i=0; while [ $i -lt 50 ] && ! grep -q resident.ready {q(log)} 2>/dev/null; do sleep 0.1; i=$((i+1)); done; "
+                 f"cat {q(log)}")
+        res = target.run_shell(start, 20)
+        line = next((l for l in res.output.splitlines() if "resident.ready" in l), "")
+        try:
+            ready = json.loads(line)
+        except ValueError:
+            ready = {}
+        if not ready or ready.get("errno"):
+            raise TargetError(f"{info.spec}: the resident context manager did not start on /dev/binder: "
+                              f"{res.output.strip()[-200:] or 'no output'}")
+        self.resident = {"device": "/dev/binder", "pid": ready.get("pid"), "started": True}
+        self.state.extra["resident_context_manager"] = dict(self.resident)
+        self.progress(f"resident context manager on /dev/binder (pid {ready.get('pid')}); cases run on {self.device.path}")
+
+    def ping_resident(self) -> None:
+        """After the cases: the resident context manager still answers PING on /dev/binder."""
+        target = self.target
+        if not self.resident or target is None or not target.alive():
+            return
+        abi = abi_for(target.info().arch, False)
+        assert abi is not None
+        res = target.run([self.probe_path(abi), "ping_cm", "device=/dev/binder", "timeout=10"], 20)
+        alive = target.run_shell(f"kill -0 {int(self.resident['pid'])}", 10).ok
+        answered = res.ok and '"reply":true' in res.output
+        self.state.extra["resident_context_manager"] = {**self.resident, "still_running": alive,
+                                                        "ping_after_run": "answered" if answered else res.output.strip()[-200:]}
+        self.progress(f"resident context manager on /dev/binder: {'answered PING' if answered else 'did NOT answer PING'} "
+                      f"after the run")
 
     def _healthy(self, target) -> bool:
         """A guest kept from the previous case still runs and its console still answers."""
@@ -226,8 +313,9 @@ class Session:
         run.ctx = CaseContext(spec, target, self.probe_path(abi), case_dir, remote_dir,
                               info.tracefs, info.debugfs, seed=self.options.seed,
                               timeout=self.options.timeout or spec.timeout,
-                              trace_dat=self.options.target.trace_dat)
+                              trace_dat=self.options.target.trace_dat, binder_device=self.device.path)
         run.result = run.ctx.result
+        run.result.evidence["binder_device"] = {"path": self.device.path, "made_by": self.device.made_by}
         # one console round trip: the case's directory, its begin line, and tracing
         setup = f"mkdir -p {shlex.quote(remote_dir)}; echo {shlex.quote(begin_line(spec.id))} > /dev/kmsg"
         if spec.wants_trace:
@@ -434,6 +522,7 @@ def run_cases(specs: list[CaseSpec], options: RunOptions, progress=print) -> Run
     try:
         for spec in specs:
             session.run_case(spec)
+        session.ping_resident()
     except KeyboardInterrupt:
         session.state.results += not_run(specs, {r.id for r in session.state.results}, "the run was interrupted")
         raise

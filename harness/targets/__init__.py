@@ -19,6 +19,9 @@ class TargetOptions:
     modules: Path | None = None  # --modules: modules tree or directory holding binder_linux.ko
     image: str | None = None  # --image: recipe name or path (default images/qemu-ARCH.yaml)
     trace_dat: bool = False  # --trace-dat: QEMU guests get trace-cmd (the recipe's trace_cmd: section)
+    # --resident-context-manager: a context manager owns /dev/binder for the whole run (servicemanager's
+    # place on Android); QEMU guests load binder_linux with a second, private device for the cases
+    resident_cm: bool = False
     # ssh only
     identity: Path | None = None
     known_hosts: Path | None = None
@@ -98,5 +101,8 @@ def qemu_image(options: TargetOptions, arch: str, progress=print):
 
         files, extra_modules = trace_cmd_files(recipe, progress)
         extra_files = tuple(files)
+    if options.resident_cm:
+        # images/guest-init.sh passes this file's words to insmod binder_linux.ko
+        extra_files += (("etc/binder-harness/binder_linux.ko.params", b"devices=binder,binder-harness\n", 0o644),)
     return build_image(recipe, options.binder_module, progress, kernel=options.kernel, modules=options.modules,
                        extra_files=extra_files, extra_modules=extra_modules)

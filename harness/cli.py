@@ -173,7 +173,11 @@ def cmd_guest(args) -> int:
     if args.adb_port is not None:
         if args.adb_port < 0:
             raise ConfigError(f"--adb-port {args.adb_port}: not a TCP port")
-        return run_adb_guest(arch, args.adb_port, Path(module) if module else None, _progress)
+        return run_adb_guest(arch, args.adb_port, Path(module) if module else None, _progress,
+                             args.resident_context_manager)
+    if args.resident_context_manager:
+        raise ConfigError("guest --resident-context-manager: goes with --adb-port (the run's own "
+                          "--resident-context-manager covers QEMU console targets)")
     return run_guest(arch, args.ssh_port, Path(module) if module else None, _progress)
 
 
@@ -205,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     guest.add_argument("--adb-port", type=int, default=None,
                        help="boot with Debian's adbd instead, forwarded from 127.0.0.1:PORT only (it asks no auth); "
                             "0 picks a free port")
+    guest.add_argument("--resident-context-manager", action="store_true",
+                       help="with --adb-port: a resident context manager owns /dev/binder (servicemanager's place) "
+                            "and binder_linux gets a private /dev/binder-harness for the cases (--binder-device)")
     guest.add_argument("--binder-module", help="binder_linux.ko to load instead of the stock driver")
     guest.set_defaults(func=cmd_guest)
 

@@ -214,6 +214,8 @@ class AdbGuestInfo:
     kernel_release: str
     accel: str
     pid: int
+    resident_pid: int = 0  # the resident context manager on /dev/binder (0: none)
+    binder_device: str = "/dev/binder"  # the device cases should use (--binder-device)
 
 
 def _adb_setup_script(lib_dir: str) -> str:
@@ -258,8 +260,47 @@ def adb_disconnect(adb: str, serial: str) -> None:
         pass
 
 
-def boot_adb_guest(arch: str, port: int, binder_module: Path | None, progress=print):
-    """Boot the adb-reachable guest; returns (QemuTarget, AdbGuestInfo). The caller stops the target."""
+def adb_state_dir(spec: str, port: int) -> Path:
+    """Where an adb guest keeps its console log and adb-guest.json."""
+    return cache_root() / "guests" / f"qemu-{spec.split(':', 1)[1]}-adb-{port}"
+
+
+RESIDENT_DIR = "/var/run/binder-resident"  # outside the adb target's workdir, which it removes when done
+PRIVATE_PARAMS = ("etc/binder-harness/binder_linux.ko.params", b"devices=binder,binder-harness\n", 0o644)
+
+
+def start_resident(target, arch: str) -> int:
+    """Start the probe's resident context manager on /dev/binder in the guest (servicemanager's
+    place); returns its pid, or raises one line."""
+    from harness.arches import abi_for
+    from harness.evidence.probe import ensure_probe
+
+    abi = abi_for(arch, False)
+    assert abi is not None
+    binary = f"{RESIDENT_DIR}/binder-resident"
+    staged = f"{target.workdir}/binder-resident"  # the console target pushes through its share
+    target.push(ensure_probe(abi), staged, 0o755)
+    target.run_shell(shlex.join(["mkdir", "-p", RESIDENT_DIR]) + " && " + shlex.join(["cp", staged, binary]), 10)
+    q = shlex.quote
+    log = f"{RESIDENT_DIR}/resident.jsonl"
+    res = target.run_shell(
+        f"({q(binary)} resident device=/dev/binder > {q(log)} 2>&1 < /dev/null &); i=0; "
+        f"while [ $i -lt 50 ] && ! grep -q resident.ready {q(log)} 2>/dev/null; do sleep 0.1; i=$((i+1)); done; "
+        f"cat {q(log)}", 20)
+    line = next((l for l in res.output.splitlines() if "resident.ready" in l), "")
+    try:
+        ready = json.loads(line)
+    except ValueError:
+        ready = {}
+    if not ready or ready.get("errno"):
+        raise TargetError(f"qemu:{arch}: the resident context manager did not start: {res.output.strip()[-200:]}")
+    return int(ready["pid"])
+
+
+def boot_adb_guest(arch: str, port: int, binder_module: Path | None, progress=print, resident: bool = False):
+    """Boot the adb-reachable guest; returns (QemuTarget, AdbGuestInfo). The caller stops the target.
+    With `resident`, binder_linux gets a second device (/dev/binder-harness) and a resident
+    context manager owns /dev/binder, as servicemanager does on Android."""
     from harness.targets.adb import AdbTarget, find_adb
     from harness.targets.qemu import QemuTarget
 
@@ -269,11 +310,12 @@ def boot_adb_guest(arch: str, port: int, binder_module: Path | None, progress=pr
     port = port or free_port()
     check_port(port, "--adb-port")
     files = adb_files(recipe, section, progress)
-    image = build_image(recipe, binder_module, progress, extra_files=tuple(files), extra_modules=section.modules)
-    state = cache_root() / "guests" / f"qemu-{arch}-adb-{port}"
+    extra = tuple(files) + ((PRIVATE_PARAMS,) if resident else ())
+    image = build_image(recipe, binder_module, progress, extra_files=extra, extra_modules=section.modules)
+    spec = f"qemu:{arch}"
+    state = adb_state_dir(spec, port)
     state.mkdir(parents=True, exist_ok=True)
     (state / "console.log").unlink(missing_ok=True)
-    spec = f"qemu:{arch}"
     serial = f"127.0.0.1:{port}"
     nic = ("-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:{ADBD_GUEST_PORT}")
     target = QemuTarget(image, spec, console_log=state / "console.log", extra_args=nic, progress=progress)
@@ -284,6 +326,7 @@ def boot_adb_guest(arch: str, port: int, binder_module: Path | None, progress=pr
         res = target.run_shell(_adb_setup_script(android_lib_dir(files)), 60)
         if not res.ok or "adbd-started" not in res.output:
             raise TargetError(f"{spec}: guest adb setup failed (status {res.status}): {res.output.strip()[-200:]}")
+        resident_pid = start_resident(target, arch) if resident else 0
         try:
             adb_connect(adb, serial)
             # Prove the printed target works before printing it: the harness's own adb target starts on it.
@@ -297,7 +340,9 @@ def boot_adb_guest(arch: str, port: int, binder_module: Path | None, progress=pr
         ident = target.info()
         info = AdbGuestInfo(spec=spec, target=f"adb:{serial}", port=port, serial=serial,
                             connect_command=shlex.join(["adb", "connect", serial]),
-                            kernel_release=ident.kernel_release, accel=ident.accel, pid=os.getpid())
+                            kernel_release=ident.kernel_release, accel=ident.accel, pid=os.getpid(),
+                            resident_pid=resident_pid,
+                            binder_device="/dev/binder-harness" if resident else "/dev/binder")
         (state / "adb-guest.json").write_text(json.dumps(asdict(info), indent=2) + "\n")
         progress(f"guest {spec} up in {time.monotonic() - t0:.1f} s ({ident.kernel_release}, {ident.accel})")
         return target, info
@@ -311,20 +356,24 @@ def describe_adb(info: AdbGuestInfo) -> str:
     return "\n".join([
         f"adb:         {info.connect_command}   (already connected; adbd asks no auth, so the port is 127.0.0.1 only)",
         f"shell:       adb -s {info.serial} shell",
-        f"target:      --target {info.target}",
+        f"target:      --target {info.target}"
+        + (f" --binder-device {info.binder_device}" if info.resident_pid else ""),
+        *([f"resident:    a context manager (pid {info.resident_pid}) owns /dev/binder; cases use {info.binder_device}"]
+          if info.resident_pid else []),
+        f"details:     {adb_state_dir(info.spec, info.port) / 'adb-guest.json'}",
         f"stop:        Ctrl-C, or kill -TERM {info.pid}",
         "READY",
     ])
 
 
-def run_adb_guest(arch: str, port: int, binder_module: Path | None, progress=print) -> int:
+def run_adb_guest(arch: str, port: int, binder_module: Path | None, progress=print, resident: bool = False) -> int:
     """Boot the adb guest, print how to reach it, keep it up until SIGINT/SIGTERM."""
     from harness.targets.adb import find_adb
 
     target = None
     info = None
     try:
-        target, info = boot_adb_guest(arch, port, binder_module, progress)
+        target, info = boot_adb_guest(arch, port, binder_module, progress, resident)
         print(describe_adb(info), flush=True)
         while target.drain_console(1.0):
             pass
@@ -336,6 +385,6 @@ def run_adb_guest(arch: str, port: int, binder_module: Path | None, progress=pri
     finally:
         if info is not None:
             adb_disconnect(find_adb(), info.serial)
-            (cache_root() / "guests" / f"qemu-{arch}-adb-{info.port}" / "adb-guest.json").unlink(missing_ok=True)
+            (adb_state_dir(info.spec, info.port) / "adb-guest.json").unlink(missing_ok=True)
         if target is not None:
             target.stop()

@@ -212,7 +212,11 @@ def load_adb_recipe(recipe: Recipe) -> PackageSection:
 def adb_files(recipe: Recipe, section: PackageSection, progress=print) -> list[tuple[str, bytes, int]]:
     """adbd, its libraries and the /etc files a shell wants, as initramfs entries (cached)."""
     files = binary_files(recipe, section, ADBD_BINARIES, "adb", progress)
-    files += [(name, text.encode(), 0o644) for name, text in ETC_FILES.items()]
+    etc = dict(ETC_FILES)
+    # Android's unprivileged `shell` user (uid 2000), for running an adbd without root (tests)
+    etc["etc/passwd"] += "shell:x:2000:2000:shell:/data/local/tmp:/bin/sh\n"
+    etc["etc/group"] += "shell:x:2000:\n"
+    files += [(name, text.encode(), 0o644) for name, text in etc.items()]
     return files
 
 

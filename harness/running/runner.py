@@ -20,7 +20,7 @@ from harness import timing
 from harness.reports import report
 from harness.arches import abi_for
 from harness.judging.cases import CaseContext, CaseSkipped, CaseSpec, begin_line
-from harness.errors import ConfigError, TargetError
+from harness.errors import ConfigError, TargetError, TargetUnavailable
 from harness.evidence.probe import ensure_probe
 from harness.targets import TargetOptions, make_target
 from harness.targets.accel import KvmFailed
@@ -138,7 +138,13 @@ class Session:
             self.state.target_info = describe_target(target, None)
         self._booting = target
         try:
-            target.start()
+            try:
+                target.start()
+            except TargetUnavailable as exc:
+                if self.state.boots == 0:
+                    raise  # never reached: bad usage or configuration, exit 2
+                # reached before, lost during the run (adbd killed, device offline): the case errors
+                raise TargetError(f"lost during the run: {exc}") from None
         except TargetError as exc:
             target.stop()
             self._boot_failures.append(str(exc))

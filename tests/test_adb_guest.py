@@ -108,8 +108,8 @@ def test_guest_prints_how_to_reach_it(guest):
     text = "\n".join(guest.lines)
     assert f"adb connect {guest.serial}" in text and f"--target adb:{guest.serial}" in text
     # Debian's adbd asks no auth: the forward must listen on loopback only
-    qemu = subprocess.run(["ps", "-o", "args=", "-p", ",".join(map(str, _qemu_for_port(guest.port)))],
-                          capture_output=True, text=True).stdout
+    qemu = " ".join(Path(f"/proc/{pid}/cmdline").read_bytes().decode().replace("\0", " ")
+                    for pid in _qemu_for_port(guest.port))
     assert f"hostfwd=tcp:127.0.0.1:{guest.port}-:5555" in qemu
     assert guest.shell("id -u").stdout.strip() == "0"
 

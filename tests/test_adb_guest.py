@@ -217,3 +217,19 @@ def test_broken_adbd_errors(tmp_path):
         if user_serial:
             _adb("disconnect", user_serial)
         g.stop(signal.SIGTERM)
+
+
+def test_resident_context_manager_on_the_console(tmp_path):
+    """The same on a QEMU console guest: binder_linux devices=binder,binder-harness, the resident on
+    /dev/binder, the cases on /dev/binder-harness, and the resident answering PING at the end."""
+    cases = ["protocol.context_mgr_busy", "protocol.ping", "one_copy.sync_sizes"]
+    run = cli("run", *cases, "--target", "qemu:x86_64", "--resident-context-manager", out=tmp_path / "run")
+    assert run.status == 0, run.stderr
+    report = run.report
+    for case in report["cases"]:
+        assert case["outcome"] == "passed", case
+        assert case["evidence"]["binder_device"] == {
+            "path": "/dev/binder-harness", "made_by": "binder_linux devices=binder,binder-harness at insmod by the guest's init"}
+    resident = report["resident_context_manager"]
+    assert resident["device"] == "/dev/binder" and resident["still_running"] is True
+    assert resident["ping_after_run"] == "answered"

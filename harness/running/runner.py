@@ -256,6 +256,11 @@ class Session:
             self.target = None
 
     def close(self) -> None:
+        if self.resident and not self.cancelled and not self.output_error:
+            try:
+                self.ping_resident()  # every front end (run, run -j, pytest) ends here
+            except TargetError as exc:
+                self.state.extra["resident_context_manager"] = {**self.resident, "ping_after_run": f"not asked: {exc}"}
         self._drop_target()
 
     def abort(self) -> None:
@@ -544,7 +549,6 @@ def run_cases(specs: list[CaseSpec], options: RunOptions, progress=print) -> Run
     try:
         for spec in specs:
             session.run_case(spec)
-        session.ping_resident()
     except KeyboardInterrupt:
         session.state.results += not_run(specs, {r.id for r in session.state.results}, "the run was interrupted")
         raise

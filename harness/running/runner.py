@@ -209,7 +209,9 @@ class Session:
         resident = f"{target.workdir}/bin/binder-resident"
         log = f"{target.workdir}/resident.jsonl"
         q = shlex.quote
-        start = (f"cp {q(probe)} {q(resident)} && ({q(resident)} resident device=/dev/binder > {q(log)} 2>&1 < /dev/null &); "
+        # setsid where there is one: adbd ends a shell's processes with its session
+        start = (f"cp {q(probe)} {q(resident)} && s=$(command -v setsid); "
+                 f"($s {q(resident)} resident device=/dev/binder > {q(log)} 2>&1 < /dev/null &); "
                  f"i=0; while [ $i -lt 50 ] && ! grep -q resident.ready {q(log)} 2>/dev/null; do sleep 0.1; i=$((i+1)); done; "
                  f"cat {q(log)}")
         res = target.run_shell(start, 20)

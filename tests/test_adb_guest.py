@@ -146,6 +146,10 @@ def test_resident_context_manager_over_adb(tmp_path):
         ping = g.shell("/var/run/binder-resident/binder-resident ping_cm device=/dev/binder")
         assert '"reply":true' in ping.stdout, ping.stdout + ping.stderr
         assert g.shell(f"kill -0 {g.info['resident_pid']} && echo alive").stdout.strip() == "alive"
+        # Android's case: /dev/binder already has its context manager, so the run may not start another
+        taken = cli("run", "protocol.ping", "--target", g.spec, "--binder-device", "/dev/binder-harness",
+                    "--resident-context-manager", out=tmp_path / "taken")
+        _one_error_line(taken, "/dev/binder already has a context manager", "--binder-device is enough")
         # the resident's device is taken: running there without --binder-device says so in the verdicts
         busy = cli("run", "protocol.context_mgr_busy", "--target", g.spec, out=tmp_path / "busy")
         assert busy.status == 1 and busy.report["cases"][0]["outcome"] == "failed"

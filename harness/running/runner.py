@@ -220,6 +220,9 @@ class Session:
             ready = json.loads(line)
         except ValueError:
             ready = {}
+        if ready.get("errno_name") == "EBUSY":
+            raise ConfigError(f"{info.spec}: /dev/binder already has a context manager (servicemanager, or a "
+                              f"resident left running); drop --resident-context-manager, --binder-device is enough")
         if not ready or ready.get("errno"):
             raise TargetError(f"{info.spec}: the resident context manager did not start on /dev/binder: "
                               f"{res.output.strip()[-200:] or 'no output'}")
@@ -261,6 +264,8 @@ class Session:
         if self.resident and not self.cancelled and not self.output_error:
             try:
                 self.ping_resident()  # every front end (run, run -j, pytest) ends here
+                if self.target is not None and self.target.alive():  # leave no context manager behind
+                    self.target.run_shell(f"kill {int(self.resident['pid'])} 2>/dev/null; true", 10)
             except TargetError as exc:
                 self.state.extra["resident_context_manager"] = {**self.resident, "ping_after_run": f"not asked: {exc}"}
         self._drop_target()

@@ -34,9 +34,10 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
     sender_pid = roles.get("server_pid" if mode == "reply" else "client_pid")
     probe_completed(ctx, out)
     mapping = out.one("map", role=receiver_role) or {}
-    ctx.check_that("receiver mapping is read-only /dev/binder (r--p)",
-                   " r--p " in mapping.get("maps_line", "") and "/dev/binder" in mapping.get("maps_line", ""),
-                   mapping.get("maps_line", "missing"), "r--p /dev/binder", "binder_mmap")
+    maps_line = mapping.get("maps_line", "")
+    ctx.check_that(f"receiver mapping is read-only {ctx.binder_device} (r--p)",
+                   " r--p " in maps_line and maps_line.rstrip().endswith(" " + ctx.binder_device),
+                   maps_line or "missing", f"r--p {ctx.binder_device}", "binder_mmap")
 
     rx_by_seq = {r["seq"]: r for r in out.events("rx", role=receiver_role)} or {
         r["seq"]: r for r in out.events("rx") if receiver_role == "server" and "role" not in r}

@@ -259,16 +259,26 @@ def cmd_images_clean(args) -> int:
     _progress(f"freed {freed / 1e6:.1f} MB")
     return 0
 def cmd_guest(args) -> int:
-    from harness.guest import run_guest
+    from harness.guest import run_adb_guest, run_guest
 
     arch = guest_arch(args.target)
     if arch is None:
         raise ConfigError(f"guest --target {args.target}: a guest is a QEMU target; use {QEMU_TARGETS}")
     if args.ssh_port < 0:
         raise ConfigError(f"--ssh-port {args.ssh_port}: not a TCP port")
+    if args.adb_port is not None and args.ssh_port:
+        raise ConfigError("guest: give --ssh-port or --adb-port, not both")
     module = args.binder_module
     if module is not None and not Path(module).is_file():
         raise ConfigError(f"--binder-module {module}: no such file")
+    if args.adb_port is not None:
+        if args.adb_port < 0:
+            raise ConfigError(f"--adb-port {args.adb_port}: not a TCP port")
+        return run_adb_guest(arch, args.adb_port, Path(module) if module else None, _progress,
+                             args.resident_context_manager)
+    if args.resident_context_manager:
+        raise ConfigError("guest --resident-context-manager: goes with --adb-port (the run's own "
+                          "--resident-context-manager covers QEMU console targets)")
     return run_guest(arch, args.ssh_port, Path(module) if module else None, _progress)
 
 
@@ -311,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     guest = sub.add_parser("guest", help="boot a long-lived QEMU guest reachable over ssh")
     guest.add_argument("--target", default=f"qemu:{DEFAULT_ARCH}", help=QEMU_TARGETS.replace(" or ", " | "))
     guest.add_argument("--ssh-port", type=int, default=0, help="host port forwarded to the guest's ssh (127.0.0.1 only; default: a free one)")
+    guest.add_argument("--adb-port", type=int, default=None,
+                       help="boot with Debian's adbd instead, forwarded from 127.0.0.1:PORT only (it asks no auth); "
+                            "0 picks a free port")
+    guest.add_argument("--resident-context-manager", action="store_true",
+                       help="with --adb-port: a resident context manager owns /dev/binder (servicemanager's place) "
+                            "and binder_linux gets a private /dev/binder-harness for the cases (--binder-device)")
     guest.add_argument("--binder-module", help="binder_linux.ko to load instead of the stock driver")
     guest.set_defaults(func=cmd_guest)
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import paramiko
 
 from harness.errors import ConfigError, TargetError
-from harness.images.guest_files import HOST_KEY, load_ssh_recipe, ssh_files
+from harness.images.guest_files import (ADBD, HOST_KEY, adb_files, android_lib_dir, load_adb_recipe, load_ssh_recipe,
+                                       ssh_files)
 from harness.files import cache_root
 from harness.images.build import build_image
 from harness.images.recipes import recipe_for_arch
@@ -53,14 +54,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def check_port(port: int) -> None:
+def check_port(port: int, flag: str = "--ssh-port") -> None:
     if not 0 < port < 65536:
-        raise ConfigError(f"--ssh-port {port}: not a TCP port")
+        raise ConfigError(f"{flag} {port}: not a TCP port")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
             s.bind(("127.0.0.1", port))
         except OSError as exc:
-            raise ConfigError(f"--ssh-port {port}: 127.0.0.1:{port} is not free ({exc.strerror})") from None
+            raise ConfigError(f"{flag} {port}: 127.0.0.1:{port} is not free ({exc.strerror})") from None
 
 
 @dataclass(frozen=True)
@@ -192,3 +193,198 @@ def run_guest(arch: str, port: int, binder_module: Path | None, progress=print) 
             target.stop()
         if info is not None:
             forget_keys(Path(info.identity).parent)
+
+
+# -- the adb-reachable guest ------------------------------------------------------------
+# Debian's adbd listens on ADBD_PORT on every interface and, patched by Debian, asks for no
+# auth: whoever reaches the port gets a root shell. QEMU's user network forwards only
+# 127.0.0.1:PORT to it, so only this host's users can.
+ADBD_GUEST_PORT = 5555
+
+
+@dataclass(frozen=True)
+class AdbGuestInfo:
+    """What adb-guest.json holds: how to reach the adb guest."""
+
+    spec: str
+    target: str
+    port: int
+    serial: str
+    connect_command: str
+    kernel_release: str
+    accel: str
+    pid: int
+    resident_pid: int = 0  # the resident context manager on /dev/binder (0: none)
+    binder_device: str = "/dev/binder"  # the device cases should use (--binder-device)
+
+
+def _adb_setup_script(lib_dir: str) -> str:
+    """Network, devpts (adbd's `shell -t` needs /dev/ptmx) and adbd on ADBD_GUEST_PORT, in `sh -c`."""
+    q = shlex.quote
+    return "sh -c " + q("; ".join([
+        "mkdir -p /dev/pts /var/run /data/local/tmp",
+        "mount -t devpts devpts /dev/pts",
+        "ip link set lo up",
+        "ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.2.2 || exit 3",
+        f"export ADBD_PORT={ADBD_GUEST_PORT} LD_LIBRARY_PATH={q(lib_dir)}",
+        f"(/{ADBD} < /dev/null > /tmp/adbd.log 2>&1 &)",
+        "echo adbd-started",
+    ]))
+
+
+def adb_connect(adb: str, serial: str, timeout: float = 30.0) -> None:
+    """`adb connect SERIAL` until the device answers a shell command, or one line saying why not."""
+    import subprocess
+
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        out = subprocess.run([adb, "connect", serial], capture_output=True, text=True, timeout=20)
+        last = (out.stdout + out.stderr).strip()
+        if "connected to" in last:
+            probe = subprocess.run([adb, "-s", serial, "shell", "echo", "bh-ok"], capture_output=True, text=True,
+                                   timeout=20, stdin=subprocess.DEVNULL)
+            if "bh-ok" in probe.stdout:
+                return
+            last = (probe.stdout + probe.stderr).strip()
+        time.sleep(0.5)
+    raise TargetError(f"adb:{serial}: adbd did not answer in {timeout:.0f} s: {last.splitlines()[-1:] or 'no output'}")
+
+
+def adb_disconnect(adb: str, serial: str) -> None:
+    import subprocess
+
+    try:
+        subprocess.run([adb, "disconnect", serial], capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+def adb_state_dir(spec: str, port: int) -> Path:
+    """Where an adb guest keeps its console log and adb-guest.json."""
+    return cache_root() / "guests" / f"qemu-{spec.split(':', 1)[1]}-adb-{port}"
+
+
+RESIDENT_DIR = "/var/run/binder-resident"  # outside the adb target's workdir, which it removes when done
+PRIVATE_PARAMS = ("etc/binder-harness/binder_linux.ko.params", b"devices=binder,binder-harness\n", 0o644)
+
+
+def start_resident(target, arch: str) -> int:
+    """Start the probe's resident context manager on /dev/binder in the guest (servicemanager's
+    place); returns its pid, or raises one line."""
+    from harness.arches import abi_for
+    from harness.evidence.probe import ensure_probe
+
+    abi = abi_for(arch, False)
+    assert abi is not None
+    binary = f"{RESIDENT_DIR}/binder-resident"
+    staged = f"{target.workdir}/binder-resident"  # the console target pushes through its share
+    target.push(ensure_probe(abi), staged, 0o755)
+    target.run_shell(shlex.join(["mkdir", "-p", RESIDENT_DIR]) + " && " + shlex.join(["cp", staged, binary]), 10)
+    q = shlex.quote
+    log = f"{RESIDENT_DIR}/resident.jsonl"
+    res = target.run_shell(
+        f"({q(binary)} resident device=/dev/binder > {q(log)} 2>&1 < /dev/null &); i=0; "
+        f"while [ $i -lt 50 ] && ! grep -q resident.ready {q(log)} 2>/dev/null; do sleep 0.1; i=$((i+1)); done; "
+        f"cat {q(log)}", 20)
+    line = next((l for l in res.output.splitlines() if "resident.ready" in l), "")
+    try:
+        ready = json.loads(line)
+    except ValueError:
+        ready = {}
+    if not ready or ready.get("errno"):
+        raise TargetError(f"qemu:{arch}: the resident context manager did not start: {res.output.strip()[-200:]}")
+    return int(ready["pid"])
+
+
+def boot_adb_guest(arch: str, port: int, binder_module: Path | None, progress=print, resident: bool = False):
+    """Boot the adb-reachable guest; returns (QemuTarget, AdbGuestInfo). The caller stops the target.
+    With `resident`, binder_linux gets a second device (/dev/binder-harness) and a resident
+    context manager owns /dev/binder, as servicemanager does on Android."""
+    from harness.targets.adb import AdbTarget, find_adb
+    from harness.targets.qemu import QemuTarget
+
+    adb = find_adb()
+    recipe = recipe_for_arch(arch)
+    section = load_adb_recipe(recipe)
+    port = port or free_port()
+    check_port(port, "--adb-port")
+    files = adb_files(recipe, section, progress)
+    extra = tuple(files) + ((PRIVATE_PARAMS,) if resident else ())
+    image = build_image(recipe, binder_module, progress, extra_files=extra, extra_modules=section.modules)
+    spec = f"qemu:{arch}"
+    state = adb_state_dir(spec, port)
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "console.log").unlink(missing_ok=True)
+    serial = f"127.0.0.1:{port}"
+    nic = ("-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:{ADBD_GUEST_PORT}")
+    target = QemuTarget(image, spec, console_log=state / "console.log", extra_args=nic, progress=progress)
+    t0 = time.monotonic()
+    try:
+        progress(f"boot {spec} with adbd on 127.0.0.1:{port} ...")
+        target.start()
+        res = target.run_shell(_adb_setup_script(android_lib_dir(files)), 60)
+        if not res.ok or "adbd-started" not in res.output:
+            raise TargetError(f"{spec}: guest adb setup failed (status {res.status}): {res.output.strip()[-200:]}")
+        resident_pid = start_resident(target, arch) if resident else 0
+        try:
+            adb_connect(adb, serial)
+            # Prove the printed target works before printing it: the harness's own adb target starts on it.
+            check = AdbTarget(f"adb:{serial}", serial=serial, progress=progress, adb=adb)
+            check.start()
+            check.stop()
+        except BaseException:
+            log = target.run_shell("cat /tmp/adbd.log", 10).output.strip().splitlines()[-3:]
+            progress(f"{spec}: adbd log: {' | '.join(log) or 'empty'}")
+            raise
+        ident = target.info()
+        info = AdbGuestInfo(spec=spec, target=f"adb:{serial}", port=port, serial=serial,
+                            connect_command=shlex.join(["adb", "connect", serial]),
+                            kernel_release=ident.kernel_release, accel=ident.accel, pid=os.getpid(),
+                            resident_pid=resident_pid,
+                            binder_device="/dev/binder-harness" if resident else "/dev/binder")
+        (state / "adb-guest.json").write_text(json.dumps(asdict(info), indent=2) + "\n")
+        progress(f"guest {spec} up in {time.monotonic() - t0:.1f} s ({ident.kernel_release}, {ident.accel})")
+        return target, info
+    except BaseException:
+        adb_disconnect(adb, serial)
+        target.stop()
+        raise
+
+
+def describe_adb(info: AdbGuestInfo) -> str:
+    return "\n".join([
+        f"adb:         {info.connect_command}   (already connected; adbd asks no auth, so the port is 127.0.0.1 only)",
+        f"shell:       adb -s {info.serial} shell",
+        f"target:      --target {info.target}"
+        + (f" --binder-device {info.binder_device}" if info.resident_pid else ""),
+        *([f"resident:    a context manager (pid {info.resident_pid}) owns /dev/binder; cases use {info.binder_device}"]
+          if info.resident_pid else []),
+        f"details:     {adb_state_dir(info.spec, info.port) / 'adb-guest.json'}",
+        f"stop:        Ctrl-C, or kill -TERM {info.pid}",
+        "READY",
+    ])
+
+
+def run_adb_guest(arch: str, port: int, binder_module: Path | None, progress=print, resident: bool = False) -> int:
+    """Boot the adb guest, print how to reach it, keep it up until SIGINT/SIGTERM."""
+    from harness.targets.adb import find_adb
+
+    target = None
+    info = None
+    try:
+        target, info = boot_adb_guest(arch, port, binder_module, progress, resident)
+        print(describe_adb(info), flush=True)
+        while target.drain_console(1.0):
+            pass
+        progress(f"guest {info.spec} exited on its own")
+        return 1
+    except KeyboardInterrupt:
+        progress("guest: stopping")
+        return 0
+    finally:
+        if info is not None:
+            adb_disconnect(find_adb(), info.serial)
+            (adb_state_dir(info.spec, info.port) / "adb-guest.json").unlink(missing_ok=True)
+        if target is not None:
+            target.stop()

@@ -8,7 +8,8 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 for m in @MODULES@; do
-    insmod "/lib/modules/$m" || echo "binder-harness: insmod $m failed"
+    # module parameters, when the image carries them (e.g. binder_linux devices=)
+    insmod "/lib/modules/$m" $(cat "/etc/binder-harness/$m.params" 2>/dev/null) || echo "binder-harness: insmod $m failed"
 done
 [ -c /dev/binder ] || echo "binder-harness: no /dev/binder: binder_linux was not loaded and is not built into this kernel"
 mount -t tracefs tracefs /sys/kernel/tracing

@@ -61,7 +61,7 @@ int bd_open(Bd *b, int extra_flags)
 {
 	memset(b, 0, sizeof(*b));
 	b->map = MAP_FAILED;
-	b->fd = open("/dev/binder", O_RDWR | O_CLOEXEC | extra_flags);
+	b->fd = open(g_binder_dev, O_RDWR | O_CLOEXEC | extra_flags);
 	return b->fd < 0 ? -errno : 0;
 }
 
@@ -777,7 +777,7 @@ static void server_main(Pair *p, int ready, int ctl)
 	char msg[200];
 	set_phase("server setup");
 	if ((rc = bd_open(&b, O_NONBLOCK)) < 0) {
-		snprintf(msg, sizeof(msg), "Eserver open /dev/binder: %s", errno_name(-rc));
+		snprintf(msg, sizeof(msg), "Eserver open %s: %s", g_binder_dev, errno_name(-rc));
 		goto fail;
 	}
 	if ((rc = bd_mmap(&b, p->server_map)) < 0) {
@@ -875,7 +875,7 @@ void run_pair(Pair *p)
 
 	set_phase("client setup");
 	if ((rc = bd_open(&b, O_NONBLOCK)) < 0) {
-		snprintf(msg, sizeof(msg), "client open /dev/binder: %s", errno_name(-rc));
+		snprintf(msg, sizeof(msg), "client open %s: %s", g_binder_dev, errno_name(-rc));
 		pair_stop_server(p, 1);
 		waitpid(pid, &st, 0);
 		finish(0, msg);

@@ -31,6 +31,8 @@ static const struct {
 	{"read_empty_nonblock", scen_read_empty_nonblock},
 	{"refcounts", scen_refcounts},
 	{"ping", scen_ping},
+	{"resident", scen_resident},
+	{"ping_cm", scen_ping_cm},
 	{"death_notification", scen_death_notification},
 	{"self_call_rejected", scen_self_call_rejected},
 	{"invalid_handle", scen_invalid_handle},
@@ -63,6 +65,7 @@ int main(int argc, char **argv)
 		usage_error("unknown scenario '%s'", argv[1]);
 	g_scenario = scenarios[i].name;
 	args_init(argc - 2, argv + 2);
+	g_binder_dev = arg_str("device", "/dev/binder");
 	g_timeout_s = (unsigned)arg_u64("timeout", 20);
 	if (g_timeout_s == 0)
 		usage_error("argument timeout must be > 0");

@@ -84,6 +84,7 @@ void usage_error(const char *fmt, ...) __attribute__((noreturn, format(printf, 1
 
 /* Global run state used by the timeout handler and the final line. */
 extern const char *g_scenario;
+extern const char *g_binder_dev; /* device=PATH (default /dev/binder) */
 extern volatile const char *g_phase;
 extern unsigned g_timeout_s;
 extern pid_t g_child;            /* child to kill on timeout (parent only) */
@@ -270,6 +271,8 @@ void scen_thread_exit(void);
 void scen_read_empty_nonblock(void);
 void scen_refcounts(void);
 void scen_ping(void);
+void scen_resident(void);
+void scen_ping_cm(void);
 void scen_death_notification(void);
 void scen_self_call_rejected(void);
 void scen_invalid_handle(void);

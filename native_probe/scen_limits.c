@@ -43,10 +43,10 @@ void scen_mmap_flags(void)
 	int fd, err;
 	J j;
 	args_finish();
-	fd = open("/dev/binder", O_RDWR | O_CLOEXEC);
+	fd = open(g_binder_dev, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		char e[100];
-		snprintf(e, sizeof(e), "open /dev/binder: %s", errno_name(errno));
+		snprintf(e, sizeof(e), "open %s: %s", g_binder_dev, errno_name(errno));
 		finish(0, e);
 	}
 	/* 1: writable mapping is refused (FORBIDDEN_MMAP_FLAGS). */
@@ -81,7 +81,7 @@ void scen_mmap_flags(void)
 		munmap(m2, size);
 	/* 6: a fresh fd maps fine (the limit is per binder_proc). */
 	{
-		int fd2 = open("/dev/binder", O_RDWR | O_CLOEXEC);
+		int fd2 = open(g_binder_dev, O_RDWR | O_CLOEXEC);
 		err = fd2 < 0 ? errno : try_mmap(fd2, size, PROT_READ, &m2);
 		print_mmap("new_fd", "r", m2, err, size);
 		if (fd2 >= 0)

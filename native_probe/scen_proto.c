@@ -16,7 +16,7 @@ static void open_or_die(Bd *b, int flags, size_t map)
 	char e[120];
 	int rc = bd_open(b, flags);
 	if (rc < 0) {
-		snprintf(e, sizeof(e), "open /dev/binder: %s", errno_name(-rc));
+		snprintf(e, sizeof(e), "open %s: %s", g_binder_dev, errno_name(-rc));
 		finish(0, e);
 	}
 	if (map && (rc = bd_mmap(b, map)) < 0) {

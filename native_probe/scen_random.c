@@ -486,7 +486,7 @@ static void op_fd(void)
 		count_err("mprotect", err);
 		return;
 	}
-	g_fd[which].fd = open("/dev/binder", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+	g_fd[which].fd = open(g_binder_dev, O_RDWR | O_CLOEXEC | O_NONBLOCK);
 	count_err("open", g_fd[which].fd < 0 ? errno : 0);
 	g_fd[which].map = NULL;
 }

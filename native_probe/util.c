@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 const char *g_scenario = "?";
+const char *g_binder_dev = "/dev/binder"; /* device=PATH: a private binder device */
 volatile const char *g_phase = "start";
 unsigned g_timeout_s = 20;
 pid_t g_child = -1;

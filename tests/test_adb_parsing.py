@@ -185,3 +185,29 @@ def test_real_adb_without_device(tmp_path, monkeypatch):
         assert run.status == 2 and "adb:emulator-5554: no device with serial emulator-5554" in run.stderr.splitlines()[-1]
     finally:
         subprocess.run(["adb", "-P", port, "kill-server"], capture_output=True, timeout=30)
+
+
+def test_abi_from_uname_where_there_is_no_getprop():
+    from harness.targets.adb import device_abi
+
+    assert device_abi("", "x86_64\n") == ("x86_64", "x86_64")  # Debian's adbd in a guest: no getprop
+    assert device_abi("", "aarch64") == ("arm64", "arm64")
+    assert device_abi("arm64-v8a", "whatever") == ("arm64", "arm64")  # Android: getprop wins
+    with pytest.raises(TargetUnavailable, match="unsupported `uname -m` 'mips'"):
+        device_abi("", "mips")
+
+
+def test_selinux_denial_is_one_line_with_the_fix():
+    from harness.judging.verdicts import selinux_denial
+
+    # the kernel's audit line format (security/selinux/avc.c avc_audit_pre_callback)
+    avc = ('[  12.3] type=1400 audit(0.0:42): avc:  denied  { read write } for pid=4242 comm="binder-probe-ar" '
+           'name="binder" dev="tmpfs" ino=1 scontext=u:r:shell:s0 tcontext=u:object_r:binder_device:s0 '
+           'tclass=chr_file permissive=0')
+    line = selinux_denial(avc, "")
+    assert line is not None and "\n" not in line
+    assert line.startswith("SELinux denied the probe (avc:  denied  { read write }") and "adb root" in line
+    assert "setenforce 0" in line
+    eacces = '{"ev":"done","ok":false,"error":"Eserver open /dev/binder: EACCES"}'
+    assert "may not open /dev/binder" in (selinux_denial("", eacces) or "")
+    assert selinux_denial("binder: 42:42 ioctl 620c 0 returned -22", '"error":"open /dev/binder: ENOENT"') is None

@@ -80,3 +80,13 @@ def test_bad_extra_case_module(tmp_path):
     run = cli("list", env=cli_env(BINDER_HARNESS_EXTRA_CASES=str(tmp_path)))
     line = one_error_line(run)
     assert line.startswith(f"binder-harness: {tmp_path / 'mine.py'}:3: case module does not parse"), line
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--resident-context-manager"], "guest --resident-context-manager: goes with --adb-port"),
+    (["--adb-port", "5600", "--ssh-port", "5601"], "guest: give --ssh-port or --adb-port, not both"),
+    (["--adb-port", "-1"], "--adb-port -1: not a TCP port"),
+])
+def test_bad_guest_options(args, needle):
+    line = one_error_line(cli("guest", "--target", "qemu:x86_64", *args))
+    assert needle in line, line

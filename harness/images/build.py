@@ -92,11 +92,11 @@ def recipe_command_name(recipe: Recipe) -> str:
     return recipe.path.stem if recipe.path.resolve().parent == IMAGES_DIR.resolve() else str(recipe.path)
 
 
-def fetch_for(recipe: Recipe, pkg: DebianPackage, progress=print) -> Path:
-    """fetch_deb for a package the recipe pins, from the recipe's mirrors; a pin that has left
-    the archive names the command that moves it."""
+def fetch_for(recipe: Recipe, pkg: DebianPackage, progress=print, mirrors: tuple[str, ...] | None = None) -> Path:
+    """fetch_deb for a package the recipe pins, from the recipe's mirrors (or `mirrors`, e.g. a
+    section's own); a pin that has left the archive names the command that moves it."""
     try:
-        return fetch_deb(pkg, recipe.deb_arch, progress, recipe.mirrors)
+        return fetch_deb(pkg, recipe.deb_arch, progress, recipe.mirrors if mirrors is None else mirrors)
     except fetch.PinNotInArchive as exc:
         raise exc.for_recipe(recipe_command_name(recipe)) from None
 

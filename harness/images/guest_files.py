@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.images import debian
+from harness.images import debian, fetch
 from harness.errors import ConfigError
 from harness.files import atomic_dir, cache_root
 from harness.images.build import fetch_for
@@ -39,6 +39,7 @@ class PackageSection:
 
     packages: tuple[DebianPackage, ...]
     modules: tuple[str, ...]
+    mirrors: tuple[str, ...] = ()  # extra "URL SUITE..." sources, added to the recipe's or the defaults
 
 
 SshRecipe = PackageSection
@@ -56,7 +57,19 @@ def load_package_section(recipe: Recipe, key: str, purpose: str) -> PackageSecti
         raise ConfigError(f"{where}: 'packages' must be a list of {{debian_package, version}}")
     if not isinstance(mods, list) or not all(isinstance(m, str) for m in mods):
         raise ConfigError(f"{where}: 'modules' must be a list of module names")
-    return PackageSection(tuple(DebianPackage(str(p["debian_package"]), str(p["version"])) for p in pkgs), tuple(mods))
+    mirrors = section.get("mirrors", [])
+    if not isinstance(mirrors, list) or not all(isinstance(m, str) and len(m.split()) >= 2 for m in mirrors):
+        raise ConfigError(f"{where}: 'mirrors' must be a list of 'URL SUITE [SUITE ...]' strings")
+    return PackageSection(tuple(DebianPackage(str(p["debian_package"]), str(p["version"])) for p in pkgs), tuple(mods),
+                          tuple(mirrors))
+
+
+def section_sources(recipe: Recipe, section: PackageSection) -> tuple[str, ...]:
+    """Where the section's packages come from: the recipe's mirrors (or Debian's defaults), plus
+    the section's own (bookworm-backports for adbd). BINDER_HARNESS_DEBIAN_MIRROR still wins."""
+    if not section.mirrors:
+        return recipe.mirrors
+    return (recipe.mirrors or fetch.DEFAULT_SOURCES) + section.mirrors
 
 
 def load_ssh_recipe(recipe: Recipe) -> SshRecipe:
@@ -119,12 +132,16 @@ def binary_files(recipe: Recipe, section: PackageSection, binaries: dict[str, st
 
     def build(tmp: Path) -> None:
         tree: dict[str, bytes | str] = {}
+        sources = section_sources(recipe, section)
         for pkg in section.packages:
-            tree.update(_deb_tree(fetch_for(recipe, pkg, progress)))
+            tree.update(_deb_tree(fetch_for(recipe, pkg, progress, sources)))
         libs: dict[str, str] = {}
         for path in tree:
             parts = path.split("/")
-            if len(parts) >= 2 and parts[-2].endswith("-linux-gnu") and ".so" in parts[-1]:
+            # usr/lib/<triplet>/libX.so.N, and Debian's private android/ directory beside it
+            in_triplet = len(parts) >= 2 and parts[-2].endswith("-linux-gnu")
+            in_android = len(parts) >= 3 and parts[-3].endswith("-linux-gnu") and parts[-2] == "android"
+            if (in_triplet or in_android) and ".so" in parts[-1]:
                 libs.setdefault(parts[-1], path)
         out: dict[str, bytes] = {}
         todo: list[bytes] = []
@@ -178,3 +195,34 @@ def trace_cmd_files(recipe: Recipe, progress=print) -> tuple[list[tuple[str, byt
     (cached), and the section's extra modules."""
     section = load_package_section(recipe, "trace_cmd", "add trace-cmd to the guest (--trace-dat)")
     return binary_files(recipe, section, TRACE_CMD, "trace_cmd", progress), section.modules
+
+
+# Debian's adbd, for `binder-harness guest --adb-port`: the daemon, its android-* libraries (in
+# the private lib/<triplet>/android directory) and the rest it needs, from the recipe's `adb:`
+# section. ADBD is its guest path; ANDROID_LIBS is the directory given as LD_LIBRARY_PATH.
+ADBD = "usr/sbin/adbd"
+ADBD_BINARIES = {"usr/lib/android-sdk/platform-tools/adbd": ADBD}
+
+
+def load_adb_recipe(recipe: Recipe) -> PackageSection:
+    """The recipe's `adb:` section: pinned Debian packages (adbd from bookworm-backports), modules."""
+    return load_package_section(recipe, "adb", "make an adb-reachable guest")
+
+
+def adb_files(recipe: Recipe, section: PackageSection, progress=print) -> list[tuple[str, bytes, int]]:
+    """adbd, its libraries and the /etc files a shell wants, as initramfs entries (cached)."""
+    files = binary_files(recipe, section, ADBD_BINARIES, "adb", progress)
+    etc = dict(ETC_FILES)
+    # Android's unprivileged `shell` user (uid 2000), for running an adbd without root (tests)
+    etc["etc/passwd"] += "shell:x:2000:2000:shell:/data/local/tmp:/bin/sh\n"
+    etc["etc/group"] += "shell:x:2000:\n"
+    files += [(name, text.encode(), 0o644) for name, text in etc.items()]
+    return files
+
+
+def android_lib_dir(files: list[tuple[str, bytes, int]]) -> str:
+    """The guest directory holding the android-* libraries (for LD_LIBRARY_PATH)."""
+    for name, _, _ in files:
+        if name.rsplit("/", 1)[0].endswith("/android"):
+            return "/" + name.rsplit("/", 1)[0]
+    return ""

@@ -297,7 +297,7 @@ def load_recipe(path: Path) -> Recipe:
     f = YamlFields(_resolve_extends(path))
     # 'ssh' (packages for an ssh-reachable guest) and 'trace_cmd' (trace-cmd for run --trace-dat)
     # are validated by harness/guest.py when used
-    f.check_known({"name", "arch", "kernel", "busybox", "modules", "files", "cmdline", "qemu", "mirrors", "ssh",
+    f.check_known({"name", "arch", "kernel", "busybox", "modules", "files", "cmdline", "qemu", "mirrors", "ssh", "adb",
                    "trace_cmd"})
     arch = f.get("arch", str)
     if arch not in GUEST_ARCHES:

@@ -163,6 +163,7 @@ class CaseContext:
     timeout: float = 60.0  # the case's time budget; each probe run gets this by default
     trace_dat: bool = False  # also save trace.dat with the target's trace-cmd (run --trace-dat)
     pristine: bool = False  # the case's guest is fresh from a boot or restore: no earlier case touched its driver
+    binder_device: str = "/dev/binder"  # the device every probe run opens (--binder-device, a private one)
     result: CaseResult = field(init=False)
     _probe_runs: int = 0
     _trace: tracing.Trace | None = None
@@ -201,6 +202,8 @@ class CaseContext:
         self._probe_runs += 1
         stem = f"{self.remote_dir}/probe-{self._probe_runs}"
         argv = [self.probe, scenario, *(f"{k}={v}" for k, v in args.items()), f"timeout={int(timeout)}"]
+        if self.binder_device != "/dev/binder":
+            argv.append(f"device={self.binder_device}")
         cmd = f"{shell_command(argv, timeout + 5)} > {shlex.quote(stem + '.jsonl')} 2> {shlex.quote(stem + '.stderr')}"
         self._commands += 1
         t0 = time.monotonic()

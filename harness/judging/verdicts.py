@@ -132,3 +132,21 @@ def scan_dmesg(text: str, expected: tuple[str, ...] = ()) -> HealthReport:
         elif BINDER_MESSAGE.search(line) and not RATELIMIT_NOTICE.search(line):
             (seen if any(p.search(line) for p in patterns) else unexpected).append(line.strip())
     return HealthReport(bad, unexpected, seen)
+
+
+_AVC_DENIED = re.compile(r"avc:\s+denied\s+\{[^}]*\}.*")
+_OPEN_EACCES = re.compile(r"open (/dev/[\w./-]+): EACCES")
+
+
+def selinux_denial(dmesg: str, probe_output: str) -> str | None:
+    """One line when SELinux (an `avc: denied` kernel line), or by all signs it (EACCES opening
+    the binder device as root), stopped the probe; None otherwise. On Android the fix is root
+    through adbd or, on a userdebug build, permissive mode."""
+    fix = "run `adb root`, or `adb shell setenforce 0` on a userdebug build"
+    avc = _AVC_DENIED.search(dmesg)
+    if avc:
+        return f"SELinux denied the probe ({avc.group(0).strip()[:160]}); {fix}"
+    opened = _OPEN_EACCES.search(probe_output)
+    if opened:
+        return f"the probe may not open {opened.group(1)} (EACCES as root: SELinux enforcing?); {fix}"
+    return None

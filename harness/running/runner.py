@@ -22,12 +22,12 @@ from harness import timing
 from harness.reports import report
 from harness.arches import abi_for
 from harness.judging.cases import CaseContext, CaseSkipped, CaseSpec, begin_line, judge_health
-from harness.errors import ConfigError, TargetError
+from harness.errors import ConfigError, TargetError, TargetUnavailable
 from harness.evidence.probe import ensure_probe
 from harness.targets import TargetOptions, make_target
 from harness.targets.accel import KvmFailed
 from harness.targets.base import BootedGuest, KillableConsole, Target
-from harness.judging.verdicts import CaseResult, Outcome, judge, scan_dmesg
+from harness.judging.verdicts import CaseResult, Outcome, judge, scan_dmesg, selinux_denial
 
 # A boot that fails this many times in a row gives up: the rest of the cases error at once.
 BOOT_ATTEMPTS = 2
@@ -53,6 +53,22 @@ class RunOptions:
     seed: int | None = None
     command_line: str = ""
     shared_boot: bool = False  # QEMU: one guest serves the cases in turn, not one pristine guest per case
+    binder_device: str | None = None  # --binder-device: run every case on this device
+
+
+@dataclass(frozen=True)
+class BinderDevice:
+    """The binder device a target's cases open, and how it came to be."""
+
+    path: str
+    made_by: str
+
+
+DEFAULT_DEVICE = BinderDevice("/dev/binder", "the kernel's default device (CONFIG_ANDROID_BINDER_DEVICES)")
+# --resident-context-manager on a QEMU guest: binder_linux is loaded with two devices, the
+# resident's /dev/binder and the cases' own (binder_init -> init_binder_device per name).
+PRIVATE_DEVICES = "binder,binder-harness"
+PRIVATE_DEVICE = "/dev/binder-harness"
 
 
 @dataclass
@@ -101,6 +117,8 @@ class Session:
         self._probes: dict[str, str] = {}
         self._boot_failures: list[str] = []
         self._cases_on_target = 0  # cases the current target has served, this one included
+        self.device: BinderDevice = DEFAULT_DEVICE  # where this target's cases open binder
+        self.resident: dict = {}  # the resident context manager on /dev/binder, when one was asked for
         options.out_dir.mkdir(parents=True, exist_ok=True)
         self.guest_dir.mkdir(parents=True, exist_ok=True)
 
@@ -126,7 +144,13 @@ class Session:
             self.state.target_info = describe_target(target, None)
         self._booting = target
         try:
-            target.start()
+            try:
+                target.start()
+            except TargetUnavailable as exc:
+                if self.state.boots == 0:
+                    raise  # never reached: bad usage or configuration, exit 2
+                # reached before, lost during the run (adbd killed, device offline): the case errors
+                raise TargetError(f"lost during the run: {exc}") from None
         except TargetError as exc:
             target.stop()
             self._boot_failures.append(str(exc))
@@ -163,11 +187,85 @@ class Session:
         title = (f"restore {self.state.restores} (snapshot {getattr(target, 'snapshot_key', '')}, its boot's log)"
                  if restored else f"boot {self.state.boots}")
         report.append_text(self.guest_dir / "dmesg.txt", f"=== {title} ===\n{boot_dmesg}")
+        self.device = self._choose_device(target)
+        if self.options.target.resident_cm:
+            self._start_resident(target)
         return target
 
     def _pristine_per_case(self) -> bool:
         """Each case on its own fresh guest: a QEMU guest, unless --shared-boot."""
         return not self.options.shared_boot and isinstance(self.target, BootedGuest)
+
+    # -- which binder device the cases use -----------------------------------------
+    def _choose_device(self, target) -> BinderDevice:
+        """The device cases open: the one named with --binder-device; with a resident context
+        manager on /dev/binder, a private one (binder_linux's devices= parameter, where the
+        harness loads the module); else /dev/binder."""
+        o = self.options
+        label = o.target_spec
+        if o.binder_device:
+            device = BinderDevice(o.binder_device, "named with --binder-device")
+        elif o.target.resident_cm:
+            if not isinstance(target, BootedGuest):
+                raise ConfigError(f"{label}: --resident-context-manager needs a private binder device for the cases; "
+                                  f"name one with --binder-device PATH")
+            device = BinderDevice(PRIVATE_DEVICE, f"binder_linux devices={PRIVATE_DEVICES} at insmod by the guest's init")
+        else:
+            return DEFAULT_DEVICE
+        if not target.run(["test", "-c", device.path], 10).ok:
+            raise ConfigError(f"{label}: --binder-device {device.path}: no such character device on the target; "
+                              f"list them with ls -l /dev/binder*")
+        return device
+
+    def _start_resident(self, target) -> None:
+        """A resident context manager on /dev/binder, standing in for servicemanager: the probe's
+        `resident` scenario, left running in the background for the whole run."""
+        if self.device.path == "/dev/binder":
+            raise ConfigError(f"{self.options.target_spec}: the resident context manager owns /dev/binder; "
+                              f"the cases need another device (--binder-device PATH)")
+        info = target.info()
+        abi = abi_for(info.arch, False)
+        assert abi is not None
+        probe = self.probe_path(abi)
+        # Under its own name: each case's settle step kills leftover processes named like the probe.
+        resident = f"{target.workdir}/bin/binder-resident"
+        log = f"{target.workdir}/resident.jsonl"
+        q = shlex.quote
+        # setsid where there is one: adbd ends a shell's processes with its session
+        start = (f"cp {q(probe)} {q(resident)} && s=$(command -v setsid); "
+                 f"($s {q(resident)} resident device=/dev/binder > {q(log)} 2>&1 < /dev/null &); "
+                 f"i=0; while [ $i -lt 50 ] && ! grep -q resident.ready {q(log)} 2>/dev/null; do sleep 0.1; i=$((i+1)); done; "
+                 f"cat {q(log)}")
+        res = target.run_shell(start, 20)
+        line = next((l for l in res.output.splitlines() if "resident.ready" in l), "")
+        try:
+            ready = json.loads(line)
+        except ValueError:
+            ready = {}
+        if ready.get("errno_name") == "EBUSY":
+            raise ConfigError(f"{info.spec}: /dev/binder already has a context manager (servicemanager, or a "
+                              f"resident left running); drop --resident-context-manager, --binder-device is enough")
+        if not ready or ready.get("errno"):
+            raise TargetError(f"{info.spec}: the resident context manager did not start on /dev/binder: "
+                              f"{res.output.strip()[-200:] or 'no output'}")
+        self.resident = {"device": "/dev/binder", "pid": ready.get("pid"), "started": True}
+        self.state.extra["resident_context_manager"] = dict(self.resident)
+        self.progress(f"resident context manager on /dev/binder (pid {ready.get('pid')}); cases run on {self.device.path}")
+
+    def ping_resident(self) -> None:
+        """After the cases: the resident context manager still answers PING on /dev/binder."""
+        target = self.target
+        if not self.resident or target is None or not target.alive():
+            return
+        abi = abi_for(target.info().arch, False)
+        assert abi is not None
+        res = target.run([self.probe_path(abi), "ping_cm", "device=/dev/binder", "timeout=10"], 20)
+        alive = target.run_shell(f"kill -0 {int(self.resident['pid'])}", 10).ok
+        answered = res.ok and '"reply":true' in res.output
+        self.state.extra["resident_context_manager"] = {**self.resident, "still_running": alive,
+                                                        "ping_after_run": "answered" if answered else res.output.strip()[-200:]}
+        self.progress(f"resident context manager on /dev/binder: {'answered PING' if answered else 'did NOT answer PING'} "
+                      f"after the run")
 
     def _healthy(self, target) -> bool:
         """A guest kept from the previous case still runs and its console still answers."""
@@ -185,6 +283,13 @@ class Session:
             self.target = None
 
     def close(self) -> None:
+        if self.resident and not self.cancelled and not self.output_error:
+            try:
+                self.ping_resident()  # every front end (run, run -j, pytest) ends here
+                if self.target is not None and self.target.alive():  # leave no context manager behind
+                    self.target.run_shell(f"kill {int(self.resident['pid'])} 2>/dev/null; true", 10)
+            except TargetError as exc:
+                self.state.extra["resident_context_manager"] = {**self.resident, "ping_after_run": f"not asked: {exc}"}
         self._drop_target()
 
     def abort(self) -> None:
@@ -252,10 +357,11 @@ class Session:
         run.ctx = CaseContext(spec, target, self.probe_path(abi), case_dir, remote_dir,
                               info.tracefs, info.debugfs, seed=self.options.seed,
                               timeout=self.options.timeout or spec.timeout,
-                              trace_dat=self.options.target.trace_dat,
+                              trace_dat=self.options.target.trace_dat, binder_device=self.device.path,
                               pristine=self._cases_on_target == 1 and isinstance(target, BootedGuest))
         run.ctx.result.guest_start = run.result.guest_start
         run.result = run.ctx.result
+        run.result.evidence["binder_device"] = {"path": self.device.path, "made_by": self.device.made_by}
         # one console round trip: the case's directory, its begin line, and tracing
         setup = f"mkdir -p {shlex.quote(remote_dir)}; echo {shlex.quote(begin_line(spec.id))} > /dev/kmsg"
         if spec.wants_trace:
@@ -341,6 +447,8 @@ class Session:
         with self._keeping_evidence(result):
             self._keep_console(case_dir, run.console_start, ctx, spec, result)
         judge(result)
+        if result.outcome == Outcome.FAILED:
+            self._explain_denial(result, case_dir)
         result.duration_s = time.monotonic() - t0
         self._record(result, spec, case_dir)
 
@@ -394,6 +502,20 @@ class Session:
         if health.bad_lines and re.search(r"BUG:|Oops|general protection|KASAN", "\n".join(health.bad_lines)):
             self.progress(f"{spec.id}: kernel is tainted by an oops; the next case gets a fresh guest")
             self._drop_target()
+
+    @staticmethod
+    def _explain_denial(result: CaseResult, case_dir: Path) -> None:
+        """A case that failed because SELinux denied the probe says so, with the fix, in one line."""
+        def read(path: Path) -> str:
+            try:
+                return path.read_text(errors="replace")
+            except OSError:
+                return ""
+        probe = "\n".join(read(p) for p in sorted(case_dir.glob("probe-*.jsonl")))
+        denial = selinux_denial(read(case_dir / "dmesg.txt"), probe)
+        if denial:
+            result.evidence["selinux"] = denial
+            result.reason = denial
 
     def _save_console_tail(self, case_dir: Path) -> None:
         if isinstance(self.target, KillableConsole):

@@ -20,6 +20,9 @@ class TargetOptions:
     image: str | None = None  # --image: recipe name or path (default images/qemu-ARCH.yaml)
     trace_dat: bool = False  # --trace-dat: QEMU guests get trace-cmd (the recipe's trace_cmd: section)
     no_snapshot: bool = False  # --no-snapshot: QEMU guests boot, never restore or save a snapshot
+    # --resident-context-manager: a context manager owns /dev/binder for the whole run (servicemanager's
+    # place on Android); QEMU guests load binder_linux with a second, private device for the cases
+    resident_cm: bool = False
     # ssh only
     identity: Path | None = None
     known_hosts: Path | None = None
@@ -113,5 +116,8 @@ def _build_qemu_image(options: TargetOptions, arch: str, progress=print):
 
         files, extra_modules = trace_cmd_files(recipe, progress)
         extra_files = tuple(files)
+    if options.resident_cm:
+        # images/guest-init.sh passes this file's words to insmod binder_linux.ko
+        extra_files += (("etc/binder-harness/binder_linux.ko.params", b"devices=binder,binder-harness\n", 0o644),)
     return build_image(recipe, options.binder_module, progress, kernel=options.kernel, modules=options.modules,
                        extra_files=extra_files, extra_modules=extra_modules)

@@ -114,6 +114,19 @@ def abi_info(abi: str) -> tuple[str, str]:
     return ABIS[key]
 
 
+def device_abi(getprop_abi: str, uname_m: str) -> tuple[str, str]:
+    """(arch, probe ABI) of a device: ro.product.cpu.abi on Android; `uname -m` on a plain Linux
+    device reached through adbd (Debian's adbd in a guest or on a board has no getprop)."""
+    if getprop_abi.strip():
+        return abi_info(getprop_abi)
+    machine = uname_m.strip()
+    for abi in PROBE_ABIS.values():
+        if machine in abi.uname:
+            return abi.arch, abi.name
+    raise TargetUnavailable(f"no ro.product.cpu.abi and unsupported `uname -m` {machine!r}; "
+                            f"known: {', '.join(m for a in PROBE_ABIS.values() for m in a.uname)}")
+
+
 def parse_getprop(text: str) -> dict[str, str]:
     """Parse `getprop` (all properties): lines of `[name]: [value]`."""
     props: dict[str, str] = {}
@@ -251,8 +264,12 @@ class AdbTarget:
             raise ConfigError(f"--binder-module: not supported on adb targets ({self.label}); "
                               f"Android kernels carry binder built in")
         self._become_root()
-        abi = self._raw_shell("getprop ro.product.cpu.abi", 15).output.strip()
-        self.arch, self.probe_abi = abi_info(abi)
+        abi = self._raw_shell("getprop ro.product.cpu.abi 2>/dev/null", 15).output.strip()
+        machine = "" if abi else self._raw_shell("uname -m", 15).output
+        try:
+            self.arch, self.probe_abi = device_abi(abi, machine)
+        except TargetUnavailable as exc:
+            raise TargetUnavailable(f"{self.label}: {exc}") from None
         stage = f"{WORKDIR}/.stage"
         self._raw_shell(shell_command(["mkdir", "-p", stage]), 15)  # as the shell user: adb push/pull can use it
         if self.su:

@@ -282,14 +282,18 @@ class Session:
             self.target.stop()
             self.target = None
 
-    def close(self) -> None:
+    def close_resident(self) -> None:
+        """Ask the resident context manager for PING (it must still answer), then end it."""
         if self.resident and not self.cancelled and not self.output_error:
             try:
-                self.ping_resident()  # every front end (run, run -j, pytest) ends here
+                self.ping_resident()
                 if self.target is not None and self.target.alive():  # leave no context manager behind
                     self.target.run_shell(f"kill {int(self.resident['pid'])} 2>/dev/null; true", 10)
             except TargetError as exc:
                 self.state.extra["resident_context_manager"] = {**self.resident, "ping_after_run": f"not asked: {exc}"}
+
+    def close(self) -> None:
+        self.close_resident()  # every front end (run, run -j, pytest) ends here
         self._drop_target()
 
     def abort(self) -> None:
@@ -336,6 +340,9 @@ class Session:
             self._case_raised(run, case_dir, exc)
         self._finish_case(run, spec, case_dir, t0)
         if self._pristine_per_case():
+            if self.resident:  # this guest's resident still answers, before the guest goes
+                self.close_resident()
+                run.result.evidence["resident_context_manager"] = self.state.extra["resident_context_manager"]
             self._drop_target()  # the next case gets a guest no case has touched
         return run.result
 

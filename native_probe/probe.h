@@ -90,6 +90,11 @@ extern unsigned g_timeout_s;
 extern pid_t g_child;            /* child to kill on timeout (parent only) */
 extern int g_is_child;
 void set_phase(const char *p);
+/* The seeded xorshift64* stream the stress scenarios draw from: the same seed (and salt, one
+ * per scenario) gives the same stream, so a printed seed replays a run. */
+void rng_seed(uint64_t seed, uint64_t salt);
+uint64_t rnd(void);
+uint32_t rn(uint32_t n); /* uniform-ish in [0, n); 0 when n is 0 */
 void arm_timeout(void);          /* installs SIGALRM handler + alarm(g_timeout_s) */
 pid_t fork_child(void);          /* fork with output flushed; the child arms its own timeout,
                                     the parent kills it on timeout; returns fork()'s pid */

@@ -26,20 +26,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static uint64_t g_rng;
-
-static uint64_t rnd(void)
-{
-	g_rng ^= g_rng >> 12;
-	g_rng ^= g_rng << 25;
-	g_rng ^= g_rng >> 27;
-	return g_rng * 0x2545F4914F6CDD1DULL;
-}
-
-static uint32_t rn(uint32_t n)
-{
-	return n ? (uint32_t)(rnd() % n) : 0;
-}
 
 /* ------------------------------------------------------------ counters */
 
@@ -569,9 +555,7 @@ void scen_random(void)
 	g_duration = arg_u64("duration_ms", 3000);
 	g_max_ops = arg_u64("max_ops", 0);
 	args_finish();
-	g_rng = g_seed * 0x9E3779B97F4A7C15ULL + 0x1234567;
-	if (!g_rng)
-		g_rng = 1;
+	rng_seed(g_seed, 0x1234567);
 	if (g_duration + 5000 > (uint64_t)g_timeout_s * 1000)
 		g_timeout_s = (unsigned)((g_duration + 10000) / 1000);
 	arm_timeout();

@@ -24,20 +24,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static uint64_t g_rng;
-
-static uint64_t rnd(void)
-{
-	g_rng ^= g_rng >> 12;
-	g_rng ^= g_rng << 25;
-	g_rng ^= g_rng >> 27;
-	return g_rng * 0x2545F4914F6CDD1DULL;
-}
-
-static uint32_t rn(uint32_t n)
-{
-	return n ? (uint32_t)(rnd() % n) : 0;
-}
 
 #define NNODE 4
 #define MAX_OBJ 4
@@ -352,9 +338,7 @@ void scen_valid_traffic(void)
 	g_duration = arg_u64("duration_ms", 3000);
 	g_max_ops = arg_u64("max_ops", 0);
 	args_finish();
-	g_rng = g_seed * 0x9E3779B97F4A7C15ULL + 0x7261666663u;
-	if (!g_rng)
-		g_rng = 1;
+	rng_seed(g_seed, 0x7261666663u);
 	if (g_duration + 5000 > (uint64_t)g_timeout_s * 1000)
 		g_timeout_s = (unsigned)((g_duration + 15000) / 1000);
 	arm_timeout();

@@ -297,6 +297,28 @@ static void on_alarm(int sig)
 	_exit(1);
 }
 
+static uint64_t g_rng = 1;
+
+void rng_seed(uint64_t seed, uint64_t salt)
+{
+	g_rng = seed * 0x9E3779B97F4A7C15ULL + salt;
+	if (!g_rng)
+		g_rng = 1;
+}
+
+uint64_t rnd(void)
+{
+	g_rng ^= g_rng >> 12;
+	g_rng ^= g_rng << 25;
+	g_rng ^= g_rng >> 27;
+	return g_rng * 0x2545F4914F6CDD1DULL;
+}
+
+uint32_t rn(uint32_t n)
+{
+	return n ? (uint32_t)(rnd() % n) : 0;
+}
+
 pid_t fork_child(void)
 {
 	pid_t pid;

@@ -81,14 +81,20 @@ class GuestInfo:
     pid: int
 
 
+# Both guests: ptys (dropbear's sessions, adbd's `shell -t`) and eth0 behind QEMU's user network.
+_NET_AND_PTYS = [
+    "mount -t devpts devpts /dev/pts",
+    "ip link set lo up",
+    "ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.2.2 || exit 3",
+]
+
+
 def _setup_script(public_key: str) -> str:
     """Network, keys and pty support; in `sh -c`, so its `exit` never ends the console shell."""
     q = shlex.quote
     return "sh -c " + q("; ".join([
         "mkdir -p /dev/pts /root/.ssh /etc/dropbear /var/log /var/run",
-        "mount -t devpts devpts /dev/pts",
-        "ip link set lo up",
-        "ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.2.2 || exit 3",
+        *_NET_AND_PTYS,
         f"printf '%s\\n' {q(public_key)} > /root/.ssh/authorized_keys",
         "chmod 700 /root /root/.ssh && chmod 600 /root/.ssh/authorized_keys",
         f"/usr/bin/dropbearkey -t ed25519 -f {HOST_KEY} > /dev/null 2>&1 || exit 4",
@@ -223,9 +229,7 @@ def _adb_setup_script(lib_dir: str) -> str:
     q = shlex.quote
     return "sh -c " + q("; ".join([
         "mkdir -p /dev/pts /var/run /data/local/tmp",
-        "mount -t devpts devpts /dev/pts",
-        "ip link set lo up",
-        "ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.2.2 || exit 3",
+        *_NET_AND_PTYS,
         f"export ADBD_PORT={ADBD_GUEST_PORT} LD_LIBRARY_PATH={q(lib_dir)}",
         f"(/{ADBD} < /dev/null > /tmp/adbd.log 2>&1 &)",
         "echo adbd-started",

@@ -165,6 +165,25 @@ def elf_section(data: bytes, name: str) -> bytes | None:
     return None
 
 
+def kernel_btf(kernel: bytes) -> bytes | None:
+    """The vmlinux BTF a kernel file carries: an ELF vmlinux's .BTF section, or, in a raw
+    image (an arm64 Image has no section table), the BTF blob inside it, found by its header:
+    magic, version 1, a 24-byte header, types then strings, all inside the file."""
+    section = elf_section(kernel, ".BTF")
+    if section is not None:
+        return section
+    pos = kernel.find(b"\x9f\xeb\x01")
+    while pos >= 0:
+        if pos + _HEADER.size <= len(kernel):
+            magic, version, _flags, hdr_len, type_off, type_len, str_off, str_len = _HEADER.unpack_from(kernel, pos)
+            size = hdr_len + str_off + str_len
+            if (magic, version, hdr_len, type_off) == (BTF_MAGIC, 1, _HEADER.size, 0) and str_off == type_len \
+                    and type_len > 0 and str_len > 0 and pos + size <= len(kernel):
+                return kernel[pos:pos + size]
+        pos = kernel.find(b"\x9f\xeb\x01", pos + 1)
+    return None
+
+
 def gnu_build_id(notes: bytes) -> str | None:
     """The GNU build ID (hex) in ELF notes such as /sys/kernel/notes, or None."""
     pos = 0

@@ -72,6 +72,26 @@ def _read_btf(target: Target, remote_dir: str, local_dir: Path) -> tuple[bytes |
     return module, base, problem
 
 
+def offsets_from_files(fields: tuple[str, ...], module: Path | None, kernel: Path) -> dict[str, FieldOffset]:
+    """The same, from an image's own files before anything boots (a LAVA job is written before it
+    runs): binder_linux.ko's .BTF, split on the BTF inside the kernel file."""
+    base = btf.kernel_btf(kernel.read_bytes())
+    mod = btf.elf_section(module.read_bytes(), ".BTF") if module is not None else None
+    out: dict[str, FieldOffset] = {}
+    for f in fields:
+        struct_name, member = f.split(".", 1)
+        if base is None:
+            out[f] = FieldOffset(None, f"{kernel} carries no BTF (CONFIG_DEBUG_INFO_BTF)")
+            continue
+        data, what = (mod, f"BTF of {module}") if mod is not None else (base, f"BTF of {kernel}")
+        try:
+            out[f] = FieldOffset(btf.member_offset(data, struct_name, member, base if mod is not None else None,
+                                                   what=what), what)
+        except btf.BTFError as exc:
+            out[f] = FieldOffset(None, str(exc))
+    return out
+
+
 def struct_offsets(target: Target, fields: tuple[str, ...], remote_dir: str, local_dir: Path) -> dict[str, FieldOffset]:
     """{"struct.member": FieldOffset} for the kernel and binder module running on `target`."""
     info = target.info()

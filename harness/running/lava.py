@@ -44,6 +44,7 @@ from harness.evidence.probe import ProbeOutput, ensure_probe
 from harness.files import atomic_write_text
 from harness.judging.cases import (RECORDING_FILE, RECORDING_SCHEMA, CaseContext, CaseSpec, begin_line,
                                    kernel_version)
+from harness.judging import layout
 from harness.judging.replay import NeedsLiveTarget
 from harness.judging.verdicts import Outcome
 from harness.reports import report
@@ -118,7 +119,8 @@ def case_script(spec: CaseSpec, plan: dict, probe: str) -> str:
     q = shlex.quote
     lines = [f"# {spec.id}", f"mkdir -p {q(d)}; echo {q(begin_line(spec.id))} > /dev/kmsg", "ok=pass"]
     if spec.wants_trace:
-        kprobes = tuple(k.for_kernel(kernel_version(plan["release"])) for k in spec.kprobes)
+        kprobes = tuple(k.for_kernel(kernel_version(plan["release"])).with_offsets(plan["offsets"])
+                        if k.struct_fields else k.for_kernel(kernel_version(plan["release"])) for k in spec.kprobes)
         lines.append(tracing.arm_script(TRACEFS, kprobes, spec.id, extra_events=spec.events) + " > /dev/null")
     for n, run in enumerate(plan["probes"], 1):
         argv = [probe, run["scenario"], *(f"{k}={v}" for k, v in run["args"].items()), f"timeout={run['timeout']}"]
@@ -197,6 +199,25 @@ def job_definition(arch: str, kernel: Path, initramfs: Path, cmdline: str, n_cas
     }
 
 
+def _struct_offsets(specs: list[CaseSpec], recipe, binder_module: Path | None, kernel: Path) -> dict[str, int]:
+    """The struct offsets the cases' kprobes read, from the BTF of the module and kernel the job
+    boots (read from their files: the job is written before anything runs)."""
+    from harness.images.build import ensure_kernel
+
+    fields = tuple(dict.fromkeys(f for s in specs for k in s.kprobes for f in k.struct_fields))
+    if not fields:
+        return {}
+    module = binder_module
+    if module is None:
+        moddir = ensure_kernel(recipe).moddir
+        module = next(moddir.rglob("binder_linux.ko"), None) if moddir is not None else None
+    found = layout.offsets_from_files(fields, module, kernel)
+    missing = [f"{f}: {o.source}" for f, o in found.items() if o.offset is None]
+    if missing:
+        raise ConfigError(f"the job's kprobes need struct offsets its kernel does not describe: {'; '.join(missing)}")
+    return {f: o.offset for f, o in found.items() if o.offset is not None}
+
+
 def render(arch: str, specs: list[CaseSpec], out: Path, binder_module: Path | None, seed: int | None,
            timeout: float | None, command: str, progress=print) -> dict:
     """Build the image (probe and script inside), write the LAVA files into `out`, return lava.json."""
@@ -206,10 +227,12 @@ def render(arch: str, specs: list[CaseSpec], out: Path, binder_module: Path | No
     recipe = resolve_recipe(None, arch)
     plain = build_image(recipe, binder_module, progress)
     release = plain.identity.release
+    offsets = _struct_offsets(specs, recipe, binder_module, plain.kernel)
     plans = {}
     for s in specs:
         plan = plan_case(s, release, seed, timeout)
         plan["release"] = release
+        plan["offsets"] = offsets
         plans[s.id] = plan
     probes: dict[str, str] = {}
     files: list[tuple[str, bytes, int]] = []

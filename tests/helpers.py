@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import sys
 import uuid
 from dataclasses import dataclass
@@ -61,6 +62,26 @@ def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen
     """Start `binder-harness ARGS` in the background; its progress lines come on stderr."""
     return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], cwd=REPO, env=env or cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 90) -> list[str]:
+    """Read the harness's progress lines until one contains `text`."""
+    assert proc.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            raise AssertionError(f"the harness ended before {text!r}: {''.join(seen)}")
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"no {text!r} within {timeout} s: {''.join(seen)}")
+
+
+def finish_cli(proc: subprocess.Popen, out: Path, timeout: float = 120) -> CliRun:
+    stdout, stderr = proc.communicate(timeout=timeout)
+    return CliRun(proc.returncode, stdout, stderr, out)
 
 
 def tagged_processes(name: str = "qemu-system-", tag: str = TEST_TAG) -> set[int]:

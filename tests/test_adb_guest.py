@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, cli
+from tests.helpers import REPO, cli, finish_cli, start_cli, wait_for_line
 
 pytestmark = pytest.mark.skipif(shutil.which("adb") is None, reason="no host adb client (apt-get install adb)")
 
@@ -136,7 +136,7 @@ def test_resident_context_manager_over_adb(tmp_path):
     g = AdbGuest("x86_64", tmp_path, "--resident-context-manager")
     try:
         assert g.info["resident_pid"] > 0 and g.info["binder_device"] == "/dev/binder-harness"
-        assert f"--binder-device /dev/binder-harness" in "\n".join(g.lines)
+        assert "--binder-device /dev/binder-harness" in "\n".join(g.lines)
         cases = ["protocol.context_mgr_busy", "protocol.ping", "one_copy.sync_sizes", "limits.mmap_twice"]
         run = cli("run", *cases, "--target", g.spec, "--binder-device", "/dev/binder-harness", out=tmp_path / "run")
         assert run.status == 0, run.stderr
@@ -197,12 +197,16 @@ def test_broken_adbd_errors(tmp_path):
         assert outcomes["protocol.version"][0] == "passed", outcomes
         assert outcomes["one_copy.sync_sizes"][0] == "skipped" and "no tracefs" in outcomes["one_copy.sync_sizes"][1]
 
-        # 3. adbd killed mid-run: the case running errors with one line, the run still ends with a report
+        # 3. adbd killed mid-run: the case running errors with one line, the run still ends with a report.
+        # The kill comes when the run reaches its third case, whatever the host's speed.
         pids = " ".join(g.shell("pidof adbd").stdout.split())  # the root adbd and step 1's
+        proc = start_cli("run", "protocol.version", "protocol.ping", "protocol.freeze", "limits.free_reuse",
+                         "protocol.thread_exit", "protocol.refcounts", "--target", g.spec,
+                         "--out", str(tmp_path / "killed"))
+        wait_for_line(proc, "protocol.freeze ...")
         # setsid: out of the adb shell session, which adbd ends (with its processes) when the call returns
-        g.shell(f"setsid sh -c 'sleep 4; kill -9 {pids}' > /dev/null 2>&1 < /dev/null &")
-        run = cli("run", "protocol.version", "protocol.ping", "protocol.freeze", "limits.free_reuse",
-                  "protocol.thread_exit", "protocol.refcounts", "--target", g.spec, out=tmp_path / "killed")
+        g.shell(f"setsid sh -c 'kill -9 {pids}' > /dev/null 2>&1 < /dev/null &")
+        run = finish_cli(proc, tmp_path / "killed")
         assert "Traceback" not in run.stderr
         assert run.status == 1, run.stderr
         report = json.loads((tmp_path / "killed" / "report.json").read_text())

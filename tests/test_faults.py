@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.evidence.trace import parse_ftrace
-from tests.helpers import REPO, CliRun, cli, cli_env, start_cli, tagged_processes
+from tests.helpers import REPO, CliRun, cli, cli_env, finish_cli, start_cli, tagged_processes, wait_for_line
 
 FAULT_CASES = str(REPO / "tests" / "fault_cases")
 
@@ -47,26 +47,6 @@ def assert_closed(out: Path, env: dict[str, str], case_ids: list[str]) -> dict:
     left = sorted(p.name for p in Path(env["TMPDIR"]).iterdir() if p.name.startswith(("bh-share-", "bh-probe-")))
     assert left == [], f"temporary directories left behind: {left}"
     return report
-
-
-def _wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 90) -> list[str]:
-    """Read the harness's progress lines until one contains `text`."""
-    assert proc.stderr is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            raise AssertionError(f"the harness ended before {text!r}: {''.join(seen)}")
-        seen.append(line)
-        if text in line:
-            return seen
-    raise AssertionError(f"no {text!r} within {timeout} s: {''.join(seen)}")
-
-
-def _finish(proc: subprocess.Popen, out: Path, timeout: float = 120) -> CliRun:
-    stdout, stderr = proc.communicate(timeout=timeout)
-    return CliRun(proc.returncode, stdout, stderr, out)
 
 
 def _case(report: dict, case_id: str) -> dict:
@@ -144,10 +124,10 @@ def _during_sleep(tmp_path: Path, action, *extra: str, out: Path | None = None) 
     proc = start_cli("run", "fault.sleep", "protocol.version", "--target", "qemu:x86_64", *extra,
                      "--out", str(out), env=env)
     try:
-        _wait_for_line(proc, "fault.sleep ...")
+        wait_for_line(proc, "fault.sleep ...")
         time.sleep(1.0)  # inside the guest's sleep now
         action(proc, env)
-        run = _finish(proc, out)
+        run = finish_cli(proc, out)
     finally:
         if proc.poll() is None:
             proc.kill()

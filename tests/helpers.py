@@ -9,6 +9,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -82,6 +83,25 @@ def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 90) -> lis
 def finish_cli(proc: subprocess.Popen, out: Path, timeout: float = 120) -> CliRun:
     stdout, stderr = proc.communicate(timeout=timeout)
     return CliRun(proc.returncode, stdout, stderr, out)
+
+
+class GuestCommand:
+    """A `binder-harness guest` running in the background (`proc`, its stderr in `_stderr`)."""
+
+    proc: subprocess.Popen
+    _stderr: IO[str]
+
+    def stop(self, sig: int) -> int:
+        """Stop it as a user would (SIGINT or SIGTERM), killing it only if it hangs; its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._stderr.close()
+        return self.proc.returncode
 
 
 def tagged_processes(name: str = "qemu-system-", tag: str = TEST_TAG) -> set[int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, cli, finish_cli, start_cli, wait_for_line
+from tests.helpers import GuestCommand, REPO, cli, finish_cli, start_cli, wait_for_line
 
 pytestmark = pytest.mark.skipif(shutil.which("adb") is None, reason="no host adb client (apt-get install adb)")
 
@@ -37,7 +37,7 @@ def _adb(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run(["adb", *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-class AdbGuest:
+class AdbGuest(GuestCommand):
     def __init__(self, arch: str, tmp: Path, *extra: str):
         self.arch = arch
         self.port = _free_port()
@@ -63,16 +63,6 @@ class AdbGuest:
     def shell(self, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
         return _adb("-s", self.serial, "shell", command, timeout=timeout)
 
-    def stop(self, sig: int) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._stderr.close()
-        return self.proc.returncode
 
 
 def _qemu_for_port(port: int) -> list[int]:

@@ -23,7 +23,7 @@ import pytest
 
 from harness.judging.cases import load_cases
 from harness.targets.ssh import SshAddress, SshOptions, SshTarget
-from tests.helpers import REPO, cli
+from tests.helpers import GuestCommand, REPO, cli
 
 ARCHES = ["x86_64", "arm64"]
 
@@ -40,7 +40,7 @@ def _qemu_for_port(port: int) -> list[int]:
     return [int(p) for p in proc.stdout.split()]
 
 
-class Guest:
+class Guest(GuestCommand):
     def __init__(self, arch: str, tmp: Path):
         self.arch = arch
         self.port = _free_port()
@@ -69,16 +69,6 @@ class Guest:
     def ssh_args(self) -> list[str]:
         return ["--target", self.spec, "--identity", self.identity, "--known-hosts", self.known_hosts]
 
-    def stop(self, sig: int) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._stderr.close()
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module", params=ARCHES)

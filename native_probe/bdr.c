@@ -916,3 +916,18 @@ void run_pair(Pair *p)
 	bd_close(&b);
 	finish(ok, p->err[0] ? p->err : "client failed");
 }
+
+/* Open (+ optionally mmap) a single-process binder fd, or finish(0) naming the device. */
+void open_or_die(Bd *b, int flags, size_t map)
+{
+	char e[200];
+	int rc = bd_open(b, flags);
+	if (rc < 0) {
+		snprintf(e, sizeof(e), "open %s: %s", g_binder_dev, errno_name(-rc));
+		finish(0, e);
+	}
+	if (map && (rc = bd_mmap(b, map)) < 0) {
+		snprintf(e, sizeof(e), "mmap %s: %s", g_binder_dev, errno_name(-rc));
+		finish(0, e);
+	}
+}

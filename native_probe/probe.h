@@ -95,6 +95,9 @@ void set_phase(const char *p);
 void rng_seed(uint64_t seed, uint64_t salt);
 uint64_t rnd(void);
 uint32_t rn(uint32_t n); /* uniform-ish in [0, n); 0 when n is 0 */
+/* A stress scenario's start: reads seed=, duration_ms= and max_ops=, seeds the stream with
+ * `salt`, stretches the time limit to the duration plus `slack_ms`, arms it, prints the seed. */
+void stress_begin(uint64_t *seed, uint64_t *duration_ms, uint64_t *max_ops, uint64_t salt, unsigned slack_ms);
 void arm_timeout(void);          /* installs SIGALRM handler + alarm(g_timeout_s) */
 pid_t fork_child(void);          /* fork with output flushed; the child arms its own timeout,
                                     the parent kills it on timeout; returns fork()'s pid */
@@ -148,6 +151,7 @@ const char *bc_name(uint32_t cmd);
 int bd_open(Bd *b, int extra_flags);
 /* mmap the area PROT_READ, MAP_PRIVATE; returns 0 or -errno. */
 int bd_mmap(Bd *b, size_t size);
+void open_or_die(Bd *b, int flags, size_t map); /* bd_open (+ bd_mmap when map) or finish(0) */
 void bd_close(Bd *b);
 /* Print {"ev":"map",...} for this process. */
 void bd_print_map(Bd *b, const char *role, size_t requested);

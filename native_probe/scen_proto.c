@@ -10,21 +10,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* Open (+ optionally mmap) a single-process binder fd or finish(0). */
-static void open_or_die(Bd *b, int flags, size_t map)
-{
-	char e[120];
-	int rc = bd_open(b, flags);
-	if (rc < 0) {
-		snprintf(e, sizeof(e), "open %s: %s", g_binder_dev, errno_name(-rc));
-		finish(0, e);
-	}
-	if (map && (rc = bd_mmap(b, map)) < 0) {
-		snprintf(e, sizeof(e), "mmap: %s", errno_name(-rc));
-		finish(0, e);
-	}
-}
-
 static int xioctl(int fd, unsigned long req, void *arg)
 {
 	return ioctl(fd, req, arg) < 0 ? errno : 0;

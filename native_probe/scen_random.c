@@ -550,18 +550,7 @@ static int random_client(Pair *p, Bd *b)
 void scen_random(void)
 {
 	Pair p;
-	J j;
-	g_seed = arg_u64("seed", 1);
-	g_duration = arg_u64("duration_ms", 3000);
-	g_max_ops = arg_u64("max_ops", 0);
-	args_finish();
-	rng_seed(g_seed, 0x1234567);
-	if (g_duration + 5000 > (uint64_t)g_timeout_s * 1000)
-		g_timeout_s = (unsigned)((g_duration + 10000) / 1000);
-	arm_timeout();
-	jbegin(&j, EV_SEED);
-	ju64(&j, "seed", g_seed);
-	jend(&j);
+	stress_begin(&g_seed, &g_duration, &g_max_ops, 0x1234567, 10000);
 	memset(&p, 0, sizeof(p));
 	p.server_map = p.client_map = 1048576;
 	p.server_free = 1;

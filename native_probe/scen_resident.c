@@ -27,14 +27,7 @@ void scen_resident(void)
 	char e[200];
 	int rc;
 	args_finish();
-	if ((rc = bd_open(&b, 0)) < 0) {
-		snprintf(e, sizeof(e), "open %s: %s", g_binder_dev, errno_name(-rc));
-		finish(0, e);
-	}
-	if ((rc = bd_mmap(&b, RESIDENT_MAP)) < 0) {
-		snprintf(e, sizeof(e), "mmap %s: %s", g_binder_dev, errno_name(-rc));
-		finish(0, e);
-	}
+	open_or_die(&b, 0, RESIDENT_MAP);
 	rc = bd_set_context_mgr(&b, 0);
 	jresult(&j, "resident.ready", rc < 0 ? -rc : 0);
 	jstr(&j, "device", g_binder_dev);
@@ -81,17 +74,8 @@ void scen_ping_cm(void)
 	Bd b;
 	CallRes r;
 	J j;
-	char e[200];
-	int rc;
 	args_finish();
-	if ((rc = bd_open(&b, 0)) < 0) {
-		snprintf(e, sizeof(e), "open %s: %s", g_binder_dev, errno_name(-rc));
-		finish(0, e);
-	}
-	if ((rc = bd_mmap(&b, RESIDENT_MAP)) < 0) {
-		snprintf(e, sizeof(e), "mmap %s: %s", g_binder_dev, errno_name(-rc));
-		finish(0, e);
-	}
+	open_or_die(&b, 0, RESIDENT_MAP);
 	bd_call(&b, 0, PING_TRANSACTION, 0, 0, 0, 0, 0, &r, 5000);
 	jresult(&j, "ping_cm", r.write_err < 0 ? -r.write_err : 0);
 	jstr(&j, "device", g_binder_dev);

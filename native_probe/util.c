@@ -319,6 +319,22 @@ uint32_t rn(uint32_t n)
 	return n ? (uint32_t)(rnd() % n) : 0;
 }
 
+void stress_begin(uint64_t *seed, uint64_t *duration_ms, uint64_t *max_ops, uint64_t salt, unsigned slack_ms)
+{
+	J j;
+	*seed = arg_u64("seed", 1);
+	*duration_ms = arg_u64("duration_ms", 3000);
+	*max_ops = arg_u64("max_ops", 0);
+	args_finish();
+	rng_seed(*seed, salt);
+	if (*duration_ms + 5000 > (uint64_t)g_timeout_s * 1000)
+		g_timeout_s = (unsigned)((*duration_ms + slack_ms) / 1000);
+	arm_timeout();
+	jbegin(&j, EV_SEED);
+	ju64(&j, "seed", *seed);
+	jend(&j);
+}
+
 pid_t fork_child(void)
 {
 	pid_t pid;

@@ -89,6 +89,17 @@ _NET_AND_PTYS = [
 ]
 
 
+def _forwarded_guest(image, spec: str, state: Path, port: int, guest_port: int, progress):
+    """The QEMU target of a long-lived guest: its files in `state` (a fresh console.log), and
+    127.0.0.1:port (never another interface) forwarded to its guest_port."""
+    from harness.targets.qemu import QemuTarget
+
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "console.log").unlink(missing_ok=True)
+    nic = ("-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:{guest_port}")
+    return QemuTarget(image, spec, console_log=state / "console.log", extra_args=nic, progress=progress)
+
+
 def _setup_script(public_key: str) -> str:
     """Network, keys and pty support; in `sh -c`, so its `exit` never ends the console shell."""
     q = shlex.quote
@@ -104,7 +115,6 @@ def _setup_script(public_key: str) -> str:
 
 def boot_guest(arch: str, port: int, binder_module: Path | None, progress=print):
     """Boot the ssh-reachable guest; returns (QemuTarget, GuestInfo). The caller stops the target."""
-    from harness.targets.qemu import QemuTarget
     from harness.targets.ssh import SshAddress, SshOptions, SshTarget
 
     recipe = recipe_for_arch(arch)
@@ -114,12 +124,9 @@ def boot_guest(arch: str, port: int, binder_module: Path | None, progress=print)
     image = build_image(recipe, binder_module, progress, extra_files=tuple(ssh_files(recipe, ssh, progress)),
                         extra_modules=ssh.modules)
     state = cache_root() / "guests" / f"qemu-{arch}-{port}"
-    state.mkdir(parents=True, exist_ok=True)
-    (state / "console.log").unlink(missing_ok=True)
-    identity, public = make_client_key(state)
     spec = f"qemu:{arch}"
-    nic = ("-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:22")
-    target = QemuTarget(image, spec, console_log=state / "console.log", extra_args=nic, progress=progress)
+    target = _forwarded_guest(image, spec, state, port, 22, progress)
+    identity, public = make_client_key(state)
     t0 = time.monotonic()
     try:
         progress(f"boot {spec} with ssh on 127.0.0.1:{port} ...")
@@ -306,7 +313,6 @@ def boot_adb_guest(arch: str, port: int, binder_module: Path | None, progress=pr
     With `resident`, binder_linux gets a second device (/dev/binder-harness) and a resident
     context manager owns /dev/binder, as servicemanager does on Android."""
     from harness.targets.adb import AdbTarget, find_adb
-    from harness.targets.qemu import QemuTarget
 
     adb = find_adb()
     recipe = recipe_for_arch(arch)
@@ -318,11 +324,8 @@ def boot_adb_guest(arch: str, port: int, binder_module: Path | None, progress=pr
     image = build_image(recipe, binder_module, progress, extra_files=extra, extra_modules=section.modules)
     spec = f"qemu:{arch}"
     state = adb_state_dir(spec, port)
-    state.mkdir(parents=True, exist_ok=True)
-    (state / "console.log").unlink(missing_ok=True)
     serial = f"127.0.0.1:{port}"
-    nic = ("-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:{ADBD_GUEST_PORT}")
-    target = QemuTarget(image, spec, console_log=state / "console.log", extra_args=nic, progress=progress)
+    target = _forwarded_guest(image, spec, state, port, ADBD_GUEST_PORT, progress)
     t0 = time.monotonic()
     try:
         progress(f"boot {spec} with adbd on 127.0.0.1:{port} ...")

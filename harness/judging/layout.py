@@ -5,17 +5,19 @@ describes the module that is loaded, whoever built it, so a rebuilt module with 
 `struct binder_buffer` still gets its `user_data` read at the right place. Binder built into
 the kernel is found in `/sys/kernel/btf/vmlinux` itself. The files are copied on the target
 and read back through the transport (QEMU 9p, ssh, adb alike), once per target, kernel and
-module in this process, and parsed here (harness/evidence/btf.py).
+module in this process, and parsed here (harness/evidence/btf.py). A QEMU guest's offsets are
+also kept on the host by its build id, so the next guest of the same files skips the read.
 """
 from __future__ import annotations
 
+import json
 import shlex
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.evidence import btf
-from harness.files import atomic_write_bytes, cache_root
+from harness.files import atomic_write_bytes, atomic_write_text, cache_root
 from harness.targets.base import Target
 
 MODULE = "binder_linux"
@@ -99,6 +101,9 @@ def struct_offsets(target: Target, fields: tuple[str, ...], remote_dir: str, loc
     with _LOCK:
         if all(key_base + (f,) in _CACHE for f in fields):
             return {f: _CACHE[key_base + (f,)] for f in fields}
+        kept = _kept(info.build_id)
+        if all(f in kept for f in fields):
+            return {f: kept[f] for f in fields}
         module, base, problem = _read_btf(target, remote_dir, local_dir)
         out: dict[str, FieldOffset] = {}
         for f in fields:
@@ -120,4 +125,39 @@ def struct_offsets(target: Target, fields: tuple[str, ...], remote_dir: str, loc
                     out[f] = FieldOffset(None, f"{exc}, and there is no {BTF_DIR}/{MODULE} (a module built "
                                                "without BTF: build it with pahole and the kernel's vmlinux)")
             _CACHE[key_base + (f,)] = out[f]
+        _keep(info.build_id, out)
         return out
+
+
+# Offsets read from a guest's sysfs, kept on the host by the guest's build id (the hashes of
+# the kernel and initramfs it runs: harness/targets/qemu.py): the next guest of the same
+# build, restored or booted, has the same BTF, so it is not read again.
+def _kept_path(build_id: str) -> Path:
+    return cache_root() / "btf" / f"offsets-{build_id}.json"
+
+
+def _kept(build_id: str) -> dict[str, FieldOffset]:
+    if not build_id:
+        return {}
+    try:
+        data = json.loads(_kept_path(build_id).read_text())
+        return {f: FieldOffset(int(v["offset"]), f"{v['from']} (read from a guest of build {build_id} before)")
+                for f, v in data.items() if isinstance(v.get("offset"), int)}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def _keep(build_id: str, found: dict[str, FieldOffset]) -> None:
+    if not build_id:
+        return
+    data = {f: o.as_evidence() for f, o in found.items() if o.offset is not None}
+    try:
+        old = json.loads(_kept_path(build_id).read_text())
+        data = {**(old if isinstance(old, dict) else {}), **data}
+    except (OSError, ValueError):
+        pass
+    try:
+        _kept_path(build_id).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(_kept_path(build_id), json.dumps(data, indent=1, sort_keys=True) + "\n")
+    except OSError:
+        pass  # a read-only cache: read the guest again next time

@@ -34,6 +34,9 @@ class TargetInfo:
     tracefs: str | None  # mount point, or None when absent
     debugfs: str | None
     accel_reason: str = ""  # why this accel: "no /dev/kvm", "KVM internal error at boot, fell back", ...
+    # SHA256 of the exact kernel and initramfs (modules included) the target runs, where the
+    # harness built them (QEMU); "" where it cannot know (ssh, adb, local)
+    build_id: str = ""
 
 
 class StartStop:

@@ -29,13 +29,21 @@ from typing import Iterator
 from harness.errors import TargetError
 from harness.files import atomic_write_text, cache_root
 
-FORMAT = 1  # bump when what goes into a snapshot changes (guest-init's save/restore steps)
+FORMAT = 2  # bump when what goes into a snapshot changes (guest-init's save/restore steps)
 KEEP = 12  # snapshots kept (70-90 MB each); the least recently used go first
 _HASHES: dict[tuple[str, int, int], str] = {}
 
 
 def snapshots_dir() -> Path:
     return cache_root() / "snapshots"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def file_sha256(path: Path) -> str:
@@ -52,11 +60,7 @@ def file_sha256(path: Path) -> str:
     name = "|".join(map(str, memo))
     digest = known.get(name) if isinstance(known, dict) else None
     if not isinstance(digest, str):
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        digest = h.hexdigest()
+        digest = sha256_of(path)
         known = {k: v for k, v in (known if isinstance(known, dict) else {}).items()
                  if os.path.exists(k.split("|")[0])}  # forget files that are gone
         known[name] = digest
@@ -141,15 +145,12 @@ class Snapshot:
         return self.dir / f".state.{os.getpid()}.partial"
 
     def commit(self, partial: Path, boot_dmesg: str | None, boot_s: float, release: str, image: str) -> None:
-        digest = hashlib.sha256()
-        with open(partial, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        digest = sha256_of(partial)
         os.replace(partial, self.state)
         self.boot_dmesg.write_text(boot_dmesg or "")
         atomic_write_text(self.meta_path, json.dumps({
             "key": self.key, "fields": self.fields, "state_bytes": self.state.stat().st_size,
-            "state_sha256": digest.hexdigest(), "boot_s": round(boot_s, 3), "kernel_release": release,
+            "state_sha256": digest, "boot_s": round(boot_s, 3), "kernel_release": release,
             "image": image,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }, indent=1, sort_keys=True))

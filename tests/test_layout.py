@@ -23,7 +23,7 @@ def test_shifted_user_data_passes_with_btf_offsets_and_fails_at_88(tmp_path, rel
     assert run.report["target"]["kernel_release"] == release
     placed = run.case("one_copy.sync_sizes")
     assert placed["outcome"] == "passed", placed["reason"]
-    assert placed["evidence"]["struct_offsets"] == {
+    assert _without_kept(placed["evidence"]["struct_offsets"], run) == {
         "binder_buffer.user_data": {"offset": 96, "from": "BTF /sys/kernel/btf/binder_linux"}}
     assert [t["copied_bytes"] for t in placed["evidence"]["transactions"]] == [8, 4096, 10000, 65536, 1040384]
 
@@ -37,5 +37,28 @@ def test_shifted_user_data_passes_with_btf_offsets_and_fails_at_88(tmp_path, rel
 def test_stock_module_offset_comes_from_its_btf(tmp_path):
     run = cli("run", "one_copy.sync_sizes", out=tmp_path)
     assert run.status == 0, run.stderr
-    assert run.case("one_copy.sync_sizes")["evidence"]["struct_offsets"] == {
+    assert _without_kept(run.case("one_copy.sync_sizes")["evidence"]["struct_offsets"], run) == {
         "binder_buffer.user_data": {"offset": 88, "from": "BTF /sys/kernel/btf/binder_linux"}}
+
+
+def test_offsets_are_kept_per_guest_build(tmp_path):
+    """A second guest of the same files reuses the offsets the first read from its sysfs,
+    and says so; another build (a rebuilt module) reads its own."""
+    first = cli("run", "one_copy.sync_sizes", out=tmp_path / "first")
+    second = cli("run", "one_copy.sync_sizes", out=tmp_path / "second")
+    build_id = second.report["target"]["build_id"]
+    assert len(build_id) == 24 and build_id == first.report["target"]["build_id"]
+    assert second.case("one_copy.sync_sizes")["evidence"]["struct_offsets"] == {
+        "binder_buffer.user_data": {"offset": 88, "from": "BTF /sys/kernel/btf/binder_linux",
+                                    "kept_for_build": build_id}}
+    assert second.status == 0
+
+
+def _without_kept(offsets: dict, run) -> dict:
+    """The offsets as read, whether this guest read them or an earlier one of its build did."""
+    out = {}
+    for field, o in offsets.items():
+        o = dict(o)
+        assert o.pop("kept_for_build", run.report["target"]["build_id"]) == run.report["target"]["build_id"]
+        out[field] = o
+    return out

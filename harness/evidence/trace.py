@@ -89,7 +89,12 @@ SCHED_EVENTS = ("sched/sched_switch", "sched/sched_waking")
 CASE_ID = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
 
 
-def arm_script(tracefs: str, kprobes: tuple[Kprobe, ...], case_id: str, buffer_kb: int = 8192,
+# Per-CPU ring buffer of a traced case; QEMU guests are given it at boot (images/guest-init.sh),
+# so their cases' arm scripts find it set.
+BUFFER_KB = 8192
+
+
+def arm_script(tracefs: str, kprobes: tuple[Kprobe, ...], case_id: str, buffer_kb: int = BUFFER_KB,
                extra_events: tuple[str, ...] = ()) -> str:
     """Shell that clears the trace, defines our kprobes, enables events and writes the B marker.
 
@@ -143,17 +148,16 @@ def _marker_holder_lines(t: str, case_id: str) -> list[str]:
 
     Perfetto's systrace importer closes an `E` on the thread that wrote it, so the
     B and E markers must come from one process; the shell that arms the trace and
-    the one that collects it are different processes on most targets. The arming
-    shell waits (bounded) until the B line is in the buffer, and prints the
-    holder's pid for collect_script.
+    the one that collects it are different processes on most targets. The holder
+    prints its pid once its B line is written (a trace_marker write is in the
+    buffer when it returns) and then lets go of its output, which is what the
+    arming shell's $(...) waits for; it prints the pid for collect_script.
     """
-    body = (f'echo "B|$$|{case_id}" > {t}/trace_marker; '
+    body = (f'echo "B|$$|{case_id}" > {t}/trace_marker; echo $$; exec > /dev/null; '
             f'trap \'echo "E|$$" > {t}/trace_marker; exit 0\' TERM; '
             'while :; do sleep 1 & wait $!; done')
     return [
-        f"p=$(sh -c {shlex.quote(body)} </dev/null >/dev/null 2>&1 & echo $!)",
-        "i=0",
-        f'while ! grep -q "B|$p|" {t}/trace && [ $i -lt 300 ]; do sleep 0.01; i=$((i+1)); done',
+        f"p=$(sh -c {shlex.quote(body)} </dev/null 2>/dev/null &)",
         'echo "marker-pid=$p"',
     ]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from harness.images import debian
 from harness.images import fetch
+from harness.evidence import trace as tracing
 from harness.images.cpio import CpioWriter
 from harness.errors import ConfigError
 from harness.arches import GUEST_ARCHES
@@ -305,7 +306,8 @@ def busybox_applets(binary: bytes) -> list[str]:
 
 def _init_script(module_files: list[str]) -> bytes:
     template = (IMAGES_DIR / "guest-init.sh").read_text()
-    return template.replace("@MODULES@", " ".join(module_files)).encode()
+    return (template.replace("@MODULES@", " ".join(module_files))
+            .replace("@TRACE_BUFFER_KB@", str(tracing.BUFFER_KB)).encode())
 
 
 def select_kernel(recipe: Recipe, kernel: Path | None, modules: Path | None, progress=print) -> KernelFiles:

@@ -28,9 +28,11 @@ BTF_DIR = "/sys/kernel/btf"
 class FieldOffset:
     offset: int | None  # None: not found, see `source`
     source: str  # where it came from, e.g. "BTF /sys/kernel/btf/binder_linux", or why there is none
+    kept_for_build: str = ""  # read from an earlier guest of this build id, kept on the host
 
     def as_evidence(self) -> dict:
-        return {"offset": self.offset, "from": self.source}
+        kept = {"kept_for_build": self.kept_for_build} if self.kept_for_build else {}
+        return {"offset": self.offset, "from": self.source, **kept}
 
 
 _CACHE: dict[tuple[str, str, str, str], FieldOffset] = {}
@@ -141,7 +143,7 @@ def _kept(build_id: str) -> dict[str, FieldOffset]:
         return {}
     try:
         data = json.loads(_kept_path(build_id).read_text())
-        return {f: FieldOffset(int(v["offset"]), f"{v['from']} (read from a guest of build {build_id} before)")
+        return {f: FieldOffset(int(v["offset"]), str(v["from"]), build_id)
                 for f, v in data.items() if isinstance(v.get("offset"), int)}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return {}
@@ -150,7 +152,7 @@ def _kept(build_id: str) -> dict[str, FieldOffset]:
 def _keep(build_id: str, found: dict[str, FieldOffset]) -> None:
     if not build_id:
         return
-    data = {f: o.as_evidence() for f, o in found.items() if o.offset is not None}
+    data = {f: {"offset": o.offset, "from": o.source} for f, o in found.items() if o.offset is not None}
     try:
         old = json.loads(_kept_path(build_id).read_text())
         data = {**(old if isinstance(old, dict) else {}), **data}

@@ -551,6 +551,8 @@ def describe_target(target, boot_error: str | None) -> dict:
     if info is not None:
         out.update({"arch": info.arch, "kernel_release": info.kernel_release, "accel": info.accel,
                     "accel_reason": info.accel_reason, "binder_module": info.binder_module})
+        if info.build_id:
+            out["build_id"] = info.build_id
     if isinstance(target, BootedGuest):
         if target.image.binder_module_sha256:
             out["binder_module_sha256"] = target.image.binder_module_sha256

@@ -78,7 +78,7 @@ class CaseItem(pytest.Item):
         self.spec = spec
 
     def runtest(self) -> None:
-        result = _session(self.config).run_case(self.spec)
+        result = _session(self.config).run_case(self.spec, more=self._more())
         # junit.xml properties: JSON values, so CI tools and people can parse them back
         self.user_properties.append(("reason", result.reason))
         for key, value in result.evidence.items():
@@ -88,6 +88,14 @@ class CaseItem(pytest.Item):
         if result.outcome in (Outcome.FAILED, Outcome.ERROR):
             failed = [c.describe() for c in result.checks if not c.passed]
             raise CaseFailed("\n".join([f"{result.outcome}: {result.reason}", *failed[1:10]]))
+
+    def _more(self) -> bool:
+        """Another case runs after this one in this process (an xdist worker runs only some of
+        the items it collected, so there it is never sure)."""
+        if hasattr(self.config, "workerinput"):
+            return False
+        items = self.session.items
+        return any(isinstance(i, CaseItem) for i in items[items.index(self) + 1:])
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, CaseFailed):

@@ -13,7 +13,9 @@ harness's own overhead. Phases (all host wall time):
   snapshot_save   a booted guest saved as the snapshot (unmount 9p, migrate, remount)
   restore         a guest restored from the snapshot, instead of qemu_spawn + boot_to_ready:
                   QEMU started -> the VM runs, its state file's SHA256 checked, the share
-                  remounted and the clock set on the console
+                  remounted and the clock set on the console; the next case's guest is
+                  restored while a case runs, so this overlaps the cases' phases
+  spare_wait      what the cases waited for their guests restored in the background
   boot_dmesg      the boot's dmesg saved (a restored guest's comes with its snapshot)
   case_setup      per case: directories, probe push, the begin line in /dev/kmsg
   arm_trace       per case: tracing armed

@@ -83,6 +83,27 @@ def test_each_case_gets_a_pristine_driver(tmp_path):
     assert shared.report["timings"]["boots"] + shared.report["timings"]["restores"] == 1
 
 
+def test_next_guest_is_restored_while_a_case_runs(tmp_path):
+    """Each case after the first takes a guest restored in the background during the case before
+    it: every case still on its own restored guest, each guest's console in the run's console.log
+    in order, none in another case's slice, and nothing left over."""
+    env = _env(tmp_path / "tmp", BINDER_HARNESS_ACCEL="tcg")
+    key = _warm(tmp_path, env)
+    cases = ("protocol.version", "protocol.ping", "one_copy.sync_sizes")
+    run = cli("run", *cases, "--target", "qemu:x86_64", out=tmp_path / "out", env=env)
+    assert run.status == 0, run.stderr
+    assert [c["guest_start"] for c in run.report["cases"]] == [{"how": "restored", "snapshot": key, "fresh": True}] * 3
+    timings = run.report["timings"]
+    assert (timings["boots"], timings["restores"]) == (0, 3)
+    assert "spare_wait" in timings["phases"]  # two cases took a guest restored in the background
+    assert (run.out / "console.log").read_text().count("restored-ok") == 3
+    for case in cases:
+        assert "restored-ok" not in (run.out / "cases" / case / "console.log").read_text()
+    assert not (run.out / "console.next.log").exists()
+    assert [p.name for p in Path(env["TMPDIR"]).iterdir()] == []
+    assert tagged_processes("qemu-system-", tag=f"TMPDIR={env['TMPDIR']}") == set()
+
+
 def test_rate_limited_lines_are_asserted_on_pristine_guests(tmp_path):
     """binder's pr_info_ratelimited user-error lines: checked exactly, with their kernel
     function, on each case's own guest; only recorded as evidence on a shared one."""

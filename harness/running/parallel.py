@@ -119,7 +119,8 @@ def run_parallel(specs: list[CaseSpec], options: RunOptions, jobs: int, progress
     for i in range(jobs):
         guest_dir = options.out_dir / "guests" / str(i)
         shared.sessions.append(Session(options, _prefixed(progress, i), guest_dir=guest_dir,
-                                       on_result=lambda s, r: _merge(shared, s, r), lock=shared.lock))
+                                       on_result=lambda s, r: _merge(shared, s, r), lock=shared.lock,
+                                       prefetch=False))
     threads = [threading.Thread(target=_work, args=(shared, s), name=f"guest-{i}", daemon=True)
                for i, s in enumerate(shared.sessions)]
     for t in threads:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 import shlex
 import shutil
@@ -85,6 +86,28 @@ class RunState:
 
 
 @dataclass
+class _Spare:
+    """The next case's guest, restored in the background while the current case runs.
+
+    QEMU dies with the thread that spawned it (PR_SET_PDEATHSIG, so no guest outlives the
+    harness), so that thread stays until the guest is stopped: `done`."""
+
+    target: Target
+    lines: list[str]  # its progress lines, printed when a case takes it
+    ready: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.target.start()
+        except BaseException as exc:  # noqa: BLE001 - handed over when a case asks for it
+            self.error = exc
+        self.ready.set()
+        self.done.wait()
+
+
+@dataclass
 class _CaseRun:
     """One case as it runs: its result so far, its context once made, where its console began."""
 
@@ -103,7 +126,7 @@ class Session:
     """
 
     def __init__(self, options: RunOptions, progress=print, guest_dir: Path | None = None,
-                 on_result=None, lock: threading.Lock | None = None):
+                 on_result=None, lock: threading.Lock | None = None, prefetch: bool = True):
         self.options = options
         self.progress = progress
         self.state = RunState(options)
@@ -118,6 +141,11 @@ class Session:
         self._boot_failures: list[str] = []
         self._cases_on_target = 0  # cases the current target has served, this one included
         self.device: BinderDevice = DEFAULT_DEVICE  # where this target's cases open binder
+        # restore the next case's guest while a case runs (run_case(more=True)); parallel runs
+        # keep their cores for their own guests
+        self.prefetch = prefetch
+        self._spare: _Spare | None = None
+        self._target_done: threading.Event | None = None  # set when a guest taken from a spare is gone
         self.resident: dict = {}  # the resident context manager on /dev/binder, when one was asked for
         options.out_dir.mkdir(parents=True, exist_ok=True)
         self.guest_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +159,9 @@ class Session:
         if self.target is not None and self._healthy(self.target):
             return self.target
         self._drop_target()
+        spare = self._take_spare()
+        if spare is not None:
+            return self._took(spare)
         if len(self._boot_failures) >= BOOT_ATTEMPTS:
             raise TargetError(f"not run: the guest failed to boot {len(self._boot_failures)} times in a row "
                               f"({self._boot_failures[-1]})")
@@ -162,6 +193,11 @@ class Session:
             raise
         finally:
             self._booting = None
+        return self._took(target)
+
+    def _took(self, target):
+        """A target just started (or restored in the background) becomes the one cases use."""
+        guest = target if isinstance(target, BootedGuest) else None
         self._boot_failures.clear()
         self.target = target
         self._probes = {}
@@ -195,6 +231,57 @@ class Session:
     def _pristine_per_case(self) -> bool:
         """Each case on its own fresh guest: a QEMU guest, unless --shared-boot."""
         return not self.options.shared_boot and isinstance(self.target, BootedGuest)
+
+    # -- the next case's guest, restored while this case runs ----------------------
+    def _start_spare(self) -> None:
+        """Restore the next case's guest now, beside the running case, where it can only be a
+        restore (a boot would compete with the case for the host) and the host has a core to spare."""
+        if (self._spare is not None or not self.prefetch or self.cancelled or not self._pristine_per_case()
+                or (os.cpu_count() or 1) < 2):
+            return
+        o = self.options
+        lines: list[str] = []
+        log = self.guest_dir / "console.next.log"
+        log.unlink(missing_ok=True)
+        target = make_target(o.target_spec, replace(o.target, console_log=log), lines.append)
+        restorable = isinstance(target, BootedGuest) and target.restorable()
+        if not restorable:
+            return
+        self._spare = _Spare(target, lines)
+        threading.Thread(target=self._spare.run, name="spare-guest", daemon=True).start()
+
+    def _take_spare(self):
+        """The guest restored in the background, once it is up; None when there is none or it
+        did not come up (then the next case starts its guest itself, as without one)."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        with timing.phase("spare_wait"):
+            spare.ready.wait()
+        for line in spare.lines:
+            self.progress(line)
+        if spare.error is not None or self.cancelled:
+            spare.target.stop()
+            spare.done.set()
+            if spare.error is not None and not isinstance(spare.error, Exception):
+                raise spare.error  # KeyboardInterrupt and the like
+            if spare.error is not None:
+                self.progress(f"the guest restored for this case did not come up ({spare.error}); starting another")
+            return None
+        assert isinstance(spare.target, BootedGuest)
+        spare.target.move_console_log(self.console_log)
+        self._target_done = spare.done
+        return spare.target
+
+    def _drop_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            if isinstance(spare.target, KillableConsole):
+                spare.target.kill()
+            spare.ready.wait()
+            spare.target.stop()
+            spare.done.set()
+            (self.guest_dir / "console.next.log").unlink(missing_ok=True)
 
     # -- which binder device the cases use -----------------------------------------
     def _choose_device(self, target) -> BinderDevice:
@@ -281,6 +368,9 @@ class Session:
         if self.target is not None:
             self.target.stop()
             self.target = None
+        if self._target_done is not None:  # the thread that spawned it may go now
+            self._target_done.set()
+            self._target_done = None
 
     def close_resident(self) -> None:
         """Ask the resident context manager for PING (it must still answer), then end it."""
@@ -294,12 +384,13 @@ class Session:
 
     def close(self) -> None:
         self.close_resident()  # every front end (run, run -j, pytest) ends here
+        self._drop_spare()
         self._drop_target()
 
     def abort(self) -> None:
         """Interrupt from another thread: kill the guest now; the running case ends as 'interrupted'."""
         self.cancelled = True
-        for target in (self.target, self._booting):
+        for target in (self.target, self._booting, self._spare.target if self._spare else None):
             if isinstance(target, KillableConsole):
                 target.kill()
 
@@ -314,7 +405,9 @@ class Session:
         return self._probes[abi]
 
     # -- one case ------------------------------------------------------------
-    def run_case(self, spec: CaseSpec, kvm_retry: bool = True) -> CaseResult:
+    def run_case(self, spec: CaseSpec, kvm_retry: bool = True, more: bool = False) -> CaseResult:
+        """Run one case; `more`: another case follows on this session (its guest may be
+        restored while this one runs)."""
         case_dir = self.options.out_dir / "cases" / spec.id
         t0 = time.monotonic()
         run = _CaseRun(CaseResult(spec.id), console_start=self._console_size())
@@ -323,7 +416,7 @@ class Session:
             self._record(run.result, spec)
             return run.result
         try:
-            self._run_body(spec, case_dir, run)
+            self._run_body(spec, case_dir, run, more)
         except CaseSkipped as exc:
             run.result.outcome, run.result.reason = Outcome.SKIPPED, str(exc)
         except ConfigError:
@@ -346,10 +439,12 @@ class Session:
             self._drop_target()  # the next case gets a guest no case has touched
         return run.result
 
-    def _run_body(self, spec: CaseSpec, case_dir: Path, run: _CaseRun) -> None:
+    def _run_body(self, spec: CaseSpec, case_dir: Path, run: _CaseRun, more: bool) -> None:
         """Start (or keep) the target, set the case up in one round trip, and run it."""
         case_dir.mkdir(parents=True, exist_ok=True)
         target = self.ensure_target()
+        if more:
+            self._start_spare()
         self._cases_on_target += 1
         run.result.guest_start = guest_start(target, self._cases_on_target)
         run.console_start = self._console_size()  # the case's console starts after any boot
@@ -411,7 +506,8 @@ class Session:
         shutil.rmtree(case_dir, ignore_errors=True)
         case_dir.mkdir(parents=True, exist_ok=True)
         (case_dir / "kvm-failure.log").write_text(f"# {exc}\n{tail}\n")
-        result = self.run_case(spec, kvm_retry=False)
+        self._drop_spare()  # restored under the accelerator that just failed
+        result = self.run_case(spec, kvm_retry=False, more=True)
         result.evidence["accel_fallback"] = str(exc)
         return result
 
@@ -589,8 +685,8 @@ def not_run(specs: list[CaseSpec], done: set[str], why: str) -> list[CaseResult]
 def run_cases(specs: list[CaseSpec], options: RunOptions, progress=print) -> RunState:
     session = Session(options, progress)
     try:
-        for spec in specs:
-            session.run_case(spec)
+        for i, spec in enumerate(specs):
+            session.run_case(spec, more=i + 1 < len(specs))
     except KeyboardInterrupt:
         session.state.results += not_run(specs, {r.id for r in session.state.results}, "the run was interrupted")
         raise

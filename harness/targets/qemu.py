@@ -177,6 +177,26 @@ class QemuTarget(StartStop):
             if self.accel.name == snap.fields["accel"]:  # a KVM that fell back to TCG saves nothing
                 self._save(snap)
 
+    def restorable(self) -> bool:
+        """start() would restore the cached snapshot rather than boot."""
+        snap = self._snapshot()
+        return snap is not None and snap.meta() is not None
+
+    def move_console_log(self, path: Path) -> None:
+        """Go on logging the console into `path`, after what it logged so far (a guest started
+        in the background logs apart until a case takes it). Not while a command runs."""
+        old = self.console_log
+        if self._log_fh is not None:
+            self._log_fh.close()
+        with open(path, "ab") as out:
+            if old is not None and old.exists():
+                out.write(old.read_bytes())
+                old.unlink()
+        self.console_log = path
+        self._log_fh = open(path, "ab")
+        if self._child is not None:
+            self._child.logfile_read = _Tee(self._log_fh, self._tail)
+
     def _ready_to_start_again(self) -> None:
         """After a failed restore: the share and the console log as a fresh start wants them."""
         self.share.mkdir(exist_ok=True)

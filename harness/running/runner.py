@@ -139,6 +139,7 @@ class Session:
         self.output_error = ""  # set when the run directory stops taking evidence
         self._probes: dict[str, str] = {}
         self._boot_failures: list[str] = []
+        self._boots_guests = True  # the target is a guest the harness boots (else it connects to one)
         self._cases_on_target = 0  # cases the current target has served, this one included
         self.device: BinderDevice = DEFAULT_DEVICE  # where this target's cases open binder
         # restore the next case's guest while a case runs (run_case(more=True)); parallel runs
@@ -163,13 +164,15 @@ class Session:
         if spare is not None:
             return self._took(spare)
         if len(self._boot_failures) >= BOOT_ATTEMPTS:
-            raise TargetError(f"not run: the guest failed to boot {len(self._boot_failures)} times in a row "
+            what = "the guest failed to boot" if self._boots_guests else f"{self.options.target_spec} could not be reached"
+            raise TargetError(f"not run: {what} {len(self._boot_failures)} times in a row "
                               f"({self._boot_failures[-1]})")
         if self.cancelled:
             raise KeyboardInterrupt("interrupted")
         o = self.options
         target = make_target(o.target_spec, replace(o.target, console_log=self.console_log), self.progress)
         guest = target if isinstance(target, BootedGuest) else None
+        self._boots_guests = guest is not None
         self.progress(f"{'start' if guest else 'connect'} {o.target_spec} ...")
         if not self.state.target_info.get("kernel_release"):
             self.state.target_info = describe_target(target, None)

@@ -181,7 +181,7 @@ def collect_script(tracefs: str, dest: str, pid: int, dat: str = "") -> str:
         # the holder from arm_script writes E|pid itself; wait (bounded) until it has
         f"if [ {pid} -gt 0 ] && kill -TERM {pid} 2>/dev/null; then",
         # it exits right after writing E; read its state with a builtin (no fork per poll)
-        f"  i=0; while [ $i -lt 300 ] && read -r s < /proc/{pid}/stat 2>/dev/null; do",
+        f"  i=0; while [ $i -lt 300 ] && read -r s 2>/dev/null < /proc/{pid}/stat; do",
         '    case "$s" in *") Z "*) break;; esac; sleep 0.01; i=$((i+1))',
         "  done",
         "fi",

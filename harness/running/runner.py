@@ -402,8 +402,7 @@ class Session:
             target = self.target
             assert target is not None, "the probe is pushed to a started target"
             remote = f"{target.workdir}/bin/binder-probe-{abi}"
-            target.run(["mkdir", "-p", f"{target.workdir}/bin"], 10)
-            target.push(ensure_probe(abi), remote, 0o755)
+            target.push(ensure_probe(abi), remote, 0o755)  # every push makes the directory
             self._probes[abi] = remote
         return self._probes[abi]
 

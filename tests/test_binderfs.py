@@ -152,6 +152,9 @@ def test_a_long_lived_target_reuses_its_device_and_mounts_binderfs_where_none_is
             workdir = own_device["path"].rsplit("/", 2)[0]
             after = guest.run_shell(f"grep -c ' binder ' /proc/mounts; test -e {shlex.quote(workdir)} && echo left "
                                     f"|| echo removed", 10).output.split()
+            # a binderfs with room for one device, which its "binder" takes: the ioctl is refused (ENOSPC)
+            guest.run_shell("mount -t binder -o max=1 binder /dev/binderfs", 10)
+            full = cli("run", "protocol.ping", *g.ssh_args(), out=tmp_path / "full")
     finally:
         assert g.stop(signal.SIGTERM) == 0
     for run in (first, second, own):
@@ -167,6 +170,10 @@ def test_a_long_lived_target_reuses_its_device_and_mounts_binderfs_where_none_is
                           "made_by": f"binderfs BINDER_CTL_ADD on {workdir}/binderfs/binder-control"}
     # the run unmounted its binderfs before removing its workdir (the guest's own was unmounted above)
     assert after == ["0", "removed"]
+    errors = [l for l in full.stderr.strip().splitlines() if l.startswith("binder-harness:")]
+    assert full.status == 2 and "Traceback" not in full.stderr and errors == [
+        f"binder-harness: {g.spec}: binderfs gave the cases no device: BINDER_CTL_ADD {BINDERFS_DEVICE_NAME} on "
+        f"/dev/binderfs/binder-control: ENOSPC; name one with --binder-device PATH"]
 
 
 @pytest.mark.skipif(shutil.which("adb") is None, reason="no host adb client (apt-get install adb)")

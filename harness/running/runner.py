@@ -240,8 +240,10 @@ class Session:
             self.progress(f"{label}: {answer.device} already exists (BINDER_CTL_ADD: EEXIST; an earlier run "
                           f"made it, say); the cases reuse it")
             return BinderDevice(answer.device, f"binderfs: already there (BINDER_CTL_ADD on {control}: EEXIST), reused")
-        raise ConfigError(f"{label}: BINDER_CTL_ADD on {control} failed: {answer.errno_name or 'no device appeared'}"
-                          f"{f' ({answer.why})' if answer.why else ''}; name a device with --binder-device PATH")
+        failed = answer.why or f"BINDER_CTL_ADD on {control}: {answer.errno_name or 'no device appeared'}"
+        hint = " (SELinux? adb root, or setenforce 0 on a userdebug build)" if "EACCES" in failed else ""
+        raise ConfigError(f"{label}: binderfs gave the cases no device: {failed}{hint}; "
+                          f"name one with --binder-device PATH")
 
     def _start_resident(self, target) -> None:
         """A resident context manager on /dev/binder, standing in for servicemanager: the probe's

@@ -9,6 +9,7 @@ guests (tests/data/binderfs/): made, already there, mounted by the harness, refu
 """
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import signal
@@ -131,6 +132,12 @@ def test_the_catalog_passes_on_a_binderfs_device_beside_a_resident_context_manag
     assert resident["ping_after_run"] == "answered"
     # each case's guest booted the module with binderfs and the guest init's mount
     assert "binder-harness: binderfs mounted at /dev/binderfs" in (tmp_path / "run" / "dmesg.txt").read_text()
+    # judged again offline, on the device each case recorded (the maps line names it)
+    judged = cli("judge", str(tmp_path / "run"))
+    assert judged.status == 0, judged.stderr[-2000:]
+    after = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert after["judged"]["kept_as_recorded"] == {}
+    assert [(c["id"], c["outcome"]) for c in after["cases"]] == [(c, "passed") for c in catalog]
 
 
 def test_a_long_lived_target_reuses_its_device_and_mounts_binderfs_where_none_is(binderfs_ko, tmp_path):

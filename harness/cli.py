@@ -326,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "0 picks a free port")
     guest.add_argument("--resident-context-manager", action="store_true",
                        help="with --adb-port: a resident context manager owns /dev/binder (servicemanager's place) "
-                            "and binder_linux gets a private /dev/binder-harness for the cases (--binder-device)")
+                            "and binder_linux gets a private /dev/binder-harness for the cases (--binder-device); a "
+                            "binder_linux with binderfs needs none: each run makes its own through binder-control")
     guest.add_argument("--binder-module", help="binder_linux.ko to load instead of the stock driver")
     guest.set_defaults(func=cmd_guest)
 

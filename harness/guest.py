@@ -28,6 +28,8 @@ from harness.images.guest_files import (ADBD, HOST_KEY, adb_files, android_lib_d
 from harness.files import cache_root
 from harness.images.build import build_image
 from harness.images.recipes import recipe_for_arch
+from harness.running.devices import GUEST_BINDERFS_LINE, PRIVATE_DEVICE
+from harness.targets import PRIVATE_PARAMS
 
 # -- keys ---------------------------------------------------------------------------
 def openssh_fingerprint(public_line: str) -> str:
@@ -228,7 +230,9 @@ class AdbGuestInfo:
     accel: str
     pid: int
     resident_pid: int = 0  # the resident context manager on /dev/binder (0: none)
-    binder_device: str = "/dev/binder"  # the device cases should use (--binder-device)
+    # the device cases should use (--binder-device); "" where the guest has binderfs: each run
+    # makes its own through /dev/binderfs/binder-control (harness/running/devices.py)
+    binder_device: str = "/dev/binder"
 
 
 def _adb_setup_script(lib_dir: str) -> str:
@@ -277,7 +281,6 @@ def adb_state_dir(spec: str, port: int) -> Path:
 
 
 RESIDENT_DIR = "/var/run/binder-resident"  # outside the adb target's workdir, which it removes when done
-PRIVATE_PARAMS = ("etc/binder-harness/binder_linux.ko.params", b"devices=binder,binder-harness\n", 0o644)
 
 
 def start_resident(target, arch: str) -> int:
@@ -310,8 +313,9 @@ def start_resident(target, arch: str) -> int:
 
 def boot_adb_guest(arch: str, port: int, binder_module: Path | None, progress=print, resident: bool = False):
     """Boot the adb-reachable guest; returns (QemuTarget, AdbGuestInfo). The caller stops the target.
-    With `resident`, binder_linux gets a second device (/dev/binder-harness) and a resident
-    context manager owns /dev/binder, as servicemanager does on Android."""
+    With `resident`, binder_linux gets a second device (/dev/binder-harness; on a binder_linux with
+    binderfs, runs make their own through binder-control) and a resident context manager owns
+    /dev/binder, as servicemanager does on Android."""
     from harness.targets.adb import AdbTarget, find_adb
 
     adb = find_adb()
@@ -349,7 +353,8 @@ def boot_adb_guest(arch: str, port: int, binder_module: Path | None, progress=pr
                             connect_command=shlex.join(["adb", "connect", serial]),
                             kernel_release=ident.kernel_release, accel=ident.accel, pid=os.getpid(),
                             resident_pid=resident_pid,
-                            binder_device="/dev/binder-harness" if resident else "/dev/binder")
+                            binder_device="" if GUEST_BINDERFS_LINE in (target.boot_dmesg() or "")
+                            else PRIVATE_DEVICE if resident else "/dev/binder")
         (state / "adb-guest.json").write_text(json.dumps(asdict(info), indent=2) + "\n")
         progress(f"guest {spec} up in {time.monotonic() - t0:.1f} s ({ident.kernel_release}, {ident.accel})")
         return target, info
@@ -364,8 +369,9 @@ def describe_adb(info: AdbGuestInfo) -> str:
         f"adb:         {info.connect_command}   (already connected; adbd asks no auth, so the port is 127.0.0.1 only)",
         f"shell:       adb -s {info.serial} shell",
         f"target:      --target {info.target}"
-        + (f" --binder-device {info.binder_device}" if info.resident_pid else ""),
-        *([f"resident:    a context manager (pid {info.resident_pid}) owns /dev/binder; cases use {info.binder_device}"]
+        + (f" --binder-device {info.binder_device}" if info.resident_pid and info.binder_device else ""),
+        *([f"resident:    a context manager (pid {info.resident_pid}) owns /dev/binder; cases use "
+           f"{info.binder_device or 'a device each run makes through /dev/binderfs/binder-control'}"]
           if info.resident_pid else []),
         f"details:     {adb_state_dir(info.spec, info.port) / 'adb-guest.json'}",
         f"stop:        Ctrl-C, or kill -TERM {info.pid}",

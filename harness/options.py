@@ -59,10 +59,12 @@ OPTIONS: tuple[Option, ...] = (
            "QEMU: boot every guest instead of restoring (and saving) the cached snapshot of the booted guest"),
     Option("binder_device", "--binder-device", "--binder-device", "str",
            "run every case on this binder device (a private one, e.g. from binder_linux devices= or binderfs) "
-           "instead of /dev/binder"),
+           "instead of the one the harness chooses: its own through binderfs's binder-control where the "
+           "target has binderfs, else /dev/binder"),
     Option("resident_cm", "--resident-context-manager", "--resident-context-manager", "flag",
            "start a resident context manager on /dev/binder before any case (servicemanager's place on Android) "
-           "and run the cases on a private device: --binder-device, or on QEMU guests binder_linux devices="),
+           "and run the cases on a private device: --binder-device, one made through binderfs's binder-control, "
+           "or on QEMU guests binder_linux devices="),
     Option("trace_dat", "--trace-dat", "--bh-trace-dat", "flag",
            "also save each traced case's trace in trace-cmd's binary format, cases/ID/trace.dat (for trace-cmd "
            "report and KernelShark), written by trace-cmd extract on the target; QEMU guests get Debian's "

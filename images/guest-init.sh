@@ -11,6 +11,20 @@ for m in @MODULES@; do
     # module parameters, when the image carries them (e.g. binder_linux devices=)
     insmod "/lib/modules/$m" $(cat "/etc/binder-harness/$m.params" 2>/dev/null) || echo "binder-harness: insmod $m failed"
 done
+# A binder with binderfs (CONFIG_ANDROID_BINDERFS, as on GKI kernels) makes no /dev/binder; it
+# registers the filesystem "binder" instead. Do what Android's init does (init.rc): mount it at
+# /dev/binderfs (binder-control plus one device per devices= name) and link /dev/binder to its
+# "binder". The runner reads the kernel-log line to know the guest has binderfs
+# (harness/running/devices.py GUEST_BINDERFS_LINE).
+if [ ! -e /dev/binder ] && grep -qw binder /proc/filesystems; then
+    mkdir -p /dev/binderfs
+    if mount -t binder -o stats=global binder /dev/binderfs; then
+        ln -s /dev/binderfs/binder /dev/binder
+        echo "binder-harness: binderfs mounted at /dev/binderfs, /dev/binder -> /dev/binderfs/binder" > /dev/kmsg
+    else
+        echo "binder-harness: binderfs mount failed"
+    fi
+fi
 [ -c /dev/binder ] || echo "binder-harness: no /dev/binder: binder_linux was not loaded and is not built into this kernel"
 mount -t tracefs tracefs /sys/kernel/tracing
 # What every traced case's arm script sets (harness/evidence/trace.py), set once here: resizing

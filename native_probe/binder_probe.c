@@ -33,6 +33,7 @@ static const struct {
 	{"ping", scen_ping},
 	{"resident", scen_resident},
 	{"ping_cm", scen_ping_cm},
+	{"binderfs_add", scen_binderfs_add},
 	{"death_notification", scen_death_notification},
 	{"self_call_rejected", scen_self_call_rejected},
 	{"invalid_handle", scen_invalid_handle},

@@ -1,10 +1,10 @@
 /* binder-probe: fallback binder UAPI definitions.
  *
- * Used only when the toolchain lacks <linux/android/binder.h> (or when
- * built with -DPROBE_FORCE_FALLBACK_UAPI to test this file).  Written from
- * the documented protocol-version-8 ABI: binder_size_t and binder_uintptr_t
- * are 64-bit on every user space, 32-bit included.  BINDER_IPC_32BIT
- * (protocol 7) is deliberately not supported.
+ * Used only when the toolchain lacks <linux/android/binder.h> or
+ * <linux/android/binderfs.h> (or when built with -DPROBE_FORCE_FALLBACK_UAPI
+ * to test this file).  Written from the documented protocol-version-8 ABI:
+ * binder_size_t and binder_uintptr_t are 64-bit on every user space, 32-bit
+ * included.  BINDER_IPC_32BIT (protocol 7) is deliberately not supported.
  */
 #ifndef BINDER_PROBE_UAPI_H
 #define BINDER_PROBE_UAPI_H
@@ -250,5 +250,16 @@ enum binder_driver_command_protocol {
 	BC_TRANSACTION_SG = _IOW('c', 17, struct binder_transaction_data_sg),
 	BC_REPLY_SG = _IOW('c', 18, struct binder_transaction_data_sg),
 };
+
+/* binderfs: a new device through a binderfs mount's binder-control node */
+#define BINDERFS_MAX_NAME 255
+
+struct binderfs_device {
+	char name[BINDERFS_MAX_NAME + 1];
+	__u32 major;
+	__u32 minor;
+};
+
+#define BINDER_CTL_ADD _IOWR('b', 1, struct binderfs_device)
 
 #endif

@@ -15,8 +15,9 @@
 #include <sys/ioctl.h>
 
 #if defined(__has_include) && !defined(PROBE_FORCE_FALLBACK_UAPI)
-#if __has_include(<linux/android/binder.h>)
+#if __has_include(<linux/android/binder.h>) && __has_include(<linux/android/binderfs.h>)
 #include <linux/android/binder.h>
+#include <linux/android/binderfs.h>
 #define PROBE_UAPI_SYSTEM 1
 #endif
 #endif
@@ -38,6 +39,7 @@ _Static_assert(sizeof(struct binder_extended_error) == 12, "binder_extended_erro
 _Static_assert(sizeof(struct binder_fd_object) == 24, "binder_fd_object layout");
 _Static_assert(sizeof(struct binder_buffer_object) == 40, "binder_buffer_object layout");
 _Static_assert(sizeof(struct binder_fd_array_object) == 32, "binder_fd_array_object layout");
+_Static_assert(sizeof(struct binderfs_device) == 264, "binderfs_device layout");
 
 #include "contract.h"
 
@@ -282,6 +284,7 @@ void scen_refcounts(void);
 void scen_ping(void);
 void scen_resident(void);
 void scen_ping_cm(void);
+void scen_binderfs_add(void);
 void scen_death_notification(void);
 void scen_self_call_rejected(void);
 void scen_invalid_handle(void);

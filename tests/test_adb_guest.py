@@ -139,7 +139,8 @@ def test_resident_context_manager_over_adb(tmp_path):
         # Android's case: /dev/binder already has its context manager, so the run may not start another
         taken = cli("run", "protocol.ping", "--target", g.spec, "--binder-device", "/dev/binder-harness",
                     "--resident-context-manager", out=tmp_path / "taken")
-        _one_error_line(taken, "/dev/binder already has a context manager", "--binder-device is enough")
+        _one_error_line(taken, "/dev/binder already has a context manager",
+                        "drop --resident-context-manager: the cases run on /dev/binder-harness (named with --binder-device)")
         # the resident's device is taken: running there without --binder-device says so in the verdicts
         busy = cli("run", "protocol.context_mgr_busy", "--target", g.spec, out=tmp_path / "busy")
         assert busy.status == 1 and busy.report["cases"][0]["outcome"] == "failed"

@@ -12,13 +12,14 @@ from harness.targets.local import LocalTarget
 from tests.helpers import cli
 
 
-@pytest.mark.skipif(Path("/dev/binder").exists(), reason="this host has /dev/binder")
+@pytest.mark.skipif(Path("/dev/binder").exists() or local_mod._has_binderfs(), reason="this host has binder")
 def test_local_without_binder_is_one_line(tmp_path):
     run = cli("run", "one_copy.sync_sizes", "--target", "local", out=tmp_path)
     assert run.status == 2, run.stderr
     assert "Traceback" not in run.stderr
     errors = [l for l in run.stderr.splitlines() if l.startswith("binder-harness:")]
-    assert errors == ["binder-harness: local: this host has no /dev/binder (load binder_linux, or use --target qemu:x86_64)"]
+    assert errors == ["binder-harness: local: this host has no /dev/binder and no binderfs (load binder_linux, "
+                      "or use --target qemu:x86_64)"]
     with pytest.raises(TargetUnavailable):
         LocalTarget().start()
 

@@ -41,14 +41,15 @@ def _qemu_for_port(port: int) -> list[int]:
 
 
 class Guest(GuestCommand):
-    def __init__(self, arch: str, tmp: Path):
+    def __init__(self, arch: str, tmp: Path, *extra: str):
         self.arch = arch
         self.port = _free_port()
         self.stderr_path = tmp / f"guest-{arch}.stderr"
         self._stderr = open(self.stderr_path, "w")
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.cli", "guest", "--target", f"qemu:{arch}", "--ssh-port", str(self.port)],
+            [sys.executable, "-m", "harness.cli", "guest", "--target", f"qemu:{arch}", "--ssh-port", str(self.port),
+             *extra],
             cwd=REPO, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
         self.stdout_lines: list[str] = []
         assert self.proc.stdout is not None

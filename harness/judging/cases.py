@@ -184,7 +184,8 @@ class CaseContext:
         self._steps.append(step)
         recording = {"recording_schema": RECORDING_SCHEMA, "case": self.spec.id,
                      "kernel_release": self.target.info().kernel_release, "arch": self.target.info().arch,
-                     "seed": self.seed, "timeout": self.timeout, "steps": self._steps}
+                     "seed": self.seed, "timeout": self.timeout, "binder_device": self.binder_device,
+                     "steps": self._steps}
         atomic_write_text(self.case_dir / RECORDING_FILE, json.dumps(recording, indent=1) + "\n")
 
     @property

@@ -133,7 +133,7 @@ def replay_case(spec: CaseSpec, case_dir: Path, recording: dict) -> CaseResult:
     """Run the case function on its recording, then kernel health on its dmesg delta, and judge."""
     ctx = ReplayContext(spec, cast(Target, None), "", case_dir, "", None, None,
                         seed=recording.get("seed"), timeout=float(recording.get("timeout") or spec.timeout),
-                        recording=recording)
+                        binder_device=recording.get("binder_device") or "/dev/binder", recording=recording)
     result = ctx.result
     try:
         spec.func(ctx)

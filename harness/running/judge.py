@@ -59,6 +59,10 @@ def judge_run(run_dir: Path) -> dict:
                                 "recordings were kept); run the case again", recorded.duration_s,
                                 recorded.evidence, [], recorded.guest)
         else:
+            device = recorded.evidence.get("binder_device")
+            if isinstance(device, dict) and device.get("path") and not recording.get("binder_device"):
+                # recorded before recordings named their device: report.json's evidence says which it was
+                recording = {**recording, "binder_device": device["path"]}
             result = replay_case(spec, case_dir, recording)
             for key, value in recorded.evidence.items():  # what the runner noted beside the case
                 result.evidence.setdefault(key, value)

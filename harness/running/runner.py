@@ -21,11 +21,13 @@ from typing import Iterator
 
 from harness import timing
 from harness.reports import report
+from harness.running.devices import (DEFAULT_DEVICE, GUEST_BINDERFS_LINE, PRIVATE_DEVICE, BinderDevice,
+                                     binderfs_script, parse_binderfs)
 from harness.arches import abi_for
 from harness.judging.cases import CaseContext, CaseSkipped, CaseSpec, begin_line, judge_health
 from harness.errors import ConfigError, TargetError, TargetUnavailable
 from harness.evidence.probe import ensure_probe
-from harness.targets import TargetOptions, make_target
+from harness.targets import PRIVATE_DEVICES, TargetOptions, make_target
 from harness.targets.accel import KvmFailed
 from harness.targets.base import BootedGuest, KillableConsole, Target
 from harness.judging.verdicts import CaseResult, Outcome, judge, scan_dmesg, selinux_denial
@@ -55,21 +57,6 @@ class RunOptions:
     command_line: str = ""
     shared_boot: bool = False  # QEMU: one guest serves the cases in turn, not one pristine guest per case
     binder_device: str | None = None  # --binder-device: run every case on this device
-
-
-@dataclass(frozen=True)
-class BinderDevice:
-    """The binder device a target's cases open, and how it came to be."""
-
-    path: str
-    made_by: str
-
-
-DEFAULT_DEVICE = BinderDevice("/dev/binder", "the kernel's default device (CONFIG_ANDROID_BINDER_DEVICES)")
-# --resident-context-manager on a QEMU guest: binder_linux is loaded with two devices, the
-# resident's /dev/binder and the cases' own (binder_init -> init_binder_device per name).
-PRIVATE_DEVICES = "binder,binder-harness"
-PRIVATE_DEVICE = "/dev/binder-harness"
 
 
 @dataclass
@@ -148,6 +135,7 @@ class Session:
         self._spare: _Spare | None = None
         self._target_done: threading.Event | None = None  # set when a guest taken from a spare is gone
         self.resident: dict = {}  # the resident context manager on /dev/binder, when one was asked for
+        self._own_binderfs = ""  # a binderfs this session mounted on the target (none there), unmounted at the end
         options.out_dir.mkdir(parents=True, exist_ok=True)
         self.guest_dir.mkdir(parents=True, exist_ok=True)
 
@@ -226,7 +214,7 @@ class Session:
         title = (f"restore {self.state.restores} (snapshot {getattr(target, 'snapshot_key', '')}, its boot's log)"
                  if restored else f"boot {self.state.boots}")
         report.append_text(self.guest_dir / "dmesg.txt", f"=== {title} ===\n{boot_dmesg}")
-        self.device = self._choose_device(target)
+        self.device = self._choose_device(target, boot_dmesg)
         if self.options.target.resident_cm:
             self._start_resident(target)
         return target
@@ -287,14 +275,17 @@ class Session:
             (self.guest_dir / "console.next.log").unlink(missing_ok=True)
 
     # -- which binder device the cases use -----------------------------------------
-    def _choose_device(self, target) -> BinderDevice:
-        """The device cases open: the one named with --binder-device; with a resident context
-        manager on /dev/binder, a private one (binder_linux's devices= parameter, where the
-        harness loads the module); else /dev/binder."""
+    def _choose_device(self, target, boot_dmesg: str) -> BinderDevice:
+        """The device cases open (harness/running/devices.py): the one named with --binder-device;
+        where the target has binderfs, one of their own made through binder-control; with a
+        resident context manager on /dev/binder, binder_linux's devices= parameter where the
+        harness loads the module; else /dev/binder."""
         o = self.options
         label = o.target_spec
         if o.binder_device:
             device = BinderDevice(o.binder_device, "named with --binder-device")
+        elif made := self._binderfs_device(target, boot_dmesg):
+            return made
         elif o.target.resident_cm:
             if not isinstance(target, BootedGuest):
                 raise ConfigError(f"{label}: --resident-context-manager needs a private binder device for the cases; "
@@ -306,6 +297,43 @@ class Session:
             raise ConfigError(f"{label}: --binder-device {device.path}: no such character device on the target; "
                               f"list them with ls -l /dev/binder*")
         return device
+
+    def _binderfs_device(self, target, boot_dmesg: str) -> BinderDevice | None:
+        """A device of the cases' own through binderfs's binder-control (BINDER_CTL_ADD), made
+        once per target (each restored guest makes its own: one ioctl); None when the target has
+        no binderfs. An existing device of that name (an earlier run on a long-lived target) is
+        reused, and made_by says so."""
+        if isinstance(target, BootedGuest) and GUEST_BINDERFS_LINE not in boot_dmesg:
+            return None  # guest-init mounts binderfs wherever the kernel has it, and says so in the log
+        info = target.info()
+        abi = abi_for(info.arch, False)
+        if not info.is_root or abi is None:
+            return None  # binder-control is root's (0600); the cases are skipped without root anyway
+        label = self.options.target_spec
+        own = f"{target.workdir}/binderfs"
+        res = target.run_shell(binderfs_script(self.probe_path(abi), own), 30)
+        answer = parse_binderfs(res.output)
+        if answer.state == "none":
+            return None
+        if answer.state == "mounted_here":
+            self._own_binderfs = answer.mount
+        if answer.state == "mount_failed":
+            raise ConfigError(f"{label}: the kernel has binderfs, but mounting it at {answer.mount} failed "
+                              f"({answer.why or 'no output'}); mount it as Android does (mkdir /dev/binderfs; "
+                              f"mount -t binder binder /dev/binderfs) or name a device with --binder-device PATH")
+        if answer.state not in ("mounted", "mounted_here"):
+            raise TargetError(f"{label}: looking for binderfs gave no answer: {res.output.strip()[-200:] or 'no output'}")
+        control = f"{answer.mount}/binder-control"
+        if answer.made:
+            return BinderDevice(answer.device, f"binderfs BINDER_CTL_ADD on {control}")
+        if answer.existed:
+            self.progress(f"{label}: {answer.device} already exists (BINDER_CTL_ADD: EEXIST; an earlier run "
+                          f"made it, say); the cases reuse it")
+            return BinderDevice(answer.device, f"binderfs: already there (BINDER_CTL_ADD on {control}: EEXIST), reused")
+        failed = answer.why or f"BINDER_CTL_ADD on {control}: {answer.errno_name or 'no device appeared'}"
+        hint = " (SELinux? adb root, or setenforce 0 on a userdebug build)" if "EACCES" in failed else ""
+        raise ConfigError(f"{label}: binderfs gave the cases no device: {failed}{hint}; "
+                          f"name one with --binder-device PATH")
 
     def _start_resident(self, target) -> None:
         """A resident context manager on /dev/binder, standing in for servicemanager: the probe's
@@ -334,7 +362,8 @@ class Session:
             ready = {}
         if ready.get("errno_name") == "EBUSY":
             raise ConfigError(f"{info.spec}: /dev/binder already has a context manager (servicemanager, or a "
-                              f"resident left running); drop --resident-context-manager, --binder-device is enough")
+                              f"resident left running); drop --resident-context-manager: the cases run on "
+                              f"{self.device.path} ({self.device.made_by})")
         if not ready or ready.get("errno"):
             raise TargetError(f"{info.spec}: the resident context manager did not start on /dev/binder: "
                               f"{res.output.strip()[-200:] or 'no output'}")
@@ -369,6 +398,12 @@ class Session:
 
     def _drop_target(self) -> None:
         if self.target is not None:
+            if self._own_binderfs and not isinstance(self.target, BootedGuest) and self.target.alive():
+                try:  # before the target removes its workdir; lazily, should a probe still hold a device
+                    self.target.run(["umount", "-l", self._own_binderfs], 10)
+                except TargetError:
+                    pass
+            self._own_binderfs = ""
             self.target.stop()
             self.target = None
         if self._target_done is not None:  # the thread that spawned it may go now

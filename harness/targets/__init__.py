@@ -8,6 +8,11 @@ from harness.arches import GUEST_ARCHES
 from harness.errors import ConfigError
 
 _QEMU_SPECS = " or ".join(f"qemu:{a}" for a in GUEST_ARCHES)
+# --resident-context-manager on a QEMU guest: binder_linux gets a second device for the cases
+# (binder_init -> init_binder_device per name); images/guest-init.sh passes this file's words
+# to insmod binder_linux.ko.
+PRIVATE_DEVICES = "binder,binder-harness"
+PRIVATE_PARAMS = ("etc/binder-harness/binder_linux.ko.params", f"devices={PRIVATE_DEVICES}\n".encode(), 0o644)
 _KNOWN = f"use {', '.join(f'qemu:{a}' for a in GUEST_ARCHES)}, ssh://USER@HOST[:PORT], adb[:SERIAL] or local"
 
 
@@ -117,7 +122,6 @@ def _build_qemu_image(options: TargetOptions, arch: str, progress=print):
         files, extra_modules = trace_cmd_files(recipe, progress)
         extra_files = tuple(files)
     if options.resident_cm:
-        # images/guest-init.sh passes this file's words to insmod binder_linux.ko
-        extra_files += (("etc/binder-harness/binder_linux.ko.params", b"devices=binder,binder-harness\n", 0o644),)
+        extra_files += (PRIVATE_PARAMS,)
     return build_image(recipe, options.binder_module, progress, kernel=options.kernel, modules=options.modules,
                        extra_files=extra_files, extra_modules=extra_modules)

@@ -278,8 +278,8 @@ class AdbTarget:
         if self._facts.is_root and (self._facts.tracefs is None or self._facts.debugfs is None):
             self.run_shell(MOUNT_SCRIPT, 20)
             self._facts = parse_facts(self.run_shell(FACTS_SCRIPT, 20).output)
-        if not self._facts.has_binder:
-            raise TargetUnavailable(f"{self.label}: no /dev/binder on {self._facts.kernel_release}")
+        if not self._facts.binder_found:
+            raise TargetUnavailable(f"{self.label}: no /dev/binder and no binderfs on {self._facts.kernel_release}")
         self.boot_s = time.monotonic() - t0
 
     def _become_root(self) -> None:

@@ -105,6 +105,8 @@ FACTS_SCRIPT = "; ".join([
     'for d in /sys/kernel/tracing /sys/kernel/debug/tracing; do if [ -e "$d/trace" ]; then echo "tracefs=$d"; break; fi; done',
     'if [ -d /sys/kernel/debug ] && [ -n "$(ls /sys/kernel/debug 2>/dev/null)" ]; then echo debugfs=/sys/kernel/debug; fi',
     'if [ -e /dev/binder ]; then echo binder=/dev/binder; fi',
+    # a binder with binderfs (GKI kernels, Ubuntu's binder_linux) makes no /dev/binder by itself
+    'if grep -qw binder /proc/filesystems 2>/dev/null; then echo binderfs=registered; fi',
     'if [ -r /proc/sys/kernel/random/boot_id ]; then echo "boot_id=$(cat /proc/sys/kernel/random/boot_id)"; fi',
 ])
 
@@ -126,8 +128,14 @@ class Facts:
     is_root: bool
     tracefs: str | None
     debugfs: str | None
-    has_binder: bool
+    has_binder: bool  # /dev/binder exists
     boot_id: str
+    has_binderfs: bool = False  # the kernel has the filesystem "binder" (the runner makes a device through it)
+
+    @property
+    def binder_found(self) -> bool:
+        """A binder driver the cases can use: /dev/binder, or binderfs to make a device with."""
+        return self.has_binder or self.has_binderfs
 
     def target_info(self, spec: str, binder_module: str = "stock", arch: str | None = None) -> TargetInfo:
         """The shared TargetInfo of a device that is not emulated here (accel "none")."""
@@ -141,7 +149,7 @@ def parse_facts(text: str) -> Facts:
     kv: dict[str, str] = {}
     for line in text.replace("\r", "").splitlines():
         key, sep, value = line.strip().partition("=")
-        if sep and key in ("arch", "release", "uid", "tracefs", "debugfs", "binder", "boot_id"):
+        if sep and key in ("arch", "release", "uid", "tracefs", "debugfs", "binder", "binderfs", "boot_id"):
             kv.setdefault(key, value.strip())
     machine = kv.get("arch", "")
     return Facts(
@@ -153,6 +161,7 @@ def parse_facts(text: str) -> Facts:
         debugfs=kv.get("debugfs") or None,
         has_binder="binder" in kv,
         boot_id=kv.get("boot_id", ""),
+        has_binderfs="binderfs" in kv,
     )
 
 

@@ -20,6 +20,14 @@ _GRACE_S = 15.0
 BINDER_DEVICE = Path("/dev/binder")
 
 
+def _has_binderfs() -> bool:
+    """The kernel has the filesystem "binder" (a binder with binderfs makes no /dev/binder by itself)."""
+    try:
+        return any(line.split()[-1:] == ["binder"] for line in Path("/proc/filesystems").read_text().splitlines())
+    except OSError:
+        return False
+
+
 class LocalTarget:
     def __init__(self, spec: str = "local", binder_module: Path | None = None):
         self.spec = spec
@@ -32,8 +40,8 @@ class LocalTarget:
         if self.binder_module is not None:
             raise TargetUnavailable(f"{self.spec}: --binder-module is not supported on this host's running kernel; "
                                     f"load it yourself (insmod) and run without --binder-module")
-        if not BINDER_DEVICE.exists():
-            raise TargetUnavailable(f"{self.spec}: this host has no {BINDER_DEVICE} "
+        if not BINDER_DEVICE.exists() and not _has_binderfs():
+            raise TargetUnavailable(f"{self.spec}: this host has no {BINDER_DEVICE} and no binderfs "
                                     f"(load binder_linux, or use --target qemu:x86_64)")
         self.workdir = tempfile.mkdtemp(prefix="binder-harness.")
         self._facts = parse_facts(self.run_shell(FACTS_SCRIPT, 20).output)

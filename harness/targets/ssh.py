@@ -285,12 +285,12 @@ class SshTarget(StartStop):
             self._exec(MOUNT_SCRIPT, 20)
         if self.binder_module is not None:
             self._load_module(self.binder_module)
-        elif not facts.has_binder and facts.is_root:
+        elif not facts.binder_found and facts.is_root:
             self._exec("modprobe binder_linux 2>&1", 30)
         self._facts = facts = self._read_facts()
-        if not facts.has_binder:
+        if not facts.binder_found:
             why = "not root, so binder_linux cannot be loaded" if not facts.is_root else "modprobe binder_linux did not create it"
-            raise TargetUnavailable(f"{label}: no /dev/binder on {facts.kernel_release} ({why})")
+            raise TargetUnavailable(f"{label}: no /dev/binder and no binderfs on {facts.kernel_release} ({why})")
 
     def _load_module(self, module: Path) -> None:
         label, facts = self.address.label, self._facts
@@ -300,7 +300,7 @@ class SshTarget(StartStop):
             raise ConfigError(f"--binder-module {module}: built for {info.arch}, but {label} is {facts.arch} ({facts.kernel_release})")
         if info.release != facts.kernel_release:
             raise ConfigError(f"--binder-module {module}: vermagic says {info.release or 'nothing'}, but {label} runs {facts.kernel_release}")
-        if facts.has_binder:
+        if facts.binder_found:
             raise TargetUnavailable(f"{label}: binder is already loaded, and binder_linux cannot be unloaded; "
                                     f"reboot the host to test {module.name}")
         if not facts.is_root:

@@ -9,11 +9,14 @@ Debian version as the installed ``linux-headers-RELEASE`` package, with the
 source tree's own ``drivers/android/Makefile`` and the headers' config (so the
 object list, the module name and CONFIG_ANDROID_BINDER_DEVICES are Debian's).
 The result loads on the stock kernel with an out-of-tree taint notice.
+``FEATURES`` builds the unbroken driver with a feature Debian leaves out:
+``binderfs`` compiles binderfs in, as GKI kernels do.
 
 Command line::
 
     python -m tests.seeded_bugs.build double_copy     # prints the .ko path
     python -m tests.seeded_bugs.build control         # unmodified rebuild
+    python -m tests.seeded_bugs.build binderfs        # binderfs compiled in
     python -m tests.seeded_bugs.build --list
 """
 
@@ -790,6 +793,80 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
         patch=_simple("binder.c", _NODE_WORK_ANCHOR, _NODE_WORK_NEW, "node_work_kept")),
 )}
 
+# --- features: the same driver, built with what GKI kernels build in ---------------------------
+#
+# binderfs (CONFIG_ANDROID_BINDERFS, a bool Debian leaves unset). In 6.1 drivers/android/Makefile
+# adds binderfs.o for it, binder_internal.h declares the binderfs functions under #ifdef, and
+# binder_init() tests IS_ENABLED(): with it, the module registers no misc device from devices=
+# and init_binderfs() registers the filesystem "binder" instead; each mount of it gets
+# binder-control plus one device per devices= name (binderfs_fill_super). Out of tree against
+# Debian's headers, the Makefile sets the object and defines the symbol for the C code.
+#
+# modpost then finds two symbols that binderfs.c uses and Debian's 6.1 kernel does not export
+# (ERROR: modpost: "put_ipc_ns" / "init_ipc_ns" [binder_linux.ko] undefined!). Built in, as on
+# GKI kernels, it needs no export. Each is replaced by exactly what it stands for:
+# - `info->ipc_ns == &init_ipc_ns` (is this mount in the initial ipc namespace? then the last
+#   minors are usable, BINDERFS_MAX_MINOR_CAPPED) by `info->ipc_ns->ns.inum == PROC_IPC_INIT_INO`:
+#   init_ipc_ns has that inum (ipc/msgutil.c), every other ipc namespace one from
+#   ns_alloc_inum -> proc_alloc_inum, at or above PROC_DYNAMIC_FIRST (0xF0000000);
+# - `put_ipc_ns(ns)` (binderfs_kill_super) by `ns->ns.ops->put(&ns->ns)`: every ipc namespace's
+#   ns.ops is &ipcns_operations under CONFIG_IPC_NS (init_ipc_ns, create_ipc_ns), whose .put is
+#   ipcns_put -> put_ipc_ns (ipc/namespace.c).
+_BINDERFS_MAKE_ANCHOR = """\
+binder_linux-$(CONFIG_ANDROID_BINDERFS)\t+= binderfs.o
+"""
+_BINDERFS_MAKE_NEW = """\
+# binderfs build: CONFIG_ANDROID_BINDERFS=y, for the object list and for the C code
+binder_linux-y\t+= binderfs.o
+ccflags-y += -DCONFIG_ANDROID_BINDERFS=1
+"""
+_INIT_IPC_NS_ANCHOR = """\
+	bool use_reserve = (info->ipc_ns == &init_ipc_ns);
+"""
+_INIT_IPC_NS_NEW = """\
+	/* binderfs build: &init_ipc_ns is not exported; its inum names it */
+	bool use_reserve = (info->ipc_ns->ns.inum == PROC_IPC_INIT_INO);
+"""
+_PUT_IPC_NS_ANCHOR = """\
+		put_ipc_ns(info->ipc_ns);
+"""
+_PUT_IPC_NS_NEW = """\
+		/* binderfs build: put_ipc_ns is not exported; ipcns_operations.put calls it */
+		info->ipc_ns->ns.ops->put(&info->ipc_ns->ns);
+"""
+_BINDERFS_INCLUDE_ANCHOR = """\
+#include "binder_internal.h"
+"""
+_BINDERFS_INCLUDE_NEW = """\
+#include <linux/proc_ns.h> /* binderfs build: PROC_IPC_INIT_INO, struct proc_ns_operations */
+
+#include "binder_internal.h"
+"""
+
+
+def _patch_binderfs(files: dict[str, str]) -> dict[str, str]:
+    files = _replace(files, "Makefile", _BINDERFS_MAKE_ANCHOR, _BINDERFS_MAKE_NEW, "binderfs")
+    text = files.get("binderfs.c")
+    if text is None:
+        raise AnchorNotFound("binderfs: binderfs.c is not in the source")
+    count = text.count(_INIT_IPC_NS_ANCHOR)
+    if count != 2:  # binderfs_binder_device_create and binderfs_binder_ctl_create
+        raise AnchorNotFound(f"binderfs: anchor 'use_reserve = (info->ipc_ns == &init_ipc_ns)' found {count} "
+                             "times in binderfs.c, expected twice")
+    files = {**files, "binderfs.c": text.replace(_INIT_IPC_NS_ANCHOR, _INIT_IPC_NS_NEW)}
+    files = _replace(files, "binderfs.c", _PUT_IPC_NS_ANCHOR, _PUT_IPC_NS_NEW, "binderfs")
+    return _replace(files, "binderfs.c", _BINDERFS_INCLUDE_ANCHOR, _BINDERFS_INCLUDE_NEW, "binderfs")
+
+
+# Builds that add a kernel feature and change no behaviour of the cases: every case must pass.
+FEATURES: dict[str, SeededBug] = {b.name: b for b in (
+    SeededBug(
+        name="binderfs", family="feature",
+        description="binderfs compiled in (CONFIG_ANDROID_BINDERFS), as on GKI kernels: no misc devices, "
+                    "the filesystem 'binder' with binder-control instead",
+        caught_by="", patch=_patch_binderfs),
+)}
+
 CONTROL = "control"  # name used for the unmodified rebuild (bug=None)
 
 
@@ -1124,13 +1201,13 @@ def ensure_build_deps(release: str = DEFAULT_RELEASE,
 
 
 def _check_bug(bug: str | None) -> None:
-    if bug is not None and bug not in BUGS and bug not in LAYOUTS:
+    if bug is not None and bug not in BUGS and bug not in LAYOUTS and bug not in FEATURES:
         raise SeededBuildError(
-            f"unknown seeded bug {bug!r}; known: {', '.join([*BUGS, *LAYOUTS])}")
+            f"unknown seeded bug {bug!r}; known: {', '.join([*BUGS, *LAYOUTS, *FEATURES])}")
 
 
 def _patch_of(bug: str) -> Callable[[dict[str, str]], dict[str, str]]:
-    return (BUGS.get(bug) or LAYOUTS[bug]).patch
+    return (BUGS.get(bug) or LAYOUTS.get(bug) or FEATURES[bug]).patch
 
 
 def _load(bug: str | None, release: str, cache_dir: Path) -> tuple[str, dict[str, str]]:
@@ -1294,20 +1371,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m tests.seeded_bugs.build",
         description="Build a binder_linux.ko with a seeded bug and print its path.")
-    ap.add_argument("bug", nargs="?", help=f"one of: {', '.join(BUGS)}, or {CONTROL}")
+    ap.add_argument("bug", nargs="?", help=f"one of: {', '.join([*BUGS, *LAYOUTS, *FEATURES])}, or {CONTROL}")
     ap.add_argument("--release", default=DEFAULT_RELEASE)
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     ap.add_argument("--list", action="store_true", help="list the seeded bugs")
     a = ap.parse_args(argv)
     if a.list:
-        for b in [*BUGS.values(), *LAYOUTS.values()]:
+        for b in [*BUGS.values(), *LAYOUTS.values(), *FEATURES.values()]:
             print(f"{b.name}\t{b.family}\t{b.caught_by}\t{b.description}")
         return 0
     if not a.bug:
         ap.error("name a bug (or --list)")
-    if a.bug != CONTROL and a.bug not in BUGS and a.bug not in LAYOUTS:
+    if a.bug != CONTROL and a.bug not in BUGS and a.bug not in LAYOUTS and a.bug not in FEATURES:
         print(f"error: unknown seeded bug {a.bug!r}; known: "
-              f"{', '.join([*BUGS, *LAYOUTS])}, {CONTROL}", file=sys.stderr)
+              f"{', '.join([*BUGS, *LAYOUTS, *FEATURES])}, {CONTROL}", file=sys.stderr)
         return 2
     try:
         print(build_module(None if a.bug == CONTROL else a.bug, a.release, a.cache_dir))

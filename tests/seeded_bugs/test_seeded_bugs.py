@@ -32,6 +32,14 @@ def test_patch_raises_when_anchor_is_missing(name):
         build.BUGS[name].patch(files)
 
 
+def test_binderfs_patch_raises_when_an_anchor_is_missing():
+    with pytest.raises(build.AnchorNotFound, match="binderfs.c is not in the source"):
+        build.FEATURES["binderfs"].patch({"Makefile": build._BINDERFS_MAKE_ANCHOR})
+    with pytest.raises(build.AnchorNotFound, match="found 1 times in binderfs.c, expected twice"):
+        build.FEATURES["binderfs"].patch({"Makefile": build._BINDERFS_MAKE_ANCHOR,
+                                          "binderfs.c": build._INIT_IPC_NS_ANCHOR})
+
+
 def test_patch_raises_when_anchor_is_ambiguous():
     anchor = build._VERSION_ANCHOR
     with pytest.raises(build.AnchorNotFound, match="2 times"):
@@ -61,7 +69,7 @@ def test_cli_unknown_bug_is_one_line():
 def test_cli_list():
     r = _cli("--list")
     assert r.returncode == 0
-    assert [l.split("\t")[0] for l in r.stdout.splitlines()] == [*build.BUGS, *build.LAYOUTS]
+    assert [l.split("\t")[0] for l in r.stdout.splitlines()] == [*build.BUGS, *build.LAYOUTS, *build.FEATURES]
 
 
 def test_bad_release_is_one_line():

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.images import debian
-from harness.images import fetch
 from harness.evidence import trace as tracing
 from harness.images.cpio import CpioWriter
 from harness.errors import ConfigError
@@ -79,6 +78,8 @@ def fetch_deb(pkg: DebianPackage, deb_arch: str, progress=print, mirrors: tuple[
             progress(f"{exc}; trying HTTP")
             method = "http"
     if method == "http":
+        from harness.images import fetch  # urllib and deb822: imported only when a download needs them
+
         sources = fetch.configured_sources(mirrors)
         got, sha = fetch.http_download(pkg.package, pkg.version, deb_arch, dest, sources,
                                        cache_root() / "indexes", progress)
@@ -96,6 +97,8 @@ def recipe_command_name(recipe: Recipe) -> str:
 def fetch_for(recipe: Recipe, pkg: DebianPackage, progress=print, mirrors: tuple[str, ...] | None = None) -> Path:
     """fetch_deb for a package the recipe pins, from the recipe's mirrors (or `mirrors`, e.g. a
     section's own); a pin that has left the archive names the command that moves it."""
+    from harness.images import fetch
+
     try:
         return fetch_deb(pkg, recipe.deb_arch, progress, recipe.mirrors if mirrors is None else mirrors)
     except fetch.PinNotInArchive as exc:

@@ -59,6 +59,10 @@ def errno_name(record: dict) -> str:
     return record.get("errno_name") or ("0" if record.get("errno") == 0 else str(record.get("errno", "missing")))
 
 
+# The name of note_dmesg's check begins with this, then the line's text and ")".
+LOG_LINE_CHECK = "the driver's kernel log line ("
+
+
 def note_dmesg(ctx: CaseContext, text: str, ref: str, exact: str) -> None:
     """The driver's log line, written by the kernel function `ref`: on a pristine guest (the
     case's own restore or boot) the case's kernel log must hold a whole line matching the
@@ -73,6 +77,6 @@ def note_dmesg(ctx: CaseContext, text: str, ref: str, exact: str) -> None:
     if ctx.pristine:
         line = re.search(r"^\[[\s\d.]+\] (?:\S+: )?(" + exact + r")\s*$", log, re.M)
         first = next((l for l in log.splitlines() if text in l), "missing")
-        ctx.check_that(f"the driver's kernel log line ({text})", line is not None,
+        ctx.check_that(f"{LOG_LINE_CHECK}{text})", line is not None,
                        line.group(1) if line else first, f"a whole line matching /{exact}/",
                        f"{ref} (rate-limited: asserted on a pristine guest)")

@@ -44,6 +44,22 @@ def one_error_line(run: CliRun) -> str:
 TEST_TAG = f"BINDER_HARNESS_TEST_TAG={uuid.uuid4().hex}"
 
 
+def catalog() -> list[str]:
+    """The default catalog's case ids, in run order, as `binder-harness list` prints them."""
+    return cli("list").stdout.split()
+
+
+def offsets_as_read(offsets: dict, run: CliRun) -> dict:
+    """A case's evidence.struct_offsets as read, whether this guest read them or an earlier one of
+    its build did (then `kept_for_build` must name the run's target.build_id)."""
+    out = {}
+    for field, o in offsets.items():
+        o = dict(o)
+        assert o.pop("kept_for_build", run.report["target"]["build_id"]) == run.report["target"]["build_id"]
+        out[field] = o
+    return out
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     """The environment a test's harness runs in: the session tag plus `extra`."""
     return {**os.environ, TEST_TAG.split("=")[0]: TEST_TAG.split("=")[1], **extra}

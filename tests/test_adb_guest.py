@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import GuestCommand, REPO, cli, finish_cli, start_cli, wait_for_line
+from cases._expect import LOG_LINE_CHECK
+from tests.helpers import GuestCommand, REPO, catalog, cli, finish_cli, start_cli, wait_for_line
 
 pytestmark = pytest.mark.skipif(shutil.which("adb") is None, reason="no host adb client (apt-get install adb)")
 
@@ -90,10 +91,6 @@ def _one_error_line(run, *needles: str) -> str:
     return errors[0]
 
 
-def _catalog() -> list[str]:
-    return cli("list").stdout.split()
-
-
 def test_guest_prints_how_to_reach_it(guest):
     text = "\n".join(guest.lines)
     assert f"adb connect {guest.serial}" in text and f"--target adb:{guest.serial}" in text
@@ -107,8 +104,8 @@ def test_guest_prints_how_to_reach_it(guest):
 def test_same_verdicts_over_adb_and_console(guest, tmp_path):
     """The whole default catalog through the real adb client and the real adbd, against the same
     catalog on the QEMU console of the same kernel: the same verdicts, every case passed."""
-    catalog = _catalog()
-    assert len(catalog) >= 40
+    ids = catalog()
+    assert len(ids) >= 40
     over_adb = cli("run", "--target", guest.spec, out=tmp_path / "adb", timeout=1200)
     console = cli("run", "--target", f"qemu:{guest.arch}", out=tmp_path / "console", timeout=1200)
     a, c = over_adb.report, console.report
@@ -118,10 +115,10 @@ def test_same_verdicts_over_adb_and_console(guest, tmp_path):
     # long-lived device) asserts binder's rate-limited log lines (cases/_expect.py note_dmesg)
     def checks(report: dict) -> dict:
         return {x["id"]: (x["outcome"], sorted((k["name"], k["passed"]) for k in x["checks"]
-                                               if not k["name"].startswith("the driver's kernel log line (")))
+                                               if not k["name"].startswith(LOG_LINE_CHECK)))
                 for x in report["cases"]}
     assert checks(a) == checks(c)
-    assert [(x["id"], x["outcome"]) for x in a["cases"]] == [(i, "passed") for i in catalog]
+    assert [(x["id"], x["outcome"]) for x in a["cases"]] == [(i, "passed") for i in ids]
     assert (over_adb.status, console.status) == (0, 0), over_adb.stderr[-2000:] + console.stderr[-2000:]
     sizes = lambda r: [(t["size"], t["copied_bytes"]) for t in next(x for x in r["cases"]
                        if x["id"] == "one_copy.sync_sizes")["evidence"]["transactions"]]
@@ -140,7 +137,7 @@ def test_resident_context_manager_over_adb(tmp_path):
         run = cli("run", "--target", g.spec, "--binder-device", "/dev/binder-harness", out=tmp_path / "run",
                   timeout=1200)
         assert {c["id"]: c["reason"] for c in run.report["cases"] if c["outcome"] != "passed"} == {}
-        assert [c["id"] for c in run.report["cases"]] == _catalog()
+        assert [c["id"] for c in run.report["cases"]] == catalog()
         assert run.status == 0, run.stderr[-2000:]
         for case in run.report["cases"]:
             assert case["evidence"]["binder_device"]["path"] == "/dev/binder-harness", case["id"]

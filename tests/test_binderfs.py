@@ -21,7 +21,7 @@ import pytest
 from harness.running.devices import BINDERFS_DEVICE_NAME, binderfs_script, parse_binderfs
 from harness.targets.base import parse_facts
 from harness.targets.ssh import SshAddress, SshOptions, SshTarget
-from tests.helpers import DATA, cli
+from tests.helpers import DATA, catalog, cli
 from tests.seeded_bugs import build
 from tests.test_adb_guest import AdbGuest
 from tests.test_ssh_guest import Guest as SshGuest
@@ -111,12 +111,12 @@ def test_the_catalog_passes_on_a_binderfs_device_beside_a_resident_context_manag
     """The resident context manager on /dev/binder (-> /dev/binderfs/binder), every case of the default
     catalog on a device of its guest's own made through binder-control, and the resident still
     answering PING after the last case."""
-    catalog = cli("list").stdout.split()
-    assert len(catalog) >= 40
+    cases = catalog()
+    assert len(cases) >= 40
     run = cli("run", "--target", "qemu:x86_64", "--binder-module", str(binderfs_ko), "--resident-context-manager",
               out=tmp_path / "run", timeout=1800)
     report = run.report
-    assert [c["id"] for c in report["cases"]] == catalog
+    assert [c["id"] for c in report["cases"]] == cases
     failed = {c["id"]: c["reason"] for c in report["cases"] if c["outcome"] != "passed"}
     assert failed == {}
     assert run.status == 0, run.stderr[-2000:]
@@ -137,7 +137,7 @@ def test_the_catalog_passes_on_a_binderfs_device_beside_a_resident_context_manag
     assert judged.status == 0, judged.stderr[-2000:]
     after = json.loads((tmp_path / "run" / "report.json").read_text())
     assert after["judged"]["kept_as_recorded"] == {}
-    assert [(c["id"], c["outcome"]) for c in after["cases"]] == [(c, "passed") for c in catalog]
+    assert [(c["id"], c["outcome"]) for c in after["cases"]] == [(c, "passed") for c in cases]
 
 
 def test_a_long_lived_target_reuses_its_device_and_mounts_binderfs_where_none_is(binderfs_ko, tmp_path):

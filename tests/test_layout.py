@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import REPO, cli, cli_env
+from tests.helpers import REPO, cli, cli_env, offsets_as_read
 from tests.seeded_bugs import build
 
 
@@ -23,7 +23,7 @@ def test_shifted_user_data_passes_with_btf_offsets_and_fails_at_88(tmp_path, rel
     assert run.report["target"]["kernel_release"] == release
     placed = run.case("one_copy.sync_sizes")
     assert placed["outcome"] == "passed", placed["reason"]
-    assert _without_kept(placed["evidence"]["struct_offsets"], run) == {
+    assert offsets_as_read(placed["evidence"]["struct_offsets"], run) == {
         "binder_buffer.user_data": {"offset": 96, "from": "BTF /sys/kernel/btf/binder_linux"}}
     assert [t["copied_bytes"] for t in placed["evidence"]["transactions"]] == [8, 4096, 10000, 65536, 1040384]
 
@@ -37,7 +37,7 @@ def test_shifted_user_data_passes_with_btf_offsets_and_fails_at_88(tmp_path, rel
 def test_stock_module_offset_comes_from_its_btf(tmp_path):
     run = cli("run", "one_copy.sync_sizes", out=tmp_path)
     assert run.status == 0, run.stderr
-    assert _without_kept(run.case("one_copy.sync_sizes")["evidence"]["struct_offsets"], run) == {
+    assert offsets_as_read(run.case("one_copy.sync_sizes")["evidence"]["struct_offsets"], run) == {
         "binder_buffer.user_data": {"offset": 88, "from": "BTF /sys/kernel/btf/binder_linux"}}
 
 
@@ -52,13 +52,3 @@ def test_offsets_are_kept_per_guest_build(tmp_path):
         "binder_buffer.user_data": {"offset": 88, "from": "BTF /sys/kernel/btf/binder_linux",
                                     "kept_for_build": build_id}}
     assert second.status == 0
-
-
-def _without_kept(offsets: dict, run) -> dict:
-    """The offsets as read, whether this guest read them or an earlier one of its build did."""
-    out = {}
-    for field, o in offsets.items():
-        o = dict(o)
-        assert o.pop("kept_for_build", run.report["target"]["build_id"]) == run.report["target"]["build_id"]
-        out[field] = o
-    return out

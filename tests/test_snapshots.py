@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cases._expect import LOG_LINE_CHECK
 from harness.targets import snapshots
 from tests.helpers import REPO, cli, cli_env, tagged_processes
 
@@ -110,15 +111,15 @@ def test_rate_limited_lines_are_asserted_on_pristine_guests(tmp_path):
     env = _env(tmp_path / "tmp")
     run = cli("run", "limits.oneway_spam", "objects.bad_offsets", "--target", "qemu:arm64", out=tmp_path / "o", env=env)
     assert run.status == 0, run.stderr
-    spam = next(c for c in run.case("limits.oneway_spam")["checks"] if "kernel log line" in c["name"])
+    spam = next(c for c in run.case("limits.oneway_spam")["checks"] if c["name"].startswith(LOG_LINE_CHECK))
     assert spam["passed"] and spam["measured"].endswith("spamming oneway? 26 buffers allocated for a total size of 1703936")
     assert spam["ref"].startswith("debug_low_async_space_locked")
-    offsets = [c for c in run.case("objects.bad_offsets")["checks"] if "kernel log line" in c["name"]]
+    offsets = [c for c in run.case("objects.bad_offsets")["checks"] if c["name"].startswith(LOG_LINE_CHECK)]
     assert len(offsets) == 2 and all(c["passed"] and c["ref"].startswith("binder_transaction") for c in offsets)
     shared = cli("run", "limits.oneway_spam", "--shared-boot", "--target", "qemu:arm64", out=tmp_path / "s", env=env)
     assert shared.status == 0, shared.stderr
     # the first case of a shared guest is pristine too: it is checked there as well
-    assert any("kernel log line" in c["name"] for c in shared.case("limits.oneway_spam")["checks"])
+    assert any(c["name"].startswith(LOG_LINE_CHECK) for c in shared.case("limits.oneway_spam")["checks"])
 
 
 def test_snapshot_key_covers_the_accelerator_and_every_input(tmp_path):

@@ -23,7 +23,7 @@ import pytest
 
 from harness.judging.cases import load_cases
 from harness.targets.ssh import SshAddress, SshOptions, SshTarget
-from tests.helpers import GuestCommand, REPO, cli
+from tests.helpers import GuestCommand, REPO, cli, offsets_as_read
 
 ARCHES = ["x86_64", "arm64"]
 
@@ -130,14 +130,9 @@ def test_same_verdicts_over_ssh_and_console(guest, tmp_path):
     assert [c["outcome"] for c in ssh_report["cases"]] == ["passed"] * len(cases)
     # the copy kprobe's struct offset is read from the device's own BTF over ssh as well
     # (the console guest's may have been read by an earlier guest of the same build and kept on the host)
-    def user_data(report: dict) -> dict:
-        [case] = [c for c in report["cases"] if c["id"] == "one_copy.sync_sizes"]
-        return dict(case["evidence"]["struct_offsets"]["binder_buffer.user_data"])
-    from_btf = {"offset": 88, "from": "BTF /sys/kernel/btf/binder_linux"}
-    assert user_data(ssh_report) == from_btf
-    console_offset = user_data(console_report)
-    kept = console_offset.pop("kept_for_build", console_report["target"]["build_id"])
-    assert (console_offset, kept) == (from_btf, console_report["target"]["build_id"])
+    from_btf = {"binder_buffer.user_data": {"offset": 88, "from": "BTF /sys/kernel/btf/binder_linux"}}
+    assert over_ssh.case("one_copy.sync_sizes")["evidence"]["struct_offsets"] == from_btf
+    assert offsets_as_read(console.case("one_copy.sync_sizes")["evidence"]["struct_offsets"], console) == from_btf
     assert "B|" in (tmp_path / "ssh" / "trace.txt").read_text()
 
 

@@ -139,8 +139,10 @@ def test_kvm_failing_mid_boot_falls_back_at_once(host, monkeypatch, real_host, m
         assert any("booting again under TCG" in l for l in lines), lines
     reason = report["target"]["accel_reason"]
     assert report["target"]["accel"] == "tcg"
-    assert reason in ("KVM internal error at boot, fell back",
-                      f"no boot progress under KVM in {accel.KVM_BOOT_BOUND_S:.0f} s, fell back"), reason
+    # this host's own KVM may fail mid-boot in any of the ways QEMU reports (one host here:
+    # an assertion in QEMU's KVM code, "QEMU aborted under KVM at boot")
+    assert reason in {*(accel.fell_back(c).reason for c in accel.mid_boot_causes()),
+                      f"no boot progress under KVM in {accel.KVM_BOOT_BOUND_S:.0f} s, fell back"}, reason
     if mode == "dies" and elapsed is not None:
         # recognised when QEMU prints it, not after a timeout: the whole run is one TCG boot
         # and one case longer than the injected failure

@@ -58,12 +58,21 @@ _CAUSES = (  # what a KVM_FAILURE match means, in the words a report shows
 )
 
 
+_OTHER_CAUSE = "QEMU aborted under KVM"  # a KVM_FAILURE line none of _CAUSES names (e.g. an assertion)
+
+
 def cause(signature: str, during: str) -> str:
     """Why KVM failed, from QEMU's words: 'KVM internal error at boot', 'QEMU refused KVM at start', ..."""
     for pattern, name in _CAUSES:
         if pattern.search(signature):
             return name if name.endswith("at start") else f"{name} {during}"
-    return f"QEMU aborted under KVM {during}"
+    return f"{_OTHER_CAUSE} {during}"
+
+
+def mid_boot_causes() -> tuple[str, ...]:
+    """Every cause() a KVM failure that QEMU reports after start, during the boot, can have."""
+    names = [name for _, name in _CAUSES if not name.endswith("at start")]
+    return tuple(f"{name} at boot" for name in [*names, _OTHER_CAUSE])
 
 
 def _boot_id() -> str:

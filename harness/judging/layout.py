@@ -1,13 +1,14 @@
 """Struct offsets that kprobes read, taken from the BTF of the kernel under test.
 
 The target's own `/sys/kernel/btf/binder_linux` (split BTF on `/sys/kernel/btf/vmlinux`)
-describes the module that is loaded, whoever built it, so a rebuilt module with another
-`struct binder_buffer` still gets its `user_data` read at the right place (a module built
-without BTF gets it from its DWARF before boot, harness/images/module_btf.py, and its offsets
-say so). Binder built into the kernel is found in `/sys/kernel/btf/vmlinux` itself. The
-files are copied on the target and read back through the transport (QEMU 9p, ssh, adb alike), once per target, kernel and
-module in this process, and parsed here (harness/evidence/btf.py). A QEMU guest's offsets are
-also kept on the host by its build id, so the next guest of the same files skips the read.
+describes the module that is loaded, whoever built it, so a rebuilt module with another `struct
+binder_buffer` still gets its `user_data` read at the right place (a module built without BTF
+gets it from its DWARF before boot, harness/images/module_btf.py, and its offsets say so).
+Binder built into the kernel is found in `/sys/kernel/btf/vmlinux` itself. The files are copied
+on the target and read back through the transport (QEMU 9p, ssh, adb alike), once per target,
+kernel and module in this process, and parsed here (harness/evidence/btf.py). A QEMU guest's
+offsets are also kept on the host by its build id, so the next guest of the same files skips
+the read.
 """
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,145 @@ def test_damaged_btf_gives_an_answer_or_a_btf_error(at, junk, cut):
         btf.find_struct(data, "binder_buffer", _BASE)
     except btf.BTFError as exc:
         assert "\n" not in str(exc)
+
+
+# --- a module without BTF: its BTF made on the host from its DWARF (harness/images/module_btf.py) ---
+
+def test_pahole_flags_are_kbuilds():
+    """The flags are what the headers' own scripts/pahole-flags.sh gives for the same pahole."""
+    import os
+    import subprocess
+
+    from harness.images import module_btf
+
+    assert module_btf.pahole_flags(124) == ["--btf_gen_floats", "-j", "--lang_exclude=rust"]
+    assert module_btf.pahole_flags(120) == ["--skip_encoding_btf_vars"]
+    assert module_btf.pahole_flags(117) == []
+    script = Path("/usr/src/linux-headers-6.1.0-57-common/scripts/pahole-flags.sh")
+    version = module_btf.pahole_version()
+    assert version is not None, "pahole (Debian's dwarves) is part of scripts/setup"
+    if script.exists():  # Debian's 6.1 headers, when installed (the seeded builder installs them)
+        r = subprocess.run(["sh", str(script)], env=dict(os.environ, PAHOLE="pahole"), capture_output=True,
+                           text=True, check=True)
+        assert r.stdout.split() == module_btf.pahole_flags(version)
+
+
+@pytest.fixture(scope="module")
+def control_ko() -> Path:
+    """The unmodified driver built out of tree against Debian's headers: DWARF, no .BTF."""
+    from tests.seeded_bugs import build
+
+    build.ensure_build_deps(build.DEFAULT_RELEASE)
+    return build.build_module(None)
+
+
+@pytest.fixture(scope="module")
+def amd64_kernel() -> Path:
+    from harness.images.build import ensure_kernel
+    from harness.images.recipes import recipe_for_arch
+
+    return ensure_kernel(recipe_for_arch("x86_64"), progress=lambda _: None).kernel
+
+
+def test_module_btf_is_made_from_dwarf_on_a_copy(control_ko, amd64_kernel, tmp_path):
+    import hashlib
+    import subprocess
+
+    from harness.images import module_btf
+
+    before = control_ko.read_bytes()
+    assert btf.elf_section(before, ".BTF") is None and btf.elf_section(before, ".debug_info") is not None
+    made = module_btf.for_guest(control_ko, amd64_kernel)
+    assert made != control_ko and made.name == "binder_linux.ko"
+    assert control_ko.read_bytes() == before, "the user's file is never changed"
+    assert module_btf.made_on_host(str(control_ko))
+    base = btf.kernel_btf(amd64_kernel.read_bytes())
+    split = btf.elf_section(made.read_bytes(), ".BTF")
+    assert split and btf.member_offset(split, "binder_buffer", "user_data", base) == 88
+    # the DWARF says the same: pahole's own reading of the module's debug info
+    dwarf = subprocess.run(["pahole", "-C", "binder_buffer", str(control_ko)], capture_output=True, text=True,
+                           check=True).stdout
+    assert re.search(r"\buser_data;\s+/\*\s+88\s", dwarf), dwarf
+    assert module_btf.for_guest(control_ko, amd64_kernel) == made  # kept in the cache by content
+    # A raw BTF base (what an arm64 Image holds) makes the same bytes as the ELF vmlinux it came from
+    (tmp_path / "vmlinux.btf").write_bytes(base)
+    for name, base_file in (("raw", tmp_path / "vmlinux.btf"), ("elf", amd64_kernel)):
+        ko = tmp_path / f"{name}.ko"
+        ko.write_bytes(before)
+        subprocess.run(["pahole", "-J", *module_btf.pahole_flags(module_btf.pahole_version() or 0),
+                        "--btf_base", str(base_file), str(ko)], check=True, capture_output=True)
+    assert (hashlib.sha256(btf.elf_section((tmp_path / "raw.ko").read_bytes(), ".BTF") or b"").digest()
+            == hashlib.sha256(btf.elf_section((tmp_path / "elf.ko").read_bytes(), ".BTF") or b"-").digest())
+
+
+def test_arm64_image_carries_a_raw_btf_base():
+    """The base an arm64 module's BTF is split on: the raw BTF inside Debian's arm64 Image."""
+    from harness.images.build import ensure_kernel
+    from harness.images.module_btf import kernel_base_btf
+    from harness.images.recipes import recipe_for_arch
+
+    image = ensure_kernel(recipe_for_arch("arm64"), progress=lambda _: None).kernel
+    assert image.read_bytes()[:4] != b"\x7fELF"
+    base = kernel_base_btf(image)
+    assert base is not None
+    assert btf.find_struct(base, "file").size > 0
+
+
+def test_module_with_btf_is_used_as_it_is(amd64_kernel):
+    from harness.images import module_btf
+    from harness.images.build import ensure_kernel
+    from harness.images.recipes import recipe_for_arch
+
+    stock = next(ensure_kernel(recipe_for_arch("x86_64"), progress=lambda _: None).moddir.rglob("binder_linux.ko"))
+    assert module_btf.for_guest(stock, amd64_kernel) == stock
+    assert not module_btf.made_on_host(str(stock))
+
+
+def _stripped(ko: Path, dest: Path) -> Path:
+    import subprocess
+
+    subprocess.run(["objcopy", "--strip-debug", "--remove-section", ".BTF", str(ko), str(dest)], check=True)
+    data = dest.read_bytes()
+    assert btf.elf_section(data, ".BTF") is None and btf.elf_section(data, ".debug_info") is None
+    return dest
+
+
+def test_module_without_btf_or_dwarf_is_refused(control_ko, amd64_kernel, tmp_path):
+    from harness.errors import ConfigError
+    from harness.images import module_btf
+
+    bare = _stripped(control_ko, tmp_path / "bare.ko")
+    with pytest.raises(ConfigError) as exc:
+        module_btf.for_guest(bare, amd64_kernel)
+    line = str(exc.value)
+    assert "\n" not in line and str(bare) in line and "no BTF and no DWARF" in line
+    assert "CONFIG_DEBUG_INFO" in line and "pahole -J --btf_base" in line
+
+
+def test_one_copy_passes_with_offsets_from_the_modules_dwarf(control_ko, tmp_path):
+    """The headline: a module built against Debian's headers (no BTF) gets every one-copy verdict."""
+    from tests.helpers import cli
+
+    run = cli("run", "one_copy.*", "--binder-module", str(control_ko), out=tmp_path)
+    cases = run.report["cases"]
+    assert [(c["id"], c["outcome"]) for c in cases if c["outcome"] != "passed"] == [], \
+        [(c["id"], c["reason"]) for c in cases if c["outcome"] != "passed"]
+    assert run.status == 0, run.stderr
+    assert len(cases) == 6 and run.report["summary"]["passed"] == 6 and run.report["summary"]["skipped"] == 0
+    assert run.report["target"]["binder_module"] == str(control_ko)
+    placed = [c for c in cases if "struct_offsets" in c["evidence"]]
+    assert len(placed) == 5, [c["id"] for c in placed]
+    for c in placed:
+        o = c["evidence"]["struct_offsets"]["binder_buffer.user_data"]
+        assert o["offset"] == 88
+        assert o["from"] == "BTF /sys/kernel/btf/binder_linux (module BTF made on the host from its DWARF by pahole)"
+
+
+def test_stripped_module_is_one_line_before_boot(control_ko, tmp_path):
+    from tests.helpers import cli, one_error_line
+
+    bare = _stripped(control_ko, tmp_path / "binder_linux.ko")
+    run = cli("run", "one_copy.*", "--binder-module", str(bare), out=tmp_path / "run")
+    line = one_error_line(run)
+    assert line.startswith(f"binder-harness: --binder-module {bare}: has no BTF and no DWARF"), line
+    assert not (tmp_path / "run" / "console.log").exists(), "QEMU was started"

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.images import debian
+from harness.images import debian, module_btf
 from harness.evidence import trace as tracing
 from harness.images.cpio import CpioWriter
 from harness.errors import ConfigError
@@ -343,11 +343,13 @@ def build_image(recipe: Recipe, binder_module: Path | None = None, progress=prin
     kern = select_kernel(recipe, kernel, modules, progress)
     busybox = ensure_busybox(recipe, progress)
     mod_sha = ""
+    guest_module: Path | None = None
     if binder_module is not None:
         if not binder_module.is_file():
             raise ConfigError(f"--binder-module {binder_module}: no such file")
         check_module(binder_module, kern.identity)
         mod_sha = debian.sha256_file(binder_module)
+        guest_module = module_btf.for_guest(binder_module, kern.kernel)  # with BTF made from its DWARF if it has none
     ordered: list[Path] = []
     wanted = list(recipe.modules) + [m for m in extra_modules if m not in recipe.modules]
     builtin: tuple[str, ...] = tuple(m.replace("-", "_") for m in wanted)
@@ -361,14 +363,14 @@ def build_image(recipe: Recipe, binder_module: Path | None = None, progress=prin
         for ko in ordered:
             if not (binder_module is not None and ko.name == "binder_linux.ko"):
                 check_module(ko, kern.identity, mod_flag)
-    if binder_module is not None and not any(ko.name == "binder_linux.ko" for ko in ordered):
-        ordered.insert(0, binder_module)
+    if guest_module is not None and not any(ko.name == "binder_linux.ko" for ko in ordered):
+        ordered.insert(0, guest_module)
         builtin = tuple(m for m in builtin if m != "binder_linux")
     busybox_bin = busybox.read_bytes()
     contents: list[tuple[str, bytes, int]] = [("bin/busybox", busybox_bin, 0o755)]
     names = []
     for ko in ordered:
-        data = binder_module.read_bytes() if (binder_module and ko.name == "binder_linux.ko") else ko.read_bytes()
+        data = guest_module.read_bytes() if (guest_module and ko.name == "binder_linux.ko") else ko.read_bytes()
         contents.append((f"lib/modules/{ko.name}", data, 0o644))
         names.append(ko.name)
     for guest_path, host in recipe.files:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.files import cache_root
+from harness.images import module_btf
 from harness.images.build import cached_deb_ok, deb_cache_path, ensure_busybox, ensure_kernel, fetch_for
 from harness.images.recipes import Recipe, find_recipe, load_recipe, shipped_recipes
 
@@ -20,6 +21,7 @@ PARTS = {
     "kernels": "kernels and modules extracted from those packages",
     "busybox": "busybox extracted from its package",
     "custom-kernels": "vmlinux extracted from --kernel bzImages, by content",
+    module_btf.CACHE_PART: "copies of --binder-module files given BTF made from their DWARF (harness/images/module_btf.py)",
     "initramfs": "built guest initramfs images",
     "indexes": "signed InRelease files and the Packages indexes they vouch for, fetched over HTTP (verified on every read)",
     "probe": "cross-built binder-probe binaries",

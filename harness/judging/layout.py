@@ -1,12 +1,14 @@
 """Struct offsets that kprobes read, taken from the BTF of the kernel under test.
 
 The target's own `/sys/kernel/btf/binder_linux` (split BTF on `/sys/kernel/btf/vmlinux`)
-describes the module that is loaded, whoever built it, so a rebuilt module with another
-`struct binder_buffer` still gets its `user_data` read at the right place. Binder built into
-the kernel is found in `/sys/kernel/btf/vmlinux` itself. The files are copied on the target
-and read back through the transport (QEMU 9p, ssh, adb alike), once per target, kernel and
-module in this process, and parsed here (harness/evidence/btf.py). A QEMU guest's offsets are
-also kept on the host by its build id, so the next guest of the same files skips the read.
+describes the module that is loaded, whoever built it, so a rebuilt module with another `struct
+binder_buffer` still gets its `user_data` read at the right place (a module built without BTF
+gets it from its DWARF before boot, harness/images/module_btf.py, and its offsets say so).
+Binder built into the kernel is found in `/sys/kernel/btf/vmlinux` itself. The files are copied
+on the target and read back through the transport (QEMU 9p, ssh, adb alike), once per target,
+kernel and module in this process, and parsed here (harness/evidence/btf.py). A QEMU guest's
+offsets are also kept on the host by its build id, so the next guest of the same files skips
+the read.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.evidence import btf
+from harness.images import module_btf
 from harness.files import atomic_write_bytes, atomic_write_text, cache_root
 from harness.targets.base import Target
 
@@ -76,10 +79,21 @@ def _read_btf(target: Target, remote_dir: str, local_dir: Path) -> tuple[bytes |
     return module, base, problem
 
 
+def _made_note(binder_module: str) -> str:
+    """How the module's BTF came to be, when the harness made it (harness/images/module_btf.py)."""
+    return f" ({module_btf.MADE_BY})" if binder_module != "stock" and module_btf.made_on_host(binder_module) else ""
+
+
 def offsets_from_files(fields: tuple[str, ...], module: Path | None, kernel: Path) -> dict[str, FieldOffset]:
     """The same, from an image's own files before anything boots (a LAVA job is written before it
-    runs): binder_linux.ko's .BTF, split on the BTF inside the kernel file."""
+    runs): binder_linux.ko's .BTF, split on the BTF inside the kernel file. A module without BTF
+    has it made from its DWARF, as the image that boots it has (module_btf.for_guest)."""
     base = btf.kernel_btf(kernel.read_bytes())
+    note = ""
+    if module is not None and base is not None:
+        made = module_btf.for_guest(module, kernel)
+        note = f" ({module_btf.MADE_BY})" if made != module else ""
+        module = made
     mod = btf.elf_section(module.read_bytes(), ".BTF") if module is not None else None
     out: dict[str, FieldOffset] = {}
     for f in fields:
@@ -90,7 +104,7 @@ def offsets_from_files(fields: tuple[str, ...], module: Path | None, kernel: Pat
         data, what = (mod, f"BTF of {module}") if mod is not None else (base, f"BTF of {kernel}")
         try:
             out[f] = FieldOffset(btf.member_offset(data, struct_name, member, base if mod is not None else None,
-                                                   what=what), what)
+                                                   what=what), what + (note if mod is not None else ""))
         except btf.BTFError as exc:
             out[f] = FieldOffset(None, str(exc))
     return out
@@ -115,7 +129,8 @@ def struct_offsets(target: Target, fields: tuple[str, ...], remote_dir: str, loc
             elif module is not None:
                 try:
                     out[f] = FieldOffset(btf.member_offset(module, struct_name, member, base,
-                                                           what=f"{BTF_DIR}/{MODULE}"), f"BTF {BTF_DIR}/{MODULE}")
+                                                           what=f"{BTF_DIR}/{MODULE}"),
+                                         f"BTF {BTF_DIR}/{MODULE}{_made_note(info.binder_module)}")
                 except btf.BTFError as exc:
                     out[f] = FieldOffset(None, str(exc))
             else:
@@ -124,8 +139,9 @@ def struct_offsets(target: Target, fields: tuple[str, ...], remote_dir: str, loc
                     out[f] = FieldOffset(btf.member_offset(base, struct_name, member, what=f"{BTF_DIR}/vmlinux"),
                                          f"BTF {BTF_DIR}/vmlinux")
                 except btf.BTFError as exc:
-                    out[f] = FieldOffset(None, f"{exc}, and there is no {BTF_DIR}/{MODULE} (a module built "
-                                               "without BTF: build it with pahole and the kernel's vmlinux)")
+                    out[f] = FieldOffset(None, f"{exc}, and there is no {BTF_DIR}/{MODULE} (a module loaded "
+                                               "without BTF: build it with debug info, or run pahole -J --btf_base "
+                                               "VMLINUX on it)")
             _CACHE[key_base + (f,)] = out[f]
         _keep(info.build_id, out)
         return out

@@ -49,7 +49,7 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "binder-harness" / "seeded"
 _REQUIRED_SOURCES = ("Makefile", "binder.c", "binder_alloc.c", "binder_alloc.h",
                      "binder_internal.h", "binder_trace.h")
 # Bump when the build recipe changes in a way that should invalidate modules.
-_RECIPE_VERSION = "2"  # 2: module BTF (pahole -J on the kernel's own vmlinux BTF)
+_RECIPE_VERSION = "3"  # 3: no BTF added here; the harness makes it from DWARF (harness/images/module_btf.py)
 
 
 class SeededBuildError(Exception):
@@ -1295,11 +1295,9 @@ def _make(release: str, files: dict[str, str], out_dir: Path, tree: Path | None 
                 f"building {out_dir.name} failed: "
                 f"{(errors[0] if errors else _last_line(log)).strip()} (log: {failed})")
         _check_vermagic(ko, release)
-        from harness.evidence.btf import elf_section
-
-        if not elf_section(ko.read_bytes(), ".BTF"):  # kbuild made it when the tree had a vmlinux
-            log += _add_btf(release, ko)
-        (work / "build.log").write_text(log)
+        # No BTF is added here: against Debian's headers (no vmlinux) kbuild makes none, as for
+        # anyone's module, and the harness makes it from the module's DWARF before boot
+        # (harness/images/module_btf.py). A prepared tree with a vmlinux (6.12) has kbuild's own.
         final = work / "out"
         final.mkdir()
         shutil.copy2(ko, final / "binder_linux.ko")
@@ -1311,7 +1309,7 @@ def _make(release: str, files: dict[str, str], out_dir: Path, tree: Path | None 
         shutil.rmtree(work, ignore_errors=True)
 
 
-# --- module BTF -----------------------------------------------------------------
+# --- the shipped image recipe of a release -------------------------------------
 
 def _recipe_for(release: str):
     """The shipped image recipe whose Debian kernel is RELEASE."""
@@ -1323,48 +1321,6 @@ def _recipe_for(release: str):
         if src is not None and src.package in (f"linux-image-{release}", f"linux-image-{release}-unsigned"):
             return recipe
     raise SeededBuildError(f"no recipe in images/ boots {release}")
-
-
-def kernel_vmlinux(release: str) -> Path:
-    """The vmlinux (ELF, with its .BTF) of the shipped image recipe whose kernel is RELEASE."""
-    from harness.images.build import ensure_kernel
-
-    kernel = ensure_kernel(_recipe_for(release), progress=lambda *a: None).kernel
-    if kernel.read_bytes()[:4] != b"\x7fELF":
-        raise SeededBuildError(f"{kernel} is not a vmlinux ELF: no BTF base for the module")
-    return kernel
-
-
-def _pahole_flags(release: str) -> list[str]:
-    """PAHOLE_FLAGS as the headers' kbuild computes them for this pahole (pahole-flags.sh in 6.1)."""
-    script = _headers_dir(release) / "scripts" / "pahole-flags.sh"
-    if not script.exists():
-        common = sorted(Path("/usr/src").glob(f"linux-headers-{release.rsplit('-', 1)[0]}-common/scripts/pahole-flags.sh"))
-        script = common[0] if common else script
-    if script.exists():
-        r = subprocess.run(["sh", str(script)], env=dict(os.environ, PAHOLE="pahole"),
-                           capture_output=True, text=True)
-        return r.stdout.split()
-    # Makefile.btf (6.8 on): the same flags for pahole 1.24
-    return ["--btf_gen_floats", "-j", "--lang_exclude=rust"]
-
-
-def _add_btf(release: str, ko: Path) -> str:
-    """Give the module BTF, split on the kernel's own vmlinux BTF, as Makefile.modfinal does
-    when the tree has a vmlinux (Debian's headers do not ship one, so kbuild skips it).
-    Without it the running kernel has no /sys/kernel/btf/binder_linux to read offsets from.
-    Returns the log lines."""
-    if shutil.which("pahole") is None:
-        raise SeededBuildError("pahole not found: install Debian's dwarves (module BTF for struct offsets)")
-    cmd = ["pahole", "-J", *_pahole_flags(release), "--btf_base", str(kernel_vmlinux(release)), str(ko)]
-    r = _run(cmd)
-    if r.returncode != 0:
-        raise SeededBuildError(f"pahole -J on {ko.name} failed: {_last_line(r.stderr or r.stdout)}")
-    from harness.evidence.btf import elf_section
-
-    if not elf_section(ko.read_bytes(), ".BTF"):
-        raise SeededBuildError(f"pahole -J left {ko.name} without a .BTF section")
-    return f"$ {' '.join(cmd)}\n{r.stdout}{r.stderr}"
 
 
 def main(argv: list[str] | None = None) -> int:

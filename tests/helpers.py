@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 import sys
@@ -28,6 +29,36 @@ class CliRun:
 
     def case(self, case_id: str) -> dict:
         return next(c for c in self.report["cases"] if c["id"] == case_id)
+
+
+def assert_judge_reproduces(run: CliRun) -> dict:
+    """`binder-harness judge` on an untouched copy of the run's directory reproduces the live
+    verdicts exactly: every case's outcome and reason, every check (name, passed, expected,
+    measured, ref) in order, every other field of the case (guest_start, evidence, ...), the
+    summary and the exit status, with no note of anything it could not replay. Returns the
+    judged report."""
+    copy = run.out.parent / f"{run.out.name}-judged"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(run.out, copy)
+    live = run.report
+    judged_run = cli("judge", str(copy))
+    assert "Traceback" not in judged_run.stderr, judged_run.stderr
+    judged = json.loads((copy / "report.json").read_text())
+    assert [c["id"] for c in judged["cases"]] == [c["id"] for c in live["cases"]]
+    for before, after in zip(live["cases"], judged["cases"]):
+        names = ([c["name"] for c in before["checks"]], [c["name"] for c in after["checks"]])
+        assert names[0] == names[1], (before["id"], "live only:", [n for n in names[0] if n not in names[1]],
+                                      "judged only:", [n for n in names[1] if n not in names[0]])
+        for live_check, judged_check in zip(before["checks"], after["checks"]):
+            assert judged_check == live_check, before["id"]
+        assert (after["outcome"], after["reason"]) == (before["outcome"], before["reason"]), before["id"]
+        assert {k: v for k, v in after.items() if k != "judged"} == before, before["id"]
+        assert after["judged"] == ("recorded" if before["outcome"] in ("error", "skipped") else "replayed"), \
+            (before["id"], after["judged"])
+    assert judged["judged"]["notes"] == {}
+    assert judged["summary"] == live["summary"]
+    assert judged_run.status == run.status, judged_run.stderr
+    return judged
 
 
 def one_error_line(run: CliRun) -> str:

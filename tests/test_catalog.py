@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.judging.cases import load_cases
-from tests.helpers import cli
+from tests.helpers import assert_judge_reproduces, cli
 from tests.seeded_bugs import build
 
 FAMILIES = {"one_copy", "limits", "protocol", "compat", "stress", "objects", "loopers"}
@@ -40,6 +40,7 @@ def test_whole_catalog_passes_on_stock_driver(tmp_path, arch):
     not_passed = [(c["id"], c["outcome"], c["reason"]) for c in report["cases"] if c["outcome"] != "passed"]
     assert not_passed == [], not_passed
     assert run.status == 0
+    assert_judge_reproduces(run)  # judged offline, a copy of the run gives every check and verdict again
     assert report["summary"]["passed"] == len(load_cases())
     assert report["seed"] == 4242
     assert run.case("stress.random_commands")["evidence"]["seed"] == 4242
@@ -142,6 +143,7 @@ def test_seeded_bug_is_caught(tmp_path, seeded, bug):
     run = cli("run", *[case_id for case_id, _ in expected], "--binder-module", str(module), "--seed", "4242",
               out=tmp_path, timeout=600)
     assert run.status == 1, run.stderr
+    assert_judge_reproduces(run)  # the failed checks stay failed when judged offline
     for case_id, reason_part in expected:
         case = run.case(case_id)
         assert case["outcome"] == "failed", (case_id, case["reason"])

@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 
-from tests.helpers import cli, one_error_line
+from cases._expect import LOG_LINE_CHECK
+from tests.helpers import CliRun, assert_judge_reproduces, cli, one_error_line
 from tests.seeded_bugs import build
 
 CASES = ("one_copy.sync_sizes", "limits.mmap_twice", "limits.free_reuse", "stress.random_commands")
@@ -39,6 +40,7 @@ def test_judge_reproduces_every_verdict_and_check(recorded_run, tmp_path):
     assert [c["evidence"] for c in after["cases"]] == [c["evidence"] for c in before["cases"]]
     assert after["judged"]["kept_as_recorded"] == {}
     assert after["target"] == before["target"]
+    assert [c["guest_start"] for c in after["cases"]] == [c["guest_start"] for c in before["cases"]]
     assert (run_dir / "report.html").exists() and "one_copy.sync_sizes" in (run_dir / "junit.xml").read_text()
 
 
@@ -80,11 +82,90 @@ def test_judge_keeps_the_verdict_of_a_double_copy_module(tmp_path):
     run = cli("run", "one_copy.sync_sizes", "--target", "qemu:x86_64", "--binder-module", str(module),
               out=tmp_path, timeout=600)
     assert run.status == 1
+    assert_judge_reproduces(run)
     before = run.report
     judged = cli("judge", str(tmp_path))
     assert judged.status == 1
     assert _verdicts(json.loads((tmp_path / "report.json").read_text())) == _verdicts(before)
     assert "measured 2.0" in before["cases"][0]["reason"]
+
+
+# The cases that check the driver's rate-limited log line, on a pristine guest only (note_dmesg).
+LOG_LINE_CASES = ("limits.mmap_clamp_4m", "limits.mmap_readonly", "limits.oneway_spam", "limits.munmap_dead")
+
+
+def _log_line_checks(case: dict) -> list[tuple[str, bool]]:
+    return [(c["name"], c["passed"]) for c in case["checks"] if c["name"].startswith(LOG_LINE_CHECK)]
+
+
+@pytest.fixture(scope="module")
+def log_line_run(tmp_path_factory) -> CliRun:
+    """The log-line cases on one shared boot with a module that does not clamp the area to 4 MiB:
+    the first case (its guest pristine) fails its log-line check, as the "no address space" line
+    never comes; the later ones (not pristine) make no log-line check."""
+    build.ensure_build_deps(build.DEFAULT_RELEASE)
+    module = build.build_module("no_mmap_clamp")
+    out = tmp_path_factory.mktemp("log_lines")
+    run = cli("run", *LOG_LINE_CASES, "--shared-boot", "--binder-module", str(module), "--target", "qemu:x86_64",
+              out=out, timeout=600)
+    assert run.status == 1, run.stderr
+    assert _log_line_checks(run.case("limits.mmap_clamp_4m")) == [
+        (f"{LOG_LINE_CHECK}binder_alloc_buf size 4194312 failed, no address space)", False)]
+    assert [_log_line_checks(run.case(c)) for c in LOG_LINE_CASES[1:]] == [[], [], []]
+    return run
+
+
+def test_judge_keeps_a_failed_log_line_check_failed(log_line_run):
+    """Unedited, judge makes the checks the live run made, pristine guest or not: the failed
+    log-line check stays failed, and the cases of a shared guest make none."""
+    judged = assert_judge_reproduces(log_line_run)
+    clamp = next(c for c in judged["cases"] if c["id"] == "limits.mmap_clamp_4m")
+    assert clamp["outcome"] == "failed" and "(+1 more failed checks)" in clamp["reason"], clamp["reason"]
+    assert [c["guest_start"]["fresh"] for c in judged["cases"]] == [True, False, False, False]
+
+
+def _as_schema_1(run_dir) -> None:
+    """Rewrite every recording as a harness before recording_schema 2 wrote it: no `pristine`."""
+    for path in run_dir.glob("cases/*/recording.json"):
+        recording = json.loads(path.read_text())
+        assert recording.pop("pristine") is (path.parent.name == LOG_LINE_CASES[0]), path
+        path.write_text(json.dumps({**recording, "recording_schema": 1}))
+
+
+def test_judge_derives_pristine_of_an_older_recording_from_guest_start(log_line_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(log_line_run.out, run_dir)
+    _as_schema_1(run_dir)
+    judged = cli("judge", str(run_dir))
+    assert judged.status == 1, judged.stderr
+    after = json.loads((run_dir / "report.json").read_text())
+    assert _verdicts(after) == _verdicts(log_line_run.report)
+    assert after["judged"]["notes"] == {}
+
+
+def test_judge_says_which_checks_an_older_recording_cannot_replay(log_line_run, tmp_path):
+    """Neither the recording nor report.json says whether the guest was pristine: the case is
+    replayed as on a shared guest, and its judged note says that, naming each check the live run
+    made that the replay could not."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(log_line_run.out, run_dir)
+    _as_schema_1(run_dir)
+    report = json.loads((run_dir / "report.json").read_text())
+    for case in report["cases"]:
+        del case["guest_start"]
+    (run_dir / "report.json").write_text(json.dumps(report))
+    cli("judge", str(run_dir))
+    after = json.loads((run_dir / "report.json").read_text())
+    clamp = next(c for c in after["cases"] if c["id"] == "limits.mmap_clamp_4m")
+    assert _log_line_checks(clamp) == []
+    assert clamp["outcome"] == "failed"  # on its other failed check: the 4 MiB + 8 transaction went through
+    note = after["judged"]["notes"]["limits.mmap_clamp_4m"]
+    assert note.startswith("checks a case makes only on a pristine guest could not be replayed"), note
+    assert (f"1 checks made live, not in this replay: {LOG_LINE_CHECK}binder_alloc_buf size 4194312 failed, "
+            "no address space)") in note, note
+    assert clamp["judged"] == f"replayed; {note}"
+    assert set(after["judged"]["notes"]) == set(LOG_LINE_CASES)  # none says whether its guest was pristine
+    assert "guest_start" not in clamp
 
 
 @pytest.mark.parametrize("setup, needle", [

@@ -36,10 +36,13 @@ CASES_DIR = REPO_ROOT / "cases"
 # Directories of your own case modules (os.pathsep-separated), loaded after the catalog.
 EXTRA_CASES_ENV = "BINDER_HARNESS_EXTRA_CASES"
 DMESG_FILE = ".dmesg-all.txt"  # the whole kernel log, saved on the target and pulled
-# What a case asked of its target, step by step, beside its evidence: `binder-harness judge`
-# replays the case from it and the files it names (harness/judging/replay.py).
+# What a case asked of its target, step by step, beside its evidence, and every fact of its
+# context a case decides a check by: `binder-harness judge` replays the case from it and the
+# files it names (harness/judging/replay.py).
 RECORDING_FILE = "recording.json"
-RECORDING_SCHEMA = 1
+# 2: adds `pristine` (CaseContext.pristine). Schema 1 recordings still load; judge derives
+# `pristine` for them from report.json's guest_start (harness/running/judge.py).
+RECORDING_SCHEMA = 2
 
 
 def begin_line(case_id: str) -> str:
@@ -185,7 +188,7 @@ class CaseContext:
         recording = {"recording_schema": RECORDING_SCHEMA, "case": self.spec.id,
                      "kernel_release": self.target.info().kernel_release, "arch": self.target.info().arch,
                      "seed": self.seed, "timeout": self.timeout, "binder_device": self.binder_device,
-                     "steps": self._steps}
+                     "pristine": self.pristine, "steps": self._steps}
         atomic_write_text(self.case_dir / RECORDING_FILE, json.dumps(recording, indent=1) + "\n")
 
     @property

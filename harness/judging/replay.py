@@ -2,10 +2,12 @@
 
 A live CaseContext writes cases/<id>/recording.json as the case asks its target for things:
 each probe run (scenario, arguments, exit status, its probe-N.jsonl and probe-N.stderr), the
-trace (trace.txt) and each kernel-log read (the delta it returned). ReplayContext answers the
-same calls, in the same order, from those files, so a case function runs unchanged and records
-the same checks; `binder-harness judge RUN_DIR` (harness/running/judge.py) does that for every
-case and rewrites the reports.
+trace (trace.txt) and each kernel-log read (the delta it returned), and the facts of its context
+a case decides checks by (kernel release, seed, time limit, binder device, whether its guest was
+pristine). ReplayContext answers the same calls, in the same order, from those files, with the
+same context, so a case function runs unchanged and records the same checks;
+`binder-harness judge RUN_DIR` (harness/running/judge.py) does that for every case and rewrites
+the reports.
 
 A case that asks for something the recording does not hold (a probe scenario or arguments it
 did not run then, a command on the target) cannot be decided offline: it ends in
@@ -34,6 +36,14 @@ class RecordingError(Exception):
     """A recording.json that cannot be read; the message names the file and the problem."""
 
 
+# The recording schemas this harness replays: 1 lacks `pristine` (the caller supplies it).
+RECORDING_SCHEMAS_READ = (1, RECORDING_SCHEMA)
+# Evidence the runner puts in a case's context before the case function runs (the device it
+# opens, the struct offsets its kprobes were placed with): report.json's values are put back
+# before a replay, so the case sees its context as it did live.
+EVIDENCE_BEFORE_THE_CASE = ("binder_device", "struct_offsets")
+
+
 def load_recording(case_dir: Path) -> dict | None:
     """cases/<id>/recording.json, or None when the case left none (it never reached its target)."""
     path = case_dir / RECORDING_FILE
@@ -45,9 +55,9 @@ def load_recording(case_dir: Path) -> dict | None:
         raise RecordingError(f"{path}: not readable JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
         raise RecordingError(f"{path}: field 'steps' missing; a recording is a JSON object with a 'steps' list")
-    if data.get("recording_schema") != RECORDING_SCHEMA:
+    if data.get("recording_schema") not in RECORDING_SCHEMAS_READ:
         raise RecordingError(f"{path}: recording_schema {data.get('recording_schema')!r}; this harness reads "
-                             f"{RECORDING_SCHEMA}")
+                             f"{' and '.join(map(str, RECORDING_SCHEMAS_READ))}")
     return data
 
 
@@ -129,12 +139,21 @@ class ReplayContext(CaseContext):
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def replay_case(spec: CaseSpec, case_dir: Path, recording: dict) -> CaseResult:
-    """Run the case function on its recording, then kernel health on its dmesg delta, and judge."""
+def replay_case(spec: CaseSpec, case_dir: Path, recording: dict,
+                evidence_before: dict[str, Any] | None = None) -> CaseResult:
+    """Run the case function on its recording, then kernel health on its dmesg delta, and judge.
+
+    `evidence_before`: what the runner had put in the case's evidence before the case ran
+    (EVIDENCE_BEFORE_THE_CASE, from report.json). A recording without `pristine` (schema 1)
+    replays as on a guest that was not pristine, unless the caller puts it in."""
     ctx = ReplayContext(spec, cast(Target, None), "", case_dir, "", None, None,
                         seed=recording.get("seed"), timeout=float(recording.get("timeout") or spec.timeout),
+                        pristine=recording.get("pristine") is True,
                         binder_device=recording.get("binder_device") or "/dev/binder", recording=recording)
     result = ctx.result
+    for key, value in (evidence_before or {}).items():
+        if key in EVIDENCE_BEFORE_THE_CASE:
+            result.evidence.setdefault(key, value)
     try:
         spec.func(ctx)
     except CaseSkipped as exc:

@@ -2,23 +2,38 @@
 
 Every case that ran to its end on its target is replayed from cases/<id>/ (recording.json,
 probe output, trace.txt, dmesg.txt; harness/judging/replay.py) by this harness's own case
-code, and report.json, junit.xml and report.html are rewritten. A case whose recorded outcome
-is an error or a skip (its guest died, it never ran, the target could not run it) keeps that
-verdict: nothing was measured to judge again. report.json gains `"judged"`: when, by what, and
-which cases kept their recorded verdict and why.
+code, with the context it had live (its recording's kernel, seed, time limit, device and
+whether its guest was pristine; the evidence the runner gave it before it ran), and
+report.json, junit.xml and report.html are rewritten. On unedited evidence that gives the live
+run's checks, names and outcomes, again. A case whose recorded outcome is an error or a skip
+(its guest died, it never ran, the target could not run it) keeps that verdict: nothing was
+measured to judge again. Every field of a case that judging does not recompute (guest_start,
+guest, duration_s, dir, ...) is kept as recorded.
+
+report.json gains `"judged"`: when, by what, which cases kept their recorded verdict and why,
+and a note per case whose replay could not make every check its live run made. Each case
+gains `"judged"`: "replayed", "recorded" (kept as recorded), or "replayed; " and that note.
 """
 from __future__ import annotations
 
 import datetime
 import json
+from collections import Counter
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.judging.cases import RECORDING_FILE, load_cases
-from harness.judging.replay import RecordingError, load_recording, replay_case
+from harness.judging.cases import RECORDING_FILE, CaseSpec, load_cases
+from harness.judging.replay import (EVIDENCE_BEFORE_THE_CASE, RecordingError, load_recording,
+                                    replay_case)
 from harness.judging.verdicts import CaseResult, Check, Outcome, summarize
 from harness.reports import report
 from harness.reports.html import load_report
+
+# How runner.guest_start names a guest the harness booted or restored itself: with `fresh`
+# (the case was the first it served) that is CaseContext.pristine.
+OWN_GUESTS = ("booted", "restored")
+PRISTINE_UNKNOWN = ("checks a case makes only on a pristine guest could not be replayed: neither its "
+                    f"{RECORDING_FILE} (schema 1) nor report.json's guest_start says whether its guest was")
 
 
 def _recorded(case: dict) -> CaseResult:
@@ -26,8 +41,75 @@ def _recorded(case: dict) -> CaseResult:
     result = CaseResult(case["id"], Outcome(case.get("outcome", "error")), case.get("reason", ""),
                         float(case.get("duration_s", 0.0)), dict(case.get("evidence") or {}),
                         [Check(c["name"], c["expected"], c["measured"], bool(c["passed"]), c["ref"])
-                         for c in case.get("checks", [])], case.get("guest"))
+                         for c in case.get("checks", [])], case.get("guest"), case.get("guest_start"))
     return result
+
+
+def pristine_from_guest_start(guest_start: object) -> bool | None:
+    """Whether a case's guest was pristine (CaseContext.pristine), from its report.json
+    guest_start (runner.guest_start): a guest the harness booted or restored, serving its first
+    case. None when guest_start does not say."""
+    if not isinstance(guest_start, dict) or not isinstance(guest_start.get("fresh"), bool) \
+            or not guest_start.get("how"):
+        return None
+    return guest_start["fresh"] and guest_start["how"] in OWN_GUESTS
+
+
+def _with_context(recording: dict, recorded: CaseResult) -> tuple[dict, list[str]]:
+    """The recording with the context facts an older one lacks, from report.json, and a note
+    for each that nothing recorded says."""
+    recording = dict(recording)
+    notes: list[str] = []
+    device = recorded.evidence.get("binder_device")
+    if isinstance(device, dict) and device.get("path") and not recording.get("binder_device"):
+        # recorded before recordings named their device: report.json's evidence says which it was
+        recording["binder_device"] = device["path"]
+    if not isinstance(recording.get("pristine"), bool):
+        pristine = pristine_from_guest_start(recorded.guest_start)
+        if pristine is None:
+            notes.append(PRISTINE_UNKNOWN)
+        else:
+            recording["pristine"] = pristine
+    return recording, notes
+
+
+def _unreproduced(recorded: CaseResult, replayed: CaseResult) -> list[str]:
+    """Notes naming checks the live run made that the replay did not, and the other way round."""
+    live = Counter(c.name for c in recorded.checks)
+    again = Counter(c.name for c in replayed.checks)
+    notes = []
+    for what, names in (("made live, not in this replay", live - again), ("made in this replay, not live", again - live)):
+        if names:
+            shown = "; ".join(sorted(names.elements())[:5]) + (" ..." if sum(names.values()) > 5 else "")
+            notes.append(f"{sum(names.values())} checks {what}: {shown}")
+    return notes
+
+
+def _replay(spec: CaseSpec, case_dir: Path, recording: dict, recorded: CaseResult) -> tuple[CaseResult, list[str]]:
+    """The case replayed with its live context, every field judging does not recompute kept,
+    and the notes on what could not be reproduced."""
+    recording, notes = _with_context(recording, recorded)
+    before = {k: recorded.evidence[k] for k in EVIDENCE_BEFORE_THE_CASE if k in recorded.evidence}
+    result = replay_case(spec, case_dir, recording, before)
+    for key, value in recorded.evidence.items():  # what the runner noted beside the case
+        result.evidence.setdefault(key, value)
+    result.duration_s, result.guest, result.guest_start = recorded.duration_s, recorded.guest, recorded.guest_start
+    if result.outcome == Outcome.FAILED:
+        from harness.running.runner import Session  # a failure SELinux caused says so, as live
+        Session._explain_denial(result, case_dir)
+    if recorded.checks:  # a verdict was reached before (not a LAVA job's collected evidence)
+        notes += _unreproduced(recorded, result)
+    return result, notes
+
+
+def _entry(result: CaseResult, case: dict, judged: str) -> dict:
+    """The case as report.json gets it: what judging decided, every other field of the recorded
+    case kept, in the recorded order, and how it was judged."""
+    new = result.to_json()
+    entry = {key: new.pop(key, value) for key, value in case.items()}
+    entry.update(new)
+    entry["judged"] = judged
+    return entry
 
 
 def judge_run(run_dir: Path) -> dict:
@@ -35,6 +117,7 @@ def judge_run(run_dir: Path) -> dict:
     data = load_report(run_dir)
     registry = load_cases()
     kept: dict[str, str] = {}
+    notes: dict[str, str] = {}
     results: list[dict] = []
     for case in data["cases"]:
         if not isinstance(case, dict) or not isinstance(case.get("id"), str):
@@ -46,35 +129,29 @@ def judge_run(run_dir: Path) -> dict:
         except RecordingError as exc:
             raise ConfigError(f"{exc}; re-run the case to record it again") from None
         spec = registry.get(recorded.id)
+        judged = "replayed"
         if recorded.outcome in (Outcome.ERROR, Outcome.SKIPPED):
             kept[recorded.id] = f"recorded {recorded.outcome}: nothing measured to judge again"
-            result = recorded
+            result, judged = recorded, "recorded"
         elif spec is None:
             result = CaseResult(recorded.id, Outcome.ERROR,
                                 f"not judged: case {recorded.id} is not in this harness's catalog",
-                                recorded.duration_s, recorded.evidence, [], recorded.guest)
+                                recorded.duration_s, recorded.evidence, [], recorded.guest, recorded.guest_start)
         elif recording is None:
             result = CaseResult(recorded.id, Outcome.ERROR,
                                 f"needs a live target: {case_dir / RECORDING_FILE} is missing (a run made before "
                                 "recordings were kept); run the case again", recorded.duration_s,
-                                recorded.evidence, [], recorded.guest)
+                                recorded.evidence, [], recorded.guest, recorded.guest_start)
         else:
-            device = recorded.evidence.get("binder_device")
-            if isinstance(device, dict) and device.get("path") and not recording.get("binder_device"):
-                # recorded before recordings named their device: report.json's evidence says which it was
-                recording = {**recording, "binder_device": device["path"]}
-            result = replay_case(spec, case_dir, recording)
-            for key, value in recorded.evidence.items():  # what the runner noted beside the case
-                result.evidence.setdefault(key, value)
-            result.duration_s, result.guest = recorded.duration_s, recorded.guest
-        entry = result.to_json()
-        if "dir" in case:
-            entry["dir"] = case["dir"]
-        results.append(entry)
+            result, case_notes = _replay(spec, case_dir, recording, recorded)
+            if case_notes:
+                notes[recorded.id] = "; ".join(case_notes)
+                judged = f"replayed; {notes[recorded.id]}"
+        results.append(_entry(result, case, judged))
     data["cases"] = results
     data["summary"] = summarize(c["outcome"] for c in results)
     data["judged"] = {"by": "binder-harness judge", "at": datetime.datetime.now(datetime.timezone.utc)
-                      .isoformat(timespec="seconds"), "kept_as_recorded": kept}
+                      .isoformat(timespec="seconds"), "kept_as_recorded": kept, "notes": notes}
     try:
         report.rewrite(data, run_dir)
     except OSError as exc:

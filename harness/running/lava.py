@@ -351,6 +351,8 @@ def collect(out: Path) -> dict:
             release = m.group(1)
     target = {**manifest["target"], "kernel_release": release}
     cases = []
+    # the job runs its cases in turn on one boot: only the first has a pristine guest
+    first = next((c for c in manifest["cases"] if not manifest["plans"][c]["problem"]), None)
     for case_id in manifest["cases"]:
         plan = manifest["plans"][case_id]
         case_dir = out / "cases" / case_id
@@ -365,7 +367,7 @@ def collect(out: Path) -> dict:
                           "duration_s": 0.0, "evidence": {}, "checks": []})
             continue
         _unpack(evidence[case_id], out / "cases", case_id)
-        _write_recording(case_dir, case_id, plan, target, manifest.get("seed"))
+        _write_recording(case_dir, case_id, plan, target, manifest.get("seed"), case_id == first)
         cases.append({"id": case_id, "outcome": "passed", "reason": "collected by the LAVA job; not judged yet",
                       "duration_s": durations.get(case_id, 0.0),
                       "evidence": {"lava_test_case": results.get(case_id, "missing")},
@@ -420,7 +422,8 @@ def _unpack(blob: bytes, dest: Path, case_id: str) -> None:
                 target.write_bytes(fh.read())
 
 
-def _write_recording(case_dir: Path, case_id: str, plan: dict, target: dict, seed: int | None) -> None:
+def _write_recording(case_dir: Path, case_id: str, plan: dict, target: dict, seed: int | None,
+                     pristine: bool) -> None:
     """recording.json for a case run by the job, as a direct run writes it."""
     steps: list[dict] = []
     for n, run in enumerate(plan["probes"], 1):
@@ -443,5 +446,6 @@ def _write_recording(case_dir: Path, case_id: str, plan: dict, target: dict, see
     for _ in range(plan["dmesg_reads"]):
         steps.append({"step": "dmesg", "delta": delta, "dmesg_window": window})
     recording = {"recording_schema": RECORDING_SCHEMA, "case": case_id, "kernel_release": target["kernel_release"],
-                 "arch": target["arch"], "seed": plan.get("seed", seed), "timeout": plan["timeout"], "steps": steps}
+                 "arch": target["arch"], "seed": plan.get("seed", seed), "timeout": plan["timeout"], "pristine": pristine,
+                 "steps": steps}
     atomic_write_text(case_dir / RECORDING_FILE, json.dumps(recording, indent=1) + "\n")

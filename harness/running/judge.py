@@ -16,9 +16,14 @@ from pathlib import Path
 from harness.errors import ConfigError
 from harness.judging.cases import RECORDING_FILE, load_cases
 from harness.judging.replay import RecordingError, load_recording, replay_case
-from harness.judging.verdicts import CaseResult, Check, Outcome, summarize
+from harness.judging.verdicts import UNCHECKED, CaseResult, Check, Outcome, summarize
 from harness.reports import report
 from harness.reports.html import load_report
+
+
+# A case's "judged" while its evidence waits for `judge` (a LAVA job's, harness/running/lava.py):
+# it is replayed, though its recorded outcome is "skipped" (not judged) until then.
+PENDING = "pending"
 
 
 def _recorded(case: dict) -> CaseResult:
@@ -46,7 +51,7 @@ def judge_run(run_dir: Path) -> dict:
         except RecordingError as exc:
             raise ConfigError(f"{exc}; re-run the case to record it again") from None
         spec = registry.get(recorded.id)
-        if recorded.outcome in (Outcome.ERROR, Outcome.SKIPPED):
+        if recorded.outcome in UNCHECKED and case.get("judged") != PENDING:
             kept[recorded.id] = f"recorded {recorded.outcome}: nothing measured to judge again"
             result = recorded
         elif spec is None:

@@ -63,11 +63,17 @@ def not_judged(summary: dict[str, int]) -> int:
 
 def summary_line(summary: dict[str, int]) -> str:
     """'3 passed, 0 failed, 0 error, 0 skipped'; with skipped cases they come first:
-    'NOT JUDGED: 5 skipped; 1 passed, 0 failed, 0 error'; and ', 2 not applicable' when some are."""
+    'NOT JUDGED: 5 skipped; 1 passed, 0 failed, 0 error'; and ', 2 not applicable' when some are.
+    Every line of a run that exits 3 (exit_status) starts 'NOT JUDGED:'."""
     counts = ", ".join(f"{summary.get(o, 0)} {o}" for o in OUTCOMES[:3])
     unjudged = [f"{n} {key}" for key, n in summary.items()
                 if n and (key == Outcome.SKIPPED or key not in OUTCOMES)]
-    line = f"NOT JUDGED: {', '.join(unjudged)}; {counts}" if unjudged else f"{counts}, 0 skipped"
+    if unjudged:
+        line = f"NOT JUDGED: {', '.join(unjudged)}; {counts}"
+    elif not any(summary.get(o, 0) for o in OUTCOMES[:3]):
+        line = f"NOT JUDGED: no case judged; {counts}, 0 skipped"
+    else:
+        line = f"{counts}, 0 skipped"
     declared = summary.get(Outcome.NOT_APPLICABLE, 0)
     return f"{line}, {declared} not applicable" if declared else line
 

@@ -214,7 +214,7 @@ class Session:
             self.progress(f"connected {info.spec}: {info.kernel_release}")
         elif restored:
             self.progress(f"restored {info.spec}: {info.kernel_release} ({info.accel}: {info.accel_reason}) "
-                          f"snapshot {getattr(target, 'snapshot_key', '')} in {getattr(target, 'restore_s', 0.0):.1f} s")
+                          f"restored snapshot {getattr(target, 'snapshot_key', '')} in {getattr(target, 'restore_s', 0.0):.1f} s")
         else:
             self.progress(f"booted {info.spec}: {info.kernel_release} ({info.accel}: {info.accel_reason}) "
                           f"in {guest.boot_s:.1f} s")
@@ -512,7 +512,7 @@ class Session:
             raise CaseSkipped(f"no {'32-bit ' if spec.compat else ''}probe ABI for {info.arch}")
         if spec.compat and not self._has_compat(target):
             raise CaseNotApplicable(f"{info.kernel_release} has no 32-bit compat layer (CONFIG_COMPAT): "
-                                    f"/proc/kallsyms lists binder_ioctl but not compat_ptr_ioctl")
+                                    f"/proc/kallsyms has no compat_ptr_ioctl")
         remote_dir = f"{target.workdir}/cases/{spec.id}"
         run.ctx = CaseContext(spec, target, self.probe_path(abi), case_dir, remote_dir,
                               info.tracefs, info.debugfs, seed=self.options.seed,
@@ -537,7 +537,7 @@ class Session:
         info = target.info()
         key = f"{info.spec} {info.kernel_release} {info.build_id}"
         if key not in self._compat:
-            with timing.phase("case_setup"):
+            with timing.phase("compat_check"):
                 self._compat[key] = not compat_missing(target.run_shell(COMPAT_SCRIPT, 30).output)
         return self._compat[key]
 

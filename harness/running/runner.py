@@ -174,7 +174,7 @@ class Session:
         try:
             try:
                 target.start()
-            except TargetError as exc:
+            except (TargetUnavailable, TargetError) as exc:  # TargetUnavailable is a ConfigError
                 if self.state.boots == 0:
                     raise  # never reached: bad usage or configuration (TargetUnavailable), exit 2
                 if isinstance(exc, TargetUnavailable) or guest is None:

@@ -1,7 +1,13 @@
 """The binder-harness command line (DESIGN §2).
 
-Exit status: 0 all cases passed, 1 some case failed or errored, 2 bad usage or
-configuration, always with one line naming the problem, never a traceback.
+Exit status (harness/judging/verdicts.py ExitStatus, the same for run, matrix and judge):
+  0    every selected case passed (cases declared not applicable aside: --not-applicable GLOB,
+       or a case whose target facts rule it out, e.g. compat on a kernel without CONFIG_COMPAT)
+  1    some case failed or errored (a matrix cell that could not run counts as errored)
+  2    bad usage or configuration, always with one line naming the problem, never a traceback
+  3    no case failed, but some case was skipped (not judged: no tracefs, no root, no struct
+       offsets, ...), or no case was judged at all; the summary line starts "NOT JUDGED: N skipped"
+  130  interrupted (Ctrl-C, SIGTERM); the run directory holds what was collected
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from pathlib import Path
 
 from harness.arches import DEFAULT_ARCH, GUEST_ARCHES
 from harness.errors import ConfigError, TargetError
-from harness.judging.verdicts import all_passed, summarize, summary_line
+from harness.judging.verdicts import ExitStatus, exit_status, summarize, summary_line
 from harness.options import add_to_argparse
 from harness.targets import guest_arch
 
@@ -117,7 +123,7 @@ def cmd_run(args) -> int:
     summary = summarize(r.outcome for r in state.results)
     _write_kcidb(kcidb_path, [json.loads((options.out_dir / "report.json").read_text())])
     _progress(f"{summary_line(summary)}; {_report_line(options.out_dir)}")
-    return 0 if all_passed(summary) else 1
+    return exit_status(summary)
 
 
 def cmd_matrix(args) -> int:
@@ -144,7 +150,9 @@ def cmd_matrix(args) -> int:
     s = data["summary"]
     _progress(f"{len(outcomes)} cells: {summary_line(s)}; matrix: {out / 'matrix.json'} and {out / 'junit.xml'}; "
               f"each cell's run under {out / 'cells'}")
-    return 0 if all_passed(s) and all(o.status == "done" for o in outcomes) else 1
+    if not all(o.status == "done" for o in outcomes):
+        return ExitStatus.FAILED  # a cell that could not run: its cases are errors in matrix.json
+    return exit_status(s)
 
 
 def cmd_report(args) -> int:
@@ -180,7 +188,7 @@ def cmd_judge(args) -> int:
     kept = data["judged"]["kept_as_recorded"]
     _progress(f"judged {len(data['cases'])} cases ({len(kept)} kept as recorded): {summary_line(summary)}; "
               f"{_report_line(run_dir)}")
-    return 0 if all_passed(summary) else 1
+    return exit_status(summary)
 
 
 def cmd_lava(args) -> int:
@@ -367,16 +375,16 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as exc:
         print(f"binder-harness: {exc}" if not str(exc).startswith("binder-harness") else str(exc), file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     except TargetError as exc:
         print(f"binder-harness: {exc}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     except BrokenPipeError:  # e.g. `binder-harness images list | head`
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
         print("binder-harness: interrupted; the run directory holds what was collected", file=sys.stderr)
-        return 130
+        return ExitStatus.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ class Option:
     field: str  # RunOptions or TargetOptions field
     cli: str  # flag of `binder-harness run`
     pytest: str  # flag of the pytest plugin
-    kind: str  # str | seconds | int | file | dir | flag
+    kind: str  # str | seconds | int | file | dir | flag | globs (repeatable, case ids or globs)
     help: str
 
     @property
@@ -69,6 +69,9 @@ OPTIONS: tuple[Option, ...] = (
            "also save each traced case's trace in trace-cmd's binary format, cases/ID/trace.dat (for trace-cmd "
            "report and KernelShark), written by trace-cmd extract on the target; QEMU guests get Debian's "
            "trace-cmd from the recipe's trace_cmd: section"),
+    Option("not_applicable", "--not-applicable", "--not-applicable", "globs",
+           "declare the cases matching this id or glob not applicable to this target (repeatable): they are not "
+           "run and show as not_applicable, which, unlike a skipped case, does not stop exit status 0"),
 )
 _TYPES: dict[str, Callable[[str], Any]] = {"seconds": float, "int": int}
 _TARGET_FIELDS = {f.name for f in fields(TargetOptions)}
@@ -78,6 +81,8 @@ def add_to_argparse(parser) -> None:
     for o in OPTIONS:
         if o.kind == "flag":
             parser.add_argument(o.cli, dest=o.dest, action="store_true", help=o.help)
+        elif o.kind == "globs":
+            parser.add_argument(o.cli, dest=o.dest, action="append", metavar="GLOB", default=None, help=o.help)
         else:
             parser.add_argument(o.cli, dest=o.dest, type=_TYPES.get(o.kind, str), default=None, help=o.help)
 
@@ -86,11 +91,15 @@ def add_to_pytest(group) -> None:
     for o in OPTIONS:
         if o.kind == "flag":
             group.addoption(o.pytest, dest=o.dest, action="store_true", default=False, help=o.help)
+        elif o.kind == "globs":
+            group.addoption(o.pytest, dest=o.dest, action="append", metavar="GLOB", default=None, help=o.help)
         else:
             group.addoption(o.pytest, dest=o.dest, type=_TYPES.get(o.kind, str), default=None, help=o.help)
 
 
 def _checked(o: Option, value: Any) -> Any:
+    if o.kind == "globs":
+        return _case_globs(o, value or [])
     if o.kind == "seconds" and value is not None and value <= 0:
         raise ConfigError(f"{o.cli} {value}: must be a positive number of seconds")
     if value is None or o.kind not in ("file", "dir"):
@@ -102,6 +111,20 @@ def _checked(o: Option, value: Any) -> Any:
         raise ConfigError(f"{o.cli} {value}: no such directory; pass a modules tree (lib/modules/RELEASE) "
                           f"or a directory holding binder_linux.ko")
     return path
+
+
+def _case_globs(o: Option, patterns: list[str]) -> tuple[str, ...]:
+    """Case ids or globs, each naming at least one case of the catalog (a typo would silently
+    declare nothing)."""
+    import fnmatch
+
+    from harness.judging.cases import load_cases
+
+    ids = list(load_cases())
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(i, pattern) for i in ids):
+            raise ConfigError(f"{o.cli} {pattern}: matches no case; 'binder-harness list' shows the ids")
+    return tuple(patterns)
 
 
 def run_options(values: Any, out_dir: Path, command_line: str) -> RunOptions:

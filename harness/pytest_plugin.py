@@ -3,6 +3,14 @@
 Each case is one item; one target (one guest boot) serves the whole session,
 or one per pytest-xdist worker. The run directory gets the same report.json,
 junit-ready evidence and trace as `binder-harness run`.
+
+Exit status: a case that was skipped (not judged) is a pytest skip, and a case declared not
+applicable (--not-applicable GLOB, or its target's facts) is a skip whose reason starts
+"not applicable:". A session that would otherwise exit 0 (pytest.ExitCode.OK) while some binder
+case was not judged, or none was judged at all, exits 3 instead (ExitStatus.NOT_JUDGED, the
+status `binder-harness run` gives; pytest's own internal error is also 3 and prints a
+traceback), and the terminal summary names the count first ("NOT JUDGED: N skipped; ...").
+pytest's other statuses stand: 1 some test failed, 2 interrupted, 4 usage, 5 nothing collected.
 """
 from __future__ import annotations
 
@@ -18,7 +26,7 @@ from harness.errors import ConfigError
 from harness.reports.report import reproduce_command
 from harness.options import add_to_pytest, run_options
 from harness.running.runner import RunOptions, Session
-from harness.judging.verdicts import Outcome
+from harness.judging.verdicts import ExitStatus, Outcome, exit_status, summarize, summary_line
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,6 +49,7 @@ def _run_options(config: pytest.Config) -> RunOptions:
 
 _OPTIONS = pytest.StashKey[RunOptions]()
 _SESSION = pytest.StashKey[Session]()
+_SUMMARY = pytest.StashKey[dict]()  # the binder cases' summary, once the session has finished
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -83,8 +92,8 @@ class CaseItem(pytest.Item):
         self.user_properties.append(("reason", result.reason))
         for key, value in result.evidence.items():
             self.user_properties.append((key, json.dumps(value, default=str)[:2000]))
-        if result.outcome == Outcome.SKIPPED:
-            pytest.skip(result.reason)
+        if result.outcome in (Outcome.SKIPPED, Outcome.NOT_APPLICABLE):
+            pytest.skip(result.reason)  # a not_applicable reason starts "not applicable:"
         if result.outcome in (Outcome.FAILED, Outcome.ERROR):
             failed = [c.describe() for c in result.checks if not c.passed]
             raise CaseFailed("\n".join([f"{result.outcome}: {result.reason}", *failed[1:10]]))
@@ -108,17 +117,32 @@ class CaseItem(pytest.Item):
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     bh = session.config.stash.get(_SESSION, None)
+    summary = None
     if bh is not None:
         from harness.reports import report
 
         bh.close()
         report.write_all(bh.state)
+        summary = summarize(r.outcome for r in bh.state.results)
     if _xdist_controller(session.config):
         # pytest -n N: each worker ran its own guest into --bh-out/gwK; one report over all of them
         from harness.running.parallel import merge_run_dirs
 
         out = Path(session.config.getoption("--bh-out"))
-        merge_run_dirs(out, [d for d in out.glob("gw*") if d.is_dir()], list(load_cases()))
+        merged = merge_run_dirs(out, [d for d in out.glob("gw*") if d.is_dir()], list(load_cases()))
+        summary = merged["summary"] if merged else None
+    if summary is None or hasattr(session.config, "workerinput"):
+        return  # no binder case ran here, or a worker: the controller decides
+    session.config.stash[_SUMMARY] = summary
+    if session.exitstatus == pytest.ExitCode.OK and exit_status(summary) == ExitStatus.NOT_JUDGED:
+        session.exitstatus = ExitStatus.NOT_JUDGED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    summary = config.stash.get(_SUMMARY, None)
+    if summary is not None:
+        terminalreporter.write_line(f"binder-harness: {summary_line(summary)} (exit status "
+                                    f"{int(exit_status(summary))} by binder-harness's rules)")
 
 
 def _xdist_controller(config: pytest.Config) -> bool:

@@ -216,9 +216,10 @@ def test_broken_adbd_errors(tmp_path):
         assert all("\n" not in c["reason"] and "Traceback" not in c["reason"] for c in errored)
         assert [c["id"] for c in report["cases"]][-1] == "protocol.refcounts", "every case is in the report"
         assert any("offline" in c["reason"] or "closed" in c["reason"] for c in errored)
-        # cases after repeated failures to reach it say so in adb's terms, not a guest's boot
+        # cases after repeated failures to reach it say it was lost, in adb's terms, not a guest's boot
         given_up = [c["reason"] for c in errored if c["reason"].startswith("not run:")]
-        assert all(r.startswith(f"not run: {g.spec} could not be reached 2 times in a row (") for r in given_up), given_up
+        assert all(r.startswith(f"not run: {g.spec} was lost during the run: could not be reached again 2 times "
+                                f"in a row (lost during the run: ") for r in given_up), given_up
 
         # 4. the dead adbd's device, offline or gone: one line naming the target, exit 2
         run = cli("run", "protocol.version", "--target", g.spec, out=tmp_path / "offline")

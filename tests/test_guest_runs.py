@@ -22,7 +22,7 @@ def test_sync_sizes_passes_on_stock_driver(tmp_path, arch):
     assert report["target"]["kernel_release"].startswith("6.1.0-")
     assert report["target"]["accel"] in ("tcg", "kvm")
     assert report["target"]["binder_module"] == "stock"
-    assert report["summary"] == {"passed": 1, "failed": 0, "error": 0, "skipped": 0}
+    assert report["summary"] == {"passed": 1, "failed": 0, "error": 0, "skipped": 0, "not_applicable": 0}
     case = run.case("one_copy.sync_sizes")
     assert case["outcome"] == "passed"
     sizes = [t["size"] for t in case["evidence"]["transactions"]]

@@ -30,7 +30,7 @@ from harness.errors import ConfigError
 from harness.files import REPO_ROOT, atomic_write_text
 from harness.evidence.probe import ProbeOutput, parse_probe_output
 from harness.targets.base import CommandResult, Target, shell_command
-from harness.judging.verdicts import CaseResult, Check, HealthReport, Outcome, scan_dmesg
+from harness.judging.verdicts import UNCHECKED, CaseResult, Check, HealthReport, Outcome, scan_dmesg
 
 CASES_DIR = REPO_ROOT / "cases"
 # Directories of your own case modules (os.pathsep-separated), loaded after the catalog.
@@ -58,6 +58,27 @@ def kernel_version(release: str) -> tuple[int, int]:
 
 class CaseSkipped(Exception):
     """Raised by a case (or its context) when the target cannot run it; the message says why."""
+
+
+class CaseNotApplicable(CaseSkipped):
+    """Raised when a fact of the kernel under test rules the case out (compat cases on a kernel
+    without CONFIG_COMPAT): outcome not_applicable, which does not stop exit status 0. Raise it
+    only on a fact read from the target, never on a failure the case exists to catch; where
+    unsure, raise CaseSkipped (code that knows only CaseSkipped treats it as one)."""
+
+
+# fs/ioctl.c builds compat_ptr_ioctl (binder_fops.compat_ioctl, the compat cases' way in) only
+# with CONFIG_COMPAT; grep exits 0 found, 1 not found, 2 unreadable (no CONFIG_KALLSYMS, no root).
+# About 0.5 s under TCG, so asked once per kernel build in a run (harness/running/runner.py).
+COMPAT_SCRIPT = "grep -qw compat_ptr_ioctl /proc/kallsyms; echo kallsyms_compat=$?"
+
+
+def compat_missing(output: str) -> bool:
+    """True only when COMPAT_SCRIPT's output shows a readable /proc/kallsyms without
+    compat_ptr_ioctl: the kernel has no 32-bit compat layer. Anything else (unreadable, no
+    output) is not a fact, and the case runs."""
+    found = re.search(r"kallsyms_compat=(\d+)", output)
+    return found is not None and found.group(1) == "1"
 
 
 @dataclass(frozen=True)
@@ -394,9 +415,9 @@ def judge_health(ctx: CaseContext, delta: str) -> HealthReport:
     if health.unexpected_binder_lines:
         result.evidence["unexpected_binder_messages"] = health.unexpected_binder_lines[:20]
     window = str(result.evidence.get("dmesg_window", ""))
-    if window.startswith("unknown") and result.outcome not in (Outcome.ERROR, Outcome.SKIPPED):
+    if window.startswith("unknown") and result.outcome not in UNCHECKED:
         result.outcome, result.reason = Outcome.ERROR, f"kernel health not judged: dmesg window {window}"
-    if result.outcome not in (Outcome.ERROR, Outcome.SKIPPED):
+    if result.outcome not in UNCHECKED:
         ctx.check_that("kernel health: dmesg delta free of WARNING/BUG/Oops/KASAN/Call Trace",
                        not health.bad_lines, health.bad_lines[0] if health.bad_lines else "none",
                        "none", "dmesg (WARN/BUG/oops handlers)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import Enum, IntEnum
 from typing import Any, Iterable
 
 
@@ -17,7 +17,8 @@ class Outcome(str, Enum):
     PASSED = "passed"
     FAILED = "failed"
     ERROR = "error"
-    SKIPPED = "skipped"
+    SKIPPED = "skipped"  # not judged: the target or harness could not run it (never a pass)
+    NOT_APPLICABLE = "not_applicable"  # declared not to apply: by the user (--not-applicable) or from target facts
 
     def __str__(self) -> str:
         return self.value
@@ -26,13 +27,26 @@ class Outcome(str, Enum):
         return format(self.value, spec)
 
 
-# The fixed order of report.json's "summary" (DESIGN §2)
+# The fixed order of report.json's "summary" (DESIGN §2; not_applicable added after the first four)
 OUTCOMES = tuple(o.value for o in Outcome)
+# Outcomes the checks do not decide: the case errored, was not judged, or does not apply
+UNCHECKED = (Outcome.ERROR, Outcome.SKIPPED, Outcome.NOT_APPLICABLE)
+
+
+class ExitStatus(IntEnum):
+    """The exit status of every command that judges cases (run, matrix, judge, and `pytest cases/`),
+    kept here once: a run is green only when every selected case passed."""
+
+    PASSED = 0  # every case passed (cases declared not applicable aside)
+    FAILED = 1  # some case failed or errored
+    USAGE = 2  # bad usage or configuration: one line names the problem
+    NOT_JUDGED = 3  # no case failed, but some case was skipped (not judged), or none was judged at all
+    INTERRUPTED = 130  # Ctrl-C or SIGTERM; the run directory holds what was collected
 
 
 def summarize(outcomes: Iterable[str]) -> dict[str, int]:
-    """How many of each outcome: {"passed", "failed", "error", "skipped"} in that order, then
-    any outcome not known here (a report from elsewhere) after them."""
+    """How many of each outcome: {"passed", "failed", "error", "skipped", "not_applicable"} in that
+    order, then any outcome not known here (a report from elsewhere) after them."""
     counts = dict.fromkeys(OUTCOMES, 0)
     for outcome in outcomes:
         key = str(outcome)
@@ -40,14 +54,38 @@ def summarize(outcomes: Iterable[str]) -> dict[str, int]:
     return counts
 
 
+def not_judged(summary: dict[str, int]) -> int:
+    """Cases that were neither judged nor declared not applicable: skipped ones, and any outcome
+    this harness does not know (a report from elsewhere)."""
+    judged = (Outcome.PASSED, Outcome.FAILED, Outcome.ERROR, Outcome.NOT_APPLICABLE)
+    return sum(n for key, n in summary.items() if key not in judged)
+
+
 def summary_line(summary: dict[str, int]) -> str:
-    """'3 passed, 1 failed, 0 error, 0 skipped'"""
-    return ", ".join(f"{summary.get(o, 0)} {o}" for o in OUTCOMES)
+    """'3 passed, 0 failed, 0 error, 0 skipped'; with skipped cases they come first:
+    'NOT JUDGED: 5 skipped; 1 passed, 0 failed, 0 error'; and ', 2 not applicable' when some are.
+    Every line of a run that exits 3 (exit_status) starts 'NOT JUDGED:'."""
+    counts = ", ".join(f"{summary.get(o, 0)} {o}" for o in OUTCOMES[:3])
+    unjudged = [f"{n} {key}" for key, n in summary.items()
+                if n and (key == Outcome.SKIPPED or key not in OUTCOMES)]
+    if unjudged:
+        line = f"NOT JUDGED: {', '.join(unjudged)}; {counts}"
+    elif not any(summary.get(o, 0) for o in OUTCOMES[:3]):
+        line = f"NOT JUDGED: no case judged; {counts}, 0 skipped"
+    else:
+        line = f"{counts}, 0 skipped"
+    declared = summary.get(Outcome.NOT_APPLICABLE, 0)
+    return f"{line}, {declared} not applicable" if declared else line
 
 
-def all_passed(summary: dict[str, int]) -> bool:
-    """No case failed or errored (exit status 0)."""
-    return summary.get(Outcome.FAILED, 0) == 0 and summary.get(Outcome.ERROR, 0) == 0
+def exit_status(summary: dict[str, int]) -> ExitStatus:
+    """0 only when every case passed (or was declared not applicable, with at least one passed);
+    1 when any failed or errored; else 3: a skipped case is not a pass, nor is a run that judged nothing."""
+    if summary.get(Outcome.FAILED, 0) or summary.get(Outcome.ERROR, 0):
+        return ExitStatus.FAILED
+    if not_judged(summary) or not summary.get(Outcome.PASSED, 0):
+        return ExitStatus.NOT_JUDGED
+    return ExitStatus.PASSED
 
 
 @dataclass(frozen=True)
@@ -90,8 +128,9 @@ class CaseResult:
 
 
 def judge(result: CaseResult) -> None:
-    """Set outcome and reason from the checks, unless the case already errored or skipped."""
-    if result.outcome in (Outcome.ERROR, Outcome.SKIPPED):
+    """Set outcome and reason from the checks, unless the case already errored, was skipped or
+    does not apply."""
+    if result.outcome in UNCHECKED:
         return
     failed = [c for c in result.checks if not c.passed]
     if failed:

@@ -20,12 +20,14 @@ from harness.files import atomic_write_text
 from harness.evidence.probe import parse_probe_output
 from harness.evidence.trace import parse_ftrace
 from harness.reports.trace_views import buffer_use, transaction_timelines
-from harness.judging.verdicts import Outcome, summary_line
+from harness.judging.verdicts import ExitStatus, Outcome, exit_status, summary_line
 
 SCHEMA = 1
 LOG_LIMIT = 200_000  # bytes of any one log shown; the tail is kept
 TIMELINE_ROWS = 30
-OUTCOME_ORDER = (Outcome.FAILED, Outcome.ERROR, Outcome.SKIPPED, Outcome.PASSED)  # the verdict table, worst first
+# the verdict table, worst first: a skipped case was not judged; a not_applicable one was declared not to apply
+OUTCOME_ORDER = (Outcome.FAILED, Outcome.ERROR, Outcome.SKIPPED, Outcome.PASSED, Outcome.NOT_APPLICABLE)
+BANNER = {ExitStatus.PASSED: "ok", ExitStatus.FAILED: "bad", ExitStatus.NOT_JUDGED: "notjudged"}
 # DESIGN §4: binder copies a payload once; a pipe and an AF_UNIX socket copy it twice.
 EXPECTED_COPIES = {"binder": 1.0, "pipe": 2.0, "unix_socket": 2.0, "posix_mq": 2.0, "sysv_mq": 2.0,
                    "shared_memory": 0.0}
@@ -158,7 +160,7 @@ def case_charts(case: dict, case_dir: Path) -> list[str]:
 
 # -- the page ---------------------------------------------------------------------------
 CSS = """
-:root{--ink:#1f2933;--muted:#66727f;--line:#d9dee3;--bg:#f6f8fa;--pass:#2f9e44;--fail:#d9480f;--err:#c92a2a;--skip:#868e96}
+:root{--ink:#1f2933;--muted:#66727f;--line:#d9dee3;--bg:#f6f8fa;--pass:#2f9e44;--fail:#d9480f;--err:#c92a2a;--skip:#e67700;--na:#868e96}
 *{box-sizing:border-box}
 body{margin:0;padding:24px 32px 64px;font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:var(--ink);background:#fff;max-width:1280px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:32px 0 8px;border-bottom:1px solid var(--line);padding-bottom:4px}
@@ -166,7 +168,7 @@ h3{font-size:16px;margin:0}
 code,pre,.mono{font-family:ui-monospace,'SFMono-Regular',Menlo,Consolas,monospace;font-size:12.5px}
 pre{background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:10px;overflow:auto;max-height:480px;white-space:pre-wrap;word-break:break-all}
 .banner{padding:12px 16px;border-radius:8px;color:#fff;font-size:16px;font-weight:600;margin:12px 0}
-.banner.ok{background:var(--pass)}.banner.bad{background:var(--fail)}
+.banner.ok{background:var(--pass)}.banner.bad{background:var(--fail)}.banner.notjudged{background:var(--skip)}
 .grid{display:grid;grid-template-columns:190px 1fr;gap:3px 16px;margin:8px 0}
 .grid div:nth-child(odd){color:var(--muted)}
 table{border-collapse:collapse;width:100%;margin:8px 0}
@@ -174,7 +176,7 @@ th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertic
 th{background:var(--bg);font-weight:600;font-size:13px}
 td.num{text-align:right;white-space:nowrap}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
-.passed{background:var(--pass)}.failed{background:var(--fail)}.error{background:var(--err)}.skipped{background:var(--skip)}
+.passed{background:var(--pass)}.failed{background:var(--fail)}.error{background:var(--err)}.skipped{background:var(--skip)}.not_applicable{background:var(--na)}
 tr.bad td{background:#fff4e6}
 td.exp{color:#1864ab}td.meas{font-weight:600}tr.bad td.meas{color:var(--fail)}
 .case{border:1px solid var(--line);border-radius:8px;padding:14px 16px;margin:16px 0}
@@ -213,8 +215,11 @@ def _identity(report: dict) -> str:
         rows.append(("not known", target["missing"]))
     if target.get("binder_module_sha256"):
         rows.append(("module sha256", target["binder_module_sha256"]))
-    rows += [("boot", f"{timings.get('boot_s', 0):.2f} s ({timings.get('boots', '?')} boot(s))"),
-             ("total", f"{timings.get('total_s', 0):.2f} s")]
+    if target.get("accel") == "none":  # ssh, adb, local: a device reached, not a guest booted
+        rows.append(("connected", f"{timings.get('boots', '?')} time(s): a device the harness does not boot"))
+    else:
+        rows.append(("boot", f"{timings.get('boot_s', 0):.2f} s ({timings.get('boots', '?')} boot(s))"))
+    rows.append(("total", f"{timings.get('total_s', 0):.2f} s"))
     if report.get("seed") is not None:
         rows.append(("seed", report["seed"]))
     cells = "".join(f"<div>{escape(k)}</div><div class=\"mono\">{escape(str(v))}</div>" for k, v in rows)
@@ -296,8 +301,7 @@ def render(report: dict, run_dir: Path) -> str:
     cases = sorted(report["cases"], key=lambda c: OUTCOME_ORDER.index(c["outcome"])
                    if c["outcome"] in OUTCOME_ORDER else 0)
     s = report["summary"]
-    bad = s.get(Outcome.FAILED, 0) + s.get(Outcome.ERROR, 0)
-    verdict = summary_line(s)
+    verdict = summary_line(s)  # a run with skipped cases says "NOT JUDGED: N skipped" first
     target = report["target"]
     title = f"binder-harness: {verdict} on {target.get('kernel_release', '?')} {target.get('arch', '')}"
     command = str(report.get("command") or "(not recorded)")
@@ -307,7 +311,7 @@ def render(report: dict, run_dir: Path) -> str:
     body = [
         f"<h1>binder-harness report</h1><div class=\"note\">rendered {escape(generated)} from report.json "
         f"(schema {report.get('schema')})</div>",
-        f'<div class="banner {"bad" if bad or not cases else "ok"}">{escape(verdict)}</div>',
+        f'<div class="banner {BANNER[exit_status(s)] if cases else "bad"}">{escape(verdict)}</div>',
         "<h2>Verdicts</h2>", _verdict_table(cases),
         "<h2>Target and kernel</h2>", _identity(report),
         "<h2>Reproduce</h2><p>Run this from a binder-harness checkout "

@@ -2,8 +2,8 @@
 
 One document per command: the kernel under test is a KCIDB build (its checkout names where
 the kernel came from: a Debian package or a file), and each case a test of that build, with
-its path `binder.<case id>`, status PASS/FAIL/ERROR/SKIP, its one-line reason as the comment
-and its measured evidence in `misc`. A matrix gives one build per cell. The document is
+its path `binder.<case id>`, its status from STATUS, its one-line reason as the comment and its
+measured evidence in `misc`. A matrix gives one build per cell. The document is
 checked in the tests against the schema of PyPI's kcidb-io.
 """
 from __future__ import annotations
@@ -17,7 +17,11 @@ from harness.files import atomic_write_text
 
 ORIGIN = "binder_harness"
 VERSION = {"major": 5, "minor": 3}
-STATUS = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP"}
+# KCIDB's statuses (kcidb-io schema v5): a case not judged (skipped: the target or harness could
+# not run it) is MISS, "didn't run due to a failure in the test harness", which outranks PASS in
+# KCIDB's summary of a build; a case declared not applicable is SKIP, "did not run ... because it
+# was not applicable". Neither is ever PASS, nor is an outcome not listed here (ERROR).
+STATUS = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "MISS", "not_applicable": "SKIP"}
 
 
 def _key(*parts: object) -> str:

@@ -62,16 +62,27 @@ def _check_lines(checks: list[dict]) -> str:
                      f"measured {c['measured']} ({c['ref']})" for c in ordered)
 
 
+# JUnit has no outcome between pass and failure but <skipped>: both outcomes that are not a pass
+# and not a failure go there, told apart by its type (and the testcase's "outcome" property)
+JUNIT_SKIPPED_TYPE = {Outcome.SKIPPED: "binder-harness.not_judged", Outcome.NOT_APPLICABLE: "binder-harness.not_applicable"}
+
+
+def junit_skipped(summary: dict) -> int:
+    """The <testsuite skipped=...> count: cases not judged and cases not applicable."""
+    return sum(int(summary.get(o, 0)) for o in JUNIT_SKIPPED_TYPE)
+
+
 def junit_xml(report: dict) -> str:
     """JUnit XML (the <testsuites> form pytest writes): one testcase per case; the reason is the
-    failure message, the checks its text, and the evidence the testcase's properties."""
+    failure message, the checks its text, and the evidence the testcase's properties. A skipped
+    (not judged) or not_applicable case is a <skipped> testcase, never a pass."""
     cases = report["cases"]
     s = report["summary"]
     root = ET.Element("testsuites", name="binder-harness", tests=str(len(cases)), failures=str(s["failed"]),
-                      errors=str(s["error"]), skipped=str(s["skipped"]),
+                      errors=str(s["error"]), skipped=str(junit_skipped(s)),
                       time=f"{report['timings']['total_s']:.3f}")
     suite = ET.SubElement(root, "testsuite", name="binder-harness", tests=str(len(cases)), failures=str(s["failed"]),
-                          errors=str(s["error"]), skipped=str(s["skipped"]),
+                          errors=str(s["error"]), skipped=str(junit_skipped(s)),
                           time=f"{report['timings']['total_s']:.3f}",
                           timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"))
     props = ET.SubElement(suite, "properties")
@@ -93,8 +104,11 @@ def junit_xml(report: dict) -> str:
             ET.SubElement(tc, "failure", message=case["reason"], type="binder-harness.failed").text = body
         elif case["outcome"] == Outcome.ERROR:
             ET.SubElement(tc, "error", message=case["reason"], type="binder-harness.error").text = body
-        elif case["outcome"] == Outcome.SKIPPED:
-            ET.SubElement(tc, "skipped", message=case["reason"])
+        elif case["outcome"] in JUNIT_SKIPPED_TYPE:
+            ET.SubElement(tc, "skipped", message=case["reason"], type=JUNIT_SKIPPED_TYPE[Outcome(case["outcome"])])
+        elif case["outcome"] != Outcome.PASSED:  # an outcome this harness does not know: not a pass either
+            ET.SubElement(tc, "error", message=f"outcome {case['outcome']}: {case['reason']}",
+                          type="binder-harness.unknown_outcome").text = body
         ET.SubElement(tc, "system-out").text = body
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
 

@@ -25,7 +25,7 @@ from harness.errors import ConfigError
 from harness.judging.cases import RECORDING_FILE, CaseSpec, load_cases
 from harness.judging.replay import (EVIDENCE_BEFORE_THE_CASE, RecordingError, load_recording,
                                     replay_case)
-from harness.judging.verdicts import CaseResult, Check, Outcome, summarize
+from harness.judging.verdicts import UNCHECKED, CaseResult, Check, Outcome, summarize
 from harness.reports import report
 from harness.reports.html import load_report
 
@@ -34,6 +34,11 @@ from harness.reports.html import load_report
 OWN_GUESTS = ("booted", "restored")
 PRISTINE_UNKNOWN = ("checks a case makes only on a pristine guest could not be replayed: neither its "
                     f"{RECORDING_FILE} (schema 1) nor report.json's guest_start says whether its guest was")
+
+
+# A case's "judged" while its evidence waits for `judge` (a LAVA job's, harness/running/lava.py):
+# it is replayed, though its recorded outcome is "skipped" (not judged) until then.
+PENDING = "pending"
 
 
 def _recorded(case: dict) -> CaseResult:
@@ -130,7 +135,7 @@ def judge_run(run_dir: Path) -> dict:
             raise ConfigError(f"{exc}; re-run the case to record it again") from None
         spec = registry.get(recorded.id)
         judged = "replayed"
-        if recorded.outcome in (Outcome.ERROR, Outcome.SKIPPED):
+        if recorded.outcome in UNCHECKED and case.get("judged") != PENDING:
             kept[recorded.id] = f"recorded {recorded.outcome}: nothing measured to judge again"
             result, judged = recorded, "recorded"
         elif spec is None:

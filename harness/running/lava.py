@@ -46,8 +46,9 @@ from harness.judging.cases import (RECORDING_FILE, RECORDING_SCHEMA, CaseContext
                                    kernel_version)
 from harness.judging import layout
 from harness.judging.replay import NeedsLiveTarget
-from harness.judging.verdicts import Outcome
+from harness.judging.verdicts import Outcome, summarize
 from harness.reports import report
+from harness.running.judge import PENDING
 from harness.targets.base import Target, shell_command
 
 LAVA_SCHEMA = 1
@@ -368,11 +369,13 @@ def collect(out: Path) -> dict:
             continue
         _unpack(evidence[case_id], out / "cases", case_id)
         _write_recording(case_dir, case_id, plan, target, manifest.get("seed"), case_id == first)
-        cases.append({"id": case_id, "outcome": "passed", "reason": "collected by the LAVA job; not judged yet",
+        # not a pass until judged: skipped (not judged) and marked for `judge` to replay
+        cases.append({"id": case_id, "outcome": Outcome.SKIPPED.value, "judged": PENDING,
+                      "reason": f"collected by the LAVA job; not judged yet: binder-harness judge {out}",
                       "duration_s": durations.get(case_id, 0.0),
                       "evidence": {"lava_test_case": results.get(case_id, "missing")},
                       "checks": []})
-    data = {"schema": report.SCHEMA, "target": target, "cases": cases, "summary": {},
+    data = {"schema": report.SCHEMA, "target": target, "cases": cases, "summary": summarize(c["outcome"] for c in cases),
             "timings": {"boot_s": 0.0, "total_s": 0.0}, "command": manifest.get("command", ""),
             "seed": manifest.get("seed"), "lava": {"job_result": job_result, "log": str(LOG_NAME),
                                                    "lava_test_case": results}}

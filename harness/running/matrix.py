@@ -7,6 +7,7 @@ A matrix file is YAML:
     cases: ["one_copy.*", "limits.*"]                               # optional; default every case
     timeout: 90                                                     # optional per-case limit, seconds
     seed: 4242                                                      # optional, for stress cases
+    not_applicable: ["compat.*"]                                    # optional, as run --not-applicable
 
 A cell is one target with one kernel recipe of the same arch (`default` is the target's
 own images/qemu-ARCH recipe); every kernel must fit some target. With `-j N` up to N cells
@@ -17,9 +18,9 @@ run at once, each as its own `binder-harness run` process on N // (cells at once
   matrix.json   {"matrix_schema": 1, "file", "command",
                  "cells": [{"cell": "x86_64/qemu-x86_64", "target", "image", "dir",
                             "status": "done|error|not run", "error", "kernel_release", "accel",
-                            "summary": {passed, failed, error, skipped}, "timings"}],
+                            "summary": {passed, failed, error, skipped, not_applicable}, "timings"}],
                  "cases": [{"cell", "kernel_release", "id", "outcome", "reason", "duration_s"}],
-                 "summary": {passed, failed, error, skipped}, "timings": {"total_s"}}
+                 "summary": {passed, failed, error, skipped, not_applicable}, "timings": {"total_s"}}
   junit.xml     one <testsuite> per cell (named by the cell), testcases classed "<cell>.<family>"
 """
 from __future__ import annotations
@@ -42,7 +43,7 @@ from harness.files import atomic_write_text
 from harness.images.recipes import Recipe, YamlFields, YamlMap, find_recipe, load_recipe, read_yaml_map, resolve_recipe
 from harness.running.runner import RunOptions, run_cases
 from harness.targets import TargetOptions, guest_arch
-from harness.judging.verdicts import Outcome, summarize
+from harness.judging.verdicts import ExitStatus, Outcome, summarize
 
 MATRIX_SCHEMA = 1
 
@@ -68,6 +69,7 @@ class Matrix:
     cases: tuple[CaseSpec, ...]
     timeout: float | None = None
     seed: int | None = None
+    not_applicable: tuple[str, ...] = ()  # ids or globs declared not to apply (run --not-applicable)
 
 
 @dataclass
@@ -93,7 +95,7 @@ def _strings(f: YamlFields, key: str, example: str, default=...) -> list[str]:
 def load_matrix(path: Path) -> Matrix:
     """Read and check a matrix file; every problem is one line naming file, line and field."""
     f = YamlFields(_read(path))
-    f.check_known({"targets", "kernels", "cases", "timeout", "seed"})
+    f.check_known({"targets", "kernels", "cases", "timeout", "seed", "not_applicable"})
     targets = _strings(f, "targets", "qemu:x86_64, qemu:arm64")
     arches: dict[str, str] = {}
     for spec in targets:
@@ -125,7 +127,13 @@ def load_matrix(path: Path) -> Matrix:
     timeout = f.get("timeout", (int, float), None)
     if timeout is not None and timeout <= 0:
         raise f.error("timeout", f"must be a positive number of seconds, got {timeout}")
-    return Matrix(path, tuple(cells), tuple(cases), timeout, f.get("seed", int, None))
+    not_applicable = _strings(f, "not_applicable", "compat.*") if f.has("not_applicable") else []
+    for pattern in not_applicable:
+        try:
+            select_cases([pattern])
+        except ConfigError as exc:
+            raise f.error("not_applicable", str(exc)) from None
+    return Matrix(path, tuple(cells), tuple(cases), timeout, f.get("seed", int, None), tuple(not_applicable))
 
 
 def _recipe(f: YamlFields, name: str, matrix_path: Path) -> Recipe:
@@ -207,6 +215,8 @@ def _run_cell_process(matrix: Matrix, outcome: CellOutcome, out: Path, guests: i
         argv += ["--timeout", str(matrix.timeout)]
     if matrix.seed is not None:
         argv += ["--seed", str(matrix.seed)]
+    for pattern in matrix.not_applicable:
+        argv += ["--not-applicable", pattern]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # Ctrl-C reaches it through us, once
     procs[id(outcome)] = proc
@@ -218,11 +228,11 @@ def _run_cell_process(matrix: Matrix, outcome: CellOutcome, out: Path, guests: i
             last = line
             progress(f"[{cell.id}] {line}")
     status = proc.wait()
-    if status in (0, 1):
+    if status in (ExitStatus.PASSED, ExitStatus.FAILED, ExitStatus.NOT_JUDGED):  # the cell ran: its report says how
         outcome.status = "done"
     else:
         outcome.status = "error"
-        outcome.error = "interrupted" if status == 130 or stopping.is_set() else \
+        outcome.error = "interrupted" if status == ExitStatus.INTERRUPTED or stopping.is_set() else \
             (last.removeprefix("binder-harness: ") or f"binder-harness run exited {status}")
     _load_cell_report(outcome, cell_dir)
 
@@ -231,6 +241,7 @@ def _run_cell(matrix: Matrix, outcome: CellOutcome, out: Path, jobs: int, comman
     cell = outcome.cell
     cell_dir = out / cell.dir_name
     options = RunOptions(target_spec=cell.target, out_dir=cell_dir, timeout=matrix.timeout, seed=matrix.seed,
+                         not_applicable=matrix.not_applicable,
                          command_line=f"{command_line}  # cell {cell.id}",
                          target=TargetOptions(image=str(cell.recipe.path)))
     cell_progress = lambda line: progress(f"[{cell.id}] {line}")  # noqa: E731
@@ -295,7 +306,7 @@ def combined(matrix: Matrix, outcomes: list[CellOutcome], command_line: str, tot
 def combined_junit(matrix: Matrix, outcomes: list[CellOutcome], data: dict) -> str:
     s = data["summary"]
     root = ET.Element("testsuites", name="binder-harness matrix", tests=str(len(data["cases"])),
-                      failures=str(s["failed"]), errors=str(s["error"]), skipped=str(s["skipped"]),
+                      failures=str(s["failed"]), errors=str(s["error"]), skipped=str(report.junit_skipped(s)),
                       time=f"{data['timings']['total_s']:.3f}")
     for o in outcomes:
         cell_report = {**o.report, "cases": _cell_cases(matrix, o)}

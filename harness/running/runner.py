@@ -6,6 +6,7 @@ evidence kept.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import json
 import os
 import re
@@ -24,7 +25,8 @@ from harness.reports import report
 from harness.running.devices import (DEFAULT_DEVICE, GUEST_BINDERFS_LINE, PRIVATE_DEVICE, BinderDevice,
                                      binderfs_script, parse_binderfs)
 from harness.arches import abi_for
-from harness.judging.cases import CaseContext, CaseSkipped, CaseSpec, begin_line, judge_health
+from harness.judging.cases import (COMPAT_SCRIPT, CaseContext, CaseNotApplicable, CaseSkipped, CaseSpec, begin_line,
+                                   compat_missing, judge_health)
 from harness.errors import ConfigError, TargetError, TargetUnavailable
 from harness.evidence.probe import ensure_probe
 from harness.targets import PRIVATE_DEVICES, TargetOptions, make_target
@@ -57,6 +59,7 @@ class RunOptions:
     command_line: str = ""
     shared_boot: bool = False  # QEMU: one guest serves the cases in turn, not one pristine guest per case
     binder_device: str | None = None  # --binder-device: run every case on this device
+    not_applicable: tuple[str, ...] = ()  # --not-applicable: ids or globs of cases declared not to apply
 
 
 @dataclass
@@ -125,6 +128,7 @@ class Session:
         self.cancelled = False  # set by abort(): the run is being interrupted
         self.output_error = ""  # set when the run directory stops taking evidence
         self._probes: dict[str, str] = {}
+        self._compat: dict[str, bool] = {}  # per kernel build: it has the 32-bit compat layer
         self._boot_failures: list[str] = []
         self._boots_guests = True  # the target is a guest the harness boots (else it connects to one)
         self._cases_on_target = 0  # cases the current target has served, this one included
@@ -152,7 +156,9 @@ class Session:
         if spare is not None:
             return self._took(spare)
         if len(self._boot_failures) >= BOOT_ATTEMPTS:
-            what = "the guest failed to boot" if self._boots_guests else f"{self.options.target_spec} could not be reached"
+            what = ("the guest failed to boot" if self._boots_guests else
+                    f"{self.options.target_spec} was lost during the run: could not be reached again"
+                    if self.state.boots else f"{self.options.target_spec} could not be reached")
             raise TargetError(f"not run: {what} {len(self._boot_failures)} times in a row "
                               f"({self._boot_failures[-1]})")
         if self.cancelled:
@@ -168,11 +174,13 @@ class Session:
         try:
             try:
                 target.start()
-            except TargetUnavailable as exc:
+            except (TargetUnavailable, TargetError) as exc:  # TargetUnavailable is a ConfigError
                 if self.state.boots == 0:
-                    raise  # never reached: bad usage or configuration, exit 2
-                # reached before, lost during the run (adbd killed, device offline): the case errors
-                raise TargetError(f"lost during the run: {exc}") from None
+                    raise  # never reached: bad usage or configuration (TargetUnavailable), exit 2
+                if isinstance(exc, TargetUnavailable) or guest is None:
+                    # a device reached before and lost during the run (adbd killed, device offline): the case errors
+                    raise TargetError(f"lost during the run: {exc}") from None
+                raise
         except TargetError as exc:
             target.stop()
             self._boot_failures.append(str(exc))
@@ -202,17 +210,19 @@ class Session:
             self.state.boot_s += guest.boot_s if guest else 0.0
         self.state.target_info = describe_target(target, None)
         info = target.info()
-        if restored:
-            how = f"restored snapshot {getattr(target, 'snapshot_key', '')} in {getattr(target, 'restore_s', 0.0):.1f} s"
+        if guest is None:  # ssh, adb, local: a device the harness reaches, not one it boots
+            self.progress(f"connected {info.spec}: {info.kernel_release}")
+        elif restored:
+            self.progress(f"restored {info.spec}: {info.kernel_release} ({info.accel}: {info.accel_reason}) "
+                          f"restored snapshot {getattr(target, 'snapshot_key', '')} in {getattr(target, 'restore_s', 0.0):.1f} s")
         else:
-            how = f"in {guest.boot_s:.1f} s" if guest else ""
-        self.progress(f"{'restored' if restored else 'booted'} {info.spec}: {info.kernel_release} "
-                      f"({info.accel}: {info.accel_reason}) {how}")
+            self.progress(f"booted {info.spec}: {info.kernel_release} ({info.accel}: {info.accel_reason}) "
+                          f"in {guest.boot_s:.1f} s")
         with timing.phase("boot_dmesg"):
             saved = guest.boot_dmesg() if guest else None  # the guest's init saves it before READY
             boot_dmesg = saved if saved is not None else target.dmesg(20)
         title = (f"restore {self.state.restores} (snapshot {getattr(target, 'snapshot_key', '')}, its boot's log)"
-                 if restored else f"boot {self.state.boots}")
+                 if restored else f"boot {self.state.boots}" if guest else f"connection {self.state.boots}")
         report.append_text(self.guest_dir / "dmesg.txt", f"=== {title} ===\n{boot_dmesg}")
         self.device = self._choose_device(target, boot_dmesg)
         if self.options.target.resident_cm:
@@ -452,8 +462,16 @@ class Session:
             run.result.outcome, run.result.reason = Outcome.ERROR, f"not run: {self.output_error}"
             self._record(run.result, spec)
             return run.result
+        declared = next((g for g in self.options.not_applicable if fnmatch.fnmatchcase(spec.id, g)), None)
+        if declared is not None:
+            run.result.outcome = Outcome.NOT_APPLICABLE
+            run.result.reason = f"not applicable: declared with --not-applicable {declared}; not run"
+            self._record(run.result, spec)
+            return run.result
         try:
             self._run_body(spec, case_dir, run, more)
+        except CaseNotApplicable as exc:
+            run.result.outcome, run.result.reason = Outcome.NOT_APPLICABLE, f"not applicable: {exc}"
         except CaseSkipped as exc:
             run.result.outcome, run.result.reason = Outcome.SKIPPED, str(exc)
         except ConfigError:
@@ -492,6 +510,9 @@ class Session:
         abi = abi_for(info.arch, spec.compat)
         if abi is None:
             raise CaseSkipped(f"no {'32-bit ' if spec.compat else ''}probe ABI for {info.arch}")
+        if spec.compat and not self._has_compat(target):
+            raise CaseNotApplicable(f"{info.kernel_release} has no 32-bit compat layer (CONFIG_COMPAT): "
+                                    f"/proc/kallsyms has no compat_ptr_ioctl")
         remote_dir = f"{target.workdir}/cases/{spec.id}"
         run.ctx = CaseContext(spec, target, self.probe_path(abi), case_dir, remote_dir,
                               info.tracefs, info.debugfs, seed=self.options.seed,
@@ -509,6 +530,16 @@ class Session:
             with timing.phase("case_setup"):
                 target.run_shell(setup, 10)
         spec.func(run.ctx)
+
+    def _has_compat(self, target) -> bool:
+        """The kernel under test has the 32-bit compat layer the compat cases go through (or it
+        cannot be told: then they run); asked once per kernel build."""
+        info = target.info()
+        key = f"{info.spec} {info.kernel_release} {info.build_id}"
+        if key not in self._compat:
+            with timing.phase("compat_check"):
+                self._compat[key] = not compat_missing(target.run_shell(COMPAT_SCRIPT, 30).output)
+        return self._compat[key]
 
     def _case_raised(self, run: _CaseRun, case_dir: Path, exc: Exception) -> None:
         """What an exception out of a case means for its result: a full or read-only run

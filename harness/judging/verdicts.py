@@ -6,6 +6,7 @@ from. The first failing check becomes the case's one-line reason.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from enum import Enum, IntEnum
 from typing import Any, Iterable
@@ -189,3 +190,18 @@ def selinux_denial(dmesg: str, probe_output: str) -> str | None:
     if opened:
         return f"the probe may not open {opened.group(1)} (EACCES as root: SELinux enforcing?); {fix}"
     return None
+
+
+def explain_denial(result: CaseResult, case_dir: Path) -> None:
+    """A case that failed because SELinux denied the probe says so, with the fix, in one line
+    (from its kept dmesg.txt and probe output; the same live and when judged)."""
+    def read(path: Path) -> str:
+        try:
+            return path.read_text(errors="replace")
+        except OSError:
+            return ""
+    probe = "\n".join(read(p) for p in sorted(case_dir.glob("probe-*.jsonl")))
+    denial = selinux_denial(read(case_dir / "dmesg.txt"), probe)
+    if denial:
+        result.evidence["selinux"] = denial
+        result.reason = denial

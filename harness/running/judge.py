@@ -25,7 +25,7 @@ from harness.errors import ConfigError
 from harness.judging.cases import RECORDING_FILE, CaseSpec, load_cases
 from harness.judging.replay import (EVIDENCE_BEFORE_THE_CASE, RecordingError, load_recording,
                                     replay_case)
-from harness.judging.verdicts import UNCHECKED, CaseResult, Check, Outcome, summarize
+from harness.judging.verdicts import UNCHECKED, CaseResult, Check, Outcome, explain_denial, summarize
 from harness.reports import report
 from harness.reports.html import load_report
 
@@ -100,8 +100,7 @@ def _replay(spec: CaseSpec, case_dir: Path, recording: dict, recorded: CaseResul
         result.evidence.setdefault(key, value)
     result.duration_s, result.guest, result.guest_start = recorded.duration_s, recorded.guest, recorded.guest_start
     if result.outcome == Outcome.FAILED:
-        from harness.running.runner import Session  # a failure SELinux caused says so, as live
-        Session._explain_denial(result, case_dir)
+        explain_denial(result, case_dir)  # a failure SELinux caused says so, as live
     if recorded.checks:  # a verdict was reached before (not a LAVA job's collected evidence)
         notes += _unreproduced(recorded, result)
     return result, notes

@@ -32,7 +32,7 @@ from harness.evidence.probe import ensure_probe
 from harness.targets import PRIVATE_DEVICES, TargetOptions, make_target
 from harness.targets.accel import KvmFailed
 from harness.targets.base import BootedGuest, KillableConsole, Target
-from harness.judging.verdicts import CaseResult, Outcome, judge, scan_dmesg, selinux_denial
+from harness.judging.verdicts import CaseResult, Outcome, explain_denial, judge, scan_dmesg
 
 # A boot that fails this many times in a row gives up: the rest of the cases error at once.
 BOOT_ATTEMPTS = 2
@@ -619,7 +619,7 @@ class Session:
             self._keep_console(case_dir, run.console_start, ctx, spec, result)
         judge(result)
         if result.outcome == Outcome.FAILED:
-            self._explain_denial(result, case_dir)
+            explain_denial(result, case_dir)
         result.duration_s = time.monotonic() - t0
         self._record(result, spec, case_dir)
 
@@ -673,20 +673,6 @@ class Session:
         if health.bad_lines and re.search(r"BUG:|Oops|general protection|KASAN", "\n".join(health.bad_lines)):
             self.progress(f"{spec.id}: kernel is tainted by an oops; the next case gets a fresh guest")
             self._drop_target()
-
-    @staticmethod
-    def _explain_denial(result: CaseResult, case_dir: Path) -> None:
-        """A case that failed because SELinux denied the probe says so, with the fix, in one line."""
-        def read(path: Path) -> str:
-            try:
-                return path.read_text(errors="replace")
-            except OSError:
-                return ""
-        probe = "\n".join(read(p) for p in sorted(case_dir.glob("probe-*.jsonl")))
-        denial = selinux_denial(read(case_dir / "dmesg.txt"), probe)
-        if denial:
-            result.evidence["selinux"] = denial
-            result.reason = denial
 
     def _save_console_tail(self, case_dir: Path) -> None:
         if isinstance(self.target, KillableConsole):

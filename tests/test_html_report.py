@@ -175,7 +175,7 @@ def test_a_case_that_cannot_render_degrades_only_its_own_section(run_dir, monkey
     page = read_page(report.write_html(data, run_dir).read_text())
     assert page.notes == {html_report.DEGRADED: [
         "stress.valid_traffic: copies chart could not be rendered (TypeError: 'int' object is not iterable); "
-        "the rest is below, and report.json holds it all"]}
+        "report.json holds what it would show"]}
     assert page.sections == ["one_copy.sync_sizes", "stress.valid_traffic"]
     assert len(page.svgs) == 3 and len(page.tables["checks"]) == 1 + 50 + 1 + 11
     html = (run_dir / "report.html").read_text()
@@ -199,8 +199,8 @@ def test_a_verdict_row_that_cannot_render_keeps_the_case_named(run_dir, monkeypa
     page = read_page(html_report.render(data, run_dir))
     assert [r[0][1] for r in page.tables["verdicts"][1:]] == ["one_copy.sync_sizes", "stress.valid_traffic"]
     assert page.notes[html_report.DEGRADED] == [
-        "stress.valid_traffic: verdict row could not be rendered (ValueError: odd); the rest is below, "
-        "and report.json holds it all"]
+        "stress.valid_traffic: verdict row could not be rendered (ValueError: odd); "
+        "report.json holds what it would show"]
 
 
 def test_a_report_that_cannot_be_read_still_gets_the_fallback_page(run_dir):

@@ -216,6 +216,7 @@ td.exp{color:#1864ab}td.meas{font-weight:600}tr.bad td.meas{color:var(--fail)}
 a{color:#1864ab;text-decoration:none}
 .case .head{display:flex;gap:12px;align-items:center;flex-wrap:wrap}
 .reason{margin:6px 0 0;font-size:14px}
+.note.degraded,.note.fallback{color:var(--err);font-weight:600}
 .charts{display:flex;flex-direction:column;gap:18px;margin:14px 0}
 svg.chart{max-width:100%;height:auto}
 details{margin:6px 0}summary{cursor:pointer;color:#1864ab}
@@ -305,8 +306,7 @@ def _guarded(where: str, part: Callable[[], str]) -> str:
     except Exception as exc:  # noqa: BLE001 - whatever the evidence holds, the rest of the page renders
         error = (str(exc).splitlines() or [""])[0]
         return (f'<p class="note {DEGRADED}">{escape(where)} could not be rendered '
-                f'({escape(type(exc).__name__)}: {escape(error)}); the rest is below, and report.json '
-                f'holds it all</p>')
+                f'({escape(type(exc).__name__)}: {escape(error)}); report.json holds what it would show</p>')
 
 
 def _checks(case: dict) -> list[dict]:

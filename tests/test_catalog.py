@@ -6,6 +6,7 @@ import pytest
 
 from harness.judging.cases import load_cases
 from tests.helpers import assert_judge_reproduces, cli
+from tests.report_html import assert_full_page
 from tests.seeded_bugs import build
 
 FAMILIES = {"one_copy", "limits", "protocol", "compat", "stress", "objects", "loopers"}
@@ -43,6 +44,7 @@ def test_whole_catalog_passes_on_stock_driver(tmp_path, arch):
     assert_judge_reproduces(run)  # judged offline, a copy of the run gives every check and verdict again
     assert report["summary"]["passed"] == len(load_cases())
     assert report["seed"] == 4242
+    assert_full_page(run.out)
     assert run.case("stress.random_commands")["evidence"]["seed"] == 4242
     traffic = run.case("stress.valid_traffic")["evidence"]
     assert traffic["seed"] == 4242 and traffic["success_share"] >= 0.98, traffic
@@ -148,6 +150,7 @@ def test_seeded_bug_is_caught(tmp_path, seeded, bug):
         case = run.case(case_id)
         assert case["outcome"] == "failed", (case_id, case["reason"])
         assert reason_part in case["reason"], (case_id, case["reason"])
+    assert_full_page(run.out)
     if bug == "free_buffer_ignored":
         left = run.case("stress.valid_traffic")["evidence"]["buffers_left"]
         assert left["client"] > 0 and left["server"] > 0, left

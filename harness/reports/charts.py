@@ -5,6 +5,7 @@ by a viewBox so it scales with the page.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from html import escape
 
@@ -27,8 +28,9 @@ def _text(x: float, y: float, s: str, size: int = 12, anchor: str = "start", fil
 
 
 def _nice_max(value: float) -> float:
-    """A round axis maximum at or above value (1, 2, 2.5 or 5 times a power of ten)."""
-    if value <= 0:
+    """A round axis maximum at or above value (1, 2, 2.5 or 5 times a power of ten); 1 for a value
+    that is not a positive finite number (an infinite one would never end the search)."""
+    if not math.isfinite(value) or value <= 0:
         return 1.0
     power = 1.0
     while power * 10 <= value:

@@ -7,11 +7,12 @@ fetch: styles and SVG charts are inline, and logs fold into <details>.
 from __future__ import annotations
 
 import json
+import math
 import time
 from functools import lru_cache
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from harness.reports import charts
 from harness.evidence.contract import event
@@ -31,6 +32,11 @@ BANNER = {ExitStatus.PASSED: "ok", ExitStatus.FAILED: "bad", ExitStatus.NOT_JUDG
 # DESIGN §4: binder copies a payload once; a pipe and an AF_UNIX socket copy it twice.
 EXPECTED_COPIES = {"binder": 1.0, "pipe": 2.0, "unix_socket": 2.0, "posix_mq": 2.0, "sysv_mq": 2.0,
                    "shared_memory": 0.0}
+# Classes of the two ways a page says it is not whole (tests/report_html.py reads them): the one-line
+# note that stands in for one part of one case (or of the page) that could not be rendered, and the
+# page-level fallback, kept for a report that cannot be read at all.
+DEGRADED = "degraded"
+FALLBACK = "fallback"
 
 
 # -- loading a run directory -------------------------------------------------------
@@ -62,11 +68,14 @@ def load_report(run_dir: Path) -> dict:
 def _read_log(path: Path) -> str | None:
     if not path.is_file():
         return None
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        if size > LOG_LIMIT:
-            fh.seek(size - LOG_LIMIT)
-        text = fh.read().decode("utf-8", errors="replace")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            if size > LOG_LIMIT:
+                fh.seek(size - LOG_LIMIT)
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError as exc:  # said where the log would be, not raised over the page
+        return f"[{path.name} could not be read: {exc.strerror or exc}]"
     if size > LOG_LIMIT:
         text = f"[... first {size - LOG_LIMIT} bytes left out; the full file is {path.name} in the run directory]\n" \
                + text.split("\n", 1)[-1]
@@ -77,21 +86,47 @@ def _read_log(path: Path) -> str | None:
 def _fmt(value: Any) -> str:
     if isinstance(value, str):
         return value
-    return json.dumps(value)
+    return json.dumps(value, default=str)  # as report.json writes it
+
+
+def _number(value: Any) -> float | None:
+    """value as a float when it is a finite JSON number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def copies_by_mechanism(evidence: dict) -> list[tuple[str, float]]:
+    """(mechanism, copies per byte) when evidence["copies_per_byte"] has one_copy.vs_pipe's shape:
+    an object of mechanism names to numbers. Anything else: no bars."""
+    value = evidence.get("copies_per_byte")
+    if not isinstance(value, dict):
+        return []
+    bars = {str(k): _number(v) for k, v in value.items()}
+    return [(k, v) for k, v in bars.items() if v is not None] if None not in bars.values() else []
+
+
+def copies_by_size(evidence: dict) -> list[tuple[int, float]]:
+    """(payload size, copies per byte) when evidence["transactions"] has the one-copy checks' shape
+    (cases/_one_copy_checks.py): a list of per-size objects, each with an integer "size" and, when the
+    trace saw it, a numeric "copies_per_byte". Anything else (stress.valid_traffic's count): no bars."""
+    value = evidence.get("transactions")
+    if not isinstance(value, list) or not all(
+            isinstance(t, dict) and _number(t.get("size")) is not None and float(t["size"]).is_integer()
+            for t in value):
+        return []
+    return [(int(t["size"]), per) for t in value if (per := _number(t.get("copies_per_byte"))) is not None]
 
 
 def copies_chart(evidence: dict) -> str | None:
     """Copies per byte: by mechanism (one_copy.vs_pipe) or by payload size (transactions)."""
-    by_mech = evidence.get("copies_per_byte")
-    if isinstance(by_mech, dict) and by_mech:
-        bars = [(str(k), float(v)) for k, v in by_mech.items() if isinstance(v, (int, float))]
-        if bars:
-            return charts.bar_chart("Kernel copies per payload byte, by mechanism (traced)", bars,
-                                    {k: v for k, v in EXPECTED_COPIES.items() if k in by_mech})
-    txns = [t for t in evidence.get("transactions", []) if isinstance(t, dict)
-            and isinstance(t.get("copies_per_byte"), (int, float))]
-    if txns:
-        bars = [(charts.human_bytes(t.get("size", 0)), float(t["copies_per_byte"])) for t in txns]
+    by_mech = copies_by_mechanism(evidence)
+    if by_mech:
+        return charts.bar_chart("Kernel copies per payload byte, by mechanism (traced)", by_mech,
+                                {k: v for k, v in EXPECTED_COPIES.items() if k in dict(by_mech)})
+    by_size = copies_by_size(evidence)
+    if by_size:
+        bars = [(charts.human_bytes(size), per) for size, per in by_size]
         return charts.bar_chart("binder: kernel copies per payload byte, by payload size (traced)", bars,
                                 {label: 1.0 for label, _ in bars})
     return None
@@ -141,21 +176,21 @@ def _areas(case_dir: Path) -> dict[int, int]:
     return areas
 
 
-def case_charts(case: dict, case_dir: Path) -> list[str]:
-    out = []
+def _evidence(case: dict) -> dict:
     evidence = case.get("evidence")
-    if not isinstance(evidence, dict):
-        evidence = {}
-    chart = copies_chart(evidence)
-    if chart:
-        out.append(chart)
+    return evidence if isinstance(evidence, dict) else {}
+
+
+def trace_charts(case: dict, case_dir: Path) -> list[str]:
+    """The trace views of one case: transaction timeline and buffer use, from its trace.txt."""
     trace = case_dir / "trace.txt"
-    if trace.is_file():
-        st = trace.stat()
-        pids = evidence.get("pids") if isinstance(evidence.get("pids"), dict) else {}
-        out.extend(_trace_charts(str(trace), st.st_mtime_ns, st.st_size, json.dumps(pids, sort_keys=True),
-                                 json.dumps(_areas(case_dir), sort_keys=True)))
-    return out
+    if not trace.is_file():
+        return []
+    st = trace.stat()
+    pids = _evidence(case).get("pids")
+    pids = {str(k): v for k, v in pids.items() if _number(v) is not None} if isinstance(pids, dict) else {}
+    return list(_trace_charts(str(trace), st.st_mtime_ns, st.st_size, json.dumps(pids, sort_keys=True),
+                              json.dumps(_areas(case_dir), sort_keys=True)))
 
 
 # -- the page ---------------------------------------------------------------------------
@@ -183,6 +218,7 @@ td.exp{color:#1864ab}td.meas{font-weight:600}tr.bad td.meas{color:var(--fail)}
 a{color:#1864ab;text-decoration:none}
 .case .head{display:flex;gap:12px;align-items:center;flex-wrap:wrap}
 .reason{margin:6px 0 0;font-size:14px}
+.note.degraded,.note.fallback{color:var(--err);font-weight:600}
 .charts{display:flex;flex-direction:column;gap:18px;margin:14px 0}
 svg.chart{max-width:100%;height:auto}
 details{margin:6px 0}summary{cursor:pointer;color:#1864ab}
@@ -230,21 +266,27 @@ def _verdict_table(cases: list[dict]) -> str:
     """One row per case; for a failed case, the first failing check's expected and measured values."""
     rows = []
     for c in cases:
-        checks = [k for k in c.get("checks", []) if isinstance(k, dict)]
-        failing = [k for k in checks if not k.get("passed")]
-        first = failing[0] if failing else None
-        exp, meas, ref = ((_fmt(first.get("expected")), _fmt(first.get("measured")), str(first.get("ref", "")))
-                          if first else ("", "", ""))
-        rows.append(f'<tr class="{"bad" if failing else "ok"}"><td class="mono"><a href="#{escape(c["id"])}">'
-                    f'{escape(c["id"])}</a></td><td>{_badge(c["outcome"])}</td>'
-                    f'<td>{escape(str(c.get("reason", "")))}</td>'
-                    f'<td class="num">{len(checks) - len(failing)}/{len(checks)}</td>'
-                    f'<td class="exp mono">{escape(exp)}</td><td class="meas mono">{escape(meas)}</td>'
-                    f'<td class="mono">{escape(ref)}</td>'
-                    f'<td class="num">{float(c.get("duration_s", 0)):.2f} s</td></tr>')
+        row = _guarded(f"{c.get('id')}: verdict row", lambda: _verdict_row(c))
+        rows.append(row if row.startswith("<tr") else
+                    f'<tr class="bad"><td class="mono">{escape(str(c.get("id")))}</td><td colspan="7">{row}</td></tr>')
     return ('<table class="verdicts"><thead><tr><th>case</th><th>outcome</th><th>reason</th><th>checks ok</th>'
             '<th>expected</th><th>measured</th><th>kernel function</th><th>time</th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _verdict_row(c: dict) -> str:
+    checks = _checks(c)
+    failing = [k for k in checks if not k.get("passed")]
+    first = failing[0] if failing else None
+    exp, meas, ref = ((_fmt(first.get("expected")), _fmt(first.get("measured")), str(first.get("ref", "")))
+                      if first else ("", "", ""))
+    return (f'<tr class="{"bad" if failing else "ok"}"><td class="mono"><a href="#{escape(str(c["id"]))}">'
+            f'{escape(str(c["id"]))}</a></td><td>{_badge(str(c["outcome"]))}</td>'
+            f'<td>{escape(str(c.get("reason", "")))}</td>'
+            f'<td class="num">{len(checks) - len(failing)}/{len(checks)}</td>'
+            f'<td class="exp mono">{escape(exp)}</td><td class="meas mono">{escape(meas)}</td>'
+            f'<td class="mono">{escape(ref)}</td>'
+            f'<td class="num">{_number(c.get("duration_s")) or 0.0:.2f} s</td></tr>')
 
 
 def _checks_table(checks: list[dict]) -> str:
@@ -261,28 +303,43 @@ def _checks_table(checks: list[dict]) -> str:
             f'<th>kernel function</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
-def _case_section(case: dict, run_dir: Path) -> str:
-    where = case.get("dir") if isinstance(case.get("dir"), str) and ".." not in case["dir"] else None
-    case_dir = run_dir / (where or f"cases/{case['id']}")  # "dir": a merged pytest -n run's gwN/cases/<id>
-    checks = [c for c in case.get("checks", []) if isinstance(c, dict)]
-    failing = sum(not c.get("passed") for c in checks)
-    parts = [f'<section class="case" id="{escape(case["id"])}"><div class="head"><h3 class="mono">'
-             f'{escape(case["id"])}</h3>{_badge(case["outcome"])}'
-             f'<span class="note">{float(case.get("duration_s", 0)):.2f} s · {len(checks)} checks, '
-             f'{failing} failing</span></div><p class="reason">{escape(str(case.get("reason", "")))}</p>']
+def _guarded(where: str, part: Callable[[], str]) -> str:
+    """part's HTML, or when it fails on odd input, one line naming where and the error instead:
+    one case's odd evidence degrades that part of its own section, never the page."""
     try:
-        charts_html = case_charts(case, case_dir)
-    except (OSError, ValueError, KeyError) as exc:  # evidence we cannot chart is said, not hidden
-        charts_html = [f'<p class="note">charts left out: {escape(type(exc).__name__)}: {escape(str(exc))}</p>']
-    if charts_html:
-        parts.append(f'<div class="charts">{"".join(charts_html)}</div>')
-    if checks:
-        label = f"{len(checks)} checks: measured against expected, " + (
-            f"{failing} failing, listed first" if failing else "all passed")
-        open_ = " open" if failing or len(checks) <= 15 else ""
-        parts.append(f'<details{open_}><summary>{escape(label)}</summary>{_checks_table(checks)}</details>')
-    evidence = case.get("evidence") or {}
-    parts.append(_details("evidence (report.json)", json.dumps(evidence, indent=1, default=str)))
+        return part()
+    except Exception as exc:  # noqa: BLE001 - whatever the evidence holds, the rest of the page renders
+        error = (str(exc).splitlines() or [""])[0]
+        return (f'<p class="note {DEGRADED}">{escape(where)} could not be rendered '
+                f'({escape(type(exc).__name__)}: {escape(error)}); report.json holds what it would show</p>')
+
+
+def _checks(case: dict) -> list[dict]:
+    checks = case.get("checks")
+    return [c for c in checks if isinstance(c, dict)] if isinstance(checks, list) else []
+
+
+def _case_head(case: dict) -> str:
+    checks = _checks(case)
+    failing = sum(not c.get("passed") for c in checks)
+    return (f'<div class="head"><h3 class="mono">{escape(str(case["id"]))}</h3>{_badge(str(case["outcome"]))}'
+            f'<span class="note">{_number(case.get("duration_s")) or 0.0:.2f} s · {len(checks)} checks, '
+            f'{failing} failing</span></div><p class="reason">{escape(str(case.get("reason", "")))}</p>')
+
+
+def _case_checks(case: dict) -> str:
+    checks = _checks(case)
+    if not checks:
+        return ""
+    failing = sum(not c.get("passed") for c in checks)
+    label = f"{len(checks)} checks: measured against expected, " + (
+        f"{failing} failing, listed first" if failing else "all passed")
+    open_ = " open" if failing or len(checks) <= 15 else ""
+    return f'<details{open_}><summary>{escape(label)}</summary>{_checks_table(checks)}</details>'
+
+
+def _case_logs(case_dir: Path) -> str:
+    parts = []
     for name, title in (("dmesg.txt", "dmesg delta"), ("error.txt", "harness error"),
                         ("console.log", "guest console during the case"),
                         ("console-tail.log", "console tail (last 200 lines)")):
@@ -292,8 +349,30 @@ def _case_section(case: dict, run_dir: Path) -> str:
         if path.suffix == ".stderr" and not (text or "").strip():
             continue
         parts.append(_details(f"probe output {path.name}", text))
-    parts.append("</section>")
     return "".join(parts)
+
+
+def _case_section(case: dict, run_dir: Path) -> str:
+    """One case's section, each part rendered on its own (_guarded): head, copies chart, trace views,
+    checks, evidence and logs."""
+    case_id = str(case.get("id"))
+    where = case.get("dir") if isinstance(case.get("dir"), str) and ".." not in case["dir"] else None
+    case_dir = run_dir / (where or f"cases/{case_id}")  # "dir": a merged pytest -n run's gwN/cases/<id>
+
+    def part(name: str, render_part: Callable[[], str]) -> str:
+        return _guarded(f"{case_id}: {name}", render_part)
+
+    charts_html = "".join((part("copies chart", lambda: copies_chart(_evidence(case)) or ""),
+                           part("trace views", lambda: "".join(trace_charts(case, case_dir)))))
+    return "".join((
+        f'<section class="case" id="{escape(case_id)}">',
+        part("heading", lambda: _case_head(case)),
+        f'<div class="charts">{charts_html}</div>' if charts_html else "",
+        part("checks", lambda: _case_checks(case)),
+        part("evidence", lambda: _details("evidence (report.json)",
+                                          json.dumps(case.get("evidence") or {}, indent=1, default=str))),
+        part("logs", lambda: _case_logs(case_dir)),
+        "</section>"))
 
 
 def render(report: dict, run_dir: Path) -> str:
@@ -313,7 +392,7 @@ def render(report: dict, run_dir: Path) -> str:
         f"(schema {report.get('schema')})</div>",
         f'<div class="banner {BANNER[exit_status(s)] if cases else "bad"}">{escape(verdict)}</div>',
         "<h2>Verdicts</h2>", _verdict_table(cases),
-        "<h2>Target and kernel</h2>", _identity(report),
+        "<h2>Target and kernel</h2>", _guarded("target and kernel", lambda: _identity(report)),
         "<h2>Reproduce</h2><p>Run this from a binder-harness checkout "
         "(<code>scripts/setup</code> installs what it needs):</p>",
         f"<pre class=\"command\">{escape(command)}</pre>",
@@ -347,10 +426,14 @@ def write(report: dict, run_dir: Path) -> Path:
 
 
 def fallback(report: dict, exc: BaseException) -> str:
-    """A minimal valid page when rendering failed: the verdicts still show, and the error is named."""
-    cases = [c for c in report.get("cases", []) if isinstance(c, dict) and "id" in c and "outcome" in c]
+    """A minimal valid page when the report itself cannot be read (no 'cases' list, 'summary' or 'target'
+    to render from; a case's odd evidence degrades only its own section): the verdicts that can be read
+    still show, and the error is named."""
+    listed = report.get("cases") if isinstance(report, dict) else None
+    cases = [c for c in listed if isinstance(c, dict) and "id" in c and "outcome" in c] \
+        if isinstance(listed, list) else []
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>binder-harness report"
             f"</title><style>{CSS}</style></head><body><h1>binder-harness report</h1>"
-            f"<p class=\"note\">The full page could not be rendered ({escape(type(exc).__name__)}: "
+            f"<p class=\"note {FALLBACK}\">The full page could not be rendered ({escape(type(exc).__name__)}: "
             f"{escape(str(exc))}); run 'binder-harness report DIR' after fixing it.</p>"
             f"{_verdict_table(cases)}<pre>{escape(json.dumps(report, indent=1, default=str))}</pre></body></html>\n")

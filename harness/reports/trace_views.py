@@ -24,6 +24,16 @@ def _align8(n: int) -> int:
     return (n + 7) & ~7
 
 
+def _field(ev: TraceEvent, key: str, base: int = 0, default: str | None = None) -> int | None:
+    """A numeric field of ev, or None when it is missing or not a number (a truncated or
+    foreign line): such an event is left out of the views, never raised over the report."""
+    text = ev.fields.get(key, default)
+    try:
+        return int(text, base) if text is not None else None
+    except ValueError:
+        return None
+
+
 @dataclass
 class TransactionTimeline:
     debug_id: int
@@ -53,17 +63,21 @@ def transaction_timelines(trace: Trace) -> list[TransactionTimeline]:
         if ev.name == "binder_transaction":
             _on_transaction(ev, out, current, awaiting_reply, replies)
         elif ev.name == "binder_transaction_alloc_buf":
-            txn = out.get(ev.int("transaction"))
+            tid = _field(ev, "transaction")
+            txn = out.get(tid) if tid is not None else None
             if txn is not None:
                 txn.marks.append(("alloc_buf", ev.ts))
-                txn.data_size = ev.int("data_size")
+                txn.data_size = _field(ev, "data_size")
         elif ev.name == COPY_USER_TO_BUFFER.name:
             txn = current.get(ev.pid)
-            if txn is not None:
+            copied = _field(ev, "bytes")
+            if txn is not None and copied is not None:
                 txn.marks.append(("copy", ev.ts))
-                txn.copied.append(ev.int("bytes"))
+                txn.copied.append(copied)
         elif ev.name == "binder_transaction_received":
-            tid = ev.int("transaction")
+            tid = _field(ev, "transaction")
+            if tid is None:
+                continue
             if tid in out:
                 out[tid].marks.append(("receive", ev.ts))
             elif tid in replies:
@@ -74,16 +88,20 @@ def transaction_timelines(trace: Trace) -> list[TransactionTimeline]:
 
 
 def _on_transaction(ev: TraceEvent, out, current, awaiting_reply, replies) -> None:
-    tid = ev.int("transaction")
+    tid = _field(ev, "transaction")
     current.pop(ev.pid, None)
+    if tid is None:
+        return
     if ev.fields.get("reply") == "1":
-        call = awaiting_reply.pop(int(ev.fields.get("dest_thread", "0")), None)
+        call = awaiting_reply.pop(_field(ev, "dest_thread", 10, "0"), None)
         if call is not None:
             call.marks.append(("reply", ev.ts))
             replies[tid] = call
         return
-    flags = int(ev.fields.get("flags", "0"), 16)
-    txn = TransactionTimeline(tid, ev.pid, int(ev.fields.get("dest_proc", "0")), bool(flags & 0x01))
+    flags, dest = _field(ev, "flags", 16, "0"), _field(ev, "dest_proc", 10, "0")
+    if flags is None or dest is None:
+        return
+    txn = TransactionTimeline(tid, ev.pid, dest, bool(flags & 0x01))
     txn.marks.append(("send", ev.ts))
     out[tid] = txn
     current[ev.pid] = txn
@@ -114,13 +132,16 @@ def buffer_use(trace: Trace) -> dict[int, BufferUse]:
     use: dict[int, BufferUse] = {}
     for ev in trace.events:
         if ev.name == "binder_transaction":
-            dest_of[ev.int("transaction")] = int(ev.fields.get("dest_proc", "0"))
+            tid, dest = _field(ev, "transaction"), _field(ev, "dest_proc", 10, "0")
+            if tid is not None and dest is not None:
+                dest_of[tid] = dest
         elif ev.name == "binder_transaction_alloc_buf":
-            owner = dest_of.get(ev.int("transaction"))
-            if owner is None:
+            tid = _field(ev, "transaction")
+            owner = dest_of.get(tid) if tid is not None else None
+            sizes = [_field(ev, "data_size"), _field(ev, "offsets_size"), _field(ev, "extra_buffers_size", 0, "0")]
+            if owner is None or None in sizes:
                 continue
-            size = max(8, _align8(ev.int("data_size")) + _align8(ev.int("offsets_size"))
-                       + _align8(int(ev.fields.get("extra_buffers_size", "0"), 0)))
+            size = max(8, sum(_align8(n) for n in sizes if n is not None))
             outstanding.setdefault(owner, deque()).append(size)
             _record(use.setdefault(owner, BufferUse(owner)), ev.ts, outstanding[owner], alloc=True)
         elif ev.name == "binder_command" and ev.body.rstrip().endswith(BC_FREE_BUFFER):

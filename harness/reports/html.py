@@ -255,6 +255,8 @@ def _identity(report: dict) -> str:
         rows.append(("connected", f"{timings.get('boots', '?')} time(s): a device the harness does not boot"))
     else:
         rows.append(("boot", f"{timings.get('boot_s', 0):.2f} s ({timings.get('boots', '?')} boot(s))"))
+        if timings.get("restores"):  # guests restored from a snapshot of an earlier boot, not booted
+            rows.append(("restore", f"{timings.get('restore_s', 0):.2f} s ({timings['restores']} restore(s))"))
     rows.append(("total", f"{timings.get('total_s', 0):.2f} s"))
     if report.get("seed") is not None:
         rows.append(("seed", report["seed"]))

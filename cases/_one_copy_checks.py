@@ -77,11 +77,16 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
                           "copies": len(txn.copies), "copies_per_byte": round(per_byte, 3)})
         per_size.append(entry)
     if receiver_pid is not None:
+        # binder_thread_read copies each BR_TRANSACTION/BR_REPLY's binder_transaction_data to the
+        # receiver with copy_to_user (__check_object_size, traced): so at least one copy is always
+        # there, and a trace that recorded none has judged nothing
         out_sizes = usercopies_in_binder_ioctl(trace, receiver_pid)
-        largest = max(out_sizes, default=0)
+        largest = max(out_sizes) if out_sizes else None
         ctx.check_that("largest variable-size copy to the receiver's user memory in binder ioctls",
-                       largest <= BINDER_TRANSACTION_DATA_SIZE, largest,
-                       f"<= {BINDER_TRANSACTION_DATA_SIZE}", "binder_thread_read")
+                       largest is not None and largest <= BINDER_TRANSACTION_DATA_SIZE,
+                       "no copy recorded" if largest is None else largest,
+                       f"<= {BINDER_TRANSACTION_DATA_SIZE}, at least one (its binder_transaction_data)",
+                       "binder_thread_read")
         ctx.evidence["largest_copy_to_receiver_user"] = largest
     ctx.evidence["transactions"] = per_size
     ctx.evidence["pids"] = {"sender": sender_pid, "receiver": receiver_pid}

@@ -21,7 +21,7 @@ def version(ctx: CaseContext) -> None:
     out = ctx.run_probe("version")
     probe_completed(ctx, out)
     r = result(out, "version")
-    ctx.check("probe is 32-bit", r.get("user_bits"), 32, "probe build")
+    ctx.check("probe is 32-bit", r.get("user_bits"), 32, "probe")
     ctx.check("protocol_version", r.get("protocol_version"), 8, "compat_ptr_ioctl -> binder_ioctl (BINDER_VERSION)")
 
 

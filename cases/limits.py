@@ -38,9 +38,9 @@ def mmap_clamp_4m(ctx: CaseContext) -> None:
     ctx.check("read at 4 MiB - 1 (filled by the 4 MiB buffer)", touches.get(4 * MiB - 1, "missing"), None,
               "binder_vm_fault")
     ctx.check("read beyond the 4 MiB area (4 MiB + 4 KiB)", touches.get(4 * MiB + 4096, "missing"), "SIGBUS",
-              "binder_vm_fault -> VM_FAULT_SIGBUS")
+              "binder_vm_fault (VM_FAULT_SIGBUS)")
     ctx.check("read at the end of the 8 MiB mapping", touches.get(8 * MiB - 1, "missing"), "SIGBUS",
-              "binder_vm_fault -> VM_FAULT_SIGBUS")
+              "binder_vm_fault (VM_FAULT_SIGBUS)")
     note_dmesg(ctx, f"binder_alloc_buf size {4 * MiB + 8} failed, no address space", "binder_alloc_new_buf_locked",
                rf"\d+: binder_alloc_buf size {4 * MiB + 8} failed, no address space")
 
@@ -58,7 +58,7 @@ def mmap_readonly(ctx: CaseContext) -> None:
     ctx.check("the mapping as /proc/self/maps shows it", " r--p " in ro.get("maps_line", ""), True,
               "binder_mmap (VM_MAYWRITE cleared)")
     ctx.check("mprotect(PROT_READ|PROT_WRITE)", errno_name(mprotect), "EACCES",
-              "binder_mmap clears VM_MAYWRITE; mprotect_fixup refuses")
+              "binder_mmap (clears VM_MAYWRITE); mprotect_fixup (refuses)")
     note_dmesg(ctx, "bad vm_flags", "binder_mmap",
                r"binder_mmap: \d+ [0-9a-f]+-[0-9a-f]+ bad vm_flags failed -1")
 
@@ -72,7 +72,7 @@ def mmap_twice(ctx: CaseContext) -> None:
     ctx.evidence["mmap_errnos"] = steps
     ctx.check("second mmap on the same fd", steps.get("second"), "EBUSY",
               "binder_alloc_mmap_handler (already mapped)")
-    ctx.check("munmap", errno_name(out.one("munmap") or {}), "0", "munmap")
+    ctx.check("munmap", errno_name(out.one("munmap") or {}), "0", "__vm_munmap")
     ctx.check("mmap again after munmap, same fd", steps.get("after_munmap"), "EBUSY",
               "binder_alloc_mmap_handler (alloc->buffer stays set)")
     ctx.check("mmap on a new fd", steps.get("new_fd"), "0", "binder_open + binder_alloc_mmap_handler")
@@ -104,7 +104,7 @@ def async_half(ctx: CaseContext) -> None:
     ctx.check("first refused call (1-based)", _one_based(summary.get("first_fail_seq")), 33,
               "binder_alloc_new_buf_locked (no async space left)")
     ctx.check("first refused call's error", call_outcome(out.one("tx", seq=32)), "BR_FAILED_REPLY -28",
-              "binder_alloc_new_buf_locked -> -ENOSPC")
+              "binder_alloc_new_buf_locked (-ENOSPC)")
 
 
 @case("limits.free_reuse", expected_dmesg=ALLOC_FAIL_LINES, timeout=120)
@@ -122,7 +122,7 @@ def free_reuse(ctx: CaseContext) -> None:
     ctx.check("64 KiB calls that fit a 1 MiB area without freeing", s_kept.get("ok_count"), 16,
               "binder_alloc_new_buf_locked")
     ctx.check("the 17th call's error", call_outcome(kept.one("tx", seq=16)), "BR_FAILED_REPLY -28",
-              "binder_alloc_new_buf_locked -> -ENOSPC")
+              "binder_alloc_new_buf_locked (-ENOSPC)")
 
 
 @case("limits.oneway_spam", expected_dmesg=SPAM_LINES)
@@ -147,11 +147,11 @@ def munmap_dead(ctx: CaseContext) -> None:
     """After the receiver munmaps its area, calls to it get BR_DEAD_REPLY."""
     out = ctx.run_probe("munmap_dead")
     probe_completed(ctx, out)
-    ctx.check("receiver munmap", errno_name(out.one("munmap") or {}), "0", "munmap")
+    ctx.check("receiver munmap", errno_name(out.one("munmap") or {}), "0", "__vm_munmap")
     outcomes = [call_outcome(t) for t in out.events("tx")]
     ctx.evidence["calls"] = outcomes
     ctx.check("calls after munmap (call, oneway, call)", outcomes, ["BR_DEAD_REPLY -3"] * 3,
-              "binder_alloc_new_buf_locked (no vma -> -ESRCH) -> binder_transaction BR_DEAD_REPLY")
+              "binder_alloc_new_buf_locked (no vma -> -ESRCH) -> binder_transaction (BR_DEAD_REPLY)")
     note_dmesg(ctx, "binder_alloc_buf, no vma", "binder_alloc_new_buf_locked",
                r"\d+: binder_alloc_buf, no vma")
 
@@ -167,7 +167,7 @@ def shrinker(ctx: CaseContext) -> None:
     ctx.evidence["pages_after"] = after.get("line")
     ctx.check("pages on the LRU after 16 freed 64 KiB buffers", before.get("lru"), 16,
               "binder_free_buf -> binder_update_page_range (list_lru_add)")
-    ctx.check("echo 2 > /proc/sys/vm/drop_caches", errno_name(out.one("drop_caches") or {}), "0", "drop_caches")
+    ctx.check("echo 2 > /proc/sys/vm/drop_caches", errno_name(out.one("drop_caches") or {}), "0", "drop_caches_sysctl_handler")
     ctx.check("pages on the LRU after drop_caches", after.get("lru"), 0, "binder_shrink_scan -> binder_alloc_free_page")
     ctx.check("free pages grew by the LRU pages", (after.get("free", 0) - before.get("free", 0)), 16,
               "binder_alloc_free_page")
@@ -206,7 +206,7 @@ def async_exact(ctx: CaseContext) -> None:
         ctx.check(f"{label}s pending before ENOSPC", fill.get("ok_count"), half // _async_charge(size),
                   "binder_alloc_new_buf_locked (free_async_space < size -> -ENOSPC; size = max(ALIGN(data, 8), 8))")
         ctx.check(f"{label}: the refused call", call_outcome(fill) if fill.get("failed") else "none refused",
-                  "BR_FAILED_REPLY -28", "binder_alloc_new_buf_locked -> -ENOSPC")
+                  "BR_FAILED_REPLY -28", "binder_alloc_new_buf_locked (-ENOSPC)")
         ctx.check(f"{label}: free async space when full", space.get(("full", size)), 0,
                   "binder_alloc_new_buf_locked (free_async_space -= size)")
         ctx.check(f"{label}: a 0-byte oneway once async space is used up",

@@ -130,7 +130,7 @@ def fd_array(ctx: CaseContext) -> None:
     data_size, offsets_size = rx.get("data_size", 0), rx.get("offsets_size", 0)
     ctx.check("parent buffer placed after data and offsets (offset in the transaction buffer)",
               objs[0].get("buf_off") if objs else None, align8(data_size) + align8(offsets_size),
-              "binder_transaction (sg_buf_offset = ALIGN(off_end_offset)); bp->buffer = user_data + sg_buf_offset")
+              "binder_transaction (sg_buf_offset = ALIGN(off_end_offset); bp->buffer = user_data + sg_buf_offset)")
     ctx.check("FDA object as received (num_fds, parent, parent_offset)",
               (objs[1].get("num_fds"), objs[1].get("parent"), objs[1].get("parent_offset")) if len(objs) > 1 else None,
               (2, 0, 0), "binder_translate_fd_array (the FDA object itself is copied unchanged)")
@@ -273,7 +273,7 @@ def update_txn_fds(ctx: CaseContext) -> None:
     out = ctx.run_probe("objects", kind="update_txn")
     probe_completed(ctx, out)
     for name in ("update.freeze", "update.sigstop", "update.unfreeze"):
-        ctx.check(name, result(out, name).get("errno_name") or "0", "0", "binder_ioctl_freeze / kill")
+        ctx.check(name, result(out, name).get("errno_name") or "0", "0", "binder_ioctl_freeze / kill_pid_info")
     for name in ("update.first", "update.second", "update.third"):
         oneway_to_frozen(ctx, f"{name.split('.')[1]} oneway (TF_ONE_WAY | TF_UPDATE_TXN)", result(out, name))
     info = result(out, "update.frozen_info")
@@ -291,7 +291,7 @@ def update_txn_fds(ctx: CaseContext) -> None:
     ctx.evidence["delivered"] = got
     ctx.check("delivered after unfreezing (code, head, objects)", got,
               [(UPDATE_CODE, 1, []), (UPDATE_CODE, 3, ["BINDER_TYPE_FD"])],
-              "binder_find_outdated_transaction_ilocked (same code, flags, sender, node) -> superseded")
+              "binder_find_outdated_transaction_ilocked (same code, flags, sender, node: superseded)")
     recv = _fds(out, "server")
     q = (_fds(out, "client_q") or [{}])[0]
     ctx.check("the delivered fd is the third call's file (ino, content)",

@@ -64,7 +64,7 @@ COPIES_PER_BYTE = {
     "unix_socket": ("unix socket", 2.0, "unix_stream_sendmsg (skb_copy_datagram_from_iter) + skb_copy_datagram_iter"),
     "posix_mq": ("POSIX message queue", 2.0, "do_mq_timedsend (load_msg) + do_mq_timedreceive (store_msg)"),
     "sysv_mq": ("System V message queue", 2.0, "do_msgsnd (load_msg) + do_msg_fill (store_msg)"),
-    "shared_memory": ("shared memory", 0.0, "no copy: both processes map the same pages (shmem fault)"),
+    "shared_memory": ("shared memory", 0.0, "shmem_fault (no copy: both processes map the same pages)"),
 }
 
 
@@ -141,7 +141,7 @@ def vs_pipe(ctx: CaseContext) -> None:
     seen = sum(_sum_for_pid(trace, USERCOPY_BIG.name, "n", r.get(k, -1)) for k in ("writer_pid", "reader_pid"))
     ctx.evidence["sysv_mq_usercopies_seen"] = seen
     ctx.check_that("the usercopy probe (n >= 1024) sees the System V queue's copies", seen > 0, seen, "> 0",
-                   "load_msg/store_msg -> copy_{from,to}_user -> __check_object_size")
+                   "load_msg/store_msg -> _copy_{from,to}_user -> __check_object_size")
     ctx.evidence["binder_bytes"] = {"into_buffer": into_buffer, "out_to_user": out_to_user, "payload": payload}
     ctx.evidence["copies_per_byte"] = {k: round(v, 3) for k, v in per_byte.items()}
     for mechanism, (label, copies, ref) in COPIES_PER_BYTE.items():
@@ -178,9 +178,9 @@ def lazy_pages(ctx: CaseContext) -> None:
     ctx.evidence["touches"] = touches
     ctx.check("read of a filled page (offset 0)", touches.get(0, "missing"), None, "binder_vm_fault (page present)")
     ctx.check("read of a never-filled page (offset 12288)", touches.get(12288, "missing"), "SIGBUS",
-              "binder_vm_fault -> VM_FAULT_SIGBUS")
+              "binder_vm_fault (VM_FAULT_SIGBUS)")
     ctx.check("read of a never-filled page (offset 2 MiB)", touches.get(2097152, "missing"), "SIGBUS",
-              "binder_vm_fault -> VM_FAULT_SIGBUS")
+              "binder_vm_fault (VM_FAULT_SIGBUS)")
 
 
 PERF_SIZES = (8, 4096, 65536, 1024 * 1024 - 8 * 1024)

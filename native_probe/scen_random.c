@@ -2,7 +2,12 @@
  *
  * A seeded xorshift64* stream drives random BC command streams, random
  * binder ioctls and fd churn against a live context manager for a bounded
- * time.  The probe must survive; the kernel must not warn.
+ * time.  The probe must survive; the kernel must not warn.  Then the driver
+ * must still work: once the stream's work has settled (no transaction left
+ * in binder's debugfs proc files of either process), a valid call on the
+ * pair's own fd (slot 0, kept open and mapped through the stream) and one on
+ * a fresh fd each end with exactly BR_TRANSACTION_COMPLETE then the BR_REPLY
+ * of that call (result lines random.same_fd and random.fresh_fd).
  *
  * Safety rules that keep the probe itself alive and bounded:
  *  - every binder fd is O_NONBLOCK and reads happen after poll(), so no
@@ -439,7 +444,7 @@ static void op_fd(void)
 		int live = 0;
 		for (int i = 0; i < NFD; i++)
 			live += g_fd[i].fd >= 0;
-		if (live > 1 && rn(2)) {
+		if (which != 0 && live > 1 && rn(2)) { /* slot 0 stays: the same-fd call after the stream */
 			if (g_fd[which].map)
 				munmap(g_fd[which].map, g_fd[which].map_size);
 			close(g_fd[which].fd);
@@ -450,7 +455,7 @@ static void op_fd(void)
 			count(g_ops, "close");
 			return;
 		}
-		if (g_fd[which].map && rn(3) == 0) {
+		if (which != 0 && g_fd[which].map && rn(3) == 0) {
 			err = munmap(g_fd[which].map, g_fd[which].map_size) ? errno : 0;
 			g_fd[which].map = NULL;
 			count_err("munmap", err);
@@ -475,6 +480,133 @@ static void op_fd(void)
 	g_fd[which].fd = open(g_binder_dev, O_RDWR | O_CLOEXEC | O_NONBLOCK);
 	count_err("open", g_fd[which].fd < 0 ? errno : 0);
 	g_fd[which].map = NULL;
+}
+
+/* ------------------------------------------------------ after the stream */
+
+/* Whether binder's debugfs proc file of pid lists any transaction (in flight, pending or
+ * undelivered): print_binder_proc -> print_binder_thread_ilocked/print_binder_node_nilocked.
+ * -1 when the file cannot be read. */
+static int proc_has_transaction(pid_t pid)
+{
+	char path[64], line[512];
+	int found = 0;
+	FILE *f;
+	snprintf(path, sizeof(path), "/sys/kernel/debug/binder/proc/%d", (int)pid);
+	f = fopen(path, "re");
+	if (!f) /* no binder_proc left for pid: nothing in flight (when debugfs is there at all) */
+		return errno == ENOENT && access("/sys/kernel/debug/binder/state", R_OK) == 0 ? 0 : -1;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "transaction") && !strstr(line, "transaction complete"))
+			found = 1;
+	fclose(f);
+	return found;
+}
+
+/* Read every live slot empty (freeing what it was handed), until neither process has a
+ * transaction in binder's books, or 10 s.  Returns 1 settled, 0 not, -1 unknown. */
+static int settle(uint64_t *ms)
+{
+	uint64_t t0 = now_ms();
+	int state = 0;
+	for (;;) {
+		int busy = 0;
+		for (int i = 0; i < NFD; i++) {
+			struct pollfd pf = {g_fd[i].fd, POLLIN, 0};
+			struct binder_write_read bwr;
+			if (g_fd[i].fd < 0 || poll(&pf, 1, 0) <= 0 || !(pf.revents & POLLIN))
+				continue;
+			busy = 1;
+			memset(&bwr, 0, sizeof(bwr));
+			bwr.read_buffer = (uintptr_t)g_rbuf;
+			bwr.read_size = sizeof(g_rbuf);
+			if (ioctl(g_fd[i].fd, BINDER_WRITE_READ, &bwr) < 0)
+				continue;
+			for (size_t o = 0; o + 4 <= bwr.read_consumed;) {
+				uint32_t cmd;
+				memcpy(&cmd, g_rbuf + o, 4);
+				if ((cmd == BR_TRANSACTION || cmd == BR_REPLY) &&
+				    o + 4 + sizeof(struct binder_transaction_data) <= bwr.read_consumed) {
+					struct binder_transaction_data tr;
+					memcpy(&tr, g_rbuf + o + 4, sizeof(tr));
+					bd_free(&(Bd){.fd = g_fd[i].fd}, tr.data.ptr.buffer);
+				}
+				o += 4 + _IOC_SIZE(cmd);
+			}
+		}
+		if (!busy) {
+			int c = proc_has_transaction(getpid()), s = proc_has_transaction(g_server);
+			state = (c < 0 || s < 0) ? -1 : (!c && !s);
+			if (state)
+				break;
+		}
+		if (now_ms() - t0 > 10000)
+			break;
+		usleep(10000);
+	}
+	*ms = now_ms() - t0;
+	return state;
+}
+
+#define CHECK_SIZE 131072 /* a quarter of the server's 1 MiB area: needs the area given back */
+
+/* One valid call to the context manager; prints {"ev":"result","name":NAME,...}. */
+static void checked_call(const char *name, Bd *b, uint32_t code)
+{
+	CallRes r;
+	J j;
+	bd_call(b, 0, code, 0, (uintptr_t)g_payload, CHECK_SIZE, 0, 0, &r, 5000);
+	jresult(&j, name, r.write_err);
+	jcall(&j, &r);
+	ju64(&j, "code", code);
+	ju64(&j, "size", CHECK_SIZE);
+	if (r.have_reply) {
+		ju64(&j, "reply_code", r.reply.code);
+		ju64(&j, "reply_size", r.reply.data_size);
+		bd_free(b, r.reply.data.ptr.buffer);
+	}
+	jend(&j);
+}
+
+static void after_stream(void)
+{
+	uint64_t ms = 0;
+	int settled;
+	Bd same, fresh;
+	J j;
+	/* the stream may have frozen the server or this process: thaw both */
+	struct binder_freeze_info fi = {(uint32_t)g_server, 0, 0};
+	ioctl(g_fd[0].fd, BINDER_FREEZE, &fi);
+	fi.pid = (uint32_t)getpid();
+	ioctl(g_fd[0].fd, BINDER_FREEZE, &fi);
+	settled = settle(&ms);
+	jresult(&j, "random.settle", 0);
+	jstr(&j, "settled", settled > 0 ? "yes" : settled == 0 ? "no" : "unknown");
+	ju64(&j, "ms", ms);
+	jend(&j);
+	/* a plain thread again: the stream's looper state, max_threads and stack go with the old one */
+	ioctl(g_fd[0].fd, BINDER_THREAD_EXIT, 0);
+	{
+		uint32_t zero = 0;
+		ioctl(g_fd[0].fd, BINDER_SET_MAX_THREADS, &zero);
+	}
+	memset(&same, 0, sizeof(same));
+	same.fd = g_fd[0].fd;
+	same.map = g_fd[0].map;
+	same.map_size = g_fd[0].map_size;
+	checked_call("random.same_fd", &same, 0x5eed0001u);
+	{
+		int rc = bd_open(&fresh, 0);
+		if (rc == 0)
+			rc = bd_mmap(&fresh, 1048576);
+		if (rc == 0) {
+			checked_call("random.fresh_fd", &fresh, 0x5eed0002u);
+		} else {
+			jresult(&j, "random.fresh_fd", -rc);
+			jend(&j);
+		}
+		bd_close(&fresh);
+	}
 }
 
 /* ---------------------------------------------------------------- main */
@@ -520,13 +652,7 @@ static int random_client(Pair *p, Bd *b)
 			op_fd();
 		ops++;
 	}
-	/* Leave cleanly: unfreeze the server, drain, free, close. */
-	{
-		struct binder_freeze_info fi = {(uint32_t)g_server, 0, 0};
-		int slot = pick_fd();
-		if (slot >= 0)
-			ioctl(g_fd[slot].fd, BINDER_FREEZE, &fi);
-	}
+	after_stream();
 	for (int i = 0; i < NFD; i++) {
 		if (g_fd[i].fd < 0)
 			continue;

@@ -5,9 +5,16 @@ import time
 
 import pytest
 
-from tests.helpers import tagged_processes
+from tests.helpers import host_tool, tagged_processes
 
 LEFTOVER_NAMES = ("qemu-system-", "harness.cli")
+
+
+@pytest.fixture(scope="session")
+def host_adb() -> str:
+    """The platform adb tool (Debian's adb package): a test that drives it fails without it (session
+    scope: checked before any module's guest boots)."""
+    return host_tool("adb", "adb")
 
 
 def leftovers(wait_s: float = 5.0) -> dict[str, set[int]]:

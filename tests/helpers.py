@@ -187,3 +187,18 @@ def read_newc(blob: bytes) -> dict[str, tuple[int, bytes]]:
         if name == "TRAILER!!!":
             return entries
         entries[name] = (mode, data)
+
+
+def host_tool(command: str, package: str) -> str:
+    """The path of a host tool the tests drive, or a failed test naming the Debian package:
+    `scripts/setup --test` installs every one of them, so under the README's test command a
+    missing tool is a broken setup, never a reason to skip."""
+    import shutil
+
+    import pytest
+
+    path = shutil.which(command)
+    if path is None:
+        pytest.fail(f"the host has no {command}: install Debian's {package} package (scripts/setup --test does)",
+                    pytrace=False)
+    return path

@@ -9,7 +9,6 @@ offline, and a device whose tracefs is gone.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import pytest
 from cases._expect import LOG_LINE_CHECK
 from tests.helpers import GuestCommand, REPO, catalog, cli, finish_cli, start_cli, wait_for_line
 
-pytestmark = pytest.mark.skipif(shutil.which("adb") is None, reason="no host adb client (apt-get install adb)")
+pytestmark = pytest.mark.usefixtures("host_adb")
 
 ARCHES = ["x86_64", "arm64"]
 

@@ -10,7 +10,6 @@ own exit status 0 whatever the command did). None of them needs a device.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 
@@ -166,7 +165,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(shutil.which("adb") is None, reason="Debian's adb package is not installed")
+@pytest.mark.usefixtures("host_adb")
 def test_real_adb_without_device(tmp_path, monkeypatch):
     """The platform adb tool with no device attached: one line naming the target, exit 2.
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -189,7 +188,7 @@ def test_a_long_lived_target_reuses_its_device_and_mounts_binderfs_where_none_is
         f"/dev/binderfs/binder-control: ENOSPC; name one with --binder-device PATH"]
 
 
-@pytest.mark.skipif(shutil.which("adb") is None, reason="no host adb client (apt-get install adb)")
+@pytest.mark.usefixtures("host_adb")
 def test_an_android_like_adb_target_gets_its_device_through_binder_control(binderfs_ko, tmp_path):
     """Android's situation with binderfs: a resident context manager owns /dev/binder
     (-> /dev/binderfs/binder) and the run, given no device, makes its own through binder-control."""

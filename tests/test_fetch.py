@@ -47,12 +47,19 @@ class Real:
 
 
 def _real_suite(src: fetch.Source, suite: str, arch: str = "amd64") -> Path:
-    """Fetch (once; cached) and verify a real suite's InRelease and Packages index; return its cache folder."""
+    """Fetch (once; cached) and verify a real suite's InRelease and Packages index; return its cache folder.
+
+    Only an unreachable mirror skips (fetch.NetworkUnavailable). A signature or hash that does not
+    verify (fetch.Untrusted), or any other error, fails: that is what these tests exist to catch.
+    A cached InRelease is verified first, so a broken chain fails even when the network is down."""
     indexes = fetch.Indexes(cache_root() / "indexes", QUIET)
+    cached = indexes.cache_folder(src, suite, arch) / "InRelease"
+    if cached.is_file():
+        fetch.trusted_release(cached.read_bytes(), suite, str(cached))
     try:
         indexes.suite_index(src, suite, arch)
-    except ConfigError as exc:
-        pytest.skip(f"cannot fetch Debian's {suite} index: {exc}")
+    except fetch.NetworkUnavailable as exc:
+        pytest.skip(f"cannot reach Debian's {suite} index: {exc}")
     return indexes.cache_folder(src, suite, arch)
 
 
@@ -83,6 +90,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.requests.append(self.path)
+        if self.server.answer:  # a mirror that answers every request with this HTTP status
+            self.send_error(self.server.answer)
+            return
         super().do_GET()
 
 
@@ -95,6 +105,7 @@ class Mirror:
         self.server = http.server.ThreadingHTTPServer(
             ("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
         self.server.requests = []
+        self.server.answer = 0
         self.suites: dict[str, list[str]] = {}
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -369,8 +380,39 @@ def test_package_missing_from_index_is_one_line(http_env, mirror, real_debs, mon
 
 def test_unreachable_mirror_is_one_line(http_env, monkeypatch):
     monkeypatch.setenv(fetch.MIRROR_ENV, "http://127.0.0.1:9/debian bookworm")
-    with pytest.raises(ConfigError, match=r"http://127\.0\.0\.1:9/debian/dists/bookworm/InRelease: cannot fetch"):
+    with pytest.raises(fetch.NetworkUnavailable, match=r"http://127\.0\.0\.1:9/debian/dists/bookworm/InRelease: cannot fetch"):
         fetch_deb(DebianPackage("busybox-static", "1.0"), "amd64", QUIET)
+
+
+@pytest.mark.parametrize("status,network", [(503, True), (500, True), (401, False)])
+def test_a_mirror_5xx_is_the_network_a_4xx_is_not(tmp_path, mirror, status, network):
+    mirror.server.answer = status
+    src = fetch.Source(mirror.url, ("bookworm",))
+    with pytest.raises(ConfigError, match=f"{mirror.url}/dists/bookworm/InRelease: HTTP {status}") as err:
+        fetch.Indexes(tmp_path / "indexes", QUIET).suite_index(src, "bookworm", "amd64")
+    assert isinstance(err.value, fetch.NetworkUnavailable) == network
+    assert not isinstance(err.value, fetch.Untrusted)
+
+
+def test_real_suite_fails_on_a_broken_signature_and_skips_only_without_network(tmp_path, monkeypatch):
+    """_real_suite, which the real-data tests stand on: an InRelease that does not verify (here:
+    Debian's, against an empty keyring) must fail them; only an unreachable mirror skips."""
+    debian = fetch.Source("http://deb.debian.org/debian", ("bookworm",))
+    _real_suite(debian, "bookworm")  # cached (or fetched) and verified with the real keyring
+    empty = tmp_path / "empty.gpg"
+    empty.write_bytes(b"")
+    monkeypatch.setenv(fetch.KEYRING_ENV, str(empty))
+    try:
+        _real_suite(debian, "bookworm")
+    except fetch.Untrusted as exc:
+        assert "not verified (signed by a key not in" in str(exc), exc
+    except pytest.skip.Exception as exc:
+        pytest.fail(f"a broken signature chain skipped the real-data tests: {exc}")
+    else:
+        pytest.fail("Debian's InRelease verified against an empty keyring")
+    monkeypatch.delenv(fetch.KEYRING_ENV)
+    with pytest.raises(pytest.skip.Exception, match="cannot reach Debian's bookworm index: .*cannot fetch"):
+        _real_suite(fetch.Source("http://127.0.0.1:9/debian", ("bookworm",)), "bookworm")
 
 
 def test_missing_keyring_or_gpgv_is_one_line(monkeypatch, tmp_path):

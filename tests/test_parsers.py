@@ -14,7 +14,7 @@ from harness.images.cpio import CpioWriter
 from harness.evidence.probe import parse_probe_output
 from harness.evidence.trace import COPY_USER_TO_BUFFER, binder_transactions, parse_ftrace, usercopies_in_binder_ioctl
 from harness.judging.verdicts import CaseResult, Check, judge, scan_dmesg
-from tests.helpers import DATA, read_newc
+from tests.helpers import DATA, host_tool, read_newc
 
 
 def test_cpio_roundtrip_and_parents():
@@ -28,8 +28,7 @@ def test_cpio_roundtrip_and_parents():
 
 
 def test_cpio_is_readable_by_gnu_cpio(tmp_path):
-    if subprocess.run(["which", "cpio"], capture_output=True).returncode:
-        pytest.skip("GNU cpio not installed")
+    host_tool("cpio", "cpio")
     w = CpioWriter()
     w.file("init", b"#!/bin/sh\n", 0o755)
     listing = subprocess.run(["cpio", "-t"], input=w.render(), capture_output=True, check=True).stdout

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import lzma
 import os
 import shutil
@@ -80,6 +81,15 @@ class Untrusted(ConfigError):
 
 class ChecksumMismatch(Untrusted):
     """A download whose bytes differ from what the index promises."""
+
+
+class NetworkUnavailable(ConfigError):
+    """The mirror could not be reached or did not answer: no route, DNS, a timeout, a dropped
+    connection or an HTTP 5xx. Never a signature or a hash: those are Untrusted."""
+
+
+# what urllib raises when the network, not the file, is the problem (URLError covers no route and DNS)
+_NETWORK_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException)
 
 
 def parse_sources(text: str, where: str) -> tuple[Source, ...]:
@@ -281,12 +291,15 @@ def _get(url: str) -> bytes | None:
     except urllib.error.HTTPError as exc:
         if exc.code in (403, 404, 410):
             return None
-        raise ConfigError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+        kind = NetworkUnavailable if exc.code >= 500 else ConfigError
+        raise kind(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except FileNotFoundError:
         return None
-    except (urllib.error.URLError, OSError) as exc:
+    except _NETWORK_ERRORS as exc:
         reason = getattr(exc, "reason", exc)
-        raise ConfigError(f"{url}: cannot fetch ({reason}); check the network or set {MIRROR_ENV}") from None
+        raise NetworkUnavailable(f"{url}: cannot fetch ({reason}); check the network or set {MIRROR_ENV}") from None
+    except OSError as exc:
+        raise ConfigError(f"{url}: cannot fetch ({exc}); check the network or set {MIRROR_ENV}") from None
 
 
 @dataclass(frozen=True)
@@ -448,9 +461,13 @@ def download_verified(url: str, entry: PackageEntry, dest: Path, progress=print)
                     out.write(chunk)
                     size += len(chunk)
         except urllib.error.HTTPError as exc:
+            if exc.code >= 500:
+                raise NetworkUnavailable(f"{url}: HTTP {exc.code} {exc.reason}; run again to retry") from None
             raise ConfigError(f"{url}: HTTP {exc.code} {exc.reason}; the mirror lacks a file its index lists") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise ConfigError(f"{url}: download failed ({getattr(exc, 'reason', exc)}); run again to retry") from None
+        except _NETWORK_ERRORS as exc:
+            raise NetworkUnavailable(f"{url}: download failed ({getattr(exc, 'reason', exc)}); run again to retry") from None
+        except OSError as exc:
+            raise ConfigError(f"{url}: download failed ({exc}); run again to retry") from None
         got = digest.hexdigest()
         if size != entry.size or got != entry.sha256:
             raise ChecksumMismatch(

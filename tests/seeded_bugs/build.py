@@ -630,6 +630,19 @@ _NODE_WORK_NEW = """\
 			break;
 """
 
+# binder_transaction()'s error path after the target buffer was allocated (a bad offset,
+# object or pointer): the buffer is not given back (stress.random_commands).
+_FAILED_TXN_FREE_ANCHOR = """\
+	t->buffer->transaction = NULL;
+	binder_alloc_free_buf(&target_proc->alloc, t->buffer);
+err_binder_alloc_buf_failed:
+"""
+_FAILED_TXN_FREE_NEW = """\
+	t->buffer->transaction = NULL;
+	/* seeded bug failed_txn_buffer_kept: binder_alloc_free_buf() skipped */
+err_binder_alloc_buf_failed:
+"""
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
     SeededBug(
         name="double_copy", family="one_copy",
@@ -786,6 +799,12 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
         description="binder_alloc_new_buf_locked() returns -ENOSPC, not -ESRCH, when the vma is gone",
         caught_by="limits.munmap_dead",
         patch=_simple("binder_alloc.c", _NO_VMA_ANCHOR, _NO_VMA_NEW, "no_vma_enospc")),
+    SeededBug(
+        name="failed_txn_buffer_kept", family="stress",
+        description="binder_transaction()'s error path keeps the target buffer it allocated "
+                    "(binder_alloc_free_buf() skipped): each failed transaction loses its space",
+        caught_by="stress.random_commands",
+        patch=_simple("binder.c", _FAILED_TXN_FREE_ANCHOR, _FAILED_TXN_FREE_NEW, "failed_txn_buffer_kept")),
     SeededBug(
         name="node_work_kept", family="protocol",
         description="BINDER_THREAD_EXIT moves the thread's pending node work to the process instead of dropping it",

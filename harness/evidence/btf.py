@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Iterator
 
 BTF_MAGIC = 0xEB9F
 _HEADER = struct.Struct("<HBBIIIII")  # magic, version, flags, hdr_len, type_off, type_len, str_off, str_len
@@ -37,7 +38,7 @@ _KIND_EXTRA = {
     18: lambda v: 0,       # TYPE_TAG
     19: lambda v: 12 * v,  # ENUM64
 }
-STRUCT, UNION = 4, 5
+STRUCT, UNION, FUNC = 4, 5, 12
 
 
 class BTFError(ValueError):
@@ -96,6 +97,29 @@ def _string(strings: bytes, off: int, what: str) -> str:
     return strings[off:end if end >= 0 else len(strings)].decode(errors="replace")
 
 
+def _walk(types: bytes, what: str) -> Iterator[tuple[int, int, int, int, int]]:
+    """Each type of a BTF type section: (kind, name offset, info, size/type, where its body starts)."""
+    pos = 0
+    while pos + 12 <= len(types):
+        name_off, info, size = struct.unpack_from("<III", types, pos)
+        kind = (info >> 24) & 0x1F
+        extra = _KIND_EXTRA.get(kind)
+        if extra is None:
+            raise BTFError(f"{what}: unknown BTF kind {kind} at type byte {pos}")
+        body = pos + 12
+        pos = body + extra(info & 0xFFFF)
+        if pos > len(types):
+            raise BTFError(f"{what}: type section ends inside a type (truncated?)")
+        yield kind, name_off, info, size, body
+
+
+def function_names(data: bytes, what: str = "BTF") -> set[str]:
+    """The names of the functions (BTF_KIND_FUNC) that raw BTF describes: on vmlinux, every
+    kernel function with a body."""
+    own = _sections(data, what)
+    return {_string(own.strings, name_off, what) for kind, name_off, *_ in _walk(own.types, what) if kind == FUNC}
+
+
 def find_struct(data: bytes, name: str, base: bytes | None = None, what: str = "BTF") -> Struct:
     """The struct (or union) `name` defined in `data`.
 
@@ -112,17 +136,8 @@ def find_struct(data: bytes, name: str, base: bytes | None = None, what: str = "
         return _string(own.strings, off - len(base_strings), what)
 
     types = own.types
-    pos = 0
-    while pos + 12 <= len(types):
-        name_off, info, size = struct.unpack_from("<III", types, pos)
-        kind, vlen, kflag = (info >> 24) & 0x1F, info & 0xFFFF, info >> 31
-        extra = _KIND_EXTRA.get(kind)
-        if extra is None:
-            raise BTFError(f"{what}: unknown BTF kind {kind} at type byte {pos}")
-        body = pos + 12
-        pos = body + extra(vlen)
-        if pos > len(types):
-            raise BTFError(f"{what}: type section ends inside a type (truncated?)")
+    for kind, name_off, info, size, body in _walk(types, what):
+        vlen, kflag = info & 0xFFFF, info >> 31
         if kind not in (STRUCT, UNION) or name_off == 0 or string(name_off) != name:
             continue
         members = []

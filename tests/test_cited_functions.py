@@ -1,0 +1,288 @@
+"""Every check of the catalog cites real kernel functions: each ref that cases/*.py passes to a
+check names functions of the driver's source or of the kernel, or is one of the few declared
+non-function refs. A misspelt function fails."""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.judging.cases import load_cases
+from tests.helpers import REPO
+from tests.seeded_bugs import build
+
+
+# -- every check cites a real kernel function --------------------------------------------------
+# Refs are passed at run time, so they are gathered from the source of cases/*.py: the `ref`
+# argument of every ctx.check (4th), check_that (5th) and note_dmesg (3rd) call, resolved through
+# what the catalog writes there (literals, f-strings, conditionals, local names, loop variables
+# over literal tables or module tables (.items()), ctx.by_kernel tables, a helper's parameter
+# through its callers, a Kprobe's .function). This covers every branch and every kernel
+# version's table, which one recorded run cannot (it emits only its kernel's refs and the
+# branches its evidence took); an expression the resolver does not know fails the test, so a
+# new way of passing a ref cannot slip through unchecked.
+CHECK_CALLS = {"check": 3, "check_that": 4, "note_dmesg": 2}
+# The refs that name no kernel function, in one place: the probe's own measurement, what
+# one_copy.vs_pipe's shared-memory leg reads (no copy at all), and the uapi header whose
+# protocol version the probe was built with.
+NON_FUNCTION_REFS = frozenset({"probe", "the shared pages themselves", "include/uapi/linux/android/binder.h"})
+
+
+class UnresolvedRef(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RefSite:
+    path: str
+    line: int
+    ref: str
+
+
+def _module(path: Path):
+    import importlib
+
+    return importlib.import_module(f"cases.{path.stem}")
+
+
+def _strings(value) -> list[str]:
+    from harness.evidence.trace import Kprobe
+
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Kprobe):
+        return [value.function]
+    raise UnresolvedRef(f"a ref value {value!r}")
+
+
+class _Resolver:
+    """The values a ref expression can take, from the AST of cases/*.py (and module tables by import)."""
+
+    def __init__(self, trees: dict[Path, ast.Module]):
+        self.trees = trees
+        self.parents: dict[ast.AST, ast.AST] = {}
+        for tree in trees.values():
+            for node in ast.walk(tree):
+                for child in ast.iter_child_nodes(node):
+                    self.parents[child] = node
+
+    def _scope(self, node: ast.AST) -> ast.AST:
+        while node in self.parents and not isinstance(node, (ast.FunctionDef, ast.Module)):
+            node = self.parents[node]
+        return node
+
+    def _path(self, node: ast.AST) -> Path:
+        while node in self.parents:
+            node = self.parents[node]
+        return next(p for p, t in self.trees.items() if t is node)
+
+    def values(self, expr: ast.AST, where: ast.AST) -> list:
+        if isinstance(expr, ast.Constant):
+            return [expr.value]
+        if isinstance(expr, ast.IfExp):
+            return self.values(expr.body, where) + self.values(expr.orelse, where)
+        if isinstance(expr, ast.JoinedStr):
+            out = [""]
+            for part in expr.values:
+                pieces = ([str(part.value)] if isinstance(part, ast.Constant) else
+                          [str(v) for v in self.values(part.value, where)])
+                out = [a + b for a in out for b in pieces]
+            return out
+        if isinstance(expr, ast.Attribute) and expr.attr == "function" and isinstance(expr.value, ast.Call) \
+                and isinstance(expr.value.func, ast.Attribute) and expr.value.func.attr == "for_kernel":
+            return [v for k in self.values(expr.value.func.value, where) for v in _strings(k)]
+        if isinstance(expr, ast.Name):
+            return self._name(expr.id, where)
+        raise UnresolvedRef(ast.unparse(expr))
+
+    def _name(self, name: str, where: ast.AST) -> list:
+        scope = self._scope(where)
+        if isinstance(scope, ast.FunctionDef):
+            for node in ast.walk(scope):
+                if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                    found = self._from_target(node.targets[0], name, node.value, scope)
+                    if found is not None:
+                        return found
+                if isinstance(node, ast.For):
+                    found = self._from_target(node.target, name, node.iter, scope, loop=True)
+                    if found is not None:
+                        return found
+            params = [a.arg for a in scope.args.posonlyargs + scope.args.args]
+            if name in params:
+                return self._from_callers(scope.name, params.index(name), name)
+        module = _module(self._path(where))
+        if hasattr(module, name):
+            return [getattr(module, name)]
+        raise UnresolvedRef(name)
+
+    def _from_target(self, target: ast.AST, name: str, value: ast.AST, scope: ast.AST, loop: bool = False):
+        """The values `name` takes when `target` is bound from `value` (each element when loop)."""
+        path = self._index_path(target, name)
+        if path is None:
+            return None
+        if not loop and path == ():
+            return self.values(value, scope)
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "by_kernel":
+            rows = list(self.values(value.args[0], scope)[0].values())
+            return [self._pick(row, path) for row in rows]
+        if loop and isinstance(value, (ast.Tuple, ast.List)):
+            out = []
+            for element in value.elts:
+                node = element
+                for i in path:
+                    node = node.elts[i]  # type: ignore[attr-defined]
+                out += self.values(node, scope)
+            return out
+        if loop and isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) \
+                and value.func.attr in ("items", "values", "keys"):
+            table = self.values(value.func.value, scope)[0]
+            rows = list(getattr(table, value.func.attr)())
+            return [self._pick(row, path) for row in rows]
+        if loop:
+            rows = self.values(value, scope)[0]
+            if isinstance(rows, (tuple, list, dict)):
+                return [self._pick(row, path) for row in rows]
+        raise UnresolvedRef(f"{name} bound from {ast.unparse(value)}")
+
+    @staticmethod
+    def _pick(row, path: tuple[int, ...]):
+        for i in path:
+            row = row[i]
+        return row
+
+    def _index_path(self, target: ast.AST, name: str) -> tuple[int, ...] | None:
+        if isinstance(target, ast.Name):
+            return () if target.id == name else None
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for i, elt in enumerate(target.elts):
+                sub = self._index_path(elt, name)
+                if sub is not None:
+                    return (i, *sub)
+        return None
+
+    def _from_callers(self, function: str, index: int, name: str) -> list:
+        out: list = []
+        for tree in self.trees.values():
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and _callee(node) == function:
+                    kw = {k.arg: k.value for k in node.keywords}
+                    arg = kw.get(name, node.args[index] if index < len(node.args) else None)
+                    if arg is None:
+                        raise UnresolvedRef(f"{function}() called without {name}")
+                    out += self.values(arg, node)
+        if not out:
+            raise UnresolvedRef(f"{function}() is never called: its parameter {name}")
+        return out
+
+
+def _callee(call: ast.Call) -> str:
+    return call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+
+
+def cited_refs(paths: list[Path]) -> list[RefSite]:
+    """Every ref the catalog's checks can cite, with where it is written."""
+    trees = {p: ast.parse(p.read_text(), str(p)) for p in paths}
+    resolver = _Resolver(trees)
+    sites = []
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and _callee(node) in CHECK_CALLS):
+                continue
+            if isinstance(node.func, ast.Name) and _callee(node) != "note_dmesg":
+                continue
+            kw = {k.arg: k.value for k in node.keywords}
+            index = CHECK_CALLS[_callee(node)]
+            arg = kw.get("ref", node.args[index] if index < len(node.args) else None)
+            where = f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}:{node.lineno}"
+            if arg is None:
+                raise UnresolvedRef(f"{where}: {_callee(node)}() without a ref")
+            try:
+                values = resolver.values(arg, node)
+            except UnresolvedRef as exc:
+                raise UnresolvedRef(f"{where}: cannot resolve the ref {ast.unparse(arg)} ({exc})") from None
+            sites += [RefSite(where, node.lineno, ref) for v in values for ref in _strings(v)]
+    return sites
+
+
+def _braces(text: str) -> str:
+    """copy_{from,to}_user -> copy_from_user/copy_to_user"""
+    m = re.search(r"(\w*)\{([\w,]+)\}(\w*)", text)
+    if not m:
+        return text
+    return _braces(text[:m.start()] + "/".join(m[1] + alt + m[3] for alt in m[2].split(",")) + text[m.end():])
+
+
+def cited_functions(ref: str) -> list[str]:
+    """The names a ref cites: a chain of function names joined by ->, /, +, ; or ',', each
+    optionally followed by commentary in parentheses (which may nest)."""
+    text = _braces(ref)
+    while True:
+        stripped = re.sub(r"\([^()]*\)", "", text)
+        if stripped == text:
+            break
+        text = stripped
+    return [p.strip() for p in re.split(r"->|/|\+|;|,", text) if p.strip()]
+
+
+def bad_refs(sites: list[RefSite], functions: set[str]) -> list[str]:
+    """One line per cited name that is neither a kernel function nor a declared non-function ref."""
+    out = []
+    for site in sites:
+        if site.ref in NON_FUNCTION_REFS:
+            continue
+        for name in cited_functions(site.ref):
+            if name not in functions:
+                out.append(f"{site.path}: {name!r} (in {site.ref!r}) is no function of the driver or of the kernel (BTF)")
+    return out
+
+
+# a function's definition starts at column 0 (kernel style); a function-like macro is one too
+_C_DEFINITION = re.compile(r"^(?:[A-Za-z_][\w\s\*]*?\b|#define\s+)([A-Za-z_]\w*)\s*\(", re.M)
+
+
+@pytest.fixture(scope="module")
+def kernel_functions() -> set[str]:
+    """Function names of Debian 6.1's drivers/android (the source tests/seeded_bugs patches) and of
+    its kernel (pipe_write, unix_stream_sendmsg, ...). Debian's boot/System.map is a one-line stub
+    ("The real System.map is in the linux-image-<version>-dbg package"), so the kernel's names come
+    from the BTF the default recipe's vmlinux carries (every function with a body, BTF_KIND_FUNC)."""
+    from harness.evidence.btf import function_names, kernel_btf
+    from harness.images.build import ensure_kernel
+    from harness.images.recipes import recipe_for_arch
+
+    build.ensure_build_deps(build.DEFAULT_RELEASE)
+    files = build.patched_sources(None)  # unmodified
+    names = {m.group(1) for name, text in files.items() if name.endswith((".c", ".h"))
+             for m in _C_DEFINITION.finditer(text)}
+    vmlinux_btf = kernel_btf(ensure_kernel(recipe_for_arch("x86_64"), lambda _: None).kernel.read_bytes())
+    assert vmlinux_btf is not None
+    kernel = function_names(vmlinux_btf, "vmlinux BTF")
+    assert {"pipe_write", "unix_stream_sendmsg", "__check_object_size"} <= kernel and len(kernel) > 30000
+    return names | kernel
+
+
+def test_every_check_cites_a_kernel_function_or_the_probe(kernel_functions):
+    """Each case's docstring exists, and every ref its checks cite names real kernel functions."""
+    for spec in load_cases().values():
+        assert spec.doc, spec.id
+    sites = cited_refs(sorted((REPO / "cases").glob("*.py")))
+    assert len({s.ref for s in sites}) > 150, len(sites)
+    assert bad_refs(sites, kernel_functions) == []
+
+
+def test_a_typo_in_a_cited_function_is_caught(kernel_functions, tmp_path):
+    """The same check on a copy of a case module whose ref misspells binder_alloc_new_buf_locked."""
+    text = (REPO / "cases" / "_one_copy_checks.py").read_text()
+    assert text.count('"binder_alloc_new_buf_locked")') == 2
+    typo = tmp_path / "cases" / "_one_copy_checks.py"
+    typo.parent.mkdir()
+    typo.write_text(text.replace('"binder_alloc_new_buf_locked")', '"binder_alloc_new_buf_lockd")', 1))
+    assert [line.split(": ", 1)[1] for line in bad_refs(cited_refs([typo]), kernel_functions)] == [
+        "'binder_alloc_new_buf_lockd' (in 'binder_alloc_new_buf_lockd') is no function of the driver or of the kernel (BTF)"]
+    assert cited_functions("binder_free_buf -> binder_free_buf_locked (debugfs stats buffers: x)") == [
+        "binder_free_buf", "binder_free_buf_locked"]
+    assert cited_functions("load_msg/store_msg -> copy_{from,to}_user -> __check_object_size") == [
+        "load_msg", "store_msg", "copy_from_user", "copy_to_user", "__check_object_size"]

@@ -40,7 +40,12 @@ for r in $recipes; do
     "$py" - "$r" "$t0" "$t1" "$status" "$la" "$lb" "$out/$r/report.json" >>"$out/kernels.jsonl" <<'EOF'
 import json, sys
 recipe, t0, t1, status, la, lb, path = sys.argv[1:]
-d = json.load(open(path))
+try:
+    d = json.load(open(path))
+except (OSError, ValueError) as exc:  # the run ended before writing its report: say so in the row
+    d = {"target": {"kernel_release": "?", "accel": "?"}, "timings": {}, "cases": [],
+         "summary": {"passed": 0, "failed": 0, "error": 0, "skipped": 0}}
+    d["cases"] = [{"id": "(run)", "outcome": "error", "reason": f"no report.json ({exc.__class__.__name__})"}]
 t = d["timings"]
 print(json.dumps({"recipe": recipe, "wall_s": round(float(t1) - float(t0), 1), "exit": int(status),
                   "load_before": la, "load_after": lb, "release": d["target"]["kernel_release"],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from harness.judging.cases import CaseContext
 from harness.evidence.probe import ProbeOutput
@@ -28,6 +29,28 @@ ONEWAY_TO_FROZEN_BR = {
     (6, 1): ("BR_TRANSACTION_COMPLETE", "binder_transaction (6.1: tcomplete is BINDER_WORK_TRANSACTION_COMPLETE)"),
     (6, 4): ("BR_TRANSACTION_PENDING_FROZEN", "binder_transaction (>= 6.4: BR_TRANSACTION_PENDING_FROZEN from "
                                               "binder_proc_transaction makes tcomplete BINDER_WORK_TRANSACTION_PENDING)"),
+}
+
+
+# Where binder's allocator gets a buffer's pages, keyed by the first Linux (major, minor) with that
+# code. 6.8's allocator rework split binder_update_page_range: pages are installed by
+# binder_install_buffer_pages (binder_install_single_page), taken off the LRU by
+# binder_lru_freelist_del and put back on it by binder_lru_freelist_add; the trace events
+# (binder_alloc_page_start, binder_alloc_lru_start) kept their names. The counts are the same.
+@dataclass(frozen=True)
+class PageFunctions:
+    fresh: str  # a page the buffer needs for the first time
+    from_lru: str  # a page taken back off the LRU for a new buffer
+    to_lru: str  # a freed buffer's pages put on the LRU
+
+
+PAGE_FUNCTIONS = {
+    (6, 1): PageFunctions(fresh="binder_update_page_range (binder_alloc_page_start)",
+                          from_lru="binder_update_page_range (binder_alloc_lru_start)",
+                          to_lru="binder_free_buf -> binder_update_page_range (list_lru_add)"),
+    (6, 8): PageFunctions(fresh="binder_install_buffer_pages (binder_alloc_page_start)",
+                          from_lru="binder_lru_freelist_del (binder_alloc_lru_start)",
+                          to_lru="binder_free_buf_locked -> binder_lru_freelist_add"),
 }
 
 

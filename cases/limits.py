@@ -7,7 +7,7 @@ binder_vm_fault (SIGBUS), binder_alloc_free_page / binder_shrink_scan (shrinker)
 """
 from __future__ import annotations
 
-from cases._expect import call_outcome, errno_name, note_dmesg, probe_completed, result
+from cases._expect import PAGE_FUNCTIONS, call_outcome, errno_name, note_dmesg, probe_completed, result
 from harness.judging.cases import CaseContext, case
 
 MiB = 1024 * 1024
@@ -166,7 +166,7 @@ def shrinker(ctx: CaseContext) -> None:
     ctx.evidence["pages_before"] = before.get("line")
     ctx.evidence["pages_after"] = after.get("line")
     ctx.check("pages on the LRU after 16 freed 64 KiB buffers", before.get("lru"), 16,
-              "binder_free_buf -> binder_update_page_range (list_lru_add)")
+              ctx.by_kernel(PAGE_FUNCTIONS).to_lru)
     ctx.check("echo 2 > /proc/sys/vm/drop_caches", errno_name(out.one("drop_caches") or {}), "0", "drop_caches_sysctl_handler")
     ctx.check("pages on the LRU after drop_caches", after.get("lru"), 0, "binder_shrink_scan -> binder_alloc_free_page")
     ctx.check("free pages grew by the LRU pages", (after.get("free", 0) - before.get("free", 0)), 16,

@@ -2,7 +2,7 @@
 read-only mapping, copied once by the kernel (DESIGN §4, the seed articles' claim)."""
 from __future__ import annotations
 
-from cases._expect import probe_completed
+from cases._expect import PAGE_FUNCTIONS, probe_completed
 from cases._one_copy_checks import judge_delivery
 from harness.judging.cases import CaseContext, case
 from harness.evidence.trace import (COPY_USER_TO_BUFFER, USERCOPY_CHECK, Kprobe, binder_transactions,
@@ -162,13 +162,11 @@ def lazy_pages(ctx: CaseContext) -> None:
     ctx.check("transactions traced", len(calls), 2, "binder_transaction")
     if len(calls) >= 2:
         first, second = calls[0], calls[1]
-        ctx.check("first 10000-byte buffer: fresh pages allocated", first.pages_allocated, 3,
-                  "binder_update_page_range (binder_alloc_page_start)")
-        ctx.check("first buffer: pages taken from the LRU", first.pages_from_lru, 0, "binder_update_page_range")
-        ctx.check("second buffer: fresh pages allocated", second.pages_allocated, 0,
-                  "binder_update_page_range")
-        ctx.check("second buffer: pages reused from the LRU", second.pages_from_lru, 3,
-                  "binder_update_page_range (binder_alloc_lru_start)")
+        pages = ctx.by_kernel(PAGE_FUNCTIONS)
+        ctx.check("first 10000-byte buffer: fresh pages allocated", first.pages_allocated, 3, pages.fresh)
+        ctx.check("first buffer: pages taken from the LRU", first.pages_from_lru, 0, pages.from_lru)
+        ctx.check("second buffer: fresh pages allocated", second.pages_allocated, 0, pages.fresh)
+        ctx.check("second buffer: pages reused from the LRU", second.pages_from_lru, 3, pages.from_lru)
         ctx.evidence["pages"] = [{"debug_id": t.debug_id, "allocated": t.pages_allocated, "from_lru": t.pages_from_lru}
                                  for t in calls]
     rx = out.events("rx", role="server")

@@ -94,7 +94,11 @@ class YamlMap(dict):
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    """A safe loader that knows which file it reads, for the file:line of every key."""
+
+    def __init__(self, text: str, recipe_path: Path) -> None:
+        super().__init__(text)
+        self.recipe_path = recipe_path
 
 
 def _construct_map(loader: _Loader, node: yaml.MappingNode) -> YamlMap:
@@ -122,8 +126,7 @@ def read_yaml_map(path: Path, what: str, shape: str) -> YamlMap:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read {what} ({exc.strerror})") from None
-    loader = _Loader(text)
-    loader.recipe_path = path
+    loader = _Loader(text, path)
     try:
         data = loader.get_single_data()
     except yaml.YAMLError as exc:

@@ -168,9 +168,10 @@ def _node_at(root: yaml.Node, yaml_path: tuple) -> yaml.MappingNode | None:
         else:
             if not isinstance(node, yaml.MappingNode):
                 return None
-            node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == step), None)
-            if node is None:
+            found = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == step), None)
+            if found is None:
                 return None
+            node = found
     return node if isinstance(node, yaml.MappingNode) else None
 
 

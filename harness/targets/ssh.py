@@ -125,7 +125,7 @@ def load_identity(path: Path) -> paramiko.PKey:
         return paramiko.PKey.from_path(path, os.environ.get(PASSPHRASE_ENV) or None)
     except paramiko.PasswordRequiredException:
         raise ConfigError(f"--identity {path}: the key is encrypted; put its passphrase in {PASSPHRASE_ENV}") from None
-    except (paramiko.SSHException, paramiko.UnknownKeyType, ValueError, OSError) as exc:
+    except (paramiko.SSHException, paramiko.pkey.UnknownKeyType, ValueError, OSError) as exc:
         what = "wrong passphrase" if "passphrase" in str(exc).lower() or "decrypt" in str(exc).lower() else "not a private key paramiko can read"
         raise ConfigError(f"--identity {path}: {what}") from None
 

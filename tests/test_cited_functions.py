@@ -96,7 +96,16 @@ class _Resolver:
             return [v for k in self.values(expr.value.func.value, where) for v in _strings(k)]
         if isinstance(expr, ast.Name):
             return self._name(expr.id, where)
+        if isinstance(expr, ast.Attribute):  # a field of a table row: ctx.by_kernel(T).f, or row.f
+            return [getattr(row, expr.attr) for row in self._rows(expr.value, where)]
         raise UnresolvedRef(ast.unparse(expr))
+
+    def _rows(self, expr: ast.AST, where: ast.AST) -> list:
+        """Every row `expr` can be: each version's entry of ctx.by_kernel(TABLE), directly or
+        through a local name bound from it."""
+        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr == "by_kernel":
+            return list(self.values(expr.args[0], where)[0].values())
+        return self.values(expr, where)
 
     def _name(self, name: str, where: ast.AST) -> list:
         scope = self._scope(where)
@@ -123,11 +132,10 @@ class _Resolver:
         path = self._index_path(target, name)
         if path is None:
             return None
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "by_kernel":
+            return [self._pick(row, path) for row in self._rows(value, scope)]
         if not loop and path == ():
             return self.values(value, scope)
-        if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "by_kernel":
-            rows = list(self.values(value.args[0], scope)[0].values())
-            return [self._pick(row, path) for row in rows]
         if loop and isinstance(value, (ast.Tuple, ast.List)):
             out = []
             for element in value.elts:
@@ -245,23 +253,33 @@ _C_DEFINITION = re.compile(r"^(?:[A-Za-z_][\w\s\*]*?\b|#define\s+)([A-Za-z_]\w*)
 
 @pytest.fixture(scope="module")
 def kernel_functions() -> set[str]:
-    """Function names of Debian 6.1's drivers/android (the source tests/seeded_bugs patches) and of
-    its kernel (pipe_write, unix_stream_sendmsg, ...). Debian's boot/System.map is a one-line stub
-    ("The real System.map is in the linux-image-<version>-dbg package"), so the kernel's names come
-    from the BTF the default recipe's vmlinux carries (every function with a body, BTF_KIND_FUNC)."""
-    from harness.evidence.btf import function_names, kernel_btf
+    """Function names of Debian 6.1's drivers/android (the source tests/seeded_bugs patches, inlined
+    helpers included) and, for every shipped kernel (6.1, 6.12, 7.2: a version table cites each
+    version's functions), those its binder_linux.ko and its vmlinux describe in BTF (pipe_write,
+    unix_stream_sendmsg, ...). Debian's boot/System.map is a one-line stub ("The real System.map
+    is in the linux-image-<version>-dbg package"), hence BTF: every function with a body."""
+    from harness.evidence.btf import elf_section, function_names, kernel_btf
     from harness.images.build import ensure_kernel
-    from harness.images.recipes import recipe_for_arch
+    from harness.images.recipes import load_recipe, shipped_recipes
 
     build.ensure_build_deps(build.DEFAULT_RELEASE)
     files = build.patched_sources(None)  # unmodified
     names = {m.group(1) for name, text in files.items() if name.endswith((".c", ".h"))
              for m in _C_DEFINITION.finditer(text)}
-    vmlinux_btf = kernel_btf(ensure_kernel(recipe_for_arch("x86_64"), lambda _: None).kernel.read_bytes())
-    assert vmlinux_btf is not None
-    kernel = function_names(vmlinux_btf, "vmlinux BTF")
-    assert {"pipe_write", "unix_stream_sendmsg", "__check_object_size"} <= kernel and len(kernel) > 30000
-    return names | kernel
+    for recipe in (load_recipe(p) for p in shipped_recipes()):
+        if recipe.arch != "x86_64":  # the same source on arm64
+            continue
+        kern = ensure_kernel(recipe, lambda _: None)
+        vmlinux_btf = kernel_btf(kern.kernel.read_bytes())
+        assert vmlinux_btf is not None and kern.moddir is not None, recipe.name
+        kernel = function_names(vmlinux_btf, what=f"{recipe.name} vmlinux BTF")
+        assert {"unix_stream_sendmsg", "__check_object_size"} <= kernel and len(kernel) > 30000  # pipe_write: anon_pipe_write from 6.15
+        module = next(kern.moddir.rglob("binder_linux.ko")).read_bytes()
+
+        driver = function_names(elf_section(module, ".BTF") or b"", vmlinux_btf, f"{recipe.name} binder_linux.ko BTF")
+        assert "binder_ioctl" in driver, recipe.name
+        names |= kernel | driver
+    return names
 
 
 def test_every_check_cites_a_kernel_function_or_the_probe(kernel_functions):

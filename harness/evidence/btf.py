@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 BTF_MAGIC = 0xEB9F
 _HEADER = struct.Struct("<HBBIIIII")  # magic, version, flags, hdr_len, type_off, type_len, str_off, str_len
@@ -97,6 +97,19 @@ def _string(strings: bytes, off: int, what: str) -> str:
     return strings[off:end if end >= 0 else len(strings)].decode(errors="replace")
 
 
+def _split_strings(own: _Header, base: bytes | None, what: str) -> Callable[[int], str]:
+    """The string at a name offset of `own`: split BTF's offsets below the base's string length
+    are the base's strings (a module's BTF on vmlinux's)."""
+    base_strings = _sections(base, f"{what} base").strings if base is not None else b""
+
+    def string(off: int) -> str:
+        if off < len(base_strings):
+            return _string(base_strings, off, f"{what} base")
+        return _string(own.strings, off - len(base_strings), what)
+
+    return string
+
+
 def _walk(types: bytes, what: str) -> Iterator[tuple[int, int, int, int, int]]:
     """Each type of a BTF type section: (kind, name offset, info, size/type, where its body starts)."""
     pos = 0
@@ -113,11 +126,13 @@ def _walk(types: bytes, what: str) -> Iterator[tuple[int, int, int, int, int]]:
         yield kind, name_off, info, size, body
 
 
-def function_names(data: bytes, what: str = "BTF") -> set[str]:
+def function_names(data: bytes, base: bytes | None = None, what: str = "BTF") -> set[str]:
     """The names of the functions (BTF_KIND_FUNC) that raw BTF describes: on vmlinux, every
-    kernel function with a body."""
+    kernel function with a body; with `base`, a module's split BTF on its kernel's, the
+    module's own functions."""
     own = _sections(data, what)
-    return {_string(own.strings, name_off, what) for kind, name_off, *_ in _walk(own.types, what) if kind == FUNC}
+    string = _split_strings(own, base, what)
+    return {string(name_off) for kind, name_off, *_ in _walk(own.types, what) if kind == FUNC}
 
 
 def find_struct(data: bytes, name: str, base: bytes | None = None, what: str = "BTF") -> Struct:
@@ -128,13 +143,7 @@ def find_struct(data: bytes, name: str, base: bytes | None = None, what: str = "
     The struct must be defined in `data` itself (a module's own types are in its split BTF).
     """
     own = _sections(data, what)
-    base_strings = _sections(base, f"{what} base").strings if base is not None else b""
-
-    def string(off: int) -> str:
-        if off < len(base_strings):
-            return _string(base_strings, off, f"{what} base")
-        return _string(own.strings, off - len(base_strings), what)
-
+    string = _split_strings(own, base, what)
     types = own.types
     for kind, name_off, info, size, body in _walk(types, what):
         vlen, kflag = info & 0xFFFF, info >> 31

@@ -13,7 +13,7 @@ from harness.evidence.btf import elf_section
 from tests.seeded_bugs import build
 
 REPO = Path(__file__).resolve().parents[2]
-FAMILIES = {"one_copy", "limits", "protocol", "health", "objects", "loopers"}
+FAMILIES = {"one_copy", "limits", "protocol", "health", "objects", "loopers", "stress"}
 
 
 def test_catalog_covers_every_family():

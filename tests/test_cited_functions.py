@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.judging.cases import load_cases
+from harness.judging.cases import kernel_version, load_cases
 from tests.helpers import REPO
 from tests.seeded_bugs import build
 
@@ -23,7 +23,9 @@ from tests.seeded_bugs import build
 # through its callers, a Kprobe's .function). This covers every branch and every kernel
 # version's table, which one recorded run cannot (it emits only its kernel's refs and the
 # branches its evidence took); an expression the resolver does not know fails the test, so a
-# new way of passing a ref cannot slip through unchecked.
+# new way of passing a ref cannot slip through unchecked. A by_kernel row (and a Kprobe's name
+# from for_kernel) keeps the versions it holds for: its names must be functions of each shipped
+# kernel in that span; any other ref's names, of at least one shipped kernel.
 CHECK_CALLS = {"check": 3, "check_that": 4, "note_dmesg": 2}
 # The refs that name no kernel function, in one place: the probe's own measurement, what
 # one_copy.vs_pipe's shared-memory leg reads (no copy at all), and the uapi header whose
@@ -35,11 +37,30 @@ class UnresolvedRef(Exception):
     pass
 
 
+Version = tuple[int, int]
+ALWAYS: tuple[Version, Version | None] = ((0, 0), None)
+
+
+@dataclass(frozen=True)
+class Row:
+    """A value that holds on kernels from `since` up to (not including) `until`: one row of a
+    ctx.by_kernel table (the next row's key ends it), or a Kprobe's name on those kernels."""
+    value: object
+    since: Version
+    until: Version | None
+
+
 @dataclass(frozen=True)
 class RefSite:
     path: str
     line: int
     ref: str
+    since: Version = (0, 0)
+    until: Version | None = None  # a span other than ALWAYS: only the shipped kernels in it must have the names
+
+    @property
+    def versioned(self) -> bool:
+        return (self.since, self.until) != ALWAYS
 
 
 def _module(path: Path):
@@ -48,14 +69,28 @@ def _module(path: Path):
     return importlib.import_module(f"cases.{path.stem}")
 
 
-def _strings(value) -> list[str]:
+def _apply(value, f) -> object:
+    """f(value), keeping a Row's version span."""
+    return Row(f(value.value), value.since, value.until) if isinstance(value, Row) else f(value)
+
+
+def _strings(value) -> list[tuple[str, Version, Version | None]]:
+    """The ref strings a value can be, each with the kernel versions it holds on."""
     from harness.evidence.trace import Kprobe
 
+    if isinstance(value, Row):
+        return [(ref, value.since, value.until) for ref, _, _ in _strings(value.value)]
     if isinstance(value, str):
-        return [value]
+        return [(value, *ALWAYS)]
     if isinstance(value, Kprobe):
-        return [value.function]
+        return [(value.function, *ALWAYS)]
     raise UnresolvedRef(f"a ref value {value!r}")
+
+
+def _renamed(probe) -> list[Row]:
+    """A Kprobe's function under each name it has (Kprobe.for_kernel), with the versions it has it."""
+    spans = [((0, 0), probe.function), *(((major, minor), name) for major, minor, name in sorted(probe.renamed))]
+    return [Row(name, since, spans[i + 1][0] if i + 1 < len(spans) else None) for i, (since, name) in enumerate(spans)]
 
 
 class _Resolver:
@@ -85,6 +120,9 @@ class _Resolver:
         if isinstance(expr, ast.IfExp):
             return self.values(expr.body, where) + self.values(expr.orelse, where)
         if isinstance(expr, ast.JoinedStr):
+            if any(isinstance(v, Row) for part in expr.values if not isinstance(part, ast.Constant)
+                   for v in self.values(part.value, where)):
+                raise UnresolvedRef(f"a version table's row in an f-string: {ast.unparse(expr)}")
             out = [""]
             for part in expr.values:
                 pieces = ([str(part.value)] if isinstance(part, ast.Constant) else
@@ -93,18 +131,21 @@ class _Resolver:
             return out
         if isinstance(expr, ast.Attribute) and expr.attr == "function" and isinstance(expr.value, ast.Call) \
                 and isinstance(expr.value.func, ast.Attribute) and expr.value.func.attr == "for_kernel":
-            return [v for k in self.values(expr.value.func.value, where) for v in _strings(k)]
+            return [row for k in self.values(expr.value.func.value, where) for row in _renamed(k)]
         if isinstance(expr, ast.Name):
             return self._name(expr.id, where)
         if isinstance(expr, ast.Attribute):  # a field of a table row: ctx.by_kernel(T).f, or row.f
-            return [getattr(row, expr.attr) for row in self._rows(expr.value, where)]
+            return [_apply(row, lambda r: getattr(r, expr.attr)) for row in self._rows(expr.value, where)]
         raise UnresolvedRef(ast.unparse(expr))
 
     def _rows(self, expr: ast.AST, where: ast.AST) -> list:
-        """Every row `expr` can be: each version's entry of ctx.by_kernel(TABLE), directly or
-        through a local name bound from it."""
+        """Every row `expr` can be: each version's entry of ctx.by_kernel(TABLE) as a Row that
+        holds from its key up to the next key (CaseContext.by_kernel picks the highest key at or
+        below the kernel), directly or through a local name bound from it."""
         if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr == "by_kernel":
-            return list(self.values(expr.args[0], where)[0].values())
+            table = self.values(expr.args[0], where)[0]
+            keys = sorted(table)
+            return [Row(table[k], k, keys[i + 1] if i + 1 < len(keys) else None) for i, k in enumerate(keys)]
         return self.values(expr, where)
 
     def _name(self, name: str, where: ast.AST) -> list:
@@ -133,7 +174,7 @@ class _Resolver:
         if path is None:
             return None
         if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "by_kernel":
-            return [self._pick(row, path) for row in self._rows(value, scope)]
+            return [_apply(row, lambda r: self._pick(r, path)) for row in self._rows(value, scope)]
         if not loop and path == ():
             return self.values(value, scope)
         if loop and isinstance(value, (ast.Tuple, ast.List)):
@@ -211,7 +252,7 @@ def cited_refs(paths: list[Path]) -> list[RefSite]:
                 values = resolver.values(arg, node)
             except UnresolvedRef as exc:
                 raise UnresolvedRef(f"{where}: cannot resolve the ref {ast.unparse(arg)} ({exc})") from None
-            sites += [RefSite(where, node.lineno, ref) for v in values for ref in _strings(v)]
+            sites += [RefSite(where, node.lineno, ref, since, until) for v in values for ref, since, until in _strings(v)]
     return sites
 
 
@@ -235,15 +276,44 @@ def cited_functions(ref: str) -> list[str]:
     return [p.strip() for p in re.split(r"->|/|\+|;|,", text) if p.strip()]
 
 
-def bad_refs(sites: list[RefSite], functions: set[str]) -> list[str]:
+@dataclass(frozen=True)
+class ShippedKernel:
+    """One shipped recipe's kernel: its Debian version and the function names it has."""
+    debian_version: str  # e.g. 6.12.117-1
+    functions: frozenset[str]
+
+    @property
+    def version(self) -> Version:
+        return kernel_version(self.debian_version)
+
+
+def _lacking(name: str, site: RefSite, kernels: list[ShippedKernel]) -> str | None:
+    """Why `name` fails at `site`, or None. A by_kernel row (or a Kprobe's name) for versions
+    [since, until) must be a function of every shipped kernel in that span; a row no shipped
+    kernel falls in, and an unversioned ref, of at least one shipped kernel."""
+    span = [k for k in kernels if site.since <= k.version and (site.until is None or k.version < site.until)]
+    if site.versioned and span:
+        missing = [k.debian_version for k in span if name not in k.functions]
+        if not missing:
+            return None
+        until = f" < {'.'.join(map(str, site.until))}" if site.until else ""
+        return (f"{name!r} (in {site.ref!r}, for Linux >= {'.'.join(map(str, site.since))}{until}) is no function "
+                f"of the driver or of the kernel (BTF) in the shipped {', '.join(missing)}")
+    if any(name in k.functions for k in kernels):
+        return None
+    return f"{name!r} (in {site.ref!r}) is no function of the driver or of the kernel (BTF)"
+
+
+def bad_refs(sites: list[RefSite], kernels: list[ShippedKernel]) -> list[str]:
     """One line per cited name that is neither a kernel function nor a declared non-function ref."""
     out = []
     for site in sites:
         if site.ref in NON_FUNCTION_REFS:
             continue
         for name in cited_functions(site.ref):
-            if name not in functions:
-                out.append(f"{site.path}: {name!r} (in {site.ref!r}) is no function of the driver or of the kernel (BTF)")
+            why = _lacking(name, site, kernels)
+            if why is not None:
+                out.append(f"{site.path}: {why}")
     return out
 
 
@@ -251,24 +321,33 @@ def bad_refs(sites: list[RefSite], functions: set[str]) -> list[str]:
 _C_DEFINITION = re.compile(r"^(?:[A-Za-z_][\w\s\*]*?\b|#define\s+)([A-Za-z_]\w*)\s*\(", re.M)
 
 
+def source_functions(files: dict[str, str]) -> set[str]:
+    """The functions (and function-like macros) drivers/android's .c and .h files define."""
+    return {m.group(1) for name, text in files.items() if name.endswith((".c", ".h"))
+            for m in _C_DEFINITION.finditer(text)}
+
+
 @pytest.fixture(scope="module")
-def kernel_functions() -> set[str]:
-    """Function names of Debian 6.1's drivers/android (the source tests/seeded_bugs patches, inlined
-    helpers included) and, for every shipped kernel (6.1, 6.12, 7.2: a version table cites each
-    version's functions), those its binder_linux.ko and its vmlinux describe in BTF (pipe_write,
-    unix_stream_sendmsg, ...). Debian's boot/System.map is a one-line stub ("The real System.map
-    is in the linux-image-<version>-dbg package"), hence BTF: every function with a body."""
+def kernel_functions() -> list[ShippedKernel]:
+    """For every shipped recipe's kernel (6.1.192-3 and -2, 6.12, 7.2: a version table cites each
+    version's functions): the functions of its own drivers/android source, Debian's
+    linux-source-X.Y at the kernel's Debian version fetched through the signed indexes of the
+    recipe's mirrors (build.driver_source; inlined helpers included), and those its
+    binder_linux.ko and its vmlinux describe in BTF (pipe_write, unix_stream_sendmsg, ...).
+    Debian's boot/System.map is a one-line stub ("The real System.map is in the
+    linux-image-<version>-dbg package"), hence BTF: every function with a body. The arm64
+    recipes boot the same Debian versions, so the x86_64 ones stand for them."""
     from harness.evidence.btf import elf_section, function_names, kernel_btf
     from harness.images.build import ensure_kernel
     from harness.images.recipes import load_recipe, shipped_recipes
 
-    build.ensure_build_deps(build.DEFAULT_RELEASE)
-    files = build.patched_sources(None)  # unmodified
-    names = {m.group(1) for name, text in files.items() if name.endswith((".c", ".h"))
-             for m in _C_DEFINITION.finditer(text)}
-    for recipe in (load_recipe(p) for p in shipped_recipes()):
-        if recipe.arch != "x86_64":  # the same source on arm64
-            continue
+    recipes = [load_recipe(p) for p in shipped_recipes()]
+    x86 = [r for r in recipes if r.arch == "x86_64"]
+    assert {r.kernel.version for r in recipes} == {r.kernel.version for r in x86}
+    kernels = []
+    for recipe in x86:
+        source = source_functions(build.driver_source(recipe.kernel.version, recipe.mirrors, recipe.deb_arch))
+        assert {"binder_ioctl", "binder_transaction"} <= source, recipe.name
         kern = ensure_kernel(recipe, lambda _: None)
         vmlinux_btf = kernel_btf(kern.kernel.read_bytes())
         assert vmlinux_btf is not None and kern.moddir is not None, recipe.name
@@ -278,8 +357,8 @@ def kernel_functions() -> set[str]:
 
         driver = function_names(elf_section(module, ".BTF") or b"", vmlinux_btf, f"{recipe.name} binder_linux.ko BTF")
         assert "binder_ioctl" in driver, recipe.name
-        names |= kernel | driver
-    return names
+        kernels.append(ShippedKernel(recipe.kernel.version, frozenset(source | kernel | driver)))
+    return kernels
 
 
 def test_every_check_cites_a_kernel_function_or_the_probe(kernel_functions):
@@ -304,3 +383,21 @@ def test_a_typo_in_a_cited_function_is_caught(kernel_functions, tmp_path):
         "binder_free_buf", "binder_free_buf_locked"]
     assert cited_functions("load_msg/store_msg -> copy_{from,to}_user -> __check_object_size") == [
         "load_msg", "store_msg", "copy_from_user", "copy_to_user", "__check_object_size"]
+
+
+def test_a_version_row_cites_its_own_kernels_functions(kernel_functions):
+    """A by_kernel row holds from its key to the next one, and its names must be functions of
+    the shipped kernels in that span: 6.1's binder_update_page_range, a real 6.1 function, is
+    caught in the >= 6.8 row (where 6.12 and 7.2 have no such function)."""
+    sites = cited_refs([REPO / "cases" / "one_copy.py"])
+    spans = {(s.ref, s.since, s.until) for s in sites if s.versioned}
+    old, new = "binder_update_page_range (binder_alloc_page_start)", "binder_install_buffer_pages (binder_alloc_page_start)"
+    assert {(old, (6, 1), (6, 8)), (new, (6, 8), None)} <= spans
+    assert bad_refs([s for s in sites if s.ref in (old, new)], kernel_functions) == []
+    later = [k.debian_version for k in kernel_functions if k.version >= (6, 8)]
+    assert later, "no shipped kernel is 6.8 or later"
+    swapped = [RefSite("cases/one_copy.py", 1, old, (6, 8), None)]
+    assert [line.split(": ", 1)[1] for line in bad_refs(swapped, kernel_functions)] == [
+        f"'binder_update_page_range' (in {old!r}, for Linux >= 6.8) is no function of the driver or of the kernel "
+        f"(BTF) in the shipped {', '.join(later)}"]
+    assert bad_refs([RefSite("x", 1, old)], kernel_functions) == []  # unversioned: one shipped kernel suffices

@@ -1219,6 +1219,41 @@ def ensure_build_deps(release: str = DEFAULT_RELEASE,
         _ensure_source(release, version, cache_dir)
 
 
+def driver_source(version: str, mirrors: tuple[str, ...], deb_arch: str, progress=lambda _: None) -> dict[str, str]:
+    """The unmodified drivers/android/ texts of Debian's linux-source-X.Y=`version` (X.Y from
+    the version), fetched by the harness's signed client (harness/images/fetch.py: gpgv-checked
+    InRelease -> Packages SHA256 -> .deb SHA256) from `mirrors` (a recipe's, else the default
+    sources) for `deb_arch`'s index (linux-source is arch all). Only drivers/android/ is kept,
+    under the cache root's driver-source/, keyed by the .deb's signed SHA256; the .deb is not."""
+    from harness.files import atomic_dir, cache_root
+    from harness.images import fetch
+
+    m = re.match(r"(?:\d+:)?(\d+)\.(\d+)\.", version)
+    if not m:
+        raise SeededBuildError(f"Debian kernel version {version!r} does not start with MAJOR.MINOR.")
+    pkg = f"linux-source-{m[1]}.{m[2]}"
+    sources = fetch.configured_sources(mirrors)
+    try:
+        src, entry = fetch.Indexes(cache_root() / "indexes", progress).lookup(sources, pkg, version, deb_arch)
+    except ConfigError as exc:
+        raise SeededBuildError(str(exc)) from None
+    final = cache_root() / "driver-source" / f"{pkg}_{version.replace(':', '%3a')}_{entry.sha256[:16]}"
+
+    def build(tmp: Path) -> None:
+        deb = tmp / Path(entry.filename).name
+        try:
+            fetch.download_verified(f"{src.url}/{entry.filename}", entry, deb, progress)
+            _extract_android(deb, tmp / "drivers-android", pkg)
+        except ConfigError as exc:
+            raise SeededBuildError(str(exc)) from None
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+            raise SeededBuildError(f"cannot extract {deb.name}: {exc}") from None
+        finally:
+            deb.unlink(missing_ok=True)
+
+    return _read_sources(atomic_dir(final, build) / "drivers-android")
+
+
 def _check_bug(bug: str | None) -> None:
     if bug is not None and bug not in BUGS and bug not in LAYOUTS and bug not in FEATURES:
         raise SeededBuildError(

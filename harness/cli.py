@@ -27,6 +27,17 @@ KCIDB_HELP = "also write KernelCI KCIDB JSON (the kernel as a build, each case a
 QEMU_TARGETS = " or ".join(f"qemu:{a}" for a in GUEST_ARCHES)
 
 
+def _jobs(value: str) -> int:
+    """-j/--jobs N, for run and matrix: the number of guests run at once."""
+    try:
+        jobs = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
+    if jobs < 1:
+        raise ConfigError(f"-j/--jobs {jobs}: must be at least 1 (the number of guests run at once)")
+    return jobs
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2
         raise ConfigError(f"{self.prog}: {message}")
@@ -99,8 +110,6 @@ def cmd_run(args) -> int:
     options = run_options(args, Path(args.out), report.reproduce_command(["binder-harness", *sys.argv[1:]]))
     specs = select_cases(args.cases)
     kcidb_path = _kcidb_path(args)
-    if args.jobs < 1:
-        raise ConfigError(f"-j/--jobs {args.jobs}: must be at least 1 (the number of guests run at once)")
     if args.jobs > 1 and guest_arch(options.target_spec) is None:
         raise ConfigError(f"-j/--jobs {args.jobs}: parallel guests need a qemu target; {options.target_spec} is one "
                           "device, and binder has one context manager per device")
@@ -132,8 +141,6 @@ def cmd_matrix(args) -> int:
     from harness.running.matrix import load_matrix, run_matrix
     from harness.running.progress import Progress
 
-    if args.jobs < 1:
-        raise ConfigError(f"-j/--jobs {args.jobs}: must be at least 1 (the number of guests run at once)")
     matrix = load_matrix(Path(args.file))
     kcidb_path = _kcidb_path(args)
     out = Path(args.out)
@@ -299,14 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="run directory for report.json and evidence")
     add_to_argparse(run)
     run.add_argument("--kcidb", metavar="FILE", help=KCIDB_HELP)
-    run.add_argument("-j", "--jobs", type=int, default=1,
+    run.add_argument("-j", "--jobs", type=_jobs, default=1,
                      help="guests run at once, each on its own QEMU (default 1); results merge in catalog order")
     run.set_defaults(func=cmd_run)
 
     mat = sub.add_parser("matrix", help="run targets x kernels x cases from a YAML matrix file")
     mat.add_argument("file", help="matrix YAML: targets, kernels (image recipes or 'default'), cases, timeout, seed")
     mat.add_argument("--out", required=True, help="directory for matrix.json, junit.xml and cells/<recipe>/ runs")
-    mat.add_argument("-j", "--jobs", type=int, default=1, help="guests run at once within each cell (default 1)")
+    mat.add_argument("-j", "--jobs", type=_jobs, default=1, help="guests run at once within each cell (default 1)")
     mat.add_argument("--kcidb", metavar="FILE", help=KCIDB_HELP)
     mat.set_defaults(func=cmd_matrix)
 

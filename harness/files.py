@@ -9,6 +9,7 @@ This module imports nothing from harness.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -19,6 +20,15 @@ from typing import Callable, Iterator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_ENV = "BINDER_HARNESS_CACHE"
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA256 of a file's content, hex, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def cache_root() -> Path:

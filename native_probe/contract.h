@@ -4,7 +4,7 @@
  * (README.md describes each line's fields). The numbers below are values the probe puts
  * into the driver's hands and the harness expects back.
  *
- * harness/contract.py reads this file, so Python matches the same names and numbers.
+ * harness/evidence/contract.py reads this file, so Python matches the same names and numbers.
  * Keep its form: one `#define NAME "string"` or `#define NAME number` per line
  * (decimal or 0x hex, optional u suffix), with an optional trailing comment.
  */

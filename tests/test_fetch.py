@@ -25,8 +25,8 @@ from urllib.parse import urlparse
 import pytest
 
 from harness.errors import ConfigError
-from harness.files import cache_root
-from harness.images import debian, fetch
+from harness.files import cache_root, sha256_file
+from harness.images import fetch
 from harness.images.build import cached_deb_ok, deb_cache_path, fetch_deb
 from harness.images.recipes import DebianPackage, recipe_for_arch
 from tests.helpers import REPO, CliRun, one_error_line
@@ -217,7 +217,7 @@ def test_parse_real_packages_stanzas(real_debs):
     busybox = fetch.find_in_index(text, "busybox-static", real.pkg.version, "amd64")
     assert busybox == real.entry and busybox.architecture == "amd64"
     assert busybox.filename.startswith("pool/main/b/busybox/") and busybox.size == real.deb.stat().st_size
-    assert busybox.sha256 == debian.sha256_file(real.deb)
+    assert busybox.sha256 == sha256_file(real.deb)
     stanzas = fetch.stanzas_of(text, "busybox-static")
     assert busybox in stanzas and all(e.package == "busybox-static" for e in stanzas)
     assert fetch.parse_packages(text[: text.index("\n\n", 200000)])  # a whole-stanza slice reads through deb822

@@ -19,7 +19,7 @@ from harness.evidence import trace as tracing
 from harness.images.cpio import CpioWriter
 from harness.errors import ConfigError
 from harness.arches import GUEST_ARCHES
-from harness.files import atomic_dir, atomic_write_bytes, atomic_write_text, cache_root
+from harness.files import atomic_dir, atomic_write_bytes, atomic_write_text, cache_root, sha256_file
 from harness.images.kernel import (KernelIdentity, extract_vmlinux, has_pvh_note, identify_kernel, plan_modules, unpack_modules,
                             read_modinfo)
 from harness.images.recipes import IMAGES_DIR, DebianPackage, Recipe
@@ -38,7 +38,7 @@ def cached_deb_ok(final: Path) -> bool:
         expected = stamp.read_text().split()[0]
     except (OSError, IndexError):
         return False
-    return final.is_file() and debian.sha256_file(final) == expected
+    return final.is_file() and sha256_file(final) == expected
 
 
 def _fetch_method() -> str:
@@ -71,7 +71,7 @@ def fetch_deb(pkg: DebianPackage, deb_arch: str, progress=print, mirrors: tuple[
         try:
             progress(f"download {pkg.package}={pkg.version} ({deb_arch}) with apt-get")
             got = debian.apt_download(pkg.package, pkg.version, deb_arch, dest)
-            sha = debian.sha256_file(got)
+            sha = sha256_file(got)
         except ConfigError as exc:
             if os.environ.get(FETCH_ENV) == "apt":
                 raise
@@ -348,7 +348,7 @@ def build_image(recipe: Recipe, binder_module: Path | None = None, progress=prin
         if not binder_module.is_file():
             raise ConfigError(f"--binder-module {binder_module}: no such file")
         check_module(binder_module, kern.identity)
-        mod_sha = debian.sha256_file(binder_module)
+        mod_sha = sha256_file(binder_module)
         guest_module = module_btf.for_guest(binder_module, kern.kernel)  # with BTF made from its DWARF if it has none
     ordered: list[Path] = []
     wanted = list(recipe.modules) + [m for m in extra_modules if m not in recipe.modules]

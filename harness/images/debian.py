@@ -7,7 +7,6 @@ and a 100+ MB kernel package is never held in memory.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import lzma
 import shutil
@@ -82,14 +81,6 @@ def extract_deb(deb: Path, dest: Path, wanted=lambda name: True) -> list[Path]:
                 shutil.copyfileobj(src, fh)
             out.append(target)
     return out
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def apt_download(package: str, version: str, arch: str, dest_dir: Path) -> Path:

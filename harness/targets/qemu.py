@@ -25,6 +25,7 @@ import pexpect
 from harness import timing
 from harness.arches import GUEST_ARCHES
 from harness.errors import ConfigError, GuestCrashed, TargetError
+from harness.files import sha256_file
 from harness.images.build import GuestImage
 from harness.targets import accel as accels
 from harness.targets import snapshots
@@ -252,7 +253,7 @@ class QemuTarget(StartStop):
         self._spawn(argv, RESTORE_TIMEOUT_S)
         # hashed beside QEMU's load, not in its way (hashlib releases the GIL and uses SHA-NI)
         digest: list[str] = []
-        hashing = threading.Thread(target=lambda: digest.append(snapshots.sha256_of(snap.state)), daemon=True)
+        hashing = threading.Thread(target=lambda: digest.append(sha256_file(snap.state)), daemon=True)
         hashing.start()
         try:
             qmp = snapshots.Qmp(self._qmp_path(), self.alive, RESTORE_TIMEOUT_S)

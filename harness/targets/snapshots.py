@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from harness.errors import TargetError
-from harness.files import atomic_write_text, cache_root
+from harness.files import atomic_write_text, cache_root, sha256_file
 
 FORMAT = 2  # bump when what goes into a snapshot changes (guest-init's save/restore steps)
 KEEP = 12  # snapshots kept (70-90 MB each); the least recently used go first
@@ -36,14 +36,6 @@ _HASHES: dict[tuple[str, int, int], str] = {}
 
 def snapshots_dir() -> Path:
     return cache_root() / "snapshots"
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_sha256(path: Path) -> str:
@@ -60,7 +52,7 @@ def file_sha256(path: Path) -> str:
     name = "|".join(map(str, memo))
     digest = known.get(name) if isinstance(known, dict) else None
     if not isinstance(digest, str):
-        digest = sha256_of(path)
+        digest = sha256_file(path)
         known = {k: v for k, v in (known if isinstance(known, dict) else {}).items()
                  if os.path.exists(k.split("|")[0])}  # forget files that are gone
         known[name] = digest
@@ -145,7 +137,7 @@ class Snapshot:
         return self.dir / f".state.{os.getpid()}.partial"
 
     def commit(self, partial: Path, boot_dmesg: str | None, boot_s: float, release: str, image: str) -> None:
-        digest = sha256_of(partial)
+        digest = sha256_file(partial)
         os.replace(partial, self.state)
         self.boot_dmesg.write_text(boot_dmesg or "")
         atomic_write_text(self.meta_path, json.dumps({

@@ -30,7 +30,8 @@ from harness.errors import ConfigError
 from harness.files import REPO_ROOT, atomic_write_text
 from harness.evidence.probe import ProbeOutput, parse_probe_output
 from harness.targets.base import CommandResult, Target, shell_command
-from harness.judging.verdicts import CaseResult, Check, HealthReport, Outcome, scan_dmesg
+from harness.judging.verdicts import (BINDER_LOGGERS, CaseResult, Check, HealthReport, Line, Outcome, expected_lines,
+                                      scan_dmesg, without_timestamp)
 
 CASES_DIR = REPO_ROOT / "cases"
 # Directories of your own case modules (os.pathsep-separated), loaded after the catalog.
@@ -64,7 +65,7 @@ class CaseSpec:
     doc: str
     kprobes: tuple[tracing.Kprobe, ...] = ()
     trace: bool = False  # arm ftrace even without kprobes
-    expected_dmesg: tuple[str, ...] = ()  # regexes of binder messages this case provokes
+    expected_dmesg: tuple[Line, ...] = ()  # the binder lines this case provokes (verdicts.Line)
     compat: bool = False  # run the 32-bit probe
     timeout: float = 60.0
     events: tuple[str, ...] = ()  # extra tracefs events, e.g. "binder/binder_alloc_page_start"
@@ -78,15 +79,17 @@ REGISTRY: dict[str, CaseSpec] = {}
 
 
 def case(case_id: str, *, kprobes: tuple[tracing.Kprobe, ...] = (), trace: bool = False,
-         expected_dmesg: tuple[str, ...] = (), compat: bool = False, timeout: float = 60.0,
+         expected_dmesg: tuple[Line | str, ...] = (), compat: bool = False, timeout: float = 60.0,
          events: tuple[str, ...] = ()):
-    """Register a case function under a stable `family.name` id."""
+    """Register a case function under a stable `family.name` id. `expected_dmesg` declares the
+    binder kernel-log lines the case provokes, as verdicts.Line (exact, with counts where the
+    rate limits allow); on a pristine guest any other binder line fails it (judge_health)."""
     if not tracing.CASE_ID.match(case_id):
         raise ValueError(f"case id {case_id!r} must be lower-case family.name")
 
     def register(func: Callable[["CaseContext"], None]):
         REGISTRY[case_id] = CaseSpec(case_id, func, (func.__doc__ or "").strip(), kprobes, trace,
-                                     expected_dmesg, compat, timeout, events)
+                                     expected_lines(expected_dmesg), compat, timeout, events)
         return func
 
     return register
@@ -382,9 +385,12 @@ class CaseContext:
 
 
 def judge_health(ctx: CaseContext, delta: str) -> HealthReport:
-    """DESIGN §4 health, on a case's dmesg delta: WARNING/BUG/Oops/... fail the case, binder
-    lines it did not declare are noted, and an unknown dmesg window errors it. The same for a
-    live run (harness/running/runner.py) and a replayed one (harness/judging/replay.py)."""
+    """DESIGN §4 health, on a case's dmesg delta: WARNING/BUG/Oops/... fail the case, and an
+    unknown dmesg window errors it. On a pristine guest (the case's own restore or boot) a binder
+    line the case did not declare fails it, with the line as the reason, and each declared line
+    with a count must appear exactly that often; on a shared boot (earlier cases used up printk's
+    rate limits) they are evidence only. The same for a live run (harness/running/runner.py) and a
+    replayed one (harness/judging/replay.py)."""
     result = ctx.result
     health = scan_dmesg(delta, ctx.spec.expected_dmesg)
     result.evidence["dmesg_bad_lines"] = health.bad_lines[:20]
@@ -397,4 +403,22 @@ def judge_health(ctx: CaseContext, delta: str) -> HealthReport:
         ctx.check_that("kernel health: dmesg delta free of WARNING/BUG/Oops/KASAN/Call Trace",
                        not health.bad_lines, health.bad_lines[0] if health.bad_lines else "none",
                        "none", "dmesg (WARN/BUG/oops handlers)")
+        if ctx.pristine:
+            _judge_binder_lines(ctx, health)
     return health
+
+
+def _judge_binder_lines(ctx: CaseContext, health: HealthReport) -> None:
+    """On a pristine guest: no binder line the case did not declare, and each counted one as often
+    as declared."""
+    counted = {line.pattern: n for line, n in health.line_counts if line.count is not None}
+    if counted:
+        ctx.evidence["binder_line_counts"] = counted
+    unexpected = health.unexpected_binder_lines
+    first = without_timestamp(unexpected[0]) if unexpected else "none"
+    more = f" (+{len(unexpected) - 1} more in evidence unexpected_binder_messages)" if len(unexpected) > 1 else ""
+    ctx.check_that("kernel log: binder lines the case does not declare", not unexpected, first + more, "none",
+                   BINDER_LOGGERS)
+    for line, n in health.line_counts:
+        if line.count is not None:
+            ctx.check(f"kernel log: lines {line.describe()}", n, line.count, line.ref or BINDER_LOGGERS)

@@ -30,8 +30,8 @@ from harness.errors import ConfigError
 from harness.files import REPO_ROOT, atomic_write_text
 from harness.evidence.probe import ProbeOutput, parse_probe_output
 from harness.targets.base import CommandResult, Target, shell_command
-from harness.judging.verdicts import (BINDER_LOGGERS, CaseResult, Check, HealthReport, Line, Outcome, expected_lines,
-                                      scan_dmesg, without_timestamp)
+from harness.judging.verdicts import (BINDER_LOGGERS, ByKernel, CaseResult, Check, Declared, HealthReport, Line,
+                                      Outcome, scan_dmesg, without_timestamp)
 
 CASES_DIR = REPO_ROOT / "cases"
 # Directories of your own case modules (os.pathsep-separated), loaded after the catalog.
@@ -65,7 +65,7 @@ class CaseSpec:
     doc: str
     kprobes: tuple[tracing.Kprobe, ...] = ()
     trace: bool = False  # arm ftrace even without kprobes
-    expected_dmesg: tuple[Line, ...] = ()  # the binder lines this case provokes (verdicts.Line)
+    expected_dmesg: tuple[Line | ByKernel, ...] = ()  # the binder lines this case provokes (verdicts.Line)
     compat: bool = False  # run the 32-bit probe
     timeout: float = 60.0
     events: tuple[str, ...] = ()  # extra tracefs events, e.g. "binder/binder_alloc_page_start"
@@ -79,20 +79,26 @@ REGISTRY: dict[str, CaseSpec] = {}
 
 
 def case(case_id: str, *, kprobes: tuple[tracing.Kprobe, ...] = (), trace: bool = False,
-         expected_dmesg: tuple[Line | str, ...] = (), compat: bool = False, timeout: float = 60.0,
+         expected_dmesg: tuple[Declared, ...] = (), compat: bool = False, timeout: float = 60.0,
          events: tuple[str, ...] = ()):
     """Register a case function under a stable `family.name` id. `expected_dmesg` declares the
     binder kernel-log lines the case provokes, as verdicts.Line (exact, with counts where the
-    rate limits allow); on a pristine guest any other binder line fails it (judge_health)."""
+    rate limits allow; verdicts.ByKernel where the driver changed them); on a pristine guest any
+    other binder line fails it (judge_health)."""
     if not tracing.CASE_ID.match(case_id):
         raise ValueError(f"case id {case_id!r} must be lower-case family.name")
 
     def register(func: Callable[["CaseContext"], None]):
         REGISTRY[case_id] = CaseSpec(case_id, func, (func.__doc__ or "").strip(), kprobes, trace,
-                                     expected_lines(expected_dmesg), compat, timeout, events)
+                                     _declared(expected_dmesg), compat, timeout, events)
         return func
 
     return register
+
+
+def _declared(expected_dmesg: tuple[Declared, ...]) -> tuple[Line | ByKernel, ...]:
+    """A case's expected_dmesg with each plain string made a loose Line (verdicts.expected_lines)."""
+    return tuple(d if isinstance(d, (Line, ByKernel)) else Line(d, loose=True) for d in expected_dmesg)
 
 
 def load_cases(directory: Path = CASES_DIR) -> dict[str, CaseSpec]:
@@ -392,7 +398,7 @@ def judge_health(ctx: CaseContext, delta: str) -> HealthReport:
     rate limits) they are evidence only. The same for a live run (harness/running/runner.py) and a
     replayed one (harness/judging/replay.py)."""
     result = ctx.result
-    health = scan_dmesg(delta, ctx.spec.expected_dmesg)
+    health = scan_dmesg(delta, ctx.spec.expected_dmesg, ctx.kernel)
     result.evidence["dmesg_bad_lines"] = health.bad_lines[:20]
     if health.unexpected_binder_lines:
         result.evidence["unexpected_binder_messages"] = health.unexpected_binder_lines[:20]

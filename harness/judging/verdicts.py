@@ -161,9 +161,38 @@ class Line:
         return f"/{self.pattern}/"
 
 
-def expected_lines(declared: Iterable[Line | str]) -> tuple[Line, ...]:
-    """A case's `expected_dmesg` as Lines: a plain string is a loose (unanchored) pattern."""
-    return tuple(d if isinstance(d, Line) else Line(d, loose=True) for d in declared)
+@dataclass(frozen=True)
+class ByKernel:
+    """Lines the driver changed between versions: {(major, minor): lines}, keyed by the first
+    Linux version measured with them. The kernel under test gets the entry of the highest key at
+    or below its version (none below the lowest key), as CaseContext.by_kernel does for checks."""
+
+    table: tuple[tuple[tuple[int, int], tuple[Line, ...]], ...]
+
+    def __init__(self, table: dict[tuple[int, int], tuple[Line, ...]]) -> None:
+        object.__setattr__(self, "table", tuple(sorted(table.items())))
+
+    def for_kernel(self, version: tuple[int, int] | None) -> tuple[Line, ...]:
+        """The lines for `version`; every entry's lines when the version is not known."""
+        if version is None:
+            return tuple(line for _, lines in self.table for line in lines)
+        fits = [lines for v, lines in self.table if v <= version]
+        return fits[-1] if fits else ()
+
+
+Declared = Line | ByKernel | str  # one entry of a case's expected_dmesg
+
+
+def expected_lines(declared: Iterable[Declared], kernel: tuple[int, int] | None = None) -> tuple[Line, ...]:
+    """A case's `expected_dmesg` as Lines for the kernel under test: a plain string is a loose
+    (unanchored) pattern, a ByKernel the entry for `kernel`."""
+    lines: list[Line] = []
+    for d in declared:
+        if isinstance(d, ByKernel):
+            lines.extend(d.for_kernel(kernel))
+        else:
+            lines.append(d if isinstance(d, Line) else Line(d, loose=True))
+    return tuple(lines)
 
 
 @dataclass(frozen=True)
@@ -192,13 +221,13 @@ def binder_message(line: str) -> str | None:
     return line[m.end():].rstrip()
 
 
-def scan_dmesg(text: str, expected: Iterable[Line | str] = ()) -> HealthReport:
-    """Find kernel-health failures, and sort binder messages into those the case declared (each
-    counted against the first declared Line it matches) and those it did not."""
+def scan_dmesg(text: str, expected: Iterable[Declared] = (), kernel: tuple[int, int] | None = None) -> HealthReport:
+    """Find kernel-health failures, and sort binder messages into those the case declared for
+    `kernel` (each counted against the first declared Line it matches) and those it did not."""
     bad: list[str] = []
     unexpected: list[str] = []
     seen: list[str] = []
-    lines = expected_lines(expected)
+    lines = expected_lines(expected, kernel)
     counts = [0] * len(lines)
     for raw in text.splitlines():
         if HEALTH_PATTERNS.search(raw):

@@ -125,6 +125,8 @@ CAUGHT: dict[str, list[tuple[str, str]]] = {
     "inc_weak_refused": [("protocol.refs_after_thread_exit", "kernel log: binder lines the case does not declare: "
                                                              "expected none, measured binder_linux: invalid inc weak "
                                                              "node for ")],
+    "transaction_leak": [("protocol.ping", "driver accounting: binder stats active counts back to their values "
+                                           "before the case: expected none changed, measured transaction: active 0 -> 2")],
     "warn_on_transaction": [(case_id, "kernel health: dmesg delta free of WARNING/BUG/Oops/KASAN/Call Trace: "
                                       "expected none, measured [") for case_id in
                             ("one_copy.sync_sizes", "stress.random_commands", "stress.valid_traffic")],

@@ -26,6 +26,7 @@ from harness.evidence import debugfs as binder_debugfs
 from harness import timing
 from harness.evidence import trace as tracing
 from harness.judging import layout
+from harness.judging.accounting import STATS_AFTER, STATS_BEFORE, Accounting, compare_stats
 from harness.errors import ConfigError
 from harness.files import REPO_ROOT, atomic_write_text
 from harness.evidence.probe import ProbeOutput, parse_probe_output
@@ -252,12 +253,25 @@ class CaseContext:
             raise CaseSkipped(f"cannot read {path} on {self.target.spec}: {result.output.strip()[:100]}")
         return result.output
 
+    def setup_script(self) -> str:
+        """Shell the runner runs as the case begins, in one round trip: the case's directory, its
+        begin line in the kernel log, and binder's `stats` as they stand (accounting.STATS_BEFORE)."""
+        script = f"mkdir -p {shlex.quote(self.remote_dir)}; echo {shlex.quote(begin_line(self.spec.id))} > /dev/kmsg"
+        if self.debugfs:
+            stats = shlex.quote(f"{self.debugfs}/binder/stats")
+            script += f"; cat {stats} > {shlex.quote(f'{self.remote_dir}/{STATS_BEFORE}')} 2> /dev/null"
+        return script
+
     def _save_dmesg(self) -> str:
         """Shell that waits until the case's processes and binder's deferred release are done,
         then saves the whole kernel log beside the case's evidence (read back by pull: a file
-        travels faster than the console, and the log grows with every case)."""
-        return (f"{binder_debugfs.settle_script(self.debugfs, posixpath.basename(self.probe))}\n"
-                f"dmesg > {shlex.quote(f'{self.remote_dir}/{DMESG_FILE}')}")
+        travels faster than the console, and the log grows with every case), and binder's
+        `stats` as the case leaves them (accounting.STATS_AFTER). Its last line does the saving."""
+        save = f"dmesg > {shlex.quote(f'{self.remote_dir}/{DMESG_FILE}')}"
+        if self.debugfs:
+            stats = shlex.quote(f"{self.debugfs}/binder/stats")
+            save += f"; cat {stats} > {shlex.quote(f'{self.remote_dir}/{STATS_AFTER}')} 2> /dev/null"
+        return f"{binder_debugfs.settle_script(self.debugfs, posixpath.basename(self.probe))}\n{save}"
 
     def _settled(self, output: str) -> None:
         problem = binder_debugfs.settle_outcome(output)
@@ -279,6 +293,9 @@ class CaseContext:
                 self._settled(res.output)
             out = self._pull_text(f"{self.remote_dir}/{DMESG_FILE}", DMESG_FILE) if saved else ""
             (self.case_dir / DMESG_FILE).unlink(missing_ok=True)
+            if saved and self.debugfs:
+                for name in (STATS_BEFORE, STATS_AFTER):
+                    self._pull_text(f"{self.remote_dir}/{name}", name)
             if not out:
                 out = self.target.dmesg(20)
         marker = begin_line(self.spec.id)
@@ -411,7 +428,29 @@ def judge_health(ctx: CaseContext, delta: str) -> HealthReport:
                        "none", "dmesg (WARN/BUG/oops handlers)")
         if ctx.pristine:
             _judge_binder_lines(ctx, health)
+        judge_accounting(ctx)
     return health
+
+
+def judge_accounting(ctx: CaseContext) -> Accounting | None:
+    """Binder's own accounting is back to its baseline after the case (cases/<id>/stats-before.txt
+    and stats-after.txt, read around it; accounting.py): every active count of `stats` as before
+    the case, and no proc entry the case made. Checked on a pristine guest, where nothing but the
+    case uses binder; evidence `binder_accounting` elsewhere. None when the files are missing
+    (no debugfs, or the case never reached its end)."""
+    before, after = (ctx.case_dir / STATS_BEFORE, ctx.case_dir / STATS_AFTER)
+    if not (before.exists() and after.exists()):
+        return None
+    acct = compare_stats(before.read_text(errors="replace"), after.read_text(errors="replace"))
+    ctx.evidence["binder_accounting"] = acct.problem or {
+        "active": {kind: list(counts) for kind, counts in acct.active.items()}, "procs_left": acct.procs_left}
+    if ctx.pristine and not acct.problem:
+        ref = "binder_stats_created / binder_stats_deleted (print_binder_stats: KIND: active N)"
+        ctx.check_that("driver accounting: binder stats active counts back to their values before the case",
+                       not acct.changed, acct.describe_changed(), "none changed", ref)
+        ctx.check("driver accounting: binder procs the case left in stats", acct.procs_left, [],
+                  "binder_deferred_release -> binder_free_proc (print_binder_proc_stats: proc PID)")
+    return acct
 
 
 def _judge_binder_lines(ctx: CaseContext, health: HealthReport) -> None:

@@ -650,6 +650,21 @@ _INC_WEAK_NEW = """\
 		}
 """
 
+# binder_free_transaction(): the transaction is never freed (no kfree, so no
+# binder_stats_deleted): every transaction that completes stays allocated. Nothing user space
+# sees changes; binder's own `stats` keep "transaction: active N" after the case (the
+# driver-accounting check).
+_TXN_LEAK_ANCHOR = """\
+	binder_free_txn_fixups(t);
+	kfree(t);
+	binder_stats_deleted(BINDER_STAT_TRANSACTION);
+}
+"""
+_TXN_LEAK_NEW = """\
+	binder_free_txn_fixups(t); /* seeded bug transaction_leak: t is never freed */
+}
+"""
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
     SeededBug(
         name="double_copy", family="one_copy",
@@ -817,6 +832,12 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
                     "on a node with no weak ref and no pending work (pr_err, -EINVAL)",
         caught_by="protocol.refs_after_thread_exit",
         patch=_simple("binder.c", _INC_WEAK_ANCHOR, _INC_WEAK_NEW, "inc_weak_refused")),
+    SeededBug(
+        name="transaction_leak", family="health",
+        description="binder_free_transaction() never frees the transaction: each completed "
+                    "transaction stays allocated (binder stats transaction: active)",
+        caught_by="protocol.ping",
+        patch=_simple("binder.c", _TXN_LEAK_ANCHOR, _TXN_LEAK_NEW, "transaction_leak")),
 )}
 
 # --- features: the same driver, built with what GKI kernels build in ---------------------------

@@ -20,8 +20,10 @@ BR_DEAD_REPLY, BR_FAILED_REPLY, BR_FROZEN_REPLY = 29189, 29201, 29202
 
 
 def txn_failed(kind: str, br: int, param: int, count: int | None) -> Line:
-    """binder_transaction's error exit: "transaction call|async|reply to P:T failed ID/BR/PARAM"."""
-    return Line(rf"{PIDS}transaction {kind} to \d+:\d+ failed \d+/{br}/{param}, size \d+-\d+ line \d+", count,
+    """binder_transaction's error exit: "transaction call|async|reply to P:T failed ID/BR/PARAM,
+    size D-O line L"; 7.2 (measured 7.2.13) also prints the transaction's code before the size."""
+    return Line(rf"{PIDS}transaction {kind} to \d+:\d+ failed \d+/{br}/{param},(?: code \d+)? size \d+-\d+ line \d+",
+                count,
                 "binder_transaction (error exit: binder_debug BINDER_DEBUG_FAILED_TRANSACTION)")
 
 

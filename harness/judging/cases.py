@@ -407,6 +407,12 @@ class CaseContext:
         return bool(passed)
 
 
+# The names of the health checks judged only on a pristine guest begin with these: the kernel-log
+# rule (_judge_binder_lines) and binder's accounting (judge_accounting).
+KERNEL_LOG_CHECK, ACCOUNTING_CHECK = "kernel log: ", "driver accounting: "
+PRISTINE_ONLY_CHECKS = (KERNEL_LOG_CHECK, ACCOUNTING_CHECK)
+
+
 def judge_health(ctx: CaseContext, delta: str) -> HealthReport:
     """DESIGN §4 health, on a case's dmesg delta: WARNING/BUG/Oops/... fail the case, and an
     unknown dmesg window errors it. On a pristine guest (the case's own restore or boot) a binder
@@ -446,9 +452,9 @@ def judge_accounting(ctx: CaseContext) -> Accounting | None:
         "active": {kind: list(counts) for kind, counts in acct.active.items()}, "procs_left": acct.procs_left}
     if ctx.pristine and not acct.problem:
         ref = "binder_stats_created / binder_stats_deleted (print_binder_stats: KIND: active N)"
-        ctx.check_that("driver accounting: binder stats active counts back to their values before the case",
+        ctx.check_that(f"{ACCOUNTING_CHECK}binder stats active counts back to their values before the case",
                        not acct.changed, acct.describe_changed(), "none changed", ref)
-        ctx.check("driver accounting: binder procs the case left in stats", acct.procs_left, [],
+        ctx.check(f"{ACCOUNTING_CHECK}binder procs the case left in stats", acct.procs_left, [],
                   "binder_deferred_release -> binder_free_proc (print_binder_proc_stats: proc PID)")
     return acct
 
@@ -462,8 +468,8 @@ def _judge_binder_lines(ctx: CaseContext, health: HealthReport) -> None:
     unexpected = health.unexpected_binder_lines
     first = without_timestamp(unexpected[0]) if unexpected else "none"
     more = f" (+{len(unexpected) - 1} more in evidence unexpected_binder_messages)" if len(unexpected) > 1 else ""
-    ctx.check_that("kernel log: binder lines the case does not declare", not unexpected, first + more, "none",
+    ctx.check_that(f"{KERNEL_LOG_CHECK}binder lines the case does not declare", not unexpected, first + more, "none",
                    BINDER_LOGGERS)
     for line, n in health.line_counts:
         if line.count is not None:
-            ctx.check(f"kernel log: lines {line.describe()}", n, line.count, line.ref or BINDER_LOGGERS)
+            ctx.check(f"{KERNEL_LOG_CHECK}lines {line.describe()}", n, line.count, line.ref or BINDER_LOGGERS)

@@ -5,11 +5,42 @@ import re
 from dataclasses import dataclass
 
 from harness.judging.cases import CaseContext
+from harness.judging.verdicts import Line
 from harness.evidence.probe import ProbeOutput
 
 
-# binder user-error lines that many failing calls print (binder_transaction's error exit).
-TXN_FAILED = r"transaction (call|async|reply) to \S+ failed \d+/\d+/-?\d+"
+# -- the binder lines a case provokes: its expected_dmesg ----------------------------------------
+# Each Line matches a whole message after "binder_linux: ". On 6.1 binder_user_error and
+# binder_debug (and binder_txn_error, which is binder_debug) are functions, each with one printk
+# rate limit (10 lines per 5 s) for all their callers; binder_alloc_debug is a macro, with one
+# per call site; pr_err and pr_info have none. A case that provokes more than a limit lets
+# through declares no count for those lines.
+PIDS = r"\d+:\d+ "  # "%d:%d " of proc->pid, thread->pid that most binder.c lines begin with
+# The error BR binder_transaction's error exit prints in decimal (return_error)
+BR_DEAD_REPLY, BR_FAILED_REPLY, BR_FROZEN_REPLY = 29189, 29201, 29202
+
+
+def txn_failed(kind: str, br: int, param: int, count: int | None) -> Line:
+    """binder_transaction's error exit: "transaction call|async|reply to P:T failed ID/BR/PARAM,
+    size D-O line L"; 7.2 (measured 7.2.13) also prints the transaction's code before the size."""
+    return Line(rf"{PIDS}transaction {kind} to \d+:\d+ failed \d+/{br}/{param},(?: code \d+)? size \d+-\d+ line \d+",
+                count,
+                "binder_transaction (error exit: binder_debug BINDER_DEBUG_FAILED_TRANSACTION)")
+
+
+def user_error(text: str, count: int | None, ref: str) -> Line:
+    """A binder_user_error line "P:T text" (text a regex), printed by `ref`."""
+    return Line(PIDS + text, count, f"{ref} (binder_user_error)")
+
+
+def txn_error(text: str, count: int | None, ref: str = "binder_transaction") -> Line:
+    """A binder_txn_error line (binder_debug BINDER_DEBUG_FAILED_TRANSACTION), e.g. "cannot find target node"."""
+    return Line(text, count, f"{ref} (binder_txn_error)")
+
+
+def ioctl_error(cmd: int, arg: str, errno: int, count: int) -> Line:
+    """binder_ioctl's exit: pr_info "P:T ioctl CMD ARG returned -ERRNO" for any error but -EINTR (no rate limit)."""
+    return Line(rf"{PIDS}ioctl {cmd:x} {arg} returned -{errno}", count, "binder_ioctl (err: pr_info)")
 
 
 def probe_completed(ctx: CaseContext, out: ProbeOutput) -> bool:

@@ -6,8 +6,9 @@ compat_ptr_ioctl -> binder_ioctl).
 """
 from __future__ import annotations
 
-from cases._expect import call_outcome, errno_name, probe_completed, result
+from cases._expect import BR_FAILED_REPLY, call_outcome, errno_name, probe_completed, result, txn_failed
 from cases._one_copy_checks import judge_delivery
+from cases.limits import EMPTY_4M, MMAP_FLAGS_LINES, no_address_space, no_space_left, spam_lines
 from cases.one_copy import DELIVERY_PROBES
 from harness.judging.cases import CaseContext, case
 
@@ -32,9 +33,10 @@ def one_copy(ctx: CaseContext) -> None:
     judge_delivery(ctx, out, ctx.stop_trace(), SIZES, "call")
 
 
-@case("compat.limits", compat=True, expected_dmesg=(r"no address space", r"allocated: \d+", r"cannot allocate buffer",
-                                                    r"failed .*/29201/-28", r"bad vm_flags", r"already mapped",
-                                                    r"spamming oneway\?"))
+# the clamp's refused call first (within the rate limits), then the flood's (past them)
+@case("compat.limits", compat=True, expected_dmesg=(
+        *no_address_space(4 * MiB + 8, 1, EMPTY_4M), no_space_left(None), txn_failed("call", BR_FAILED_REPLY, -28, 1),
+        *MMAP_FLAGS_LINES, spam_lines(65536), txn_failed("async", BR_FAILED_REPLY, -28, None)))
 def limits(ctx: CaseContext) -> None:
     """For a 32-bit process: the 4 MiB clamp, ENOSPC, the read-only mapping and async half-space."""
     clamp = ctx.run_probe("clamp", sizes=f"{4 * MiB},{4 * MiB + 8}", map=8 * MiB, touch=f"{4 * MiB + 4096}")

@@ -7,16 +7,62 @@ binder_vm_fault (SIGBUS), binder_alloc_free_page / binder_shrink_scan (shrinker)
 """
 from __future__ import annotations
 
-from cases._expect import PAGE_FUNCTIONS, call_outcome, errno_name, note_dmesg, probe_completed, result
+from cases._expect import (BR_DEAD_REPLY, BR_FAILED_REPLY, PAGE_FUNCTIONS, call_outcome, errno_name, note_dmesg,
+                           probe_completed, result, txn_error, txn_failed)
 from harness.judging.cases import CaseContext, case
+from harness.judging.verdicts import ByKernel, Line
 
 MiB = 1024 * 1024
-NO_ADDRESS_SPACE = r"binder_alloc_buf size \d+ failed, no address space"
-ALLOC_FAIL_LINES = (NO_ADDRESS_SPACE, r"allocated: \d+ \(num:", r"cannot allocate buffer: no space left",
-                    r"transaction (call|async|reply) to .* failed .*/29201/-28")
 
 
-@case("limits.mmap_clamp_4m", expected_dmesg=ALLOC_FAIL_LINES)
+# -- the lines these cases provoke (binder_alloc_debug: 10 per 5 s per call site; binder_debug:
+# 10 per 5 s for all its callers together) --------------------------------------------------------
+def no_address_space(size: int, count: int | None, allocated: str) -> tuple[Line, ...]:
+    """binder_alloc_new_buf_locked's ENOSPC: "P: binder_alloc_buf size SIZE failed, no address space"
+    and "allocated: ..." with the area's use (`allocated`, a regex), two call sites of
+    binder_alloc_debug. binder_transaction then logs no_space_left()."""
+    ref = "binder_alloc_new_buf_locked (binder_alloc_debug)"
+    return (Line(rf"\d+: binder_alloc_buf size {size} failed, no address space", count, ref),
+            Line(rf"allocated: {allocated}", count, ref))
+
+
+def no_space_left(count: int | None) -> Line:
+    return txn_error("cannot allocate buffer: no space left", count)
+
+
+# An empty 4 MiB area, and a 1 MiB one holding 16 buffers of 64 KiB
+EMPTY_4M = r"0 \(num: 0 largest: 0\), free: 4194304 \(num: 1 largest: 4194304\)"
+FULL_1M = r"1048576 \(num: 16 largest: 65536\), free: 0 \(num: 0 largest: 0\)"
+CLAMP_LINES = (*no_address_space(4 * MiB + 8, 1, EMPTY_4M), no_space_left(1), txn_failed("call", BR_FAILED_REPLY, -28, 1))
+# binder_mmap's pr_err for PROT_WRITE; binder_alloc_mmap_handler's binder_alloc_debug for the
+# second mmap on the fd, before and after munmap
+MMAP_FLAGS_LINES = (
+    Line(r"binder_mmap: \d+ [0-9a-f]+-[0-9a-f]+ bad vm_flags failed -1", 1, "binder_mmap (pr_err)"),
+    Line(r"binder_alloc_mmap_handler: \d+ [0-9a-f]+-[0-9a-f]+ already mapped failed -16", 2,
+         "binder_alloc_mmap_handler (binder_alloc_debug)"))
+
+
+def _spam(counted: range, size: int) -> tuple[Line, ...]:
+    return tuple(Line(rf"\d+: pid \d+ spamming oneway\? {n} buffers allocated for a total size of {n * size}", 1,
+                      "debug_low_async_space_locked (binder_alloc_debug)") for n in counted)
+
+
+def spam_lines(size: int) -> ByKernel:
+    """debug_low_async_space_locked's binder_alloc_debug, once per oneway of `size` bytes from the
+    26th to the 32nd into a 4 MiB area nobody frees (below a tenth of it free for async, the sender
+    holding more than a quarter): "P: pid SENDER spamming oneway? N buffers allocated for a total
+    size of N * size". 6.1 counts the new buffer in N (26 to 32); 6.12 (measured, 6.12.117) calls it
+    before the new buffer is on the allocated tree (25 to 31)."""
+    return ByKernel({(6, 1): _spam(range(26, 33), size), (6, 12): _spam(range(25, 32), size)})
+
+
+# 40 oneways of 64 KiB to a 4 MiB area that nobody frees: 26 to 32 are spam, 33 to 40 fail
+# (16 binder_debug lines: more than the rate limit lets through)
+FLOOD_LINES = (spam_lines(65536), no_space_left(None),
+               txn_failed("async", BR_FAILED_REPLY, -28, None))
+
+
+@case("limits.mmap_clamp_4m", expected_dmesg=CLAMP_LINES)
 def mmap_clamp_4m(ctx: CaseContext) -> None:
     """An 8 MiB mapping gives a 4 MiB area: 4 MiB and 4 MiB-4 fit, 4 MiB+8 gets ENOSPC, beyond 4 MiB is SIGBUS."""
     sizes = (4 * MiB, 4 * MiB - 4, 4 * MiB + 8)
@@ -45,7 +91,7 @@ def mmap_clamp_4m(ctx: CaseContext) -> None:
                rf"\d+: binder_alloc_buf size {4 * MiB + 8} failed, no address space")
 
 
-@case("limits.mmap_readonly", expected_dmesg=(r"bad vm_flags", r"already mapped"))
+@case("limits.mmap_readonly", expected_dmesg=MMAP_FLAGS_LINES)
 def mmap_readonly(ctx: CaseContext) -> None:
     """mmap with PROT_WRITE is refused (EPERM) and mprotect(PROT_WRITE) later fails (EACCES)."""
     out = ctx.run_probe("mmap_flags")
@@ -63,7 +109,7 @@ def mmap_readonly(ctx: CaseContext) -> None:
                r"binder_mmap: \d+ [0-9a-f]+-[0-9a-f]+ bad vm_flags failed -1")
 
 
-@case("limits.mmap_twice", expected_dmesg=(r"bad vm_flags", r"already mapped"))
+@case("limits.mmap_twice", expected_dmesg=MMAP_FLAGS_LINES)
 def mmap_twice(ctx: CaseContext) -> None:
     """A second mmap on the same fd is EBUSY, even after munmap; a new fd maps again."""
     out = ctx.run_probe("mmap_flags")
@@ -76,9 +122,6 @@ def mmap_twice(ctx: CaseContext) -> None:
     ctx.check("mmap again after munmap, same fd", steps.get("after_munmap"), "EBUSY",
               "binder_alloc_mmap_handler (alloc->buffer stays set)")
     ctx.check("mmap on a new fd", steps.get("new_fd"), "0", "binder_open + binder_alloc_mmap_handler")
-
-
-SPAM_LINES = (r"spamming oneway\?",) + ALLOC_FAIL_LINES
 
 
 def _one_based(seq) -> int | None:
@@ -94,7 +137,7 @@ def _flood_summary(ctx: CaseContext, out) -> dict:
     return summary
 
 
-@case("limits.async_half", expected_dmesg=SPAM_LINES)
+@case("limits.async_half", expected_dmesg=FLOOD_LINES)
 def async_half(ctx: CaseContext) -> None:
     """Oneway space is half the area: 32 oneway 64 KiB calls fit in 4 MiB, the 33rd gets ENOSPC."""
     out = ctx.run_probe("async_flood", count=40, size=65536, map=4 * MiB, free=0)
@@ -107,7 +150,9 @@ def async_half(ctx: CaseContext) -> None:
               "binder_alloc_new_buf_locked (-ENOSPC)")
 
 
-@case("limits.free_reuse", expected_dmesg=ALLOC_FAIL_LINES, timeout=120)
+# the calls past the 16th that fit: more failures than the rate limits let through
+@case("limits.free_reuse", expected_dmesg=(*no_address_space(65536, None, FULL_1M), no_space_left(None),
+                                           txn_failed("call", BR_FAILED_REPLY, -28, None)), timeout=120)
 def free_reuse(ctx: CaseContext) -> None:
     """1000 freed 64 KiB calls go through a 1 MiB area; without BC_FREE_BUFFER exactly 16 fit."""
     freed = ctx.run_probe("free_reuse", count=1000, size=65536, map=MiB, free=1)
@@ -125,7 +170,7 @@ def free_reuse(ctx: CaseContext) -> None:
               "binder_alloc_new_buf_locked (-ENOSPC)")
 
 
-@case("limits.oneway_spam", expected_dmesg=SPAM_LINES)
+@case("limits.oneway_spam", expected_dmesg=FLOOD_LINES)
 def oneway_spam(ctx: CaseContext) -> None:
     """With spam detection on, the sender gets BR_ONEWAY_SPAM_SUSPECT exactly once, on call 26."""
     out = ctx.run_probe("spam", count=40, size=65536, map=4 * MiB)
@@ -140,9 +185,11 @@ def oneway_spam(ctx: CaseContext) -> None:
                r"\d+: pid \d+ spamming oneway\? 26 buffers allocated for a total size of 1703936")
 
 
-@case("limits.munmap_dead", expected_dmesg=(r"binder_alloc_buf, no vma", r"cannot find target node",
-                                            r"vma cleared, target dead or dying",
-                                            r"transaction .* failed .*/29189/"))
+@case("limits.munmap_dead", expected_dmesg=(
+        Line(r"\d+: binder_alloc_buf, no vma", 3, "binder_alloc_new_buf_locked (binder_alloc_debug)"),
+        txn_error("cannot allocate buffer: vma cleared, target dead or dying", 3),
+        txn_failed("call", BR_DEAD_REPLY, -3, 2),
+        txn_failed("async", BR_DEAD_REPLY, -3, 1)))
 def munmap_dead(ctx: CaseContext) -> None:
     """After the receiver munmaps its area, calls to it get BR_DEAD_REPLY."""
     out = ctx.run_probe("munmap_dead")
@@ -174,7 +221,12 @@ def shrinker(ctx: CaseContext) -> None:
 
 
 ASYNC_EXACT_MAP = 16384
-ASYNC_EXACT_LINES = (r"spamming oneway\?", r"cannot allocate buffer: no space left", r"transaction async to .* failed .*/29201/-28")
+# Spam lines from call 820 on, far past the rate limit; 4 refused oneways (the 1025th and a 0-byte
+# one, for each size): 8 binder_debug lines
+ASYNC_EXACT_LINES = (
+    Line(r"\d+: pid \d+ spamming oneway\? \d+ buffers allocated for a total size of \d+", None,
+         "debug_low_async_space_locked (binder_alloc_debug)"),
+    no_space_left(4), txn_failed("async", BR_FAILED_REPLY, -28, 4))
 
 
 def _async_charge(size: int) -> int:

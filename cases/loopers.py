@@ -12,10 +12,16 @@ print_binder_thread_ilocked (debugfs "thread TID: l XX").
 """
 from __future__ import annotations
 
-from cases._expect import errno_name, probe_completed, result
+from cases._expect import errno_name, probe_completed, result, user_error
 from harness.judging.cases import CaseContext, case
+from harness.judging.verdicts import Line
 
-LOOPER_DMESG = (r"BC_REGISTER_LOOPER called without request", r"BC_REGISTER_LOOPER called after BC_ENTER_LOOPER")
+
+def looper_dmesg(times: int) -> tuple[Line, ...]:
+    """BC_REGISTER_LOOPER without a BR_SPAWN_LOOPER request, and after BC_ENTER_LOOPER, `times` each."""
+    ref = "binder_thread_write (BC_REGISTER_LOOPER)"
+    return (user_error("ERROR: BC_REGISTER_LOOPER called without request", times, ref),
+            user_error("ERROR: BC_REGISTER_LOOPER called after BC_ENTER_LOOPER", times, ref))
 
 
 def _spawns(ctx: CaseContext, max_threads: int, calls: int = 4) -> dict:
@@ -35,7 +41,7 @@ def _spawns(ctx: CaseContext, max_threads: int, calls: int = 4) -> dict:
     return s
 
 
-@case("loopers.spawn_max_threads", expected_dmesg=LOOPER_DMESG)
+@case("loopers.spawn_max_threads", expected_dmesg=looper_dmesg(3))  # once per probe run
 def spawn_max_threads(ctx: CaseContext) -> None:
     """BR_SPAWN_LOOPER: never with max_threads 0, exactly N times with N, and on every read that
     returns work with 0xFFFFFFFF (a u32 compared against an int count), each spawned thread
@@ -55,7 +61,7 @@ def spawn_max_threads(ctx: CaseContext) -> None:
                    "binder_thread_read (int requested_threads_started < u32 max_threads)")
 
 
-@case("loopers.register_enter", expected_dmesg=LOOPER_DMESG)
+@case("loopers.register_enter", expected_dmesg=looper_dmesg(1))
 def register_enter(ctx: CaseContext) -> None:
     """Looper state bits as debugfs shows them: ENTER 0x02; REGISTER without a BR_SPAWN_LOOPER
     request 0x09 (INVALID); ENTER then REGISTER 0x0b; ENTER then EXIT 0x06."""

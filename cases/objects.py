@@ -11,7 +11,8 @@ binder_transaction_buffer_release (what BC_FREE_BUFFER closes).
 """
 from __future__ import annotations
 
-from cases._expect import TXN_FAILED, call_outcome, note_dmesg, oneway_to_frozen, probe_completed, result
+from cases._expect import (BR_FAILED_REPLY, PIDS, call_outcome, note_dmesg, oneway_to_frozen, probe_completed, result,
+                           txn_error, txn_failed, user_error)
 from harness.judging.cases import CaseContext, case
 from harness.evidence.contract import OBJ_COOKIE_STRONG, OBJ_COOKIE_WEAK, OBJ_PTR_STRONG, OBJ_PTR_WEAK, OBJ_UPDATE_CODE
 from harness.evidence.trace import COPY_TO_BUFFER, COPY_USER_TO_BUFFER, binder_transactions
@@ -60,8 +61,16 @@ def binder_to_handle(ctx: CaseContext) -> None:
               "binder_new_node + binder_inc_ref_for_node (node work on the sender's todo) -> binder_thread_read")
 
 
-FD_DMESG = (r"got transaction with out-of-order buffer fixup", r"got transaction with fd, \d+, but target does not allow fds", r"got transaction with invalid fd, \d+",
-            r"translate fd failed", TXN_FAILED)
+# An fd number that is not open (-EBADF), then a good and a bad fd to a node that takes none (-EPERM)
+FD_DMESG = (user_error("got transaction with invalid fd, 1000", 1, "binder_translate_fd (fget fails)"),
+            user_error(r"got transaction with fd, \d+, but target does not allow fds", 2,
+                       "binder_translate_fd (!target_node->accept_fds)"),
+            txn_error(PIDS + "translate fd failed", 3, "binder_transaction (binder_translate_fd fails)"),
+            txn_failed("call", BR_FAILED_REPLY, -9, 1), txn_failed("call", BR_FAILED_REPLY, -1, 2))
+# The FDA whose PTR parent sits at data offset 0 (-EINVAL)
+FDA_DMESG = (user_error("got transaction with out-of-order buffer fixup", 1,
+                        "binder_transaction (BINDER_TYPE_FDA: binder_validate_fixup fails)"),
+             txn_failed("call", BR_FAILED_REPLY, -22, 1))
 
 
 def _fds(out, where: str) -> list[dict]:
@@ -112,7 +121,7 @@ def fd(ctx: CaseContext) -> None:
                r"\d+:\d+ got transaction with fd, \d+, but target does not allow fds")
 
 
-@case("objects.fd_array", expected_dmesg=FD_DMESG)
+@case("objects.fd_array", expected_dmesg=FDA_DMESG)
 def fd_array(ctx: CaseContext) -> None:
     """A BINDER_TYPE_FDA of 2 fds inside its PTR parent arrives as 2 new fds to the same files,
     written into the receiver's copy of the parent; BC_FREE_BUFFER closes them."""
@@ -212,9 +221,18 @@ def scatter_gather(ctx: CaseContext) -> None:
                   "binder_alloc_copy_user_to_buffer / binder_alloc_copy_to_buffer")
 
 
-BAD_OFFSETS_DMESG = (r"got transaction with invalid offset \(\d+, min \d+ max \d+\) or object",
-                     r"got transaction with invalid data ptr", r"got transaction with invalid offsets size, \d+",
-                     r"got transaction with invalid parent offset or type", TXN_FAILED)
+# One user error and one failed call for each bad offsets array of BAD_OFFSETS
+_BAD_OFFSET = "binder_transaction (binder_get_object fails)"
+BAD_OFFSETS_DMESG = (
+    *(user_error(rf"got transaction with invalid offset \({offset}, min 0 max {end}\) or object\.", 1, _BAD_OFFSET)
+      for offset, end in ((2, 64), (40, 40), (0, 32), (0, 40))),  # unaligned, at data end, past end, unknown type
+    user_error("got transaction with invalid data ptr", 3,
+               "binder_transaction (object_offset > data_size, or before the end of the last object)"),
+    user_error("got transaction with invalid offsets size, 4", 1,
+               "binder_transaction (!IS_ALIGNED(offsets_size, sizeof(binder_size_t)))"),
+    user_error("got transaction with invalid parent offset or type", 1,
+               "binder_transaction (BINDER_TYPE_FDA: binder_validate_ptr finds no parent)"),
+    txn_failed("call", BR_FAILED_REPLY, -22, 6), txn_failed("call", BR_FAILED_REPLY, -14, 3))
 
 # name: (outcome, the -errno binder_transaction sets, where)
 BAD_OFFSETS = {

@@ -7,7 +7,9 @@ binder_thread_read (BR_* returns), binder_transaction (error paths).
 """
 from __future__ import annotations
 
-from cases._expect import TXN_FAILED, call_outcome, errno_name, oneway_to_frozen, probe_completed, result
+from cases._expect import (BR_DEAD_REPLY, BR_FAILED_REPLY, BR_FROZEN_REPLY, PIDS, call_outcome, errno_name,
+                           ioctl_error, oneway_to_frozen, probe_completed, result, txn_error, txn_failed, user_error)
+from harness.judging.verdicts import Line
 from harness.judging.cases import CaseContext, case
 from harness.evidence.contract import DEATH_COOKIE, PING_TRANSACTION
 
@@ -39,7 +41,23 @@ NULL_ARG_ERRNOS = {
 }
 
 
-@case("protocol.null_args", expected_dmesg=(r"ioctl .* returned -(14|22)",))
+# What binder_ioctl logs for each NULL-argument ioctl the probe makes (the NULL_ARG_ERRNOS and
+# the two idle ioctls 6.1 does not know): its command number and -errno, once each.
+NULL_ARG_LINES = tuple(ioctl_error(cmd, "0", errno, 1) for cmd, errno in (
+    (0xc0306201, 14),  # BINDER_WRITE_READ
+    (0x40046205, 22),  # BINDER_SET_MAX_THREADS
+    (0xc0046209, 22),  # BINDER_VERSION
+    (0x40086203, 22),  # BINDER_SET_IDLE_TIMEOUT: not a 6.1 ioctl
+    (0x40046206, 22),  # BINDER_SET_IDLE_PRIORITY: not a 6.1 ioctl
+    (0xc00c6211, 14),  # BINDER_GET_EXTENDED_ERROR
+    (0x400c620e, 14),  # BINDER_FREEZE
+    (0xc00c620f, 14),  # BINDER_GET_FROZEN_INFO
+    (0x40046210, 14),  # BINDER_ENABLE_ONEWAY_SPAM_DETECTION
+    (0xc018620b, 14),  # BINDER_GET_NODE_DEBUG_INFO
+    (0xc018620c, 14)))  # BINDER_GET_NODE_INFO_FOR_REF
+
+
+@case("protocol.null_args", expected_dmesg=NULL_ARG_LINES)
 def null_args(ctx: CaseContext) -> None:
     """ioctls with a NULL argument fail with the errno binder_ioctl gives each, and nothing crashes."""
     out = ctx.run_probe("null_args")
@@ -64,7 +82,10 @@ def set_max_threads(ctx: CaseContext) -> None:
               "binder_ioctl")
 
 
-@case("protocol.context_mgr_busy", expected_dmesg=(r"BINDER_SET_CONTEXT_MGR already set", r"returned -16"))
+@case("protocol.context_mgr_busy", expected_dmesg=(
+        Line(r"BINDER_SET_CONTEXT_MGR already set", 3, "binder_ioctl_set_ctx_mgr (pr_err)"),
+        ioctl_error(0x40046207, "[0-9a-f]+", 16, 2),  # BINDER_SET_CONTEXT_MGR
+        ioctl_error(0x4018620d, "[0-9a-f]+", 16, 1)))  # BINDER_SET_CONTEXT_MGR_EXT
 def context_mgr_busy(ctx: CaseContext) -> None:
     """A second context manager, from another or the same process, gets EBUSY."""
     out = ctx.run_probe("context_mgr_busy")
@@ -93,8 +114,10 @@ def thread_exit(ctx: CaseContext) -> None:
               "binder_thread_write")
 
 
-@case("protocol.read_empty_nonblock",
-      expected_dmesg=(r"Thread waiting for process work before calling BC_REGISTER_LOOPER", r"returned -11"))
+@case("protocol.read_empty_nonblock", expected_dmesg=(
+        user_error(r"ERROR: Thread waiting for process work before calling BC_REGISTER_LOOPER or BC_ENTER_LOOPER "
+                   r"\(state 10\)", 1, "binder_thread_read (wait_for_proc_work without a looper state)"),
+        ioctl_error(0xc0306201, "[0-9a-f]+", 11, 2)))  # BINDER_WRITE_READ: -EAGAIN
 def read_empty_nonblock(ctx: CaseContext) -> None:
     """A read with no work on an O_NONBLOCK fd returns EAGAIN and consumes nothing."""
     out = ctx.run_probe("read_empty_nonblock")
@@ -107,8 +130,10 @@ def read_empty_nonblock(ctx: CaseContext) -> None:
         ctx.check(f"{name}: read_consumed", r.get("read_consumed"), 0, "binder_ioctl_write_read")
 
 
-@case("protocol.refcounts", expected_dmesg=(r"got transaction to invalid handle", r"cannot find target node",
-                                            TXN_FAILED))
+@case("protocol.refcounts", expected_dmesg=(
+        user_error(r"got transaction to invalid handle, 1", 1, "binder_transaction (binder_get_ref_olocked fails)"),
+        txn_error(PIDS + "cannot find target node", 1),
+        txn_failed("call", BR_FAILED_REPLY, -22, 1)))
 def refcounts(ctx: CaseContext) -> None:
     """BC_INCREFS/ACQUIRE/RELEASE/DECREFS reach the node owner as BR_INCREFS/ACQUIRE/RELEASE/DECREFS."""
     out = ctx.run_probe("refcounts")
@@ -140,7 +165,9 @@ def ping(ctx: CaseContext) -> None:
     ctx.check("code seen by the manager", rx.get("code"), PING_TRANSACTION, "binder_thread_read (tr.code)")
 
 
-@case("protocol.death_notification", expected_dmesg=(r"cannot find target node", TXN_FAILED))
+@case("protocol.death_notification", expected_dmesg=(
+        txn_error(PIDS + "cannot find target node", 1),
+        txn_failed("call", BR_DEAD_REPLY, -22, 1)))
 def death_notification(ctx: CaseContext) -> None:
     """BR_DEAD_BINDER arrives when the server dies; clearing gives BR_CLEAR_DEATH_NOTIFICATION_DONE."""
     out = ctx.run_probe("death_notification")
@@ -159,8 +186,10 @@ def death_notification(ctx: CaseContext) -> None:
               ["BR_CLEAR_DEATH_NOTIFICATION_DONE"], "binder_thread_write (BC_CLEAR_DEATH_NOTIFICATION)")
 
 
-@case("protocol.self_call_rejected", expected_dmesg=(r"got transaction to context manager from process owning it",
-                                                    TXN_FAILED))
+@case("protocol.self_call_rejected", expected_dmesg=(
+        user_error("got transaction to context manager from process owning it", 1,
+                   "binder_transaction (target_node->proc == proc)"),
+        txn_failed("call", BR_FAILED_REPLY, -22, 1)))
 def self_call_rejected(ctx: CaseContext) -> None:
     """The context manager's own process cannot call handle 0: BR_FAILED_REPLY, -EINVAL."""
     out = ctx.run_probe("self_call_rejected")
@@ -171,8 +200,13 @@ def self_call_rejected(ctx: CaseContext) -> None:
               "BR_FAILED_REPLY -22", "binder_transaction (target_node->proc == proc)")
 
 
-@case("protocol.invalid_handle", expected_dmesg=(r"got transaction to invalid handle", r"refcount change on invalid ref",
-                                                r"cannot find target node", TXN_FAILED))
+@case("protocol.invalid_handle", expected_dmesg=(
+        user_error("got transaction to invalid handle, 12345", 2, "binder_transaction (binder_get_ref_olocked fails)"),
+        user_error("Acquire 1 refcount change on invalid ref 12345 ret -22", 1,
+                   "binder_thread_write (BC_ACQUIRE: binder_update_ref_for_handle fails)"),
+        txn_error(PIDS + "cannot find target node", 2),
+        txn_failed("call", BR_FAILED_REPLY, -22, 1),
+        txn_failed("async", BR_FAILED_REPLY, -22, 1)))
 def invalid_handle(ctx: CaseContext) -> None:
     """Calls to a handle that does not exist get BR_FAILED_REPLY, -EINVAL."""
     out = ctx.run_probe("invalid_handle")
@@ -184,7 +218,13 @@ def invalid_handle(ctx: CaseContext) -> None:
               "binder_transaction (binder_get_ref_olocked fails)")
 
 
-@case("protocol.bad_buffer_ptr", expected_dmesg=(r"got transaction with invalid (data|offsets) ptr", TXN_FAILED))
+@case("protocol.bad_buffer_ptr", expected_dmesg=(
+        user_error("got transaction with invalid data ptr", 6,
+                   "binder_transaction (binder_alloc_copy_user_to_buffer / binder_get_object fails)"),
+        user_error("got transaction with invalid offsets ptr", 1,
+                   "binder_transaction (binder_alloc_copy_user_to_buffer of the offsets fails)"),
+        txn_failed("call", BR_FAILED_REPLY, -14, 6),
+        txn_failed("async", BR_FAILED_REPLY, -14, 1)))
 def bad_buffer_ptr(ctx: CaseContext) -> None:
     """A transaction whose data or offsets pointer is not readable user memory gets BR_FAILED_REPLY, -EFAULT."""
     out = ctx.run_probe("bad_buffer_ptr")
@@ -199,7 +239,9 @@ def bad_buffer_ptr(ctx: CaseContext) -> None:
               "binder_transaction")
 
 
-@case("protocol.freeze", expected_dmesg=(r"frozen process or thread", TXN_FAILED))
+@case("protocol.freeze", expected_dmesg=(
+        txn_error(PIDS + "frozen process or thread", 1, "binder_transaction (err_dead_proc_or_thread: BR_FROZEN_REPLY)"),
+        txn_failed("call", BR_FROZEN_REPLY, 0, 1)))
 def freeze(ctx: CaseContext) -> None:
     """BINDER_FREEZE: a sync call to a frozen process gets BR_FROZEN_REPLY; after unfreezing it works."""
     out = ctx.run_probe("freeze")
@@ -238,7 +280,10 @@ REFS_AFTER_EXIT_BRS = {
 }
 
 
-@case("protocol.refs_after_thread_exit", expected_dmesg=(r"undelivered TRANSACTION_COMPLETE",))
+@case("protocol.refs_after_thread_exit", expected_dmesg=(
+        # the oneway's BR_TRANSACTION_COMPLETE, still queued on the thread that exits
+        Line("undelivered TRANSACTION_COMPLETE", 1,
+             "binder_release_work (binder_debug BINDER_DEBUG_DEAD_TRANSACTION)"),))
 def refs_after_thread_exit(ctx: CaseContext) -> None:
     """Weak and strong references taken on a node after its owner's thread called BINDER_THREAD_EXIT
     with the node's first BR_INCREFS/BR_ACQUIRE still queued: the owner gets no refcount BR at all,

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from cases._expect import LOG_LINE_CHECK
+from harness.judging.cases import PRISTINE_ONLY_CHECKS
 from tests.helpers import GuestCommand, REPO, catalog, cli, finish_cli, start_cli, wait_for_line
 
 pytestmark = pytest.mark.usefixtures("host_adb")
@@ -111,10 +112,11 @@ def test_same_verdicts_over_adb_and_console(guest, tmp_path):
     assert a["target"]["spec"] == guest.spec and a["target"]["arch"] == c["target"]["arch"] == guest.arch
     assert a["target"]["kernel_release"] == c["target"]["kernel_release"]
     # the same checks, passed on both; only a pristine guest (the console's per-case restore, not a
-    # long-lived device) asserts binder's rate-limited log lines (cases/_expect.py note_dmesg)
+    # long-lived device) asserts binder's rate-limited log lines (cases/_expect.py note_dmesg), its
+    # undeclared lines and its accounting (PRISTINE_ONLY_CHECKS)
     def checks(report: dict) -> dict:
         return {x["id"]: (x["outcome"], sorted((k["name"], k["passed"]) for k in x["checks"]
-                                               if not k["name"].startswith(LOG_LINE_CHECK)))
+                                               if not k["name"].startswith((LOG_LINE_CHECK, *PRISTINE_ONLY_CHECKS))))
                 for x in report["cases"]}
     assert checks(a) == checks(c)
     assert [(x["id"], x["outcome"]) for x in a["cases"]] == [(i, "passed") for i in ids]

@@ -121,6 +121,12 @@ CAUGHT: dict[str, list[tuple[str, str]]] = {
                           "failed_reply")],
     "node_work_kept": [("protocol.refs_after_thread_exit", "after BINDER_THREAD_EXIT: BRs the owner read: expected [], "
                                                            "measured ['BR_INCREFS', 'BR_ACQUIRE', 'BR_RELEASE', 'BR_DECREFS']")],
+    # measured: "... measured binder_linux: invalid inc weak node for 7 (+2 more ...)" (the node's debug id)
+    "inc_weak_refused": [("protocol.refs_after_thread_exit", "kernel log: binder lines the case does not declare: "
+                                                             "expected none, measured binder_linux: invalid inc weak "
+                                                             "node for ")],
+    "transaction_leak": [("protocol.ping", "driver accounting: binder stats active counts back to their values "
+                                           "before the case: expected none changed, measured transaction: active 0 -> 2")],
     "warn_on_transaction": [(case_id, "kernel health: dmesg delta free of WARNING/BUG/Oops/KASAN/Call Trace: "
                                       "expected none, measured [") for case_id in
                             ("one_copy.sync_sizes", "stress.random_commands", "stress.valid_traffic")],

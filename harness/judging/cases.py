@@ -26,11 +26,13 @@ from harness.evidence import debugfs as binder_debugfs
 from harness import timing
 from harness.evidence import trace as tracing
 from harness.judging import layout
+from harness.judging.accounting import STATS_AFTER, STATS_BEFORE, Accounting, compare_stats
 from harness.errors import ConfigError
 from harness.files import REPO_ROOT, atomic_write_text
 from harness.evidence.probe import ProbeOutput, parse_probe_output
 from harness.targets.base import CommandResult, Target, shell_command
-from harness.judging.verdicts import UNCHECKED, CaseResult, Check, HealthReport, Outcome, scan_dmesg
+from harness.judging.verdicts import (BINDER_LOGGERS, UNCHECKED, ByKernel, CaseResult, Check, Declared, HealthReport,
+                                      Line, Outcome, scan_dmesg, without_timestamp)
 
 CASES_DIR = REPO_ROOT / "cases"
 # Directories of your own case modules (os.pathsep-separated), loaded after the catalog.
@@ -88,7 +90,7 @@ class CaseSpec:
     doc: str
     kprobes: tuple[tracing.Kprobe, ...] = ()
     trace: bool = False  # arm ftrace even without kprobes
-    expected_dmesg: tuple[str, ...] = ()  # regexes of binder messages this case provokes
+    expected_dmesg: tuple[Line | ByKernel, ...] = ()  # the binder lines this case provokes (verdicts.Line)
     compat: bool = False  # run the 32-bit probe
     timeout: float = 60.0
     events: tuple[str, ...] = ()  # extra tracefs events, e.g. "binder/binder_alloc_page_start"
@@ -102,18 +104,26 @@ REGISTRY: dict[str, CaseSpec] = {}
 
 
 def case(case_id: str, *, kprobes: tuple[tracing.Kprobe, ...] = (), trace: bool = False,
-         expected_dmesg: tuple[str, ...] = (), compat: bool = False, timeout: float = 60.0,
+         expected_dmesg: tuple[Declared, ...] = (), compat: bool = False, timeout: float = 60.0,
          events: tuple[str, ...] = ()):
-    """Register a case function under a stable `family.name` id."""
+    """Register a case function under a stable `family.name` id. `expected_dmesg` declares the
+    binder kernel-log lines the case provokes, as verdicts.Line (exact, with counts where the
+    rate limits allow; verdicts.ByKernel where the driver changed them); on a pristine guest any
+    other binder line fails it (judge_health)."""
     if not tracing.CASE_ID.match(case_id):
         raise ValueError(f"case id {case_id!r} must be lower-case family.name")
 
     def register(func: Callable[["CaseContext"], None]):
         REGISTRY[case_id] = CaseSpec(case_id, func, (func.__doc__ or "").strip(), kprobes, trace,
-                                     expected_dmesg, compat, timeout, events)
+                                     _declared(expected_dmesg), compat, timeout, events)
         return func
 
     return register
+
+
+def _declared(expected_dmesg: tuple[Declared, ...]) -> tuple[Line | ByKernel, ...]:
+    """A case's expected_dmesg with each plain string made a loose Line (verdicts.expected_lines)."""
+    return tuple(d if isinstance(d, (Line, ByKernel)) else Line(d, loose=True) for d in expected_dmesg)
 
 
 def load_cases(directory: Path = CASES_DIR) -> dict[str, CaseSpec]:
@@ -267,12 +277,25 @@ class CaseContext:
             raise CaseSkipped(f"cannot read {path} on {self.target.spec}: {result.output.strip()[:100]}")
         return result.output
 
+    def setup_script(self) -> str:
+        """Shell the runner runs as the case begins, in one round trip: the case's directory, its
+        begin line in the kernel log, and binder's `stats` as they stand (accounting.STATS_BEFORE)."""
+        script = f"mkdir -p {shlex.quote(self.remote_dir)}; echo {shlex.quote(begin_line(self.spec.id))} > /dev/kmsg"
+        if self.debugfs:
+            stats = shlex.quote(f"{self.debugfs}/binder/stats")
+            script += f"; cat {stats} > {shlex.quote(f'{self.remote_dir}/{STATS_BEFORE}')} 2> /dev/null"
+        return script
+
     def _save_dmesg(self) -> str:
         """Shell that waits until the case's processes and binder's deferred release are done,
         then saves the whole kernel log beside the case's evidence (read back by pull: a file
-        travels faster than the console, and the log grows with every case)."""
-        return (f"{binder_debugfs.settle_script(self.debugfs, posixpath.basename(self.probe))}\n"
-                f"dmesg > {shlex.quote(f'{self.remote_dir}/{DMESG_FILE}')}")
+        travels faster than the console, and the log grows with every case), and binder's
+        `stats` as the case leaves them (accounting.STATS_AFTER). Its last line does the saving."""
+        save = f"dmesg > {shlex.quote(f'{self.remote_dir}/{DMESG_FILE}')}"
+        if self.debugfs:
+            stats = shlex.quote(f"{self.debugfs}/binder/stats")
+            save += f"; cat {stats} > {shlex.quote(f'{self.remote_dir}/{STATS_AFTER}')} 2> /dev/null"
+        return f"{binder_debugfs.settle_script(self.debugfs, posixpath.basename(self.probe))}\n{save}"
 
     def _settled(self, output: str) -> None:
         problem = binder_debugfs.settle_outcome(output)
@@ -294,6 +317,9 @@ class CaseContext:
                 self._settled(res.output)
             out = self._pull_text(f"{self.remote_dir}/{DMESG_FILE}", DMESG_FILE) if saved else ""
             (self.case_dir / DMESG_FILE).unlink(missing_ok=True)
+            if saved and self.debugfs:
+                for name in (STATS_BEFORE, STATS_AFTER):
+                    self._pull_text(f"{self.remote_dir}/{name}", name)
             if not out:
                 out = self.target.dmesg(20)
         marker = begin_line(self.spec.id)
@@ -405,12 +431,21 @@ class CaseContext:
         return bool(passed)
 
 
+# The names of the health checks judged only on a pristine guest begin with these: the kernel-log
+# rule (_judge_binder_lines) and binder's accounting (judge_accounting).
+KERNEL_LOG_CHECK, ACCOUNTING_CHECK = "kernel log: ", "driver accounting: "
+PRISTINE_ONLY_CHECKS = (KERNEL_LOG_CHECK, ACCOUNTING_CHECK)
+
+
 def judge_health(ctx: CaseContext, delta: str) -> HealthReport:
-    """DESIGN §4 health, on a case's dmesg delta: WARNING/BUG/Oops/... fail the case, binder
-    lines it did not declare are noted, and an unknown dmesg window errors it. The same for a
-    live run (harness/running/runner.py) and a replayed one (harness/judging/replay.py)."""
+    """DESIGN §4 health, on a case's dmesg delta: WARNING/BUG/Oops/... fail the case, and an
+    unknown dmesg window errors it. On a pristine guest (the case's own restore or boot) a binder
+    line the case did not declare fails it, with the line as the reason, and each declared line
+    with a count must appear exactly that often; on a shared boot (earlier cases used up printk's
+    rate limits) they are evidence only. The same for a live run (harness/running/runner.py) and a
+    replayed one (harness/judging/replay.py)."""
     result = ctx.result
-    health = scan_dmesg(delta, ctx.spec.expected_dmesg)
+    health = scan_dmesg(delta, ctx.spec.expected_dmesg, ctx.kernel)
     result.evidence["dmesg_bad_lines"] = health.bad_lines[:20]
     if health.unexpected_binder_lines:
         result.evidence["unexpected_binder_messages"] = health.unexpected_binder_lines[:20]
@@ -421,4 +456,44 @@ def judge_health(ctx: CaseContext, delta: str) -> HealthReport:
         ctx.check_that("kernel health: dmesg delta free of WARNING/BUG/Oops/KASAN/Call Trace",
                        not health.bad_lines, health.bad_lines[0] if health.bad_lines else "none",
                        "none", "dmesg (WARN/BUG/oops handlers)")
+        if ctx.pristine:
+            _judge_binder_lines(ctx, health)
+        judge_accounting(ctx)
     return health
+
+
+def judge_accounting(ctx: CaseContext) -> Accounting | None:
+    """Binder's own accounting is back to its baseline after the case (cases/<id>/stats-before.txt
+    and stats-after.txt, read around it; accounting.py): every active count of `stats` as before
+    the case, and no proc entry the case made. Checked on a pristine guest, where nothing but the
+    case uses binder; evidence `binder_accounting` elsewhere. None when the files are missing
+    (no debugfs, or the case never reached its end)."""
+    before, after = (ctx.case_dir / STATS_BEFORE, ctx.case_dir / STATS_AFTER)
+    if not (before.exists() and after.exists()):
+        return None
+    acct = compare_stats(before.read_text(errors="replace"), after.read_text(errors="replace"))
+    ctx.evidence["binder_accounting"] = acct.problem or {
+        "active": {kind: list(counts) for kind, counts in acct.active.items()}, "procs_left": acct.procs_left}
+    if ctx.pristine and not acct.problem:
+        ref = "binder_stats_created / binder_stats_deleted (print_binder_stats: KIND: active N)"
+        ctx.check_that(f"{ACCOUNTING_CHECK}binder stats active counts back to their values before the case",
+                       not acct.changed, acct.describe_changed(), "none changed", ref)
+        ctx.check(f"{ACCOUNTING_CHECK}binder procs the case left in stats", acct.procs_left, [],
+                  "binder_deferred_release -> binder_free_proc (print_binder_proc_stats: proc PID)")
+    return acct
+
+
+def _judge_binder_lines(ctx: CaseContext, health: HealthReport) -> None:
+    """On a pristine guest: no binder line the case did not declare, and each counted one as often
+    as declared."""
+    counted = {line.pattern: n for line, n in health.line_counts if line.count is not None}
+    if counted:
+        ctx.evidence["binder_line_counts"] = counted
+    unexpected = health.unexpected_binder_lines
+    first = without_timestamp(unexpected[0]) if unexpected else "none"
+    more = f" (+{len(unexpected) - 1} more in evidence unexpected_binder_messages)" if len(unexpected) > 1 else ""
+    ctx.check_that(f"{KERNEL_LOG_CHECK}binder lines the case does not declare", not unexpected, first + more, "none",
+                   BINDER_LOGGERS)
+    for line, n in health.line_counts:
+        if line.count is not None:
+            ctx.check(f"{KERNEL_LOG_CHECK}lines {line.describe()}", n, line.count, line.ref or BINDER_LOGGERS)

@@ -153,25 +153,136 @@ BINDER_MESSAGE = re.compile(r"\bbinder(_linux|_alloc|_debug)?: ")
 RATELIMIT_NOTICE = re.compile(r"\d+ callbacks suppressed")
 
 
+# Whom a binder line comes from, for a line no case declared: drivers/android/binder.c logs user
+# errors through binder_user_error, failed and dead transactions through binder_debug
+# (binder_txn_error), broken invariants through pr_err; binder_alloc.c through binder_alloc_debug.
+BINDER_LOGGERS = "binder_user_error / binder_debug / binder_alloc_debug / pr_err (drivers/android)"
+# A pattern loose enough to fullmatch one of these declares nothing exact.
+_LOOSE_PROBES = ("", "x", "binder-harness: any message at all")
+
+
+@dataclass(frozen=True)
+class Line:
+    """A binder kernel-log line a case provokes by design (its `expected_dmesg`).
+
+    `pattern` must match the whole message after the module's prefix (``binder_linux: ``),
+    e.g. ``r"\\d+:\\d+ got transaction to invalid handle, 12345"``; `count`, where the printk
+    rate limits allow (binder_user_error and binder_debug each let 10 lines through per 5 s,
+    binder_alloc_debug 10 per call site), is how many of them a pristine guest logs, None when
+    the case provokes more than the limit lets through; `ref` is the kernel function that
+    prints it. `loose` is the old form (a plain regex string, searched anywhere in the line),
+    for a case that cannot know its lines in advance (a fuzzer)."""
+
+    pattern: str
+    count: int | None = None
+    ref: str = ""
+    loose: bool = False
+
+    def __post_init__(self) -> None:
+        try:
+            compiled = re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"expected_dmesg pattern {self.pattern!r} is not a regular expression ({exc}); "
+                             "write the line's text with regex escapes") from None
+        if self.count is not None and self.count < 1:
+            raise ValueError(f"expected_dmesg {self.pattern!r}: count {self.count} must be at least 1, "
+                             "or None when rate limits make it vary")
+        if not self.loose and any(compiled.fullmatch(p) for p in _LOOSE_PROBES):
+            raise ValueError(f"expected_dmesg pattern {self.pattern!r} matches any message; declare the "
+                             "line's own text (digits as \\d+)")
+
+    def matches(self, message: str) -> bool:
+        """Whether a binder message (the text after its prefix) is this line."""
+        if self.loose:
+            return re.search(self.pattern, message) is not None
+        return re.fullmatch(self.pattern, message) is not None
+
+    def describe(self) -> str:
+        return f"/{self.pattern}/"
+
+
+@dataclass(frozen=True)
+class ByKernel:
+    """Lines the driver changed between versions: {(major, minor): lines}, keyed by the first
+    Linux version measured with them. The kernel under test gets the entry of the highest key at
+    or below its version (none below the lowest key), as CaseContext.by_kernel does for checks."""
+
+    table: tuple[tuple[tuple[int, int], tuple[Line, ...]], ...]
+
+    def __init__(self, table: dict[tuple[int, int], tuple[Line, ...]]) -> None:
+        object.__setattr__(self, "table", tuple(sorted(table.items())))
+
+    def for_kernel(self, version: tuple[int, int] | None) -> tuple[Line, ...]:
+        """The lines for `version`; every entry's lines when the version is not known."""
+        if version is None:
+            return tuple(line for _, lines in self.table for line in lines)
+        fits = [lines for v, lines in self.table if v <= version]
+        return fits[-1] if fits else ()
+
+
+Declared = Line | ByKernel | str  # one entry of a case's expected_dmesg
+
+
+def expected_lines(declared: Iterable[Declared], kernel: tuple[int, int] | None = None) -> tuple[Line, ...]:
+    """A case's `expected_dmesg` as Lines for the kernel under test: a plain string is a loose
+    (unanchored) pattern, a ByKernel the entry for `kernel`."""
+    lines: list[Line] = []
+    for d in declared:
+        if isinstance(d, ByKernel):
+            lines.extend(d.for_kernel(kernel))
+        else:
+            lines.append(d if isinstance(d, Line) else Line(d, loose=True))
+    return tuple(lines)
+
+
 @dataclass(frozen=True)
 class HealthReport:
     bad_lines: list[str]
     unexpected_binder_lines: list[str]
     expected_binder_lines: list[str]
+    # each declared line with how many lines of the window it matched
+    line_counts: tuple[tuple[Line, int], ...] = ()
 
 
-def scan_dmesg(text: str, expected: tuple[str, ...] = ()) -> HealthReport:
-    """Find kernel-health failures and binder messages the case did not declare."""
+def without_timestamp(line: str) -> str:
+    """A kernel-log line without its leading ``[   12.345678] ``."""
+    return _TIMESTAMP.sub("", line.strip(), count=1)
+
+
+_TIMESTAMP = re.compile(r"^\[[\s\d.]+\]\s*")
+
+
+def binder_message(line: str) -> str | None:
+    """The message of a binder kernel-log line (after ``binder_linux: `` or the like), without
+    the timestamp; None for any other line, and for printk's "N callbacks suppressed"."""
+    m = BINDER_MESSAGE.search(line)
+    if m is None or RATELIMIT_NOTICE.search(line):
+        return None
+    return line[m.end():].rstrip()
+
+
+def scan_dmesg(text: str, expected: Iterable[Declared] = (), kernel: tuple[int, int] | None = None) -> HealthReport:
+    """Find kernel-health failures, and sort binder messages into those the case declared for
+    `kernel` (each counted against the first declared Line it matches) and those it did not."""
     bad: list[str] = []
     unexpected: list[str] = []
     seen: list[str] = []
-    patterns = [re.compile(p) for p in expected]
-    for line in text.splitlines():
-        if HEALTH_PATTERNS.search(line):
-            bad.append(line.strip())
-        elif BINDER_MESSAGE.search(line) and not RATELIMIT_NOTICE.search(line):
-            (seen if any(p.search(line) for p in patterns) else unexpected).append(line.strip())
-    return HealthReport(bad, unexpected, seen)
+    lines = expected_lines(expected, kernel)
+    counts = [0] * len(lines)
+    for raw in text.splitlines():
+        if HEALTH_PATTERNS.search(raw):
+            bad.append(raw.strip())
+            continue
+        message = binder_message(raw)
+        if message is None:
+            continue
+        hit = next((i for i, line in enumerate(lines) if line.matches(message)), None)
+        if hit is None:
+            unexpected.append(raw.strip())
+        else:
+            counts[hit] += 1
+            seen.append(raw.strip())
+    return HealthReport(bad, unexpected, seen, tuple(zip(lines, counts)))
 
 
 _AVC_DENIED = re.compile(r"avc:\s+denied\s+\{[^}]*\}.*")

@@ -25,7 +25,7 @@ from harness.reports import report
 from harness.running.devices import (DEFAULT_DEVICE, GUEST_BINDERFS_LINE, PRIVATE_DEVICE, BinderDevice,
                                      binderfs_script, parse_binderfs)
 from harness.arches import abi_for
-from harness.judging.cases import (COMPAT_SCRIPT, CaseContext, CaseNotApplicable, CaseSkipped, CaseSpec, begin_line,
+from harness.judging.cases import (COMPAT_SCRIPT, CaseContext, CaseNotApplicable, CaseSkipped, CaseSpec,
                                    compat_missing, judge_health)
 from harness.errors import ConfigError, TargetError, TargetUnavailable
 from harness.evidence.probe import ensure_probe
@@ -523,7 +523,7 @@ class Session:
         run.result = run.ctx.result
         run.result.evidence["binder_device"] = {"path": self.device.path, "made_by": self.device.made_by}
         # one console round trip: the case's directory, its begin line, and tracing
-        setup = f"mkdir -p {shlex.quote(remote_dir)}; echo {shlex.quote(begin_line(spec.id))} > /dev/kmsg"
+        setup = run.ctx.setup_script()
         if spec.wants_trace:
             run.ctx.start_trace(prefix=setup)
         else:

@@ -643,6 +643,41 @@ _FAILED_TXN_FREE_NEW = """\
 err_binder_alloc_buf_failed:
 """
 
+# binder_inc_node_nilocked(): a weak increment with no target list on a node that has no weak
+# ref and no pending work is refused with a pr_err, as binder did before upstream dropped that
+# check. In protocol.refs_after_thread_exit the owner's BINDER_THREAD_EXIT dropped the node's
+# queued work, so the manager's BC_INCREFS fails (binder_update_ref_for_handle: "IncRefs 0
+# refcount change on invalid ref", a binder_user_error) while every ioctl still returns 0 and
+# every BR the probe reads is unchanged: only the kernel log shows it (the undeclared-line rule).
+_INC_WEAK_ANCHOR = """\
+		if (!node->has_weak_ref && target_list && list_empty(&node->work.entry))
+			binder_enqueue_work_ilocked(&node->work, target_list);
+"""
+_INC_WEAK_NEW = """\
+		if (!node->has_weak_ref && list_empty(&node->work.entry)) {
+			if (target_list == NULL) { /* seeded bug inc_weak_refused */
+				pr_err("invalid inc weak node for %d\\n", node->debug_id);
+				return -EINVAL;
+			}
+			binder_enqueue_work_ilocked(&node->work, target_list);
+		}
+"""
+
+# binder_free_transaction(): the transaction is never freed (no kfree, so no
+# binder_stats_deleted): every transaction that completes stays allocated. Nothing user space
+# sees changes; binder's own `stats` keep "transaction: active N" after the case (the
+# driver-accounting check).
+_TXN_LEAK_ANCHOR = """\
+	binder_free_txn_fixups(t);
+	kfree(t);
+	binder_stats_deleted(BINDER_STAT_TRANSACTION);
+}
+"""
+_TXN_LEAK_NEW = """\
+	binder_free_txn_fixups(t); /* seeded bug transaction_leak: t is never freed */
+}
+"""
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
     SeededBug(
         name="double_copy", family="one_copy",
@@ -810,6 +845,18 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
         description="BINDER_THREAD_EXIT moves the thread's pending node work to the process instead of dropping it",
         caught_by="protocol.refs_after_thread_exit",
         patch=_simple("binder.c", _NODE_WORK_ANCHOR, _NODE_WORK_NEW, "node_work_kept")),
+    SeededBug(
+        name="inc_weak_refused", family="health",
+        description="binder_inc_node_nilocked() refuses a weak increment without a target list "
+                    "on a node with no weak ref and no pending work (pr_err, -EINVAL)",
+        caught_by="protocol.refs_after_thread_exit",
+        patch=_simple("binder.c", _INC_WEAK_ANCHOR, _INC_WEAK_NEW, "inc_weak_refused")),
+    SeededBug(
+        name="transaction_leak", family="health",
+        description="binder_free_transaction() never frees the transaction: each completed "
+                    "transaction stays allocated (binder stats transaction: active)",
+        caught_by="protocol.ping",
+        patch=_simple("binder.c", _TXN_LEAK_ANCHOR, _TXN_LEAK_NEW, "transaction_leak")),
 )}
 
 # --- features: the same driver, built with what GKI kernels build in ---------------------------

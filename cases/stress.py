@@ -67,6 +67,9 @@ RANDOM_LOG_LINES: tuple[tuple[str, str], ...] = (
      rf"|fd|fd array) failed|copy offset from buffer failed|deferred copy failed|failed to fixup parent"
      rf"|integer overflow of extra_buffers_size|cannot allocate buffer.*|(dead|frozen) process or thread)",
      "binder_transaction (binder_txn_error)"),
+    # a second error for a thread whose first is still unread: several sync calls sent without
+    # waiting for their replies (the function's own comment), as a random stream does (pr_warn)
+    (r"Unexpected reply error: \d+", "binder_send_failed_reply"),
     (r"send failed reply for transaction \d+ (to \d+:\d+|, target dead)", "binder_send_failed_reply"),
     (r"undelivered (transaction \d+, .+|TRANSACTION_ERROR: \d+|TRANSACTION_COMPLETE|death notification, "
      rf"{_X})", "binder_cleanup_transaction / binder_release_work"),

@@ -65,8 +65,10 @@ RANDOM_LOG_LINES: tuple[tuple[str, str], ...] = (
     (r"tried to use weak ref as strong ref", "binder_inc_ref_olocked"),
     (rf"{_P} (cannot find target node|reply target not found|self transactions not allowed|translate (binder|handle"
      rf"|fd|fd array) failed|copy offset from buffer failed|deferred copy failed|failed to fixup parent"
-     rf"|integer overflow of extra_buffers_size|cannot allocate buffer.*|(dead|frozen) process or thread)",
+     rf"|integer overflow of extra_buffers_size|(dead|frozen) process or thread)",
      "binder_transaction (binder_txn_error)"),
+    # binder_txn_error's one line with no pids: "cannot allocate buffer" and why (-ENOSPC, -ESRCH, ...)
+    (r"cannot allocate buffer(: [a-z ]+)?", "binder_transaction (binder_txn_error)"),
     # a second error for a thread whose first is still unread: several sync calls sent without
     # waiting for their replies (the function's own comment), as a random stream does (pr_warn)
     (r"Unexpected reply error: \d+", "binder_send_failed_reply"),

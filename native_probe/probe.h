@@ -43,6 +43,12 @@ _Static_assert(sizeof(struct binderfs_device) == 264, "binderfs_device layout");
 
 #include "contract.h"
 
+/* seen.c: every ioctl of the probe, in every process, is recorded (with the BCs the kernel
+ * consumed and the BRs it returned through BINDER_WRITE_READ); finish() prints them. */
+int probe_ioctl(int fd, unsigned long req, void *arg);
+void print_commands_seen(void);
+#define ioctl(fd, req, arg) probe_ioctl((fd), (unsigned long)(req), (void *)(uintptr_t)(arg))
+
 #ifndef PING_TRANSACTION
 #define PING_TRANSACTION PING_TRANSACTION_CODE
 /* Returns newer than the system header (Debian bookworm's is 6.1): a oneway queued to a

@@ -11,7 +11,7 @@ from cases._expect import (BR_DEAD_REPLY, BR_FAILED_REPLY, BR_FROZEN_REPLY, PIDS
                            ioctl_error, oneway_to_frozen, probe_completed, result, txn_error, txn_failed, user_error)
 from harness.judging.verdicts import Line
 from harness.judging.cases import CaseContext, case
-from harness.evidence.contract import DEATH_COOKIE, PING_TRANSACTION
+from harness.evidence.contract import CONTRACT, DEATH_COOKIE, PING_TRANSACTION
 
 
 @case("protocol.version")
@@ -244,8 +244,23 @@ def bad_buffer_ptr(ctx: CaseContext) -> None:
         txn_failed("call", BR_FROZEN_REPLY, 0, 1)))
 def freeze(ctx: CaseContext) -> None:
     """BINDER_FREEZE: a sync call to a frozen process gets BR_FROZEN_REPLY; after unfreezing it works."""
-    out = ctx.run_probe("freeze")
+    # Linux 6.12 on: a freeze notification on handle 0 through its whole life (scen_proto.c freeze_notify)
+    notify = ctx.by_kernel({(6, 1): 0, (6, 12): 1})
+    out = ctx.run_probe("freeze", notify=notify)
     probe_completed(ctx, out)
+    if notify:
+        note = result(out, "freeze_notify")
+        cookie = CONTRACT.numbers["FREEZE_COOKIE"]
+        ctx.check("freeze notification: BC_ACQUIRE 0, BC_REQUEST/CLEAR_FREEZE_NOTIFICATION, BC_FREEZE_NOTIFICATION_DONE",
+                  errno_name(note), "0", "binder_request_freeze_notification, binder_freeze_notification_done, "
+                  "binder_clear_freeze_notification")
+        ctx.check("freeze notification: BRs for request, freeze, thaw, clear", note.get("brs"),
+                  ["BR_FROZEN_BINDER"] * 3 + ["BR_CLEAR_FREEZE_NOTIFICATION_DONE"],
+                  "binder_request_freeze_notification (the state at once), binder_ioctl_freeze -> "
+                  "binder_add_freeze_work, binder_thread_read (BINDER_WORK_CLEAR_FREEZE_NOTIFICATION)")
+        ctx.check("freeze notification: is_frozen of each BR_FROZEN_BINDER", (note.get("is_frozen") or [])[:3], [0, 1, 0],
+                  "binder_thread_read (BINDER_WORK_FROZEN_BINDER: info.is_frozen = freeze->is_frozen)")
+        ctx.check("freeze notification: cookies", note.get("cookies"), [cookie] * 4, "binder_thread_read")
     ctx.check("BINDER_FREEZE enable", errno_name(result(out, "freeze.freeze")), "0", "binder_ioctl_freeze")
     ctx.check("sync call to the frozen process", call_outcome(result(out, "freeze.call_frozen")),
               "BR_FROZEN_REPLY 0", "binder_proc_transaction (proc->is_frozen -> BR_FROZEN_REPLY)")

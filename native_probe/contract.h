@@ -51,6 +51,7 @@
 /* -------------------------------------------------------------- numbers */
 #define DEATH_COOKIE_CLEARED 0x1111u       /* death notice requested, then cleared before death */
 #define DEATH_COOKIE 0x2222u               /* death notice that BR_DEAD_BINDER must carry */
+#define FREEZE_COOKIE 0x3333u              /* freeze: the freeze notification's cookie */
 #define PING_TRANSACTION_CODE 0x5f504e47u  /* B_PACK_CHARS('_', 'P', 'N', 'G') */
 #define OBJ_PTR_STRONG 0x5a0000a1u         /* objects: the BINDER_TYPE_BINDER node's ptr and cookie */
 #define OBJ_COOKIE_STRONG 0xc0000a1u

@@ -56,6 +56,21 @@ void print_commands_seen(void);
  * ("binder: return pending info for frozen async txns", binder_transaction). */
 #define PROBE_BR_TRANSACTION_PENDING_FROZEN _IO('r', 20)
 #endif
+#ifndef BC_REQUEST_FREEZE_NOTIFICATION
+/* Freeze notifications, newer than bookworm's 6.1 header (Linux 6.12's binder.h has them;
+ * binder_request_freeze_notification, binder_freeze_notification_done, binder_clear_freeze_notification). */
+struct binder_frozen_state_info {
+	binder_uintptr_t cookie;
+	__u32 is_frozen;
+	__u32 reserved;
+};
+#define BR_FROZEN_BINDER _IOR('r', 21, struct binder_frozen_state_info)
+#define BR_CLEAR_FREEZE_NOTIFICATION_DONE _IOR('r', 22, binder_uintptr_t)
+#define BC_REQUEST_FREEZE_NOTIFICATION _IOW('c', 19, struct binder_handle_cookie)
+#define BC_CLEAR_FREEZE_NOTIFICATION _IOW('c', 20, struct binder_handle_cookie)
+#define BC_FREEZE_NOTIFICATION_DONE _IOW('c', 21, binder_uintptr_t)
+#endif
+_Static_assert(sizeof(struct binder_frozen_state_info) == 16, "binder_frozen_state_info layout");
 _Static_assert(PING_TRANSACTION == B_PACK_CHARS('_', 'P', 'N', 'G'), "contract.h PING_TRANSACTION_CODE");
 
 /* ------------------------------------------------------------------ util.c */

@@ -1,7 +1,9 @@
 """Binder's uapi header for a recipe's kernel: include/uapi/linux/android/binder.h, as Debian
 ships it in `linux-libc-dev` built from the same kernel source version as the recipe's kernel
 (6.1.192-3 in bookworm, 6.12.117-1 in trixie, 7.2.13-1 in sid), at
-/usr/include/linux/android/binder.h.
+/usr/include/linux/android/binder.h. The archive lists one linux-libc-dev, the newest; a recipe
+one ABI back (6.1.192-2) takes the same file from the kernel's own `linux-headers-ABI-common`
+of its version (/usr/src/linux-headers-ABI-common/include/uapi/linux/android/binder.h).
 
 The package comes through the harness's own client (build.fetch_deb: apt, or HTTP trusted
 through the suite's signed InRelease) from the recipe's mirrors, and the header is extracted
@@ -12,6 +14,7 @@ header (evidence/uapi.codes_program), kept beside it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -58,10 +61,16 @@ def header_from_json(data: dict, where: str) -> UapiHeader:
         raise ConfigError(f"{where}: not a binder uapi record ({exc}); delete it and run again") from None
 
 
-def header_package(recipe: Recipe) -> DebianPackage:
-    """linux-libc-dev of the recipe kernel's source version (a Debian kernel's binary version is its
-    source's)."""
-    return DebianPackage(PACKAGE, recipe.kernel.version)
+def header_packages(recipe: Recipe) -> list[tuple[DebianPackage, str]]:
+    """(package, member) that hold binder.h of the recipe kernel's source version (a Debian kernel's
+    binary version is its source's): linux-libc-dev, then the kernel ABI's linux-headers-ABI-common."""
+    version = recipe.kernel.version
+    out = [(DebianPackage(PACKAGE, version), MEMBER)]
+    abi = re.match(r"linux-(?:image|binary)-(\d+\.\d+\.\d+(?:-\d+|\+deb\d+))-", recipe.kernel.package)
+    if abi:
+        common = f"linux-headers-{abi.group(1)}-common"
+        out.append((DebianPackage(common, version), f"usr/src/{common}/include/uapi/linux/android/binder.h"))
+    return out
 
 
 def _sha256(data: bytes) -> str:
@@ -90,25 +99,36 @@ def command_codes(header: Path, commands: UapiCommands) -> dict[str, int]:
 
 def ensure_uapi_header(recipe: Recipe, progress=print) -> UapiHeader:
     """binder.h of the recipe's kernel, fetched and extracted once (cached), with its command codes."""
-    pkg = header_package(recipe)
-    key = f"{pkg.package}_{pkg.version}_{recipe.deb_arch}".replace(":", "%3a")
+    candidates = header_packages(recipe)
+    key = f"{PACKAGE}_{recipe.kernel.version}_{recipe.deb_arch}".replace(":", "%3a")
+    used: list[str] = []
 
     def build(tmp: Path) -> None:
-        deb = fetch_deb(pkg, recipe.deb_arch, progress, recipe.mirrors)
-        got = debian.extract_deb(deb, tmp, lambda name: name == MEMBER)
+        failed: list[str] = []
+        for pkg, member in candidates:
+            try:
+                deb = fetch_deb(pkg, recipe.deb_arch, progress, recipe.mirrors)
+                break
+            except ConfigError as exc:  # not in the archive (any more): the next package may hold it
+                failed.append(str(exc))
+        else:
+            raise ConfigError(f"binder.h of {recipe.name}: " + "; ".join(failed))
+        got = debian.extract_deb(deb, tmp, lambda name: name == member)
         if not got:
-            raise ConfigError(f"{deb}: has no /{MEMBER}; binder's uapi header is not in this {PACKAGE}")
+            raise ConfigError(f"{deb}: has no /{member}; binder's uapi header is not in this package")
+        used.append(f"{pkg.package}={pkg.version} ({recipe.deb_arch}) /{member}")
+        (tmp / "source.txt").write_text(used[0] + "\n")
         header = tmp / "binder.h"
         got[0].replace(header)
         shutil.rmtree(tmp / "usr", ignore_errors=True)
         try:
             commands = parse_binder_uapi(header.read_text())
         except UapiError as exc:
-            raise ConfigError(f"{deb}: /{MEMBER}: {exc}") from None
+            raise ConfigError(f"{deb}: /{member}: {exc}") from None
         (tmp / CODES_FILE).write_text(json.dumps(command_codes(header, commands), indent=1) + "\n")
 
     folder = atomic_dir(cache_root() / CACHE_PART / key, build)
     text = (folder / "binder.h").read_text()
-    return UapiHeader(f"{pkg.package}={pkg.version} ({recipe.deb_arch}) /{MEMBER}", pkg.version,
+    return UapiHeader((folder / "source.txt").read_text().strip(), recipe.kernel.version,
                       _sha256(text.encode()), text, parse_binder_uapi(text),
                       json.loads((folder / CODES_FILE).read_text()))

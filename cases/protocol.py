@@ -153,9 +153,15 @@ def refcounts(ctx: CaseContext) -> None:
               "binder_transaction (binder_get_ref_olocked fails: invalid handle)")
 
 
-@case("protocol.ping")
+@case("protocol.ping", expected_dmesg=(
+        txn_error(PIDS + "failed to get security context", 1, "binder_transaction (security_secid_to_secctx fails)"),
+        txn_failed("call", BR_FAILED_REPLY, -22, 1)))
 def ping(ctx: CaseContext) -> None:
-    """A PING_TRANSACTION to handle 0 reaches the manager and is answered."""
+    """A PING_TRANSACTION to handle 0 reaches the manager and is answered. With a manager that asks
+    for the caller's security context (FLAT_BINDER_FLAG_TXN_SECURITY_CTX), binder_transaction asks the
+    LSM for it; on Debian's kernels (AppArmor: security_cred_getsecid gives secid 0, which
+    security_secid_to_secctx refuses) the call fails with BR_FAILED_REPLY -22, so BR_TRANSACTION_SEC_CTX
+    cannot be sent (harness/judging/coverage.py EXCLUDED)."""
     out = ctx.run_probe("ping")
     probe_completed(ctx, out)
     r = result(out, "ping")
@@ -163,6 +169,11 @@ def ping(ctx: CaseContext) -> None:
     ctx.check("returns to the caller", r.get("br"), ["BR_TRANSACTION_COMPLETE", "BR_REPLY"], "binder_thread_read")
     rx = out.one("rx", role="server") or {}
     ctx.check("code seen by the manager", rx.get("code"), PING_TRANSACTION, "binder_thread_read (tr.code)")
+    sec = ctx.run_probe("ping", secctx=1)
+    probe_completed(ctx, sec)
+    ctx.check("call to a manager that wants the caller's security context", call_outcome(result(sec, "ping")),
+              "BR_FAILED_REPLY -22", "binder_transaction (target_node->txn_security_ctx: security_secid_to_secctx "
+              "fails -> err_get_secctx_failed)")
 
 
 @case("protocol.death_notification", expected_dmesg=(

@@ -413,11 +413,17 @@ static int ping_client(Pair *p, Bd *b)
 	return 0;
 }
 
+/* secctx=1: the manager registers with BINDER_SET_CONTEXT_MGR_EXT and
+ * FLAT_BINDER_FLAG_TXN_SECURITY_CTX, so binder_transaction asks the LSM for the caller's
+ * security context and the manager reads BR_TRANSACTION_SEC_CTX. */
 void scen_ping(void)
 {
 	Pair p;
+	int secctx = (int)arg_u64("secctx", 0);
 	args_finish();
 	proto_pair(&p, ping_client);
+	if (secctx)
+		p.server_ctx_flags = FLAT_BINDER_FLAG_TXN_SECURITY_CTX;
 	run_pair(&p);
 }
 

@@ -131,3 +131,14 @@ def test_every_shipped_recipe_header_is_fetched_and_parsed(path):
         pytest.fail(str(exc))
     assert header.version == recipe.kernel.version
     assert set(header.codes) == set(header.commands.names())
+
+
+def test_report_html_shows_the_coverage_table():
+    from harness.reports import html
+
+    page = html._coverage_section(_section(CAPTURED))
+    assert "<b>100.0%</b> of the 54 commands" in page and "BC_ATTEMPT_ACQUIRE" in page
+    assert "binder_thread_write answers it" in page
+    assert "not known: no header" in html._coverage_section({"error": "no header"})
+    assert "left out: AttributeError" in html._guarded("command coverage", html._coverage_section, {"commands": [1],
+                                                                                                  "summary": 5})

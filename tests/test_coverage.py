@@ -142,3 +142,11 @@ def test_report_html_shows_the_coverage_table():
     assert "not known: no header" in html._coverage_section({"error": "no header"})
     assert "left out: AttributeError" in html._guarded("command coverage", html._coverage_section, {"commands": [1],
                                                                                                   "summary": 5})
+
+
+def test_a_transaction_count_in_evidence_does_not_lose_the_page():
+    """stress.valid_traffic's evidence `transactions` is a count (5816 measured), not the per-size list
+    the copies chart reads: the whole-catalog report.html fell back to its minimal page over it."""
+    from harness.reports import html
+
+    assert html.copies_chart({"transactions": 5816}) is None

@@ -86,7 +86,8 @@ def copies_chart(evidence: dict) -> str | None:
         if bars:
             return charts.bar_chart("Kernel copies per payload byte, by mechanism (traced)", bars,
                                     {k: v for k, v in EXPECTED_COPIES.items() if k in by_mech})
-    txns = [t for t in evidence.get("transactions", []) if isinstance(t, dict)
+    listed = evidence.get("transactions")  # a list per payload size; stress.valid_traffic's is a count
+    txns = [t for t in (listed if isinstance(listed, list) else []) if isinstance(t, dict)
             and isinstance(t.get("copies_per_byte"), (int, float))]
     if txns:
         bars = [(charts.human_bytes(t.get("size", 0)), float(t["copies_per_byte"])) for t in txns]

@@ -23,7 +23,10 @@ HEADERS = {v: DATA / "uapi" / f"binder-{v}.h" for v in ("6.1.192-3", "6.12.117-1
 # Added after 6.1: freeze notifications and the frozen-oneway return
 NEWER = ["BC_REQUEST_FREEZE_NOTIFICATION", "BC_CLEAR_FREEZE_NOTIFICATION", "BC_FREEZE_NOTIFICATION_DONE",
          "BR_TRANSACTION_PENDING_FROZEN", "BR_FROZEN_BINDER", "BR_CLEAR_FREEZE_NOTIFICATION_DONE"]
-CAPTURED = json.loads((DATA / "coverage" / "commands-x86_64-6.1.0-57.json").read_text())["commands"]
+# the whole catalog's evidence.commands, per case, from `binder-harness run` on each kernel (x86_64)
+RUNS = {"6.1.192-3": "commands-x86_64-6.1.0-57.json", "6.12.117-1": "commands-x86_64-6.12.117.json",
+        "7.2.13-1": "commands-x86_64-7.2.13.json"}
+CAPTURED = json.loads((DATA / "coverage" / RUNS["6.1.192-3"]).read_text())["commands"]
 
 
 @pytest.mark.parametrize("version,counts", [("6.1.192-3", (19, 21, 14)), ("6.12.117-1", (22, 24, 14)),
@@ -78,11 +81,13 @@ def _section(per_case: dict[str, dict[str, int]], version: str = "6.1.192-3") ->
     return {"header": f"binder.h {version}", "summary": coverage.summary(rows), "commands": [r.as_json() for r in rows]}
 
 
-def test_captured_catalog_run_is_complete_on_6_1():
-    """The whole catalog on 6.1.0-57 x86_64: 44 commands exercised, 10 excluded with their reason."""
-    section = _section(CAPTURED)
+@pytest.mark.parametrize("version,exercised", [("6.1.192-3", 44), ("6.12.117-1", 50), ("7.2.13-1", 50)])
+def test_captured_catalog_run_is_complete(version, exercised):
+    """The whole catalog on each kernel: every command exercised, or one of 10 excluded with its reason."""
+    section = _section(json.loads((DATA / "coverage" / RUNS[version]).read_text())["commands"], version)
     assert coverage.incomplete(section) == "", section["summary"]
-    assert (section["summary"]["exercised"], section["summary"]["excluded"], section["summary"]["percent"]) == (44, 10, 100.0)
+    assert (section["summary"]["exercised"], section["summary"]["excluded"], section["summary"]["percent"]) == (
+        exercised, 10, 100.0)
     by_name = {c["name"]: c for c in section["commands"]}
     assert by_name["BC_ATTEMPT_ACQUIRE"]["status"] == "excluded"
     assert by_name["BC_ATTEMPT_ACQUIRE"]["cases"] == ["stress.random_commands"]  # sent, and rejected

@@ -11,7 +11,7 @@ from cases._expect import (BR_DEAD_REPLY, BR_FAILED_REPLY, BR_FROZEN_REPLY, PIDS
                            ioctl_error, oneway_to_frozen, probe_completed, result, txn_error, txn_failed, user_error)
 from harness.judging.verdicts import Line
 from harness.judging.cases import CaseContext, case
-from harness.evidence.contract import DEATH_COOKIE, PING_TRANSACTION
+from harness.evidence.contract import CONTRACT, DEATH_COOKIE, PING_TRANSACTION
 
 
 @case("protocol.version")
@@ -153,9 +153,15 @@ def refcounts(ctx: CaseContext) -> None:
               "binder_transaction (binder_get_ref_olocked fails: invalid handle)")
 
 
-@case("protocol.ping")
+@case("protocol.ping", expected_dmesg=(
+        txn_error(PIDS + "failed to get security context", 1, "binder_transaction (security_secid_to_secctx fails)"),
+        txn_failed("call", BR_FAILED_REPLY, -22, 1)))
 def ping(ctx: CaseContext) -> None:
-    """A PING_TRANSACTION to handle 0 reaches the manager and is answered."""
+    """A PING_TRANSACTION to handle 0 reaches the manager and is answered. With a manager that asks
+    for the caller's security context (FLAT_BINDER_FLAG_TXN_SECURITY_CTX), binder_transaction asks the
+    LSM for it; on Debian's kernels (AppArmor: security_cred_getsecid gives secid 0, which
+    security_secid_to_secctx refuses) the call fails with BR_FAILED_REPLY -22, so BR_TRANSACTION_SEC_CTX
+    cannot be sent (harness/judging/coverage.py EXCLUDED)."""
     out = ctx.run_probe("ping")
     probe_completed(ctx, out)
     r = result(out, "ping")
@@ -163,6 +169,11 @@ def ping(ctx: CaseContext) -> None:
     ctx.check("returns to the caller", r.get("br"), ["BR_TRANSACTION_COMPLETE", "BR_REPLY"], "binder_thread_read")
     rx = out.one("rx", role="server") or {}
     ctx.check("code seen by the manager", rx.get("code"), PING_TRANSACTION, "binder_thread_read (tr.code)")
+    sec = ctx.run_probe("ping", secctx=1)
+    probe_completed(ctx, sec)
+    ctx.check("call to a manager that wants the caller's security context", call_outcome(result(sec, "ping")),
+              "BR_FAILED_REPLY -22", "binder_transaction (target_node->txn_security_ctx: security_secid_to_secctx "
+              "fails -> err_get_secctx_failed)")
 
 
 @case("protocol.death_notification", expected_dmesg=(
@@ -244,8 +255,23 @@ def bad_buffer_ptr(ctx: CaseContext) -> None:
         txn_failed("call", BR_FROZEN_REPLY, 0, 1)))
 def freeze(ctx: CaseContext) -> None:
     """BINDER_FREEZE: a sync call to a frozen process gets BR_FROZEN_REPLY; after unfreezing it works."""
-    out = ctx.run_probe("freeze")
+    # Linux 6.12 on: a freeze notification on handle 0 through its whole life (scen_proto.c freeze_notify)
+    notify = ctx.by_kernel({(6, 1): 0, (6, 12): 1})
+    out = ctx.run_probe("freeze", notify=notify)
     probe_completed(ctx, out)
+    if notify:
+        note = result(out, "freeze_notify")
+        cookie = CONTRACT.numbers["FREEZE_COOKIE"]
+        ctx.check("freeze notification: BC_ACQUIRE 0, BC_REQUEST/CLEAR_FREEZE_NOTIFICATION, BC_FREEZE_NOTIFICATION_DONE",
+                  errno_name(note), "0", "binder_request_freeze_notification, binder_freeze_notification_done, "
+                  "binder_clear_freeze_notification")
+        ctx.check("freeze notification: BRs for request, freeze, thaw, clear", note.get("brs"),
+                  ["BR_FROZEN_BINDER"] * 3 + ["BR_CLEAR_FREEZE_NOTIFICATION_DONE"],
+                  "binder_request_freeze_notification (the state at once), binder_ioctl_freeze -> "
+                  "binder_add_freeze_work, binder_thread_read (BINDER_WORK_CLEAR_FREEZE_NOTIFICATION)")
+        ctx.check("freeze notification: is_frozen of each BR_FROZEN_BINDER", (note.get("is_frozen") or [])[:3], [0, 1, 0],
+                  "binder_thread_read (BINDER_WORK_FROZEN_BINDER: info.is_frozen = freeze->is_frozen)")
+        ctx.check("freeze notification: cookies", note.get("cookies"), [cookie] * 4, "binder_thread_read")
     ctx.check("BINDER_FREEZE enable", errno_name(result(out, "freeze.freeze")), "0", "binder_ioctl_freeze")
     ctx.check("sync call to the frozen process", call_outcome(result(out, "freeze.call_frozen")),
               "BR_FROZEN_REPLY 0", "binder_proc_transaction (proc->is_frozen -> BR_FROZEN_REPLY)")

@@ -45,11 +45,13 @@
 #define EV_SENT "sent"                     /* objects: the objects the sender put in the transaction */
 #define EV_SG_SENT "sg_sent"               /* objects: a scatter-gather transaction as sent */
 #define EV_SENDER_PARENT_AFTER "sender_parent_after"  /* objects: the sender's FDA parent after the call */
+#define EV_COMMANDS "commands"           /* before done: every ioctl, BC consumed and BR returned, by code, all processes */
 #define EV_BUFFERS_LEFT "buffers_left"     /* valid_traffic: a side's allocated buffers (debugfs stats) at the end */
 
 /* -------------------------------------------------------------- numbers */
 #define DEATH_COOKIE_CLEARED 0x1111u       /* death notice requested, then cleared before death */
 #define DEATH_COOKIE 0x2222u               /* death notice that BR_DEAD_BINDER must carry */
+#define FREEZE_COOKIE 0x3333u              /* freeze: the freeze notification's cookie */
 #define PING_TRANSACTION_CODE 0x5f504e47u  /* B_PACK_CHARS('_', 'P', 'N', 'G') */
 #define OBJ_PTR_STRONG 0x5a0000a1u         /* objects: the BINDER_TYPE_BINDER node's ptr and cookie */
 #define OBJ_COOKIE_STRONG 0xc0000a1u

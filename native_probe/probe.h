@@ -43,6 +43,12 @@ _Static_assert(sizeof(struct binderfs_device) == 264, "binderfs_device layout");
 
 #include "contract.h"
 
+/* seen.c: every ioctl of the probe, in every process, is recorded (with the BCs the kernel
+ * consumed and the BRs it returned through BINDER_WRITE_READ); finish() prints them. */
+int probe_ioctl(int fd, unsigned long req, void *arg);
+void print_commands_seen(void);
+#define ioctl(fd, req, arg) probe_ioctl((fd), (unsigned long)(req), (void *)(uintptr_t)(arg))
+
 #ifndef PING_TRANSACTION
 #define PING_TRANSACTION PING_TRANSACTION_CODE
 /* Returns newer than the system header (Debian bookworm's is 6.1): a oneway queued to a
@@ -50,6 +56,21 @@ _Static_assert(sizeof(struct binderfs_device) == 264, "binderfs_device layout");
  * ("binder: return pending info for frozen async txns", binder_transaction). */
 #define PROBE_BR_TRANSACTION_PENDING_FROZEN _IO('r', 20)
 #endif
+#ifndef BC_REQUEST_FREEZE_NOTIFICATION
+/* Freeze notifications, newer than bookworm's 6.1 header (Linux 6.12's binder.h has them;
+ * binder_request_freeze_notification, binder_freeze_notification_done, binder_clear_freeze_notification). */
+struct binder_frozen_state_info {
+	binder_uintptr_t cookie;
+	__u32 is_frozen;
+	__u32 reserved;
+};
+#define BR_FROZEN_BINDER _IOR('r', 21, struct binder_frozen_state_info)
+#define BR_CLEAR_FREEZE_NOTIFICATION_DONE _IOR('r', 22, binder_uintptr_t)
+#define BC_REQUEST_FREEZE_NOTIFICATION _IOW('c', 19, struct binder_handle_cookie)
+#define BC_CLEAR_FREEZE_NOTIFICATION _IOW('c', 20, struct binder_handle_cookie)
+#define BC_FREEZE_NOTIFICATION_DONE _IOW('c', 21, binder_uintptr_t)
+#endif
+_Static_assert(sizeof(struct binder_frozen_state_info) == 16, "binder_frozen_state_info layout");
 _Static_assert(PING_TRANSACTION == B_PACK_CHARS('_', 'P', 'N', 'G'), "contract.h PING_TRANSACTION_CODE");
 
 /* ------------------------------------------------------------------ util.c */

@@ -413,11 +413,17 @@ static int ping_client(Pair *p, Bd *b)
 	return 0;
 }
 
+/* secctx=1: the manager registers with BINDER_SET_CONTEXT_MGR_EXT and
+ * FLAT_BINDER_FLAG_TXN_SECURITY_CTX, so binder_transaction asks the LSM for the caller's
+ * security context and the manager reads BR_TRANSACTION_SEC_CTX. */
 void scen_ping(void)
 {
 	Pair p;
+	int secctx = (int)arg_u64("secctx", 0);
 	args_finish();
 	proto_pair(&p, ping_client);
+	if (secctx)
+		p.server_ctx_flags = FLAT_BINDER_FLAG_TXN_SECURITY_CTX;
 	run_pair(&p);
 }
 
@@ -652,6 +658,64 @@ static void do_freeze(Bd *b, pid_t pid, int enable, uint32_t timeout_ms, const c
 	jend(&j);
 }
 
+/* notify=1 (Linux 6.12 on): a freeze notification on the manager's handle 0, followed through
+ * its whole life. The client takes a strong ref on handle 0 (BC_ACQUIRE: binder_update_ref_for_handle
+ * makes ref desc 0), asks for notifications (BC_REQUEST_FREEZE_NOTIFICATION: the current state comes
+ * at once), acknowledges each (BC_FREEZE_NOTIFICATION_DONE), freezes and thaws the manager (each
+ * change notified: binder_ioctl_freeze -> binder_add_freeze_work), clears it
+ * (BC_CLEAR_FREEZE_NOTIFICATION -> BR_CLEAR_FREEZE_NOTIFICATION_DONE) and drops the ref, as a looper
+ * (BC_ENTER_LOOPER ... BC_EXIT_LOOPER). */
+static uint64_t g_freeze_notify;
+
+static void freeze_notify(Pair *p, Bd *b)
+{
+	uint32_t brs[8];
+	uint64_t cookies[8], frozen[8];
+	int n = 0, i, err;
+	char raw[256];
+	size_t len;
+	Br br;
+	J j;
+	/* the notifications come as process work (proc->todo): read them as a looper, as Android does,
+	 * or binder_thread_read logs "Thread waiting for process work before calling BC_REGISTER_LOOPER..." */
+	err = bd_cmd0(b, BC_ENTER_LOOPER);
+	if (!err)
+		err = bd_cmd_u32(b, BC_ACQUIRE, 0);
+	if (!err)
+		err = bd_cmd_hc(b, BC_REQUEST_FREEZE_NOTIFICATION, 0, FREEZE_COOKIE);
+	for (i = 0; !err && i < 4; i++) {
+		if (i == 1)
+			do_freeze(b, p->server_pid, 1, 1000, "freeze_notify.freeze");
+		else if (i == 2)
+			do_freeze(b, p->server_pid, 0, 0, "freeze_notify.unfreeze");
+		else if (i == 3)
+			err = bd_cmd_hc(b, BC_CLEAR_FREEZE_NOTIFICATION, 0, FREEZE_COOKIE);
+		if (err || bd_next(b, &br, 2000) != 1)
+			break;
+		brs[n] = br.cmd;
+		cookies[n] = br.cmd == BR_FROZEN_BINDER ? ((struct binder_frozen_state_info *)br.u.raw)->cookie : br.u.cookie;
+		frozen[n] = br.cmd == BR_FROZEN_BINDER ? ((struct binder_frozen_state_info *)br.u.raw)->is_frozen : 2;
+		n++;
+		if (br.cmd == BR_FROZEN_BINDER)
+			err = bd_cmd_ptr(b, BC_FREEZE_NOTIFICATION_DONE, FREEZE_COOKIE);
+	}
+	if (!err)
+		err = bd_cmd_u32(b, BC_RELEASE, 0);
+	if (!err)
+		err = bd_cmd0(b, BC_EXIT_LOOPER);
+	jresult(&j, "freeze_notify", err < 0 ? -err : err);
+	jbrs(&j, "brs", brs, n);
+	for (len = 0, i = 0, raw[len++] = '['; i < n; i++)
+		len += (size_t)snprintf(raw + len, sizeof(raw) - len, "%s%llu", i ? "," : "", (unsigned long long)cookies[i]);
+	snprintf(raw + len, sizeof(raw) - len, "]");
+	jraw(&j, "cookies", raw);
+	for (len = 0, i = 0, raw[len++] = '['; i < n; i++)
+		len += (size_t)snprintf(raw + len, sizeof(raw) - len, "%s%llu", i ? "," : "", (unsigned long long)frozen[i]);
+	snprintf(raw + len, sizeof(raw) - len, "]");
+	jraw(&j, "is_frozen", raw);
+	jend(&j);
+}
+
 static int freeze_client(Pair *p, Bd *b)
 {
 	uint8_t buf[64];
@@ -674,12 +738,15 @@ static int freeze_client(Pair *p, Bd *b)
 	if (r.have_reply)
 		bd_free(b, r.reply.data.ptr.buffer);
 	frozen_info(b, p->server_pid, "freeze.info_after");
+	if (g_freeze_notify)
+		freeze_notify(p, b);
 	return 0;
 }
 
 void scen_freeze(void)
 {
 	Pair p;
+	g_freeze_notify = arg_u64("notify", 0);
 	args_finish();
 	proto_pair(&p, freeze_client);
 	run_pair(&p);

@@ -365,6 +365,7 @@ void arm_timeout(void)
 void finish(int ok, const char *error)
 {
 	J j;
+	print_commands_seen();
 	jbegin(&j, EV_DONE);
 	jstr(&j, "scenario", g_scenario);
 	jbool(&j, "ok", ok);

@@ -2,7 +2,8 @@
 
 tests/data/probe-catalog-x86_64.jsonl is a real run's probe.jsonl (`binder-harness run
 --seed 4242` on qemu:x86_64, Debian 6.1.0-57, the probe built with contract.h), keeping the
-first line of each event (and of each result name) per case.
+first line of each event (and of each result name) per case. Its "commands" lines, one per case,
+come from the same command on the same kernel after the probe began printing them (native_probe/seen.c).
 """
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ PARTS = {
     "initramfs": "built guest initramfs images",
     "indexes": "signed InRelease files and the Packages indexes they vouch for, fetched over HTTP (verified on every read)",
     "probe": "cross-built binder-probe binaries",
+    "uapi": "binder's uapi header (binder.h) of each recipe kernel's source version, with its command codes",
     "seeded": "deliberately broken modules built by the harness's own tests",
     "snapshots": "saved QEMU guests, restored instead of booted (harness/targets/snapshots.py)",
 }

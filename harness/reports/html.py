@@ -377,6 +377,37 @@ def _case_section(case: dict, run_dir: Path) -> str:
         "</section>"))
 
 
+def _coverage_section(section: Any) -> str:
+    """Every command of the kernel's binder.h: the cases that exercised it, or its declared exclusion
+    (report.json `coverage`, harness/reports/coverage.py)."""
+    if not isinstance(section, dict):
+        return '<p class="note">no command coverage in this report</p>'
+    if "commands" not in section:
+        return f'<p class="note">command coverage not known: {escape(str(section.get("error", "?")))}</p>'
+    s = section.get("summary") or {}
+    head = (f'<p><b>{escape(str(s.get("percent", "?")))}%</b> of the {escape(str(s.get("total", "?")))} commands of '
+            f'<span class="mono">{escape(str(section.get("header", "?")))}</span> exercised or excluded: '
+            f'{escape(str(s.get("exercised", "?")))} exercised, {escape(str(s.get("excluded", "?")))} excluded, '
+            f'{escape(str(s.get("not_covered", "?")))} not covered.</p>')
+    sources = section.get("sources") or {}
+    notes = "".join(f"<li><b>{escape(str(k))}</b>: {escape(str(v))}</li>" for k, v in sources.items())
+    rows = []
+    for c in section["commands"]:
+        if not isinstance(c, dict):
+            continue
+        status = str(c.get("status", "?"))
+        cases = ", ".join(str(x) for x in c.get("cases") or [])
+        excluded = str(c.get("excluded") or "")
+        detail = (excluded + (f" (also sent by: {cases})" if cases else "")) if excluded else cases
+        rows.append(f'<tr class="{"bad" if status == "not covered" else "ok"}"><td class="mono">'
+                    f'{escape(str(c.get("name", "?")))}</td><td>{escape(str(c.get("family", "")))}</td>'
+                    f'<td>{escape(status)}</td><td>{escape(str(c.get("evidence", "")))}</td>'
+                    f'<td class="mono">{escape(detail)}</td></tr>')
+    return (head + f'<ul class="note">{notes}</ul><table class="coverage"><thead><tr><th>command</th><th>kind</th>'
+            '<th>status</th><th>evidence</th><th>cases, or why excluded</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
+
+
 def render(report: dict, run_dir: Path) -> str:
     """The whole page as text."""
     cases = sorted(report["cases"], key=lambda c: OUTCOME_ORDER.index(c["outcome"])
@@ -395,6 +426,8 @@ def render(report: dict, run_dir: Path) -> str:
         f'<div class="banner {BANNER[exit_status(s)] if cases else "bad"}">{escape(verdict)}</div>',
         "<h2>Verdicts</h2>", _verdict_table(cases),
         "<h2>Target and kernel</h2>", _guarded("target and kernel", lambda: _identity(report)),
+        "<h2>Commands of the kernel's uapi</h2>",
+        _guarded("command coverage", lambda: _coverage_section(report.get("coverage"))),
         "<h2>Reproduce</h2><p>Run this from a binder-harness checkout "
         "(<code>scripts/setup</code> installs what it needs):</p>",
         f"<pre class=\"command\">{escape(command)}</pre>",

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness import timing
+from harness.reports import coverage
 from harness.reports import html as html_report
 from harness.files import atomic_path, atomic_write_text
 from harness.judging.verdicts import Outcome, summarize
@@ -201,6 +202,7 @@ def rewrite(data: dict, out: Path) -> None:
 
 
 def _write_reports(data: dict, out: Path, html: bool = True) -> None:
+    coverage.annotate(data, out)  # per case evidence.commands, and the run's `coverage` section
     atomic_write_text(out / "report.json", json.dumps(data, indent=1, default=str) + "\n")
     atomic_write_text(out / "junit.xml", junit_xml(data))
     if html:

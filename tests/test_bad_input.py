@@ -51,7 +51,7 @@ GOOD = "targets: [qemu:x86_64]\nkernels: [default]\ncases: [protocol.version]\n"
     (GOOD.replace("[default]", "[nope]"), "kernels", "field 'kernels' nope: --image nope: no such recipe file or name"),
     (GOOD.replace("protocol.version", "zzz.*"), "cases", "field 'cases' unknown case 'zzz.*'"),
     (GOOD + "timeout: -1\n", "timeout", "field 'timeout' must be a positive number of seconds, got -1"),
-    (GOOD + "jobs: 2\n", "jobs", "field 'jobs' is unknown; known fields here: cases, kernels, seed, targets, timeout"),
+    (GOOD + "jobs: 2\n", "jobs", "field 'jobs' is unknown; known fields here: cases, kernels, not_applicable, seed, targets, timeout"),
     (GOOD.replace("[qemu:x86_64]", "qemu:x86_64"), "targets",
      "field 'targets' must be a list, got str 'qemu:x86_64'"),
     (GOOD.replace("[default]", "[]"), "kernels", "field 'kernels' must be a non-empty list of strings"),

@@ -14,13 +14,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.arches import DEFAULT_ARCH, GUEST_ARCHES
+from harness.arches import DEFAULT_ARCH
 from harness.errors import ConfigError
 from harness.running.runner import RunOptions
 from harness.targets import TargetOptions, check_options
-from harness.targets.spec import QEMU_SPECS, TargetSpec
+from harness.targets.spec import FORMS, QEMU_SPECS, TargetSpec
 
-TARGET_HELP = " | ".join([*(f"qemu:{a}" for a in GUEST_ARCHES), "ssh://USER@HOST[:PORT]", "adb[:SERIAL]", "local"])
+TARGET_HELP = " | ".join(FORMS)
 
 
 @dataclass(frozen=True)

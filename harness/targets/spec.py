@@ -18,8 +18,9 @@ from harness.arches import GUEST_ARCHES
 from harness.errors import ConfigError
 
 TargetKind = Literal["qemu", "ssh", "adb", "local"]
-QEMU_SPECS = " or ".join(f"qemu:{a}" for a in GUEST_ARCHES)
-_KNOWN = f"use {', '.join(f'qemu:{a}' for a in GUEST_ARCHES)}, ssh://USER@HOST[:PORT], adb[:SERIAL] or local"
+FORMS = (*(f"qemu:{a}" for a in GUEST_ARCHES), "ssh://USER@HOST[:PORT]", "adb[:SERIAL]", "local")
+QEMU_SPECS = " or ".join(f for f in FORMS if f.startswith("qemu:"))
+_KNOWN = f"use {', '.join(FORMS[:-1])} or {FORMS[-1]}"
 _SSH_HINT = "use ssh://USER@HOST[:PORT]"
 
 

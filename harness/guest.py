@@ -6,7 +6,8 @@ virtio_net. At boot the console brings up eth0 behind QEMU's user network,
 generates a fresh ed25519 host key, installs a client key generated on the
 host for this guest, and starts dropbear, forwarded from 127.0.0.1:PORT only.
 Before it says "ready", the harness logs in over ssh itself, checking the host
-key, so the printed instructions are known to work.
+key, so the printed instructions are known to work. Its kernel and driver are shaped by the
+run's own options (--image, --kernel, --modules, --binder-module; harness/options.py).
 """
 from __future__ import annotations
 

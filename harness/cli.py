@@ -17,14 +17,11 @@ import signal
 import sys
 from pathlib import Path
 
-from harness.arches import DEFAULT_ARCH, GUEST_ARCHES
 from harness.errors import ConfigError, TargetError
 from harness.judging.verdicts import ExitStatus, exit_status, summarize, summary_line
 from harness.options import add_to_argparse
-from harness.targets import guest_arch
 
 KCIDB_HELP = "also write KernelCI KCIDB JSON (the kernel as a build, each case a test) to FILE"
-QEMU_TARGETS = " or ".join(f"qemu:{a}" for a in GUEST_ARCHES)
 
 
 def _jobs(value: str) -> int:
@@ -110,7 +107,7 @@ def cmd_run(args) -> int:
     options = run_options(args, Path(args.out), report.reproduce_command(["binder-harness", *sys.argv[1:]]))
     specs = select_cases(args.cases)
     kcidb_path = _kcidb_path(args)
-    if args.jobs > 1 and guest_arch(options.target_spec) is None:
+    if args.jobs > 1 and options.target_spec.kind != "qemu":
         raise ConfigError(f"-j/--jobs {args.jobs}: parallel guests need a qemu target; {options.target_spec} is one "
                           "device, and binder has one context manager per device")
     report.prepare_out_dir(options.out_dir)
@@ -201,21 +198,16 @@ def cmd_judge(args) -> int:
 def cmd_lava(args) -> int:
     """Render a LAVA job (job, device dictionary, dispatcher config, kernel, initramfs) into --out."""
     from harness.judging.cases import select_cases
+    from harness.options import run_options
     from harness.reports import report
     from harness.running.lava import render
 
-    arch = guest_arch(args.target)
-    if arch is None:
-        raise ConfigError(f"lava --target {args.target}: a LAVA job boots a QEMU guest; use {QEMU_TARGETS}")
-    module = args.binder_module
-    if module is not None and not Path(module).is_file():
-        raise ConfigError(f"--binder-module {module}: no such file")
+    options = run_options(args, Path(args.out), report.reproduce_command(["binder-harness", *sys.argv[1:]]), "lava")
     specs = select_cases(args.cases)
-    out = Path(args.out)
+    out = options.out_dir
     report.prepare_out_dir(out)
     report.release_reserve(out)
-    manifest = render(arch, specs, out, Path(module) if module else None, args.seed, args.timeout,
-                      report.reproduce_command(["binder-harness", *sys.argv[1:]]), _progress)
+    manifest = render(options, specs, _progress)
     planned = [c for c, p in manifest["plans"].items() if not p["problem"]]
     print(out / "run.sh")
     _progress(f"LAVA job for {len(planned)} of {len(specs)} cases in {out}: job.yaml, device.yaml, dispatcher.yaml; "
@@ -275,26 +267,21 @@ def cmd_images_clean(args) -> int:
     return 0
 def cmd_guest(args) -> int:
     from harness.guest import run_adb_guest, run_guest
+    from harness.options import target_options
 
-    arch = guest_arch(args.target)
-    if arch is None:
-        raise ConfigError(f"guest --target {args.target}: a guest is a QEMU target; use {QEMU_TARGETS}")
+    spec, options = target_options(args, "guest")
     if args.ssh_port < 0:
         raise ConfigError(f"--ssh-port {args.ssh_port}: not a TCP port")
     if args.adb_port is not None and args.ssh_port:
         raise ConfigError("guest: give --ssh-port or --adb-port, not both")
-    module = args.binder_module
-    if module is not None and not Path(module).is_file():
-        raise ConfigError(f"--binder-module {module}: no such file")
     if args.adb_port is not None:
         if args.adb_port < 0:
             raise ConfigError(f"--adb-port {args.adb_port}: not a TCP port")
-        return run_adb_guest(arch, args.adb_port, Path(module) if module else None, _progress,
-                             args.resident_context_manager)
-    if args.resident_context_manager:
+        return run_adb_guest(spec, args.adb_port, options, _progress)
+    if options.resident_cm:
         raise ConfigError("guest --resident-context-manager: goes with --adb-port (the run's own "
                           "--resident-context-manager covers QEMU console targets)")
-    return run_guest(arch, args.ssh_port, Path(module) if module else None, _progress)
+    return run_guest(spec, args.ssh_port, options, _progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -304,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run cases on a target and write a report")
     run.add_argument("cases", nargs="*", help="case ids or globs (default: every case)")
     run.add_argument("--out", required=True, help="run directory for report.json and evidence")
-    add_to_argparse(run)
+    add_to_argparse(run, "run")
     run.add_argument("--kcidb", metavar="FILE", help=KCIDB_HELP)
     run.add_argument("-j", "--jobs", type=_jobs, default=1,
                      help="guests run at once, each on its own QEMU (default 1); results merge in catalog order")
@@ -327,23 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     jud.set_defaults(func=cmd_judge)
     lava = sub.add_parser("lava", help="render the cases as a LAVA job for the qemu device type (run it with lava-run)")
     lava.add_argument("cases", nargs="*", help="case ids or globs (default: every case)")
-    lava.add_argument("--target", default=f"qemu:{DEFAULT_ARCH}", help=QEMU_TARGETS.replace(" or ", " | "))
     lava.add_argument("--out", required=True, help="directory for job.yaml, device.yaml, dispatcher.yaml and the images")
-    lava.add_argument("--binder-module", help="binder_linux.ko to load instead of the stock driver")
-    lava.add_argument("--seed", type=int, help="seed for stress cases")
-    lava.add_argument("--timeout", type=float, help="per-case probe time limit, seconds")
+    add_to_argparse(lava, "lava")
     lava.set_defaults(func=cmd_lava)
     guest = sub.add_parser("guest", help="boot a long-lived QEMU guest reachable over ssh")
-    guest.add_argument("--target", default=f"qemu:{DEFAULT_ARCH}", help=QEMU_TARGETS.replace(" or ", " | "))
+    add_to_argparse(guest, "guest")
     guest.add_argument("--ssh-port", type=int, default=0, help="host port forwarded to the guest's ssh (127.0.0.1 only; default: a free one)")
     guest.add_argument("--adb-port", type=int, default=None,
                        help="boot with Debian's adbd instead, forwarded from 127.0.0.1:PORT only (it asks no auth); "
                             "0 picks a free port")
-    guest.add_argument("--resident-context-manager", action="store_true",
-                       help="with --adb-port: a resident context manager owns /dev/binder (servicemanager's place) "
-                            "and binder_linux gets a private /dev/binder-harness for the cases (--binder-device); a "
-                            "binder_linux with binderfs needs none: each run makes its own through binder-control")
-    guest.add_argument("--binder-module", help="binder_linux.ko to load instead of the stock driver")
     guest.set_defaults(func=cmd_guest)
 
     lst = sub.add_parser("list", help="print every case id")

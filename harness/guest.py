@@ -6,7 +6,8 @@ virtio_net. At boot the console brings up eth0 behind QEMU's user network,
 generates a fresh ed25519 host key, installs a client key generated on the
 host for this guest, and starts dropbear, forwarded from 127.0.0.1:PORT only.
 Before it says "ready", the harness logs in over ssh itself, checking the host
-key, so the printed instructions are known to work.
+key, so the printed instructions are known to work. Its kernel and driver are shaped by the
+run's own options (--image, --kernel, --modules, --binder-module; harness/options.py).
 """
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ from harness.errors import ConfigError, TargetError
 from harness.images.guest_files import (ADBD, HOST_KEY, adb_files, android_lib_dir, load_adb_recipe, load_ssh_recipe,
                                        ssh_files)
 from harness.files import cache_root
-from harness.images.build import build_image
-from harness.images.recipes import recipe_for_arch
+from harness.images.recipes import resolve_recipe
 from harness.running.devices import GUEST_BINDERFS_LINE, PRIVATE_DEVICE
-from harness.targets import PRIVATE_PARAMS
+from harness.targets import TargetOptions, build_qemu_image
+from harness.targets.spec import TargetSpec
 
 # -- keys ---------------------------------------------------------------------------
 def openssh_fingerprint(public_line: str) -> str:
@@ -115,18 +116,19 @@ def _setup_script(public_key: str) -> str:
     ]))
 
 
-def boot_guest(arch: str, port: int, binder_module: Path | None, progress=print):
-    """Boot the ssh-reachable guest; returns (QemuTarget, GuestInfo). The caller stops the target."""
+def boot_guest(qemu_spec: TargetSpec, port: int, options: TargetOptions, progress=print):
+    """Boot the ssh-reachable guest (its kernel and driver as `options` shape them, as for `run`);
+    returns (QemuTarget, GuestInfo). The caller stops the target."""
     from harness.targets.ssh import SshAddress, SshOptions, SshTarget
 
-    recipe = recipe_for_arch(arch)
+    spec, arch = qemu_spec.text, _arch(qemu_spec)
+    recipe = resolve_recipe(options.image, arch)
     ssh = load_ssh_recipe(recipe)
     port = port or free_port()
     check_port(port)
-    image = build_image(recipe, binder_module, progress, extra_files=tuple(ssh_files(recipe, ssh, progress)),
-                        extra_modules=ssh.modules)
+    image = build_qemu_image(options, recipe, progress, extra_files=tuple(ssh_files(recipe, ssh, progress)),
+                             extra_modules=ssh.modules)
     state = cache_root() / "guests" / f"qemu-{arch}-{port}"
-    spec = f"qemu:{arch}"
     target = _forwarded_guest(image, spec, state, port, 22, progress)
     identity, public = make_client_key(state)
     t0 = time.monotonic()
@@ -189,12 +191,17 @@ def describe(info: GuestInfo) -> str:
     ])
 
 
-def run_guest(arch: str, port: int, binder_module: Path | None, progress=print) -> int:
+def _arch(spec: TargetSpec) -> str:
+    assert spec.arch is not None, spec  # harness/options.py takes only qemu:ARCH for `guest`
+    return spec.arch
+
+
+def run_guest(spec: TargetSpec, port: int, options: TargetOptions, progress=print) -> int:
     """Boot, print how to reach the guest, and keep it up until SIGINT/SIGTERM (KeyboardInterrupt)."""
     target = None
     info = None
     try:
-        target, info = boot_guest(arch, port, binder_module, progress)
+        target, info = boot_guest(spec, port, options, progress)
         print(describe(info), flush=True)
         while target.drain_console(1.0):
             pass
@@ -275,9 +282,9 @@ def adb_disconnect(adb: str, serial: str) -> None:
         pass
 
 
-def adb_state_dir(spec: str, port: int) -> Path:
+def adb_state_dir(arch: str, port: int) -> Path:
     """Where an adb guest keeps its console log and adb-guest.json."""
-    return cache_root() / "guests" / f"qemu-{spec.split(':', 1)[1]}-adb-{port}"
+    return cache_root() / "guests" / f"qemu-{arch}-adb-{port}"
 
 
 RESIDENT_DIR = "/var/run/binder-resident"  # outside the adb target's workdir, which it removes when done
@@ -311,23 +318,23 @@ def start_resident(target, arch: str) -> int:
     return int(ready["pid"])
 
 
-def boot_adb_guest(arch: str, port: int, binder_module: Path | None, progress=print, resident: bool = False):
-    """Boot the adb-reachable guest; returns (QemuTarget, AdbGuestInfo). The caller stops the target.
-    With `resident`, binder_linux gets a second device (/dev/binder-harness; on a binder_linux with
+def boot_adb_guest(qemu_spec: TargetSpec, port: int, options: TargetOptions, progress=print):
+    """Boot the adb-reachable guest (its kernel and driver as `options` shape them, as for `run`);
+    returns (QemuTarget, AdbGuestInfo). The caller stops the target.
+    With options.resident_cm, binder_linux gets a second device (/dev/binder-harness; on a binder_linux with
     binderfs, runs make their own through binder-control) and a resident context manager owns
     /dev/binder, as servicemanager does on Android."""
     from harness.targets.adb import AdbTarget, find_adb
 
     adb = find_adb()
-    recipe = recipe_for_arch(arch)
+    spec, arch = qemu_spec.text, _arch(qemu_spec)
+    recipe = resolve_recipe(options.image, arch)
     section = load_adb_recipe(recipe)
     port = port or free_port()
     check_port(port, "--adb-port")
     files = adb_files(recipe, section, progress)
-    extra = tuple(files) + ((PRIVATE_PARAMS,) if resident else ())
-    image = build_image(recipe, binder_module, progress, extra_files=extra, extra_modules=section.modules)
-    spec = f"qemu:{arch}"
-    state = adb_state_dir(spec, port)
+    image = build_qemu_image(options, recipe, progress, extra_files=tuple(files), extra_modules=section.modules)
+    state = adb_state_dir(arch, port)
     serial = f"127.0.0.1:{port}"
     target = _forwarded_guest(image, spec, state, port, ADBD_GUEST_PORT, progress)
     t0 = time.monotonic()
@@ -337,7 +344,7 @@ def boot_adb_guest(arch: str, port: int, binder_module: Path | None, progress=pr
         res = target.run_shell(_adb_setup_script(android_lib_dir(files)), 60)
         if not res.ok or "adbd-started" not in res.output:
             raise TargetError(f"{spec}: guest adb setup failed (status {res.status}): {res.output.strip()[-200:]}")
-        resident_pid = start_resident(target, arch) if resident else 0
+        resident_pid = start_resident(target, arch) if options.resident_cm else 0
         try:
             adb_connect(adb, serial)
             # Prove the printed target works before printing it: the harness's own adb target starts on it.
@@ -354,7 +361,7 @@ def boot_adb_guest(arch: str, port: int, binder_module: Path | None, progress=pr
                             kernel_release=ident.kernel_release, accel=ident.accel, pid=os.getpid(),
                             resident_pid=resident_pid,
                             binder_device="" if GUEST_BINDERFS_LINE in (target.boot_dmesg() or "")
-                            else PRIVATE_DEVICE if resident else "/dev/binder")
+                            else PRIVATE_DEVICE if options.resident_cm else "/dev/binder")
         (state / "adb-guest.json").write_text(json.dumps(asdict(info), indent=2) + "\n")
         progress(f"guest {spec} up in {time.monotonic() - t0:.1f} s ({ident.kernel_release}, {ident.accel})")
         return target, info
@@ -364,7 +371,7 @@ def boot_adb_guest(arch: str, port: int, binder_module: Path | None, progress=pr
         raise
 
 
-def describe_adb(info: AdbGuestInfo) -> str:
+def describe_adb(info: AdbGuestInfo, state: Path) -> str:
     return "\n".join([
         f"adb:         {info.connect_command}   (already connected; adbd asks no auth, so the port is 127.0.0.1 only)",
         f"shell:       adb -s {info.serial} shell",
@@ -373,21 +380,21 @@ def describe_adb(info: AdbGuestInfo) -> str:
         *([f"resident:    a context manager (pid {info.resident_pid}) owns /dev/binder; cases use "
            f"{info.binder_device or 'a device each run makes through /dev/binderfs/binder-control'}"]
           if info.resident_pid else []),
-        f"details:     {adb_state_dir(info.spec, info.port) / 'adb-guest.json'}",
+        f"details:     {state / 'adb-guest.json'}",
         f"stop:        Ctrl-C, or kill -TERM {info.pid}",
         "READY",
     ])
 
 
-def run_adb_guest(arch: str, port: int, binder_module: Path | None, progress=print, resident: bool = False) -> int:
+def run_adb_guest(spec: TargetSpec, port: int, options: TargetOptions, progress=print) -> int:
     """Boot the adb guest, print how to reach it, keep it up until SIGINT/SIGTERM."""
     from harness.targets.adb import find_adb
 
     target = None
     info = None
     try:
-        target, info = boot_adb_guest(arch, port, binder_module, progress, resident)
-        print(describe_adb(info), flush=True)
+        target, info = boot_adb_guest(spec, port, options, progress)
+        print(describe_adb(info, adb_state_dir(_arch(spec), info.port)), flush=True)
         while target.drain_console(1.0):
             pass
         progress(f"guest {info.spec} exited on its own")
@@ -398,6 +405,6 @@ def run_adb_guest(arch: str, port: int, binder_module: Path | None, progress=pri
     finally:
         if info is not None:
             adb_disconnect(find_adb(), info.serial)
-            (adb_state_dir(info.spec, info.port) / "adb-guest.json").unlink(missing_ok=True)
+            (adb_state_dir(_arch(spec), info.port) / "adb-guest.json").unlink(missing_ok=True)
         if target is not None:
             target.stop()

@@ -1,10 +1,12 @@
-"""Every run option, declared once and bound to both front ends: `binder-harness run` (argparse)
-and `pytest cases/` (the pytest plugin).
+"""Every run option, declared once and bound to every front end: `binder-harness run`, `guest` and
+`lava` (argparse; COMMANDS says which options each takes) and `pytest cases/` (the pytest plugin).
 
 An Option names the field it fills (in RunOptions or its TargetOptions), its flag on each
 front end (pytest's own flags, e.g. --timeout of pytest-timeout, are avoided with a `--bh-`
-prefix), what kind of value it takes, and its help. `run_options` turns the values a front
-end parsed into RunOptions, checking files and directories with one-line errors.
+prefix), what kind of value it takes, and its help. `run_options` (and `target_options`, for
+`guest`) turns the values a front end parsed into options, checking with one-line errors:
+files and directories, positive seconds, case globs, and the target spec, parsed here once
+into a TargetSpec, against the options that only some kinds of target can honour.
 """
 from __future__ import annotations
 
@@ -12,12 +14,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.arches import DEFAULT_ARCH, GUEST_ARCHES
+from harness.arches import DEFAULT_ARCH
 from harness.errors import ConfigError
 from harness.running.runner import RunOptions
-from harness.targets import TargetOptions
+from harness.targets import TargetOptions, check_options
+from harness.targets.spec import FORMS, QEMU_SPECS, TargetSpec
 
-TARGET_HELP = " | ".join([*(f"qemu:{a}" for a in GUEST_ARCHES), "ssh://USER@HOST[:PORT]", "adb[:SERIAL]", "local"])
+TARGET_HELP = " | ".join(FORMS)
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("resident_cm", "--resident-context-manager", "--resident-context-manager", "flag",
            "start a resident context manager on /dev/binder before any case (servicemanager's place on Android) "
            "and run the cases on a private device: --binder-device, one made through binderfs's binder-control, "
-           "or on QEMU guests binder_linux devices="),
+           "or on QEMU guests binder_linux devices= (guest: with --adb-port, the guest's binder_linux gets a "
+           "private /dev/binder-harness and the context manager stays for the guest's life)"),
     Option("trace_dat", "--trace-dat", "--bh-trace-dat", "flag",
            "also save each traced case's trace in trace-cmd's binary format, cases/ID/trace.dat (for trace-cmd "
            "report and KernelShark), written by trace-cmd extract on the target; QEMU guests get Debian's "
@@ -76,15 +80,31 @@ OPTIONS: tuple[Option, ...] = (
 _TYPES: dict[str, Callable[[str], Any]] = {"seconds": float, "int": int}
 _TARGET_FIELDS = {f.name for f in fields(TargetOptions)}
 
+# The options each subcommand takes from the table (pytest takes them all, as `run` does): what
+# shapes a guest works wherever a guest is booted.
+GUEST_SHAPE = ("target_spec", "image", "kernel", "modules", "binder_module")
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "run": tuple(o.field for o in OPTIONS),
+    "lava": (*GUEST_SHAPE, "timeout", "seed"),
+    "guest": (*GUEST_SHAPE, "resident_cm"),
+}
+# The subcommands that boot a QEMU guest of their own, and why no other target will do
+_QEMU_ONLY = {"lava": "a LAVA job boots a QEMU guest", "guest": "a guest is a QEMU target"}
 
-def add_to_argparse(parser) -> None:
+
+def add_to_argparse(parser, command: str = "run") -> None:
     for o in OPTIONS:
+        if o.field not in COMMANDS[command]:
+            continue
+        text = o.help
+        if o.field == "target_spec" and command in _QEMU_ONLY:
+            text = text.replace(TARGET_HELP, QEMU_SPECS.replace(" or ", " | "))
         if o.kind == "flag":
-            parser.add_argument(o.cli, dest=o.dest, action="store_true", help=o.help)
+            parser.add_argument(o.cli, dest=o.dest, action="store_true", help=text)
         elif o.kind == "globs":
-            parser.add_argument(o.cli, dest=o.dest, action="append", metavar="GLOB", default=None, help=o.help)
+            parser.add_argument(o.cli, dest=o.dest, action="append", metavar="GLOB", default=None, help=text)
         else:
-            parser.add_argument(o.cli, dest=o.dest, type=_TYPES.get(o.kind, str), default=None, help=o.help)
+            parser.add_argument(o.cli, dest=o.dest, type=_TYPES.get(o.kind, str), default=None, help=text)
 
 
 def add_to_pytest(group) -> None:
@@ -127,23 +147,43 @@ def _case_globs(o: Option, patterns: list[str]) -> tuple[str, ...]:
     return tuple(patterns)
 
 
-def run_options(values: Any, out_dir: Path, command_line: str) -> RunOptions:
+def run_options(values: Any, out_dir: Path, command_line: str, command: str = "run") -> RunOptions:
     """RunOptions from a front end's parsed values (argparse Namespace or pytest's option object)."""
-    checked = {o.field: _checked(o, getattr(values, o.dest)) for o in OPTIONS}
-    checked["target_spec"] = _target_spec(checked["target_spec"], checked["image"])
+    spec, target, run = _parsed(values, command)
+    return RunOptions(target_spec=spec, out_dir=out_dir, command_line=command_line, target=target, **run)
+
+
+def target_options(values: Any, command: str) -> tuple[TargetSpec, TargetOptions]:
+    """The target and what shapes it, for a subcommand that runs no cases (`guest`)."""
+    spec, target, _ = _parsed(values, command)
+    return spec, target
+
+
+def _parsed(values: Any, command: str) -> tuple[TargetSpec, TargetOptions, dict[str, Any]]:
+    """The spec, its TargetOptions (checked against it) and the other RunOptions fields; the
+    options `command` does not take are at their defaults."""
+    taken = COMMANDS[command]
+    checked = {o.field: _checked(o, getattr(values, o.dest) if o.field in taken else _absent(o)) for o in OPTIONS}
+    spec = _target_spec(checked.pop("target_spec"), checked["image"], command)
     target = TargetOptions(**{k: v for k, v in checked.items() if k in _TARGET_FIELDS})
-    run = {k: v for k, v in checked.items() if k not in _TARGET_FIELDS}
-    return RunOptions(out_dir=out_dir, command_line=command_line, target=target, **run)
+    check_options(spec, target)
+    return spec, target, {k: v for k, v in checked.items() if k not in _TARGET_FIELDS}
 
 
-def _target_spec(spec: str | None, image: str | None) -> str:
-    """--target, or qemu:ARCH of the --image recipe, or the default; the recipe must fit the target."""
+def _absent(o: Option) -> Any:
+    return False if o.kind == "flag" else None
+
+
+def _target_spec(text: str | None, image: str | None, command: str) -> TargetSpec:
+    """--target, or qemu:ARCH of the --image recipe, or the default; the recipe must fit the target.
+    The one place a spec is parsed from what a user typed."""
     from harness.images.recipes import find_recipe, load_recipe, resolve_recipe
-    from harness.targets import guest_arch
 
-    if spec is None:
-        spec = f"qemu:{load_recipe(find_recipe(image)).arch}" if image else f"qemu:{DEFAULT_ARCH}"
-    arch = guest_arch(spec)
-    if arch is not None:
-        resolve_recipe(image, arch)
+    if text is None:
+        text = f"qemu:{load_recipe(find_recipe(image)).arch}" if image else f"qemu:{DEFAULT_ARCH}"
+    spec = TargetSpec.parse(text)
+    if command in _QEMU_ONLY and spec.kind != "qemu":
+        raise ConfigError(f"{command} --target {spec}: {_QEMU_ONLY[command]}; use {QEMU_SPECS}")
+    if spec.arch is not None:
+        resolve_recipe(image, spec.arch)
     return spec

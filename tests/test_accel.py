@@ -23,6 +23,7 @@ from harness.arches import GUEST_ARCHES, host_arch
 from harness.judging.cases import select_cases
 from harness.running.runner import RunOptions, run_cases
 from harness.targets import accel
+from harness.targets.spec import TargetSpec
 from tests.helpers import REPO, TEST_TAG
 
 CASE = "protocol.version"
@@ -72,7 +73,7 @@ def run(tmp_path: Path, name: str, cases: tuple[str, ...] = (CASE,)) -> tuple[di
     lines: list[str] = []
     out = tmp_path / name
     t0 = time.monotonic()
-    run_cases(select_cases(list(cases)), RunOptions(target_spec=f"qemu:{ARCH}", out_dir=out), lines.append)
+    run_cases(select_cases(list(cases)), RunOptions(target_spec=TargetSpec.parse(f"qemu:{ARCH}"), out_dir=out), lines.append)
     return json.loads((out / "report.json").read_text()), lines, time.monotonic() - t0
 
 

@@ -16,7 +16,8 @@ import subprocess
 import pytest
 
 from harness.errors import ConfigError, TargetUnavailable
-from harness.targets import make_target, parse_spec, TargetOptions
+from harness.targets import TargetOptions, check_options
+from harness.targets.spec import TargetSpec
 from harness.targets.adb import (AdbTarget, abi_info, adb_argv, choose_device, device_command, parse_devices,
                                  parse_getprop, root_state, shell_result, split_status)
 from tests.helpers import cli
@@ -140,16 +141,21 @@ def test_adb_root_outputs():
 
 
 def test_specs():
-    assert parse_spec("adb") == ("adb", "")
-    assert parse_spec("adb:emulator-5554") == ("adb", "emulator-5554")
-    assert parse_spec("adb:192.168.1.20:5555") == ("adb", "192.168.1.20:5555")
-    assert parse_spec("local") == ("local", "")
-    assert parse_spec("ssh://root@127.0.0.1:2222") == ("ssh", "ssh://root@127.0.0.1:2222")
-    for bad in ("adb:", "ssh://127.0.0.1", "ssh://root@h:99999", "ssh://root:pw@h", "sshx://root@h"):
+    assert TargetSpec.parse("adb") == TargetSpec("adb", "adb", serial=None)
+    assert TargetSpec.parse("adb:emulator-5554") == TargetSpec("adb", "adb:emulator-5554", serial="emulator-5554")
+    assert TargetSpec.parse("adb:192.168.1.20:5555") == TargetSpec("adb", "adb:192.168.1.20:5555",
+                                                                    serial="192.168.1.20:5555")
+    assert TargetSpec.parse("local") == TargetSpec("local", "local")
+    assert TargetSpec.parse("ssh://root@127.0.0.1:2222") == TargetSpec("ssh", "ssh://root@127.0.0.1:2222",
+                                                                        user="root", host="127.0.0.1", port=2222)
+    assert TargetSpec.parse("ssh://me@[::1]") == TargetSpec("ssh", "ssh://me@[::1]", user="me", host="::1", port=22)
+    assert TargetSpec.parse("qemu:arm64") == TargetSpec("qemu", "qemu:arm64", arch="arm64")
+    assert str(TargetSpec.parse("ssh://root@h:2222")) == "ssh://root@h:2222"  # shown and reported as given
+    for bad in ("adb:", "ssh://127.0.0.1", "ssh://root@h:99999", "ssh://root:pw@h", "sshx://root@h", "qemu:riscv64"):
         with pytest.raises(ConfigError):
-            parse_spec(bad)
+            TargetSpec.parse(bad)
     with pytest.raises(ConfigError, match="ssh:// targets only"):
-        make_target("adb", TargetOptions(insecure_accept_host_key=True))
+        check_options(TargetSpec.parse("adb"), TargetOptions(insecure_accept_host_key=True))
 
 
 def test_adb_target_builds_its_commands(tmp_path):

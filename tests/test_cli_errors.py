@@ -5,7 +5,7 @@ import pytest
 
 from harness.images.build import build_image
 from harness.images.recipes import recipe_for_arch
-from tests.helpers import cli, one_error_line
+from tests.helpers import cli, cli_env, one_error_line
 
 
 
@@ -63,3 +63,55 @@ def test_unwritable_out_dir(tmp_path):
 @pytest.mark.parametrize("bad", ["0", "-3"])
 def test_bad_timeout(tmp_path, bad):
     assert "--timeout" in one_error_line(cli("run", "--timeout", bad, out=tmp_path))
+
+
+@pytest.mark.parametrize("command", ["run", "lava"])
+@pytest.mark.parametrize("bad", ["0", "-3"])
+def test_bad_timeout_for_every_command(tmp_path, command, bad):
+    """--timeout comes from the one option table, with its check, for run and lava alike."""
+    line = one_error_line(cli(command, "--timeout", bad, out=tmp_path / "o"))
+    assert line == f"binder-harness: --timeout {float(bad)}: must be a positive number of seconds"
+
+
+@pytest.mark.parametrize("target, options, line", [
+    ("adb", ["--binder-module", "{ko}"],
+     "--binder-module: not supported on adb targets (adb); Android kernels carry binder built in"),
+    ("adb:emulator-5554", ["--binder-module", "{ko}"],
+     "--binder-module: not supported on adb targets (adb:emulator-5554); Android kernels carry binder built in"),
+    ("local", ["--binder-module", "{ko}"],
+     "local: --binder-module is not supported on this host's running kernel; load it yourself (insmod) and run "
+     "without --binder-module"),
+    ("adb", ["--image", "qemu-x86_64-6.12"],
+     "--target adb: --kernel, --modules and --image choose a QEMU guest's kernel; they do not apply to adb targets"),
+    ("ssh://root@127.0.0.1:1", ["--kernel", "{ko}"], "--target ssh://root@127.0.0.1:1: --kernel, --modules and "
+     "--image choose a QEMU guest's kernel; they do not apply to ssh targets"),
+    ("local", ["--insecure-accept-host-key"], "--target local: --identity, --known-hosts and "
+     "--insecure-accept-host-key apply to ssh:// targets only"),
+])
+def test_option_the_target_kind_cannot_honour(tmp_path, target, options, line):
+    """One check of every per-kind option against the spec, before anything connects: no adb
+    binary (ADB points nowhere), an ssh port nothing listens on, and no run directory made yet."""
+    ko = tmp_path / "binder_linux.ko"
+    ko.write_bytes(b"\x7fELF")
+    args = [a.format(ko=ko) for a in options]
+    run = cli("run", "protocol.version", "--target", target, *args, out=tmp_path / "o",
+              env=cli_env(ADB=str(tmp_path / "no-adb")))
+    assert one_error_line(run) == f"binder-harness: {line}"
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, line", [
+    (("guest", "--target", "ssh://root@127.0.0.1"),
+     "guest --target ssh://root@127.0.0.1: a guest is a QEMU target; use qemu:x86_64 or qemu:arm64"),
+    (("guest", "--image", "qemu-arm64-6.12", "--target", "qemu:x86_64"),
+     "--image qemu-arm64-6.12: recipe qemu-arm64-6.12 is for arm64, but the target is qemu:x86_64; "
+     "use --target qemu:arm64 or an x86_64 recipe"),
+    (("guest", "--kernel", "/nonexistent/bzImage"), "--kernel /nonexistent/bzImage: no such file"),
+    (("guest", "--modules", "/nonexistent"), "--modules /nonexistent: no such directory; pass a modules tree "
+     "(lib/modules/RELEASE) or a directory holding binder_linux.ko"),
+    (("guest", "--image", "no-such-recipe"), "--image no-such-recipe: no such recipe file or name"),
+])
+def test_guest_takes_the_run_options_that_shape_a_guest(args, line):
+    """`guest` takes --target, --image, --kernel, --modules and --binder-module from the one option
+    table, with the same checks as `run`, before anything boots."""
+    assert one_error_line(cli(*args)).startswith(f"binder-harness: {line}")

@@ -59,8 +59,21 @@ def test_lava_job_with_the_double_copy_module_fails_like_a_direct_run(tmp_path):
     assert "expected 1.0, measured 2.0" in lava["cases"][0]["reason"]
 
 
+def test_lava_job_boots_the_image_asked_for(tmp_path):
+    """--image shapes the job's guest as it shapes a run's: the job boots Debian's 6.12, and the
+    verdict is judged on 6.12."""
+    lava = _lava(tmp_path / "lava", "one_copy.sync_sizes", "--image", "qemu-x86_64-6.12")
+    manifest = json.loads((tmp_path / "lava" / "lava.json").read_text())
+    assert (manifest["target"]["spec"], manifest["target"]["image"]) == ("qemu:x86_64", "qemu-x86_64-6.12")
+    assert lava["target"]["kernel_release"].startswith("6.12."), lava["target"]
+    assert [(c["id"], c["outcome"]) for c in lava["cases"]] == [("one_copy.sync_sizes", "passed")]
+
+
 @pytest.mark.parametrize("args, needle", [
     (("lava", "--target", "ssh://root@127.0.0.1", "--out", "{tmp}/x"), "a LAVA job boots a QEMU guest"),
+    (("lava", "--timeout", "0", "--out", "{tmp}/x"), "--timeout 0.0: must be a positive number of seconds"),
+    (("lava", "--image", "qemu-arm64-6.12", "--target", "qemu:x86_64", "--out", "{tmp}/x"),
+     "recipe qemu-arm64-6.12 is for arm64, but the target is qemu:x86_64"),
     (("lava", "no.such_case", "--out", "{tmp}/x"), "unknown case 'no.such_case'"),
     (("lava", "--binder-module", "{tmp}/nope.ko", "--out", "{tmp}/x"), "--binder-module"),
 ])

@@ -164,7 +164,7 @@ def test_shipped_nightly_matrix_covers_every_kernel_on_both_arches():
     from harness.running.matrix import load_matrix
     from tests.helpers import REPO
 
-    cells = {(c.target, c.recipe.name) for c in load_matrix(REPO / "cases" / "nightly.yaml").cells}
+    cells = {(c.target.text, c.recipe.name) for c in load_matrix(REPO / "cases" / "nightly.yaml").cells}
     assert cells == {(f"qemu:{arch}", f"qemu-{arch}{kernel}") for arch in ("x86_64", "arm64")
                      for kernel in ("", "-6.1.0-56", "-6.12", "-7.2")}
 

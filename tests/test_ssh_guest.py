@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
+import shutil
 import signal
 import socket
 import struct
@@ -270,3 +272,31 @@ def test_guest_refuses_a_busy_port(tmp_path):
 
 def test_guest_needs_a_qemu_target():
     _one_error_line(cli("guest", "--target", "adb"), "guest --target adb")
+
+
+def test_guest_of_another_kernel_over_ssh(tmp_path):
+    """`guest --image` boots the recipe's kernel, as `run --image` does: a 6.12 guest that the
+    printed ssh command reaches (OpenSSH, not the harness's paramiko) and one case passes on over
+    ssh, judged on 6.12."""
+    ssh_client = shutil.which("ssh")
+    assert ssh_client, "ssh is missing: scripts/setup --test installs openssh-client"
+    g = Guest("x86_64", tmp_path, "--image", "qemu-x86_64-6.12")
+    try:
+        release = g.info["kernel_release"]
+        assert release.startswith("6.12."), release
+        printed = next(l.split(":", 1)[1].strip() for l in g.stdout_lines if l.startswith("ssh:"))
+        argv = shlex.split(printed)
+        assert argv[0] == "ssh"
+        reached = subprocess.run([ssh_client, "-o", "BatchMode=yes", *argv[1:], "uname -r"],
+                                 capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert reached.returncode == 0, reached.stderr
+        assert reached.stdout.splitlines()[0] == release
+        run = cli("run", "one_copy.sync_sizes", *g.ssh_args(), out=tmp_path / "run")
+        assert run.status == 0, run.stderr
+        target = run.report["target"]
+        assert (target["spec"], target["kernel_release"], target["arch"]) == (g.spec, release, "x86_64")
+        assert [(c["id"], c["outcome"]) for c in run.report["cases"]] == [("one_copy.sync_sizes", "passed")]
+    finally:
+        status = g.stop(signal.SIGTERM)
+    assert status == 0, g.stderr_path.read_text()[-2000:]
+    assert _qemu_for_port(g.port) == [], "a QEMU process was left behind"

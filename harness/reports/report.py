@@ -41,7 +41,7 @@ def append_trace(path: Path, text: str) -> None:
 
 def report_dict(state) -> dict:
     summary = summarize(r.outcome for r in state.results)
-    target = dict(state.target_info) or {"spec": state.options.target_spec}
+    target = dict(state.target_info) or {"spec": state.options.target_spec.text}
     return {
         "schema": SCHEMA,
         "target": target,

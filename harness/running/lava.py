@@ -50,6 +50,8 @@ from harness.judging.replay import NeedsLiveTarget
 from harness.judging.verdicts import Outcome, summarize
 from harness.reports import report
 from harness.running.judge import PENDING
+from harness.running.runner import RunOptions
+from harness.targets import TargetOptions
 from harness.targets.base import Target, shell_command
 
 LAVA_SCHEMA = 1
@@ -203,17 +205,17 @@ def job_definition(arch: str, kernel: Path, initramfs: Path, cmdline: str, n_cas
     }
 
 
-def _struct_offsets(specs: list[CaseSpec], recipe, binder_module: Path | None, kernel: Path) -> dict[str, int]:
+def _struct_offsets(specs: list[CaseSpec], recipe, target: TargetOptions, kernel: Path) -> dict[str, int]:
     """The struct offsets the cases' kprobes read, from the BTF of the module and kernel the job
     boots (read from their files: the job is written before anything runs)."""
-    from harness.images.build import ensure_kernel
+    from harness.images.build import select_kernel
 
     fields = tuple(dict.fromkeys(f for s in specs for k in s.kprobes for f in k.struct_fields))
     if not fields:
         return {}
-    module = binder_module
+    module = target.binder_module
     if module is None:
-        moddir = ensure_kernel(recipe).moddir
+        moddir = select_kernel(recipe, target.kernel, target.modules, lambda _: None).moddir
         module = next(moddir.rglob("binder_linux.ko"), None) if moddir is not None else None
     found = layout.offsets_from_files(fields, module, kernel)
     missing = [f"{f}: {o.source}" for f, o in found.items() if o.offset is None]
@@ -222,16 +224,20 @@ def _struct_offsets(specs: list[CaseSpec], recipe, binder_module: Path | None, k
     return {f: o.offset for f, o in found.items() if o.offset is not None}
 
 
-def render(arch: str, specs: list[CaseSpec], out: Path, binder_module: Path | None, seed: int | None,
-           timeout: float | None, command: str, progress=print) -> dict:
-    """Build the image (probe and script inside), write the LAVA files into `out`, return lava.json."""
-    from harness.images.build import build_image
+def render(options: RunOptions, specs: list[CaseSpec], progress=print) -> dict:
+    """Build the image (probe and script inside; its kernel, modules and driver as for `run`: --image,
+    --kernel, --modules, --binder-module), write the LAVA files into options.out_dir, return lava.json."""
     from harness.images.recipes import resolve_recipe
+    from harness.targets import build_qemu_image
 
-    recipe = resolve_recipe(None, arch)
-    plain = build_image(recipe, binder_module, progress)
+    arch, out, seed, timeout, target = options.target_spec.arch, options.out_dir, options.seed, options.timeout, \
+        options.target
+    assert arch is not None, options.target_spec  # harness/options.py takes only qemu:ARCH for `lava`
+    binder_module = target.binder_module
+    recipe = resolve_recipe(target.image, arch)
+    plain = build_qemu_image(target, recipe, progress)
     release = plain.identity.release
-    offsets = _struct_offsets(specs, recipe, binder_module, plain.kernel)
+    offsets = _struct_offsets(specs, recipe, target, plain.kernel)
     plans = {}
     for s in specs:
         plan = plan_case(s, release, seed, timeout)
@@ -249,18 +255,18 @@ def render(arch: str, specs: list[CaseSpec], out: Path, binder_module: Path | No
         if all(f[0] != probes[s.id] for f in files):
             files.append((probes[s.id], ensure_probe(abi).read_bytes(), 0o755))
     files.append((f"{GUEST_DIR}/run-cases.sh", run_script(specs, plans, probes).encode(), 0o755))
-    image = build_image(recipe, binder_module, progress, extra_files=tuple(files))
+    image = build_qemu_image(target, recipe, progress, extra_files=tuple(files))
     out.mkdir(parents=True, exist_ok=True)
     kernel, initramfs = out / "kernel", out / "initramfs.cpio"
     for src, dest in ((image.kernel, kernel), (image.initramfs, initramfs)):
         _place(src, dest)
     q = recipe.qemu
-    options = ["-M", q.machine, "-accel", "tcg", "-cpu", q.cpu, "-m", str(q.memory_mb), "-smp", str(q.smp),
+    qemu_args = ["-M", q.machine, "-accel", "tcg", "-cpu", q.cpu, "-m", str(q.memory_mb), "-smp", str(q.smp),
                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio"]
     cmdline = f"{recipe.cmdline} BH_PS1={PROMPT}"
     name = f"binder-harness {arch}: {len(specs)} cases"
     files_out = {"job.yaml": job_definition(arch, kernel, initramfs, cmdline, len(specs), name),
-                 "device.yaml": device_dictionary(arch, options),
+                 "device.yaml": device_dictionary(arch, qemu_args),
                  "dispatcher.yaml": {"dispatcher_ip": "127.0.0.1"}}
     for fname, data in files_out.items():
         atomic_write_text(out / fname, yaml.safe_dump(data, sort_keys=False, width=1000))
@@ -270,13 +276,13 @@ def render(arch: str, specs: list[CaseSpec], out: Path, binder_module: Path | No
               "> output/lava-run.log 2>&1\n")
     atomic_write_text(out / "run.sh", run_sh)
     (out / "run.sh").chmod(0o755)
-    target = {"spec": f"qemu:{arch}", "arch": arch, "kernel_release": release, "accel": "tcg",
+    described = {"spec": options.target_spec.text, "arch": arch, "kernel_release": release, "accel": "tcg",
               "accel_reason": "LAVA job: the device dictionary asks for TCG", "binder_module":
               str(binder_module) if binder_module else "stock", "image": recipe.name,
               "kernel_source": image.kernel_source, "lava": True}
     if image.binder_module_sha256:
-        target["binder_module_sha256"] = image.binder_module_sha256
-    manifest = {"lava_schema": LAVA_SCHEMA, "command": command, "target": target, "seed": seed,
+        described["binder_module_sha256"] = image.binder_module_sha256
+    manifest = {"lava_schema": LAVA_SCHEMA, "command": options.command_line, "target": described, "seed": seed,
                 "cases": [s.id for s in specs], "plans": plans}
     atomic_write_text(out / "lava.json", json.dumps(manifest, indent=1) + "\n")
     return manifest

@@ -42,7 +42,8 @@ from harness.errors import ConfigError
 from harness.files import atomic_write_text
 from harness.images.recipes import Recipe, YamlFields, YamlMap, find_recipe, load_recipe, read_yaml_map, resolve_recipe
 from harness.running.runner import RunOptions, run_cases
-from harness.targets import TargetOptions, guest_arch
+from harness.targets import TargetOptions
+from harness.targets.spec import TargetSpec
 from harness.judging.verdicts import ExitStatus, Outcome, summarize
 
 MATRIX_SCHEMA = 1
@@ -50,7 +51,7 @@ MATRIX_SCHEMA = 1
 
 @dataclass(frozen=True)
 class Cell:
-    target: str  # qemu:ARCH
+    target: TargetSpec  # qemu:ARCH
     recipe: Recipe
 
     @property
@@ -97,17 +98,17 @@ def load_matrix(path: Path) -> Matrix:
     f = YamlFields(_read(path))
     f.check_known({"targets", "kernels", "cases", "timeout", "seed", "not_applicable"})
     targets = _strings(f, "targets", "qemu:x86_64, qemu:arm64")
-    arches: dict[str, str] = {}
-    for spec in targets:
+    arches: dict[str, TargetSpec] = {}
+    for text in targets:
         try:
-            arch = guest_arch(spec)
+            spec = TargetSpec.parse(text)
         except ConfigError as exc:
             raise f.error("targets", str(exc).replace("--target ", "")) from None
-        if arch is None:
+        if spec.arch is None:
             raise f.error("targets", f"{spec}: only qemu:ARCH targets boot the kernels a matrix names")
-        if arch in arches:
-            raise f.error("targets", f"names qemu:{arch} twice")
-        arches[arch] = spec
+        if spec.arch in arches:
+            raise f.error("targets", f"names qemu:{spec.arch} twice")
+        arches[spec.arch] = spec
     cells: list[Cell] = []
     for name in _strings(f, "kernels", "default, qemu-x86_64-6.1.0-56"):
         recipes = [resolve_recipe(None, arch) for arch in arches] if name == "default" else [_recipe(f, name, path)]
@@ -209,7 +210,7 @@ def _run_cell_process(matrix: Matrix, outcome: CellOutcome, out: Path, guests: i
                       procs: dict[int, subprocess.Popen], stopping: threading.Event) -> None:
     cell = outcome.cell
     cell_dir = out / cell.dir_name
-    argv = [sys.executable, "-m", "harness.cli", "run", *(c.id for c in matrix.cases), "--target", cell.target,
+    argv = [sys.executable, "-m", "harness.cli", "run", *(c.id for c in matrix.cases), "--target", cell.target.text,
             "--image", str(cell.recipe.path), "--out", str(cell_dir), "-j", str(guests)]
     if matrix.timeout is not None:
         argv += ["--timeout", str(matrix.timeout)]
@@ -293,7 +294,7 @@ def combined(matrix: Matrix, outcomes: list[CellOutcome], command_line: str, tot
             cases.append({"cell": o.cell.id, "kernel_release": target.get("kernel_release", ""), "id": c["id"],
                           "outcome": c["outcome"], "reason": c.get("reason", ""),
                           "duration_s": c.get("duration_s", 0.0)})
-        cells.append({"cell": o.cell.id, "target": o.cell.target, "image": o.cell.recipe.name,
+        cells.append({"cell": o.cell.id, "target": o.cell.target.text, "image": o.cell.recipe.name,
                       "dir": o.cell.dir_name, "status": o.status, "error": o.error,
                       "kernel_release": target.get("kernel_release", ""), "accel": target.get("accel", ""),
                       "accel_reason": target.get("accel_reason", ""),
@@ -310,7 +311,7 @@ def combined_junit(matrix: Matrix, outcomes: list[CellOutcome], data: dict) -> s
                       time=f"{data['timings']['total_s']:.3f}")
     for o in outcomes:
         cell_report = {**o.report, "cases": _cell_cases(matrix, o)}
-        cell_report.setdefault("target", {"spec": o.cell.target})
+        cell_report.setdefault("target", {"spec": o.cell.target.text})
         cell_report.setdefault("timings", {"total_s": 0.0})
         cell_report["summary"] = next(c["summary"] for c in data["cells"] if c["cell"] == o.cell.id)
         suite = ET.fromstring(report.junit_xml(cell_report)).find("testsuite")

@@ -50,10 +50,10 @@ def prepare(options: RunOptions, specs: list[CaseSpec], progress) -> None:
     race to fill the cache and a bad configuration stops the run before any boot."""
     from harness.arches import abi_for
     from harness.evidence.probe import ensure_probe
-    from harness.targets import guest_arch, qemu_image
+    from harness.targets import qemu_image
 
-    arch = guest_arch(options.target_spec)
-    if arch is None:
+    arch = options.target_spec.arch
+    if arch is None:  # not a guest booted here
         return
     qemu_image(options.target, arch, progress)
     for compat in sorted({s.compat for s in specs}):

@@ -30,6 +30,7 @@ from harness.judging.cases import (COMPAT_SCRIPT, CaseContext, CaseNotApplicable
 from harness.errors import ConfigError, TargetError, TargetUnavailable
 from harness.evidence.probe import ensure_probe
 from harness.targets import PRIVATE_DEVICES, TargetOptions, make_target
+from harness.targets.spec import TargetSpec
 from harness.targets.accel import KvmFailed
 from harness.targets.base import BootedGuest, KillableConsole, Target
 from harness.judging.verdicts import CaseResult, Outcome, explain_denial, judge, scan_dmesg
@@ -51,7 +52,7 @@ class RunOptions:
     """One run: where, what to boot or reach (`target`), and how (harness/options.py declares
     the command-line and pytest flags that fill it)."""
 
-    target_spec: str
+    target_spec: TargetSpec  # parsed once, where the options are made (harness/options.py)
     out_dir: Path
     target: TargetOptions = field(default_factory=TargetOptions)
     timeout: float | None = None  # per case; None keeps each case's own

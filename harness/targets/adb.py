@@ -207,11 +207,9 @@ def find_adb() -> str:
 
 
 class AdbTarget:
-    def __init__(self, spec: str, serial: str | None = None, binder_module: Path | None = None,
-                 progress=print, adb: str | None = None):
+    def __init__(self, spec: str, serial: str | None = None, progress=print, adb: str | None = None):
         self.spec = spec
         self.serial = serial
-        self.binder_module = binder_module
         self.progress = progress
         self.adb = adb
         self.workdir = WORKDIR
@@ -260,9 +258,6 @@ class AdbTarget:
         self.serial = choose_device(parse_devices(listing.stdout), requested, self.spec).serial
         feats = self._adb("features", timeout=15)
         self.shell_v2 = feats.returncode == 0 and "shell_v2" in feats.stdout.split()
-        if self.binder_module is not None:
-            raise ConfigError(f"--binder-module: not supported on adb targets ({self.label}); "
-                              f"Android kernels carry binder built in")
         self._become_root()
         abi = self._raw_shell("getprop ro.product.cpu.abi 2>/dev/null", 15).output.strip()
         machine = "" if abi else self._raw_shell("uname -m", 15).output

@@ -29,17 +29,13 @@ def _has_binderfs() -> bool:
 
 
 class LocalTarget:
-    def __init__(self, spec: str = "local", binder_module: Path | None = None):
+    def __init__(self, spec: str = "local"):
         self.spec = spec
-        self.binder_module = binder_module
         self.workdir = ""
         self.boot_s = 0.0
         self._facts: Facts | None = None
 
     def start(self) -> None:
-        if self.binder_module is not None:
-            raise TargetUnavailable(f"{self.spec}: --binder-module is not supported on this host's running kernel; "
-                                    f"load it yourself (insmod) and run without --binder-module")
         if not BINDER_DEVICE.exists() and not _has_binderfs():
             raise TargetUnavailable(f"{self.spec}: this host has no {BINDER_DEVICE} and no binderfs "
                                     f"(load binder_linux, or use --target qemu:x86_64)")

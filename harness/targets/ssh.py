@@ -18,7 +18,6 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import paramiko
 
@@ -66,25 +65,6 @@ class SshOptions:
     connect_timeout: float = 10.0
     keepalive_s: int = 15
     reconnect_s: float = 180.0  # how long to wait for a rebooting host to come back
-
-
-def parse_ssh_spec(spec: str) -> SshAddress:
-    """ssh://USER@HOST[:PORT] -> SshAddress; anything else is one ConfigError line."""
-    hint = "use ssh://USER@HOST[:PORT]"
-    try:
-        parts = urlsplit(spec)
-        port = parts.port or 22
-    except ValueError as exc:
-        raise ConfigError(f"--target {spec}: {exc}; {hint}") from None
-    if parts.scheme != "ssh" or not parts.hostname:
-        raise ConfigError(f"--target {spec}: no host; {hint}")
-    if not parts.username:
-        raise ConfigError(f"--target {spec}: no user; {hint}")
-    if parts.password is not None:
-        raise ConfigError(f"--target {spec}: passwords in the spec are not accepted; use --identity FILE or an agent")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(f"--target {spec}: unexpected path or query; {hint}")
-    return SshAddress(parts.username, parts.hostname, port)
 
 
 def fingerprint(key: paramiko.PKey) -> str:

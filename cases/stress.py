@@ -33,6 +33,15 @@ RANDOM_LOG_LINES: tuple[tuple[str, str], ...] = (
     (rf"{_P} BC_(ACQUIRE_DONE node \d+ has no pending acquire|INCREFS_DONE node \d+ has no pending increfs) request",
      "binder_thread_write"),
     (rf"{_P} BC_FREE_BUFFER u{_X} (no match|matched unreturned or currently freeing buffer)", "binder_thread_write"),
+    # 7.x names the buffer by its offset in the area, not its user address
+    (rf"{_P} BC_FREE_BUFFER (no match for buffer|matched unreturned or currently freeing buffer) at offset {_X}",
+     "binder_thread_write"),
+    # 6.12 on: the freeze notification commands (binder_request_freeze_notification,
+    # binder_clear_freeze_notification, binder_freeze_notification_done) refuse random handles and cookies
+    (rf"{_P} BC_(REQUEST|CLEAR)_FREEZE_NOTIFICATION (invalid ref {_D}|already set|freeze notification not active"
+     rf"|freeze notification cookie mismatch {_X} != {_X})",
+     "binder_request_freeze_notification / binder_clear_freeze_notification"),
+    (rf"{_P} BC_FREEZE_NOTIFICATION_DONE {_X} not found", "binder_freeze_notification_done"),
     (rf"{_P} ERROR: BC_REGISTER_LOOPER called (after BC_ENTER_LOOPER|without request)", "binder_thread_write"),
     (rf"{_P} ERROR: BC_ENTER_LOOPER called after BC_REGISTER_LOOPER", "binder_thread_write"),
     (rf"{_P} BC_(REQUEST|CLEAR)_DEATH_NOTIFICATION (invalid ref {_D}|failed)", "binder_thread_write"),
@@ -43,7 +52,8 @@ RANDOM_LOG_LINES: tuple[tuple[str, str], ...] = (
     (rf"{_P} ERROR: Thread waiting for process work before calling BC_REGISTER_LOOPER or BC_ENTER_LOOPER "
      rf"\(state {_X}\)", "binder_thread_read"),
     (rf"{_P} (reply )?transaction \d+ fd fixups failed {_D}/{_D}, line \d+", "binder_thread_read"),
-    (rf"{_P} transaction (call|async|reply) to \d+:\d+ failed \d+/\d+/{_D}, size {_D}-{_D} line \d+",
+    # 7.x adds the transaction code (", code N") before the sizes
+    (rf"{_P} transaction (call|async|reply) to \d+:\d+ failed \d+/\d+/{_D},(?: code \d+)? size {_D}-{_D} line \d+",
      "binder_transaction"),
     (rf"{_P} got transaction to invalid handle, \d+", "binder_transaction"),
     (rf"{_P} got reply transaction with (no transaction stack|bad transaction stack, transaction \d+ has target "
@@ -73,7 +83,7 @@ RANDOM_LOG_LINES: tuple[tuple[str, str], ...] = (
     # waiting for their replies (the function's own comment), as a random stream does (pr_warn)
     (r"Unexpected reply error: \d+", "binder_send_failed_reply"),
     (r"send failed reply for transaction \d+ (to \d+:\d+|, target dead)", "binder_send_failed_reply"),
-    (r"undelivered (transaction \d+, .+|TRANSACTION_ERROR: \d+|TRANSACTION_COMPLETE|death notification, "
+    (r"undelivered (transaction \d+, .+|TRANSACTION_ERROR: \d+|TRANSACTION_COMPLETE|(death|freeze) notification, "
      rf"{_X})", "binder_cleanup_transaction / binder_release_work"),
     (r"release \d+:\d+ transaction \d+ (in|out), still active", "binder_thread_release"),
     (rf"\d+: binder_alloc_buf size {_D} failed, no address space", "binder_alloc_new_buf_locked"),

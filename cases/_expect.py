@@ -134,3 +134,24 @@ def note_dmesg(ctx: CaseContext, text: str, ref: str, exact: str) -> None:
         ctx.check_that(f"{LOG_LINE_CHECK}{text})", line is not None,
                        line.group(1) if line else first, f"a whole line matching /{exact}/",
                        f"{ref} (rate-limited: asserted on a pristine guest)")
+
+
+# -- binder's view of a process: the probe's proc_view lines (debugfs proc/PID, print_binder_proc) --
+_REF = re.compile(r"ref \d+: desc (\d+) (dead )?node \d+ s (\d+) w (\d+)")
+_NODE = re.compile(r"node \d+: u([0-9a-f]+) c([0-9a-f]+)")
+
+
+def view(out: ProbeOutput, at: str, who: str) -> dict:
+    """The proc_view line printed at checkpoint `at` for `who` (client, server, manager), or {}."""
+    return out.one("proc_view", at=at, who=who) or {}
+
+
+def view_refs(record: dict) -> list[tuple[int, bool, int, int]]:
+    """(desc, node dead, strong, weak) of each ref line (print_binder_ref_olocked), in order."""
+    return [(int(m.group(1)), bool(m.group(2)), int(m.group(3)), int(m.group(4)))
+            for line in record.get("refs") or [] if (m := _REF.match(line))]
+
+
+def view_nodes(record: dict) -> list[int]:
+    """The ptr of each node line (print_binder_node_nilocked "node N: uPTR cCOOKIE ..."), in order."""
+    return [int(m.group(1), 16) for line in record.get("nodes") or [] if (m := _NODE.match(line))]

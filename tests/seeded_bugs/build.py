@@ -678,6 +678,43 @@ _TXN_LEAK_NEW = """\
 }
 """
 
+# --- patterns (cases protocol.cm_own_handle, objects.array_edges, objects.undelivered) ---------
+
+# binder_thread_write() BC_INCREFS/BC_ACQUIRE: the context manager's own process may take a
+# reference on handle 0, i.e. on its own node (protocol.cm_own_handle).
+_CM_DESC0_ANCHOR = """\
+					if (ctx_mgr_node->proc == proc) {
+"""
+_CM_DESC0_NEW = """\
+					/* seeded bug cm_desc0_allowed: the manager may acquire desc 0 */
+					if (ctx_mgr_node->proc == proc && 0) {
+"""
+
+
+# binder_alloc_new_buf_locked(): a free buffer of exactly the size asked for is passed over
+# (size >= buffer_size walks right), so an exact fit of the only free buffer gets -ENOSPC
+# (objects.array_edges).
+_EXACT_FIT_ANCHOR = """\
+		} else if (size > buffer_size)
+"""
+_EXACT_FIT_NEW = """\
+		} else if (size >= buffer_size) /* seeded bug exact_fit_refused */
+"""
+
+
+# binder_proc_transaction(): a oneway superseded by TF_UPDATE_TXN is freed without releasing
+# its objects (binder_release_entire_buffer skipped): the receiver keeps the refs its
+# translated handles took (objects.undelivered).
+_OUTDATED_OBJECTS_ANCHOR = """\
+		trace_binder_transaction_update_buffer_release(buffer);
+		binder_release_entire_buffer(proc, NULL, buffer, true);
+"""
+_OUTDATED_OBJECTS_NEW = """\
+		trace_binder_transaction_update_buffer_release(buffer);
+		/* seeded bug outdated_objects_kept: binder_release_entire_buffer skipped */;
+"""
+
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
     SeededBug(
         name="double_copy", family="one_copy",
@@ -857,6 +894,24 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
                     "transaction stays allocated (binder stats transaction: active)",
         caught_by="protocol.ping",
         patch=_simple("binder.c", _TXN_LEAK_ANCHOR, _TXN_LEAK_NEW, "transaction_leak")),
+    SeededBug(
+        name="cm_desc0_allowed", family="protocol",
+        description="BC_INCREFS/BC_ACQUIRE 0 from the context manager's own process take a ref on its "
+                    "own node instead of failing with -EINVAL",
+        caught_by="protocol.cm_own_handle",
+        patch=_simple("binder.c", _CM_DESC0_ANCHOR, _CM_DESC0_NEW, "cm_desc0_allowed")),
+    SeededBug(
+        name="exact_fit_refused", family="objects",
+        description="binder_alloc_new_buf_locked() passes over a free buffer of exactly the size "
+                    "asked for: a transaction exactly filling the free area gets -ENOSPC",
+        caught_by="objects.array_edges",
+        patch=_simple("binder_alloc.c", _EXACT_FIT_ANCHOR, _EXACT_FIT_NEW, "exact_fit_refused")),
+    SeededBug(
+        name="outdated_objects_kept", family="objects",
+        description="a oneway superseded by TF_UPDATE_TXN is freed without releasing its objects: "
+                    "the receiver keeps the refs of its handles",
+        caught_by="objects.undelivered",
+        patch=_simple("binder.c", _OUTDATED_OBJECTS_ANCHOR, _OUTDATED_OBJECTS_NEW, "outdated_objects_kept")),
 )}
 
 # --- features: the same driver, built with what GKI kernels build in ---------------------------

@@ -155,3 +155,24 @@ def view_refs(record: dict) -> list[tuple[int, bool, int, int]]:
 def view_nodes(record: dict) -> list[int]:
     """The ptr of each node line (print_binder_node_nilocked "node N: uPTR cCOOKIE ..."), in order."""
     return [int(m.group(1), 16) for line in record.get("nodes") or [] if (m := _NODE.match(line))]
+
+
+_NODE_COUNTS = re.compile(r"node \d+: u([0-9a-f]+) .*\bls (\d+) lw (\d+)\b")
+_BUFFER = re.compile(r"buffer \d+: \S+ size (\d+:\d+:\d+)")
+_PENDING = re.compile(r"(pending (?:async )?transaction) \d+: .* size (\d+:\d+)")
+
+
+def view_local_refs(record: dict) -> dict[int, tuple[int, int]]:
+    """Each node's (local_strong_refs, local_weak_refs) by ptr ("ls N lw N" of its node line)."""
+    return {int(m.group(1), 16): (int(m.group(2)), int(m.group(3)))
+            for line in record.get("nodes") or [] if (m := _NODE_COUNTS.match(line))}
+
+
+def view_buffers(record: dict) -> list[str]:
+    """Each allocated buffer's "data:offsets:extra" size (binder_alloc_print_allocated), sorted."""
+    return sorted(m.group(1) for line in record.get("buffers") or [] if (m := _BUFFER.match(line)))
+
+
+def view_pending(record: dict) -> list[tuple[str, str]]:
+    """Each pending transaction's (kind, "data:offsets" size) (print_binder_transaction_ilocked), sorted."""
+    return sorted((m.group(1), m.group(2)) for line in record.get("pending") or [] if (m := _PENDING.match(line)))

@@ -12,7 +12,8 @@ binder_transaction_buffer_release (what BC_FREE_BUFFER closes).
 from __future__ import annotations
 
 from cases._expect import (BR_FAILED_REPLY, PIDS, call_outcome, errno_name, note_dmesg, oneway_to_frozen,
-                           probe_completed, result, txn_error, txn_failed, user_error, view, view_nodes, view_refs)
+                           probe_completed, result, txn_error, txn_failed, user_error, view, view_buffers, view_local_refs,
+                           view_nodes, view_pending, view_refs)
 from cases.limits import no_address_space, no_space_left
 from harness.judging.cases import CaseContext, case
 from harness.judging.verdicts import ByKernel, Line
@@ -431,6 +432,7 @@ def array_edges(ctx: CaseContext) -> None:
 # sender's pipes have no reader once the sender closes its own fds (binder holds no file).
 NODE_A, NODE_B = OBJ_PTR_STRONG, OBJ_PTR_WEAK
 OWN_REF_0 = [(0, False, 1, 1)]  # the sender's BC_INCREFS + BC_ACQUIRE on handle 0
+MANAGER_OWN = (1, 1)  # the manager node's own (ls, lw): binder_ioctl_set_ctx_mgr (local_strong_refs++, local_weak_refs++)
 UNDELIVERED_DMESG = ByKernel({(6, 1): (
     user_error(r"got transaction with invalid offset \(200, min 200 max 224\) or object\.", 1,
                "binder_transaction (binder_get_object: unknown type -> 0)"),
@@ -471,8 +473,11 @@ def undelivered(ctx: CaseContext) -> None:
               (view_nodes(view(out, "after", "client")), view_refs(view(out, "after", "client"))), ([], OWN_REF_0),
               "binder_transaction_buffer_release (BINDER_TYPE_HANDLE: binder_dec_ref_for_handle; BINDER_TYPE_BINDER: "
               "binder_dec_node)")
-    ctx.check("fail: receiver's refs in binder's proc file", view_refs(view(out, "after", "server")), [],
-              "binder_transaction_buffer_release (the target's refs to A and B dropped)")
+    ctx.check("fail: receiver's refs, buffers and its node's (ls, lw) in binder's proc file",
+              (view_refs(view(out, "after", "server")), view_buffers(view(out, "after", "server")),
+               view_local_refs(view(out, "after", "server"))), ([], [], {0: MANAGER_OWN}),
+              "binder_transaction_buffer_release (the target's refs to A and B dropped; BINDER_TYPE_BINDER: "
+              "binder_dec_node) -> binder_alloc_free_buf")
     _pipes_free(ctx, out, "fail", "binder_free_txn_fixups (fput of each fd's file on the error path)")
 
     # superseded by TF_UPDATE_TXN
@@ -487,6 +492,15 @@ def undelivered(ctx: CaseContext) -> None:
     ctx.check("update: receiver's refs while the third waits (desc, dead, s, w): the second's are given back",
               view_refs(queued), [(1, False, 1, 0), (2, False, 0, 1)],
               "binder_proc_transaction (t_outdated) -> binder_release_entire_buffer -> binder_dec_ref_for_handle")
+    ctx.check("update: receiver's buffers and pending work while the third waits",
+              (view_buffers(queued), view_pending(queued)),
+              (["200:56:8", "8:0:0"], [("pending async transaction", "200:56"), ("pending transaction", "8:0")]),
+              "binder_proc_transaction (t_outdated: binder_alloc_free_buf of the second's buffer; the third on "
+              "node->async_todo, the first on proc->todo)")
+    ctx.check("update: the manager node's (ls, lw) while the third waits", view_local_refs(queued),
+              {0: (MANAGER_OWN[0] + 2 + 1, MANAGER_OWN[1] + 1)},
+              "binder_get_node_refs_for_txn (a strong local ref per queued transaction: first, third); "
+              "binder_translate_handle (HANDLE 0 and WEAK_HANDLE 0 of the third: binder_inc_node)")
     ctx.check("update: sender's nodes while queued", sorted(view_nodes(view(out, "queued", "client"))),
               sorted([NODE_A, NODE_B]), "binder_new_node")
     _pipes_free(ctx, out, "update: the superseded call's", "binder_proc_transaction (t_outdated: binder_free_txn_fixups)")
@@ -500,8 +514,10 @@ def undelivered(ctx: CaseContext) -> None:
     ctx.check("update: sender's nodes and refs at the end",
               (view_nodes(view(out, "after", "client")), view_refs(view(out, "after", "client"))), ([], OWN_REF_0),
               "binder_thread_read (BINDER_WORK_NODE: no refs left -> binder_free_node)")
-    ctx.check("update: receiver's refs at the end", view_refs(view(out, "after", "server")), [],
-              "binder_transaction_buffer_release")
+    ctx.check("update: receiver's refs, buffers and its node's (ls, lw) at the end",
+              (view_refs(view(out, "after", "server")), view_buffers(view(out, "after", "server")),
+               view_local_refs(view(out, "after", "server"))), ([], [], {0: MANAGER_OWN}),
+              "binder_transaction_buffer_release -> binder_alloc_free_buf")
 
     # released when the receiver exits
     out = ctx.run_probe("objects", kind="undelivered", mode="exit")
@@ -509,8 +525,14 @@ def undelivered(ctx: CaseContext) -> None:
     oneway = result(out, "undelivered.oneway")
     ctx.check("exit: the oneway", call_outcome(oneway), "ok", "binder_transaction")
     ctx.check("exit: node BRs while queueing", _extra(oneway), _NODE_WORK, "binder_inc_ref_for_node (&thread->todo)")
-    ctx.check("exit: receiver's refs while queued (desc, dead, s, w)", view_refs(view(out, "queued", "server")),
+    queued = view(out, "queued", "server")
+    ctx.check("exit: receiver's refs while queued (desc, dead, s, w)", view_refs(queued),
               [(1, False, 1, 0), (2, False, 0, 1)], "binder_translate_binder (binder_inc_ref_for_node)")
+    ctx.check("exit: receiver's buffers, pending work and its node's (ls, lw) while queued",
+              (view_buffers(queued), view_pending(queued), view_local_refs(queued)),
+              (["200:56:8"], [("pending transaction", "200:56")], {0: (MANAGER_OWN[0] + 1 + 1, MANAGER_OWN[1] + 1)}),
+              "binder_proc_transaction (proc->todo of a stopped receiver); binder_get_node_refs_for_txn; "
+              "binder_translate_handle")
     ctx.check("exit: receiver's binder proc released", errno_name(result(out, "undelivered.server_released")), "0",
               "binder_deferred_release")
     ctx.check("exit: node BRs after the receiver's release", result(out, "undelivered.brs_after").get("brs"),

@@ -137,6 +137,10 @@ CAUGHT: dict[str, list[tuple[str, str]]] = {
     "outdated_objects_kept": [("objects.undelivered", "update: receiver's refs while the third waits (desc, dead, s, w): "
                                                       "the second's are given back: expected [(1, False, 1, 0), "
                                                       "(2, False, 0, 1)], measured [(1, False, 2, 0), (2, False, 0, 2)]")],
+    "failed_txn_objects_kept": [("objects.undelivered", "fail: node BRs the sender read during and after the call: "
+                                                        "expected [], measured ['BR_INCREFS', 'BR_ACQUIRE', 'BR_INCREFS']")],
+    "dead_txn_files_kept": [("objects.undelivered", "exit: write into P and Q after the sender closes its fds: "
+                                                    "expected ['EPIPE', 'EPIPE'], measured ['0', '0']")],
     "warn_on_transaction": [(case_id, "kernel health: dmesg delta free of WARNING/BUG/Oops/KASAN/Call Trace: "
                                       "expected none, measured [") for case_id in
                             ("one_copy.sync_sizes", "stress.random_commands", "stress.valid_traffic")],

@@ -715,6 +715,33 @@ _OUTDATED_OBJECTS_NEW = """\
 """
 
 
+# binder_transaction()'s error exit frees the buffer without releasing the objects it had
+# translated: the receiver keeps refs to the sender's new nodes, which stay alive
+# (objects.undelivered, mode fail).
+_FAILED_OBJECTS_ANCHOR = """\
+	trace_binder_transaction_failed_buffer_release(t->buffer);
+	binder_transaction_buffer_release(target_proc, NULL, t->buffer,
+					  buffer_offset, true);
+"""
+_FAILED_OBJECTS_NEW = """\
+	trace_binder_transaction_failed_buffer_release(t->buffer);
+	/* seeded bug failed_txn_objects_kept: binder_transaction_buffer_release skipped */;
+"""
+
+# binder_free_transaction() keeps the file references of fds never installed: a transaction
+# that dies undelivered (its receiver exits) leaks its fds' files (objects.undelivered, mode exit).
+_DEAD_FIXUPS_ANCHOR = """\
+	binder_free_txn_fixups(t);
+	kfree(t);
+	binder_stats_deleted(BINDER_STAT_TRANSACTION);
+"""
+_DEAD_FIXUPS_NEW = """\
+	/* seeded bug dead_txn_files_kept: binder_free_txn_fixups(t) */;
+	kfree(t);
+	binder_stats_deleted(BINDER_STAT_TRANSACTION);
+"""
+
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
     SeededBug(
         name="double_copy", family="one_copy",
@@ -912,6 +939,18 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
                     "the receiver keeps the refs of its handles",
         caught_by="objects.undelivered",
         patch=_simple("binder.c", _OUTDATED_OBJECTS_ANCHOR, _OUTDATED_OBJECTS_NEW, "outdated_objects_kept")),
+    SeededBug(
+        name="failed_txn_objects_kept", family="objects",
+        description="binder_transaction()'s error exit does not release the objects it translated: "
+                    "the receiver keeps refs to the sender's new nodes",
+        caught_by="objects.undelivered",
+        patch=_simple("binder.c", _FAILED_OBJECTS_ANCHOR, _FAILED_OBJECTS_NEW, "failed_txn_objects_kept")),
+    SeededBug(
+        name="dead_txn_files_kept", family="objects",
+        description="binder_free_transaction() does not drop the files of fds never installed: an "
+                    "undelivered transaction's fds stay referenced after its receiver exits",
+        caught_by="objects.undelivered",
+        patch=_simple("binder.c", _DEAD_FIXUPS_ANCHOR, _DEAD_FIXUPS_NEW, "dead_txn_files_kept")),
 )}
 
 # --- features: the same driver, built with what GKI kernels build in ---------------------------

@@ -141,6 +141,7 @@ CAUGHT: dict[str, list[tuple[str, str]]] = {
                                                         "expected [], measured ['BR_INCREFS', 'BR_ACQUIRE', 'BR_INCREFS']")],
     "dead_txn_files_kept": [("objects.undelivered", "exit: write into P and Q after the sender closes its fds: "
                                                     "expected ['EPIPE', 'EPIPE'], measured ['0', '0']")],
+    "ptr_exact_fit_refused": [("objects.array_edges", "fda_zero: expected ok, measured BR_FAILED_REPLY -22")],
     "warn_on_transaction": [(case_id, "kernel health: dmesg delta free of WARNING/BUG/Oops/KASAN/Call Trace: "
                                       "expected none, measured [") for case_id in
                             ("one_copy.sync_sizes", "stress.random_commands", "stress.valid_traffic")],

@@ -742,6 +742,17 @@ _DEAD_FIXUPS_NEW = """\
 """
 
 
+# binder_transaction() BINDER_TYPE_PTR: a buffer exactly as long as the sg space left is
+# refused (>= instead of >): a PTR that ends the sg area, and a PTR of 0 bytes after the last
+# one, get -EINVAL (objects.array_edges).
+_PTR_EXACT_ANCHOR = """\
+			if (bp->length > buf_left) {
+"""
+_PTR_EXACT_NEW = """\
+			if (bp->length >= buf_left) { /* seeded bug ptr_exact_fit_refused */
+"""
+
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
     SeededBug(
         name="double_copy", family="one_copy",
@@ -951,6 +962,11 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
                     "undelivered transaction's fds stay referenced after its receiver exits",
         caught_by="objects.undelivered",
         patch=_simple("binder.c", _DEAD_FIXUPS_ANCHOR, _DEAD_FIXUPS_NEW, "dead_txn_files_kept")),
+    SeededBug(
+        name="ptr_exact_fit_refused", family="objects",
+        description="binder_transaction() refuses a BINDER_TYPE_PTR exactly as long as the sg space left",
+        caught_by="objects.array_edges",
+        patch=_simple("binder.c", _PTR_EXACT_ANCHOR, _PTR_EXACT_NEW, "ptr_exact_fit_refused")),
 )}
 
 # --- features: the same driver, built with what GKI kernels build in ---------------------------

@@ -134,3 +134,45 @@ def note_dmesg(ctx: CaseContext, text: str, ref: str, exact: str) -> None:
         ctx.check_that(f"{LOG_LINE_CHECK}{text})", line is not None,
                        line.group(1) if line else first, f"a whole line matching /{exact}/",
                        f"{ref} (rate-limited: asserted on a pristine guest)")
+
+
+# -- binder's view of a process: the probe's proc_view lines (debugfs proc/PID, print_binder_proc) --
+_REF = re.compile(r"ref \d+: desc (\d+) (dead )?node \d+ s (\d+) w (\d+)")
+_NODE = re.compile(r"node \d+: u([0-9a-f]+) c([0-9a-f]+)")
+
+
+def view(out: ProbeOutput, at: str, who: str) -> dict:
+    """The proc_view line printed at checkpoint `at` for `who` (client, server, manager), or {}."""
+    return out.one("proc_view", at=at, who=who) or {}
+
+
+def view_refs(record: dict) -> list[tuple[int, bool, int, int]]:
+    """(desc, node dead, strong, weak) of each ref line (print_binder_ref_olocked), in order."""
+    return [(int(m.group(1)), bool(m.group(2)), int(m.group(3)), int(m.group(4)))
+            for line in record.get("refs") or [] if (m := _REF.match(line))]
+
+
+def view_nodes(record: dict) -> list[int]:
+    """The ptr of each node line (print_binder_node_nilocked "node N: uPTR cCOOKIE ..."), in order."""
+    return [int(m.group(1), 16) for line in record.get("nodes") or [] if (m := _NODE.match(line))]
+
+
+_NODE_COUNTS = re.compile(r"node \d+: u([0-9a-f]+) .*\bls (\d+) lw (\d+)\b")
+_BUFFER = re.compile(r"buffer \d+: \S+ size (\d+:\d+:\d+)")
+_PENDING = re.compile(r"(pending (?:async )?transaction) \d+: .* size (\d+:\d+)")
+
+
+def view_local_refs(record: dict) -> dict[int, tuple[int, int]]:
+    """Each node's (local_strong_refs, local_weak_refs) by ptr ("ls N lw N" of its node line)."""
+    return {int(m.group(1), 16): (int(m.group(2)), int(m.group(3)))
+            for line in record.get("nodes") or [] if (m := _NODE_COUNTS.match(line))}
+
+
+def view_buffers(record: dict) -> list[str]:
+    """Each allocated buffer's "data:offsets:extra" size (binder_alloc_print_allocated), sorted."""
+    return sorted(m.group(1) for line in record.get("buffers") or [] if (m := _BUFFER.match(line)))
+
+
+def view_pending(record: dict) -> list[tuple[str, str]]:
+    """Each pending transaction's (kind, "data:offsets" size) (print_binder_transaction_ilocked), sorted."""
+    return sorted((m.group(1), m.group(2)) for line in record.get("pending") or [] if (m := _PENDING.match(line)))

@@ -11,9 +11,12 @@ binder_transaction_buffer_release (what BC_FREE_BUFFER closes).
 """
 from __future__ import annotations
 
-from cases._expect import (BR_FAILED_REPLY, PIDS, call_outcome, note_dmesg, oneway_to_frozen, probe_completed, result,
-                           txn_error, txn_failed, user_error)
+from cases._expect import (BR_FAILED_REPLY, PIDS, call_outcome, errno_name, note_dmesg, oneway_to_frozen,
+                           probe_completed, result, txn_error, txn_failed, user_error, view, view_buffers, view_local_refs,
+                           view_nodes, view_pending, view_refs)
+from cases.limits import no_address_space, no_space_left
 from harness.judging.cases import CaseContext, case
+from harness.judging.verdicts import ByKernel, Line
 from harness.evidence.contract import OBJ_COOKIE_STRONG, OBJ_COOKIE_WEAK, OBJ_PTR_STRONG, OBJ_PTR_WEAK, OBJ_UPDATE_CODE
 from harness.evidence.trace import COPY_TO_BUFFER, COPY_USER_TO_BUFFER, binder_transactions
 
@@ -315,3 +318,227 @@ def update_txn_fds(ctx: CaseContext) -> None:
     ctx.check("the delivered fd is the third call's file (ino, content)",
               [(f.get("ino"), f.get("content")) for f in recv], [(q.get("ino"), "delivered")],
               "binder_translate_fd -> binder_apply_fd_fixups")
+
+
+# -- object arrays at their edges ----------------------------------------------------------------
+EDGE_AREA, EDGE_TAIL = 1048576, 4096  # the receiver's area; the PTR buffer of the exact fit
+EMPTY_1M = r"0 \(num: 0 largest: 0\), free: 1048576 \(num: 1 largest: 1048576\)"
+EDGES_DMESG = (
+    user_error("not enough space to store 2 fds in buffer", 1,
+               "binder_translate_fd_array (fda->parent_offset > parent->length - fd_buf_size)"),
+    txn_error(PIDS + "translate fd array failed", 1, "binder_transaction (BINDER_TYPE_FDA)"),
+    user_error("got transaction with invalid parent offset", 1,
+               "binder_fixup_parent (parent->length < sizeof(binder_uintptr_t))"),
+    txn_error(PIDS + "failed to fixup parent", 1, "binder_transaction (BINDER_TYPE_PTR)"),
+    user_error("got transaction with too large buffer", 1, "binder_transaction (BINDER_TYPE_PTR: bp->length > buf_left)"),
+    # the FDA of 0 fds at parent_offset 1000, accepted when sent, fails the bound check on release
+    Line(r"transaction release \d+ not enough space for 0 fds in buffer", 1,
+         "binder_transaction_buffer_release (BINDER_TYPE_FDA: parent_offset > parent->length - 0: pr_err, continue)"),
+    *no_address_space(EDGE_AREA + 8, 1, EMPTY_1M), no_space_left(1),
+    txn_failed("call", BR_FAILED_REPLY, -22, 3), txn_failed("call", BR_FAILED_REPLY, -28, 1))
+
+# name: (outcome, where binder decides it)
+EDGE_CALLS = {
+    "fda_zero": ("ok", "binder_translate_fd_array (num_fds == 0: return 0)"),
+    "fda_zero_past_parent": ("ok", "binder_translate_fd_array (num_fds == 0 returns before the parent_offset "
+                                   "bound is checked)"),
+    "fda_fills_parent": ("ok", "binder_translate_fd_array (fd_buf_size == parent->length, parent_offset 0)"),
+    "fda_past_parent": ("BR_FAILED_REPLY -22", "binder_translate_fd_array (parent_offset 4 > length 8 - 8: "
+                                               "'not enough space to store 2 fds')"),
+    "fda_in_empty_ptr": ("ok", "binder_validate_fixup (fixup_offset 0 >= last_min_offset 0); "
+                               "binder_translate_fd_array (num_fds == 0)"),
+    "child_of_empty_ptr": ("BR_FAILED_REPLY -22", "binder_fixup_parent (parent->length 0 < sizeof(binder_uintptr_t))"),
+    "empty_ptrs": ("ok", "binder_transaction (BINDER_TYPE_PTR: 0 > buf_left is false; binder_defer_copy of 0 bytes)"),
+    "ptr_too_large": ("BR_FAILED_REPLY -22", "binder_transaction (BINDER_TYPE_PTR: bp->length 16 > buf_left 8)"),
+    "area_exact": ("ok", "binder_alloc_new_buf_locked (size == buffer_size: best fit, the whole free buffer)"),
+    "area_plus_8": ("BR_FAILED_REPLY -28", "binder_alloc_new_buf_locked (no free buffer of size 1048584: -ENOSPC)"),
+}
+EDGE_DELIVERED = [name for name, (outcome, _) in EDGE_CALLS.items() if outcome == "ok"]
+
+
+def _ptrs(objs: list[dict]) -> list[tuple]:
+    return [(o.get("buf_off"), o.get("length")) for o in objs if o.get("type") == "BINDER_TYPE_PTR"]
+
+
+@case("objects.array_edges", expected_dmesg=EDGES_DMESG)
+def array_edges(ctx: CaseContext) -> None:
+    """Object arrays at their edges: FDAs of zero fds (even with a parent_offset past their parent,
+    which binder_translate_fd_array never checks for 0 fds but BC_FREE_BUFFER's release logs as
+    "not enough space for 0 fds") and PTRs of zero length are accepted, a zero-length PTR after the last sg buffer points at the
+    transaction buffer's end, an FDA that exactly fills its parent is accepted and one 4 bytes
+    further is not, a zero-length parent takes no child pointer; data + offsets + extra buffers that
+    exactly fill the receiver's empty 1 MiB area are accepted, 8 bytes more get -ENOSPC."""
+    out = ctx.run_probe("objects", kind="edges")
+    probe_completed(ctx, out)
+    measured = {}
+    for name, (want, ref) in EDGE_CALLS.items():
+        r = result(out, f"edges.{name}")
+        measured[name] = call_outcome(r)
+        ctx.check(name, measured[name], want, ref)
+    ctx.evidence["outcomes"] = measured
+    rxs = out.events("rx", role="server")
+    if not ctx.check("transactions delivered (one per accepted call)", len(rxs), len(EDGE_DELIVERED),
+                     "binder_transaction (err_*: nothing queued)"):
+        return
+    rx = dict(zip(EDGE_DELIVERED, rxs))
+    ctx.evidence["receiver_objects"] = {name: _objects(r) for name, r in rx.items()}
+    fda = {name: [(o.get("num_fds"), o.get("parent_offset")) for o in _objects(rx[name])
+                  if o.get("type") == "BINDER_TYPE_FDA"]
+           for name in ("fda_zero", "fda_zero_past_parent", "fda_fills_parent", "fda_in_empty_ptr")}
+    ctx.check("FDA objects as received (num_fds, parent_offset)", fda,
+              {"fda_zero": [(0, 0)], "fda_zero_past_parent": [(0, 1000)], "fda_fills_parent": [(2, 0)],
+               "fda_in_empty_ptr": [(0, 0)]}, "binder_transaction (BINDER_TYPE_FDA: the object is copied unchanged)")
+    sent, recv = _fds(out, "client_before"), _fds(out, "server")
+    ctx.check("fds received: only fda_fills_parent's two, the sender's files (ino)", [f.get("ino") for f in recv],
+              [f.get("ino") for f in sent], "binder_translate_fd_array (num_fds == 0 translates nothing)")
+    ctx.check("those fds are closed by BC_FREE_BUFFER", [f.get("open") for f in out.events("fd_after_free")],
+              [False, False], "binder_transaction_buffer_release (BINDER_TYPE_FDA: binder_deferred_fd_close)")
+    ctx.check("sender's fds still open after the calls", [f.get("open") for f in _fds(out, "client_after")],
+              [True, True], "binder_translate_fd (fget takes its own reference)")
+    empty = rx["fda_in_empty_ptr"]
+    ctx.check("zero-length parent as received (buf_off, length)", _ptrs(_objects(empty)),
+              [(align8(empty.get("data_size", 0)) + align8(empty.get("offsets_size", 0)), 0)],
+              "binder_transaction (bp->buffer = user_data + sg_buf_offset; sg_buf_offset += ALIGN(0, 8))")
+    ptrs = rx["empty_ptrs"]
+    sg0 = align8(ptrs.get("data_size", 0)) + align8(ptrs.get("offsets_size", 0))
+    ctx.check("PTRs of 0, 16 and 0 bytes as received (buf_off, length): the last at the buffer's end",
+              _ptrs(_objects(ptrs)), [(sg0, 0), (sg0, 16), (sg0 + 16, 0)],
+              "binder_transaction (sg_buf_offset += ALIGN(bp->length, 8); 0 > buf_left 0 is false)")
+    by_len = {p.get("length"): p for p in out.events("ptr_rx")}
+    ctx.check("the 16-byte PTR between them arrives intact (first bad byte)", (by_len.get(16) or {}).get("first_bad"),
+              -1, "binder_do_deferred_txn_copies")
+    exact = rx["area_exact"]
+    (tail_off, tail_len), = _ptrs(_objects(exact)) or [(None, None)]
+    ctx.evidence["area_exact"] = {"data_size": exact.get("data_size"), "offsets_size": exact.get("offsets_size"),
+                                  "buf_off": exact.get("buf_off"), "ptr_buf_off": tail_off}
+    ctx.check("exact fit: the transaction buffer at the area's start, its PTR ending at the area's end "
+              "(buf_off, ptr end)", (exact.get("buf_off"), (tail_off or 0) + (tail_len or 0)), (0, EDGE_AREA),
+              "binder_alloc_new_buf_locked (best fit == the one free buffer); binder_transaction (sg_buf_offset)")
+    ctx.check("exact fit: the PTR buffer arrives intact (first bad byte)", (by_len.get(EDGE_TAIL) or {}).get("first_bad"),
+              -1, "binder_do_deferred_txn_copies (binder_alloc_copy_user_to_buffer)")
+    for name in ("fda_past_parent", "child_of_empty_ptr", "ptr_too_large", "area_plus_8"):
+        ee = result(out, f"edges.{name}").get("ext_err") or {}
+        ctx.check(f"{name}: extended error command and id", (ee.get("command_name"), bool(ee.get("id"))),
+                  ("BR_FAILED_REPLY", True), "binder_transaction -> binder_set_extended_error")
+
+
+# -- objects in transactions that are never delivered --------------------------------------------
+# Each run sends one transaction holding every object type: BINDER (node A), WEAK_BINDER (node B),
+# HANDLE 0 and WEAK_HANDLE 0 (the sender's ref to the manager), an FD (pipe P) and a PTR parent with
+# an FDA of one fd (pipe Q) (scen_objects.c send_all). It is never delivered: it fails at an object of
+# unknown type after them (fail), a later TF_UPDATE_TXN oneway supersedes it in a frozen receiver
+# (update), or the stopped receiver is killed with it queued (exit). Binder must give back all it
+# took: no node or ref of it stays in either proc file, the sender's ref 0 keeps its counts, and the
+# sender's pipes have no reader once the sender closes its own fds (binder holds no file).
+NODE_A, NODE_B = OBJ_PTR_STRONG, OBJ_PTR_WEAK
+OWN_REF_0 = [(0, False, 1, 1)]  # the sender's BC_INCREFS + BC_ACQUIRE on handle 0
+MANAGER_OWN = (1, 1)  # the manager node's own (ls, lw): binder_ioctl_set_ctx_mgr (local_strong_refs++, local_weak_refs++)
+UNDELIVERED_DMESG = ByKernel({(6, 1): (
+    user_error(r"got transaction with invalid offset \(200, min 200 max 224\) or object\.", 1,
+               "binder_transaction (binder_get_object: unknown type -> 0)"),
+    txn_failed("call", BR_FAILED_REPLY, -22, 1),
+    Line(r"undelivered transaction \d+, process died\.", 1,
+         "binder_release_work -> binder_cleanup_transaction (binder_debug BINDER_DEBUG_DEAD_TRANSACTION)"))})
+_NODE_WORK = ["BR_INCREFS", "BR_ACQUIRE", "BR_INCREFS"]  # nodes A (strong) and B (weak) made: binder_new_node
+_NODE_GONE = ["BR_RELEASE", "BR_DECREFS", "BR_DECREFS"]  # their last refs dropped: binder_dec_node_nilocked
+
+
+def _extra(record: dict) -> list[str]:
+    return [e.get("br") for e in record.get("extra") or []]
+
+
+def _pipes_free(ctx: CaseContext, out, label: str, ref: str) -> None:
+    got = [errno_name(result(out, f"undelivered.pipe_{k}")) for k in ("fd", "fda")]
+    ctx.check(f"{label}: write into P and Q after the sender closes its fds", got, ["EPIPE", "EPIPE"], ref)
+
+
+@case("objects.undelivered", expected_dmesg=(UNDELIVERED_DMESG,))
+def undelivered(ctx: CaseContext) -> None:
+    """Every object type (binder, weak binder, handle, weak handle, fd, fda, ptr) in a transaction
+    that is never delivered: failed midway, superseded by TF_UPDATE_TXN, or queued to a process that
+    is killed. Binder gives back every node, ref and file it took: the proc files show no node or
+    ref of it, the sender's ref 0 keeps (s 1, w 1), its pipes lose their last reader when it closes
+    its fds, and binder's stats are back to their baseline (the runner's accounting check)."""
+    # failed midway
+    out = ctx.run_probe("objects", kind="undelivered", mode="fail")
+    probe_completed(ctx, out)
+    call = result(out, "undelivered.call")
+    ctx.check("fail: the call", call_outcome(call), "BR_FAILED_REPLY -22",
+              "binder_transaction (binder_get_object: unknown type -> err_bad_offset)")
+    ctx.check("fail: node BRs the sender read during and after the call",
+              _extra(call) + (result(out, "undelivered.brs_after").get("brs") or []), [],
+              "binder_transaction_buffer_release (is_failure) -> binder_dec_node_nilocked (nodes A and B "
+              "had no has_strong_ref or has_weak_ref: their queued work is dequeued and they are freed)")
+    ctx.check("fail: sender's nodes and refs in binder's proc file",
+              (view_nodes(view(out, "after", "client")), view_refs(view(out, "after", "client"))), ([], OWN_REF_0),
+              "binder_transaction_buffer_release (BINDER_TYPE_HANDLE: binder_dec_ref_for_handle; BINDER_TYPE_BINDER: "
+              "binder_dec_node)")
+    ctx.check("fail: receiver's refs, buffers and its node's (ls, lw) in binder's proc file",
+              (view_refs(view(out, "after", "server")), view_buffers(view(out, "after", "server")),
+               view_local_refs(view(out, "after", "server"))), ([], [], {0: MANAGER_OWN}),
+              "binder_transaction_buffer_release (the target's refs to A and B dropped; BINDER_TYPE_BINDER: "
+              "binder_dec_node) -> binder_alloc_free_buf")
+    _pipes_free(ctx, out, "fail", "binder_free_txn_fixups (fput of each fd's file on the error path)")
+
+    # superseded by TF_UPDATE_TXN
+    out = ctx.run_probe("objects", kind="undelivered", mode="update")
+    probe_completed(ctx, out)
+    for name in ("first", "second", "third"):
+        oneway_to_frozen(ctx, f"update: {name} oneway", result(out, f"undelivered.{name}"))
+    ctx.check("update: node BRs while queueing (second, third)",
+              [_extra(result(out, "undelivered.second")), _extra(result(out, "undelivered.third"))],
+              [_NODE_WORK, []], "binder_translate_binder -> binder_inc_ref_for_node (&thread->todo)")
+    queued = view(out, "queued", "server")
+    ctx.check("update: receiver's refs while the third waits (desc, dead, s, w): the second's are given back",
+              view_refs(queued), [(1, False, 1, 0), (2, False, 0, 1)],
+              "binder_proc_transaction (t_outdated) -> binder_release_entire_buffer -> binder_dec_ref_for_handle")
+    ctx.check("update: receiver's buffers and pending work while the third waits",
+              (view_buffers(queued), view_pending(queued)),
+              (["200:56:8", "8:0:0"], [("pending async transaction", "200:56"), ("pending transaction", "8:0")]),
+              "binder_proc_transaction (t_outdated: binder_alloc_free_buf of the second's buffer; the third on "
+              "node->async_todo, the first on proc->todo)")
+    ctx.check("update: the manager node's (ls, lw) while the third waits", view_local_refs(queued),
+              {0: (MANAGER_OWN[0] + 2 + 1, MANAGER_OWN[1] + 1)},
+              "binder_get_node_refs_for_txn (a strong local ref per queued transaction: first, third); "
+              "binder_translate_handle (HANDLE 0 and WEAK_HANDLE 0 of the third: binder_inc_node)")
+    ctx.check("update: sender's nodes while queued", sorted(view_nodes(view(out, "queued", "client"))),
+              sorted([NODE_A, NODE_B]), "binder_new_node")
+    _pipes_free(ctx, out, "update: the superseded call's", "binder_proc_transaction (t_outdated: binder_free_txn_fixups)")
+    got = [(r.get("head"), [o.get("type") for o in _objects(r)]) for r in out.events("rx", role="server")]
+    ctx.check("update: delivered after unfreezing (head, object types)", got,
+              [(1, []), (3, ["BINDER_TYPE_HANDLE", "BINDER_TYPE_WEAK_HANDLE", "BINDER_TYPE_BINDER",
+                             "BINDER_TYPE_WEAK_BINDER", "BINDER_TYPE_FD", "BINDER_TYPE_PTR", "BINDER_TYPE_FDA"])],
+              "binder_find_outdated_transaction_ilocked; binder_translate_binder / binder_translate_handle")
+    ctx.check("update: node BRs after the receiver freed the third", result(out, "undelivered.brs_after").get("brs"),
+              _NODE_GONE, "binder_transaction_buffer_release -> binder_dec_node_nilocked -> binder_thread_read")
+    ctx.check("update: sender's nodes and refs at the end",
+              (view_nodes(view(out, "after", "client")), view_refs(view(out, "after", "client"))), ([], OWN_REF_0),
+              "binder_thread_read (BINDER_WORK_NODE: no refs left -> binder_free_node)")
+    ctx.check("update: receiver's refs, buffers and its node's (ls, lw) at the end",
+              (view_refs(view(out, "after", "server")), view_buffers(view(out, "after", "server")),
+               view_local_refs(view(out, "after", "server"))), ([], [], {0: MANAGER_OWN}),
+              "binder_transaction_buffer_release -> binder_alloc_free_buf")
+
+    # released when the receiver exits
+    out = ctx.run_probe("objects", kind="undelivered", mode="exit")
+    probe_completed(ctx, out)
+    oneway = result(out, "undelivered.oneway")
+    ctx.check("exit: the oneway", call_outcome(oneway), "ok", "binder_transaction")
+    ctx.check("exit: node BRs while queueing", _extra(oneway), _NODE_WORK, "binder_inc_ref_for_node (&thread->todo)")
+    queued = view(out, "queued", "server")
+    ctx.check("exit: receiver's refs while queued (desc, dead, s, w)", view_refs(queued),
+              [(1, False, 1, 0), (2, False, 0, 1)], "binder_translate_binder (binder_inc_ref_for_node)")
+    ctx.check("exit: receiver's buffers, pending work and its node's (ls, lw) while queued",
+              (view_buffers(queued), view_pending(queued), view_local_refs(queued)),
+              (["200:56:8"], [("pending transaction", "200:56")], {0: (MANAGER_OWN[0] + 1 + 1, MANAGER_OWN[1] + 1)}),
+              "binder_proc_transaction (proc->todo of a stopped receiver); binder_get_node_refs_for_txn; "
+              "binder_translate_handle")
+    ctx.check("exit: receiver's binder proc released", errno_name(result(out, "undelivered.server_released")), "0",
+              "binder_deferred_release")
+    ctx.check("exit: node BRs after the receiver's release", result(out, "undelivered.brs_after").get("brs"),
+              _NODE_GONE, "binder_deferred_release (binder_free_ref -> binder_dec_node) -> binder_thread_read")
+    ctx.check("exit: sender's nodes and refs afterwards (ref 0 to a dead node)",
+              (view_nodes(view(out, "after", "client")), view_refs(view(out, "after", "client"))),
+              ([], [(0, True, 1, 1)]), "binder_node_release (dead node); binder_thread_read (binder_free_node)")
+    _pipes_free(ctx, out, "exit", "binder_release_work -> binder_cleanup_transaction -> binder_free_transaction "
+                                  "(binder_free_txn_fixups)")

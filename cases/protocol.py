@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from cases._expect import (BR_DEAD_REPLY, BR_FAILED_REPLY, BR_FROZEN_REPLY, PIDS, call_outcome, errno_name,
                            ioctl_error, oneway_to_frozen, probe_completed, result, txn_error, txn_failed, user_error)
-from harness.judging.verdicts import Line
+from harness.judging.verdicts import ByKernel, Line
 from harness.judging.cases import CaseContext, case
 from harness.evidence.contract import CONTRACT, DEATH_COOKIE, PING_TRANSACTION
+from harness.evidence.probe import ProbeOutput
 
 
 @case("protocol.version")
@@ -337,3 +338,80 @@ def refs_after_thread_exit(ctx: CaseContext) -> None:
                   if exit_first else "binder_inc_ref_for_node (&thread->todo) -> binder_thread_read "
                   "(BINDER_WORK_NODE); binder_dec_node_nilocked")
     ctx.evidence["owner_brs"] = measured
+
+
+# -- the context manager acting on its own handle 0 --------------------------------------------
+# (name, BC command) of each refcount/notification command the manager sends on handle 0 alone in
+# its write buffer: (errno of BINDER_WRITE_READ, write_consumed, the kernel function's answer)
+_DESC0_REFUSED = ("EINVAL", 0, "binder_thread_write (increment && !target: ctx_mgr_node->proc == proc -> "
+                               "'context manager tried to acquire desc 0', return -EINVAL before consumed moves)")
+_NO_REF_0 = "binder_update_ref_for_handle -> binder_get_ref_olocked(proc, 0) finds no ref: 'invalid ref', break"
+CM_SELF_COMMANDS = {
+    "increfs": _DESC0_REFUSED,
+    "acquire": _DESC0_REFUSED,
+    "release": ("0", 8, f"binder_thread_write (BC_RELEASE: {_NO_REF_0})"),
+    "decrefs": ("0", 8, f"binder_thread_write (BC_DECREFS: {_NO_REF_0})"),
+    "request_death": ("0", 16, "binder_thread_write (BC_REQUEST_DEATH_NOTIFICATION: binder_get_ref_olocked "
+                               "finds no ref 0: 'invalid ref', kfree(death), break)"),
+    "clear_death": ("0", 16, "binder_thread_write (BC_CLEAR_DEATH_NOTIFICATION: no ref 0: 'invalid ref', break)"),
+}
+# Linux 6.12 on: BC_REQUEST/CLEAR_FREEZE_NOTIFICATION on handle 0 find no ref either, and their
+# helpers return -EINVAL out of binder_thread_write (consumed stays 0)
+CM_SELF_FREEZE = {
+    "request_freeze": ("EINVAL", 0, "binder_request_freeze_notification (binder_get_ref_olocked: no ref 0 -> -EINVAL)"),
+    "clear_freeze": ("EINVAL", 0, "binder_clear_freeze_notification (binder_get_ref_olocked: no ref 0 -> -EINVAL)"),
+}
+_CM_SELF_LINES = (
+    user_error("context manager tried to acquire desc 0", 2, "binder_thread_write (BC_INCREFS/BC_ACQUIRE 0)"),
+    user_error("Release 1 refcount change on invalid ref 0 ret -22", 1, "binder_thread_write"),
+    user_error("DecRefs 0 refcount change on invalid ref 0 ret -22", 1, "binder_thread_write"),
+    user_error("BC_REQUEST_DEATH_NOTIFICATION invalid ref 0", 1, "binder_thread_write"),
+    user_error("BC_CLEAR_DEATH_NOTIFICATION invalid ref 0", 1, "binder_thread_write"),
+    user_error("got transaction to context manager from process owning it", 2,
+               "binder_transaction (target_node->proc == proc)"),
+    txn_failed("call", BR_FAILED_REPLY, -22, 1), txn_failed("async", BR_FAILED_REPLY, -22, 1),
+    ioctl_error(0xc018620c, "[0-9a-f]+", 22, 1))  # BINDER_GET_NODE_INFO_FOR_REF: no ref 0
+CM_SELF_LINES = ByKernel({
+    (6, 1): (*_CM_SELF_LINES, ioctl_error(0xc0306201, "[0-9a-f]+", 22, 2)),  # BINDER_WRITE_READ: desc 0 x2
+    (6, 12): (*_CM_SELF_LINES, ioctl_error(0xc0306201, "[0-9a-f]+", 22, 4),  # + the two freeze commands
+              user_error("BC_REQUEST_FREEZE_NOTIFICATION invalid ref 0", 1, "binder_request_freeze_notification"),
+              user_error("BC_CLEAR_FREEZE_NOTIFICATION invalid ref 0", 1, "binder_clear_freeze_notification"))})
+
+
+def _cm_command(ctx: CaseContext, out: ProbeOutput, name: str, errno: str, consumed: int, ref: str) -> None:
+    r = result(out, f"cm_self.{name}")
+    measured = (errno_name(r), r.get("write_consumed"), r.get("br"))
+    ctx.evidence.setdefault("commands", {})[name] = measured
+    ctx.check(f"{name} 0 from the manager (errno, write_consumed, BRs read after)", measured, (errno, consumed, []), ref)
+
+
+@case("protocol.cm_own_handle", expected_dmesg=(CM_SELF_LINES,))
+def cm_own_handle(ctx: CaseContext) -> None:
+    """The context manager acting on its own handle 0: BC_INCREFS/BC_ACQUIRE 0 fail the whole
+    BINDER_WRITE_READ with -EINVAL, consuming nothing; BC_RELEASE/BC_DECREFS and the death
+    notification commands on 0 find no ref and are consumed without effect; calls on 0 get
+    BR_FAILED_REPLY -22; BINDER_GET_NODE_INFO_FOR_REF(0) gets -EINVAL; binder's proc file shows
+    the manager's one node and no ref, before and after."""
+    freeze = ctx.by_kernel({(6, 1): 0, (6, 12): 1})
+    out = ctx.run_probe("cm_self", freeze=freeze)
+    probe_completed(ctx, out)
+    ctx.check("BINDER_SET_CONTEXT_MGR", errno_name(result(out, "cm_self.set_context_mgr")), "0",
+              "binder_ioctl_set_ctx_mgr")
+    for name, (errno, consumed, ref) in CM_SELF_COMMANDS.items():
+        _cm_command(ctx, out, name, errno, consumed, ref)
+    if freeze:
+        for name, (errno, consumed, ref) in CM_SELF_FREEZE.items():
+            _cm_command(ctx, out, name, errno, consumed, ref)
+    for name in ("call", "oneway"):
+        ctx.check(f"{name} on handle 0 from the manager", call_outcome(result(out, f"cm_self.{name}")),
+                  "BR_FAILED_REPLY -22", "binder_transaction (target_node->proc == proc -> -EINVAL)")
+    ctx.check("BINDER_GET_NODE_INFO_FOR_REF(0) from the manager", errno_name(result(out, "cm_self.node_info_for_ref")),
+              "EINVAL", "binder_ioctl_get_node_info_for_ref (binder_get_node_from_ref: no ref 0 -> -EINVAL)")
+    views = {v.get("at"): v for v in out.events("proc_view")}
+    ctx.evidence["proc_view"] = views
+    for at in ("start", "end"):
+        v = views.get(at) or {}
+        ctx.check(f"debugfs proc/PID of the manager at {at}: (nodes, refs)",
+                  (len(v.get("nodes") or []), len(v.get("refs") or [])), (1, 0),
+                  "print_binder_proc (the context manager's node from binder_ioctl_set_ctx_mgr; "
+                  "no binder_ref to its own node)")

@@ -46,6 +46,7 @@
 #define EV_SG_SENT "sg_sent"               /* objects: a scatter-gather transaction as sent */
 #define EV_SENDER_PARENT_AFTER "sender_parent_after"  /* objects: the sender's FDA parent after the call */
 #define EV_COMMANDS "commands"           /* before done: every ioctl, BC consumed and BR returned, by code, all processes */
+#define EV_PROC_VIEW "proc_view"         /* patterns: what debugfs proc/PID lists (nodes, refs, buffers, transactions) */
 #define EV_BUFFERS_LEFT "buffers_left"     /* valid_traffic: a side's allocated buffers (debugfs stats) at the end */
 
 /* -------------------------------------------------------------- numbers */

@@ -6,6 +6,9 @@
  *   objects kind=sg                two BINDER_TYPE_PTR buffers, the second fixed up in the first
  *   objects kind=bad_offsets       malformed offsets arrays, one call each
  *   objects kind=update_txn        TF_UPDATE_TXN oneways (with fds) to a frozen process
+ *   objects kind=edges             object arrays at their edges (zero fds, zero lengths, exact fits)
+ *   objects kind=undelivered mode=fail|update|exit
+ *                                  every object type in a transaction that is never delivered
  *
  * The server is the context manager (BINDER_SET_CONTEXT_MGR_EXT with
  * FLAT_BINDER_FLAG_ACCEPTS_FDS when accept_fds=1); it prints an "rx" line with
@@ -547,6 +550,303 @@ static int update_client(Pair *p, Bd *b)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ edges */
+
+/* Object arrays at their edges, one BC_TRANSACTION_SG each (result "edges.NAME"):
+ * FDAs of zero fds, PTRs of zero length, an FDA that exactly fills its parent or overruns
+ * it by 4 bytes, a PTR longer than the sg space left, and a transaction whose data, offsets
+ * and extra buffers exactly fill the receiver's empty 1 MiB area (and one 8 bytes larger).
+ * PTR buffer k is filled with pattern 100 + (its index in the offsets array). */
+#define EDGE_AREA 1048576
+#define EDGE_TAIL 4096
+
+static void edge_fill(uint8_t *p, size_t n, uint64_t index)
+{
+	for (size_t k = 0; k < n; k++)
+		p[k] = (uint8_t)(((100 + index) * 131 + k * 7) & 0xff);
+}
+
+/* One call: `objs` objects of 40 bytes (PTR) or 32 (FDA) after an 8-byte head. */
+static void edge_call(Bd *b, const char *name, const void *objs, size_t objs_len, const binder_size_t *offs,
+		      size_t noffs, uint64_t buffers)
+{
+	static uint8_t data[512];
+	CallRes r;
+	J j;
+	uint64_t head = OBJ_MARKER;
+	memcpy(data, &head, 8);
+	memcpy(data + 8, objs, objs_len);
+	bd_call_sg(b, 0, 1, 0, (uintptr_t)data, 8 + objs_len, (uintptr_t)offs, noffs * sizeof(*offs), buffers,
+		   &r, 5000);
+	jresult(&j, name, r.write_err);
+	ju64(&j, "data_size", 8 + objs_len);
+	ju64(&j, "offsets_size", noffs * sizeof(*offs));
+	ju64(&j, "buffers_size", buffers);
+	jcall(&j, &r);
+	jend(&j);
+	if (r.have_reply)
+		bd_free(b, r.reply.data.ptr.buffer);
+}
+
+static void ptr_obj(struct binder_buffer_object *o, const void *buf, uint64_t len)
+{
+	memset(o, 0, sizeof(*o));
+	o->hdr.type = BINDER_TYPE_PTR;
+	o->buffer = (uintptr_t)buf;
+	o->length = len;
+}
+
+static void fda_obj(struct binder_fd_array_object *o, uint64_t num, uint64_t parent, uint64_t parent_offset)
+{
+	memset(o, 0, sizeof(*o));
+	o->hdr.type = BINDER_TYPE_FDA;
+	o->num_fds = num;
+	o->parent = parent;
+	o->parent_offset = parent_offset;
+}
+
+static int edges_client(Pair *p, Bd *b)
+{
+	struct {
+		struct binder_buffer_object po;
+		struct binder_fd_array_object fda;
+	} pf;
+	struct binder_buffer_object three[3];
+	static uint8_t buf16[16];
+	uint32_t fds[2];
+	binder_size_t offs2[2] = {8, 8 + sizeof(struct binder_buffer_object)};
+	binder_size_t offs3[3] = {8, 48, 88};
+	int pa[2], pb[2];
+	(void)p;
+
+	/* an FDA of zero fds in an 8-byte parent, at offset 0 and at 1000 (past the parent) */
+	make_pipe(pa, "first");
+	make_pipe(pb, "second");
+	fds[0] = (uint32_t)pa[0];
+	fds[1] = (uint32_t)pb[0];
+	ptr_obj(&pf.po, fds, sizeof(fds));
+	fda_obj(&pf.fda, 0, 0, 0);
+	edge_call(b, "edges.fda_zero", &pf, sizeof(pf), offs2, 2, 8);
+	fda_obj(&pf.fda, 0, 0, 1000);
+	edge_call(b, "edges.fda_zero_past_parent", &pf, sizeof(pf), offs2, 2, 8);
+	/* two fds exactly filling the 8-byte parent, then starting 4 bytes in (one past its end) */
+	fda_obj(&pf.fda, 2, 0, 0);
+	print_fd("client_before", 0, pa[0], 0);
+	print_fd("client_before", 1, pb[0], 0);
+	edge_call(b, "edges.fda_fills_parent", &pf, sizeof(pf), offs2, 2, 8);
+	fda_obj(&pf.fda, 2, 0, 4);
+	edge_call(b, "edges.fda_past_parent", &pf, sizeof(pf), offs2, 2, 8);
+	print_fd("client_after", 0, pa[0], 1);
+	print_fd("client_after", 1, pb[0], 1);
+	/* a zero-length parent: an FDA of zero fds in it; a PTR child in it */
+	ptr_obj(&pf.po, fds, 0);
+	fda_obj(&pf.fda, 0, 0, 0);
+	edge_call(b, "edges.fda_in_empty_ptr", &pf, sizeof(pf), offs2, 2, 0);
+	ptr_obj(&three[0], fds, 0);
+	ptr_obj(&three[1], buf16, 16);
+	three[1].flags = BINDER_BUFFER_FLAG_HAS_PARENT;
+	three[1].parent = 0;
+	three[1].parent_offset = 0;
+	edge_call(b, "edges.child_of_empty_ptr", three, 2 * sizeof(three[0]), offs2, 2, 16);
+	/* PTRs of 0, 16 and 0 bytes in 16 bytes of sg space: the last one starts at the buffer's end */
+	edge_fill(buf16, sizeof(buf16), 1);
+	ptr_obj(&three[0], fds, 0);
+	ptr_obj(&three[1], buf16, 16);
+	ptr_obj(&three[2], fds, 0);
+	edge_call(b, "edges.empty_ptrs", three, sizeof(three), offs3, 3, 16);
+	/* a PTR 8 bytes longer than the sg space left */
+	ptr_obj(&three[0], buf16, 16);
+	ptr_obj(&three[1], buf16, 16);
+	edge_call(b, "edges.ptr_too_large", three, 2 * sizeof(three[0]), offs2, 2, 24);
+	close(pa[0]);
+	close(pa[1]);
+	close(pb[0]);
+	close(pb[1]);
+
+	/* data + offsets + extra buffers exactly filling the receiver's empty area, then 8 more */
+	{
+		static uint8_t big[EDGE_AREA], tail[EDGE_TAIL];
+		uint64_t ds = EDGE_AREA - 8 - EDGE_TAIL;
+		binder_size_t off = ds - sizeof(struct binder_buffer_object);
+		struct binder_buffer_object o;
+		edge_fill(tail, sizeof(tail), 0);
+		for (int extra = 0; extra <= 8; extra += 8) {
+			CallRes r;
+			J j;
+			uint64_t size = ds + (uint64_t)extra;
+			off = size - sizeof(o);
+			memset(big, 0x5a, sizeof(big));
+			ptr_obj(&o, tail, EDGE_TAIL);
+			memcpy(big + off, &o, sizeof(o));
+			bd_call_sg(b, 0, 1, 0, (uintptr_t)big, size, (uintptr_t)&off, sizeof(off), EDGE_TAIL, &r,
+				   5000);
+			jresult(&j, extra ? "edges.area_plus_8" : "edges.area_exact", r.write_err);
+			ju64(&j, "data_size", size);
+			ju64(&j, "offsets_size", sizeof(off));
+			ju64(&j, "buffers_size", EDGE_TAIL);
+			jcall(&j, &r);
+			jend(&j);
+			if (r.have_reply)
+				bd_free(b, r.reply.data.ptr.buffer);
+		}
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ undelivered */
+
+/* Every object type in one transaction: BINDER (node A), WEAK_BINDER (node B), HANDLE 0 and
+ * WEAK_HANDLE 0 (the client's ref to the manager's node), an FD (pipe P), and a PTR parent
+ * holding an FDA of one fd (pipe Q); with `bad`, an object of unknown type after them. */
+struct all_msg {
+	uint64_t head;
+	struct flat_binder_object ba, bb, hs, hw;
+	struct binder_fd_object fd;
+	struct binder_buffer_object parent;
+	struct binder_fd_array_object fda;
+	uint8_t bad[24];
+};
+_Static_assert(offsetof(struct all_msg, bad) == 200, "all_msg layout");
+
+static uint32_t g_fda_buf[2];
+
+static void send_all(Bd *b, const char *name, uint32_t flags, uint64_t head, int fd_p, int fd_q, int bad)
+{
+	static struct all_msg m;
+	static const binder_size_t offs[8] = {8, 32, 56, 80, 104, 128, 168, 200};
+	CallRes r;
+	memset(&m, 0, sizeof(m));
+	m.head = head;
+	m.ba.hdr.type = BINDER_TYPE_BINDER;
+	m.ba.binder = OBJ_PTR_STRONG;
+	m.ba.cookie = OBJ_COOKIE_STRONG;
+	m.bb.hdr.type = BINDER_TYPE_WEAK_BINDER;
+	m.bb.binder = OBJ_PTR_WEAK;
+	m.bb.cookie = OBJ_COOKIE_WEAK;
+	m.hs.hdr.type = BINDER_TYPE_HANDLE;
+	m.hw.hdr.type = BINDER_TYPE_WEAK_HANDLE;
+	m.fd.hdr.type = BINDER_TYPE_FD;
+	m.fd.fd = (uint32_t)fd_p;
+	g_fda_buf[0] = (uint32_t)fd_q;
+	ptr_obj(&m.parent, g_fda_buf, sizeof(g_fda_buf));
+	fda_obj(&m.fda, 1, 5, 0);
+	if (bad) {
+		uint32_t bogus = 0x12345678;
+		memcpy(m.bad, &bogus, 4);
+	}
+	bd_call_sg(b, 0, OBJ_UPDATE_CODE, flags, (uintptr_t)&m, bad ? sizeof(m) : offsetof(struct all_msg, bad),
+		   (uintptr_t)offs, (bad ? 8 : 7) * sizeof(binder_size_t), sizeof(g_fda_buf), &r, 5000);
+	print_obj_call(name, &r);
+	ack_extras(b, &r);
+	if (r.have_reply)
+		bd_free(b, r.reply.data.ptr.buffer);
+}
+
+/* What a read finds within `ms` (BR_INCREFS/ACQUIRE acknowledged): {"ev":"result","name":NAME,"brs":[..]} */
+static void drain_brs(Bd *b, const char *name, int ms)
+{
+	uint32_t brs[CALL_MAX_BR];
+	int n = 0;
+	Br br;
+	J j;
+	while (bd_next(b, &br, ms) == 1) {
+		if (n < CALL_MAX_BR)
+			brs[n++] = br.cmd;
+		if (br.cmd == BR_INCREFS || br.cmd == BR_ACQUIRE)
+			bd_cmd_pc(b, br.cmd == BR_INCREFS ? BC_INCREFS_DONE : BC_ACQUIRE_DONE, br.u.pc.ptr,
+				  br.u.pc.cookie);
+	}
+	jresult(&j, name, 0);
+	jbrs(&j, "brs", brs, n);
+	jend(&j);
+}
+
+/* Close the sender's read end of pipe p, then write into it: EPIPE unless binder still holds
+ * a reference to the file. */
+static void pipe_held(const char *name, int p[2])
+{
+	J j;
+	int rc;
+	close(p[0]);
+	rc = (int)write(p[1], "x", 1);
+	jresult(&j, name, rc < 0 ? errno : 0);
+	ji64(&j, "ret", rc);
+	jend(&j);
+	close(p[1]);
+}
+
+static int undelivered_client(Pair *p, Bd *b)
+{
+	const char *mode = (const char *)p->user;
+	int pp[2], pq[2];
+	pid_t srv = p->server_pid, me = getpid();
+	make_pipe(pp, "fd object");
+	make_pipe(pq, "fda object");
+	/* a looper, as Android's threads are: node work for its nodes comes as process work */
+	if (bd_cmd0(b, BC_ENTER_LOOPER) || bd_cmd_u32(b, BC_INCREFS, 0) || bd_cmd_u32(b, BC_ACQUIRE, 0))
+		return -1;
+	if (!strcmp(mode, "fail")) {
+		send_all(b, "undelivered.call", 0, 1, pp[0], pq[0], 1);
+		drain_brs(b, "undelivered.brs_after", 100);
+		print_proc_view("after", "client", me);
+		print_proc_view("after", "server", srv);
+	} else if (!strcmp(mode, "update")) {
+		int rp[2], rq[2];
+		make_pipe(rp, "delivered fd");
+		make_pipe(rq, "delivered fda");
+		freeze(b, srv, 1, "undelivered.freeze");
+		{
+			J j;
+			jresult(&j, "undelivered.sigstop", -stop_and_wait(srv));
+			jend(&j);
+		}
+		send_update(b, "undelivered.first", -1, 1);
+		send_all(b, "undelivered.second", TF_ONE_WAY | TF_UPDATE_TXN, 2, pp[0], pq[0], 0);
+		send_all(b, "undelivered.third", TF_ONE_WAY | TF_UPDATE_TXN, 3, rp[0], rq[0], 0);
+		drain_brs(b, "undelivered.brs_queued", 50);
+		print_proc_view("queued", "client", me);
+		print_proc_view("queued", "server", srv);
+		pipe_held("undelivered.pipe_fd", pp);
+		pipe_held("undelivered.pipe_fda", pq);
+		pp[0] = pq[0] = -1;
+		freeze(b, srv, 0, "undelivered.unfreeze");
+		kill(srv, SIGCONT);
+		sleep_ms(300);
+		drain_brs(b, "undelivered.brs_after", 300);
+		print_proc_view("after", "client", me);
+		print_proc_view("after", "server", srv);
+		close(rp[0]);
+		close(rp[1]);
+		close(rq[0]);
+		close(rq[1]);
+	} else { /* exit */
+		char path[64];
+		uint64_t deadline;
+		J j;
+		jresult(&j, "undelivered.sigstop", -stop_and_wait(srv));
+		jend(&j);
+		send_all(b, "undelivered.oneway", TF_ONE_WAY, 2, pp[0], pq[0], 0);
+		print_proc_view("queued", "client", me);
+		print_proc_view("queued", "server", srv);
+		pair_stop_server(p, 1);
+		snprintf(path, sizeof(path), "/sys/kernel/debug/binder/proc/%d", (int)srv);
+		deadline = now_ms() + 5000;
+		while (access(path, F_OK) == 0 && now_ms() < deadline)
+			sleep_ms(10);
+		jresult(&j, "undelivered.server_released", access(path, F_OK) == 0 ? ETIMEDOUT : 0);
+		jend(&j);
+		drain_brs(b, "undelivered.brs_after", 100);
+		print_proc_view("after", "client", me);
+	}
+	if (pp[0] >= 0) {
+		pipe_held("undelivered.pipe_fd", pp);
+		pipe_held("undelivered.pipe_fda", pq);
+	}
+	bd_cmd_u32(b, BC_RELEASE, 0);
+	bd_cmd_u32(b, BC_DECREFS, 0);
+	return 0;
+}
+
 /* ---------------------------------------------------------------- entry */
 
 void scen_objects(void)
@@ -554,6 +854,7 @@ void scen_objects(void)
 	Pair p;
 	const char *kind = arg_str("kind", "binder");
 	uint64_t accept = arg_u64("accept_fds", 1);
+	const char *mode = arg_str("mode", "fail");
 	args_finish();
 	memset(&p, 0, sizeof(p));
 	p.server_map = p.client_map = 1048576;
@@ -576,7 +877,15 @@ void scen_objects(void)
 		p.client = bad_offsets_client;
 	else if (!strcmp(kind, "update_txn"))
 		p.client = update_client;
+	else if (!strcmp(kind, "edges"))
+		p.client = edges_client;
+	else if (!strcmp(kind, "undelivered"))
+		p.client = undelivered_client;
 	else
-		usage_error("kind must be binder, fd, fda, sg, bad_offsets or update_txn");
+		usage_error("kind must be binder, fd, fda, sg, bad_offsets, update_txn, edges or undelivered");
+	if (!strcmp(mode, "fail") || !strcmp(mode, "update") || !strcmp(mode, "exit"))
+		p.user = (void *)mode;
+	else
+		usage_error("mode must be fail, update or exit");
 	run_pair(&p);
 }

@@ -25,7 +25,8 @@ def test_catalog_has_every_family_and_design_case():
                      "objects.scatter_gather", "objects.bad_offsets", "objects.update_txn_fds",
                      "limits.async_exact", "loopers.spawn_max_threads", "loopers.register_enter",
                      "loopers.poll_epoll", "stress.valid_traffic",
-                     "protocol.refs_after_thread_exit"):
+                     "protocol.refs_after_thread_exit", "protocol.cm_own_handle", "objects.array_edges",
+                     "objects.undelivered"):
         assert required in ids
 
 
@@ -130,6 +131,17 @@ CAUGHT: dict[str, list[tuple[str, str]]] = {
                                                              "node for ")],
     "transaction_leak": [("protocol.ping", "driver accounting: binder stats active counts back to their values "
                                            "before the case: expected none changed, measured transaction: active 0 -> 2")],
+    "cm_desc0_allowed": [("protocol.cm_own_handle", "increfs 0 from the manager (errno, write_consumed, BRs read after): "
+                                                    "expected ('EINVAL', 0, []), measured ('0', 8, [])")],
+    "exact_fit_refused": [("objects.array_edges", "area_exact: expected ok, measured BR_FAILED_REPLY -28")],
+    "outdated_objects_kept": [("objects.undelivered", "update: receiver's refs while the third waits (desc, dead, s, w): "
+                                                      "the second's are given back: expected [(1, False, 1, 0), "
+                                                      "(2, False, 0, 1)], measured [(1, False, 2, 0), (2, False, 0, 2)]")],
+    "failed_txn_objects_kept": [("objects.undelivered", "fail: node BRs the sender read during and after the call: "
+                                                        "expected [], measured ['BR_INCREFS', 'BR_ACQUIRE', 'BR_INCREFS']")],
+    "dead_txn_files_kept": [("objects.undelivered", "exit: write into P and Q after the sender closes its fds: "
+                                                    "expected ['EPIPE', 'EPIPE'], measured ['0', '0']")],
+    "ptr_exact_fit_refused": [("objects.array_edges", "fda_zero: expected ok, measured BR_FAILED_REPLY -22")],
     "warn_on_transaction": [(case_id, "kernel health: dmesg delta free of WARNING/BUG/Oops/KASAN/Call Trace: "
                                       "expected none, measured [") for case_id in
                             ("one_copy.sync_sizes", "stress.random_commands", "stress.valid_traffic")],

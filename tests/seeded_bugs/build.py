@@ -678,6 +678,81 @@ _TXN_LEAK_NEW = """\
 }
 """
 
+# --- patterns (cases protocol.cm_own_handle, objects.array_edges, objects.undelivered) ---------
+
+# binder_thread_write() BC_INCREFS/BC_ACQUIRE: the context manager's own process may take a
+# reference on handle 0, i.e. on its own node (protocol.cm_own_handle).
+_CM_DESC0_ANCHOR = """\
+					if (ctx_mgr_node->proc == proc) {
+"""
+_CM_DESC0_NEW = """\
+					/* seeded bug cm_desc0_allowed: the manager may acquire desc 0 */
+					if (ctx_mgr_node->proc == proc && 0) {
+"""
+
+
+# binder_alloc_new_buf_locked(): a free buffer of exactly the size asked for is passed over
+# (size >= buffer_size walks right), so an exact fit of the only free buffer gets -ENOSPC
+# (objects.array_edges).
+_EXACT_FIT_ANCHOR = """\
+		} else if (size > buffer_size)
+"""
+_EXACT_FIT_NEW = """\
+		} else if (size >= buffer_size) /* seeded bug exact_fit_refused */
+"""
+
+
+# binder_proc_transaction(): a oneway superseded by TF_UPDATE_TXN is freed without releasing
+# its objects (binder_release_entire_buffer skipped): the receiver keeps the refs its
+# translated handles took (objects.undelivered).
+_OUTDATED_OBJECTS_ANCHOR = """\
+		trace_binder_transaction_update_buffer_release(buffer);
+		binder_release_entire_buffer(proc, NULL, buffer, true);
+"""
+_OUTDATED_OBJECTS_NEW = """\
+		trace_binder_transaction_update_buffer_release(buffer);
+		/* seeded bug outdated_objects_kept: binder_release_entire_buffer skipped */;
+"""
+
+
+# binder_transaction()'s error exit frees the buffer without releasing the objects it had
+# translated: the receiver keeps refs to the sender's new nodes, which stay alive
+# (objects.undelivered, mode fail).
+_FAILED_OBJECTS_ANCHOR = """\
+	trace_binder_transaction_failed_buffer_release(t->buffer);
+	binder_transaction_buffer_release(target_proc, NULL, t->buffer,
+					  buffer_offset, true);
+"""
+_FAILED_OBJECTS_NEW = """\
+	trace_binder_transaction_failed_buffer_release(t->buffer);
+	/* seeded bug failed_txn_objects_kept: binder_transaction_buffer_release skipped */;
+"""
+
+# binder_free_transaction() keeps the file references of fds never installed: a transaction
+# that dies undelivered (its receiver exits) leaks its fds' files (objects.undelivered, mode exit).
+_DEAD_FIXUPS_ANCHOR = """\
+	binder_free_txn_fixups(t);
+	kfree(t);
+	binder_stats_deleted(BINDER_STAT_TRANSACTION);
+"""
+_DEAD_FIXUPS_NEW = """\
+	/* seeded bug dead_txn_files_kept: binder_free_txn_fixups(t) */;
+	kfree(t);
+	binder_stats_deleted(BINDER_STAT_TRANSACTION);
+"""
+
+
+# binder_transaction() BINDER_TYPE_PTR: a buffer exactly as long as the sg space left is
+# refused (>= instead of >): a PTR that ends the sg area, and a PTR of 0 bytes after the last
+# one, get -EINVAL (objects.array_edges).
+_PTR_EXACT_ANCHOR = """\
+			if (bp->length > buf_left) {
+"""
+_PTR_EXACT_NEW = """\
+			if (bp->length >= buf_left) { /* seeded bug ptr_exact_fit_refused */
+"""
+
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
     SeededBug(
         name="double_copy", family="one_copy",
@@ -857,6 +932,41 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
                     "transaction stays allocated (binder stats transaction: active)",
         caught_by="protocol.ping",
         patch=_simple("binder.c", _TXN_LEAK_ANCHOR, _TXN_LEAK_NEW, "transaction_leak")),
+    SeededBug(
+        name="cm_desc0_allowed", family="protocol",
+        description="BC_INCREFS/BC_ACQUIRE 0 from the context manager's own process take a ref on its "
+                    "own node instead of failing with -EINVAL",
+        caught_by="protocol.cm_own_handle",
+        patch=_simple("binder.c", _CM_DESC0_ANCHOR, _CM_DESC0_NEW, "cm_desc0_allowed")),
+    SeededBug(
+        name="exact_fit_refused", family="objects",
+        description="binder_alloc_new_buf_locked() passes over a free buffer of exactly the size "
+                    "asked for: a transaction exactly filling the free area gets -ENOSPC",
+        caught_by="objects.array_edges",
+        patch=_simple("binder_alloc.c", _EXACT_FIT_ANCHOR, _EXACT_FIT_NEW, "exact_fit_refused")),
+    SeededBug(
+        name="outdated_objects_kept", family="objects",
+        description="a oneway superseded by TF_UPDATE_TXN is freed without releasing its objects: "
+                    "the receiver keeps the refs of its handles",
+        caught_by="objects.undelivered",
+        patch=_simple("binder.c", _OUTDATED_OBJECTS_ANCHOR, _OUTDATED_OBJECTS_NEW, "outdated_objects_kept")),
+    SeededBug(
+        name="failed_txn_objects_kept", family="objects",
+        description="binder_transaction()'s error exit does not release the objects it translated: "
+                    "the receiver keeps refs to the sender's new nodes",
+        caught_by="objects.undelivered",
+        patch=_simple("binder.c", _FAILED_OBJECTS_ANCHOR, _FAILED_OBJECTS_NEW, "failed_txn_objects_kept")),
+    SeededBug(
+        name="dead_txn_files_kept", family="objects",
+        description="binder_free_transaction() does not drop the files of fds never installed: an "
+                    "undelivered transaction's fds stay referenced after its receiver exits",
+        caught_by="objects.undelivered",
+        patch=_simple("binder.c", _DEAD_FIXUPS_ANCHOR, _DEAD_FIXUPS_NEW, "dead_txn_files_kept")),
+    SeededBug(
+        name="ptr_exact_fit_refused", family="objects",
+        description="binder_transaction() refuses a BINDER_TYPE_PTR exactly as long as the sg space left",
+        caught_by="objects.array_edges",
+        patch=_simple("binder.c", _PTR_EXACT_ANCHOR, _PTR_EXACT_NEW, "ptr_exact_fit_refused")),
 )}
 
 # --- features: the same driver, built with what GKI kernels build in ---------------------------

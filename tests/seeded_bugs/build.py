@@ -1117,10 +1117,13 @@ _R_DELIVERED_FREEZE_NEW = """\
 _R_FREEZE_UAF_ANCHOR = """\
 	if (ref->freeze) {
 		binder_dequeue_work(ref->proc, &ref->freeze->work);
+		binder_stats_deleted(BINDER_STAT_FREEZE);
+	}
+
 """
 _R_FREEZE_UAF_NEW = """\
-	if (ref->freeze) {
-		/* revert 7e20434cbca8: the ref's freeze work stays queued */
+	/* revert 7e20434cbca8: a ref's freeze work stays queued when the ref is cleaned up */
+
 """
 
 REVERTS: dict[str, Revert] = {r.name: r for r in (

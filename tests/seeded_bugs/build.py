@@ -1137,6 +1137,29 @@ _R_FREEZE_UAF_NEW = """\
 
 """
 
+# bdc1c5fac982: a transaction that fails before its first object releases no object; before,
+# a failure offset of 0 meant "the whole buffer", so objects never translated were released
+# (the offsets area read as it happened to be: a use after free upstream, CVE-2023-21255).
+_R_FAULTY_CLEANUP_ANCHOR = """\
+	off_start_offset = ALIGN(buffer->data_size, sizeof(void *));
+
+	for (buffer_offset = off_start_offset; buffer_offset < off_end_offset;
+	     buffer_offset += sizeof(binder_size_t)) {
+		struct binder_object_header *hdr;
+		size_t object_size = 0;
+"""
+_R_FAULTY_CLEANUP_NEW = """\
+	off_start_offset = ALIGN(buffer->data_size, sizeof(void *));
+	/* revert bdc1c5fac982: failed at offset 0 (no object yet) releases the whole buffer */
+	if (is_failure && !off_end_offset)
+		off_end_offset = off_start_offset + buffer->offsets_size;
+
+	for (buffer_offset = off_start_offset; buffer_offset < off_end_offset;
+	     buffer_offset += sizeof(binder_size_t)) {
+		struct binder_object_header *hdr;
+		size_t object_size = 0;
+"""
+
 REVERTS: dict[str, Revert] = {r.name: r for r in (
     Revert("revert_ctx_mgr_ref0", "4b836a1426cb",
            "binder: Prevent context manager from incrementing ref 0", (DEFAULT_RELEASE, RELEASE_6_12),
@@ -1195,6 +1218,10 @@ REVERTS: dict[str, Revert] = {r.name: r for r in (
            "binder: prevent transactions to context manager from its own process.", (DEFAULT_RELEASE, RELEASE_6_12),
            "a call to handle 0 from the context manager's own process is delivered to itself",
            _undo(("binder.c", _R_SELF_CTX_ANCHOR, _R_SELF_CTX_NEW), name="revert_self_ctx_call")),
+    Revert("revert_faulty_buffer_cleanup", "bdc1c5fac982",
+           "binder: fix UAF caused by faulty buffer cleanup", (DEFAULT_RELEASE, RELEASE_6_12),
+           "a transaction failing before its first object releases every object of its buffer",
+           _undo(("binder.c", _R_FAULTY_CLEANUP_ANCHOR, _R_FAULTY_CLEANUP_NEW), name="revert_faulty_buffer_cleanup")),
     Revert("revert_freeze_dead_node", "ca63c66935b9",
            "binder: allow freeze notification for dead nodes", (RELEASE_6_12,),
            "BC_REQUEST_FREEZE_NOTIFICATION on a ref to a dead node is refused (-EINVAL, a user error)",

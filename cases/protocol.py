@@ -301,8 +301,9 @@ def freeze(ctx: CaseContext) -> None:
         left = result(out, "freeze_notify.left_at_exit")
         ctx.check("freeze notifications left for exit: one read then cleared before its DONE, one never read",
                   (errno_name(left), left.get("brs")), ("0", ["BR_FROZEN_BINDER"]),
-                  "binder_clear_freeze_notification (sent: resend), binder_request_freeze_notification; cleaned by "
-                  "binder_cleanup_ref_olocked and binder_deferred_release (proc->delivered_freeze)")
+                  "binder_clear_freeze_notification (sent: resend), binder_request_freeze_notification, "
+                  "binder_cleanup_ref_olocked (dequeues the unread one), "
+                  "binder_deferred_release (frees proc->delivered_freeze)")
     ctx.check("BINDER_FREEZE enable", errno_name(result(out, "freeze.freeze")), "0", "binder_ioctl_freeze")
     ctx.check("sync call to the frozen process", call_outcome(result(out, "freeze.call_frozen")),
               "BR_FROZEN_REPLY 0", "binder_proc_transaction (proc->is_frozen -> BR_FROZEN_REPLY)")

@@ -17,6 +17,7 @@ Command line::
     python -m tests.seeded_bugs.build double_copy     # prints the .ko path
     python -m tests.seeded_bugs.build control         # unmodified rebuild
     python -m tests.seeded_bugs.build binderfs        # binderfs compiled in
+    python -m tests.seeded_bugs.build revert_ctx_mgr_ref0   # an upstream fix undone (REVERTS)
     python -m tests.seeded_bugs.build --list
 """
 

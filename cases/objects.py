@@ -165,6 +165,16 @@ def fd_array(ctx: CaseContext) -> None:
     after = _fds(out, "client_after")
     ctx.check("sender's fds still open and readable", [(f.get("open"), f.get("content")) for f in after],
               [(True, "")] * 2, "binder_translate_fd (fget takes a reference)")
+    # an FDA of zero fds (upstream ef38de9217a0): accepted, nothing translated, the parent as sent
+    zero = ctx.run_probe("objects", kind="fda", fda_zero=1)
+    probe_completed(ctx, zero)
+    ctx.check("FDA of 0 fds in its PTR parent", call_outcome(result(zero, "objects.fda_zero_call")), "ok",
+              "binder_translate_fd_array (num_fds == 0: return 0)")
+    sent_parent = zero.one("sender_parent_after") or {}
+    ctx.check("FDA of 0 fds: the parent's words as received (its two u32 words, marker)",
+              ((zero.one("ptr_rx") or {}).get("words") or [])[:2],
+              [(sent_parent.get("fd1", 0) << 32) | sent_parent.get("fd0", 0), sent_parent.get("marker")],
+              "binder_translate_fd_array (num_fds == 0: no fixup queued, so the deferred copy copies the parent whole)")
 
 
 SG_PROBES = (COPY_USER_TO_BUFFER, COPY_TO_BUFFER)

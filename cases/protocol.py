@@ -154,6 +154,9 @@ def refcounts(ctx: CaseContext) -> None:
               "binder_transaction (binder_get_ref_olocked fails: invalid handle)")
 
 
+NOBODY = 65534  # protocol.ping: the caller's euid after it opened binder as root
+
+
 @case("protocol.ping", expected_dmesg=(
         txn_error(PIDS + "failed to get security context", 1, "binder_transaction (security_secid_to_secctx fails)"),
         txn_failed("call", BR_FAILED_REPLY, -22, 1)))
@@ -170,6 +173,13 @@ def ping(ctx: CaseContext) -> None:
     ctx.check("returns to the caller", r.get("br"), ["BR_TRANSACTION_COMPLETE", "BR_REPLY"], "binder_thread_read")
     rx = out.one("rx", role="server") or {}
     ctx.check("code seen by the manager", rx.get("code"), PING_TRANSACTION, "binder_thread_read (tr.code)")
+    as_nobody = ctx.run_probe("ping", euid=NOBODY)
+    probe_completed(ctx, as_nobody)
+    ctx.check("seteuid(65534) in the caller after it opened binder", errno_name(result(as_nobody, "ping.seteuid")),
+              "0", "probe")
+    ctx.check("sender_euid seen by the manager of a caller that opened binder as root, then seteuid(65534)",
+              (as_nobody.one("rx", role="server") or {}).get("sender_euid"), NOBODY,
+              "binder_transaction (t->sender_euid = task_euid(proc->tsk), upstream c21a80ca0684)")
     sec = ctx.run_probe("ping", secctx=1)
     probe_completed(ctx, sec)
     ctx.check("call to a manager that wants the caller's security context", call_outcome(result(sec, "ping")),
@@ -181,8 +191,10 @@ def ping(ctx: CaseContext) -> None:
         txn_error(PIDS + "cannot find target node", 1),
         txn_failed("call", BR_DEAD_REPLY, -22, 1)))
 def death_notification(ctx: CaseContext) -> None:
-    """BR_DEAD_BINDER arrives when the server dies; clearing gives BR_CLEAR_DEATH_NOTIFICATION_DONE."""
-    out = ctx.run_probe("death_notification")
+    """BR_DEAD_BINDER arrives when the server dies; clearing gives BR_CLEAR_DEATH_NOTIFICATION_DONE.
+    From 6.12, a freeze notification on the dead node's ref is accepted (upstream ca63c66935b9)."""
+    freeze = ctx.by_kernel({(6, 1): 0, (6, 12): 1})
+    out = ctx.run_probe("death_notification", freeze=freeze)
     probe_completed(ctx, out)
     clear = result(out, "death.clear_done")
     ctx.check("clear before death", clear.get("br"), ["BR_CLEAR_DEATH_NOTIFICATION_DONE"],
@@ -196,20 +208,30 @@ def death_notification(ctx: CaseContext) -> None:
               "binder_transaction (no target node)")
     ctx.check("clear after death", result(out, "death.clear_after_death_done").get("br"),
               ["BR_CLEAR_DEATH_NOTIFICATION_DONE"], "binder_thread_write (BC_CLEAR_DEATH_NOTIFICATION)")
+    if freeze:
+        ctx.check("BC_REQUEST_FREEZE_NOTIFICATION on the dead node's ref",
+                  errno_name(result(out, "death.freeze_notify_dead")), "0",
+                  "binder_request_freeze_notification (no ref->node->proc: accepted, no notice queued)")
 
 
 @case("protocol.self_call_rejected", expected_dmesg=(
         user_error("got transaction to context manager from process owning it", 1,
                    "binder_transaction (target_node->proc == proc)"),
-        txn_failed("call", BR_FAILED_REPLY, -22, 1)))
+        txn_failed("call", BR_FAILED_REPLY, -22, 1),
+        user_error("context manager tried to acquire desc 0", 1,
+                   "binder_thread_write (BC_INCREFS: ctx_mgr_node->proc == proc)"),
+        ioctl_error(0xc0306201, "[0-9a-f]+", 22, 1)))  # BINDER_WRITE_READ: that BC_INCREFS, -EINVAL
 def self_call_rejected(ctx: CaseContext) -> None:
-    """The context manager's own process cannot call handle 0: BR_FAILED_REPLY, -EINVAL."""
+    """The context manager's own process cannot call handle 0: BR_FAILED_REPLY, -EINVAL; nor take
+    a ref on it (BC_INCREFS on handle 0: -EINVAL, upstream 4b836a1426cb)."""
     out = ctx.run_probe("self_call_rejected")
     probe_completed(ctx, out)
     ctx.check("BINDER_SET_CONTEXT_MGR", errno_name(result(out, "self_call.set_context_mgr")), "0",
               "binder_ioctl_set_ctx_mgr")
     ctx.check("call to handle 0 from its owner", call_outcome(result(out, "self_call_rejected")),
               "BR_FAILED_REPLY -22", "binder_transaction (target_node->proc == proc)")
+    ctx.check("BC_INCREFS on handle 0 from its owner", errno_name(result(out, "self_call.incref_handle0")),
+              "EINVAL", "binder_thread_write (BC_INCREFS: ctx_mgr_node->proc == proc -> -EINVAL)")
 
 
 @case("protocol.invalid_handle", expected_dmesg=(
@@ -253,7 +275,11 @@ def bad_buffer_ptr(ctx: CaseContext) -> None:
 
 @case("protocol.freeze", expected_dmesg=(
         txn_error(PIDS + "frozen process or thread", 1, "binder_transaction (err_dead_proc_or_thread: BR_FROZEN_REPLY)"),
-        txn_failed("call", BR_FROZEN_REPLY, 0, 1)))
+        txn_failed("call", BR_FROZEN_REPLY, 0, 1),
+        # 6.12 on: the notice read, then cleared before its DONE, freed at exit (freeze_notify's left behind)
+        ByKernel({(6, 12): (Line(f"undelivered freeze notification, {CONTRACT.numbers['FREEZE_COOKIE'] + 1:016x}", 1,
+                                 "binder_release_work (proc->delivered_freeze: BINDER_WORK_CLEAR_FREEZE_NOTIFICATION, "
+                                 "binder_debug BINDER_DEBUG_DEAD_TRANSACTION)"),)})))
 def freeze(ctx: CaseContext) -> None:
     """BINDER_FREEZE: a sync call to a frozen process gets BR_FROZEN_REPLY; after unfreezing it works."""
     # Linux 6.12 on: a freeze notification on handle 0 through its whole life (scen_proto.c freeze_notify)
@@ -273,6 +299,12 @@ def freeze(ctx: CaseContext) -> None:
         ctx.check("freeze notification: is_frozen of each BR_FROZEN_BINDER", (note.get("is_frozen") or [])[:3], [0, 1, 0],
                   "binder_thread_read (BINDER_WORK_FROZEN_BINDER: info.is_frozen = freeze->is_frozen)")
         ctx.check("freeze notification: cookies", note.get("cookies"), [cookie] * 4, "binder_thread_read")
+        left = result(out, "freeze_notify.left_at_exit")
+        ctx.check("freeze notifications left for exit: one read then cleared before its DONE, one never read",
+                  (errno_name(left), left.get("brs")), ("0", ["BR_FROZEN_BINDER"]),
+                  "binder_clear_freeze_notification (sent: resend), binder_request_freeze_notification, "
+                  "binder_cleanup_ref_olocked (dequeues the unread one), "
+                  "binder_deferred_release (frees proc->delivered_freeze)")
     ctx.check("BINDER_FREEZE enable", errno_name(result(out, "freeze.freeze")), "0", "binder_ioctl_freeze")
     ctx.check("sync call to the frozen process", call_outcome(result(out, "freeze.call_frozen")),
               "BR_FROZEN_REPLY 0", "binder_proc_transaction (proc->is_frozen -> BR_FROZEN_REPLY)")

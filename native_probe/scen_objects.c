@@ -286,8 +286,8 @@ struct fda_parent {
 	uint64_t marker;
 };
 
-/* PTR parent + FDA of 2 fds; the data starts with `head` bytes before the PTR. */
-static void fda_call(Bd *b, const char *name, struct fda_parent *parent, int head)
+/* PTR parent + FDA of num_fds fds; the data starts with `head` bytes before the PTR. */
+static void fda_call(Bd *b, const char *name, struct fda_parent *parent, int head, uint32_t num_fds)
 {
 	struct {
 		uint64_t head;
@@ -303,7 +303,7 @@ static void fda_call(Bd *b, const char *name, struct fda_parent *parent, int hea
 	m.bo.buffer = (uintptr_t)parent;
 	m.bo.length = sizeof(*parent);
 	m.fda.hdr.type = BINDER_TYPE_FDA;
-	m.fda.num_fds = 2;
+	m.fda.num_fds = num_fds;
 	m.fda.parent = 0;
 	m.fda.parent_offset = offsetof(struct fda_parent, fds);
 	bd_call_sg(b, 0, 1, 0, (uintptr_t)start, sizeof(m) - (head ? 0 : 8), (uintptr_t)offs,
@@ -313,11 +313,29 @@ static void fda_call(Bd *b, const char *name, struct fda_parent *parent, int hea
 		bd_free(b, r.reply.data.ptr.buffer);
 }
 
+/* fda_zero=1: one call whose FDA has 0 fds, in a parent holding two non-fd words and the
+ * marker: binder_translate_fd_array returns at once (upstream ef38de9217a0), so the parent
+ * arrives as sent, with no fixup at the FDA's parent_offset. */
+static uint64_t g_fda_zero;
+
 static int fda_client(Pair *p, Bd *b)
 {
 	int pa[2], pb[2];
 	struct fda_parent parent;
+	J j;
 	(void)p;
+	if (g_fda_zero) {
+		parent.fds[0] = 0x5a5a5a5au;
+		parent.fds[1] = 0xa5a5a5a5u;
+		parent.marker = OBJ_MARKER;
+		fda_call(b, "objects.fda_zero_call", &parent, 1, 0);
+		jbegin(&j, EV_SENDER_PARENT_AFTER);
+		ju64(&j, "fd0", parent.fds[0]);
+		ju64(&j, "fd1", parent.fds[1]);
+		ju64(&j, "marker", parent.marker);
+		jend(&j);
+		return 0;
+	}
 	make_pipe(pa, "first");
 	make_pipe(pb, "second");
 	parent.fds[0] = (uint32_t)pa[0];
@@ -327,16 +345,13 @@ static int fda_client(Pair *p, Bd *b)
 	print_fd("client_before", 1, pb[0], 0);
 	/* binder_validate_fixup takes a last fixup object offset of 0 for "none":
 	 * a parent at data offset 0 cannot be fixed up in. */
-	fda_call(b, "objects.fda_parent_at_0", &parent, 0);
-	fda_call(b, "objects.fda_call", &parent, 1);
-	{
-		J j;
-		jbegin(&j, EV_SENDER_PARENT_AFTER);
-		ju64(&j, "fd0", parent.fds[0]);
-		ju64(&j, "fd1", parent.fds[1]);
-		ju64(&j, "marker", parent.marker);
-		jend(&j);
-	}
+	fda_call(b, "objects.fda_parent_at_0", &parent, 0, 2);
+	fda_call(b, "objects.fda_call", &parent, 1, 2);
+	jbegin(&j, EV_SENDER_PARENT_AFTER);
+	ju64(&j, "fd0", parent.fds[0]);
+	ju64(&j, "fd1", parent.fds[1]);
+	ju64(&j, "marker", parent.marker);
+	jend(&j);
 	print_fd("client_after", 0, pa[0], 1);
 	print_fd("client_after", 1, pb[0], 1);
 	return 0;
@@ -855,6 +870,7 @@ void scen_objects(void)
 	const char *kind = arg_str("kind", "binder");
 	uint64_t accept = arg_u64("accept_fds", 1);
 	const char *mode = arg_str("mode", "fail");
+	g_fda_zero = arg_u64("fda_zero", 0);
 	args_finish();
 	memset(&p, 0, sizeof(p));
 	p.server_map = p.client_map = 1048576;

@@ -402,11 +402,24 @@ void scen_refcounts(void)
 
 /* ----------------------------------------------------------------- ping */
 
+/* euid=N: the client calls with effective uid N, set after it opened binder as root (seteuid
+ * back to 0 after the call): the manager's tr.sender_euid is the caller's euid at the call
+ * (binder_transaction: task_euid(proc->tsk)), not the one it opened binder with. */
+static uint32_t g_ping_euid;
+
 static int ping_client(Pair *p, Bd *b)
 {
 	CallRes r;
+	J j;
 	(void)p;
+	if (g_ping_euid) {
+		jresult(&j, "ping.seteuid", seteuid((uid_t)g_ping_euid) ? errno : 0);
+		ju64(&j, "euid", g_ping_euid);
+		jend(&j);
+	}
 	bd_call(b, 0, PING_TRANSACTION, 0, 0, 0, 0, 0, &r, 5000);
+	if (g_ping_euid && seteuid(0))
+		return 1;
 	print_call("ping", "call", 0, &r);
 	if (r.have_reply)
 		bd_free(b, r.reply.data.ptr.buffer);
@@ -420,6 +433,7 @@ void scen_ping(void)
 {
 	Pair p;
 	int secctx = (int)arg_u64("secctx", 0);
+	g_ping_euid = (uint32_t)arg_u64("euid", 0);
 	args_finish();
 	proto_pair(&p, ping_client);
 	if (secctx)
@@ -429,6 +443,8 @@ void scen_ping(void)
 
 /* --------------------------------------------------- death_notification */
 
+
+static uint64_t g_death_freeze;
 
 static int death_client(Pair *p, Bd *b)
 {
@@ -497,6 +513,14 @@ static int death_client(Pair *p, Bd *b)
 	if (seen)
 		ju64(&j, "cookie", got.u.cookie);
 	jend(&j);
+	if (g_death_freeze) {
+		/* 5 (freeze=1, Linux 6.12 on): a freeze notification on the dead node's ref is
+		 * accepted, with no notice queued (binder_request_freeze_notification: no
+		 * ref->node->proc, upstream ca63c66935b9); the ref's release frees it. */
+		jresult(&j, "death.freeze_notify_dead",
+			-bd_cmd_hc(b, BC_REQUEST_FREEZE_NOTIFICATION, 0, FREEZE_COOKIE));
+		jend(&j);
+	}
 	refs_cmds(b, "death.release_handle0", BC_RELEASE, BC_DECREFS, 0);
 	return 0;
 }
@@ -504,6 +528,7 @@ static int death_client(Pair *p, Bd *b)
 void scen_death_notification(void)
 {
 	Pair p;
+	g_death_freeze = arg_u64("freeze", 0);
 	args_finish();
 	proto_pair(&p, death_client);
 	run_pair(&p);
@@ -530,6 +555,16 @@ void scen_self_call_rejected(void)
 	print_call("self_call_rejected", "call", 0, &r);
 	if (r.have_reply)
 		bd_free(&b, r.reply.data.ptr.buffer);
+	{
+		/* BC_INCREFS on its own handle 0: binder_thread_write refuses it ("context manager
+		 * tried to acquire desc 0", -EINVAL), or the process would hold a ref to its own node */
+		uint32_t cmds[2] = {BC_INCREFS, 0};
+		size_t consumed = 0;
+		rc = bd_write(&b, cmds, sizeof(cmds), &consumed);
+		jresult(&j, "self_call.incref_handle0", rc < 0 ? -rc : 0);
+		ju64(&j, "write_consumed", consumed);
+		jend(&j);
+	}
 	bd_close(&b);
 	finish(1, NULL);
 }
@@ -698,6 +733,24 @@ static void freeze_notify(Pair *p, Bd *b)
 		n++;
 		if (br.cmd == BR_FROZEN_BINDER)
 			err = bd_cmd_ptr(b, BC_FREEZE_NOTIFICATION_DONE, FREEZE_COOKIE);
+	}
+	if (!err) {
+		/* Left behind: a notice read and then cleared before its BC_FREEZE_NOTIFICATION_DONE
+		 * (it stays on proc->delivered_freeze until binder_deferred_release frees it, upstream
+		 * 1db76ec2b4b2), and a new request whose notice is never read (queued on proc->todo;
+		 * when BC_RELEASE drops the ref, binder_cleanup_ref_olocked dequeues it, upstream
+		 * 7e20434cbca8). binder's stats (freeze: active) are back to their value after exit. */
+		uint32_t left = 0;
+		int lerr = bd_cmd_hc(b, BC_REQUEST_FREEZE_NOTIFICATION, 0, FREEZE_COOKIE + 1);
+		if (!lerr && bd_next(b, &br, 2000) == 1)
+			left = br.cmd;
+		if (!lerr)
+			lerr = bd_cmd_hc(b, BC_CLEAR_FREEZE_NOTIFICATION, 0, FREEZE_COOKIE + 1);
+		if (!lerr)
+			lerr = bd_cmd_hc(b, BC_REQUEST_FREEZE_NOTIFICATION, 0, FREEZE_COOKIE + 2);
+		jresult(&j, "freeze_notify.left_at_exit", lerr < 0 ? -lerr : lerr);
+		jbrs(&j, "brs", &left, left ? 1 : 0);
+		jend(&j);
 	}
 	if (!err)
 		err = bd_cmd_u32(b, BC_RELEASE, 0);

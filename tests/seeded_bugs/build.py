@@ -17,6 +17,7 @@ Command line::
     python -m tests.seeded_bugs.build double_copy     # prints the .ko path
     python -m tests.seeded_bugs.build control         # unmodified rebuild
     python -m tests.seeded_bugs.build binderfs        # binderfs compiled in
+    python -m tests.seeded_bugs.build revert_ctx_mgr_ref0   # an upstream fix undone (REVERTS)
     python -m tests.seeded_bugs.build --list
 """
 
@@ -969,6 +970,384 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
         patch=_simple("binder.c", _PTR_EXACT_ANCHOR, _PTR_EXACT_NEW, "ptr_exact_fit_refused")),
 )}
 
+# --- reverts: real upstream binder fixes, undone -------------------------------------------------
+#
+# Seeded bugs show that a check can fail; these show that the catalog finds what actually broke
+# upstream. Each Revert undoes one fix from the kernel's history (mainline commit id and subject)
+# in Debian's source: the fixed code is put back to its buggy form, as an anchor/replacement patch
+# like the seeded bugs', marked "revert COMMIT" in the source. They were chosen by what broke
+# upstream (a user-visible errno, a count, a log line, a crash), not by what the catalog catches;
+# the cases that catch each, with the measured reason, are in tests/test_reverts.py, and a revert
+# the catalog does not catch yet stays listed there as a gap.
+
+RELEASE_6_12 = "6.12.117+deb13-amd64"
+
+
+@dataclass(frozen=True)
+class Revert:
+    name: str
+    commit: str          # the upstream fix's mainline commit id (12 hex digits)
+    title: str           # its subject line
+    releases: tuple[str, ...]  # Debian kernel releases whose source the patch applies to
+    description: str     # one line: what the revert brings back
+    patch: Callable[[dict[str, str]], dict[str, str]]
+
+
+def _undo(*edits: tuple[str, str, str], name: str) -> Callable[[dict[str, str]], dict[str, str]]:
+    """A patch applying each (path, fixed text, buggy text) edit; each anchor must occur once."""
+    def patch(files: dict[str, str]) -> dict[str, str]:
+        for path, anchor, new in edits:
+            files = _replace(files, path, anchor, new, name)
+        return files
+    return patch
+
+
+# 4b836a1426cb: BC_INCREFS/BC_ACQUIRE on handle 0 from the context manager's own process is
+# refused (-EINVAL, "context manager tried to acquire desc 0"); before, it made a ref to itself.
+_R_CTX_REF0_ANCHOR = """\
+				if (ctx_mgr_node) {
+					if (ctx_mgr_node->proc == proc) {
+						binder_user_error("%d:%d context manager tried to acquire desc 0\\n",
+								  proc->pid, thread->pid);
+						mutex_unlock(&context->context_mgr_node_lock);
+						return -EINVAL;
+					}
+					ret = binder_inc_ref_for_node(
+"""
+_R_CTX_REF0_NEW = """\
+				if (ctx_mgr_node) {
+					/* revert 4b836a1426cb: the context manager may take a ref to its own node */
+					ret = binder_inc_ref_for_node(
+"""
+
+# c6d05e0762ab: async space was charged sizeof(struct binder_buffer) on top of each buffer,
+# though that struct has not lived in the buffer since 4.13.
+_R_ASYNC_CHARGE = (
+    ("binder_alloc.c", "\tif (is_async && alloc->free_async_space < size) {\n",
+     "\t/* revert c6d05e0762ab: async space charged sizeof(struct binder_buffer) too */\n"
+     "\tif (is_async &&\n\t    alloc->free_async_space < size + sizeof(struct binder_buffer)) {\n"),
+    ("binder_alloc.c", "\t\talloc->free_async_space -= size;\n",
+     "\t\talloc->free_async_space -= size + sizeof(struct binder_buffer); /* revert c6d05e0762ab */\n"),
+    ("binder_alloc.c", "\t\talloc->free_async_space += buffer_size;\n",
+     "\t\talloc->free_async_space += buffer_size + sizeof(struct binder_buffer); /* revert c6d05e0762ab */\n"),
+)
+
+# 3091c21d3e93: 0-byte buffers are padded to 8 before the async-space check, not after it, so a
+# 0-byte oneway cannot pass the check with no space left and then take 8 bytes (underflow).
+_R_ASYNC_ZERO_ANCHOR = """\
+	/* Pad 0-size buffers so they get assigned unique addresses */
+	size = max(size, sizeof(void *));
+
+	if (is_async && alloc->free_async_space < size) {
+		binder_alloc_debug(BINDER_DEBUG_BUFFER_ALLOC,
+			     "%d: binder_alloc_buf size %zd failed, no async space left\\n",
+			      alloc->pid, size);
+		return ERR_PTR(-ENOSPC);
+	}
+"""
+_R_ASYNC_ZERO_NEW = """\
+	if (is_async && alloc->free_async_space < size) {
+		binder_alloc_debug(BINDER_DEBUG_BUFFER_ALLOC,
+			     "%d: binder_alloc_buf size %zd failed, no async space left\\n",
+			      alloc->pid, size);
+		return ERR_PTR(-ENOSPC);
+	}
+
+	/* revert 3091c21d3e93: 0-size buffers padded after the async space check */
+	size = max(size, sizeof(void *));
+"""
+
+# ef38de9217a0: a BINDER_TYPE_FDA of zero fds is accepted as a no-op; before, it queued a fixup
+# of skip_size 0, which the deferred copy took for a pointer fixup (and BUG_ON then).
+_R_FDA_ZERO_ANCHOR = """\
+	if (fda->num_fds == 0)
+		return 0;
+
+	fd_buf_size = sizeof(u32) * fda->num_fds;
+"""
+_R_FDA_ZERO_NEW = """\
+	/* revert ef38de9217a0: no early return for num_fds == 0 */
+	fd_buf_size = sizeof(u32) * fda->num_fds;
+"""
+
+# 2d1746e3fda0: fixups left after the scatter-gather copy (an FDA's skip fixup that no copy
+# reached) are freed; before, any leftover was BUG_ON(!list_empty(pf_head)). Upstream's own
+# review of it: only an FDA of zero fds at the very end of its parent leaves a fixup behind,
+# and ef38de9217a0 (in the same kernels) queues none for zero fds, so this one alone cannot be
+# reached from user space (it stays listed, as a gap, in tests/test_reverts.py).
+_R_FIXUP_LEFT_ANCHOR = """\
+	list_for_each_entry_safe(pf, tmppf, pf_head, node) {
+		BUG_ON(pf->skip_size == 0);
+		list_del(&pf->node);
+		kfree(pf);
+	}
+	BUG_ON(!list_empty(sgc_head));
+"""
+_R_FIXUP_LEFT_NEW = """\
+	BUG_ON(!list_empty(pf_head)); /* revert 2d1746e3fda0: a fixup left over is a BUG */
+	BUG_ON(!list_empty(sgc_head));
+"""
+_R_FIXUP_DECL_ANCHOR = """\
+	struct binder_ptr_fixup *tmppf;
+	struct binder_ptr_fixup *pf =
+		list_first_entry_or_null(pf_head, struct binder_ptr_fixup,
+"""
+_R_FIXUP_DECL_NEW = """\
+	struct binder_ptr_fixup *pf =
+		list_first_entry_or_null(pf_head, struct binder_ptr_fixup,
+"""
+
+# aaef73821a3b: binder_get_object() refuses object offsets that are not 4-byte aligned.
+_R_ALIGN_ANCHOR = """\
+	if (offset > buffer->data_size || read_size < sizeof(*hdr) ||
+	    !IS_ALIGNED(offset, sizeof(u32)))
+		return 0;
+"""
+_R_ALIGN_NEW = """\
+	if (offset > buffer->data_size || read_size < sizeof(*hdr)) /* revert aaef73821a3b */
+		return 0;
+"""
+
+# ced081a436d2: BINDER_ENABLE_ONEWAY_SPAM_DETECTION with an unreadable argument gives -EFAULT
+# like the other ioctls; before, -EINVAL.
+_R_SPAM_EFAULT_ANCHOR = """\
+		if (copy_from_user(&enable, ubuf, sizeof(enable))) {
+			ret = -EFAULT;
+"""
+_R_SPAM_EFAULT_NEW = """\
+		if (copy_from_user(&enable, ubuf, sizeof(enable))) {
+			ret = -EINVAL; /* revert ced081a436d2 */
+"""
+
+# 42316941335: max_threads is u32 end to end (the uapi's __u32); before, an int, so a value
+# above INT_MAX was negative and no BR_SPAWN_LOOPER was ever asked for.
+_R_MAX_THREADS_INT = (
+    ("binder.c", "\t\tu32 max_threads;\n", "\t\tint max_threads; /* revert 42316941335 */\n"),
+    ("binder_internal.h", "\tu32 max_threads;\n", "\tint max_threads; /* revert 42316941335 */\n"),
+)
+
+# 1aa3aaf8953c: binder_release_work() frees a pending BR_ONEWAY_SPAM_SUSPECT (and, from 6.6,
+# BR_TRANSACTION_PENDING_FROZEN) work item of a dying process; before, "unexpected work type".
+_R_SPAM_WORK_ANCHOR_6_1 = """\
+		case BINDER_WORK_TRANSACTION_ONEWAY_SPAM_SUSPECT:
+		case BINDER_WORK_TRANSACTION_COMPLETE: {
+			binder_debug(BINDER_DEBUG_DEAD_TRANSACTION,
+"""
+_R_SPAM_WORK_ANCHOR_6_12 = """\
+		case BINDER_WORK_TRANSACTION_PENDING:
+		case BINDER_WORK_TRANSACTION_ONEWAY_SPAM_SUSPECT:
+		case BINDER_WORK_TRANSACTION_COMPLETE: {
+			binder_debug(BINDER_DEBUG_DEAD_TRANSACTION,
+"""
+_R_SPAM_WORK_NEW = """\
+		/* revert 1aa3aaf8953c: spam-suspect and pending work of a dying process not freed */
+		case BINDER_WORK_TRANSACTION_COMPLETE: {
+			binder_debug(BINDER_DEBUG_DEAD_TRANSACTION,
+"""
+
+
+def _patch_spam_work_leak(files: dict[str, str]) -> dict[str, str]:
+    anchor = (_R_SPAM_WORK_ANCHOR_6_12 if _R_SPAM_WORK_ANCHOR_6_12 in files.get("binder.c", "")
+              else _R_SPAM_WORK_ANCHOR_6_1)
+    return _replace(files, "binder.c", anchor, _R_SPAM_WORK_NEW, "revert_spam_work_leak")
+
+
+# 4df153652cc4: the raw data copied before an object may not run past data_size; before, an
+# offset beyond data_size copied user bytes over the offsets array, then unwound with them.
+_R_OFFSETS_OVERWRITE_ANCHOR = """\
+		if (copy_size && (user_offset > object_offset ||
+				object_offset > tr->data_size ||
+"""
+_R_OFFSETS_OVERWRITE_NEW = """\
+		if (copy_size && (user_offset > object_offset || /* revert 4df153652cc4 */
+"""
+
+# cfd0d84ba28c: freeing an async buffer gives back what it took (buffer_size); before, the
+# aligned payload size, so each empty (0-byte, padded to 8) oneway lost 8 bytes of async space.
+_R_EMPTY_PARCEL_ANCHOR = "\t\talloc->free_async_space += buffer_size;\n"
+_R_EMPTY_PARCEL_NEW = "\t\talloc->free_async_space += size; /* revert cfd0d84ba28c */\n"
+
+# c21a80ca0684: sender_euid is the sending task's euid now; (29bc22ac5e5b had made it the
+# opener's cred, which broke AOSP's binder tests after a seteuid).
+_R_EUID_ANCHOR = "\tt->sender_euid = task_euid(proc->tsk);\n"
+_R_EUID_NEW = "\tt->sender_euid = proc->cred->euid; /* revert c21a80ca0684 */\n"
+
+# 45d02f79b539: binder_mmap() clamps only the buffer area to 4 MiB, no longer the VMA itself
+# (which broke mmap()'s contract: the mapping was silently shorter than asked for).
+_R_VMA_BOUNDS_ANCHOR = """\
+	vma->vm_ops = &binder_vm_ops;
+	vma->vm_private_data = proc;
+
+	return binder_alloc_mmap_handler(&proc->alloc, vma);
+"""
+_R_VMA_BOUNDS_NEW = """\
+	vma->vm_ops = &binder_vm_ops;
+	vma->vm_private_data = proc;
+
+	/* revert 45d02f79b539: the VMA itself is cut to 4 MiB */
+	if ((vma->vm_end - vma->vm_start) > SZ_4M)
+		vma->vm_end = vma->vm_start + SZ_4M;
+
+	return binder_alloc_mmap_handler(&proc->alloc, vma);
+"""
+
+# 49ed96943a8e: a call to handle 0 from the context manager's own process is refused; before,
+# it was delivered to itself (and handle 0 could be used against its own node).
+_R_SELF_CTX_ANCHOR = """\
+			if (target_node && target_proc->pid == proc->pid) {
+				binder_user_error("%d:%d got transaction to context manager from process owning it\\n",
+						  proc->pid, thread->pid);
+				return_error = BR_FAILED_REPLY;
+				return_error_param = -EINVAL;
+				return_error_line = __LINE__;
+				goto err_invalid_target_handle;
+			}
+"""
+_R_SELF_CTX_NEW = """\
+			/* revert 49ed96943a8e: no refusal of a call to the process's own context manager */
+"""
+
+# ca63c66935b9 (6.12): BC_REQUEST_FREEZE_NOTIFICATION on a ref whose node is dead is accepted
+# (no initial notice is queued); before, it was refused as a user error.
+_R_FREEZE_DEAD_ANCHOR = """\
+	binder_node_lock(ref->node);
+	if (ref->freeze) {
+		binder_user_error("%d:%d BC_REQUEST_FREEZE_NOTIFICATION already set\\n",
+				  proc->pid, thread->pid);
+"""
+_R_FREEZE_DEAD_NEW = """\
+	binder_node_lock(ref->node);
+	if (ref->freeze || !ref->node->proc) { /* revert ca63c66935b9: dead nodes refused */
+		binder_user_error("%d:%d invalid BC_REQUEST_FREEZE_NOTIFICATION %s\\n",
+				  proc->pid, thread->pid,
+				  ref->freeze ? "already set" : "dead node");
+"""
+
+# 1db76ec2b4b2 (6.12): a dying process's delivered-but-unacknowledged freeze notices are freed;
+# before, those of refs already cleared were leaked.
+_R_DELIVERED_FREEZE_ANCHOR = """\
+	binder_release_work(proc, &proc->delivered_death);
+	binder_release_work(proc, &proc->delivered_freeze);
+"""
+_R_DELIVERED_FREEZE_NEW = """\
+	binder_release_work(proc, &proc->delivered_death);
+	/* revert 1db76ec2b4b2: proc->delivered_freeze is not released */
+"""
+
+# 7e20434cbca8 (6.12): cleaning up a ref dequeues its pending freeze notice; before, the notice
+# stayed queued on the freed ref (use after free; binder_release_work: "unexpected work type").
+_R_FREEZE_UAF_ANCHOR = """\
+	if (ref->freeze) {
+		binder_dequeue_work(ref->proc, &ref->freeze->work);
+		binder_stats_deleted(BINDER_STAT_FREEZE);
+	}
+
+"""
+_R_FREEZE_UAF_NEW = """\
+	/* revert 7e20434cbca8: a ref's freeze work stays queued when the ref is cleaned up */
+
+"""
+
+# bdc1c5fac982: a transaction that fails before its first object releases no object; before,
+# a failure offset of 0 meant "the whole buffer", so objects never translated were released
+# (the offsets area read as it happened to be: a use after free upstream, CVE-2023-21255).
+_R_FAULTY_CLEANUP_ANCHOR = """\
+	off_start_offset = ALIGN(buffer->data_size, sizeof(void *));
+
+	for (buffer_offset = off_start_offset; buffer_offset < off_end_offset;
+	     buffer_offset += sizeof(binder_size_t)) {
+		struct binder_object_header *hdr;
+		size_t object_size = 0;
+"""
+_R_FAULTY_CLEANUP_NEW = """\
+	off_start_offset = ALIGN(buffer->data_size, sizeof(void *));
+	/* revert bdc1c5fac982: failed at offset 0 (no object yet) releases the whole buffer */
+	if (is_failure && !off_end_offset)
+		off_end_offset = off_start_offset + buffer->offsets_size;
+
+	for (buffer_offset = off_start_offset; buffer_offset < off_end_offset;
+	     buffer_offset += sizeof(binder_size_t)) {
+		struct binder_object_header *hdr;
+		size_t object_size = 0;
+"""
+
+REVERTS: dict[str, Revert] = {r.name: r for r in (
+    Revert("revert_ctx_mgr_ref0", "4b836a1426cb",
+           "binder: Prevent context manager from incrementing ref 0", (DEFAULT_RELEASE, RELEASE_6_12),
+           "the context manager's BC_INCREFS/BC_ACQUIRE on handle 0 makes a ref to its own node",
+           _undo(("binder.c", _R_CTX_REF0_ANCHOR, _R_CTX_REF0_NEW), name="revert_ctx_mgr_ref0")),
+    Revert("revert_async_charge", "c6d05e0762ab",
+           "binder: fix unused alloc->free_async_space", (DEFAULT_RELEASE, RELEASE_6_12),
+           "each oneway buffer is charged sizeof(struct binder_buffer) of async space on top of its size",
+           _undo(*_R_ASYNC_CHARGE, name="revert_async_charge")),
+    Revert("revert_async_zero_check", "3091c21d3e93",
+           "binder: fix async space check for 0-sized buffers", (DEFAULT_RELEASE,),
+           "a 0-byte oneway passes the async space check before its padding to 8 bytes",
+           _undo(("binder_alloc.c", _R_ASYNC_ZERO_ANCHOR, _R_ASYNC_ZERO_NEW), name="revert_async_zero_check")),
+    Revert("revert_fda_zero_fds", "ef38de9217a0",
+           "binder: Gracefully handle BINDER_TYPE_FDA objects with num_fds=0", (DEFAULT_RELEASE, RELEASE_6_12),
+           "an FDA of zero fds queues a fixup of skip_size 0",
+           _undo(("binder.c", _R_FDA_ZERO_ANCHOR, _R_FDA_ZERO_NEW), name="revert_fda_zero_fds")),
+    Revert("revert_fixup_leftover_bug", "2d1746e3fda0",
+           "binder: Address corner cases in deferred copy and fixup", (DEFAULT_RELEASE, RELEASE_6_12),
+           "a fixup left after the scatter-gather copy is a BUG_ON instead of freed",
+           _undo(("binder.c", _R_FIXUP_LEFT_ANCHOR, _R_FIXUP_LEFT_NEW),
+                 ("binder.c", _R_FIXUP_DECL_ANCHOR, _R_FIXUP_DECL_NEW), name="revert_fixup_leftover_bug")),
+    Revert("revert_offset_alignment", "aaef73821a3b",
+           "binder: check offset alignment in binder_get_object()", (DEFAULT_RELEASE, RELEASE_6_12),
+           "binder_get_object() accepts object offsets that are not 4-byte aligned",
+           _undo(("binder.c", _R_ALIGN_ANCHOR, _R_ALIGN_NEW), name="revert_offset_alignment")),
+    Revert("revert_spam_detection_einval", "ced081a436d2",
+           "binder: Return EFAULT if we fail BINDER_ENABLE_ONEWAY_SPAM_DETECTION", (DEFAULT_RELEASE, RELEASE_6_12),
+           "BINDER_ENABLE_ONEWAY_SPAM_DETECTION with an unreadable argument returns -EINVAL",
+           _undo(("binder.c", _R_SPAM_EFAULT_ANCHOR, _R_SPAM_EFAULT_NEW), name="revert_spam_detection_einval")),
+    Revert("revert_max_threads_int", "42316941335",
+           "binder: fix max_thread type inconsistency", (DEFAULT_RELEASE, RELEASE_6_12),
+           "max_threads is an int: a value above INT_MAX is negative and no looper is ever requested",
+           _undo(*_R_MAX_THREADS_INT, name="revert_max_threads_int")),
+    Revert("revert_spam_work_leak", "1aa3aaf8953c",
+           "binder: fix memory leaks of spam and pending work", (DEFAULT_RELEASE, RELEASE_6_12),
+           "a dying process's pending BR_ONEWAY_SPAM_SUSPECT (6.12: and PENDING_FROZEN) work is not freed",
+           _patch_spam_work_leak),
+    Revert("revert_offsets_overwrite", "4df153652cc4",
+           "binder: fix UAF caused by offsets overwrite", (DEFAULT_RELEASE, RELEASE_6_12),
+           "an object offset past data_size copies user bytes over the offsets array before failing",
+           _undo(("binder.c", _R_OFFSETS_OVERWRITE_ANCHOR, _R_OFFSETS_OVERWRITE_NEW), name="revert_offsets_overwrite")),
+    Revert("revert_empty_parcel_async", "cfd0d84ba28c",
+           "binder: fix async_free_space accounting for empty parcels", (DEFAULT_RELEASE, RELEASE_6_12),
+           "freeing an empty oneway buffer gives back 0 of the 8 bytes of async space it took",
+           _undo(("binder_alloc.c", _R_EMPTY_PARCEL_ANCHOR, _R_EMPTY_PARCEL_NEW), name="revert_empty_parcel_async")),
+    Revert("revert_sender_euid_cred", "c21a80ca0684",
+           "binder: fix test regression due to sender_euid change", (DEFAULT_RELEASE, RELEASE_6_12),
+           "sender_euid is the euid the sender opened binder with, not its euid at the call",
+           _undo(("binder.c", _R_EUID_ANCHOR, _R_EUID_NEW), name="revert_sender_euid_cred")),
+    Revert("revert_vma_bounds", "45d02f79b539",
+           "binder: Don't modify VMA bounds in ->mmap handler", (DEFAULT_RELEASE,),
+           "binder_mmap() cuts the VMA of a mapping larger than 4 MiB to 4 MiB",
+           _undo(("binder.c", _R_VMA_BOUNDS_ANCHOR, _R_VMA_BOUNDS_NEW), name="revert_vma_bounds")),
+    Revert("revert_self_ctx_call", "49ed96943a8e",
+           "binder: prevent transactions to context manager from its own process.", (DEFAULT_RELEASE, RELEASE_6_12),
+           "a call to handle 0 from the context manager's own process is delivered to itself",
+           _undo(("binder.c", _R_SELF_CTX_ANCHOR, _R_SELF_CTX_NEW), name="revert_self_ctx_call")),
+    Revert("revert_faulty_buffer_cleanup", "bdc1c5fac982",
+           "binder: fix UAF caused by faulty buffer cleanup", (DEFAULT_RELEASE, RELEASE_6_12),
+           "a transaction failing before its first object releases every object of its buffer",
+           _undo(("binder.c", _R_FAULTY_CLEANUP_ANCHOR, _R_FAULTY_CLEANUP_NEW), name="revert_faulty_buffer_cleanup")),
+    Revert("revert_freeze_dead_node", "ca63c66935b9",
+           "binder: allow freeze notification for dead nodes", (RELEASE_6_12,),
+           "BC_REQUEST_FREEZE_NOTIFICATION on a ref to a dead node is refused (-EINVAL, a user error)",
+           _undo(("binder.c", _R_FREEZE_DEAD_ANCHOR, _R_FREEZE_DEAD_NEW), name="revert_freeze_dead_node")),
+    Revert("revert_delivered_freeze_leak", "1db76ec2b4b2",
+           "binder: fix memleak of proc->delivered_freeze", (RELEASE_6_12,),
+           "a dying process's delivered, unacknowledged freeze notices are never freed",
+           _undo(("binder.c", _R_DELIVERED_FREEZE_ANCHOR, _R_DELIVERED_FREEZE_NEW), name="revert_delivered_freeze_leak")),
+    Revert("revert_freeze_work_uaf", "7e20434cbca8",
+           "binder: fix freeze UAF in binder_release_work()", (RELEASE_6_12,),
+           "a ref's pending freeze notice stays queued after the ref is freed",
+           _undo(("binder.c", _R_FREEZE_UAF_ANCHOR, _R_FREEZE_UAF_NEW), name="revert_freeze_work_uaf")),
+)}
+
+
 # --- features: the same driver, built with what GKI kernels build in ---------------------------
 #
 # binderfs (CONFIG_ANDROID_BINDERFS, a bool Debian leaves unset). In 6.1 drivers/android/Makefile
@@ -1411,14 +1790,19 @@ def driver_source(version: str, mirrors: tuple[str, ...], deb_arch: str, progres
     return _read_sources(atomic_dir(final, build) / "drivers-android")
 
 
+def _known() -> list[str]:
+    return [*BUGS, *LAYOUTS, *FEATURES, *REVERTS]
+
+
 def _check_bug(bug: str | None) -> None:
-    if bug is not None and bug not in BUGS and bug not in LAYOUTS and bug not in FEATURES:
+    if bug is not None and bug not in _known():
         raise SeededBuildError(
-            f"unknown seeded bug {bug!r}; known: {', '.join([*BUGS, *LAYOUTS, *FEATURES])}")
+            f"unknown seeded bug {bug!r}; known: {', '.join(_known())}")
 
 
 def _patch_of(bug: str) -> Callable[[dict[str, str]], dict[str, str]]:
-    return (BUGS.get(bug) or LAYOUTS.get(bug) or FEATURES[bug]).patch
+    found = BUGS.get(bug) or LAYOUTS.get(bug) or FEATURES.get(bug) or REVERTS[bug]
+    return found.patch
 
 
 def _load(bug: str | None, release: str, cache_dir: Path) -> tuple[str, dict[str, str]]:
@@ -1538,23 +1922,27 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m tests.seeded_bugs.build",
         description="Build a binder_linux.ko with a seeded bug and print its path.")
-    ap.add_argument("bug", nargs="?", help=f"one of: {', '.join([*BUGS, *LAYOUTS, *FEATURES])}, or {CONTROL}")
-    ap.add_argument("--release", default=DEFAULT_RELEASE)
+    ap.add_argument("bug", nargs="?", help=f"one of: {', '.join(_known())}, or {CONTROL}")
+    ap.add_argument("--release", default=None,
+                    help=f"Debian kernel release (default: a revert's first release, else {DEFAULT_RELEASE})")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     ap.add_argument("--list", action="store_true", help="list the seeded bugs")
     a = ap.parse_args(argv)
     if a.list:
         for b in [*BUGS.values(), *LAYOUTS.values(), *FEATURES.values()]:
             print(f"{b.name}\t{b.family}\t{b.caught_by}\t{b.description}")
+        for r in REVERTS.values():
+            print(f"{r.name}\trevert {r.commit}\t{','.join(r.releases)}\t{r.title}")
         return 0
     if not a.bug:
         ap.error("name a bug (or --list)")
-    if a.bug != CONTROL and a.bug not in BUGS and a.bug not in LAYOUTS and a.bug not in FEATURES:
+    if a.bug != CONTROL and a.bug not in _known():
         print(f"error: unknown seeded bug {a.bug!r}; known: "
-              f"{', '.join([*BUGS, *LAYOUTS, *FEATURES])}, {CONTROL}", file=sys.stderr)
+              f"{', '.join(_known())}, {CONTROL}", file=sys.stderr)
         return 2
+    release = a.release or (REVERTS[a.bug].releases[0] if a.bug in REVERTS else DEFAULT_RELEASE)
     try:
-        print(build_module(None if a.bug == CONTROL else a.bug, a.release, a.cache_dir))
+        print(build_module(None if a.bug == CONTROL else a.bug, release, a.cache_dir))
     except SeededBuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -69,7 +69,37 @@ def test_cli_unknown_bug_is_one_line():
 def test_cli_list():
     r = _cli("--list")
     assert r.returncode == 0
-    assert [l.split("\t")[0] for l in r.stdout.splitlines()] == [*build.BUGS, *build.LAYOUTS, *build.FEATURES]
+    assert [l.split("\t")[0] for l in r.stdout.splitlines()] == \
+        [*build.BUGS, *build.LAYOUTS, *build.FEATURES, *build.REVERTS]
+
+
+# --- reverts of real upstream fixes (REVERTS)
+
+def test_reverts_name_their_upstream_fix():
+    assert not set(build.REVERTS) & {*build.BUGS, *build.LAYOUTS, *build.FEATURES}
+    for name, r in build.REVERTS.items():
+        assert r.name == name and name.startswith("revert_")
+        assert re.fullmatch(r"[0-9a-f]{11,40}", r.commit), name
+        assert r.title.startswith("binder") and "\n" not in r.title and "\n" not in r.description
+        assert r.releases and all(rel in (build.DEFAULT_RELEASE, build.RELEASE_6_12) for rel in r.releases)
+
+
+@pytest.mark.parametrize("name", sorted(build.REVERTS))
+def test_revert_raises_when_anchor_is_missing(name):
+    files = {"binder.c": "int x;\n", "binder_alloc.c": "int y;\n", "binder_internal.h": "struct z;\n"}
+    with pytest.raises(build.AnchorNotFound):
+        build.REVERTS[name].patch(files)
+
+
+@pytest.mark.parametrize(("name", "release"),
+                         sorted((r.name, rel) for r in build.REVERTS.values() for rel in r.releases))
+def test_revert_applies_to_real_source(name, release):
+    build.ensure_build_deps(release)
+    control = build.patched_sources(None, release)
+    patched = build.patched_sources(name, release)
+    changed = [p for p in control if control[p] != patched[p]]
+    assert changed, f"{name} changed nothing on {release}"
+    assert all(f"revert {build.REVERTS[name].commit}" in patched[p] for p in changed)
 
 
 def test_bad_release_is_one_line():

@@ -158,7 +158,7 @@ def epoll_looper(ctx: CaseContext) -> None:
     reg = result(out, "epoll_looper.register")
     ctx.check("BC_ENTER_LOOPER + EPOLL_CTL_ADD", errno_name(reg) if reg else "missing", "0", "binder_thread_write")
     ctx.check("looper bits after EPOLL_CTL_ADD", reg.get("looper") if reg else None, 0x22,
-              "binder_poll (BINDER_LOOPER_STATE_POLL) | BC_ENTER_LOOPER")
+              "binder_thread_write (BC_ENTER_LOOPER) + binder_poll (BINDER_LOOPER_STATE_POLL)")
     has = "binder_poll -> binder_has_work_ilocked"
     wake_proc = "binder_proc_transaction -> binder_wakeup_thread_ilocked -> binder_wakeup_poll_threads_ilocked"
     for name, woke, ref in (
@@ -187,9 +187,9 @@ def epoll_looper(ctx: CaseContext) -> None:
     ctx.evidence["wake_ms"] = waits
     for name in ("epoll_looper.peer_oneway", "epoll_looper.thread_clear_death", "epoll_looper.peer_reply"):
         r = result(out, name)
-        ctx.check(f"{name.split('.', 1)[1]}: sent (errno) while the looper slept in epoll_wait",
-                  (errno_name(r), r.get("saw_looper_asleep")) if r else "missing", ("0", True),
-                  "/proc/PID/task/TID/stat state S before the write")
+        ctx.check(f"{name.split('.', 1)[1]}: sent (errno) while the looper slept in epoll_wait "
+                  "(its /proc/PID/task/TID/stat state S before the write)",
+                  (errno_name(r), r.get("saw_looper_asleep")) if r else "missing", ("0", True), "probe")
     brs = {r["name"]: r.get("br") for r in out.events("result") if "br" in r}
     ctx.evidence["brs"] = brs
     for name, want, ref in (

@@ -135,3 +135,68 @@ def poll_epoll(ctx: CaseContext) -> None:
                        ("poll.read_after_reply", ["BR_TRANSACTION_COMPLETE"]),
                        ("poll.sender_read_reply", ["BR_TRANSACTION_COMPLETE", "BR_REPLY"])):
         ctx.check(f"{name.split('.', 1)[1]}: returns", brs.get(name), want, "binder_thread_read")
+
+
+def _ewait(ctx: CaseContext, out, name: str, woke: bool, ref: str) -> None:
+    """epoll_wait `name` reported the binder fd (registered once, data 7) with EPOLLIN, or nothing."""
+    r = result(out, name)
+    got = (r.get("events"), r.get("epollin"), r.get("data")) if r else "missing"
+    ctx.check(f"{name.split('.', 1)[1]}: epoll_wait (events, EPOLLIN, data)", got,
+              (1, True, 7) if woke else (0, False, -1), ref)
+
+
+@case("loopers.epoll_looper")
+def epoll_looper(ctx: CaseContext) -> None:
+    """Android's Looper pattern: a BC_ENTER_LOOPER thread (the context manager) registers the binder
+    fd with epoll once, then blocks in epoll_wait (each 3 s bounded) while work arrives from another
+    process (a oneway carrying its node), from another thread of its process (a non-looper's
+    BC_CLEAR_DEATH_NOTIFICATION, done queued to the process), and from its own write-only calls: a
+    oneway's BR_TRANSACTION_COMPLETE wakes it at once; a sync call's is deferred and wakes nothing
+    until the reply. The senders wait until the looper sleeps (its /proc stat 'S') before sending."""
+    out = ctx.run_probe("epoll_looper")
+    probe_completed(ctx, out)
+    reg = result(out, "epoll_looper.register")
+    ctx.check("BC_ENTER_LOOPER + EPOLL_CTL_ADD", errno_name(reg) if reg else "missing", "0", "binder_thread_write")
+    ctx.check("looper bits after EPOLL_CTL_ADD", reg.get("looper") if reg else None, 0x22,
+              "binder_thread_write (BC_ENTER_LOOPER) + binder_poll (BINDER_LOOPER_STATE_POLL)")
+    has = "binder_poll -> binder_has_work_ilocked"
+    wake_proc = "binder_proc_transaction -> binder_wakeup_thread_ilocked -> binder_wakeup_poll_threads_ilocked"
+    for name, woke, ref in (
+            ("epoll_looper.idle", False, has),
+            ("epoll_looper.from_process", True, wake_proc),
+            ("epoll_looper.after_read_process", False, has),
+            ("epoll_looper.from_thread", True,
+             "binder_thread_write (BC_CLEAR_DEATH_NOTIFICATION, not a looper: proc->todo) -> "
+             "binder_wakeup_proc_ilocked -> binder_wakeup_poll_threads_ilocked"),
+            ("epoll_looper.after_read_thread", False, has),
+            ("epoll_looper.own_oneway", True,
+             "binder_transaction (oneway: binder_enqueue_thread_work) -> binder_enqueue_thread_work_ilocked "
+             "(POLL thread, own work: wake_up_interruptible_sync, upstream 'binder: signal epoll threads of "
+             "self-work')"),
+            ("epoll_looper.after_read_own", False, has),
+            ("epoll_looper.own_sync", False,
+             "binder_transaction (sync: binder_enqueue_deferred_thread_work_ilocked: no wakeup, "
+             "process_todo stays false)"),
+            ("epoll_looper.reply", True,
+             "binder_transaction (reply: binder_enqueue_thread_work_ilocked on the target thread + "
+             "wake_up_interruptible_sync(&target_thread->wait))"),
+            ("epoll_looper.after_read_reply", False, has)):
+        _ewait(ctx, out, name, woke, ref)
+    waits = {n: result(out, n).get("elapsed_ms") for n in (
+        "epoll_looper.from_process", "epoll_looper.from_thread", "epoll_looper.own_oneway", "epoll_looper.reply")}
+    ctx.evidence["wake_ms"] = waits
+    for name in ("epoll_looper.peer_oneway", "epoll_looper.thread_clear_death", "epoll_looper.peer_reply"):
+        r = result(out, name)
+        ctx.check(f"{name.split('.', 1)[1]}: sent (errno) while the looper slept in epoll_wait "
+                  "(its /proc/PID/task/TID/stat state S before the write)",
+                  (errno_name(r), r.get("saw_looper_asleep")) if r else "missing", ("0", True), "probe")
+    brs = {r["name"]: r.get("br") for r in out.events("result") if "br" in r}
+    ctx.evidence["brs"] = brs
+    for name, want, ref in (
+            ("epoll_looper.read_from_process", ["BR_TRANSACTION"], "binder_thread_read (proc->todo)"),
+            ("epoll_looper.read_from_thread", ["BR_CLEAR_DEATH_NOTIFICATION_DONE"],
+             "binder_thread_read (BINDER_WORK_CLEAR_DEATH_NOTIFICATION)"),
+            ("epoll_looper.read_own_oneway", ["BR_TRANSACTION_COMPLETE"], "binder_thread_read (thread->todo)"),
+            ("epoll_looper.read_reply", ["BR_TRANSACTION_COMPLETE", "BR_REPLY"],
+             "binder_thread_read (the deferred TRANSACTION_COMPLETE, then BR_REPLY)")):
+        ctx.check(f"{name.split('.', 1)[1]}: returns", brs.get(name), want, ref)

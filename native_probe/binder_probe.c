@@ -47,6 +47,7 @@ static const struct {
 	{"async_exact", scen_async_exact},
 	{"loopers", scen_loopers},
 	{"poll_work", scen_poll_work},
+	{"epoll_looper", scen_epoll_looper},
 	{"cm_self", scen_cm_self},
 };
 

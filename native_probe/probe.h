@@ -319,6 +319,7 @@ void scen_objects(void);
 void scen_async_exact(void);
 void scen_loopers(void);
 void scen_poll_work(void);
+void scen_epoll_looper(void);
 void scen_cm_self(void);
 /* scen_patterns.c: {"ev":"proc_view"} of binder's debugfs proc/PID file at a checkpoint */
 void print_proc_view(const char *at, const char *who, pid_t pid);

@@ -406,3 +406,244 @@ void scen_poll_work(void)
 	bd_close(&b);
 	finish(WIFEXITED(st) && WEXITSTATUS(st) == 0, "sender failed");
 }
+
+/* ------------------------------------------------------- epoll_looper */
+
+/* Wait (bounded, 3 s) until task `tid` of `pid` sleeps ('S' in its stat):
+ * the looper is then blocked in epoll_wait, the only place it can sleep. */
+static int wait_asleep(pid_t pid, pid_t tid)
+{
+	uint64_t deadline = now_ms() + 3000;
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	while (now_ms() < deadline) {
+		FILE *f = fopen(path, "r");
+		char *p = NULL;
+		if (f) {
+			if (fgets(line, sizeof(line), f))
+				p = strrchr(line, ')');
+			fclose(f);
+		}
+		if (p && p[1] == ' ' && p[2] == 'S')
+			return 1;
+		sleep_ms(1);
+	}
+	return 0;
+}
+
+static void print_ewait(const char *name, int ep, int timeout_ms)
+{
+	struct epoll_event got[2];
+	uint64_t t0 = now_ms();
+	int r = epoll_wait(ep, got, 2, timeout_ms);
+	J j;
+	jresult(&j, name, r < 0 ? errno : 0);
+	ji64(&j, "events", r);
+	jbool(&j, "epollin", r == 1 && (got[0].events & EPOLLIN));
+	ji64(&j, "data", r == 1 ? (int64_t)got[0].data.u32 : -1);
+	ju64(&j, "elapsed_ms", now_ms() - t0);
+	jend(&j);
+}
+
+static void print_asleep(const char *name, int seen, int rc)
+{
+	J j;
+	jresult(&j, name, rc < 0 ? -rc : 0);
+	jbool(&j, "saw_looper_asleep", seen);
+	jend(&j);
+}
+
+/* The other process: 'o' sends the looper (context manager) a oneway that
+ * carries its own node; 'r' answers the looper's sync call. */
+static void elooper_peer(int in, int out, pid_t looper)
+{
+	Bd b;
+	Br br;
+	char c;
+	if (bd_open(&b, O_NONBLOCK) < 0 || bd_mmap(&b, 1048576) < 0)
+		child_fail("peer open/mmap failed");
+	/* a looper too, so its reads for process work are no user error */
+	bd_cmd0(&b, BC_ENTER_LOOPER);
+	while ((c = hear(in)) != 0) {
+		if (c == 'o') {
+			struct flat_binder_object fbo;
+			binder_size_t off = 0;
+			int seen, rc;
+			memset(&fbo, 0, sizeof(fbo));
+			fbo.hdr.type = BINDER_TYPE_BINDER;
+			fbo.binder = 0x1234;
+			fbo.cookie = 0x5678;
+			seen = wait_asleep(looper, looper);
+			rc = bd_send(&b, BC_TRANSACTION, 0, 1, TF_ONE_WAY, (uintptr_t)&fbo, sizeof(fbo),
+				     (uintptr_t)&off, sizeof(off));
+			print_asleep("epoll_looper.peer_oneway", seen, rc);
+			while (bd_next(&b, &br, 50) > 0)
+				;
+		} else if (c == 'r') {
+			binder_uintptr_t sync_buf = 0;
+			int seen, rc;
+			while (!sync_buf && bd_next(&b, &br, 3000) > 0) {
+				if (br.cmd != BR_TRANSACTION)
+					continue;
+				if (br.u.tr.flags & TF_ONE_WAY)
+					bd_free(&b, br.u.tr.data.ptr.buffer);
+				else
+					sync_buf = br.u.tr.data.ptr.buffer;
+			}
+			seen = wait_asleep(looper, looper);
+			rc = sync_buf ? bd_send(&b, BC_REPLY, 0, 2, 0, 0, 0, 0, 0) : -ENOMSG;
+			print_asleep("epoll_looper.peer_reply", seen, rc);
+			if (sync_buf)
+				bd_free(&b, sync_buf);
+			while (bd_next(&b, &br, 50) > 0)
+				;
+		}
+		say(out, '.');
+	}
+	bd_close(&b);
+	_exit(0);
+}
+
+struct elooper_thread {
+	Bd b;          /* a copy sharing the looper's fd: this thread only writes */
+	uint32_t handle;
+	pid_t looper;
+	int seen, rc;
+};
+
+/* Another thread of the looper's process (not a looper): request and clear a
+ * death notification, write only; the CLEAR_DEATH_NOTIFICATION_DONE goes to
+ * the process's todo. */
+static void *elooper_other_thread(void *arg)
+{
+	struct elooper_thread *t = arg;
+	t->seen = wait_asleep(t->looper, t->looper);
+	t->rc = bd_cmd_hc(&t->b, BC_REQUEST_DEATH_NOTIFICATION, t->handle, 0x77);
+	if (t->rc >= 0)
+		t->rc = bd_cmd_hc(&t->b, BC_CLEAR_DEATH_NOTIFICATION, t->handle, 0x77);
+	return NULL;
+}
+
+/* Read everything queued now; the first BR_TRANSACTION's first object's handle. */
+static void drain_handle(Bd *b, const char *name, uint32_t *handle)
+{
+	uint32_t brs[CALL_MAX_BR];
+	int n = 0;
+	Br br;
+	J j;
+	binder_uintptr_t buf = 0;
+	while (bd_next(b, &br, 50) > 0) {
+		if (n < CALL_MAX_BR)
+			brs[n++] = br.cmd;
+		if (br.cmd == BR_TRANSACTION || br.cmd == BR_REPLY) {
+			if (handle && br.u.tr.offsets_size >= sizeof(binder_size_t)) {
+				binder_size_t off = *(binder_size_t *)(uintptr_t)br.u.tr.data.ptr.offsets;
+				const struct flat_binder_object *f =
+					(const void *)(uintptr_t)(br.u.tr.data.ptr.buffer + off);
+				if (f->hdr.type == BINDER_TYPE_HANDLE) {
+					*handle = f->handle;
+					/* keep the ref past the buffer's release, as a Parcel does */
+					bd_cmd_u32(b, BC_ACQUIRE, f->handle);
+				}
+			}
+			buf = br.u.tr.data.ptr.buffer;
+		}
+	}
+	if (buf)
+		bd_free(b, buf);
+	jresult(&j, name, 0);
+	jbrs(&j, "br", brs, n);
+	jend(&j);
+}
+
+void scen_epoll_looper(void)
+{
+	int to_p[2], from_p[2], ep, st;
+	Bd b;
+	pid_t pid, me = getpid();
+	uint32_t handle = 0xffffffff;
+	uint8_t payload[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+	struct epoll_event ev;
+	args_finish();
+	if (pipe2(to_p, O_CLOEXEC) || pipe2(from_p, O_CLOEXEC))
+		finish(0, "pipe failed");
+	pid = fork_child();
+	if (pid == 0) {
+		close(to_p[1]);
+		close(from_p[0]);
+		elooper_peer(to_p[0], from_p[1], me);
+	}
+	close(to_p[0]);
+	close(from_p[1]);
+	if (bd_open(&b, O_NONBLOCK) < 0 || bd_mmap(&b, 1048576) < 0 || bd_set_context_mgr(&b, 3000) < 0) {
+		kill(pid, SIGKILL);
+		finish(0, "looper setup failed");
+	}
+	/* the looper: BC_ENTER_LOOPER, the fd registered with epoll once */
+	{
+		J j;
+		int rc = bd_cmd0(&b, BC_ENTER_LOOPER), r;
+		ep = epoll_create1(EPOLL_CLOEXEC);
+		memset(&ev, 0, sizeof(ev));
+		ev.events = EPOLLIN;
+		ev.data.u32 = 7;
+		r = epoll_ctl(ep, EPOLL_CTL_ADD, b.fd, &ev);
+		jresult(&j, "epoll_looper.register", rc < 0 ? -rc : (r ? errno : 0));
+		ji64(&j, "looper", looper_state(me, my_tid()));
+		jend(&j);
+	}
+	print_ewait("epoll_looper.idle", ep, 0);
+	/* (1) from another process: a oneway to the context manager, carrying a node */
+	say(to_p[1], 'o');
+	print_ewait("epoll_looper.from_process", ep, 3000);
+	hear(from_p[0]);
+	drain_handle(&b, "epoll_looper.read_from_process", &handle);
+	print_ewait("epoll_looper.after_read_process", ep, 0);
+	/* (2) from another thread of this process */
+	{
+		struct elooper_thread t;
+		pthread_t th;
+		memset(&t, 0, sizeof(t));
+		t.b = b;
+		t.handle = handle;
+		t.looper = me;
+		t.rc = -EINVAL;
+		if (pthread_create(&th, NULL, elooper_other_thread, &t) == 0) {
+			print_ewait("epoll_looper.from_thread", ep, 3000);
+			pthread_join(th, NULL);
+		}
+		print_asleep("epoll_looper.thread_clear_death", t.seen, t.rc);
+	}
+	drain_handle(&b, "epoll_looper.read_from_thread", NULL);
+	print_ewait("epoll_looper.after_read_thread", ep, 0);
+	/* (3) the looper's own write-only calls (read_size 0) */
+	{
+		J j;
+		int rc = bd_send(&b, BC_TRANSACTION, handle, 3, TF_ONE_WAY, (uintptr_t)payload,
+				 sizeof(payload), 0, 0);
+		jresult(&j, "epoll_looper.own_oneway_write", rc < 0 ? -rc : 0);
+		jend(&j);
+	}
+	print_ewait("epoll_looper.own_oneway", ep, 3000);
+	drain_handle(&b, "epoll_looper.read_own_oneway", NULL);
+	print_ewait("epoll_looper.after_read_own", ep, 0);
+	{
+		J j;
+		int rc = bd_send(&b, BC_TRANSACTION, handle, 4, 0, (uintptr_t)payload, sizeof(payload), 0, 0);
+		jresult(&j, "epoll_looper.own_sync_write", rc < 0 ? -rc : 0);
+		jend(&j);
+	}
+	print_ewait("epoll_looper.own_sync", ep, 0);
+	say(to_p[1], 'r');
+	print_ewait("epoll_looper.reply", ep, 3000);
+	hear(from_p[0]);
+	drain_handle(&b, "epoll_looper.read_reply", NULL);
+	print_ewait("epoll_looper.after_read_reply", ep, 0);
+	bd_cmd_u32(&b, BC_RELEASE, handle);
+	close(to_p[1]);
+	waitpid(pid, &st, 0);
+	g_child = -1;
+	close(ep);
+	bd_close(&b);
+	finish(WIFEXITED(st) && WEXITSTATUS(st) == 0, "peer failed");
+}

@@ -754,6 +754,20 @@ _PTR_EXACT_NEW = """\
 """
 
 
+# binder_enqueue_thread_work_ilocked(): the wakeup of an (e)poll thread queuing its own work
+# (upstream "binder: signal epoll threads of self-work") is gone: a looper blocked in
+# epoll_wait after its own write-only oneway never sees the BR_TRANSACTION_COMPLETE
+# (loopers.epoll_looper).
+_SELF_WORK_ANCHOR = """\
+	    thread->pid == current->pid && !thread->process_todo)
+		wake_up_interruptible_sync(&thread->wait);
+"""
+_SELF_WORK_NEW = """\
+	    thread->pid == current->pid && !thread->process_todo)
+		; /* seeded bug epoll_self_work_unsignalled: wake_up_interruptible_sync(&thread->wait) */
+"""
+
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
     SeededBug(
         name="double_copy", family="one_copy",
@@ -968,6 +982,12 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
         description="binder_transaction() refuses a BINDER_TYPE_PTR exactly as long as the sg space left",
         caught_by="objects.array_edges",
         patch=_simple("binder.c", _PTR_EXACT_ANCHOR, _PTR_EXACT_NEW, "ptr_exact_fit_refused")),
+    SeededBug(
+        name="epoll_self_work_unsignalled", family="loopers",
+        description="binder_enqueue_thread_work_ilocked() does not wake an epoll looper queuing its "
+                    "own work: its write-only oneway's BR_TRANSACTION_COMPLETE leaves epoll_wait asleep",
+        caught_by="loopers.epoll_looper",
+        patch=_simple("binder.c", _SELF_WORK_ANCHOR, _SELF_WORK_NEW, "epoll_self_work_unsignalled")),
 )}
 
 # --- reverts: real upstream binder fixes, undone -------------------------------------------------

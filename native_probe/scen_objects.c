@@ -318,22 +318,28 @@ static void fda_call(Bd *b, const char *name, struct fda_parent *parent, int hea
  * arrives as sent, with no fixup at the FDA's parent_offset. */
 static uint64_t g_fda_zero;
 
+/* The sender's parent buffer after its call: binder must not have written into it. */
+static void print_parent_after(const struct fda_parent *parent)
+{
+	J j;
+	jbegin(&j, EV_SENDER_PARENT_AFTER);
+	ju64(&j, "fd0", parent->fds[0]);
+	ju64(&j, "fd1", parent->fds[1]);
+	ju64(&j, "marker", parent->marker);
+	jend(&j);
+}
+
 static int fda_client(Pair *p, Bd *b)
 {
 	int pa[2], pb[2];
 	struct fda_parent parent;
-	J j;
 	(void)p;
 	if (g_fda_zero) {
 		parent.fds[0] = 0x5a5a5a5au;
 		parent.fds[1] = 0xa5a5a5a5u;
 		parent.marker = OBJ_MARKER;
 		fda_call(b, "objects.fda_zero_call", &parent, 1, 0);
-		jbegin(&j, EV_SENDER_PARENT_AFTER);
-		ju64(&j, "fd0", parent.fds[0]);
-		ju64(&j, "fd1", parent.fds[1]);
-		ju64(&j, "marker", parent.marker);
-		jend(&j);
+		print_parent_after(&parent);
 		return 0;
 	}
 	make_pipe(pa, "first");
@@ -347,11 +353,7 @@ static int fda_client(Pair *p, Bd *b)
 	 * a parent at data offset 0 cannot be fixed up in. */
 	fda_call(b, "objects.fda_parent_at_0", &parent, 0, 2);
 	fda_call(b, "objects.fda_call", &parent, 1, 2);
-	jbegin(&j, EV_SENDER_PARENT_AFTER);
-	ju64(&j, "fd0", parent.fds[0]);
-	ju64(&j, "fd1", parent.fds[1]);
-	ju64(&j, "marker", parent.marker);
-	jend(&j);
+	print_parent_after(&parent);
 	print_fd("client_after", 0, pa[0], 1);
 	print_fd("client_after", 1, pb[0], 1);
 	return 0;

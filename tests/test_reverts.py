@@ -43,7 +43,6 @@ CAUGHT: dict[tuple[str, str], list[tuple[str, str]]] = {
     **_both("revert_max_threads_int", [
         ("loopers.spawn_max_threads", "max_threads 0xFFFFFFFF: BR_SPAWN_LOOPER on every read that returned work: "
                                       "expected one per read (>= 4 reads), measured 0 of 8 reads")]),
-    ("revert_spam_work_leak", V612): [("stress.random_commands", UNDECLARED + "unexpected work type, 3, not freed")],
     **_both("revert_offsets_overwrite", [
         ("objects.bad_offsets", "past_data_size: expected BR_FAILED_REPLY -14, measured BR_FAILED_REPLY -22")]),
     **_both("revert_empty_parcel_async", [
@@ -72,10 +71,19 @@ GAPS: dict[tuple[str, str], str] = {
     **{("revert_fixup_leftover_bug", v): (
         "unreachable alone: only an FDA of zero fds at the very end of its parent leaves a fixup behind, and "
         "ef38de9217a0 queues none for zero fds (upstream's own review); the whole catalog passes") for v in (V61, V612)},
+    # measured: stress.random_commands (seed 4242) caught it once with the undeclared "unexpected work type, 3,
+    # not freed" and transaction_complete active 0 -> 1, and passed on the next run (its stream is timed by
+    # two processes): caught by chance, so a gap whose xfail is not strict
+    ("revert_spam_work_leak", V612): (
+        "needs a process to exit with a BR_TRANSACTION_PENDING_FROZEN or BR_ONEWAY_SPAM_SUSPECT unread; only "
+        "stress.random_commands gets there, and only on some runs"),
     ("revert_spam_work_leak", V61): (
         "needs a process to exit with its BR_ONEWAY_SPAM_SUSPECT unread (6.1 has no PENDING_FROZEN work, the half "
         "stress.random_commands catches on 6.12); limits.oneway_spam reads every reply; the whole catalog passes"),
 }
+
+# gaps that a case catches on some runs only (a random stream's timing): their xfail is not strict
+BY_CHANCE = {("revert_spam_work_leak", V612)}
 
 BUILDS = [(r.name, release) for r in build.REVERTS.values() for release in r.releases]
 
@@ -94,7 +102,8 @@ def test_every_revert_is_caught_or_a_listed_gap():
 
 def _params() -> list:
     return [pytest.param(name, release, id=f"{name}-{release}",
-                         marks=[pytest.mark.xfail(strict=True, reason=GAPS[(name, release)])]
+                         marks=[pytest.mark.xfail(strict=(name, release) not in BY_CHANCE,
+                                                  reason=GAPS[(name, release)])]
                          if (name, release) in GAPS else [])
             for name, release in BUILDS]
 

@@ -13,7 +13,7 @@ import pytest
 from harness.errors import ConfigError
 from harness.judging.verdicts import Check
 from harness.reports import kcidb, model
-from harness.reports.model import (REPORT_SCHEMA, Guest, GuestStart, Judged, LavaResult, Report, ReportCase,
+from harness.reports.model import (REPORT_SCHEMA, DeviceNote, Guest, GuestStart, Judged, LavaResult, Report, ReportCase,
                                    ReportError, Target, Timings)
 from harness.reports.report import junit_xml
 from tests.helpers import DATA, cli, one_error_line
@@ -98,6 +98,8 @@ def test_schema_1_run_loads_as_written(schema_1_run):
     assert report.timings.restores == 15 and report.timings.phases == written["timings"]["phases"]
     assert report.cases[0].guest_start == GuestStart("restored", "e3d80b9f9a2bee61", True)
     assert report.cases[0].files(schema_1_run) == schema_1_run / "cases" / "protocol.version"
+    assert {c.binder_device for c in report.cases} == {  # the envelope's device, read by judge
+        DeviceNote("/dev/binder", "the kernel's default device (CONFIG_ANDROID_BINDER_DEVICES)")}
     # written again it is schema 2: the same fields, each case naming its files, nothing else changed
     again = report.to_json()
     assert again == {**written, "schema": 2,

@@ -168,6 +168,14 @@ class GuestStart:
         return {"how": self.how, "snapshot": self.snapshot, "fresh": self.fresh}
 
 
+@dataclass(frozen=True)
+class DeviceNote:
+    """A case's evidence.binder_device: the binder device it opened, and how that came to be."""
+
+    path: str
+    made_by: str = ""
+
+
 def _read_check(f: _Fields) -> Check:
     return Check(f.text("name"), f.value("expected"), f.value("measured"),
                  f.get("passed", (bool,)), f.text("ref"))
@@ -182,9 +190,12 @@ class ReportCase:
     """One case of report.json: its verdict, checks, time, evidence envelope and where its files are.
 
     `outcome` is kept as written: an outcome this harness does not know (a report from elsewhere)
-    is never shown as a pass. `evidence` is the case's measured values, and around them what the
-    runner notes of every case (binder_device, probe_runs, dmesg_bad_lines, binder_accounting,
-    struct_offsets, resident_context_manager, commands)."""
+    is never shown as a pass. `evidence` is free JSON: the values the case measured (byte counts,
+    errnos, BR codes, ...) in an envelope of what the harness notes of every case, under keys of
+    its own: binder_device {path, made_by} and resident_context_manager (runner), struct_offsets,
+    probe_runs, probe_timeouts, dmesg_window, dmesg_bad_lines, unexpected_binder_messages,
+    binder_line_counts, binder_accounting, trace_dat (judging/cases.py), trace and accel_fallback
+    (runner), selinux (verdicts.explain_denial) and commands (reports/coverage.py)."""
 
     id: str
     outcome: str
@@ -229,6 +240,14 @@ class ReportCase:
             return Outcome(self.outcome)
         except ValueError:
             return None
+
+    @property
+    def binder_device(self) -> DeviceNote | None:
+        """evidence.binder_device, when the case says which device it opened."""
+        note = self.evidence.get("binder_device")
+        if not isinstance(note, dict) or not isinstance(note.get("path"), str) or not note["path"]:
+            return None
+        return DeviceNote(note["path"], str(note.get("made_by") or ""))
 
     def files(self, run_dir: Path) -> Path:
         """The directory of its evidence: its `dir`, or cases/<id> for a `dir` that leads out of the run directory."""

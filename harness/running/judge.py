@@ -55,10 +55,10 @@ def _with_context(recording: dict, recorded: ReportCase) -> tuple[dict, list[str
     for each that nothing recorded says."""
     recording = dict(recording)
     notes: list[str] = []
-    device = recorded.evidence.get("binder_device")
-    if isinstance(device, dict) and device.get("path") and not recording.get("binder_device"):
+    device = recorded.binder_device
+    if device is not None and not recording.get("binder_device"):
         # recorded before recordings named their device: report.json's evidence says which it was
-        recording["binder_device"] = device["path"]
+        recording["binder_device"] = device.path
     if not isinstance(recording.get("pristine"), bool):
         pristine = pristine_from_guest_start(recorded.guest_start)
         if pristine is None:

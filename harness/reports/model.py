@@ -9,8 +9,9 @@ RECORDING_SCHEMA), nor matrix.json's "matrix_schema" or lava.json's "lava_schema
   schema 2  the same fields; every case names its "dir", and target.driver ("c" or "rust") is
             written where a target says which driver it runs
 
-Both load; only schema 2 is written, so `judge` or `report` on a schema-1 run directory leaves
-a schema-2 report.json. "summary" is never read: it is counted from the cases when written.
+Both load; only schema 2 is written: `binder-harness judge` on a schema-1 run directory rewrites
+its report.json as schema 2 (`binder-harness report` renders it and leaves it as it is). "summary"
+is never read: it is counted from the cases when written.
 A field this model does not know (a newer harness's) is kept in `extra` and written back.
 
 Dataclasses and a small loader rather than pydantic: the model is a few plain records whose

@@ -12,14 +12,17 @@ Exit status (harness/judging/verdicts.py ExitStatus, the same for run, matrix an
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import ConfigError, TargetError
 from harness.judging.verdicts import ExitStatus, exit_status, summarize, summary_line
 from harness.options import add_to_argparse
+
+if TYPE_CHECKING:
+    from harness.reports.model import Report
 
 KCIDB_HELP = "also write KernelCI KCIDB JSON (the kernel as a build, each case a test) to FILE"
 
@@ -60,7 +63,7 @@ def _kcidb_path(args) -> Path | None:
     return path
 
 
-def _write_kcidb(path: Path | None, reports: list[dict]) -> None:
+def _write_kcidb(path: Path | None, reports: list[Report]) -> None:
     if path is None:
         return
     from harness.reports import kcidb
@@ -70,24 +73,6 @@ def _write_kcidb(path: Path | None, reports: list[dict]) -> None:
     except OSError as exc:
         raise ConfigError(f"--kcidb {path}: cannot write ({exc.strerror})") from None
     _progress(f"kcidb: {path} ({len(data['builds'])} builds, {len(data['tests'])} tests)")
-
-
-def _matrix_reports(out: Path) -> list[dict]:
-    """Each cell's report.json; a cell that left none is stood in for by its matrix.json entries."""
-    data = json.loads((out / "matrix.json").read_text())
-    reports = []
-    for cell in data["cells"]:
-        path = out / cell["dir"] / "report.json"
-        try:
-            reports.append(json.loads(path.read_text()))
-            continue
-        except (OSError, ValueError):
-            pass
-        target = {"spec": cell["target"], "arch": cell["cell"].split("/")[0], "image": cell["image"],
-                  "kernel_release": cell.get("kernel_release") or "unknown", "boot_error": cell.get("error", "")}
-        reports.append({"target": target, "command": data.get("command", ""),
-                        "cases": [c for c in data["cases"] if c["cell"] == cell["cell"]]})
-    return reports
 
 
 def cmd_list(args) -> int:
@@ -127,7 +112,10 @@ def cmd_run(args) -> int:
     finally:
         progress.done()
     summary = summarize(r.outcome for r in state.results)
-    _write_kcidb(kcidb_path, [json.loads((options.out_dir / "report.json").read_text())])
+    if kcidb_path is not None:
+        from harness.reports import model
+
+        _write_kcidb(kcidb_path, [model.load_run(options.out_dir)])
     _progress(f"{summary_line(summary)}; {_report_line(options.out_dir)}")
     return exit_status(summary)
 
@@ -135,7 +123,7 @@ def cmd_run(args) -> int:
 def cmd_matrix(args) -> int:
     """targets x kernels x cases from a YAML file; one combined matrix.json and junit.xml."""
     from harness.reports import report
-    from harness.running.matrix import load_matrix, run_matrix
+    from harness.running.matrix import cell_report, load_matrix, run_matrix
     from harness.running.progress import Progress
 
     matrix = load_matrix(Path(args.file))
@@ -143,15 +131,15 @@ def cmd_matrix(args) -> int:
     out = Path(args.out)
     report.prepare_out_dir(out)
     report.release_reserve(out)  # each cell sets its own aside
+    command_line = report.reproduce_command(["binder-harness", *sys.argv[1:]])
     progress = Progress(sys.stderr)
     try:
-        outcomes = run_matrix(matrix, out, args.jobs, report.reproduce_command(["binder-harness", *sys.argv[1:]]),
-                              progress)
+        outcomes = run_matrix(matrix, out, args.jobs, command_line, progress)
     finally:
         progress.done()
-    data = json.loads((out / "matrix.json").read_text())
-    _write_kcidb(kcidb_path, _matrix_reports(out))
-    s = data["summary"]
+    reports = [cell_report(matrix, o, command_line) for o in outcomes]
+    _write_kcidb(kcidb_path, reports)
+    s = summarize(c.outcome for r in reports for c in r.cases)  # as matrix.json's summary
     _progress(f"{len(outcomes)} cells: {summary_line(s)}; matrix: {out / 'matrix.json'} and {out / 'junit.xml'}; "
               f"each cell's run under {out / 'cells'}")
     if not all(o.status == "done" for o in outcomes):
@@ -161,11 +149,10 @@ def cmd_matrix(args) -> int:
 
 def cmd_report(args) -> int:
     """Re-render report.html from a run directory; --bundle also packs it as DIR.tar.gz."""
-    from harness.reports import html as html_report
-    from harness.reports import report
+    from harness.reports import model, report
 
     run_dir = Path(args.dir)
-    data = html_report.load_report(run_dir)
+    data = model.load_run(run_dir)
     try:
         path = report.write_html(data, run_dir)
         print(path)
@@ -188,9 +175,9 @@ def cmd_judge(args) -> int:
         collect(run_dir)
     data = judge_run(run_dir)
     _write_kcidb(kcidb_path, [data])
-    summary = data["summary"]
-    kept = data["judged"]["kept_as_recorded"]
-    _progress(f"judged {len(data['cases'])} cases ({len(kept)} kept as recorded): {summary_line(summary)}; "
+    summary = data.summary
+    kept = data.judged.kept_as_recorded if data.judged else {}
+    _progress(f"judged {len(data.cases)} cases ({len(kept)} kept as recorded): {summary_line(summary)}; "
               f"{_report_line(run_dir)}")
     return exit_status(summary)
 

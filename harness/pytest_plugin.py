@@ -130,7 +130,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
 
         out = Path(session.config.getoption("--bh-out"))
         merged = merge_run_dirs(out, [d for d in out.glob("gw*") if d.is_dir()], list(load_cases()))
-        summary = merged["summary"] if merged else None
+        summary = merged.summary if merged else None
     if summary is None or hasattr(session.config, "workerinput"):
         return  # no binder case ran here, or a worker: the controller decides
     session.config.stash[_SUMMARY] = summary

@@ -17,6 +17,7 @@ from harness.images.recipes import load_recipe, shipped_recipes
 from harness.images.uapi import command_codes, ensure_uapi_header
 from harness.judging import coverage
 from harness.reports import coverage as report_coverage
+from harness.reports.model import Report, ReportCase, Target
 
 DATA = Path(__file__).parent / "data"
 HEADERS = {v: DATA / "uapi" / f"binder-{v}.h" for v in ("6.1.192-3", "6.12.117-1", "7.2.13-1")}
@@ -112,17 +113,18 @@ def test_report_annotation_on_a_captured_case(tmp_path):
             "sha256": "x", "text": path.read_text(), "codes": command_codes(path, cmds)}
     (tmp_path / "uapi.json").write_text(json.dumps(uapi))
     shutil.copytree(DATA / "coverage" / "protocol.ping", tmp_path / "cases" / "protocol.ping")
-    data = {"target": {}, "cases": [{"id": "protocol.ping", "outcome": "passed", "evidence": {}}]}
+    data = Report(Target("qemu:x86_64"), [ReportCase("protocol.ping", "passed")])
     report_coverage.annotate(data, tmp_path)
-    assert data["cases"][0]["evidence"]["commands"]["BR_NOOP"] == 3
-    assert data["coverage"]["summary"]["total"] == 54 and not data["coverage"]["summary"]["complete"]
-    assert "BC_REPLY_SG" in data["coverage"]["summary"]["uncovered"]
+    assert data.cases[0].evidence["commands"]["BR_NOOP"] == 3
+    assert data.coverage is not None
+    assert data.coverage["summary"]["total"] == 54 and not data.coverage["summary"]["complete"]
+    assert "BC_REPLY_SG" in data.coverage["summary"]["uncovered"]
 
 
 def test_a_run_without_a_known_header_says_why(tmp_path):
-    data = {"target": {"kernel_release": "6.6.0-custom", "kernel_source": "/k/bzImage"}, "cases": []}
+    data = Report(Target("ssh://root@board", kernel_release="6.6.0-custom", kernel_source="/k/bzImage"))
     report_coverage.annotate(data, tmp_path)
-    assert data["coverage"] == {"error": "the kernel under test (6.6.0-custom) is not a recipe's Debian kernel, "
+    assert data.coverage == {"error": "the kernel under test (6.6.0-custom) is not a recipe's Debian kernel, "
                                          "so its binder.h is not known"}
 
 

@@ -16,7 +16,8 @@ from harness.errors import ConfigError
 from harness.judging.cases import COMPAT_SCRIPT, compat_missing
 from harness.judging.verdicts import OUTCOMES, ExitStatus, Outcome, exit_status, summarize, summary_line
 from harness.reports import html as html_report
-from harness.reports import kcidb
+from harness.reports import kcidb, model
+from harness.reports.model import Report
 from harness.reports.report import junit_xml
 from tests.helpers import REPO, cli, cli_env
 from tests.report_html import read_page
@@ -84,13 +85,15 @@ def test_not_applicable_glob_must_name_a_case():
 
 
 # -- JUnit, KCIDB and report.html of a report with every outcome ---------------------------------
-def _report(outcomes: dict[str, str]) -> dict:
+def _report(outcomes: dict[str, str]) -> Report:
+    """A report.json (schema 1) with one case of each outcome, read through the report model."""
     cases = [{"id": cid, "outcome": o, "reason": f"{o} because", "duration_s": 0.1, "evidence": {}, "checks": []}
              for cid, o in outcomes.items()]
-    return {"schema": 1, "target": {"spec": "qemu:x86_64", "arch": "x86_64", "kernel_release": "6.1.0-57-amd64",
-                                    "accel": "tcg"},
-            "cases": cases, "summary": summarize(outcomes.values()), "timings": {"boot_s": 1.0, "total_s": 2.0},
-            "command": "binder-harness run"}
+    return model.from_json({
+        "schema": 1, "target": {"spec": "qemu:x86_64", "arch": "x86_64", "kernel_release": "6.1.0-57-amd64",
+                                "accel": "tcg"},
+        "cases": cases, "summary": summarize(outcomes.values()), "timings": {"boot_s": 1.0, "total_s": 2.0},
+        "command": "binder-harness run"})
 
 
 EVERY = {"protocol.version": "passed", "one_copy.reply": "skipped", "compat.version": "not_applicable",
@@ -136,15 +139,15 @@ def test_report_html_headline(tmp_path, outcomes, banner):
     report = _report(outcomes)
     html = html_report.render(report, tmp_path)
     headline = html.split('<div class="banner ', 1)[1].split("</div>", 1)[0]
-    assert headline == f'{banner}">{summary_line(report["summary"])}'
+    assert headline == f'{banner}">{summary_line(report.summary)}'
     page = read_page(html)
     assert sorted(r[1][1] for r in page.tables["verdicts"][1:]) == sorted(outcomes.values())
 
 
 def test_report_html_says_connected_for_a_device(tmp_path):
     report = _report({"protocol.version": "passed"})
-    report["target"].update(accel="none", accel_reason="a device the harness does not emulate")
-    report["timings"]["boots"] = 1
+    report.target.accel, report.target.accel_reason = "none", "a device the harness does not emulate"
+    report.timings.boots = 1
     html = html_report.render(report, tmp_path)
     assert "connected" in html and "boot(s)" not in html
 

@@ -36,7 +36,7 @@ def assert_closed(out: Path, env: dict[str, str], case_ids: list[str]) -> dict:
     """What every fault must leave: valid reports naming every case, one-line reasons,
     no QEMU process and no temporary directory."""
     report = json.loads((out / "report.json").read_text())
-    assert report["schema"] == 1
+    assert report["schema"] == 2  # harness/reports/model.py REPORT_SCHEMA
     assert [c["id"] for c in report["cases"]] == case_ids
     for case in report["cases"]:
         assert case["reason"] and "\n" not in case["reason"], case

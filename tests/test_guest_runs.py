@@ -17,7 +17,7 @@ def test_sync_sizes_passes_on_stock_driver(tmp_path, arch):
     run = cli("run", "one_copy.sync_sizes", "--target", f"qemu:{arch}", out=tmp_path)
     assert run.status == 0, run.stderr
     report = run.report
-    assert SCHEMA_KEYS <= set(report) and report["schema"] == 1
+    assert SCHEMA_KEYS <= set(report) and report["schema"] == 2
     assert report["target"]["arch"] == arch
     assert report["target"]["kernel_release"].startswith("6.1.0-")
     assert report["target"]["accel"] in ("tcg", "kvm")

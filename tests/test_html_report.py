@@ -2,6 +2,7 @@
 table, the inline SVG charts, the logs, and nothing that reaches the network."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tarfile
@@ -10,6 +11,7 @@ import pytest
 
 from harness.reports import charts
 from harness.reports import html as html_report
+from harness.reports import model
 from tests.helpers import DATA, cli
 from tests.report_html import assert_full_page, external_references, read_page
 
@@ -27,7 +29,7 @@ def run_dir(tmp_path):
 
 
 def test_page_of_a_real_run(run_dir):
-    html = html_report.render(html_report.load_report(run_dir), run_dir)
+    html = html_report.render(model.load_run(run_dir), run_dir)
     page = read_page(html)
     assert external_references(html, page) == []
     verdicts = page.tables["verdicts"]
@@ -86,15 +88,15 @@ def test_copies_by_mechanism_chart_marks_the_odd_one_out():
 
 
 def test_failed_check_shows_expected_and_measured_side_by_side(run_dir):
-    data = html_report.load_report(run_dir)
-    case = data["cases"][0]
-    case["outcome"], case["reason"] = "failed", "made up"
-    case["checks"][5].update(passed=False, measured=2.0, expected=1.0)
+    data = model.load_run(run_dir)
+    case = data.cases[0]
+    case.outcome, case.reason = "failed", "made up"
+    case.checks[5] = dataclasses.replace(case.checks[5], passed=False, measured=2.0, expected=1.0)
     page = read_page(html_report.render(data, run_dir))
     bad = [r for r in page.tables["checks"] if r[0][1] == "✘"]
     assert len(bad) == 1 and page.tables["checks"][1] == bad[0]  # failing first
     assert [(c[0], c[1]) for c in bad[0][2:4]] == [("exp mono", "1.0"), ("meas mono", "2.0")]
-    assert [c[1] for c in page.tables["verdicts"][1][4:7]] == ["1.0", "2.0", case["checks"][5]["ref"]]
+    assert [c[1] for c in page.tables["verdicts"][1][4:7]] == ["1.0", "2.0", case.checks[5].ref]
 
 
 def test_a_renderer_failure_still_leaves_a_valid_page(run_dir, monkeypatch):
@@ -104,18 +106,17 @@ def test_a_renderer_failure_still_leaves_a_valid_page(run_dir, monkeypatch):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(html_report, "render", broken)
-    path = report.write_html(html_report.load_report(run_dir), run_dir)
+    path = report.write_html(model.load_run(run_dir), run_dir)
     page = read_page(path.read_text())
     assert "RuntimeError: boom" in page.notes[html_report.FALLBACK][0]
     assert page.tables["verdicts"][1][0][1] == "one_copy.sync_sizes"
 
 
-def _with_valid_traffic(run_dir) -> dict:
+def _with_valid_traffic(run_dir) -> model.Report:
     """The real sync_sizes run with the real stress.valid_traffic entry beside it, as in a whole-catalog run."""
-    data = html_report.load_report(run_dir)
-    data["cases"].append(json.loads(VALID_TRAFFIC.read_text()))
-    data["summary"]["passed"] += 1
-    (run_dir / "report.json").write_text(json.dumps(data))
+    data = model.load_run(run_dir)
+    data.cases.append(model.case_from_json(json.loads(VALID_TRAFFIC.read_text()), str(VALID_TRAFFIC)))
+    model.write(data, run_dir)
     return data
 
 
@@ -125,7 +126,7 @@ def test_a_count_where_a_chart_expects_a_list_renders_the_full_page(run_dir):
     from harness.reports import report
 
     data = _with_valid_traffic(run_dir)
-    assert data["cases"][-1]["evidence"]["transactions"] == 4759
+    assert data.cases[-1].evidence["transactions"] == 4759
     report.write_html(data, run_dir)
     page = assert_full_page(run_dir)
     assert page.sections == ["one_copy.sync_sizes", "stress.valid_traffic"]
@@ -139,7 +140,7 @@ def test_a_count_where_a_chart_expects_a_list_renders_the_full_page(run_dir):
 
 
 def test_charts_draw_only_from_the_shape_they_expect(run_dir):
-    sync_sizes = html_report.load_report(run_dir)["cases"][0]["evidence"]
+    sync_sizes = model.load_run(run_dir).cases[0].evidence
     assert html_report.copies_by_size(sync_sizes) == [(8, 1.0), (4096, 1.0), (10000, 1.0), (65536, 1.0),
                                                        (1040384, 1.0)]
     assert html_report.copies_by_size(json.loads(VALID_TRAFFIC.read_text())["evidence"]) == []
@@ -191,7 +192,7 @@ def test_a_verdict_row_that_cannot_render_keeps_the_case_named(run_dir, monkeypa
     kept = html_report._verdict_row
 
     def odd(case):
-        if case["id"] == "stress.valid_traffic":
+        if case.id == "stress.valid_traffic":
             raise ValueError("odd")
         return kept(case)
 
@@ -206,8 +207,8 @@ def test_a_verdict_row_that_cannot_render_keeps_the_case_named(run_dir, monkeypa
 def test_a_report_that_cannot_be_read_still_gets_the_fallback_page(run_dir):
     from harness.reports import report
 
-    data = html_report.load_report(run_dir)
-    data["cases"] = 5  # not a list: there is nothing to render per case
+    data = model.load_run(run_dir)
+    data.cases = 5  # type: ignore[assignment]  # not a list: there is nothing to render per case
     page = read_page(report.write_html(data, run_dir).read_text())
     assert page.notes[html_report.FALLBACK][0].startswith("The full page could not be rendered (TypeError: ")
     assert page.sections == []
@@ -231,7 +232,7 @@ def test_trace_views_leave_out_lines_they_cannot_read(run_dir):
     pids = report["cases"][0]["evidence"]["pids"]
     use = buffer_use(trace)  # calls 6, 8 and 10 in the receiver's area; all five replies in the sender's
     assert (use[pids["receiver"]].allocs, use[pids["sender"]].allocs) == (3, 5)
-    case = html_report.load_report(run_dir)["cases"][0]
+    case = model.load_run(run_dir).cases[0]
     (run_dir / "cases" / "one_copy.sync_sizes" / "trace.txt").write_text(text)
     assert len(html_report.trace_charts(case, run_dir / "cases" / "one_copy.sync_sizes")) == 2
 

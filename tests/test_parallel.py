@@ -68,7 +68,7 @@ def test_matrix_runs_cells_and_combines(tmp_path):
     assert data["summary"] == {"passed": 2, "failed": 0, "error": 0, "skipped": 0, "not_applicable": 0}
     for cell in data["cells"]:
         cell_report = json.loads((run.out / cell["dir"] / "report.json").read_text())
-        assert cell_report["schema"] == 1 and cell_report["target"]["arch"] == cell["cell"].split("/")[0]
+        assert cell_report["schema"] == 2 and cell_report["target"]["arch"] == cell["cell"].split("/")[0]
     root = ET.parse(run.out / "junit.xml").getroot()
     assert root.get("tests") == "2"
     assert [s.get("name") for s in root.iter("testsuite")] == ["x86_64/qemu-x86_64", "arm64/qemu-arm64"]

@@ -18,12 +18,13 @@ from harness.images.recipes import find_recipe, load_recipe
 from harness.images.uapi import UapiHeader, ensure_uapi_header, header_from_json
 from harness.judging import coverage
 from harness.judging.accounting import STATS_AFTER, STATS_BEFORE
+from harness.reports.model import Report
 
 UAPI_FILE = "uapi.json"
 _memo: dict[tuple, dict[str, int]] = {}  # a case's files (names, sizes, mtimes) -> its commands
 
 
-def run_header(data: dict, out: Path) -> tuple[UapiHeader | None, str]:
+def run_header(report: Report, out: Path) -> tuple[UapiHeader | None, str]:
     """The run's binder.h (from uapi.json, else fetched for its recipe and kept there), or None and why."""
     kept = out / UAPI_FILE
     if kept.is_file():
@@ -31,22 +32,17 @@ def run_header(data: dict, out: Path) -> tuple[UapiHeader | None, str]:
             return header_from_json(json.loads(kept.read_text()), str(kept)), ""
         except (ValueError, ConfigError) as exc:
             return None, str(exc)
-    target = data.get("target") or {}
-    image, source = target.get("image"), str(target.get("kernel_source", ""))
+    target = report.target
+    image, source = target.image, target.kernel_source or ""
     if not image or not source.startswith("debian "):
-        return None, (f"the kernel under test ({target.get('kernel_release', '?')}) is not a recipe's Debian kernel, "
+        return None, (f"the kernel under test ({target.kernel_release or '?'}) is not a recipe's Debian kernel, "
                       "so its binder.h is not known")
     try:
-        header = ensure_uapi_header(load_recipe(find_recipe(str(image))), progress=lambda _msg: None)
+        header = ensure_uapi_header(load_recipe(find_recipe(image)), progress=lambda _msg: None)
     except ConfigError as exc:
         return None, f"binder.h of {image}: {exc}"
     atomic_write_text(kept, json.dumps(header.as_json(), indent=1) + "\n")
     return header, ""
-
-
-def _case_dir(case: dict, out: Path) -> Path:
-    where = case.get("dir") if isinstance(case.get("dir"), str) and ".." not in case["dir"] else None
-    return out / (where or f"cases/{case['id']}")
 
 
 def _commands(case_dir: Path, codes: dict[str, int]) -> dict[str, int]:
@@ -57,24 +53,22 @@ def _commands(case_dir: Path, codes: dict[str, int]) -> dict[str, int]:
     return _memo[key]
 
 
-def annotate(data: dict, out: Path) -> None:
+def annotate(report: Report, out: Path) -> None:
     """Set each case's evidence.commands and the report's `coverage` section, from the run's files."""
-    header, why = run_header(data, out)
+    header, why = run_header(report, out)
     codes = header.codes if header else {}
     per_case: dict[str, dict[str, int]] = {}
-    for case in data.get("cases", []):
-        if not isinstance(case, dict) or not isinstance(case.get("id"), str):
-            continue
-        case_dir = _case_dir(case, out)
+    for case in report.cases:
+        case_dir = case.files(out)
         if not case_dir.is_dir():
             continue
         seen = _commands(case_dir, codes)
         if seen:
-            case.setdefault("evidence", {})["commands"] = seen
-            per_case[case["id"]] = seen
+            case.evidence["commands"] = seen
+            per_case[case.id] = seen
     if header is None:
-        data["coverage"] = {"error": why}
+        report.coverage = {"error": why}
         return
     rows = coverage.coverage([(c.name, c.family) for c in header.commands.all], per_case)
-    data["coverage"] = {"header": header.source, "header_sha256": header.sha256, "sources": coverage.SOURCES,
-                        "summary": coverage.summary(rows), "commands": [r.as_json() for r in rows]}
+    report.coverage = {"header": header.source, "header_sha256": header.sha256, "sources": coverage.SOURCES,
+                       "summary": coverage.summary(rows), "commands": [r.as_json() for r in rows]}

@@ -1,6 +1,6 @@
 """report.html: one self-contained page for a bug ticket (DESIGN §5).
 
-Rendered from report.json and the files beside it (cases/<id>/trace.txt,
+Rendered from report.json (harness/reports/model.py) and the files beside it (cases/<id>/trace.txt,
 probe-*.jsonl, dmesg.txt, console.log). No scripts, fonts, images or links to
 fetch: styles and SVG charts are inline, and logs fold into <details>.
 """
@@ -16,14 +16,13 @@ from typing import Any, Callable
 
 from harness.reports import charts
 from harness.evidence.contract import event
-from harness.errors import ConfigError
 from harness.files import atomic_write_text
 from harness.evidence.probe import parse_probe_output
 from harness.evidence.trace import parse_ftrace
 from harness.reports.trace_views import buffer_use, transaction_timelines
-from harness.judging.verdicts import ExitStatus, Outcome, exit_status, summary_line
+from harness.judging.verdicts import Check, ExitStatus, Outcome, exit_status, summary_line
+from harness.reports.model import Report, ReportCase
 
-SCHEMA = 1
 LOG_LIMIT = 200_000  # bytes of any one log shown; the tail is kept
 TIMELINE_ROWS = 30
 # the verdict table, worst first: a skipped case was not judged; a not_applicable one was declared not to apply
@@ -37,32 +36,6 @@ EXPECTED_COPIES = {"binder": 1.0, "pipe": 2.0, "unix_socket": 2.0, "posix_mq": 2
 # page-level fallback, kept for a report that cannot be read at all.
 DEGRADED = "degraded"
 FALLBACK = "fallback"
-
-
-# -- loading a run directory -------------------------------------------------------
-def load_report(run_dir: Path) -> dict:
-    """report.json of a run directory, checked enough to render; ConfigError names the problem."""
-    path = run_dir / "report.json"
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: not a directory; give a run directory made by 'binder-harness run --out DIR'")
-    if not path.is_file():
-        raise ConfigError(f"{path}: missing; give a run directory made by 'binder-harness run --out DIR'")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid JSON ({str(exc).splitlines()[0]}); re-run to regenerate it") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise ConfigError(f"{path}: field 'schema' is {found!r}, expected {SCHEMA}; "
-                          "render it with the binder-harness version that wrote it")
-    for key, kind in (("target", dict), ("cases", list), ("summary", dict), ("timings", dict)):
-        if not isinstance(data.get(key), kind):
-            raise ConfigError(f"{path}: field '{key}' is missing or not a JSON {kind.__name__}; "
-                              "the file is not a binder-harness report")
-    for i, case in enumerate(data["cases"]):
-        if not isinstance(case, dict) or not isinstance(case.get("id"), str) or "outcome" not in case:
-            raise ConfigError(f"{path}: cases[{i}] lacks 'id' or 'outcome'; the file is not a binder-harness report")
-    return data
 
 
 def _read_log(path: Path) -> str | None:
@@ -176,18 +149,13 @@ def _areas(case_dir: Path) -> dict[int, int]:
     return areas
 
 
-def _evidence(case: dict) -> dict:
-    evidence = case.get("evidence")
-    return evidence if isinstance(evidence, dict) else {}
-
-
-def trace_charts(case: dict, case_dir: Path) -> list[str]:
+def trace_charts(case: ReportCase, case_dir: Path) -> list[str]:
     """The trace views of one case: transaction timeline and buffer use, from its trace.txt."""
     trace = case_dir / "trace.txt"
     if not trace.is_file():
         return []
     st = trace.stat()
-    pids = _evidence(case).get("pids")
+    pids = case.evidence.get("pids")
     pids = {str(k): v for k, v in pids.items() if _number(v) is not None} if isinstance(pids, dict) else {}
     return list(_trace_charts(str(trace), st.st_mtime_ns, st.st_size, json.dumps(pids, sort_keys=True),
                               json.dumps(_areas(case_dir), sort_keys=True)))
@@ -237,70 +205,71 @@ def _details(summary: str, text: str | None, open_: bool = False) -> str:
     return f'<details{" open" if open_ else ""}><summary>{escape(summary)}</summary><pre>{body}</pre></details>'
 
 
-def _identity(report: dict) -> str:
-    target, timings = report["target"], report["timings"]
-    module = str(target.get("binder_module", "?"))
+def _identity(report: Report) -> str:
+    target, timings = report.target, report.timings
+    module = target.binder_module or "?"
     module_text = "stock binder_linux.ko from the kernel package" if module == "stock" else f"custom: {module}"
-    rows = [
-        ("target", target.get("spec", "?")), ("arch", target.get("arch", "?")),
-        ("kernel release", target.get("kernel_release", "?")),
-        ("accel", ": ".join(v for v in (target.get("accel", "?"), target.get("accel_reason", "")) if v)),
+    boots = "?" if timings.boots is None else timings.boots
+    rows: list[tuple[str, object]] = [
+        ("target", target.spec), ("arch", target.arch or "?"),
+        ("kernel release", target.kernel_release or "?"),
+        ("accel", ": ".join(v for v in (target.accel or "?", target.accel_reason or "") if v)),
         ("binder module", module_text),
     ]
-    if target.get("missing"):
-        rows.append(("not known", target["missing"]))
-    if target.get("binder_module_sha256"):
-        rows.append(("module sha256", target["binder_module_sha256"]))
-    if target.get("accel") == "none":  # ssh, adb, local: a device reached, not a guest booted
-        rows.append(("connected", f"{timings.get('boots', '?')} time(s): a device the harness does not boot"))
+    if target.driver:
+        rows.append(("driver", target.driver))
+    if target.missing:
+        rows.append(("not known", target.missing))
+    if target.binder_module_sha256:
+        rows.append(("module sha256", target.binder_module_sha256))
+    if target.accel == "none":  # ssh, adb, local: a device reached, not a guest booted
+        rows.append(("connected", f"{boots} time(s): a device the harness does not boot"))
     else:
-        rows.append(("boot", f"{timings.get('boot_s', 0):.2f} s ({timings.get('boots', '?')} boot(s))"))
-        if timings.get("restores"):  # guests restored from a snapshot of an earlier boot, not booted
-            rows.append(("restore", f"{timings.get('restore_s', 0):.2f} s ({timings['restores']} restore(s))"))
-    rows.append(("total", f"{timings.get('total_s', 0):.2f} s"))
-    if report.get("seed") is not None:
-        rows.append(("seed", report["seed"]))
+        rows.append(("boot", f"{timings.boot_s:.2f} s ({boots} boot(s))"))
+        if timings.restores:  # guests restored from a snapshot of an earlier boot, not booted
+            rows.append(("restore", f"{timings.restore_s or 0:.2f} s ({timings.restores} restore(s))"))
+    rows.append(("total", f"{timings.total_s:.2f} s"))
+    if report.seed is not None:
+        rows.append(("seed", report.seed))
     cells = "".join(f"<div>{escape(k)}</div><div class=\"mono\">{escape(str(v))}</div>" for k, v in rows)
     return f'<div class="grid">{cells}</div>'
 
 
-def _verdict_table(cases: list[dict]) -> str:
+def _verdict_table(cases: list[ReportCase]) -> str:
     """One row per case; for a failed case, the first failing check's expected and measured values."""
     rows = []
     for c in cases:
-        row = _guarded(f"{c.get('id')}: verdict row", lambda: _verdict_row(c))
+        row = _guarded(f"{c.id}: verdict row", lambda: _verdict_row(c))
         rows.append(row if row.startswith("<tr") else
-                    f'<tr class="bad"><td class="mono">{escape(str(c.get("id")))}</td><td colspan="7">{row}</td></tr>')
+                    f'<tr class="bad"><td class="mono">{escape(c.id)}</td><td colspan="7">{row}</td></tr>')
     return ('<table class="verdicts"><thead><tr><th>case</th><th>outcome</th><th>reason</th><th>checks ok</th>'
             '<th>expected</th><th>measured</th><th>kernel function</th><th>time</th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
-def _verdict_row(c: dict) -> str:
-    checks = _checks(c)
-    failing = [k for k in checks if not k.get("passed")]
+def _verdict_row(c: ReportCase) -> str:
+    checks = c.checks
+    failing = [k for k in checks if not k.passed]
     first = failing[0] if failing else None
-    exp, meas, ref = ((_fmt(first.get("expected")), _fmt(first.get("measured")), str(first.get("ref", "")))
-                      if first else ("", "", ""))
-    return (f'<tr class="{"bad" if failing else "ok"}"><td class="mono"><a href="#{escape(str(c["id"]))}">'
-            f'{escape(str(c["id"]))}</a></td><td>{_badge(str(c["outcome"]))}</td>'
-            f'<td>{escape(str(c.get("reason", "")))}</td>'
+    exp, meas, ref = (_fmt(first.expected), _fmt(first.measured), first.ref) if first else ("", "", "")
+    return (f'<tr class="{"bad" if failing else "ok"}"><td class="mono"><a href="#{escape(c.id)}">'
+            f'{escape(c.id)}</a></td><td>{_badge(c.outcome)}</td>'
+            f'<td>{escape(c.reason)}</td>'
             f'<td class="num">{len(checks) - len(failing)}/{len(checks)}</td>'
             f'<td class="exp mono">{escape(exp)}</td><td class="meas mono">{escape(meas)}</td>'
             f'<td class="mono">{escape(ref)}</td>'
-            f'<td class="num">{_number(c.get("duration_s")) or 0.0:.2f} s</td></tr>')
+            f'<td class="num">{c.duration_s:.2f} s</td></tr>')
 
 
-def _checks_table(checks: list[dict]) -> str:
-    ordered = sorted(checks, key=lambda c: bool(c.get("passed")))  # failing checks first
+def _checks_table(checks: list[Check]) -> str:
+    ordered = sorted(checks, key=lambda c: c.passed)  # failing checks first
     rows = []
     for c in ordered:
-        ok = bool(c.get("passed"))
-        rows.append(f'<tr class="{"ok" if ok else "bad"}"><td>{"✔" if ok else "✘"}</td>'
-                    f'<td>{escape(str(c.get("name", "")))}</td>'
-                    f'<td class="exp mono">{escape(_fmt(c.get("expected")))}</td>'
-                    f'<td class="meas mono">{escape(_fmt(c.get("measured")))}</td>'
-                    f'<td class="mono">{escape(str(c.get("ref", "")))}</td></tr>')
+        rows.append(f'<tr class="{"ok" if c.passed else "bad"}"><td>{"✔" if c.passed else "✘"}</td>'
+                    f'<td>{escape(c.name)}</td>'
+                    f'<td class="exp mono">{escape(_fmt(c.expected))}</td>'
+                    f'<td class="meas mono">{escape(_fmt(c.measured))}</td>'
+                    f'<td class="mono">{escape(c.ref)}</td></tr>')
     return ('<table class="checks"><thead><tr><th></th><th>check</th><th>expected</th><th>measured</th>'
             f'<th>kernel function</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
@@ -316,24 +285,19 @@ def _guarded(where: str, part: Callable[[], str]) -> str:
                 f'({escape(type(exc).__name__)}: {escape(error)}); report.json holds what it would show</p>')
 
 
-def _checks(case: dict) -> list[dict]:
-    checks = case.get("checks")
-    return [c for c in checks if isinstance(c, dict)] if isinstance(checks, list) else []
+def _case_head(case: ReportCase) -> str:
+    checks = case.checks
+    failing = sum(not c.passed for c in checks)
+    return (f'<div class="head"><h3 class="mono">{escape(case.id)}</h3>{_badge(case.outcome)}'
+            f'<span class="note">{case.duration_s:.2f} s · {len(checks)} checks, '
+            f'{failing} failing</span></div><p class="reason">{escape(case.reason)}</p>')
 
 
-def _case_head(case: dict) -> str:
-    checks = _checks(case)
-    failing = sum(not c.get("passed") for c in checks)
-    return (f'<div class="head"><h3 class="mono">{escape(str(case["id"]))}</h3>{_badge(str(case["outcome"]))}'
-            f'<span class="note">{_number(case.get("duration_s")) or 0.0:.2f} s · {len(checks)} checks, '
-            f'{failing} failing</span></div><p class="reason">{escape(str(case.get("reason", "")))}</p>')
-
-
-def _case_checks(case: dict) -> str:
-    checks = _checks(case)
+def _case_checks(case: ReportCase) -> str:
+    checks = case.checks
     if not checks:
         return ""
-    failing = sum(not c.get("passed") for c in checks)
+    failing = sum(not c.passed for c in checks)
     label = f"{len(checks)} checks: measured against expected, " + (
         f"{failing} failing, listed first" if failing else "all passed")
     open_ = " open" if failing or len(checks) <= 15 else ""
@@ -354,17 +318,16 @@ def _case_logs(case_dir: Path) -> str:
     return "".join(parts)
 
 
-def _case_section(case: dict, run_dir: Path) -> str:
+def _case_section(case: ReportCase, run_dir: Path) -> str:
     """One case's section, each part rendered on its own (_guarded): head, copies chart, trace views,
     checks, evidence and logs."""
-    case_id = str(case.get("id"))
-    where = case.get("dir") if isinstance(case.get("dir"), str) and ".." not in case["dir"] else None
-    case_dir = run_dir / (where or f"cases/{case_id}")  # "dir": a merged pytest -n run's gwN/cases/<id>
+    case_id = case.id
+    case_dir = case.files(run_dir)  # cases/<id>, or a merged pytest -n run's gwN/cases/<id>
 
     def part(name: str, render_part: Callable[[], str]) -> str:
         return _guarded(f"{case_id}: {name}", render_part)
 
-    charts_html = "".join((part("copies chart", lambda: copies_chart(_evidence(case)) or ""),
+    charts_html = "".join((part("copies chart", lambda: copies_chart(case.evidence) or ""),
                            part("trace views", lambda: "".join(trace_charts(case, case_dir)))))
     return "".join((
         f'<section class="case" id="{escape(case_id)}">',
@@ -372,7 +335,7 @@ def _case_section(case: dict, run_dir: Path) -> str:
         f'<div class="charts">{charts_html}</div>' if charts_html else "",
         part("checks", lambda: _case_checks(case)),
         part("evidence", lambda: _details("evidence (report.json)",
-                                          json.dumps(case.get("evidence") or {}, indent=1, default=str))),
+                                          json.dumps(case.evidence, indent=1, default=str))),
         part("logs", lambda: _case_logs(case_dir)),
         "</section>"))
 
@@ -408,26 +371,25 @@ def _coverage_section(section: Any) -> str:
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
-def render(report: dict, run_dir: Path) -> str:
+def render(report: Report, run_dir: Path) -> str:
     """The whole page as text."""
-    cases = sorted(report["cases"], key=lambda c: OUTCOME_ORDER.index(c["outcome"])
-                   if c["outcome"] in OUTCOME_ORDER else 0)
-    s = report["summary"]
+    cases = sorted(report.cases, key=lambda c: OUTCOME_ORDER.index(c.outcome) if c.outcome in OUTCOME_ORDER else 0)
+    s = report.summary
     verdict = summary_line(s)  # a run with skipped cases says "NOT JUDGED: N skipped" first
-    target = report["target"]
-    title = f"binder-harness: {verdict} on {target.get('kernel_release', '?')} {target.get('arch', '')}"
-    command = str(report.get("command") or "(not recorded)")
+    target = report.target
+    title = f"binder-harness: {verdict} on {target.kernel_release or '?'} {target.arch or ''}"
+    command = report.command or "(not recorded)"
     generated = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime())
     files = sorted(p.name for p in run_dir.iterdir() if p.is_file() and not p.name.startswith(".")) \
         if run_dir.is_dir() else []
     body = [
         f"<h1>binder-harness report</h1><div class=\"note\">rendered {escape(generated)} from report.json "
-        f"(schema {report.get('schema')})</div>",
+        f"(schema {report.schema})</div>",
         f'<div class="banner {BANNER[exit_status(s)] if cases else "bad"}">{escape(verdict)}</div>',
         "<h2>Verdicts</h2>", _verdict_table(cases),
         "<h2>Target and kernel</h2>", _guarded("target and kernel", lambda: _identity(report)),
         "<h2>Commands of the kernel's uapi</h2>",
-        _guarded("command coverage", lambda: _coverage_section(report.get("coverage"))),
+        _guarded("command coverage", lambda: _coverage_section(report.coverage)),
         "<h2>Reproduce</h2><p>Run this from a binder-harness checkout "
         "(<code>scripts/setup</code> installs what it needs):</p>",
         f"<pre class=\"command\">{escape(command)}</pre>",
@@ -444,31 +406,31 @@ def render(report: dict, run_dir: Path) -> str:
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def _console_logs(run_dir: Path, report: dict) -> list[Path]:
+def _console_logs(run_dir: Path, report: Report) -> list[Path]:
     """console.log of a one-guest run, or each guest's console of a run on several guests
     (report "guests": guests/N/console.log for -j N, gwN/console.log for pytest -n N)."""
     single = run_dir / "console.log"
-    guests = [run_dir / str(g["console"]) for g in report.get("guests") or []
-              if isinstance(g, dict) and isinstance(g.get("console"), str) and ".." not in g["console"]]
+    guests = [run_dir / g.console for g in report.guests or [] if ".." not in Path(g.console).parts]
     return ([single] if single.is_file() else []) + guests or [single]
 
 
-def write(report: dict, run_dir: Path) -> Path:
+def write(report: Report, run_dir: Path) -> Path:
     """Write run_dir/report.html atomically and return its path."""
     path = run_dir / "report.html"
     atomic_write_text(path, render(report, run_dir))
     return path
 
 
-def fallback(report: dict, exc: BaseException) -> str:
-    """A minimal valid page when the report itself cannot be read (no 'cases' list, 'summary' or 'target'
-    to render from; a case's odd evidence degrades only its own section): the verdicts that can be read
-    still show, and the error is named."""
-    listed = report.get("cases") if isinstance(report, dict) else None
-    cases = [c for c in listed if isinstance(c, dict) and "id" in c and "outcome" in c] \
-        if isinstance(listed, list) else []
+def fallback(report: Report, exc: BaseException) -> str:
+    """A minimal valid page when the report itself cannot be rendered (a case's odd evidence degrades
+    only its own section): the verdicts that can be read still show, and the error is named."""
+    cases = [c for c in report.cases if isinstance(c, ReportCase)] if isinstance(report.cases, list) else []
+    try:
+        body = json.dumps(report.to_json(), indent=1, default=str)
+    except Exception as dump_exc:  # noqa: BLE001 - the page is what is left to say it
+        body = f"report.json could not be shown either ({type(dump_exc).__name__}: {dump_exc})"
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>binder-harness report"
             f"</title><style>{CSS}</style></head><body><h1>binder-harness report</h1>"
             f"<p class=\"note {FALLBACK}\">The full page could not be rendered ({escape(type(exc).__name__)}: "
             f"{escape(str(exc))}); run 'binder-harness report DIR' after fixing it.</p>"
-            f"{_verdict_table(cases)}<pre>{escape(json.dumps(report, indent=1, default=str))}</pre></body></html>\n")
+            f"{_verdict_table(cases)}<pre>{escape(body)}</pre></body></html>\n")

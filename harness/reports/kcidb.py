@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from harness.files import atomic_write_text
+from harness.reports.model import Report
 
 ORIGIN = "binder_harness"
 VERSION = {"major": 5, "minor": 3}
@@ -36,47 +37,49 @@ def _arch(arch: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", arch.lower())
 
 
-def document(reports: list[dict]) -> dict:
-    """The KCIDB document for one or more run reports (schema-1 report.json dicts)."""
+def document(reports: list[Report]) -> dict:
+    """The KCIDB document for one or more run reports."""
     checkouts: dict[str, dict] = {}
     builds: dict[str, dict] = {}
     tests: list[dict] = []
     for rep in reports:
-        target = rep.get("target") or {}
-        source = str(target.get("kernel_source") or target.get("kernel_release") or target.get("spec", "unknown"))
+        target = rep.target
+        source = target.kernel_source or target.kernel_release or target.spec or "unknown"
         checkout_id = f"{ORIGIN}:{_key(source)}"
         checkouts.setdefault(checkout_id, {"id": checkout_id, "origin": ORIGIN, "valid": True,
                                            "comment": f"kernel from {source}", "misc": {"kernel_source": source}})
-        module = str(target.get("binder_module", "stock"))
-        build_id = f"{ORIGIN}:{_key(source, target.get('kernel_release'), module, target.get('binder_module_sha256'))}"
+        module = target.binder_module or "stock"
+        build_id = f"{ORIGIN}:{_key(source, target.kernel_release, module, target.binder_module_sha256)}"
+        misc = {"kernel_release": target.kernel_release, "binder_module": target.binder_module,
+                "binder_module_sha256": target.binder_module_sha256, "image": target.image, "driver": target.driver}
         build = {"id": build_id, "checkout_id": checkout_id, "origin": ORIGIN,
-                 "comment": f"{target.get('kernel_release', 'unknown release')}, binder_linux.ko: {module}",
-                 "misc": {k: target[k] for k in ("kernel_release", "binder_module", "binder_module_sha256", "image")
-                          if k in target}}
-        if target.get("arch"):
-            build["architecture"] = _arch(str(target["arch"]))
-        if target.get("image"):
-            build["config_name"] = str(target["image"])
-        if "boot_error" not in target:
+                 "comment": f"{target.kernel_release or 'unknown release'}, binder_linux.ko: {module}",
+                 "misc": {k: v for k, v in misc.items() if v is not None}}
+        if target.arch:
+            build["architecture"] = _arch(target.arch)
+        if target.image:
+            build["config_name"] = target.image
+        if target.boot_error is None:
             build["status"] = "PASS"  # the kernel booted and ran cases
         builds.setdefault(build_id, build)
-        run_key = _key(target, rep.get("command"), rep.get("timings"), rep.get("seed"))
-        environment = {"comment": f"{target.get('spec', '?')} ({target.get('accel', 'no accelerator')})",
-                       "misc": {k: target[k] for k in ("spec", "accel", "accel_reason") if k in target}}
-        for case in rep.get("cases", []):
-            test = {"id": f"{ORIGIN}:{run_key}:{case['id']}", "build_id": build_id, "origin": ORIGIN,
-                    "path": "binder." + ".".join(_path_part(p) for p in str(case["id"]).split(".")),
-                    "status": STATUS.get(str(case.get("outcome")), "ERROR"),
-                    "comment": str(case.get("reason", "")).replace("\0", ""),
-                    "duration": float(case.get("duration_s", 0.0)),
+        run_key = _key(target.to_json(), rep.command, rep.timings.to_json(), rep.seed)
+        env_misc = {"spec": target.spec, "accel": target.accel, "accel_reason": target.accel_reason}
+        environment = {"comment": f"{target.spec or '?'} ({target.accel or 'no accelerator'})",
+                       "misc": {k: v for k, v in env_misc.items() if v is not None}}
+        for case in rep.cases:
+            test = {"id": f"{ORIGIN}:{run_key}:{case.id}", "build_id": build_id, "origin": ORIGIN,
+                    "path": "binder." + ".".join(_path_part(p) for p in case.id.split(".")),
+                    "status": STATUS.get(case.outcome, "ERROR"),
+                    "comment": case.reason.replace("\0", ""),
+                    "duration": case.duration_s,
                     "environment": environment,
-                    "misc": {"evidence": case.get("evidence", {}), "command": rep.get("command", "")}}
+                    "misc": {"evidence": case.evidence, "command": rep.command}}
             tests.append(test)
     return {"version": VERSION, "checkouts": list(checkouts.values()), "builds": list(builds.values()),
             "tests": tests}
 
 
-def write(path: Path, reports: list[dict]) -> dict:
+def write(path: Path, reports: list[Report]) -> dict:
     """Write the KCIDB document for `reports` to `path` (atomically) and return it."""
     data = document(reports)
     atomic_write_text(path, json.dumps(data, indent=1, default=str) + "\n")

@@ -1,4 +1,4 @@
-"""Run reports: report.json (schema 1, DESIGN §2), junit.xml, and run-wide files."""
+"""Run reports: report.json (harness/reports/model.py), junit.xml, and run-wide files."""
 from __future__ import annotations
 
 import json
@@ -6,15 +6,16 @@ import os
 import shlex
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import fields
 from pathlib import Path
 
 from harness import timing
-from harness.reports import coverage
+from harness.reports import coverage, model
 from harness.reports import html as html_report
 from harness.files import atomic_path, atomic_write_text
-from harness.judging.verdicts import Outcome, summarize
+from harness.judging.verdicts import Check, Outcome
+from harness.reports.model import Report, ReportCase, Target, Timings
 
-SCHEMA = 1
 # Environment that changes what a run does, so the reproduce line carries it. Secrets
 # (BINDER_HARNESS_SSH_PASSPHRASE) are never listed here and never printed.
 REPRODUCE_ENV = ("BINDER_HARNESS_ACCEL", "BINDER_HARNESS_FETCH", "BINDER_HARNESS_DEBIAN_MIRROR",
@@ -39,28 +40,24 @@ def append_trace(path: Path, text: str) -> None:
     append_text(path, text)
 
 
-def report_dict(state) -> dict:
-    summary = summarize(r.outcome for r in state.results)
-    target = dict(state.target_info) or {"spec": state.options.target_spec.text}
-    return {
-        "schema": SCHEMA,
-        "target": target,
-        "cases": [r.to_json() for r in state.results],
-        "summary": summary,
-        "timings": {"boot_s": round(state.boot_s, 3), "total_s": round(time.monotonic() - state.started, 3),
-                    "boots": state.boots, "restore_s": round(getattr(state, "restore_s", 0.0), 3),
-                    "restores": getattr(state, "restores", 0), "phases": timing.snapshot()},
-        "command": state.options.command_line,
-        "seed": state.options.seed,
-        **getattr(state, "extra", {}),
-    }
+def run_report(state) -> Report:
+    """The report of a run's state (runner.RunState): its target, each case result, the timings;
+    state.extra holds more of the report's fields (jobs and guests, resident_context_manager)."""
+    known = {f.name for f in fields(Report)}
+    more = {k: v for k, v in state.extra.items() if k in known}
+    extra = {k: v for k, v in state.extra.items() if k not in known}
+    target = model.target_of(state.target_info) if state.target_info else Target(state.options.target_spec.text)
+    timings = Timings(boot_s=round(state.boot_s, 3), total_s=round(time.monotonic() - state.started, 3),
+                      boots=state.boots, restore_s=round(state.restore_s, 3), restores=state.restores,
+                      phases=timing.snapshot())
+    return Report(target, [ReportCase.of(r) for r in state.results], timings, state.options.command_line,
+                  state.options.seed, **more, extra=extra)
 
 
-def _check_lines(checks: list[dict]) -> str:
+def _check_lines(checks: list[Check]) -> str:
     """Failing checks first: each with expected, measured and the kernel function."""
-    ordered = sorted(checks, key=lambda c: bool(c.get("passed")))
-    return "\n".join(f"{'PASS' if c['passed'] else 'FAIL'} {c['name']}: expected {c['expected']}, "
-                     f"measured {c['measured']} ({c['ref']})" for c in ordered)
+    ordered = sorted(checks, key=lambda c: c.passed)
+    return "\n".join(f"{'PASS' if c.passed else 'FAIL'} {c.describe()}" for c in ordered)
 
 
 # JUnit has no outcome between pass and failure but <skipped>: both outcomes that are not a pass
@@ -73,42 +70,42 @@ def junit_skipped(summary: dict) -> int:
     return sum(int(summary.get(o, 0)) for o in JUNIT_SKIPPED_TYPE)
 
 
-def junit_xml(report: dict) -> str:
+def junit_xml(report: Report) -> str:
     """JUnit XML (the <testsuites> form pytest writes): one testcase per case; the reason is the
     failure message, the checks its text, and the evidence the testcase's properties. A skipped
     (not judged) or not_applicable case is a <skipped> testcase, never a pass."""
-    cases = report["cases"]
-    s = report["summary"]
+    cases = report.cases
+    s = report.summary
+    total = f"{report.timings.total_s:.3f}"
     root = ET.Element("testsuites", name="binder-harness", tests=str(len(cases)), failures=str(s["failed"]),
-                      errors=str(s["error"]), skipped=str(junit_skipped(s)),
-                      time=f"{report['timings']['total_s']:.3f}")
+                      errors=str(s["error"]), skipped=str(junit_skipped(s)), time=total)
     suite = ET.SubElement(root, "testsuite", name="binder-harness", tests=str(len(cases)), failures=str(s["failed"]),
-                          errors=str(s["error"]), skipped=str(junit_skipped(s)),
-                          time=f"{report['timings']['total_s']:.3f}",
+                          errors=str(s["error"]), skipped=str(junit_skipped(s)), time=total,
                           timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"))
     props = ET.SubElement(suite, "properties")
-    for key, value in report["target"].items():
+    for key, value in report.target.to_json().items():
         ET.SubElement(props, "property", name=f"target.{key}", value=str(value))
-    if report.get("command"):
-        ET.SubElement(props, "property", name="command", value=str(report["command"]))
+    if report.command:
+        ET.SubElement(props, "property", name="command", value=report.command)
     for case in cases:
-        family, _, name = case["id"].partition(".")
-        tc = ET.SubElement(suite, "testcase", classname=f"{family}.{report['target'].get('spec', '')}",
-                           name=case["id"], time=f"{case['duration_s']:.3f}")
+        family, _, name = case.id.partition(".")
+        tc = ET.SubElement(suite, "testcase", classname=f"{family}.{report.target.spec}",
+                           name=case.id, time=f"{case.duration_s:.3f}")
         cprops = ET.SubElement(tc, "properties")
-        ET.SubElement(cprops, "property", name="outcome", value=case["outcome"])
-        ET.SubElement(cprops, "property", name="reason", value=case["reason"])
-        for key, value in case["evidence"].items():
-            ET.SubElement(cprops, "property", name=key, value=json.dumps(value)[:2000])
-        body = _check_lines(case.get("checks", []))
-        if case["outcome"] == Outcome.FAILED:
-            ET.SubElement(tc, "failure", message=case["reason"], type="binder-harness.failed").text = body
-        elif case["outcome"] == Outcome.ERROR:
-            ET.SubElement(tc, "error", message=case["reason"], type="binder-harness.error").text = body
-        elif case["outcome"] in JUNIT_SKIPPED_TYPE:
-            ET.SubElement(tc, "skipped", message=case["reason"], type=JUNIT_SKIPPED_TYPE[Outcome(case["outcome"])])
-        elif case["outcome"] != Outcome.PASSED:  # an outcome this harness does not know: not a pass either
-            ET.SubElement(tc, "error", message=f"outcome {case['outcome']}: {case['reason']}",
+        ET.SubElement(cprops, "property", name="outcome", value=case.outcome)
+        ET.SubElement(cprops, "property", name="reason", value=case.reason)
+        for key, value in case.evidence.items():
+            ET.SubElement(cprops, "property", name=key, value=json.dumps(value, default=str)[:2000])
+        body = _check_lines(case.checks)
+        outcome = case.known_outcome
+        if outcome == Outcome.FAILED:
+            ET.SubElement(tc, "failure", message=case.reason, type="binder-harness.failed").text = body
+        elif outcome == Outcome.ERROR:
+            ET.SubElement(tc, "error", message=case.reason, type="binder-harness.error").text = body
+        elif outcome in JUNIT_SKIPPED_TYPE:
+            ET.SubElement(tc, "skipped", message=case.reason, type=JUNIT_SKIPPED_TYPE[outcome])
+        elif outcome != Outcome.PASSED:  # an outcome this harness does not know: not a pass either
+            ET.SubElement(tc, "error", message=f"outcome {case.outcome}: {case.reason}",
                           type="binder-harness.unknown_outcome").text = body
         ET.SubElement(tc, "system-out").text = body
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
@@ -163,13 +160,13 @@ def _output_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def write_all(state, final: bool = False) -> dict:
+def write_all(state, final: bool = False) -> Report:
     """Write report.json, junit.xml and report.html atomically; called after every case,
     so an interrupted run still leaves a complete, valid set. When the disk is full,
     the reserve is given back and report.json and junit.xml come first."""
     out: Path = state.options.out_dir
     with timing.phase("report"):
-        data = report_dict(state)
+        data = run_report(state)
         try:
             _write_reports(data, out)
         except OSError as exc:
@@ -183,7 +180,7 @@ def write_all(state, final: bool = False) -> dict:
     return data
 
 
-def write_final(state) -> dict | None:
+def write_final(state) -> Report | None:
     """The last write of a run: reports, then the reserve goes. A run directory that cannot
     take even report.json is said on stderr, not raised over the verdicts."""
     import sys
@@ -196,21 +193,21 @@ def write_final(state) -> dict | None:
         return None
 
 
-def rewrite(data: dict, out: Path) -> None:
-    """Write report.json, junit.xml and report.html from a report dict (binder-harness judge)."""
+def rewrite(data: Report, out: Path) -> None:
+    """Write report.json, junit.xml and report.html from a report (binder-harness judge, lava, a merged run)."""
     _write_reports(data, out)
 
 
-def _write_reports(data: dict, out: Path, html: bool = True) -> None:
+def _write_reports(data: Report, out: Path, html: bool = True) -> None:
     coverage.annotate(data, out)  # per case evidence.commands, and the run's `coverage` section
-    atomic_write_text(out / "report.json", json.dumps(data, indent=1, default=str) + "\n")
+    model.write(data, out)
     atomic_write_text(out / "junit.xml", junit_xml(data))
     if html:
         write_html(data, out)
 
 
-def write_html(data: dict, out: Path) -> Path:
-    """report.html from the report dict and the run directory; a renderer bug never loses the page."""
+def write_html(data: Report, out: Path) -> Path:
+    """report.html from the report and the run directory; a renderer bug never loses the page."""
     try:
         return html_report.write(data, out)
     except Exception as exc:  # noqa: BLE001 - the verdicts must still reach the ticket

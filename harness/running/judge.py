@@ -10,30 +10,30 @@ run's checks, names and outcomes, again. A case whose recorded outcome is an err
 measured to judge again. Every field of a case that judging does not recompute (guest_start,
 guest, duration_s, dir, ...) is kept as recorded.
 
-report.json gains `"judged"`: when, by what, which cases kept their recorded verdict and why,
-and a note per case whose replay could not make every check its live run made. Each case
+report.json (harness/reports/model.py) gains `"judged"`: when, by what, which cases kept their
+recorded verdict and why, and a note per case whose replay could not make every check its live run made. Each case
 gains `"judged"`: "replayed", "recorded" (kept as recorded), or "replayed; " and that note.
 """
 from __future__ import annotations
 
 import datetime
-import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.judging.cases import RECORDING_FILE, CaseSpec, load_cases
 from harness.judging.replay import (EVIDENCE_BEFORE_THE_CASE, RecordingError, load_recording,
                                     replay_case)
-from harness.judging.verdicts import UNCHECKED, CaseResult, Check, Outcome, explain_denial, summarize
-from harness.reports import report
-from harness.reports.html import load_report
+from harness.judging.verdicts import UNCHECKED, CaseResult, Outcome, explain_denial
+from harness.reports import model, report
+from harness.reports.model import GuestStart, Judged, Report, ReportCase
 
 # How runner.guest_start names a guest the harness booted or restored itself: with `fresh`
 # (the case was the first it served) that is CaseContext.pristine.
 OWN_GUESTS = ("booted", "restored")
 PRISTINE_UNKNOWN = ("checks a case makes only on a pristine guest could not be replayed: neither its "
-                    f"{RECORDING_FILE} (schema 1) nor report.json's guest_start says whether its guest was")
+                    f"{RECORDING_FILE} (recording_schema 1) nor report.json's guest_start says whether its guest was")
 
 
 # A case's "judged" while its evidence waits for `judge` (a LAVA job's, harness/running/lava.py):
@@ -41,34 +41,24 @@ PRISTINE_UNKNOWN = ("checks a case makes only on a pristine guest could not be r
 PENDING = "pending"
 
 
-def _recorded(case: dict) -> CaseResult:
-    """A report.json case as a CaseResult, as it was written."""
-    result = CaseResult(case["id"], Outcome(case.get("outcome", "error")), case.get("reason", ""),
-                        float(case.get("duration_s", 0.0)), dict(case.get("evidence") or {}),
-                        [Check(c["name"], c["expected"], c["measured"], bool(c["passed"]), c["ref"])
-                         for c in case.get("checks", [])], case.get("guest"), case.get("guest_start"))
-    return result
-
-
-def pristine_from_guest_start(guest_start: object) -> bool | None:
+def pristine_from_guest_start(guest_start: GuestStart | None) -> bool | None:
     """Whether a case's guest was pristine (CaseContext.pristine), from its report.json
     guest_start (runner.guest_start): a guest the harness booted or restored, serving its first
     case. None when guest_start does not say."""
-    if not isinstance(guest_start, dict) or not isinstance(guest_start.get("fresh"), bool) \
-            or not guest_start.get("how"):
+    if guest_start is None or not guest_start.how:
         return None
-    return guest_start["fresh"] and guest_start["how"] in OWN_GUESTS
+    return guest_start.fresh and guest_start.how in OWN_GUESTS
 
 
-def _with_context(recording: dict, recorded: CaseResult) -> tuple[dict, list[str]]:
+def _with_context(recording: dict, recorded: ReportCase) -> tuple[dict, list[str]]:
     """The recording with the context facts an older one lacks, from report.json, and a note
     for each that nothing recorded says."""
     recording = dict(recording)
     notes: list[str] = []
-    device = recorded.evidence.get("binder_device")
-    if isinstance(device, dict) and device.get("path") and not recording.get("binder_device"):
+    device = recorded.binder_device
+    if device is not None and not recording.get("binder_device"):
         # recorded before recordings named their device: report.json's evidence says which it was
-        recording["binder_device"] = device["path"]
+        recording["binder_device"] = device.path
     if not isinstance(recording.get("pristine"), bool):
         pristine = pristine_from_guest_start(recorded.guest_start)
         if pristine is None:
@@ -90,10 +80,11 @@ def _unreproduced(recorded: CaseResult, replayed: CaseResult) -> list[str]:
     return notes
 
 
-def _replay(spec: CaseSpec, case_dir: Path, recording: dict, recorded: CaseResult) -> tuple[CaseResult, list[str]]:
+def _replay(spec: CaseSpec, case_dir: Path, recording: dict, case: ReportCase) -> tuple[CaseResult, list[str]]:
     """The case replayed with its live context, every field judging does not recompute kept,
     and the notes on what could not be reproduced."""
-    recording, notes = _with_context(recording, recorded)
+    recording, notes = _with_context(recording, case)
+    recorded = case.result()
     before = {k: recorded.evidence[k] for k in EVIDENCE_BEFORE_THE_CASE if k in recorded.evidence}
     result = replay_case(spec, case_dir, recording, before)
     for key, value in recorded.evidence.items():  # what the runner noted beside the case
@@ -106,38 +97,33 @@ def _replay(spec: CaseSpec, case_dir: Path, recording: dict, recorded: CaseResul
     return result, notes
 
 
-def _entry(result: CaseResult, case: dict, judged: str) -> dict:
+def _entry(result: CaseResult, case: ReportCase, judged: str) -> ReportCase:
     """The case as report.json gets it: what judging decided, every other field of the recorded
-    case kept, in the recorded order, and how it was judged."""
-    new = result.to_json()
-    entry = {key: new.pop(key, value) for key, value in case.items()}
-    entry.update(new)
-    entry["judged"] = judged
-    return entry
+    case kept (its files, and fields this harness does not know), and how it was judged."""
+    return replace(ReportCase.of(result), dir=case.dir, judged=judged, extra=case.extra)
 
 
-def judge_run(run_dir: Path) -> dict:
-    """Replay every case of RUN_DIR, rewrite its reports, and return the new report dict."""
-    data = load_report(run_dir)
+def judge_run(run_dir: Path) -> Report:
+    """Replay every case of RUN_DIR, rewrite its reports, and return the new report."""
+    data = model.load_run(run_dir)
     registry = load_cases()
     kept: dict[str, str] = {}
     notes: dict[str, str] = {}
-    results: list[dict] = []
-    for case in data["cases"]:
-        if not isinstance(case, dict) or not isinstance(case.get("id"), str):
-            raise ConfigError(f"{run_dir / 'report.json'}: a 'cases' entry has no 'id'; re-run to regenerate it")
-        recorded = _recorded(case)
-        case_dir = run_dir / str(case.get("dir") or f"cases/{recorded.id}")
+    results: list[ReportCase] = []
+    for case in data.cases:
+        recorded = case.result()
+        case_dir = case.files(run_dir)
         try:
             recording = load_recording(case_dir)
         except RecordingError as exc:
             raise ConfigError(f"{exc}; re-run the case to record it again") from None
         spec = registry.get(recorded.id)
         judged = "replayed"
-        if recorded.outcome in UNCHECKED and case.get("judged") != PENDING:
-            kept[recorded.id] = f"recorded {recorded.outcome}: nothing measured to judge again"
-            result, judged = recorded, "recorded"
-        elif spec is None:
+        if (case.known_outcome is None or case.known_outcome in UNCHECKED) and case.judged != PENDING:
+            kept[case.id] = f"recorded {case.outcome}: nothing measured to judge again"
+            results.append(replace(case, judged="recorded"))  # as it was, an outcome not known here too
+            continue
+        if spec is None:
             result = CaseResult(recorded.id, Outcome.ERROR,
                                 f"not judged: case {recorded.id} is not in this harness's catalog",
                                 recorded.duration_s, recorded.evidence, [], recorded.guest, recorded.guest_start)
@@ -147,26 +133,16 @@ def judge_run(run_dir: Path) -> dict:
                                 "recordings were kept); run the case again", recorded.duration_s,
                                 recorded.evidence, [], recorded.guest, recorded.guest_start)
         else:
-            result, case_notes = _replay(spec, case_dir, recording, recorded)
+            result, case_notes = _replay(spec, case_dir, recording, case)
             if case_notes:
                 notes[recorded.id] = "; ".join(case_notes)
                 judged = f"replayed; {notes[recorded.id]}"
         results.append(_entry(result, case, judged))
-    data["cases"] = results
-    data["summary"] = summarize(c["outcome"] for c in results)
-    data["judged"] = {"by": "binder-harness judge", "at": datetime.datetime.now(datetime.timezone.utc)
-                      .isoformat(timespec="seconds"), "kept_as_recorded": kept, "notes": notes}
+    data.cases = results
+    data.judged = Judged("binder-harness judge", datetime.datetime.now(datetime.timezone.utc)
+                         .isoformat(timespec="seconds"), kept, notes)
     try:
         report.rewrite(data, run_dir)
     except OSError as exc:
         raise ConfigError(f"{exc.filename or run_dir}: cannot write ({exc.strerror})") from None
     return data
-
-
-def verdicts(data: dict) -> dict[str, tuple[str, str]]:
-    """{case id: (outcome, reason)} of a report dict: what judging must reproduce."""
-    return {c["id"]: (c["outcome"], c["reason"]) for c in data["cases"]}
-
-
-def load_verdicts(run_dir: Path) -> dict[str, tuple[str, str]]:
-    return verdicts(json.loads((run_dir / "report.json").read_text()))

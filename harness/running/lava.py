@@ -30,7 +30,7 @@ import re
 import shlex
 import shutil
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -47,8 +47,9 @@ from harness.judging.cases import (RECORDING_FILE, RECORDING_SCHEMA, CaseContext
 from harness.judging import layout
 from harness.judging.accounting import STATS_AFTER, STATS_BEFORE
 from harness.judging.replay import NeedsLiveTarget
-from harness.judging.verdicts import Outcome, summarize
-from harness.reports import report
+from harness.judging.verdicts import Outcome
+from harness.reports import model
+from harness.reports.model import LavaResult, Report, ReportCase, Timings
 from harness.running.judge import PENDING
 from harness.running.runner import RunOptions
 from harness.targets import TargetOptions
@@ -322,9 +323,9 @@ def _log_records(log: Path):
             yield item
 
 
-def collect(out: Path) -> dict:
+def collect(out: Path) -> Report:
     """Turn a rendered-and-run LAVA directory into a run directory (cases/<id>/ with recordings,
-    and a report.json of the collected cases for judge_run); return that report dict."""
+    and a report.json of the collected cases for judge_run); return that report."""
     manifest_path = out / "lava.json"
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("lava_schema") != LAVA_SCHEMA:
@@ -359,36 +360,32 @@ def collect(out: Path) -> dict:
         m = re.search(rf"{IDENTITY} (\S+) (\S+)", line)
         if m:
             release = m.group(1)
-    target = {**manifest["target"], "kernel_release": release}
-    cases = []
+    target = replace(model.target_of(manifest["target"]), kernel_release=release)
+    cases: list[ReportCase] = []
     # the job runs its cases in turn on one boot: only the first has a pristine guest
     first = next((c for c in manifest["cases"] if not manifest["plans"][c]["problem"]), None)
     for case_id in manifest["cases"]:
         plan = manifest["plans"][case_id]
         case_dir = out / "cases" / case_id
         if plan["problem"]:
-            cases.append({"id": case_id, "outcome": "skipped" if "ABI" in plan["problem"] else "error",
-                          "reason": plan["problem"], "duration_s": 0.0, "evidence": {}, "checks": []})
+            cases.append(ReportCase(case_id, Outcome.SKIPPED if "ABI" in plan["problem"] else Outcome.ERROR,
+                                    plan["problem"]))
             continue
         if case_id not in evidence:
             why = (f"lava-test-case said {results[case_id]}, but" if case_id in results else "the LAVA job")
-            cases.append({"id": case_id, "outcome": Outcome.ERROR.value,
-                          "reason": f"{why} no evidence came back in {log} (job result: {job_result or 'unknown'})",
-                          "duration_s": 0.0, "evidence": {}, "checks": []})
+            cases.append(ReportCase(case_id, Outcome.ERROR, f"{why} no evidence came back in {log} "
+                                    f"(job result: {job_result or 'unknown'})"))
             continue
         _unpack(evidence[case_id], out / "cases", case_id)
-        _write_recording(case_dir, case_id, plan, target, manifest.get("seed"), case_id == first)
+        _write_recording(case_dir, case_id, plan, release, target.arch or "", manifest.get("seed"), case_id == first)
         # not a pass until judged: skipped (not judged) and marked for `judge` to replay
-        cases.append({"id": case_id, "outcome": Outcome.SKIPPED.value, "judged": PENDING,
-                      "reason": f"collected by the LAVA job; not judged yet: binder-harness judge {out}",
-                      "duration_s": durations.get(case_id, 0.0),
-                      "evidence": {"lava_test_case": results.get(case_id, "missing")},
-                      "checks": []})
-    data = {"schema": report.SCHEMA, "target": target, "cases": cases, "summary": summarize(c["outcome"] for c in cases),
-            "timings": {"boot_s": 0.0, "total_s": 0.0}, "command": manifest.get("command", ""),
-            "seed": manifest.get("seed"), "lava": {"job_result": job_result, "log": str(LOG_NAME),
-                                                   "lava_test_case": results}}
-    atomic_write_text(out / "report.json", json.dumps(data, indent=1) + "\n")
+        cases.append(ReportCase(case_id, Outcome.SKIPPED,
+                                f"collected by the LAVA job; not judged yet: binder-harness judge {out}",
+                                durations.get(case_id, 0.0), {"lava_test_case": results.get(case_id, "missing")},
+                                judged=PENDING))
+    data = Report(target, cases, Timings(), manifest.get("command", ""), manifest.get("seed"),
+                  lava=LavaResult(job_result, str(LOG_NAME), results))
+    model.write(data, out)
     return data
 
 
@@ -434,7 +431,7 @@ def _unpack(blob: bytes, dest: Path, case_id: str) -> None:
                 target.write_bytes(fh.read())
 
 
-def _write_recording(case_dir: Path, case_id: str, plan: dict, target: dict, seed: int | None,
+def _write_recording(case_dir: Path, case_id: str, plan: dict, kernel_release: str, arch: str, seed: int | None,
                      pristine: bool) -> None:
     """recording.json for a case run by the job, as a direct run writes it."""
     steps: list[dict] = []
@@ -457,7 +454,7 @@ def _write_recording(case_dir: Path, case_id: str, plan: dict, target: dict, see
     (case_dir / "dmesg.txt").write_text(delta)
     for _ in range(plan["dmesg_reads"]):
         steps.append({"step": "dmesg", "delta": delta, "dmesg_window": window})
-    recording = {"recording_schema": RECORDING_SCHEMA, "case": case_id, "kernel_release": target["kernel_release"],
-                 "arch": target["arch"], "seed": plan.get("seed", seed), "timeout": plan["timeout"], "pristine": pristine,
+    recording = {"recording_schema": RECORDING_SCHEMA, "case": case_id, "kernel_release": kernel_release,
+                 "arch": arch, "seed": plan.get("seed", seed), "timeout": plan["timeout"], "pristine": pristine,
                  "steps": steps}
     atomic_write_text(case_dir / RECORDING_FILE, json.dumps(recording, indent=1) + "\n")

@@ -13,7 +13,7 @@ A cell is one target with one kernel recipe of the same arch (`default` is the t
 own images/qemu-ARCH recipe); every kernel must fit some target. With `-j N` up to N cells
 run at once, each as its own `binder-harness run` process on N // (cells at once) guests
 (with -j 1, one after another in this process), each into DIR/cells/<recipe>/ as an ordinary run
-(schema-1 report.json, junit.xml, report.html, evidence). After every cell DIR gets:
+(report.json, junit.xml, report.html, evidence). After every cell DIR gets:
 
   matrix.json   {"matrix_schema": 1, "file", "command",
                  "cells": [{"cell": "x86_64/qemu-x86_64", "target", "image", "dir",
@@ -32,11 +32,13 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from harness import timing
-from harness.reports import report
+from harness.reports import model, report
+from harness.reports.model import Report, ReportCase, Target
 from harness.judging.cases import CaseSpec, select_cases
 from harness.errors import ConfigError
 from harness.files import atomic_write_text
@@ -78,7 +80,7 @@ class CellOutcome:
     cell: Cell
     status: str = "not run"  # done | error | not run
     error: str = ""
-    report: dict = field(default_factory=dict)
+    report: Report | None = None  # the cell's report.json, when it left one
 
 
 # -- reading the file ------------------------------------------------------------------------
@@ -269,36 +271,38 @@ def _run_cell(matrix: Matrix, outcome: CellOutcome, out: Path, jobs: int, comman
 
 def _load_cell_report(outcome: CellOutcome, cell_dir: Path) -> None:
     try:
-        outcome.report = json.loads((cell_dir / "report.json").read_text())
-    except (OSError, ValueError):
-        outcome.report = {}
+        outcome.report = model.read(cell_dir / model.REPORT_FILE)
+    except ConfigError:  # none, or unreadable: cell_report stands in for it
+        outcome.report = None
 
 
-def _cell_cases(matrix: Matrix, outcome: CellOutcome) -> list[dict]:
-    """The cell's cases from its report; cases a cell never reached are errors that say why."""
-    cases = [c for c in outcome.report.get("cases", []) if isinstance(c, dict)]
-    seen = {c.get("id") for c in cases}
+def cell_report(matrix: Matrix, outcome: CellOutcome, command_line: str = "") -> Report:
+    """The cell's report, with every case it never reached an error that says why; for a cell that
+    left no report.json, one standing in for it: its target as far as the matrix knows it."""
+    cell = outcome.cell
+    found = outcome.report or Report(Target(cell.target.text, arch=cell.recipe.arch, image=cell.recipe.name,
+                                            boot_error=outcome.error or "cell not run"),
+                                     command=f"{command_line}  # cell {cell.id}" if command_line else "")
+    seen = {c.id for c in found.cases}
     why = f"cell not run: {outcome.error}" if outcome.error else "cell not run"
-    cases += [{"id": s.id, "outcome": Outcome.ERROR.value, "reason": why, "duration_s": 0.0, "evidence": {},
-               "checks": []} for s in matrix.cases if s.id not in seen]
-    return cases
+    return replace(found, cases=[*found.cases, *(ReportCase(s.id, Outcome.ERROR, why)
+                                                  for s in matrix.cases if s.id not in seen)])
 
 
 def combined(matrix: Matrix, outcomes: list[CellOutcome], command_line: str, total_s: float) -> dict:
-    cells, cases = [], []
+    cells: list[dict[str, Any]] = []
+    cases: list[dict[str, Any]] = []
     for o in outcomes:
-        cell_cases = _cell_cases(matrix, o)
-        cell_summary = summarize(c["outcome"] for c in cell_cases)
-        target = o.report.get("target", {})
-        for c in cell_cases:  # each verdict with the kernel it was reached on
-            cases.append({"cell": o.cell.id, "kernel_release": target.get("kernel_release", ""), "id": c["id"],
-                          "outcome": c["outcome"], "reason": c.get("reason", ""),
-                          "duration_s": c.get("duration_s", 0.0)})
+        rep = cell_report(matrix, o)
+        release = rep.target.kernel_release or ""
+        for c in rep.cases:  # each verdict with the kernel it was reached on
+            cases.append({"cell": o.cell.id, "kernel_release": release, "id": c.id, "outcome": c.outcome,
+                          "reason": c.reason, "duration_s": c.duration_s})
         cells.append({"cell": o.cell.id, "target": o.cell.target.text, "image": o.cell.recipe.name,
                       "dir": o.cell.dir_name, "status": o.status, "error": o.error,
-                      "kernel_release": target.get("kernel_release", ""), "accel": target.get("accel", ""),
-                      "accel_reason": target.get("accel_reason", ""),
-                      "summary": cell_summary, "timings": o.report.get("timings", {})})
+                      "kernel_release": release, "accel": rep.target.accel or "",
+                      "accel_reason": rep.target.accel_reason or "",
+                      "summary": rep.summary, "timings": o.report.timings.to_json() if o.report else {}})
     return {"matrix_schema": MATRIX_SCHEMA, "file": str(matrix.path), "command": command_line,
             "cells": cells, "cases": cases, "summary": summarize(c["outcome"] for c in cases),
             "timings": {"total_s": round(total_s, 3)}}
@@ -310,11 +314,7 @@ def combined_junit(matrix: Matrix, outcomes: list[CellOutcome], data: dict) -> s
                       failures=str(s["failed"]), errors=str(s["error"]), skipped=str(report.junit_skipped(s)),
                       time=f"{data['timings']['total_s']:.3f}")
     for o in outcomes:
-        cell_report = {**o.report, "cases": _cell_cases(matrix, o)}
-        cell_report.setdefault("target", {"spec": o.cell.target.text})
-        cell_report.setdefault("timings", {"total_s": 0.0})
-        cell_report["summary"] = next(c["summary"] for c in data["cells"] if c["cell"] == o.cell.id)
-        suite = ET.fromstring(report.junit_xml(cell_report)).find("testsuite")
+        suite = ET.fromstring(report.junit_xml(cell_report(matrix, o))).find("testsuite")
         assert suite is not None, "report.junit_xml writes one testsuite"
         suite.set("name", o.cell.id)
         for tc in suite.iter("testcase"):

@@ -10,20 +10,22 @@ interrupted run still leaves a valid set. Layout of RUN_DIR:
     guests/<n>/dmesg.txt   that guest's boot kernel logs
     probe.jsonl, trace.txt, dmesg.txt   run-wide, per case, in catalog order
 
-report.json is schema 1 with a "jobs" count, a "guests" list (boots, boot time and
+report.json (harness/reports/model.py) has a "jobs" count, a "guests" list (boots, boot time and
 the cases each guest ran) and, in each case, the "guest" that ran it.
 """
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from harness.reports import report
+from harness.errors import ConfigError
+from harness.reports import model, report
+from harness.reports.model import Guest, Report, Timings
 from harness.judging.cases import CaseSpec
 from harness.files import atomic_write_text
 from harness.running.runner import RunOptions, RunState, Session, not_run
-from harness.judging.verdicts import CaseResult, summarize
+from harness.judging.verdicts import CaseResult
 
 
 @dataclass
@@ -86,10 +88,8 @@ def _fold_guests(shared: _Shared) -> None:
                               merged.target_info)
     merged.extra = {
         "jobs": len(shared.sessions),
-        "guests": [{"guest": i, "boots": s.state.boots, "boot_s": round(s.state.boot_s, 3),
-                    "restores": s.state.restores, "restore_s": round(s.state.restore_s, 3),
-                    "cases": [r.id for r in s.state.results],
-                    "console": str(s.console_log.relative_to(merged.options.out_dir))}
+        "guests": [Guest(i, [r.id for r in s.state.results], str(s.console_log.relative_to(merged.options.out_dir)),
+                         s.state.boots, s.state.restores, round(s.state.boot_s, 3), round(s.state.restore_s, 3))
                    for i, s in enumerate(shared.sessions)],
     }
 
@@ -163,43 +163,33 @@ def rebuild_run_files(out: Path, case_ids: list[str]) -> None:
                 return  # a full disk: each case keeps its own files
 
 
-def merge_run_dirs(out: Path, run_dirs: list[Path], order: list[str]) -> dict | None:
+def merge_run_dirs(out: Path, run_dirs: list[Path], order: list[str]) -> Report | None:
     """One report for runs made side by side into out/<sub>/ (pytest -n N: out/gw0, out/gw1, ...):
-    out/report.json (schema 1, cases in catalog `order`, each with the "dir" of its evidence),
+    out/report.json (cases in catalog `order`, each with the "dir" of its evidence),
     junit.xml and report.html. None when no run left a report."""
-    import json
-
-    runs = []
+    runs: list[tuple[Path, Report]] = []
     for d in sorted(run_dirs, key=lambda p: (len(p.name), p.name)):
         try:
-            runs.append((d, json.loads((d / "report.json").read_text())))
-        except (OSError, ValueError):
+            runs.append((d, model.read(d / model.REPORT_FILE)))
+        except ConfigError:
             continue
     if not runs:
         return None
     rank = {case_id: i for i, case_id in enumerate(order)}
-    cases = []
-    for i, (d, data) in enumerate(runs):
-        for case in data.get("cases", []):
-            cases.append({**case, "guest": i, "dir": f"{d.name}/cases/{case['id']}"})
-    cases.sort(key=lambda c: rank.get(c["id"], len(rank)))
-    summary = summarize(case["outcome"] for case in cases)
+    cases = [replace(case, guest=i, dir=f"{d.name}/{case.dir}")
+             for i, (d, data) in enumerate(runs) for case in data.cases]
+    cases.sort(key=lambda c: rank.get(c.id, len(rank)))
     first = runs[0][1]
-    timings = [data.get("timings", {}) for _, data in runs]
-    merged = {
-        "schema": report.SCHEMA, "target": first.get("target", {}), "cases": cases, "summary": summary,
-        "timings": {"boot_s": round(sum(t.get("boot_s", 0) for t in timings), 3),
-                    "total_s": max(t.get("total_s", 0) for t in timings),
-                    "boots": sum(t.get("boots", 0) for t in timings),
-                    "restore_s": round(sum(t.get("restore_s", 0) for t in timings), 3),
-                    "restores": sum(t.get("restores", 0) for t in timings)},
-        "command": first.get("command", ""), "seed": first.get("seed"), "jobs": len(runs),
-        "guests": [{"guest": i, "dir": d.name, "boots": data.get("timings", {}).get("boots", 0),
-                    "restores": data.get("timings", {}).get("restores", 0),
-                    "cases": [c["id"] for c in data.get("cases", [])], "console": f"{d.name}/console.log"}
-                   for i, (d, data) in enumerate(runs)],
-    }
-    atomic_write_text(out / "report.json", json.dumps(merged, indent=1, default=str) + "\n")
+    timings = [data.timings for _, data in runs]
+    merged = Report(first.target, cases,
+                    Timings(boot_s=round(sum(t.boot_s for t in timings), 3), total_s=max(t.total_s for t in timings),
+                            boots=sum(t.boots or 0 for t in timings),
+                            restore_s=round(sum(t.restore_s or 0 for t in timings), 3),
+                            restores=sum(t.restores or 0 for t in timings)),
+                    first.command, first.seed, jobs=len(runs),
+                    guests=[Guest(i, [c.id for c in data.cases], f"{d.name}/console.log", data.timings.boots or 0,
+                                  data.timings.restores or 0, dir=d.name) for i, (d, data) in enumerate(runs)])
+    model.write(merged, out)
     atomic_write_text(out / "junit.xml", report.junit_xml(merged))
     report.write_html(merged, out)
     return merged

@@ -29,10 +29,10 @@ static pid_t my_tid(void)
  * "thread TID: l XX" line of binder/proc/PID; -1 when not found. */
 static long looper_state(pid_t pid, pid_t tid)
 {
-	char path[96], line[256];
+	char path[256], line[256];
 	long v = -1;
 	FILE *f;
-	snprintf(path, sizeof(path), "/sys/kernel/debug/binder/proc/%d", (int)pid);
+	binder_log_path(path, sizeof(path), "proc/%d", (int)pid);
 	f = fopen(path, "re");
 	if (!f)
 		return -1;

@@ -837,7 +837,7 @@ static int undelivered_client(Pair *p, Bd *b)
 		close(rq[0]);
 		close(rq[1]);
 	} else { /* exit */
-		char path[64];
+		char path[256];
 		uint64_t deadline;
 		J j;
 		jresult(&j, "undelivered.sigstop", -stop_and_wait(srv));
@@ -846,7 +846,7 @@ static int undelivered_client(Pair *p, Bd *b)
 		print_proc_view("queued", "client", me);
 		print_proc_view("queued", "server", srv);
 		pair_stop_server(p, 1);
-		snprintf(path, sizeof(path), "/sys/kernel/debug/binder/proc/%d", (int)srv);
+		binder_log_path(path, sizeof(path), "proc/%d", (int)srv);
 		deadline = now_ms() + 5000;
 		while (access(path, F_OK) == 0 && now_ms() < deadline)
 			sleep_ms(10);

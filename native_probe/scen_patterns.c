@@ -48,12 +48,12 @@ static void jlines(J *j, const char *k, const char *path, const char *prefix)
 }
 
 /* {"ev":"proc_view","at":AT,"who":WHO,"proc":PID,"exists":bool,"nodes":[..],"refs":[..],
- *  "buffers":[..],"transactions":[..]} from /sys/kernel/debug/binder/proc/PID. */
+ *  "buffers":[..],"transactions":[..]} from binder_log_path("proc/PID"). */
 void print_proc_view(const char *at, const char *who, pid_t pid)
 {
-	char path[64];
+	char path[256];
 	J j;
-	snprintf(path, sizeof(path), "/sys/kernel/debug/binder/proc/%d", (int)pid);
+	binder_log_path(path, sizeof(path), "proc/%d", (int)pid);
 	jbegin(&j, EV_PROC_VIEW);
 	jstr(&j, "at", at);
 	jstr(&j, "who", who);

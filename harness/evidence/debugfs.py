@@ -141,3 +141,70 @@ def settle_outcome(output: str) -> str | None:
     if polls and int(polls.group(2)) >= SETTLE_POLLS:
         problems.append("binder's deferred release was still pending when the kernel log was read")
     return "; ".join(problems) or None
+
+
+# -- transaction_log / failed_transaction_log ------------------------------------------------------
+# print_binder_transaction_log_entry (binder.c, the same format on 6.1, 6.12 and 7.2):
+# "%d: %s from %d:%d to %d:%d context %s node %d handle %d size %d:%d ret %d/%d l=%d",
+# then " (incomplete)" when debug_id_done did not match while the entry was printed.
+_LOG_ENTRY = re.compile(r"^(-?\d+): (reply|async|call) +from (-?\d+):(-?\d+) to (-?\d+):(-?\d+) context (\S*) "
+                        r"node (-?\d+) handle (-?\d+) size (-?\d+):(-?\d+) ret (-?\d+)/(-?\d+) l=(-?\d+)"
+                        r"( \(incomplete\))?$")
+TRANSACTION_LOG_SLOTS = 32  # struct binder_transaction_log: entry[32], a ring (binder_transaction_log_add)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One binder_transaction_log_entry as print_binder_transaction_log_entry prints it."""
+
+    debug_id: int  # the transaction's t_debug_id (binder_last_id)
+    call_type: str  # call | async | reply
+    from_proc: int
+    from_thread: int
+    to_proc: int
+    to_thread: int
+    context: str
+    to_node: int
+    handle: int
+    data_size: int
+    offsets_size: int
+    return_error: int  # the BR_* code binder_transaction failed with (0 in transaction_log's successes)
+    return_error_param: int  # its errno, negative (-22), or 0
+    return_error_line: int  # the binder.c line of the failure (__LINE__ in binder_transaction)
+    incomplete: bool = False
+
+    def describe(self) -> str:
+        return (f"{self.debug_id}: {self.call_type} from {self.from_proc}:{self.from_thread} "
+                f"handle {self.handle} size {self.data_size}:{self.offsets_size} "
+                f"ret {self.return_error}/{self.return_error_param} l={self.return_error_line}")
+
+
+@dataclass
+class TransactionLog:
+    entries: list[LogEntry] = field(default_factory=list)  # in the ring's order, oldest first
+    bad_lines: list[str] = field(default_factory=list)
+
+    @property
+    def full(self) -> bool:
+        """Every slot of the ring is used: an older entry may have been overwritten."""
+        return len(self.entries) >= TRANSACTION_LOG_SLOTS
+
+
+def parse_transaction_log(text: str) -> TransactionLog:
+    """debugfs `transaction_log` or `failed_transaction_log` (transaction_log_show): one entry a
+    line; unrecognised lines go to bad_lines."""
+    log = TransactionLog()
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        m = _LOG_ENTRY.match(line.rstrip())
+        if m is None:
+            log.bad_lines.append(line)
+            continue
+        g = m.groups()
+        n = [int(x) for x in g[7:14]]
+        log.entries.append(LogEntry(int(g[0]), g[1], int(g[2]), int(g[3]), int(g[4]), int(g[5]), g[6],
+                                    to_node=n[0], handle=n[1], data_size=n[2], offsets_size=n[3],
+                                    return_error=n[4], return_error_param=n[5], return_error_line=n[6],
+                                    incomplete=bool(g[14])))
+    return log

@@ -109,6 +109,7 @@ class FailedLogComparison:
     wrapped: bool  # every slot of the ring is new: entries of the case may have been overwritten
     problem: str = ""
     ext_mismatches: tuple[str, ...] = ()  # extended errors the probe read that the log does not hold alike
+    ext_read: int = 0  # failure extended errors the probe read (BINDER_GET_EXTENDED_ERROR)
 
     @property
     def matches(self) -> bool:
@@ -183,7 +184,8 @@ def compare_failed_log(before: str, after: str, probe_br: dict[int, int],
         elif (entry.return_error, entry.return_error_param) != (command, param):
             mismatches.append(f"extended error {{id {ee_id}, {_name(command)}, {param}}}: the log says "
                               f"{_name(entry.return_error)} {entry.return_error_param} (l={entry.return_error_line})")
-    return FailedLogComparison(new, logged, expected, seen, wrapped, ext_mismatches=tuple(mismatches))
+    return FailedLogComparison(new, logged, expected, seen, wrapped, ext_mismatches=tuple(mismatches),
+                               ext_read=len(probe_ext or []))
 
 
 def probe_ext_errors(jsonl_texts: list[str]) -> list[tuple[int, int, int]]:

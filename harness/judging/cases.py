@@ -509,17 +509,18 @@ def judge_failed_log(ctx: CaseContext) -> FailedLogComparison | None:
         "expected": cmp.expected, "wrapped": cmp.wrapped, "extended_errors_unmatched": list(cmp.ext_mismatches)}
     if not ctx.pristine or cmp.problem:
         return cmp
-    if declared is not None and declared.uncounted:
-        ctx.evidence["failed_transaction_log_uncounted"] = declared.uncounted
-        return cmp
     why = f" ({declared.ref})" if declared is not None and declared.ref else ""
     extra = cmp.differing()
-    ctx.check_that(f"{ACCOUNTING_CHECK}failed_transaction_log entries of the case, by return"
-                   + (" (ring of 32 wrapped: at most)" if cmp.wrapped else ""),
-                   cmp.matches, cmp.describe() + (f" [{extra}]" if extra and not cmp.matches else ""),
-                   describe_counts(cmp.expected) + why, FAILED_LOG_REF)
+    if declared is not None and declared.uncounted:
+        ctx.evidence["failed_transaction_log_uncounted"] = declared.uncounted
+    else:
+        ctx.check_that(f"{ACCOUNTING_CHECK}failed_transaction_log entries of the case, by return"
+                       + (" (ring of 32 wrapped: at most)" if cmp.wrapped else ""),
+                       cmp.matches, cmp.describe() + (f" [{extra}]" if extra and not cmp.matches else ""),
+                       describe_counts(cmp.expected) + why, FAILED_LOG_REF)
     ctx.check_that(f"{ACCOUNTING_CHECK}extended errors the probe read, as the failed log holds them",
-                   not cmp.ext_mismatches, "; ".join(cmp.ext_mismatches[:3]) or "all match", "all match",
+                   not cmp.ext_mismatches, "; ".join(cmp.ext_mismatches[:3]) or f"all {cmp.ext_read} match",
+                   f"all {cmp.ext_read} match",
                    "binder_transaction: binder_set_extended_error(t_debug_id, return_error, return_error_param) "
                    "and binder_transaction_log_failed entry")
     return cmp

@@ -8,7 +8,8 @@ binder_thread_read (BR_* returns), binder_transaction (error paths).
 from __future__ import annotations
 
 from cases._expect import (BR_DEAD_REPLY, BR_FAILED_REPLY, BR_FROZEN_REPLY, PIDS, call_outcome, errno_name,
-                           ioctl_error, oneway_to_frozen, probe_completed, result, txn_error, txn_failed, user_error)
+                           ioctl_error, oneway_to_frozen, probe_completed, proc_view, result, txn_error, txn_failed,
+                           user_error)
 from harness.judging.verdicts import ByKernel, Line
 from harness.judging.cases import CaseContext, case
 from harness.evidence.contract import CONTRACT, DEATH_COOKIE, PING_TRANSACTION
@@ -444,6 +445,6 @@ def cm_own_handle(ctx: CaseContext) -> None:
     for at in ("start", "end"):
         v = views.get(at) or {}
         ctx.check(f"debugfs proc/PID of the manager at {at}: (nodes, refs)",
-                  (len(v.get("nodes") or []), len(v.get("refs") or [])), (1, 0),
+                  (len(proc_view(v).nodes), len(proc_view(v).refs)), (1, 0),
                   "print_binder_proc (the context manager's node from binder_ioctl_set_ctx_mgr; "
                   "no binder_ref to its own node)")

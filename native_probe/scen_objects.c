@@ -75,6 +75,9 @@ static void make_pipe(int p[2], const char *content)
 
 #define MAX_RX_FDS 8
 
+/* kind=binder: the receiver prints binder's view of itself while it holds the call's buffer */
+static int g_view_rx;
+
 static int obj_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 {
 	const uint8_t *data = (const uint8_t *)(uintptr_t)tr->data.ptr.buffer;
@@ -98,6 +101,8 @@ static int obj_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 		ju64(&j, "head", head);
 	}
 	jend(&j);
+	if (g_view_rx && !(tr->flags & TF_ONE_WAY))
+		print_proc_view("holding", "server", getpid());
 
 	for (uint64_t i = 0; i < n; i++) {
 		struct binder_object_header h;
@@ -219,7 +224,6 @@ static int binder_client(Pair *p, Bd *b)
 	struct flat_binder_object obj[2];
 	binder_size_t offs[2] = {0, sizeof(struct flat_binder_object)};
 	CallRes r;
-	(void)p;
 	memset(obj, 0, sizeof(obj));
 	obj[0].hdr.type = BINDER_TYPE_BINDER;
 	obj[0].binder = OBJ_PTR_STRONG;
@@ -238,6 +242,8 @@ static int binder_client(Pair *p, Bd *b)
 		sizeof(offs), &r, 5000);
 	print_obj_call("objects.binder_echo", &r);
 	ack_extras(b, &r);
+	print_proc_view("replied", "client", getpid()); /* its nodes acknowledged, the reply held */
+	print_proc_view("replied", "server", p->server_pid);
 	if (r.have_reply)
 		bd_free(b, r.reply.data.ptr.buffer);
 	return 0;
@@ -883,8 +889,10 @@ void scen_objects(void)
 		p.server_ctx_flags = FLAT_BINDER_FLAG_ACCEPTS_FDS;
 	else
 		p.server_ctx_flags = 0;
-	if (!strcmp(kind, "binder"))
+	if (!strcmp(kind, "binder")) {
 		p.client = binder_client;
+		g_view_rx = 1;
+	}
 	else if (!strcmp(kind, "fd"))
 		p.client = fd_client;
 	else if (!strcmp(kind, "fda"))

@@ -209,13 +209,19 @@ class Node:
     refs: int
 
 
-PROC_VIEW_REFS = {
-    "refs": "print_binder_ref_olocked (ref->data.strong / weak, ref->death)",
-    "nodes": "print_binder_node_nilocked (has_strong_ref, has_weak_ref, local_strong_refs, local_weak_refs, refs)",
-    "work": "print_binder_work_ilocked (proc->todo, thread->todo, node->async_todo by binder_work type; "
-            "print_binder_proc: has delivered dead binder)",
-    "buffers": "print_binder_buffer (binder_alloc_print_allocated: data:offsets:extra, active|delivered)",
-}
+_REFS_FN = "print_binder_ref_olocked (ref->data.strong / weak, ref->death)"
+_NODES_FN = ("print_binder_node_nilocked (has_strong_ref, has_weak_ref, local_strong_refs, local_weak_refs, "
+             "its refs)")
+_WORK_FN = ("print_binder_work_ilocked (proc->todo, thread->todo, node->async_todo by binder_work type); "
+            "print_binder_proc (has delivered dead binder)")
+_BUFFERS_FN = "print_binder_buffer (binder_alloc_print_allocated: data:offsets:extra, active|delivered)"
+
+
+# The context manager's own node, as binder_ioctl_set_ctx_mgr leaves it (has_strong_ref, has_weak_ref,
+# local_strong_refs++, local_weak_refs++), with `extra_strong` strong local refs more (one per
+# transaction whose buffer targets it: binder_get_node_refs_for_txn) and `refs` refs on it.
+def manager_node(extra_strong: int = 0, refs: int = 0) -> Node:
+    return Node(0, 0, 1, 1, 1 + extra_strong, 1, refs)
 
 
 def expect_proc(ctx: CaseContext, out: ProbeOutput, at: str, who: str, why: str, *,
@@ -238,16 +244,16 @@ def expect_proc(ctx: CaseContext, out: ProbeOutput, at: str, who: str, why: str,
         ctx.check(f"{label}: refs (desc, s, w, death, dead)",
                   sorted((r.desc, r.strong, r.weak, r.death, r.dead) for r in v.refs),
                   sorted((r.desc, r.strong, r.weak, r.death, r.dead) for r in refs),
-                  f"{PROC_VIEW_REFS['refs']}; {why}")
+                  f"{_REFS_FN}; {why}")
     if nodes is not None:
         ctx.check(f"{label}: nodes (ptr, cookie, hs, hw, ls, lw, refs)",
                   sorted((n.ptr, n.cookie, n.has_strong, n.has_weak, n.local_strong, n.local_weak, n.refs)
                          for n in v.nodes),
                   sorted((n.ptr, n.cookie, n.has_strong, n.has_weak, n.local_strong, n.local_weak, n.refs)
-                         for n in nodes), f"{PROC_VIEW_REFS['nodes']}; {why}")
+                         for n in nodes), f"{_NODES_FN}; {why}")
     if work is not None:
         ctx.check(f"{label}: queued work by type", v.work_by_type(), dict(sorted(work.items())),
-                  f"{PROC_VIEW_REFS['work']}; {why}")
+                  f"{_WORK_FN}; {why}")
     if buffers is not None:
         ctx.check(f"{label}: allocated buffers", sorted(f"{b.size} {b.state}" for b in v.buffers), sorted(buffers),
-                  f"{PROC_VIEW_REFS['buffers']}; {why}")
+                  f"{_BUFFERS_FN}; {why}")

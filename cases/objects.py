@@ -11,7 +11,8 @@ binder_transaction_buffer_release (what BC_FREE_BUFFER closes).
 """
 from __future__ import annotations
 
-from cases._expect import (BR_FAILED_REPLY, PIDS, call_outcome, errno_name, note_dmesg, oneway_to_frozen,
+from cases._expect import (BR_FAILED_REPLY, PIDS, Ref, call_outcome, errno_name, expect_proc, manager_node,
+                           note_dmesg, oneway_to_frozen,
                            probe_completed, result, txn_error, txn_failed, user_error, view, view_buffers, view_local_refs,
                            view_nodes, view_pending, view_refs)
 from cases.limits import no_address_space, no_space_left
@@ -62,6 +63,17 @@ def binder_to_handle(ctx: CaseContext) -> None:
               [("BR_INCREFS", PTR_STRONG, COOKIE_STRONG), ("BR_ACQUIRE", PTR_STRONG, COOKIE_STRONG),
                ("BR_INCREFS", PTR_WEAK, COOKIE_WEAK)],
               "binder_new_node + binder_inc_ref_for_node (node work on the sender's todo) -> binder_thread_read")
+    expect_proc(ctx, out, "holding", "server", "binder_translate_binder -> binder_inc_ref_for_node (HANDLE 1 "
+                "strong, WEAK_HANDLE 2 weak); binder_get_node_refs_for_txn (the call's strong local ref on the "
+                "manager's node); binder_thread_read (a sync call's buffer stays active until its reply)",
+                refs=[Ref(1, 1, 0), Ref(2, 0, 1)], nodes=[manager_node(extra_strong=1)], work={},
+                buffers=["48:16:0 active"])
+    expect_proc(ctx, out, "freed", "server", "binder_free_buf -> binder_transaction_buffer_release -> "
+                "binder_dec_ref_for_handle (both refs freed with the buffer)", refs=[], nodes=[manager_node()],
+                buffers=[])
+    expect_proc(ctx, out, "replied", "client", "binder_translate_handle (the owner's own nodes come back as "
+                "BINDERs: the reply's buffer holds a strong local ref on one, a weak on the other); "
+                "binder_thread_read (reply delivered, held)", refs=[], buffers=["48:16:0 delivered"])
 
 
 # An fd number that is not open (-EBADF), then a good and a bad fd to a node that takes none (-EPERM)

@@ -173,6 +173,8 @@ static int obj_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 		memcpy(roffs, offs, os);
 		bd_send(b, BC_REPLY, 0, tr->code, 0, (uintptr_t)rdata, ds, (uintptr_t)roffs, os);
 		bd_free(b, tr->data.ptr.buffer);
+		if (g_view_rx)
+			print_proc_view("freed", "server", getpid());
 		return 0;
 	}
 	bd_free(b, tr->data.ptr.buffer);
@@ -224,6 +226,7 @@ static int binder_client(Pair *p, Bd *b)
 	struct flat_binder_object obj[2];
 	binder_size_t offs[2] = {0, sizeof(struct flat_binder_object)};
 	CallRes r;
+	(void)p;
 	memset(obj, 0, sizeof(obj));
 	obj[0].hdr.type = BINDER_TYPE_BINDER;
 	obj[0].binder = OBJ_PTR_STRONG;
@@ -243,7 +246,6 @@ static int binder_client(Pair *p, Bd *b)
 	print_obj_call("objects.binder_echo", &r);
 	ack_extras(b, &r);
 	print_proc_view("replied", "client", getpid()); /* its nodes acknowledged, the reply held */
-	print_proc_view("replied", "server", p->server_pid);
 	if (r.have_reply)
 		bd_free(b, r.reply.data.ptr.buffer);
 	return 0;

@@ -261,8 +261,6 @@ void scen_read_empty_nonblock(void)
 /* ------------------------------------------------------------ refcounts */
 
 #define REFS_CODE_GET_OBJECT 0x52454653u /* 'REFS' */
-#define REFS_NODE_PTR 0xb1d0b1d0u
-#define REFS_NODE_COOKIE 0xc00c1e00u
 
 static int refs_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 {

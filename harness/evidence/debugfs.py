@@ -215,7 +215,9 @@ def parse_transaction_log(text: str) -> TransactionLog:
 _P_THREAD = re.compile(r"^  thread (\d+): l ([0-9a-f]+) need_return (\d+) tr (-?\d+)")
 _P_NODE = re.compile(r"^  node (\d+): u([0-9a-f]+) c([0-9a-f]+) hs (\d+) hw (\d+) ls (\d+) lw (\d+) is (\d+) "
                      r"iw (\d+) tr (\d+)(?: proc((?: \d+)+))?")
-_P_REF = re.compile(r"^  ref (\d+): desc (\d+) (dead )?node (\d+) s (\d+) w (\d+) d ([0-9a-f]+|\(null\))")
+_P_REF = re.compile(r"^  ref (\d+): desc (\d+) (dead )?node (\d+) s (\d+) w (\d+) d (\S+)")
+# ref->death as %pK prints it: zeros (or "(null)") for NULL; hex or "(____ptrval____)" (no hashing key yet) otherwise
+_NO_POINTER = re.compile(r"0+|\(null\)")
 _P_BUFFER = re.compile(r"^  buffer (\d+): \S+ size (\d+):(\d+):(\d+) (\w+)")
 _P_TXN = re.compile(r"^\s+(outgoing|incoming|bad|pending|pending async) transaction (\d+): ")
 # print_binder_work_ilocked's other lines, and print_binder_proc's delivered lists, by work type
@@ -330,7 +332,7 @@ def parse_proc_view(text: str) -> ProcView:
         elif m := _P_REF.match(line):
             g = m.groups()
             view.refs.append(RefView(int(g[0]), int(g[1]), int(g[3]), bool(g[2]), int(g[4]), int(g[5]),
-                                     death=g[6] != "(null)" and int(g[6], 16) != 0))
+                                     death=not _NO_POINTER.fullmatch(g[6])))
             where = "proc"
         elif m := _P_BUFFER.match(line):
             view.buffers.append(BufferView(int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)),

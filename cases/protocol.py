@@ -156,23 +156,24 @@ def refcounts(ctx: CaseContext) -> None:
               call_outcome(result(out, "refcounts.object.ping_after_release")), "BR_FAILED_REPLY -22",
               "binder_transaction (binder_get_ref_olocked fails: invalid handle)")
     # binder's own view of both processes at each step, against what the probe did
-    expect_proc(ctx, out, "handle0_held", "client", "binder_thread_write BC_INCREFS/BC_ACQUIRE 0 -> "
+    expect_proc(ctx, out, "handle0_held", "client", "binder_thread_write (BC_INCREFS and BC_ACQUIRE on 0) -> "
                 "binder_update_ref_for_handle (a new ref on the context manager's node, one of each)",
                 refs=[Ref(0, 1, 1)], nodes=[], work={}, buffers=[])
-    expect_proc(ctx, out, "handle0_dropped", "client", "binder_thread_write BC_RELEASE/BC_DECREFS 0 -> "
+    expect_proc(ctx, out, "handle0_dropped", "client", "binder_thread_write (BC_RELEASE and BC_DECREFS on 0) -> "
                 "binder_update_ref_for_handle -> binder_free_ref (both counts back to 0)",
                 refs=[], nodes=[], work={}, buffers=[])
     expect_proc(ctx, out, "object_held", "client", "binder_translate_binder (the reply's BINDER: a strong ref "
-                "the reply's buffer holds) + BC_INCREFS/BC_ACQUIRE 1 (binder_update_ref_for_handle); "
+                "the reply's buffer holds) + binder_update_ref_for_handle (BC_INCREFS and BC_ACQUIRE on 1); "
                 "binder_thread_read (the reply's buffer delivered, not freed yet)",
                 refs=[Ref(1, 2, 1)], nodes=[], work={}, buffers=["24:8:0 delivered"])
     expect_proc(ctx, out, "object_pinged", "client", "binder_free_buf -> binder_transaction_buffer_release "
                 "(the reply's strong ref given back)", refs=[Ref(1, 1, 1)], nodes=[], work={}, buffers=[])
-    expect_proc(ctx, out, "object_pinged", "server", "binder_new_node (from binder_translate_binder); "
-                "binder_thread_read BINDER_WORK_NODE (has_strong_ref, has_weak_ref) and BC_INCREFS_DONE / "
-                "BC_ACQUIRE_DONE (binder_dec_node: local refs back to 0); the client's one ref holds it",
+    expect_proc(ctx, out, "object_pinged", "server", "binder_translate_binder -> binder_new_node; "
+                "binder_thread_read (BINDER_WORK_NODE: has_strong_ref, has_weak_ref) -> binder_thread_write "
+                "(BC_INCREFS_DONE and BC_ACQUIRE_DONE) -> binder_dec_node (local refs back to 0; the client's one "
+                "ref holds it)",
                 refs=[], nodes=[manager_node(), Node(REFS_NODE_PTR, REFS_NODE_COOKIE, 1, 1, 0, 0, 1)], buffers=[])
-    expect_proc(ctx, out, "object_released", "client", "binder_thread_write BC_RELEASE/BC_DECREFS 1 -> "
+    expect_proc(ctx, out, "object_released", "client", "binder_thread_write (BC_RELEASE and BC_DECREFS on 1) -> "
                 "binder_update_ref_for_handle -> binder_free_ref", refs=[], nodes=[], work={}, buffers=[])
 
 
@@ -230,18 +231,18 @@ def death_notification(ctx: CaseContext) -> None:
               "binder_transaction (no target node)")
     ctx.check("clear after death", result(out, "death.clear_after_death_done").get("br"),
               ["BR_CLEAR_DEATH_NOTIFICATION_DONE"], "binder_thread_write (BC_CLEAR_DEATH_NOTIFICATION)")
-    expect_proc(ctx, out, "death_requested", "client", "binder_thread_write BC_REQUEST_DEATH_NOTIFICATION "
-                "(ref->death set) on the ref BC_INCREFS/BC_ACQUIRE 0 made", refs=[Ref(0, 1, 1, death=True)],
+    expect_proc(ctx, out, "death_requested", "client", "binder_thread_write (BC_REQUEST_DEATH_NOTIFICATION: ref->death "
+                "set, on the ref BC_INCREFS and BC_ACQUIRE on 0 made)", refs=[Ref(0, 1, 1, death=True)],
                 nodes=[], work={}, buffers=[])
     expect_proc(ctx, out, "dead_delivered", "client", "binder_node_release (the node's proc gone: a dead node; "
                 "BINDER_WORK_DEAD_BINDER queued) -> binder_thread_read (BR_DEAD_BINDER read: the work moves to "
                 "proc->delivered_death)", refs=[Ref(0, 1, 1, death=True, dead=True)], nodes=[],
                 work={"DELIVERED_DEATH": 1}, buffers=[])
-    expect_proc(ctx, out, "dead_done", "client", "binder_thread_write BC_DEAD_BINDER_DONE (the work leaves "
+    expect_proc(ctx, out, "dead_done", "client", "binder_thread_write (BC_DEAD_BINDER_DONE: the work leaves "
                 "proc->delivered_death; ref->death stays until cleared)", refs=[Ref(0, 1, 1, death=True, dead=True)],
                 nodes=[], work={}, buffers=[])
-    expect_proc(ctx, out, "death_cleared", "client", "binder_thread_write BC_CLEAR_DEATH_NOTIFICATION "
-                "(ref->death = NULL; BR_CLEAR_DEATH_NOTIFICATION_DONE read)",
+    expect_proc(ctx, out, "death_cleared", "client", "binder_thread_write (BC_CLEAR_DEATH_NOTIFICATION: "
+                "ref->death = NULL; BR_CLEAR_DEATH_NOTIFICATION_DONE read)",
                 refs=[Ref(0, 1, 1, death=False, dead=True)], nodes=[], work={}, buffers=[])
     if freeze:
         ctx.check("BC_REQUEST_FREEZE_NOTIFICATION on the dead node's ref",

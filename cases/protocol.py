@@ -147,14 +147,6 @@ def refcounts(ctx: CaseContext) -> None:
         ctx.check(f"{name}: write_consumed", r.get("write_consumed"), 16, "binder_thread_write (two 8-byte commands)")
     for name in ("refcounts.handle0.ping", "refcounts.handle0.ping2", "refcounts.get_object", "refcounts.object.ping"):
         ctx.check(f"{name}", call_outcome(result(out, name)), "ok", "binder_transaction")
-    server_brs = [r["br"] for r in out.events("srv_br") if r["br"] != "BR_TRANSACTION_COMPLETE"]
-    ctx.evidence["owner_brs"] = server_brs
-    ctx.check("refcount returns seen by the node's owner", server_brs,
-              ["BR_INCREFS", "BR_ACQUIRE", "BR_RELEASE", "BR_DECREFS"],
-              "binder_thread_read (node->has_weak_ref / has_strong_ref changes)")
-    ctx.check("call on the handle after its last reference is dropped",
-              call_outcome(result(out, "refcounts.object.ping_after_release")), "BR_FAILED_REPLY -22",
-              "binder_transaction (binder_get_ref_olocked fails: invalid handle)")
     # binder's own view of both processes at each step, against what the probe did
     expect_proc(ctx, out, "handle0_held", "client", "binder_thread_write (BC_INCREFS and BC_ACQUIRE on 0) -> "
                 "binder_update_ref_for_handle (a new ref on the context manager's node, one of each)",
@@ -175,6 +167,14 @@ def refcounts(ctx: CaseContext) -> None:
                 refs=[], nodes=[manager_node(), Node(REFS_NODE_PTR, REFS_NODE_COOKIE, 1, 1, 0, 0, 1)], buffers=[])
     expect_proc(ctx, out, "object_released", "client", "binder_thread_write (BC_RELEASE and BC_DECREFS on 1) -> "
                 "binder_update_ref_for_handle -> binder_free_ref", refs=[], nodes=[], work={}, buffers=[])
+    server_brs = [r["br"] for r in out.events("srv_br") if r["br"] != "BR_TRANSACTION_COMPLETE"]
+    ctx.evidence["owner_brs"] = server_brs
+    ctx.check("refcount returns seen by the node's owner", server_brs,
+              ["BR_INCREFS", "BR_ACQUIRE", "BR_RELEASE", "BR_DECREFS"],
+              "binder_thread_read (node->has_weak_ref / has_strong_ref changes)")
+    ctx.check("call on the handle after its last reference is dropped",
+              call_outcome(result(out, "refcounts.object.ping_after_release")), "BR_FAILED_REPLY -22",
+              "binder_transaction (binder_get_ref_olocked fails: invalid handle)")
 
 
 NOBODY = 65534  # protocol.ping: the caller's euid after it opened binder as root
@@ -227,10 +227,7 @@ def death_notification(ctx: CaseContext) -> None:
     ctx.check("cookie of the death notice", dead.get("cookie"), DEATH_COOKIE,
               "binder_thread_read (BR_DEAD_BINDER carries the cookie)")
     ctx.check("BC_DEAD_BINDER_DONE", errno_name(result(out, "death.dead_binder_done")), "0", "binder_thread_write")
-    ctx.check("call to the dead server", call_outcome(result(out, "death.call_after_death")), "BR_DEAD_REPLY -22",
-              "binder_transaction (no target node)")
-    ctx.check("clear after death", result(out, "death.clear_after_death_done").get("br"),
-              ["BR_CLEAR_DEATH_NOTIFICATION_DONE"], "binder_thread_write (BC_CLEAR_DEATH_NOTIFICATION)")
+    # binder's own view of the client at each step (the checks fail in the order the probe went)
     expect_proc(ctx, out, "death_requested", "client", "binder_thread_write (BC_REQUEST_DEATH_NOTIFICATION: ref->death "
                 "set, on the ref BC_INCREFS and BC_ACQUIRE on 0 made)", refs=[Ref(0, 1, 1, death=True)],
                 nodes=[], work={}, buffers=[])
@@ -244,6 +241,10 @@ def death_notification(ctx: CaseContext) -> None:
     expect_proc(ctx, out, "death_cleared", "client", "binder_thread_write (BC_CLEAR_DEATH_NOTIFICATION: "
                 "ref->death = NULL; BR_CLEAR_DEATH_NOTIFICATION_DONE read)",
                 refs=[Ref(0, 1, 1, death=False, dead=True)], nodes=[], work={}, buffers=[])
+    ctx.check("call to the dead server", call_outcome(result(out, "death.call_after_death")), "BR_DEAD_REPLY -22",
+              "binder_transaction (no target node)")
+    ctx.check("clear after death", result(out, "death.clear_after_death_done").get("br"),
+              ["BR_CLEAR_DEATH_NOTIFICATION_DONE"], "binder_thread_write (BC_CLEAR_DEATH_NOTIFICATION)")
     if freeze:
         ctx.check("BC_REQUEST_FREEZE_NOTIFICATION on the dead node's ref",
                   errno_name(result(out, "death.freeze_notify_dead")), "0",

@@ -140,6 +140,10 @@ CAUGHT: dict[str, list[tuple[str, str]]] = {
     "failed_log_param_flipped": [("protocol.invalid_handle", "extended errors the probe read, as the failed log holds "
                                                              "them: expected all 2 match, measured extended error {id 1, "
                                                              "BR_FAILED_REPLY, -22}: the log says BR_FAILED_REPLY 22")],
+    "failed_log_line_shifted": [("protocol.invalid_handle", "failed_transaction_log entries as the kernel log's "
+                                                            "failure lines give them (debug id, return, errno, line): "
+                                                            "expected all 2 match, measured entry 1 says BR_FAILED_REPLY "
+                                                            "-22 l=3064, the kernel log BR_FAILED_REPLY -22 line 3063")],
     # binder's proc/PID view against the probe's (cases/_expect.py expect_proc)
     "ref_weak_doubled": [("protocol.refcounts", "binder's view of the client at handle0_held: refs (desc, s, w, death, "
                                                 "dead): expected [(0, 1, 1, False, False)], measured [(0, 1, 2, False, "

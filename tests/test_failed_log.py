@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.evidence.debugfs import TRANSACTION_LOG_SLOTS, parse_transaction_log
-from harness.judging.accounting import FailedTransactions, compare_failed_log, probe_ext_errors
+from harness.judging.accounting import FailedTransactions, compare_failed_log, failure_lines, probe_ext_errors
 from harness.judging.coverage import probe_seen
 
 DATA = Path(__file__).parent / "data" / "failed_log"
@@ -87,3 +87,26 @@ def test_unreadable_lines_are_kept_not_raised() -> None:
                                 "ret 29201/-22 l=3063 (incomplete)\n")
     assert log.bad_lines == ["garbage"] and log.entries[0].incomplete
     assert compare_failed_log("", "garbage\n", {}).problem
+
+
+def test_the_kernel_logs_failure_lines_agree_with_the_entries() -> None:
+    br, ext = probe("munmap_dead")
+    dmesg = text("munmap_dead-dmesg-x86_64.txt")
+    assert failure_lines(dmesg) == {2: (0x7205, -3, 3248), 3: (0x7205, -3, 3248), 4: (0x7205, -3, 3248)}
+    cmp = compare_failed_log("", text("munmap_dead-after-x86_64.txt"), br, None, ext, dmesg)
+    assert cmp.passed and cmp.lines_read == 3
+
+
+def test_a_failure_line_of_another_binder_line_is_caught() -> None:
+    br, ext = probe("munmap_dead")
+    dmesg = text("munmap_dead-dmesg-x86_64.txt").replace("failed 3/29189/-3, size 64-0 line 3248",
+                                                         "failed 3/29189/-3, size 64-0 line 3249")
+    cmp = compare_failed_log("", text("munmap_dead-after-x86_64.txt"), br, None, ext, dmesg)
+    assert cmp.matches and not cmp.passed
+    assert cmp.line_mismatches == ("entry 3 says BR_DEAD_REPLY -3 l=3248, the kernel log BR_DEAD_REPLY -3 line 3249",)
+
+
+def test_7_2_failure_lines_carry_the_code() -> None:
+    # measured on 7.2.13: "... failed 2/29189/-3, code 1 size 64-0 line 3409"
+    assert failure_lines(text("munmap_dead-dmesg-7.2-x86_64.txt")) == {
+        2: (0x7205, -3, 3409), 3: (0x7205, -3, 3409), 4: (0x7205, -3, 3409)}

@@ -12,6 +12,7 @@ pure function over the two texts.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -110,6 +111,8 @@ class FailedLogComparison:
     problem: str = ""
     ext_mismatches: tuple[str, ...] = ()  # extended errors the probe read that the log does not hold alike
     ext_read: int = 0  # failure extended errors the probe read (BINDER_GET_EXTENDED_ERROR)
+    line_mismatches: tuple[str, ...] = ()  # new entries the kernel log's failure lines describe otherwise
+    lines_read: int = 0  # the case's failure lines in the kernel log that name a new entry
 
     @property
     def matches(self) -> bool:
@@ -120,7 +123,7 @@ class FailedLogComparison:
 
     @property
     def passed(self) -> bool:
-        return self.matches and not self.ext_mismatches
+        return self.matches and not self.ext_mismatches and not self.line_mismatches
 
     def describe(self) -> str:
         """'BR_FAILED_REPLY 2' per return, or 'none'."""
@@ -141,9 +144,22 @@ def describe_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {n}" for k, n in sorted(counts.items()) if n) or "none"
 
 
+# binder_transaction's error exit also prints each failure (binder_debug BINDER_DEBUG_FAILED_TRANSACTION,
+# on by default): "P:T transaction KIND to P:T failed DEBUG_ID/RETURN/PARAM, [code C ]size D-O line L" (the
+# code from 7.2), from the same t_debug_id, return_error, return_error_param and return_error_line it logs.
+_FAILED_LINE = re.compile(r"transaction (?:call|async|reply) to \d+:\d+ failed (\d+)/(\d+)/(-?\d+),(?: code \d+)? "
+                          r"size \d+-\d+ line (\d+)")
+
+
+def failure_lines(dmesg: str) -> dict[int, tuple[int, int, int]]:
+    """{debug id: (return, errno, line)} of binder_transaction's failure lines in a kernel log."""
+    return {int(m.group(1)): (int(m.group(2)), int(m.group(3)), int(m.group(4))) for m in _FAILED_LINE.finditer(dmesg)}
+
+
 def compare_failed_log(before: str, after: str, probe_br: dict[int, int],
                        declared: FailedTransactions | None = None,
-                       probe_ext: list[tuple[int, int, int]] | None = None) -> FailedLogComparison:
+                       probe_ext: list[tuple[int, int, int]] | None = None,
+                       dmesg: str | None = None) -> FailedLogComparison:
     """The failed-transaction log's entries new since `before`, against the failure returns the
     probe read (`probe_br`: {BR code: count}, native_probe/seen.c), adjusted by the case's
     declaration. An entry is new when its debug_id was not in the log before (debug ids grow with
@@ -152,7 +168,10 @@ def compare_failed_log(before: str, after: str, probe_br: dict[int, int],
     `probe_ext`: each failure BINDER_GET_EXTENDED_ERROR gave the probe, (id, command, param).
     binder_transaction sets it (binder_set_extended_error, or binder_set_txn_from_error for a
     failed reply's caller) from the same debug id, return and errno it logs, so each must be a new
-    entry with that debug_id, return and param (unless the ring wrapped past it)."""
+    entry with that debug_id, return and param (unless the ring wrapped past it).
+
+    `dmesg`: the case's kernel log; each failure line it holds for a new entry's debug id must say the
+    entry's return, errno and binder.c line (rate limits may drop lines: only those present count)."""
     declared = declared or FailedTransactions()
     first, last = parse_transaction_log(before), parse_transaction_log(after)
     if last.bad_lines:
@@ -184,8 +203,12 @@ def compare_failed_log(before: str, after: str, probe_br: dict[int, int],
         elif (entry.return_error, entry.return_error_param) != (command, param):
             mismatches.append(f"extended error {{id {ee_id}, {_name(command)}, {param}}}: the log says "
                               f"{_name(entry.return_error)} {entry.return_error_param} (l={entry.return_error_line})")
+    printed = {i: v for i, v in failure_lines(dmesg or "").items() if i in by_id}
+    lines = [f"entry {i} says {_name(by_id[i].return_error)} {by_id[i].return_error_param} l={by_id[i].return_error_line}, "
+             f"the kernel log {_name(ret)} {param} line {line}" for i, (ret, param, line) in sorted(printed.items())
+             if (by_id[i].return_error, by_id[i].return_error_param, by_id[i].return_error_line) != (ret, param, line)]
     return FailedLogComparison(new, logged, expected, seen, wrapped, ext_mismatches=tuple(mismatches),
-                               ext_read=len(probe_ext or []))
+                               ext_read=len(probe_ext or []), line_mismatches=tuple(lines), lines_read=len(printed))
 
 
 def probe_ext_errors(jsonl_texts: list[str]) -> list[tuple[int, int, int]]:

@@ -464,7 +464,7 @@ def judge_health(ctx: CaseContext, delta: str) -> HealthReport:
         if ctx.pristine:
             _judge_binder_lines(ctx, health)
         judge_accounting(ctx)
-        judge_failed_log(ctx)
+        judge_failed_log(ctx, delta)
     return health
 
 
@@ -489,12 +489,13 @@ def judge_accounting(ctx: CaseContext) -> Accounting | None:
     return acct
 
 
-def judge_failed_log(ctx: CaseContext) -> FailedLogComparison | None:
+def judge_failed_log(ctx: CaseContext, delta: str = "") -> FailedLogComparison | None:
     """binder's failed_transaction_log holds exactly the failures the probe saw: its entries new
     since the case began (cases/<id>/failed-log-before.txt, failed-log-after.txt), counted by
     return, equal the BR_FAILED_REPLY / BR_DEAD_REPLY / BR_FROZEN_REPLY the probe read (its
     {"ev":"commands"} record, all processes), as the case declares (CaseSpec.failed_transactions),
-    and each extended error the probe read names a new entry with the same return and errno.
+    and each extended error the probe read names a new entry with the same return and errno, and each
+    failure line of the case's kernel log (`delta`) the same return, errno and binder.c line.
     Checked on a pristine guest; evidence `failed_transaction_log` elsewhere. None when the files
     are missing (no debugfs, or the case never reached its end)."""
     before, after = (ctx.case_dir / FAILED_LOG_BEFORE, ctx.case_dir / FAILED_LOG_AFTER)
@@ -503,10 +504,11 @@ def judge_failed_log(ctx: CaseContext) -> FailedLogComparison | None:
     probes = [p.read_text(errors="replace") for p in sorted(ctx.case_dir.glob("probe-*.jsonl"))]
     declared = ctx.spec.failed_transactions
     cmp = compare_failed_log(before.read_text(errors="replace"), after.read_text(errors="replace"),
-                             probe_seen(probes)["br"], declared, probe_ext_errors(probes))
+                             probe_seen(probes)["br"], declared, probe_ext_errors(probes), delta)
     ctx.evidence["failed_transaction_log"] = cmp.problem or {
         "new": [e.describe() for e in cmp.new], "logged": cmp.logged, "probe_saw": cmp.seen,
-        "expected": cmp.expected, "wrapped": cmp.wrapped, "extended_errors_unmatched": list(cmp.ext_mismatches)}
+        "expected": cmp.expected, "wrapped": cmp.wrapped, "extended_errors_unmatched": list(cmp.ext_mismatches),
+        "kernel_log_lines_unmatched": list(cmp.line_mismatches)}
     if not ctx.pristine or cmp.problem:
         return cmp
     why = f" ({declared.ref})" if declared is not None and declared.ref else ""
@@ -523,6 +525,11 @@ def judge_failed_log(ctx: CaseContext) -> FailedLogComparison | None:
                    f"all {cmp.ext_read} match",
                    "binder_transaction: binder_set_extended_error(t_debug_id, return_error, return_error_param) "
                    "and binder_transaction_log_failed entry")
+    ctx.check_that(f"{ACCOUNTING_CHECK}failed_transaction_log entries as the kernel log's failure lines give them "
+                   "(debug id, return, errno, line)", not cmp.line_mismatches,
+                   "; ".join(cmp.line_mismatches[:3]) or f"all {cmp.lines_read} match", f"all {cmp.lines_read} match",
+                   "binder_transaction: binder_debug(BINDER_DEBUG_FAILED_TRANSACTION, ... failed %d/%d/%d ... line %d) "
+                   "and binder_transaction_log_failed entry (return_error_line)")
     return cmp
 
 

@@ -834,7 +834,23 @@ _BUFFER_STATE_NEW = """\
 """
 
 
+# binder_transaction()'s error exit logs the binder.c line one past the failure's: the failed log's
+# "l=" no longer agrees with the kernel log's own failure line ("... line L") for the same debug id.
+_FAILED_LINE_ANCHOR = """\
+		e->return_error_line = return_error_line;
+"""
+_FAILED_LINE_NEW = """\
+		e->return_error_line = return_error_line + 1; /* seeded bug failed_log_line_shifted */
+"""
+
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
+    SeededBug(
+        name="failed_log_line_shifted", family="health",
+        description="binder_transaction()'s error exit logs return_error_line + 1 in failed_transaction_log; "
+                    "the kernel log's failure line keeps the right one",
+        caught_by="protocol.invalid_handle",
+        patch=_simple("binder.c", _FAILED_LINE_ANCHOR, _FAILED_LINE_NEW, "failed_log_line_shifted")),
     SeededBug(
         name="ref_weak_doubled", family="protocol",
         description="binder_inc_ref_olocked() adds 2 to a ref's weak count; one BC_DECREFS no longer frees it",

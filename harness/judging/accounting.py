@@ -36,8 +36,14 @@ def snapshot_script(binder_dir: str, case_dir: str, when: str) -> str:
     binderfs binder_logs/) into the case's directory on the target, as they stand `when`
     ("before" or "after" the case). A file the kernel lacks is simply not written."""
     index = {"before": 0, "after": 1}[when]
-    return "; ".join(f"cat {shlex.quote(f'{binder_dir}/{src}')} > {shlex.quote(f'{case_dir}/{pair[index]}')} 2> /dev/null"
-                     for src, pair in SNAPSHOTS.items())
+    out = []
+    for src, pair in SNAPSHOTS.items():
+        path, dest = shlex.quote(f"{binder_dir}/{src}"), shlex.quote(f"{case_dir}/{pair[index]}")
+        # stats: an empty copy says "not readable" (compare_stats); the failed log: an empty one is a log
+        # with no failure yet, so a kernel without the file leaves no copy (judge_failed_log: not judged)
+        out.append(f"cat {path} > {dest} 2> /dev/null" if src == "stats" else
+                   f"[ ! -r {path} ] || cat {path} > {dest} 2> /dev/null")
+    return "; ".join(out)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,16 @@ failed_log_param show the check failing on one (tests/seeded_bugs/README.md)."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 from harness.evidence.debugfs import TRANSACTION_LOG_SLOTS, parse_transaction_log
-from harness.judging.accounting import FailedTransactions, compare_failed_log, failure_lines, probe_ext_errors
+from harness.judging.accounting import (FAILED_LOG_AFTER, FAILED_LOG_BEFORE, FailedTransactions, compare_failed_log,
+                                        failure_lines, probe_ext_errors)
+from harness.judging.cases import CaseContext, judge_failed_log, load_cases
 from harness.judging.coverage import probe_seen
+from harness.judging.verdicts import Outcome, judge
+from harness.targets.base import Target
 
 DATA = Path(__file__).parent / "data" / "failed_log"
 
@@ -110,3 +116,60 @@ def test_7_2_failure_lines_carry_the_code() -> None:
     # measured on 7.2.13: "... failed 2/29189/-3, code 1 size 64-0 line 3409"
     assert failure_lines(text("munmap_dead-dmesg-7.2-x86_64.txt")) == {
         2: (0x7205, -3, 3409), 3: (0x7205, -3, 3409), 4: (0x7205, -3, 3409)}
+
+
+# -- judged as a case's health check (harness/judging/cases.py judge_failed_log) --------------------
+class Recorded:
+    def info(self) -> SimpleNamespace:
+        return SimpleNamespace(kernel_release="6.1.0-57-amd64")
+
+
+def judged(case_id: str, tmp_path: Path, after: str, pristine: bool = True, dmesg: str = "") -> CaseContext:
+    """judge_failed_log and judge on the captured munmap_dead probe record and the log `after`."""
+    (tmp_path / FAILED_LOG_BEFORE).write_text("")
+    (tmp_path / FAILED_LOG_AFTER).write_text(after)
+    (tmp_path / "probe-1.jsonl").write_text(text("munmap_dead-commands-x86_64.jsonl"))
+    ctx = CaseContext(load_cases()[case_id], cast(Target, Recorded()), "", tmp_path, "", None, None, pristine=pristine)
+    ctx.check("the case's own check", 1, 1, "probe")
+    judge_failed_log(ctx, dmesg)
+    judge(ctx.result)
+    return ctx
+
+
+COUNT = "driver accounting: failed_transaction_log entries of the case, by return"
+
+
+def test_a_case_whose_log_matches_passes_with_three_checks(tmp_path: Path) -> None:
+    ctx = judged("limits.munmap_dead", tmp_path, text("munmap_dead-after-x86_64.txt"),
+                 dmesg=text("munmap_dead-dmesg-x86_64.txt"))
+    assert ctx.result.outcome == Outcome.PASSED, ctx.result.reason
+    assert [c.measured for c in ctx.result.checks[1:]] == ["BR_DEAD_REPLY 3", "all 3 match", "all 3 match"]
+    assert ctx.evidence["failed_transaction_log"]["probe_saw"] == {"BR_DEAD_REPLY": 3}
+
+
+def test_a_missing_entry_fails_the_case_naming_the_counts(tmp_path: Path) -> None:
+    lines = text("munmap_dead-after-x86_64.txt").splitlines(keepends=True)
+    ctx = judged("limits.munmap_dead", tmp_path, "".join(lines[:2]))
+    assert ctx.result.outcome == Outcome.FAILED
+    assert ctx.result.reason.startswith(f"{COUNT}: expected BR_DEAD_REPLY 3, measured BR_DEAD_REPLY 2")
+
+
+def test_on_a_shared_guest_it_is_evidence_only(tmp_path: Path) -> None:
+    ctx = judged("limits.munmap_dead", tmp_path, "", pristine=False)
+    assert ctx.result.outcome == Outcome.PASSED and len(ctx.result.checks) == 1
+    assert ctx.evidence["failed_transaction_log"]["logged"] == {}
+
+
+def test_a_case_declaring_its_failures_uncounted_keeps_the_per_entry_checks(tmp_path: Path) -> None:
+    """stress.random_commands declares its count unknowable; the extended errors are still matched."""
+    ctx = judged("stress.random_commands", tmp_path, "")
+    assert ctx.evidence["failed_transaction_log_uncounted"].startswith("a random stream's processes exit")
+    assert COUNT not in {c.name for c in ctx.result.checks}
+    assert ctx.result.outcome == Outcome.FAILED  # the three extended errors name no entry of an empty log
+    assert "no failed-log entry 2" in ctx.result.reason
+
+
+def test_no_files_no_judgement(tmp_path: Path) -> None:
+    ctx = CaseContext(load_cases()["limits.munmap_dead"], cast(Target, Recorded()), "", tmp_path, "", None, None,
+                      pristine=True)
+    assert judge_failed_log(ctx) is None and "failed_transaction_log" not in ctx.evidence

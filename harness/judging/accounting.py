@@ -8,6 +8,14 @@ kinds a newer kernel adds (each is read from the file, none is listed here). Aft
 every active count is back to its value before it, and `stats` lists no proc the case made
 (print_binder_proc_stats, one "proc PID" section per binder_proc still alive). This is a
 pure function over the two texts.
+
+binder's failed_transaction_log is read at the same two moments (failed-log-before/after.txt): the
+entries binder_transaction's error exit added during the case (binder_transaction_log_add into
+binder_transaction_log_failed, a ring of 32) are exactly the failures the probe read, counted by
+return (BR_FAILED_REPLY, BR_DEAD_REPLY, BR_FROZEN_REPLY), unless the case declares otherwise
+(FailedTransactions: failures no transaction logs, logged ones no probe reads, or a count it cannot
+know); each extended error the probe read (same debug id, return and errno) and each failure line of
+the case's kernel log (same debug id, return, errno and binder.c line) names its entry.
 """
 from __future__ import annotations
 

@@ -12,9 +12,8 @@ binder_transaction_buffer_release (what BC_FREE_BUFFER closes).
 from __future__ import annotations
 
 from cases._expect import (BR_FAILED_REPLY, PIDS, Ref, call_outcome, errno_name, expect_proc, manager_node,
-                           note_dmesg, oneway_to_frozen,
-                           probe_completed, result, txn_error, txn_failed, user_error, view, view_buffers, view_local_refs,
-                           view_nodes, view_pending, view_refs)
+                           note_dmesg, oneway_to_frozen, probe_completed, result, txn_error, txn_failed, user_error,
+                           view, view_buffers, view_local_refs, view_nodes, view_pending, view_refs)
 from cases.limits import no_address_space, no_space_left
 from harness.judging.cases import CaseContext, case
 from harness.judging.verdicts import ByKernel, Line

@@ -218,9 +218,9 @@ def compare_failed_log(before: str, after: str, probe_br: dict[int, int],
             mismatches.append(f"extended error {{id {ee_id}, {_name(command)}, {param}}}: the log says "
                               f"{_name(entry.return_error)} {entry.return_error_param} (l={entry.return_error_line})")
     printed = {i: v for i, v in failure_lines(dmesg or "").items() if i in by_id}
-    lines = [f"entry {i} says {_name(by_id[i].return_error)} {by_id[i].return_error_param} l={by_id[i].return_error_line}, "
+    lines = [f"entry {i} says {_name(e.return_error)} {e.return_error_param} l={e.return_error_line}, "
              f"the kernel log {_name(ret)} {param} line {line}" for i, (ret, param, line) in sorted(printed.items())
-             if (by_id[i].return_error, by_id[i].return_error_param, by_id[i].return_error_line) != (ret, param, line)]
+             if ((e := by_id[i]).return_error, e.return_error_param, e.return_error_line) != (ret, param, line)]
     return FailedLogComparison(new, logged, expected, seen, wrapped, ext_mismatches=tuple(mismatches),
                                ext_read=len(probe_ext or []), line_mismatches=tuple(lines), lines_read=len(printed))
 

@@ -28,8 +28,8 @@ from harness.evidence import trace as tracing
 from harness.judging import layout
 from harness.judging.accounting import (ACCOUNTING_FILES, FAILED_LOG_AFTER, FAILED_LOG_BEFORE, FAILED_LOG_REF,
                                         STATS_AFTER, STATS_BEFORE, Accounting, FailedLogComparison,
-                                        FailedTransactions, compare_failed_log, compare_stats, describe_counts, probe_ext_errors,
-                                        snapshot_script)
+                                        FailedTransactions, compare_failed_log, compare_stats, describe_counts,
+                                        probe_ext_errors, snapshot_script)
 from harness.judging.coverage import probe_seen
 from harness.errors import ConfigError
 from harness.files import REPO_ROOT, atomic_write_text

@@ -245,7 +245,21 @@ static int binder_client(Pair *p, Bd *b)
 		sizeof(offs), &r, 5000);
 	print_obj_call("objects.binder_echo", &r);
 	ack_extras(b, &r);
-	print_proc_view("replied", "client", getpid()); /* its nodes acknowledged, the reply held */
+	{
+		/* A sync point: the server answers this ping only after it freed the echo's buffer, so
+		 * binder's view of the client then holds the refs' release, not a race with it. */
+		CallRes ping;
+		bd_call(b, 0, PING_TRANSACTION, 0, 0, 0, 0, 0, &ping, 5000);
+		{
+			J j;
+			jresult(&j, "objects.binder_sync_ping", ping.write_err);
+			jcall(&j, &ping);
+			jend(&j);
+		}
+		if (ping.have_reply)
+			bd_free(b, ping.reply.data.ptr.buffer);
+		print_proc_view("replied", "client", getpid()); /* its nodes acknowledged, the echo's reply held */
+	}
 	if (r.have_reply)
 		bd_free(b, r.reply.data.ptr.buffer);
 	return 0;

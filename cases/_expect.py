@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from harness.evidence.debugfs import ProcView, parse_proc_view
 from harness.judging.cases import CaseContext
 from harness.judging.verdicts import Line
 from harness.evidence.probe import ProbeOutput
@@ -136,9 +137,10 @@ def note_dmesg(ctx: CaseContext, text: str, ref: str, exact: str) -> None:
                        f"{ref} (rate-limited: asserted on a pristine guest)")
 
 
-# -- binder's view of a process: the probe's proc_view lines (debugfs proc/PID, print_binder_proc) --
-_REF = re.compile(r"ref \d+: desc (\d+) (dead )?node \d+ s (\d+) w (\d+)")
-_NODE = re.compile(r"node \d+: u([0-9a-f]+) c([0-9a-f]+)")
+# -- binder's view of a process: the probe's proc_view lines (proc/PID, print_binder_proc) --------
+# Each proc_view record holds the whole file as printed ("lines"); harness/evidence/debugfs.py
+# parse_proc_view reads it, and expect_proc asserts it against what the probe believes exists.
+_TXN_SIZE = re.compile(r" size (\d+:\d+)")
 
 
 def view(out: ProbeOutput, at: str, who: str) -> dict:
@@ -146,33 +148,112 @@ def view(out: ProbeOutput, at: str, who: str) -> dict:
     return out.one("proc_view", at=at, who=who) or {}
 
 
+def proc_view(record: dict) -> ProcView:
+    """A proc_view record, parsed (an empty view when the record is missing)."""
+    return parse_proc_view("\n".join(record.get("lines") or []))
+
+
 def view_refs(record: dict) -> list[tuple[int, bool, int, int]]:
     """(desc, node dead, strong, weak) of each ref line (print_binder_ref_olocked), in order."""
-    return [(int(m.group(1)), bool(m.group(2)), int(m.group(3)), int(m.group(4)))
-            for line in record.get("refs") or [] if (m := _REF.match(line))]
+    return [(r.desc, r.dead, r.strong, r.weak) for r in proc_view(record).refs]
 
 
 def view_nodes(record: dict) -> list[int]:
     """The ptr of each node line (print_binder_node_nilocked "node N: uPTR cCOOKIE ..."), in order."""
-    return [int(m.group(1), 16) for line in record.get("nodes") or [] if (m := _NODE.match(line))]
-
-
-_NODE_COUNTS = re.compile(r"node \d+: u([0-9a-f]+) .*\bls (\d+) lw (\d+)\b")
-_BUFFER = re.compile(r"buffer \d+: \S+ size (\d+:\d+:\d+)")
-_PENDING = re.compile(r"(pending (?:async )?transaction) \d+: .* size (\d+:\d+)")
+    return [n.ptr for n in proc_view(record).nodes]
 
 
 def view_local_refs(record: dict) -> dict[int, tuple[int, int]]:
     """Each node's (local_strong_refs, local_weak_refs) by ptr ("ls N lw N" of its node line)."""
-    return {int(m.group(1), 16): (int(m.group(2)), int(m.group(3)))
-            for line in record.get("nodes") or [] if (m := _NODE_COUNTS.match(line))}
+    return {n.ptr: (n.local_strong, n.local_weak) for n in proc_view(record).nodes}
 
 
 def view_buffers(record: dict) -> list[str]:
     """Each allocated buffer's "data:offsets:extra" size (binder_alloc_print_allocated), sorted."""
-    return sorted(m.group(1) for line in record.get("buffers") or [] if (m := _BUFFER.match(line)))
+    return sorted(b.size for b in proc_view(record).buffers)
 
 
 def view_pending(record: dict) -> list[tuple[str, str]]:
     """Each pending transaction's (kind, "data:offsets" size) (print_binder_transaction_ilocked), sorted."""
-    return sorted((m.group(1), m.group(2)) for line in record.get("pending") or [] if (m := _PENDING.match(line)))
+    out = []
+    for w in proc_view(record).work:
+        m = _TXN_SIZE.search(w.text)
+        if w.type == "TRANSACTION" and m:
+            out.append((w.text.split(" transaction ")[0] + " transaction", m.group(1)))
+    return sorted(out)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A ref the probe believes its process holds: handle `desc`, strong and weak counts, whether a
+    death notification is registered on it and whether its node's process is gone."""
+
+    desc: int
+    strong: int
+    weak: int
+    death: bool = False
+    dead: bool = False
+
+
+@dataclass(frozen=True)
+class Node:
+    """A node the probe believes its process owns: its ptr and cookie, has_strong/has_weak (the
+    owner acknowledged BR_ACQUIRE/BR_INCREFS), local strong/weak refs and the number of refs on it."""
+
+    ptr: int
+    cookie: int
+    has_strong: int
+    has_weak: int
+    local_strong: int
+    local_weak: int
+    refs: int
+
+
+_REFS_FN = "print_binder_ref_olocked (ref->data.strong / weak, ref->death)"
+_NODES_FN = ("print_binder_node_nilocked (has_strong_ref, has_weak_ref, local_strong_refs, local_weak_refs, "
+             "its refs)")
+_WORK_FN = ("print_binder_work_ilocked (proc->todo, thread->todo, node->async_todo by binder_work type); "
+            "print_binder_proc (has delivered dead binder)")
+_BUFFERS_FN = "print_binder_buffer (binder_alloc_print_allocated: data:offsets:extra, active|delivered)"
+
+
+# The context manager's own node, as binder_ioctl_set_ctx_mgr leaves it (has_strong_ref, has_weak_ref,
+# local_strong_refs++, local_weak_refs++), with `extra_strong` strong local refs more (one per
+# transaction whose buffer targets it: binder_get_node_refs_for_txn) and `refs` refs on it.
+def manager_node(extra_strong: int = 0, refs: int = 0) -> Node:
+    return Node(0, 0, 1, 1, 1 + extra_strong, 1, refs)
+
+
+def expect_proc(ctx: CaseContext, out: ProbeOutput, at: str, who: str, why: str, *,
+                refs: list[Ref] | None = None, nodes: list[Node] | None = None,
+                work: dict[str, int] | None = None, buffers: list[str] | None = None) -> None:
+    """binder's proc/PID of `who` at checkpoint `at` against what the probe believes exists there,
+    each aspect given checked exactly: its refs (sorted by desc), its nodes (by ptr), the work
+    queued anywhere in the process by BINDER_WORK type, and its allocated buffers ("data:offsets:extra
+    state"). `why` names what the probe did to get there (the kernel function that made it so)."""
+    record = view(out, at, who)
+    if not record:
+        ctx.check(f"binder's view of the {who} at {at}: a proc_view was printed", False, True, "probe")
+        return
+    v = proc_view(record)
+    label = f"binder's view of the {who} at {at}"
+    ctx.check(f"{label}: proc/PID readable and parsed whole",
+              (record.get("exists"), record.get("truncated"), v.bad_lines[:1]), (True, False, []),
+              "print_binder_proc (binder_proc_show)")
+    if refs is not None:
+        ctx.check(f"{label}: refs (desc, s, w, death, dead)",
+                  sorted((r.desc, r.strong, r.weak, r.death, r.dead) for r in v.refs),
+                  sorted((r.desc, r.strong, r.weak, r.death, r.dead) for r in refs),
+                  f"{_REFS_FN}; {why}")
+    if nodes is not None:
+        ctx.check(f"{label}: nodes (ptr, cookie, hs, hw, ls, lw, refs)",
+                  sorted((n.ptr, n.cookie, n.has_strong, n.has_weak, n.local_strong, n.local_weak, n.refs)
+                         for n in v.nodes),
+                  sorted((n.ptr, n.cookie, n.has_strong, n.has_weak, n.local_strong, n.local_weak, n.refs)
+                         for n in nodes), f"{_NODES_FN}; {why}")
+    if work is not None:
+        ctx.check(f"{label}: queued work by type", v.work_by_type(), dict(sorted(work.items())),
+                  f"{_WORK_FN}; {why}")
+    if buffers is not None:
+        ctx.check(f"{label}: allocated buffers", sorted(f"{b.size} {b.state}" for b in v.buffers), sorted(buffers),
+                  f"{_BUFFERS_FN}; {why}")

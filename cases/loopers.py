@@ -12,7 +12,7 @@ print_binder_thread_ilocked (debugfs "thread TID: l XX").
 """
 from __future__ import annotations
 
-from cases._expect import errno_name, probe_completed, result, user_error
+from cases._expect import errno_name, expect_proc, manager_node, probe_completed, result, user_error
 from harness.judging.cases import CaseContext, case
 from harness.judging.verdicts import Line
 
@@ -135,6 +135,21 @@ def poll_epoll(ctx: CaseContext) -> None:
                        ("poll.read_after_reply", ["BR_TRANSACTION_COMPLETE"]),
                        ("poll.sender_read_reply", ["BR_TRANSACTION_COMPLETE", "BR_REPLY"])):
         ctx.check(f"{name.split('.', 1)[1]}: returns", brs.get(name), want, "binder_thread_read")
+    expect_proc(ctx, out, "oneway_queued", "receiver", "binder_proc_transaction (no thread waiting: the "
+                "oneway on proc->todo, its buffer active; binder_get_node_refs_for_txn: a strong local ref)",
+                nodes=[manager_node(extra_strong=1)], work={"TRANSACTION": 1}, buffers=["8:0:0 active"])
+    expect_proc(ctx, out, "oneway_queued", "sender", "binder_thread_read (the sender read its "
+                "BR_TRANSACTION_COMPLETE)", refs=[], nodes=[], work={}, buffers=[])
+    expect_proc(ctx, out, "sync_queued", "receiver", "binder_proc_transaction (the call on proc->todo)",
+                nodes=[manager_node(extra_strong=1)], work={"TRANSACTION": 1}, buffers=["8:0:0 active"])
+    expect_proc(ctx, out, "sync_queued", "sender", "binder_enqueue_deferred_thread_work_ilocked (a sync "
+                "call's TRANSACTION_COMPLETE waits on the sender's thread, unread)", refs=[], nodes=[],
+                work={"TRANSACTION_COMPLETE": 1}, buffers=[])
+    expect_proc(ctx, out, "sync_held", "receiver", "binder_thread_read (the call read: off the todo list, its "
+                "buffer still active until the reply)", nodes=[manager_node(extra_strong=1)], work={},
+                buffers=["8:0:0 active"])
+    expect_proc(ctx, out, "sync_held", "sender", "binder_thread_read (nothing read by the sender yet)",
+                refs=[], nodes=[], work={"TRANSACTION_COMPLETE": 1}, buffers=[])
 
 
 def _ewait(ctx: CaseContext, out, name: str, woke: bool, ref: str) -> None:

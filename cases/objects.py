@@ -11,9 +11,9 @@ binder_transaction_buffer_release (what BC_FREE_BUFFER closes).
 """
 from __future__ import annotations
 
-from cases._expect import (BR_FAILED_REPLY, PIDS, call_outcome, errno_name, note_dmesg, oneway_to_frozen,
-                           probe_completed, result, txn_error, txn_failed, user_error, view, view_buffers, view_local_refs,
-                           view_nodes, view_pending, view_refs)
+from cases._expect import (BR_FAILED_REPLY, PIDS, Node, Ref, call_outcome, errno_name, expect_proc, manager_node,
+                           note_dmesg, oneway_to_frozen, probe_completed, result, txn_error, txn_failed, user_error,
+                           view, view_buffers, view_local_refs, view_nodes, view_pending, view_refs)
 from cases.limits import no_address_space, no_space_left
 from harness.judging.cases import CaseContext, case
 from harness.judging.verdicts import ByKernel, Line
@@ -62,6 +62,22 @@ def binder_to_handle(ctx: CaseContext) -> None:
               [("BR_INCREFS", PTR_STRONG, COOKIE_STRONG), ("BR_ACQUIRE", PTR_STRONG, COOKIE_STRONG),
                ("BR_INCREFS", PTR_WEAK, COOKIE_WEAK)],
               "binder_new_node + binder_inc_ref_for_node (node work on the sender's todo) -> binder_thread_read")
+    expect_proc(ctx, out, "holding", "server", "binder_translate_binder -> binder_inc_ref_for_node (HANDLE 1 "
+                "strong, WEAK_HANDLE 2 weak); binder_get_node_refs_for_txn (the call's strong local ref on the "
+                "manager's node); binder_thread_read (a sync call's buffer stays active until its reply)",
+                refs=[Ref(1, 1, 0), Ref(2, 0, 1)], nodes=[manager_node(extra_strong=1)], work={},
+                buffers=["48:16:0 active"])
+    # (refs only: the client's next call may already be queued on the manager's node, with its buffer)
+    expect_proc(ctx, out, "freed", "server", "binder_free_buf -> binder_transaction_buffer_release -> "
+                "binder_dec_ref_for_handle (both refs freed with the buffer)", refs=[])
+    expect_proc(ctx, out, "replied", "client", "binder_translate_handle (the owner's own nodes come back as "
+                "BINDERs: the reply's buffer holds a strong local ref on one, a weak on the other); "
+                "binder_thread_read (BR_INCREFS / BR_ACQUIRE: has_strong_ref, has_weak_ref) -> binder_thread_write "
+                "(their _DONE); binder_cleanup_ref_olocked -> binder_dec_node_nilocked (the receiver's refs freed "
+                "with its buffer, before it answered the client's next call: the strong node's work on "
+                "proc->todo, unread by a thread waiting for its reply)",
+                refs=[], nodes=[Node(PTR_STRONG, COOKIE_STRONG, 1, 1, 1, 0, 0), Node(PTR_WEAK, COOKIE_WEAK, 0, 1, 0, 1, 0)],
+                work={"NODE": 1}, buffers=["48:16:0 delivered"])
 
 
 # An fd number that is not open (-EBADF), then a good and a bad fd to a node that takes none (-EPERM)

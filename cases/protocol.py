@@ -8,10 +8,13 @@ binder_thread_read (BR_* returns), binder_transaction (error paths).
 from __future__ import annotations
 
 from cases._expect import (BR_DEAD_REPLY, BR_FAILED_REPLY, BR_FROZEN_REPLY, PIDS, call_outcome, errno_name,
-                           ioctl_error, oneway_to_frozen, probe_completed, result, txn_error, txn_failed, user_error)
+                           expect_proc, ioctl_error, manager_node, Node, oneway_to_frozen, probe_completed,
+                           proc_view, Ref, result, txn_error, txn_failed, user_error)
 from harness.judging.verdicts import ByKernel, Line
 from harness.judging.cases import CaseContext, case
 from harness.evidence.contract import CONTRACT, DEATH_COOKIE, PING_TRANSACTION
+
+REFS_NODE_PTR, REFS_NODE_COOKIE = CONTRACT.numbers["REFS_NODE_PTR"], CONTRACT.numbers["REFS_NODE_COOKIE"]
 from harness.evidence.probe import ProbeOutput
 
 
@@ -144,6 +147,26 @@ def refcounts(ctx: CaseContext) -> None:
         ctx.check(f"{name}: write_consumed", r.get("write_consumed"), 16, "binder_thread_write (two 8-byte commands)")
     for name in ("refcounts.handle0.ping", "refcounts.handle0.ping2", "refcounts.get_object", "refcounts.object.ping"):
         ctx.check(f"{name}", call_outcome(result(out, name)), "ok", "binder_transaction")
+    # binder's own view of both processes at each step, against what the probe did
+    expect_proc(ctx, out, "handle0_held", "client", "binder_thread_write (BC_INCREFS and BC_ACQUIRE on 0) -> "
+                "binder_update_ref_for_handle (a new ref on the context manager's node, one of each)",
+                refs=[Ref(0, 1, 1)], nodes=[], work={}, buffers=[])
+    expect_proc(ctx, out, "handle0_dropped", "client", "binder_thread_write (BC_RELEASE and BC_DECREFS on 0) -> "
+                "binder_update_ref_for_handle -> binder_free_ref (both counts back to 0)",
+                refs=[], nodes=[], work={}, buffers=[])
+    expect_proc(ctx, out, "object_held", "client", "binder_translate_binder (the reply's BINDER: a strong ref "
+                "the reply's buffer holds) + binder_update_ref_for_handle (BC_INCREFS and BC_ACQUIRE on 1); "
+                "binder_thread_read (the reply's buffer delivered, not freed yet)",
+                refs=[Ref(1, 2, 1)], nodes=[], work={}, buffers=["24:8:0 delivered"])
+    expect_proc(ctx, out, "object_pinged", "client", "binder_free_buf -> binder_transaction_buffer_release "
+                "(the reply's strong ref given back)", refs=[Ref(1, 1, 1)], nodes=[], work={}, buffers=[])
+    expect_proc(ctx, out, "object_pinged", "server", "binder_translate_binder -> binder_new_node; "
+                "binder_thread_read (BINDER_WORK_NODE: has_strong_ref, has_weak_ref) -> binder_thread_write "
+                "(BC_INCREFS_DONE and BC_ACQUIRE_DONE) -> binder_dec_node (local refs back to 0; the client's one "
+                "ref holds it)",
+                refs=[], nodes=[manager_node(), Node(REFS_NODE_PTR, REFS_NODE_COOKIE, 1, 1, 0, 0, 1)], buffers=[])
+    expect_proc(ctx, out, "object_released", "client", "binder_thread_write (BC_RELEASE and BC_DECREFS on 1) -> "
+                "binder_update_ref_for_handle -> binder_free_ref", refs=[], nodes=[], work={}, buffers=[])
     server_brs = [r["br"] for r in out.events("srv_br") if r["br"] != "BR_TRANSACTION_COMPLETE"]
     ctx.evidence["owner_brs"] = server_brs
     ctx.check("refcount returns seen by the node's owner", server_brs,
@@ -204,6 +227,20 @@ def death_notification(ctx: CaseContext) -> None:
     ctx.check("cookie of the death notice", dead.get("cookie"), DEATH_COOKIE,
               "binder_thread_read (BR_DEAD_BINDER carries the cookie)")
     ctx.check("BC_DEAD_BINDER_DONE", errno_name(result(out, "death.dead_binder_done")), "0", "binder_thread_write")
+    # binder's own view of the client at each step (the checks fail in the order the probe went)
+    expect_proc(ctx, out, "death_requested", "client", "binder_thread_write (BC_REQUEST_DEATH_NOTIFICATION: ref->death "
+                "set, on the ref BC_INCREFS and BC_ACQUIRE on 0 made)", refs=[Ref(0, 1, 1, death=True)],
+                nodes=[], work={}, buffers=[])
+    expect_proc(ctx, out, "dead_delivered", "client", "binder_node_release (the node's proc gone: a dead node; "
+                "BINDER_WORK_DEAD_BINDER queued) -> binder_thread_read (BR_DEAD_BINDER read: the work moves to "
+                "proc->delivered_death)", refs=[Ref(0, 1, 1, death=True, dead=True)], nodes=[],
+                work={"DELIVERED_DEATH": 1}, buffers=[])
+    expect_proc(ctx, out, "dead_done", "client", "binder_thread_write (BC_DEAD_BINDER_DONE: the work leaves "
+                "proc->delivered_death; ref->death stays until cleared)", refs=[Ref(0, 1, 1, death=True, dead=True)],
+                nodes=[], work={}, buffers=[])
+    expect_proc(ctx, out, "death_cleared", "client", "binder_thread_write (BC_CLEAR_DEATH_NOTIFICATION: "
+                "ref->death = NULL; BR_CLEAR_DEATH_NOTIFICATION_DONE read)",
+                refs=[Ref(0, 1, 1, death=False, dead=True)], nodes=[], work={}, buffers=[])
     ctx.check("call to the dead server", call_outcome(result(out, "death.call_after_death")), "BR_DEAD_REPLY -22",
               "binder_transaction (no target node)")
     ctx.check("clear after death", result(out, "death.clear_after_death_done").get("br"),
@@ -444,6 +481,6 @@ def cm_own_handle(ctx: CaseContext) -> None:
     for at in ("start", "end"):
         v = views.get(at) or {}
         ctx.check(f"debugfs proc/PID of the manager at {at}: (nodes, refs)",
-                  (len(v.get("nodes") or []), len(v.get("refs") or [])), (1, 0),
+                  (len(proc_view(v).nodes), len(proc_view(v).refs)), (1, 0),
                   "print_binder_proc (the context manager's node from binder_ioctl_set_ctx_mgr; "
                   "no binder_ref to its own node)")

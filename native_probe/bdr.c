@@ -481,7 +481,10 @@ int bd_debugfs_stats_value(pid_t pid, const char *key, long *out)
 	char line[256];
 	size_t kl = strlen(key);
 	int in = 0;
-	FILE *f = fopen("/sys/kernel/debug/binder/stats", "re");
+	char path[256];
+	FILE *f;
+	binder_log_path(path, sizeof(path), "stats");
+	f = fopen(path, "re");
 	if (!f)
 		return -errno;
 	while (fgets(line, sizeof(line), f)) {

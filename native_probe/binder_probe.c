@@ -69,6 +69,7 @@ int main(int argc, char **argv)
 	g_scenario = scenarios[i].name;
 	args_init(argc - 2, argv + 2);
 	g_binder_dev = arg_str("device", "/dev/binder");
+	g_binder_logs = arg_str("logs", BINDER_LOGS_DEFAULT);
 	g_timeout_s = (unsigned)arg_u64("timeout", 20);
 	if (g_timeout_s == 0)
 		usage_error("argument timeout must be > 0");

@@ -58,6 +58,8 @@
 #define OBJ_COOKIE_STRONG 0xc0000a1u
 #define OBJ_PTR_WEAK 0x5a0000b2u           /* objects: the BINDER_TYPE_WEAK_BINDER node's ptr and cookie */
 #define OBJ_COOKIE_WEAK 0xc0000b2u
+#define REFS_NODE_PTR 0xb1d0b1d0u          /* refcounts: the node the server hands out in a reply */
+#define REFS_NODE_COOKIE 0xc00c1e00u
 #define OBJ_UPDATE_CODE 0x55504454u        /* objects update_txn: the oneways' code, 'UPDT' */
 
 #endif

@@ -108,6 +108,12 @@ void usage_error(const char *fmt, ...) __attribute__((noreturn, format(printf, 1
 /* Global run state used by the timeout handler and the final line. */
 extern const char *g_scenario;
 extern const char *g_binder_dev; /* device=PATH (default /dev/binder) */
+/* The one place the probe names binder's log files: debugfs binder/ by default; logs=PATH points
+ * it elsewhere (binderfs binder_logs/, where a binderfs mount keeps stats, state, proc/PID). */
+#define BINDER_LOGS_DEFAULT "/sys/kernel/debug/binder"
+extern const char *g_binder_logs; /* logs=PATH (default BINDER_LOGS_DEFAULT) */
+/* g_binder_logs + "/" + the printf-formatted file name (e.g. "proc/%d") into buf */
+void binder_log_path(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 extern volatile const char *g_phase;
 extern unsigned g_timeout_s;
 extern pid_t g_child;            /* child to kill on timeout (parent only) */

@@ -29,10 +29,10 @@ static pid_t my_tid(void)
  * "thread TID: l XX" line of binder/proc/PID; -1 when not found. */
 static long looper_state(pid_t pid, pid_t tid)
 {
-	char path[96], line[256];
+	char path[256], line[256];
 	long v = -1;
 	FILE *f;
-	snprintf(path, sizeof(path), "/sys/kernel/debug/binder/proc/%d", (int)pid);
+	binder_log_path(path, sizeof(path), "proc/%d", (int)pid);
 	f = fopen(path, "re");
 	if (!f)
 		return -1;
@@ -331,6 +331,8 @@ void scen_poll_work(void)
 	/* the sender's own work */
 	say(to_s[1], 'o');
 	hear(from_s[0]);
+	print_proc_view("oneway_queued", "receiver", getpid());
+	print_proc_view("oneway_queued", "sender", pid);
 	/* process work while this thread is not a looper */
 	print_poll("poll.proc_work_not_looper", poll_now(b.fd, 0, NULL), 0,
 		   looper_state(getpid(), my_tid()));
@@ -391,8 +393,12 @@ void scen_poll_work(void)
 	/* a sync write: its BR_TRANSACTION_COMPLETE is deferred, so no POLLIN for the sender */
 	say(to_s[1], 's');
 	hear(from_s[0]);
+	print_proc_view("sync_queued", "receiver", getpid());
+	print_proc_view("sync_queued", "sender", pid);
 	buf = 0;
 	print_drain(&b, "poll.read_sync", &buf);
+	print_proc_view("sync_held", "receiver", getpid());
+	print_proc_view("sync_held", "sender", pid);
 	if (buf)
 		bd_free(&b, buf);
 	bd_send(&b, BC_REPLY, 0, 7, 0, 0, 0, 0, 0);

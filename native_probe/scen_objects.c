@@ -75,6 +75,9 @@ static void make_pipe(int p[2], const char *content)
 
 #define MAX_RX_FDS 8
 
+/* kind=binder: the receiver prints binder's view of itself while it holds the call's buffer */
+static int g_view_rx;
+
 static int obj_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 {
 	const uint8_t *data = (const uint8_t *)(uintptr_t)tr->data.ptr.buffer;
@@ -98,6 +101,8 @@ static int obj_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 		ju64(&j, "head", head);
 	}
 	jend(&j);
+	if (g_view_rx && !(tr->flags & TF_ONE_WAY))
+		print_proc_view("holding", "server", getpid());
 
 	for (uint64_t i = 0; i < n; i++) {
 		struct binder_object_header h;
@@ -168,6 +173,8 @@ static int obj_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 		memcpy(roffs, offs, os);
 		bd_send(b, BC_REPLY, 0, tr->code, 0, (uintptr_t)rdata, ds, (uintptr_t)roffs, os);
 		bd_free(b, tr->data.ptr.buffer);
+		if (g_view_rx)
+			print_proc_view("freed", "server", getpid());
 		return 0;
 	}
 	bd_free(b, tr->data.ptr.buffer);
@@ -238,6 +245,21 @@ static int binder_client(Pair *p, Bd *b)
 		sizeof(offs), &r, 5000);
 	print_obj_call("objects.binder_echo", &r);
 	ack_extras(b, &r);
+	{
+		/* A sync point: the server answers this ping only after it freed the echo's buffer, so
+		 * binder's view of the client then holds the refs' release, not a race with it. */
+		CallRes ping;
+		bd_call(b, 0, PING_TRANSACTION, 0, 0, 0, 0, 0, &ping, 5000);
+		{
+			J j;
+			jresult(&j, "objects.binder_sync_ping", ping.write_err);
+			jcall(&j, &ping);
+			jend(&j);
+		}
+		if (ping.have_reply)
+			bd_free(b, ping.reply.data.ptr.buffer);
+		print_proc_view("replied", "client", getpid()); /* its nodes acknowledged, the echo's reply held */
+	}
 	if (r.have_reply)
 		bd_free(b, r.reply.data.ptr.buffer);
 	return 0;
@@ -837,7 +859,7 @@ static int undelivered_client(Pair *p, Bd *b)
 		close(rq[0]);
 		close(rq[1]);
 	} else { /* exit */
-		char path[64];
+		char path[256];
 		uint64_t deadline;
 		J j;
 		jresult(&j, "undelivered.sigstop", -stop_and_wait(srv));
@@ -846,7 +868,7 @@ static int undelivered_client(Pair *p, Bd *b)
 		print_proc_view("queued", "client", me);
 		print_proc_view("queued", "server", srv);
 		pair_stop_server(p, 1);
-		snprintf(path, sizeof(path), "/sys/kernel/debug/binder/proc/%d", (int)srv);
+		binder_log_path(path, sizeof(path), "proc/%d", (int)srv);
 		deadline = now_ms() + 5000;
 		while (access(path, F_OK) == 0 && now_ms() < deadline)
 			sleep_ms(10);
@@ -883,8 +905,10 @@ void scen_objects(void)
 		p.server_ctx_flags = FLAT_BINDER_FLAG_ACCEPTS_FDS;
 	else
 		p.server_ctx_flags = 0;
-	if (!strcmp(kind, "binder"))
+	if (!strcmp(kind, "binder")) {
 		p.client = binder_client;
+		g_view_rx = 1;
+	}
 	else if (!strcmp(kind, "fd"))
 		p.client = fd_client;
 	else if (!strcmp(kind, "fda"))

@@ -172,10 +172,12 @@ static int g_self;
 /* Find the "pages: a:b:c" line of proc `pid` in debugfs binder/stats. */
 static int stats_pages(pid_t pid, long *act, long *lru, long *fre, char *raw, size_t cap)
 {
-	FILE *f = fopen("/sys/kernel/debug/binder/stats", "re");
-	char line[512];
+	char line[512], path[256];
+	FILE *f;
 	int in = 0, found = 0;
 	raw[0] = 0;
+	binder_log_path(path, sizeof(path), "stats");
+	f = fopen(path, "re");
 	if (!f)
 		return -errno;
 	while (fgets(line, sizeof(line), f)) {

@@ -3,8 +3,8 @@
  *   cm_self freeze=0|1             the context manager acting on its own handle 0 (with freeze=1
  *                                  also BC_REQUEST/CLEAR_FREEZE_NOTIFICATION, Linux 6.12 on)
  *
- * proc_view lines: what binder's debugfs proc/PID file lists for a process at a checkpoint
- * (print_binder_proc): its node, ref, buffer and transaction lines, each as printed.
+ * proc_view lines: what binder's proc/PID file lists for a process at a checkpoint
+ * (print_binder_proc): every line as printed, parsed by harness/evidence/debugfs.py.
  */
 #include "probe.h"
 
@@ -17,27 +17,26 @@
 
 /* ------------------------------------------------------------ proc_view */
 
-/* Append the lines of `path` that start (after spaces) with `prefix` to a JSON array. */
-static void jlines(J *j, const char *k, const char *path, const char *prefix)
+/* Append every line of `path` to a JSON array, as printed (indentation kept: it says whose list
+ * an entry is in), and "truncated":true when the file did not fit in one output line. */
+static void jlines(J *j, const char *k, const char *path)
 {
-	char line[512], t[8192], q[600];
-	size_t o = 0, pl = strlen(prefix);
+	char t[12288];
+	char line[512], q[600];
+	size_t o = 0;
+	int cut = 0;
 	FILE *f = fopen(path, "re");
 	t[o++] = '[';
 	if (f) {
 		while (fgets(line, sizeof(line), f)) {
-			char *s = line;
-			size_t n;
-			while (*s == ' ')
-				s++;
-			if (strncmp(s, prefix, pl))
-				continue;
-			n = strlen(s);
-			if (n && s[n - 1] == '\n')
-				s[n - 1] = 0;
-			json_quote(q, sizeof(q), s);
-			if (o + strlen(q) + 4 >= sizeof(t))
+			size_t n = strlen(line);
+			if (n && line[n - 1] == '\n')
+				line[n - 1] = 0;
+			json_quote(q, sizeof(q), line);
+			if (o + strlen(q) + 4 >= sizeof(t)) {
+				cut = 1;
 				break;
+			}
 			o += (size_t)snprintf(t + o, sizeof(t) - o, "%s%s", o > 1 ? "," : "", q);
 		}
 		fclose(f);
@@ -45,25 +44,22 @@ static void jlines(J *j, const char *k, const char *path, const char *prefix)
 	t[o++] = ']';
 	t[o] = 0;
 	jraw(j, k, t);
+	jbool(j, "truncated", cut);
 }
 
-/* {"ev":"proc_view","at":AT,"who":WHO,"proc":PID,"exists":bool,"nodes":[..],"refs":[..],
- *  "buffers":[..],"transactions":[..]} from /sys/kernel/debug/binder/proc/PID. */
+/* {"ev":"proc_view","at":AT,"who":WHO,"proc":PID,"exists":bool,"lines":[..],"truncated":bool}
+ * from binder_log_path("proc/PID"). */
 void print_proc_view(const char *at, const char *who, pid_t pid)
 {
-	char path[64];
+	char path[256];
 	J j;
-	snprintf(path, sizeof(path), "/sys/kernel/debug/binder/proc/%d", (int)pid);
+	binder_log_path(path, sizeof(path), "proc/%d", (int)pid);
 	jbegin(&j, EV_PROC_VIEW);
 	jstr(&j, "at", at);
 	jstr(&j, "who", who);
 	ji64(&j, "proc", pid);
 	jbool(&j, "exists", access(path, R_OK) == 0);
-	jlines(&j, "nodes", path, "node ");
-	jlines(&j, "refs", path, "ref ");
-	jlines(&j, "buffers", path, "buffer ");
-	jlines(&j, "transactions", path, "transaction ");
-	jlines(&j, "pending", path, "pending ");
+	jlines(&j, "lines", path); /* the whole file: harness/evidence/debugfs.py parse_proc_view */
 	jend(&j);
 }
 

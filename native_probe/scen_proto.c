@@ -261,8 +261,6 @@ void scen_read_empty_nonblock(void)
 /* ------------------------------------------------------------ refcounts */
 
 #define REFS_CODE_GET_OBJECT 0x52454653u /* 'REFS' */
-#define REFS_NODE_PTR 0xb1d0b1d0u
-#define REFS_NODE_COOKIE 0xc00c1e00u
 
 static int refs_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 {
@@ -333,9 +331,9 @@ static int refs_client(Pair *p, Bd *b)
 {
 	CallRes r;
 	uint32_t h = 0;
-	(void)p;
 	/* Phase A: handle 0 (the context manager node). */
 	refs_cmds(b, "refcounts.handle0.inc", BC_INCREFS, BC_ACQUIRE, 0);
+	print_proc_view("handle0_held", "client", getpid());
 	bd_call(b, 0, PING_TRANSACTION, 0, 0, 0, 0, 0, &r, 5000);
 	print_call("refcounts.handle0.ping", "call", 0, &r);
 	if (r.have_reply)
@@ -345,6 +343,7 @@ static int refs_client(Pair *p, Bd *b)
 	print_call("refcounts.handle0.ping2", "call", 0, &r);
 	if (r.have_reply)
 		bd_free(b, r.reply.data.ptr.buffer);
+	print_proc_view("handle0_dropped", "client", getpid());
 
 	/* Phase B: a node published by the server in a reply. */
 	bd_call(b, 0, REFS_CODE_GET_OBJECT, 0, 0, 0, 0, 0, &r, 5000);
@@ -371,11 +370,16 @@ static int refs_client(Pair *p, Bd *b)
 	}
 	/* Take our own references, then drop the reply's. */
 	refs_cmds(b, "refcounts.object.inc", BC_INCREFS, BC_ACQUIRE, h);
+	print_proc_view("object_held", "client", getpid()); /* the reply's buffer still held */
 	bd_free(b, r.reply.data.ptr.buffer);
 	bd_call(b, h, PING_TRANSACTION, 0, 0, 0, 0, 0, &r, 5000);
 	print_call("refcounts.object.ping", "call", h, &r);
 	if (r.have_reply)
 		bd_free(b, r.reply.data.ptr.buffer);
+	/* the owner has answered a call on the node, so it has read (and acknowledged) its
+	 * BR_INCREFS/BR_ACQUIRE, queued on its thread before the call */
+	print_proc_view("object_pinged", "client", getpid());
+	print_proc_view("object_pinged", "server", p->server_pid);
 	refs_cmds(b, "refcounts.object.dec", BC_RELEASE, BC_DECREFS, h);
 	/* Sync point so the server has seen BR_RELEASE/BR_DECREFS. */
 	bd_call(b, 0, PING_TRANSACTION, 0, 0, 0, 0, 0, &r, 5000);
@@ -386,6 +390,7 @@ static int refs_client(Pair *p, Bd *b)
 	print_call("refcounts.object.ping_after_release", "call", h, &r);
 	if (r.have_reply)
 		bd_free(b, r.reply.data.ptr.buffer);
+	print_proc_view("object_released", "client", getpid());
 	return 0;
 }
 
@@ -478,6 +483,7 @@ static int death_client(Pair *p, Bd *b)
 	jresult(&j, "death.request", -bd_cmd_hc(b, BC_REQUEST_DEATH_NOTIFICATION, 0, DEATH_COOKIE));
 	ju64(&j, "cookie", DEATH_COOKIE);
 	jend(&j);
+	print_proc_view("death_requested", "client", getpid());
 	t0 = now_ms();
 	pair_stop_server(p, 1);
 	n = 0;
@@ -489,11 +495,13 @@ static int death_client(Pair *p, Bd *b)
 		ju64(&j, "cookie", got.u.cookie);
 	ju64(&j, "elapsed_ms", now_ms() - t0);
 	jend(&j);
+	print_proc_view("dead_delivered", "client", getpid());
 	if (seen) {
 		jresult(&j, "death.dead_binder_done",
 			-bd_cmd_ptr(b, BC_DEAD_BINDER_DONE, got.u.cookie));
 		jend(&j);
 	}
+	print_proc_view("dead_done", "client", getpid());
 
 	/* 3: calls to the dead node. */
 	bd_call(b, 0, PING_TRANSACTION, 0, 0, 0, 0, 0, &r, 3000);
@@ -513,6 +521,7 @@ static int death_client(Pair *p, Bd *b)
 	if (seen)
 		ju64(&j, "cookie", got.u.cookie);
 	jend(&j);
+	print_proc_view("death_cleared", "client", getpid());
 	if (g_death_freeze) {
 		/* 5 (freeze=1, Linux 6.12 on): a freeze notification on the dead node's ref is
 		 * accepted, with no notice queued (binder_request_freeze_notification: no

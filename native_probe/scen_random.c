@@ -489,13 +489,14 @@ static void op_fd(void)
  * -1 when the file cannot be read. */
 static int proc_has_transaction(pid_t pid)
 {
-	char path[64], line[512];
+	char path[256], state[256], line[512];
 	int found = 0;
 	FILE *f;
-	snprintf(path, sizeof(path), "/sys/kernel/debug/binder/proc/%d", (int)pid);
+	binder_log_path(path, sizeof(path), "proc/%d", (int)pid);
+	binder_log_path(state, sizeof(state), "state");
 	f = fopen(path, "re");
 	if (!f) /* no binder_proc left for pid: nothing in flight (when debugfs is there at all) */
-		return errno == ENOENT && access("/sys/kernel/debug/binder/state", R_OK) == 0 ? 0 : -1;
+		return errno == ENOENT && access(state, R_OK) == 0 ? 0 : -1;
 	while (fgets(line, sizeof(line), f))
 		if (strstr(line, "transaction") && !strstr(line, "transaction complete"))
 			found = 1;

@@ -6,6 +6,10 @@
  * and, for BINDER_WRITE_READ, each BC the kernel consumed (write_consumed moved over it) and
  * each BR it returned (read_consumed moved over it). The buffers are read with
  * process_vm_readv, so a bad pointer a scenario hands the kernel on purpose is never touched.
+ * It also keeps each failure BINDER_GET_EXTENDED_ERROR returned ({id, command, param} with
+ * command not BR_OK): binder_transaction sets the thread's extended error to the failed
+ * transaction's debug id, return and errno, the same three its failed_transaction_log entry
+ * holds, so the harness can match each one (harness/judging/accounting.py).
  * finish() prints the table as one {"ev":"commands"} line before {"ev":"done"}.
  */
 #include "probe.h"
@@ -24,14 +28,23 @@ struct seen_slot {
 	uint64_t count;
 };
 
+#define SEEN_EXT_MAX 64
+
+struct seen_tables {
+	struct seen_slot slot[SEEN_SLOTS];
+	uint32_t n_ext; /* extended errors recorded (may exceed SEEN_EXT_MAX: the first ones are kept) */
+	struct binder_extended_error ext[SEEN_EXT_MAX];
+};
+
+static struct seen_tables *g_tables;
 static struct seen_slot *g_seen;
 static pid_t g_seen_owner;
 
 __attribute__((constructor)) static void seen_init(void)
 {
-	void *m = mmap(NULL, sizeof(struct seen_slot) * SEEN_SLOTS, PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	g_seen = m == MAP_FAILED ? NULL : m;
+	void *m = mmap(NULL, sizeof(struct seen_tables), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	g_tables = m == MAP_FAILED ? NULL : m;
+	g_seen = g_tables ? g_tables->slot : NULL;
 	g_seen_owner = getpid();
 }
 
@@ -77,6 +90,14 @@ int probe_ioctl(int fd, unsigned long req, void *arg)
 	int r = (ioctl)(fd, req, arg);
 	int saved = errno;
 	seen_add('i', (uint32_t)req);
+	if (req == BINDER_GET_EXTENDED_ERROR && r == 0 && g_tables) {
+		struct binder_extended_error ee;
+		if (peek(&ee, (uintptr_t)arg, sizeof(ee)) == 0 && ee.command != BR_OK) {
+			uint32_t i = __atomic_fetch_add(&g_tables->n_ext, 1, __ATOMIC_ACQ_REL);
+			if (i < SEEN_EXT_MAX)
+				g_tables->ext[i] = ee;
+		}
+	}
 	if (wr && peek(&after, (uintptr_t)arg, sizeof(after)) == 0) {
 		if (after.write_consumed > before.write_consumed && after.write_consumed <= before.write_size)
 			seen_stream('c', before.write_buffer, before.write_consumed, after.write_consumed);
@@ -113,6 +134,19 @@ void print_commands_seen(void)
 		raw[n++] = '}';
 		raw[n] = 0;
 		jraw(&j, fams[f].key, raw);
+	}
+	{
+		char raw[SEEN_EXT_MAX * 40 + 4];
+		size_t n = 0;
+		uint32_t i, count = __atomic_load_n(&g_tables->n_ext, __ATOMIC_ACQUIRE);
+		raw[n++] = '[';
+		for (i = 0; i < count && i < SEEN_EXT_MAX; i++)
+			n += (size_t)snprintf(raw + n, sizeof(raw) - n, "%s[%u,%u,%d]", i ? "," : "", g_tables->ext[i].id,
+					      g_tables->ext[i].command, g_tables->ext[i].param);
+		raw[n++] = ']';
+		raw[n] = 0;
+		jraw(&j, "ext", raw); /* [[debug id, BR code, errno], ...] each failure BINDER_GET_EXTENDED_ERROR gave */
+		ji64(&j, "ext_total", count);
 	}
 	jend(&j);
 }

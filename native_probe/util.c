@@ -13,6 +13,18 @@
 
 const char *g_scenario = "?";
 const char *g_binder_dev = "/dev/binder"; /* device=PATH: a private binder device */
+const char *g_binder_logs = BINDER_LOGS_DEFAULT; /* logs=PATH: binder's log files (probe.h) */
+
+void binder_log_path(char *buf, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	int o = snprintf(buf, n, "%s/", g_binder_logs);
+	if (o < 0 || (size_t)o >= n)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf + o, n - (size_t)o, fmt, ap);
+	va_end(ap);
+}
 volatile const char *g_phase = "start";
 unsigned g_timeout_s = 20;
 pid_t g_child = -1;

@@ -132,6 +132,32 @@ CAUGHT: dict[str, list[tuple[str, str]]] = {
     # protocol.ping's two calls (plain, and after seteuid) and their replies: four transactions kept
     "transaction_leak": [("protocol.ping", "driver accounting: binder stats active counts back to their values "
                                            "before the case: expected none changed, measured transaction: active 0 -> 4")],
+    # the failed-transaction log against the probe's failures (harness/judging/accounting.py)
+    "failed_log_unrecorded": [("protocol.invalid_handle", "driver accounting: failed_transaction_log entries of the "
+                                                          "case, by return: expected BR_FAILED_REPLY 2, measured none"),
+                              ("limits.munmap_dead", "failed_transaction_log entries of the case, by return: expected "
+                                                     "BR_DEAD_REPLY 3, measured none")],
+    "failed_log_param_flipped": [("protocol.invalid_handle", "extended errors the probe read, as the failed log holds "
+                                                             "them: expected all 2 match, measured extended error {id 1, "
+                                                             "BR_FAILED_REPLY, -22}: the log says BR_FAILED_REPLY 22")],
+    "failed_log_line_shifted": [("protocol.invalid_handle", "failed_transaction_log entries as the kernel log's "
+                                                            "failure lines give them (debug id, return, errno, line): "
+                                                            "expected all 2 match, measured entry 1 says BR_FAILED_REPLY "
+                                                            "-22 l=3064, the kernel log BR_FAILED_REPLY -22 line 3063")],
+    # binder's proc/PID view against the probe's (cases/_expect.py expect_proc)
+    "ref_weak_doubled": [("protocol.refcounts", "binder's view of the client at handle0_held: refs (desc, s, w, death, "
+                                                "dead): expected [(0, 1, 1, False, False)], measured [(0, 1, 2, False, "
+                                                "False)]")],
+    "increfs_done_kept": [("protocol.refcounts", "binder's view of the server at object_pinged: nodes (ptr, cookie, hs, "
+                                                 "hw, ls, lw, refs): expected [(0, 0, 1, 1, 1, 1, 0), (2983244240, "
+                                                 "3222019584, 1, 1, 0, 0, 1)], measured [(0, 0, 1, 1, 1, 1, 0), "
+                                                 "(2983244240, 3222019584, 1, 1, 0, 1, 1)]")],
+    "dead_binder_done_kept": [("protocol.death_notification", "binder's view of the client at dead_done: queued work "
+                                                              "by type: expected {}, measured {'DELIVERED_DEATH': 1}")],
+    "buffer_state_inverted": [("objects.binder_to_handle", "binder's view of the server at holding: allocated buffers: "
+                                                           "expected ['48:16:0 active'], measured ['48:16:0 delivered']"),
+                              ("loopers.poll_epoll", "binder's view of the receiver at oneway_queued: allocated "
+                                                     "buffers: expected ['8:0:0 active'], measured ['8:0:0 delivered']")],
     "cm_desc0_allowed": [("protocol.cm_own_handle", "increfs 0 from the manager (errno, write_consumed, BRs read after): "
                                                     "expected ('EINVAL', 0, []), measured ('0', 8, [])")],
     "exact_fit_refused": [("objects.array_edges", "area_exact: expected ok, measured BR_FAILED_REPLY -28")],

@@ -6,6 +6,7 @@ function over that text: a line it does not recognise is kept in `bad_lines`, ne
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -141,3 +142,216 @@ def settle_outcome(output: str) -> str | None:
     if polls and int(polls.group(2)) >= SETTLE_POLLS:
         problems.append("binder's deferred release was still pending when the kernel log was read")
     return "; ".join(problems) or None
+
+
+# -- transaction_log / failed_transaction_log ------------------------------------------------------
+# print_binder_transaction_log_entry (binder.c, the same format on 6.1, 6.12 and 7.2):
+# "%d: %s from %d:%d to %d:%d context %s node %d handle %d size %d:%d ret %d/%d l=%d",
+# then " (incomplete)" when debug_id_done did not match while the entry was printed.
+_LOG_ENTRY = re.compile(r"^(-?\d+): (reply|async|call) +from (-?\d+):(-?\d+) to (-?\d+):(-?\d+) context (\S*) "
+                        r"node (-?\d+) handle (-?\d+) size (-?\d+):(-?\d+) ret (-?\d+)/(-?\d+) l=(-?\d+)"
+                        r"( \(incomplete\))?$")
+TRANSACTION_LOG_SLOTS = 32  # struct binder_transaction_log: entry[32], a ring (binder_transaction_log_add)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One binder_transaction_log_entry as print_binder_transaction_log_entry prints it."""
+
+    debug_id: int  # the transaction's t_debug_id (binder_last_id)
+    call_type: str  # call | async | reply
+    from_proc: int
+    from_thread: int
+    to_proc: int
+    to_thread: int
+    context: str
+    to_node: int
+    handle: int
+    data_size: int
+    offsets_size: int
+    return_error: int  # the BR_* code binder_transaction failed with (0 in transaction_log's successes)
+    return_error_param: int  # its errno, negative (-22), or 0
+    return_error_line: int  # the binder.c line of the failure (__LINE__ in binder_transaction)
+    incomplete: bool = False
+
+    def describe(self) -> str:
+        return (f"{self.debug_id}: {self.call_type} from {self.from_proc}:{self.from_thread} "
+                f"handle {self.handle} size {self.data_size}:{self.offsets_size} "
+                f"ret {self.return_error}/{self.return_error_param} l={self.return_error_line}")
+
+
+@dataclass
+class TransactionLog:
+    entries: list[LogEntry] = field(default_factory=list)  # in the ring's order, oldest first
+    bad_lines: list[str] = field(default_factory=list)
+
+    @property
+    def full(self) -> bool:
+        """Every slot of the ring is used: an older entry may have been overwritten."""
+        return len(self.entries) >= TRANSACTION_LOG_SLOTS
+
+
+def parse_transaction_log(text: str) -> TransactionLog:
+    """debugfs `transaction_log` or `failed_transaction_log` (transaction_log_show): one entry a
+    line; unrecognised lines go to bad_lines."""
+    log = TransactionLog()
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        m = _LOG_ENTRY.match(line.rstrip())
+        if m is None:
+            log.bad_lines.append(line)
+            continue
+        g = m.groups()
+        n = [int(x) for x in g[7:14]]
+        log.entries.append(LogEntry(int(g[0]), g[1], int(g[2]), int(g[3]), int(g[4]), int(g[5]), g[6],
+                                    to_node=n[0], handle=n[1], data_size=n[2], offsets_size=n[3],
+                                    return_error=n[4], return_error_param=n[5], return_error_line=n[6],
+                                    incomplete=bool(g[14])))
+    return log
+
+
+# -- one process as binder sees it: debugfs proc/PID (print_binder_proc, print_all = 1) ------------
+_P_THREAD = re.compile(r"^  thread (\d+): l ([0-9a-f]+) need_return (\d+) tr (-?\d+)")
+_P_NODE = re.compile(r"^  node (\d+): u([0-9a-f]+) c([0-9a-f]+) hs (\d+) hw (\d+) ls (\d+) lw (\d+) is (\d+) "
+                     r"iw (\d+) tr (\d+)(?: proc((?: \d+)+))?")
+_P_REF = re.compile(r"^  ref (\d+): desc (\d+) (dead )?node (\d+) s (\d+) w (\d+) d (\S+)")
+# ref->death as %pK prints it: zeros (or "(null)") for NULL; hex or "(____ptrval____)" (no hashing key yet) otherwise
+_NO_POINTER = re.compile(r"0+|\(null\)")
+_P_BUFFER = re.compile(r"^  buffer (\d+): \S+ size (\d+):(\d+):(\d+) (\w+)")
+_P_TXN = re.compile(r"^\s+(outgoing|incoming|bad|pending|pending async) transaction (\d+): ")
+# print_binder_work_ilocked's other lines, and print_binder_proc's delivered lists, by work type
+_P_WORK = (("transaction complete", "TRANSACTION_COMPLETE"), ("transaction error: ", "RETURN_ERROR"),
+           ("node work ", "NODE"), ("has dead binder", "DEAD_BINDER"),
+           ("has cleared dead binder", "DEAD_BINDER_AND_CLEAR"),
+           ("has cleared death notification", "CLEAR_DEATH_NOTIFICATION"),
+           ("has frozen binder", "FROZEN_BINDER"), ("has cleared freeze notification", "CLEAR_FREEZE_NOTIFICATION"),
+           ("has delivered dead binder", "DELIVERED_DEATH"), ("has delivered freeze binder", "DELIVERED_FREEZE"),
+           ("unknown work: ", "UNKNOWN"))
+
+
+@dataclass(frozen=True)
+class RefView:
+    """print_binder_ref_olocked: "ref ID: desc D [dead ]node N s S w W d DEATH"."""
+
+    debug_id: int
+    desc: int
+    node: int  # the node's debug id
+    dead: bool  # the node's process is gone
+    strong: int
+    weak: int
+    death: bool  # a death notification is registered (ref->death is not NULL)
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """print_binder_node_nilocked: "node ID: uPTR cCOOKIE hs hw ls lw is iw tr [proc PID...]"."""
+
+    debug_id: int
+    ptr: int
+    cookie: int
+    has_strong: int
+    has_weak: int
+    local_strong: int
+    local_weak: int
+    internal_strong: int
+    refs: int  # "iw": the number of refs on the node
+    tmp_refs: int
+    ref_procs: tuple[int, ...]  # the pid of each ref's process
+    async_pending: int = 0  # "pending async transaction" lines under it (node->async_todo)
+
+
+@dataclass(frozen=True)
+class BufferView:
+    """print_binder_buffer: "buffer ID: ADDR size DATA:OFFSETS:EXTRA active|delivered"."""
+
+    debug_id: int
+    data_size: int
+    offsets_size: int
+    extra_size: int
+    state: str  # active (its transaction not yet freed) | delivered
+
+    @property
+    def size(self) -> str:
+        return f"{self.data_size}:{self.offsets_size}:{self.extra_size}"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One queued binder_work (print_binder_work_ilocked) or a stack entry (print_binder_transaction_ilocked)."""
+
+    type: str  # BINDER_WORK_* without the prefix: TRANSACTION, TRANSACTION_COMPLETE, NODE, DEAD_BINDER, ...
+    where: str  # "proc" (proc->todo), "thread TID" (thread->todo), "node ID" (node->async_todo)
+    text: str  # the line as printed, stripped
+
+
+@dataclass
+class ProcView:
+    pid: int = 0
+    context: str = ""
+    threads: dict[int, int] = field(default_factory=dict)  # tid -> looper state bits ("l XX")
+    nodes: list[NodeView] = field(default_factory=list)
+    refs: list[RefView] = field(default_factory=list)
+    buffers: list[BufferView] = field(default_factory=list)
+    work: list[WorkItem] = field(default_factory=list)  # queued work, in every list
+    stack: list[WorkItem] = field(default_factory=list)  # outgoing/incoming/bad transactions on thread stacks
+    bad_lines: list[str] = field(default_factory=list)
+
+    def work_by_type(self, where: str | None = None) -> dict[str, int]:
+        """{BINDER_WORK type: count} of the queued work, in every list or only `where`'s."""
+        out: dict[str, int] = {}
+        for w in self.work:
+            if where is None or w.where == where:
+                out[w.type] = out.get(w.type, 0) + 1
+        return dict(sorted(out.items()))
+
+
+def parse_proc_view(text: str) -> ProcView:
+    """binder's proc/PID file (print_binder_proc with print_all), as refs, nodes, buffers and the
+    work queued on the proc, its threads and its nodes. Pure; a line it does not know goes to
+    bad_lines."""
+    view = ProcView()
+    where = "proc"
+    for line in text.splitlines():
+        if not line.strip() or _HEADER.match(line):
+            continue
+        if m := _PROC.match(line):
+            view.pid = int(m.group(1))
+        elif m := _CONTEXT.match(line):
+            view.context = m.group(1)
+        elif m := _P_THREAD.match(line):
+            view.threads[int(m.group(1))] = int(m.group(2), 16)
+            where = f"thread {m.group(1)}"
+        elif m := _P_NODE.match(line):
+            g = m.groups()
+            n = [int(x) for x in g[3:10]]
+            view.nodes.append(NodeView(int(g[0]), int(g[1], 16), int(g[2], 16), has_strong=n[0], has_weak=n[1],
+                                       local_strong=n[2], local_weak=n[3], internal_strong=n[4], refs=n[5],
+                                       tmp_refs=n[6], ref_procs=tuple(int(p) for p in (g[10] or "").split())))
+            where = f"node {g[0]}"
+        elif m := _P_REF.match(line):
+            g = m.groups()
+            view.refs.append(RefView(int(g[0]), int(g[1]), int(g[3]), bool(g[2]), int(g[4]), int(g[5]),
+                                     death=not _NO_POINTER.fullmatch(g[6])))
+            where = "proc"
+        elif m := _P_BUFFER.match(line):
+            view.buffers.append(BufferView(int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)),
+                                           m.group(5)))
+            where = "proc"
+        elif m := _P_TXN.match(line):
+            level = "proc" if not line.startswith("    ") else where
+            item = WorkItem("TRANSACTION", level, line.strip())
+            if m.group(1) in ("outgoing", "incoming", "bad"):
+                view.stack.append(item)
+            elif m.group(1) == "pending async":
+                view.work.append(item)
+                if view.nodes and level == f"node {view.nodes[-1].debug_id}":
+                    last = view.nodes[-1]
+                    view.nodes[-1] = dataclasses.replace(last, async_pending=last.async_pending + 1)
+            else:
+                view.work.append(item)
+        elif kind := next((k for prefix, k in _P_WORK if line.strip().startswith(prefix)), None):
+            view.work.append(WorkItem(kind, where if line.startswith("    ") else "proc", line.strip()))
+        else:
+            view.bad_lines.append(line)
+    return view

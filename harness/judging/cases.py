@@ -26,7 +26,11 @@ from harness.evidence import debugfs as binder_debugfs
 from harness import timing
 from harness.evidence import trace as tracing
 from harness.judging import layout
-from harness.judging.accounting import STATS_AFTER, STATS_BEFORE, Accounting, compare_stats
+from harness.judging.accounting import (ACCOUNTING_FILES, FAILED_LOG_AFTER, FAILED_LOG_BEFORE, FAILED_LOG_REF,
+                                        STATS_AFTER, STATS_BEFORE, Accounting, FailedLogComparison,
+                                        FailedTransactions, compare_failed_log, compare_stats, describe_counts,
+                                        probe_ext_errors, snapshot_script)
+from harness.judging.coverage import probe_seen
 from harness.errors import ConfigError
 from harness.files import REPO_ROOT, atomic_write_text
 from harness.evidence.probe import ProbeOutput, parse_probe_output
@@ -94,6 +98,7 @@ class CaseSpec:
     compat: bool = False  # run the 32-bit probe
     timeout: float = 60.0
     events: tuple[str, ...] = ()  # extra tracefs events, e.g. "binder/binder_alloc_page_start"
+    failed_transactions: FailedTransactions | None = None  # where the failed log differs from the probe's view
 
     @property
     def wants_trace(self) -> bool:
@@ -105,17 +110,19 @@ REGISTRY: dict[str, CaseSpec] = {}
 
 def case(case_id: str, *, kprobes: tuple[tracing.Kprobe, ...] = (), trace: bool = False,
          expected_dmesg: tuple[Declared, ...] = (), compat: bool = False, timeout: float = 60.0,
-         events: tuple[str, ...] = ()):
+         events: tuple[str, ...] = (), failed_transactions: FailedTransactions | None = None):
     """Register a case function under a stable `family.name` id. `expected_dmesg` declares the
     binder kernel-log lines the case provokes, as verdicts.Line (exact, with counts where the
     rate limits allow; verdicts.ByKernel where the driver changed them); on a pristine guest any
-    other binder line fails it (judge_health)."""
+    other binder line fails it (judge_health). `failed_transactions` declares where binder's
+    failed-transaction log legitimately differs from the failures the probe reads
+    (accounting.FailedTransactions; judge_failed_log)."""
     if not tracing.CASE_ID.match(case_id):
         raise ValueError(f"case id {case_id!r} must be lower-case family.name")
 
     def register(func: Callable[["CaseContext"], None]):
         REGISTRY[case_id] = CaseSpec(case_id, func, (func.__doc__ or "").strip(), kprobes, trace,
-                                     _declared(expected_dmesg), compat, timeout, events)
+                                     _declared(expected_dmesg), compat, timeout, events, failed_transactions)
         return func
 
     return register
@@ -282,8 +289,7 @@ class CaseContext:
         begin line in the kernel log, and binder's `stats` as they stand (accounting.STATS_BEFORE)."""
         script = f"mkdir -p {shlex.quote(self.remote_dir)}; echo {shlex.quote(begin_line(self.spec.id))} > /dev/kmsg"
         if self.debugfs:
-            stats = shlex.quote(f"{self.debugfs}/binder/stats")
-            script += f"; cat {stats} > {shlex.quote(f'{self.remote_dir}/{STATS_BEFORE}')} 2> /dev/null"
+            script += "; " + snapshot_script(f"{self.debugfs}/binder", self.remote_dir, "before")
         return script
 
     def _save_dmesg(self) -> str:
@@ -293,8 +299,7 @@ class CaseContext:
         `stats` as the case leaves them (accounting.STATS_AFTER). Its last line does the saving."""
         save = f"dmesg > {shlex.quote(f'{self.remote_dir}/{DMESG_FILE}')}"
         if self.debugfs:
-            stats = shlex.quote(f"{self.debugfs}/binder/stats")
-            save += f"; cat {stats} > {shlex.quote(f'{self.remote_dir}/{STATS_AFTER}')} 2> /dev/null"
+            save += "; " + snapshot_script(f"{self.debugfs}/binder", self.remote_dir, "after")
         return f"{binder_debugfs.settle_script(self.debugfs, posixpath.basename(self.probe))}\n{save}"
 
     def _settled(self, output: str) -> None:
@@ -318,7 +323,7 @@ class CaseContext:
             out = self._pull_text(f"{self.remote_dir}/{DMESG_FILE}", DMESG_FILE) if saved else ""
             (self.case_dir / DMESG_FILE).unlink(missing_ok=True)
             if saved and self.debugfs:
-                for name in (STATS_BEFORE, STATS_AFTER):
+                for name in ACCOUNTING_FILES:
                     self._pull_text(f"{self.remote_dir}/{name}", name)
             if not out:
                 out = self.target.dmesg(20)
@@ -459,6 +464,7 @@ def judge_health(ctx: CaseContext, delta: str) -> HealthReport:
         if ctx.pristine:
             _judge_binder_lines(ctx, health)
         judge_accounting(ctx)
+        judge_failed_log(ctx, delta)
     return health
 
 
@@ -481,6 +487,50 @@ def judge_accounting(ctx: CaseContext) -> Accounting | None:
         ctx.check(f"{ACCOUNTING_CHECK}binder procs the case left in stats", acct.procs_left, [],
                   "binder_deferred_release -> binder_free_proc (print_binder_proc_stats: proc PID)")
     return acct
+
+
+def judge_failed_log(ctx: CaseContext, delta: str = "") -> FailedLogComparison | None:
+    """binder's failed_transaction_log holds exactly the failures the probe saw: its entries new
+    since the case began (cases/<id>/failed-log-before.txt, failed-log-after.txt), counted by
+    return, equal the BR_FAILED_REPLY / BR_DEAD_REPLY / BR_FROZEN_REPLY the probe read (its
+    {"ev":"commands"} record, all processes), as the case declares (CaseSpec.failed_transactions),
+    and each extended error the probe read names a new entry with the same return and errno, and each
+    failure line of the case's kernel log (`delta`) the same return, errno and binder.c line.
+    Checked on a pristine guest; evidence `failed_transaction_log` elsewhere. None when the files
+    are missing (no debugfs, or the case never reached its end)."""
+    before, after = (ctx.case_dir / FAILED_LOG_BEFORE, ctx.case_dir / FAILED_LOG_AFTER)
+    if not (before.exists() and after.exists()):
+        return None
+    probes = [p.read_text(errors="replace") for p in sorted(ctx.case_dir.glob("probe-*.jsonl"))]
+    declared = ctx.spec.failed_transactions
+    cmp = compare_failed_log(before.read_text(errors="replace"), after.read_text(errors="replace"),
+                             probe_seen(probes)["br"], declared, probe_ext_errors(probes), delta)
+    ctx.evidence["failed_transaction_log"] = cmp.problem or {
+        "new": [e.describe() for e in cmp.new], "logged": cmp.logged, "probe_saw": cmp.seen,
+        "expected": cmp.expected, "wrapped": cmp.wrapped, "extended_errors_unmatched": list(cmp.ext_mismatches),
+        "kernel_log_lines_unmatched": list(cmp.line_mismatches)}
+    if not ctx.pristine or cmp.problem:
+        return cmp
+    why = f" ({declared.ref})" if declared is not None and declared.ref else ""
+    extra = cmp.differing()
+    if declared is not None and declared.uncounted:
+        ctx.evidence["failed_transaction_log_uncounted"] = declared.uncounted
+    else:
+        ctx.check_that(f"{ACCOUNTING_CHECK}failed_transaction_log entries of the case, by return"
+                       + (" (ring of 32 wrapped: at most)" if cmp.wrapped else ""),
+                       cmp.matches, cmp.describe() + (f" [{extra}]" if extra and not cmp.matches else ""),
+                       describe_counts(cmp.expected) + why, FAILED_LOG_REF)
+    ctx.check_that(f"{ACCOUNTING_CHECK}extended errors the probe read, as the failed log holds them",
+                   not cmp.ext_mismatches, "; ".join(cmp.ext_mismatches[:3]) or f"all {cmp.ext_read} match",
+                   f"all {cmp.ext_read} match",
+                   "binder_transaction: binder_set_extended_error(t_debug_id, return_error, return_error_param) "
+                   "and binder_transaction_log_failed entry")
+    ctx.check_that(f"{ACCOUNTING_CHECK}failed_transaction_log entries as the kernel log's failure lines give them "
+                   "(debug id, return, errno, line)", not cmp.line_mismatches,
+                   "; ".join(cmp.line_mismatches[:3]) or f"all {cmp.lines_read} match", f"all {cmp.lines_read} match",
+                   "binder_transaction: binder_debug(BINDER_DEBUG_FAILED_TRANSACTION, ... failed %d/%d/%d ... line %d) "
+                   "and binder_transaction_log_failed entry (return_error_line)")
+    return cmp
 
 
 def _judge_binder_lines(ctx: CaseContext, health: HealthReport) -> None:

@@ -45,7 +45,7 @@ from harness.files import atomic_write_text
 from harness.judging.cases import (RECORDING_FILE, RECORDING_SCHEMA, CaseContext, CaseSpec, begin_line,
                                    kernel_version)
 from harness.judging import layout
-from harness.judging.accounting import STATS_AFTER, STATS_BEFORE
+from harness.judging.accounting import snapshot_script
 from harness.judging.replay import NeedsLiveTarget
 from harness.judging.verdicts import Outcome
 from harness.reports import model
@@ -122,9 +122,9 @@ def case_script(spec: CaseSpec, plan: dict, probe: str) -> str:
     """Shell for one case: set up, arm tracing, run the planned probes, collect, report, print."""
     d = f"{WORKDIR}/cases/{spec.id}"
     q = shlex.quote
-    stats = q(f"{DEBUGFS}/binder/stats")  # binder's accounting around the case (judging/accounting.py)
+    # binder's accounting around the case (judging/accounting.py)
     lines = [f"# {spec.id}", f"mkdir -p {q(d)}; echo {q(begin_line(spec.id))} > /dev/kmsg",
-             f"cat {stats} > {q(f'{d}/{STATS_BEFORE}')} 2> /dev/null", "ok=pass"]
+             snapshot_script(f"{DEBUGFS}/binder", d, "before"), "ok=pass"]
     if spec.wants_trace:
         kprobes = tuple(k.for_kernel(kernel_version(plan["release"])).with_offsets(plan["offsets"])
                         if k.struct_fields else k.for_kernel(kernel_version(plan["release"])) for k in spec.kprobes)
@@ -138,7 +138,7 @@ def case_script(spec: CaseSpec, plan: dict, probe: str) -> str:
     if spec.wants_trace:
         collect = tracing.collect_script(TRACEFS, f"{d}/trace.txt", int(_PID_SENTINEL))
         lines.append(collect.replace(_PID_SENTINEL, "$p"))
-    lines += [f"dmesg > {q(d + '/dmesg-all.txt')}; cat {stats} > {q(f'{d}/{STATS_AFTER}')} 2> /dev/null",
+    lines += [f"dmesg > {q(d + '/dmesg-all.txt')}; {snapshot_script(f'{DEBUGFS}/binder', d, 'after')}",
               f"lava-test-case {q(spec.id)} --result $ok",
               f"echo {EVIDENCE_BEGIN} {spec.id}",
               f"tar -C {q(WORKDIR + '/cases')} -c {q(spec.id)} | gzip -c | base64",

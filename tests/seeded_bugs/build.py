@@ -768,7 +768,121 @@ _SELF_WORK_NEW = """\
 """
 
 
+# binder_transaction()'s error exit logs the failure into the ordinary transaction_log instead of
+# failed_transaction_log: every BR the probe reads is unchanged, and the failed log stays empty
+# (the failed-log check of every case that fails a transaction, e.g. protocol.invalid_handle).
+_FAILED_LOG_ANCHOR = """\
+		fe = binder_transaction_log_add(&binder_transaction_log_failed);
+"""
+_FAILED_LOG_NEW = """\
+		fe = binder_transaction_log_add(&binder_transaction_log); /* seeded bug failed_log_unrecorded */
+"""
+
+# binder_transaction()'s error exit logs the errno with its sign flipped (22, not -22): the count of
+# failed entries is right, but each disagrees with the extended error the thread got
+# (binder_set_extended_error, from the same return_error_param).
+_FAILED_PARAM_ANCHOR = """\
+		e->return_error_param = return_error_param;
+"""
+_FAILED_PARAM_NEW = """\
+		e->return_error_param = -return_error_param; /* seeded bug failed_log_param_flipped */
+"""
+
+
+# binder_inc_ref_olocked(): a weak increment counts two: BC_INCREFS on a handle leaves "w 2" in the
+# ref's proc/PID line, and the one BC_DECREFS no longer frees it (protocol.refcounts' views).
+_REF_WEAK_ANCHOR = """\
+		ref->data.weak++;
+	}
+	return 0;
+"""
+_REF_WEAK_NEW = """\
+		ref->data.weak += 2; /* seeded bug ref_weak_doubled */
+	}
+	return 0;
+"""
+
+# binder_thread_write() BC_INCREFS_DONE no longer gives back the local weak ref binder_thread_read
+# took with BR_INCREFS: the owner's node keeps "lw 1" (protocol.refcounts' view of the server).
+_INCREFS_DONE_ANCHOR = """\
+			free_node = binder_dec_node_nilocked(node,
+					cmd == BC_ACQUIRE_DONE, 0);
+"""
+_INCREFS_DONE_NEW = """\
+			free_node = cmd == BC_ACQUIRE_DONE && /* seeded bug increfs_done_kept */
+				binder_dec_node_nilocked(node, 1, 0);
+"""
+
+# binder_thread_write() BC_DEAD_BINDER_DONE finds the death but leaves it on proc->delivered_death:
+# "has delivered dead binder" stays in proc/PID (protocol.death_notification's view after DONE).
+_DEAD_DONE_ANCHOR = """\
+			binder_dequeue_work_ilocked(&death->work);
+			if (death->work.type == BINDER_WORK_DEAD_BINDER_AND_CLEAR) {
+"""
+_DEAD_DONE_NEW = """\
+			/* seeded bug dead_binder_done_kept: binder_dequeue_work_ilocked(&death->work); */
+			if (death->work.type == BINDER_WORK_DEAD_BINDER_AND_CLEAR) {
+"""
+
+# print_binder_buffer(): each allocated buffer's state printed inverted (active <-> delivered); a
+# debugfs-only bug: what user space does is unchanged (objects.binder_to_handle's buffer views).
+_BUFFER_STATE_ANCHOR = """\
+		   buffer->transaction ? "active" : "delivered");
+"""
+_BUFFER_STATE_NEW = """\
+		   buffer->transaction ? "delivered" : "active"); /* seeded bug buffer_state_inverted */
+"""
+
+
+# binder_transaction()'s error exit logs the binder.c line one past the failure's: the failed log's
+# "l=" no longer agrees with the kernel log's own failure line ("... line L") for the same debug id.
+_FAILED_LINE_ANCHOR = """\
+		e->return_error_line = return_error_line;
+"""
+_FAILED_LINE_NEW = """\
+		e->return_error_line = return_error_line + 1; /* seeded bug failed_log_line_shifted */
+"""
+
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
+    SeededBug(
+        name="failed_log_line_shifted", family="health",
+        description="binder_transaction()'s error exit logs return_error_line + 1 in failed_transaction_log; "
+                    "the kernel log's failure line keeps the right one",
+        caught_by="protocol.invalid_handle",
+        patch=_simple("binder.c", _FAILED_LINE_ANCHOR, _FAILED_LINE_NEW, "failed_log_line_shifted")),
+    SeededBug(
+        name="ref_weak_doubled", family="protocol",
+        description="binder_inc_ref_olocked() adds 2 to a ref's weak count; one BC_DECREFS no longer frees it",
+        caught_by="protocol.refcounts",
+        patch=_simple("binder.c", _REF_WEAK_ANCHOR, _REF_WEAK_NEW, "ref_weak_doubled")),
+    SeededBug(
+        name="increfs_done_kept", family="protocol",
+        description="BC_INCREFS_DONE does not drop the node's local weak ref taken with BR_INCREFS",
+        caught_by="protocol.refcounts",
+        patch=_simple("binder.c", _INCREFS_DONE_ANCHOR, _INCREFS_DONE_NEW, "increfs_done_kept")),
+    SeededBug(
+        name="dead_binder_done_kept", family="protocol",
+        description="BC_DEAD_BINDER_DONE leaves the death on proc->delivered_death",
+        caught_by="protocol.death_notification",
+        patch=_simple("binder.c", _DEAD_DONE_ANCHOR, _DEAD_DONE_NEW, "dead_binder_done_kept")),
+    SeededBug(
+        name="buffer_state_inverted", family="objects",
+        description="print_binder_buffer() prints active for a delivered buffer and delivered for an active one",
+        caught_by="objects.binder_to_handle",
+        patch=_simple("binder_alloc.c", _BUFFER_STATE_ANCHOR, _BUFFER_STATE_NEW, "buffer_state_inverted")),
+    SeededBug(
+        name="failed_log_unrecorded", family="health",
+        description="binder_transaction()'s error exit records the failure in transaction_log, not "
+                    "failed_transaction_log: user space sees every failure as before",
+        caught_by="protocol.invalid_handle",
+        patch=_simple("binder.c", _FAILED_LOG_ANCHOR, _FAILED_LOG_NEW, "failed_log_unrecorded")),
+    SeededBug(
+        name="failed_log_param_flipped", family="health",
+        description="binder_transaction()'s error exit logs return_error_param with its sign flipped "
+                    "(22 for -EINVAL); the extended error user space reads keeps -22",
+        caught_by="protocol.invalid_handle",
+        patch=_simple("binder.c", _FAILED_PARAM_ANCHOR, _FAILED_PARAM_NEW, "failed_log_param_flipped")),
     SeededBug(
         name="double_copy", family="one_copy",
         description="binder_transaction() copies the payload from the sender "

@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 
 from harness.evidence.debugfs import ProcView, parse_proc_view
-from harness.judging.cases import CaseContext
+from harness.judging.context import CaseContext
 from harness.judging.verdicts import Line
 from harness.evidence.probe import ProbeOutput
 

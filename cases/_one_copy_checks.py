@@ -14,7 +14,7 @@ Kernel references (drivers/android, Linux 6.1):
 from __future__ import annotations
 
 from cases._expect import probe_completed
-from harness.judging.cases import CaseContext
+from harness.judging.context import CaseContext
 from harness.evidence.probe import ProbeOutput
 from harness.evidence.trace import Trace, binder_transactions, usercopies_in_binder_ioctl
 

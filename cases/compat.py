@@ -10,7 +10,8 @@ from cases._expect import BR_FAILED_REPLY, call_outcome, errno_name, probe_compl
 from cases._one_copy_checks import judge_delivery
 from cases.limits import EMPTY_4M, MMAP_FLAGS_LINES, no_address_space, no_space_left, spam_lines
 from cases.one_copy import DELIVERY_PROBES
-from harness.judging.cases import CaseContext, case
+from harness.judging.catalog import case
+from harness.judging.context import CaseContext
 
 SIZES = (8, 4096, 10000, 65536)
 MiB = 1024 * 1024

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from cases._expect import (BR_DEAD_REPLY, BR_FAILED_REPLY, PAGE_FUNCTIONS, call_outcome, errno_name, note_dmesg,
                            probe_completed, result, txn_error, txn_failed)
-from harness.judging.cases import CaseContext, case
+from harness.judging.catalog import case
+from harness.judging.context import CaseContext
 from harness.judging.verdicts import ByKernel, Line
 
 MiB = 1024 * 1024

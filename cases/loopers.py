@@ -13,7 +13,8 @@ print_binder_thread_ilocked (debugfs "thread TID: l XX").
 from __future__ import annotations
 
 from cases._expect import errno_name, expect_proc, manager_node, probe_completed, result, user_error
-from harness.judging.cases import CaseContext, case
+from harness.judging.catalog import case
+from harness.judging.context import CaseContext
 from harness.judging.verdicts import Line
 
 

@@ -15,7 +15,8 @@ from cases._expect import (BR_FAILED_REPLY, PIDS, Node, Ref, call_outcome, errno
                            note_dmesg, oneway_to_frozen, probe_completed, result, txn_error, txn_failed, user_error,
                            view, view_buffers, view_local_refs, view_nodes, view_pending, view_refs)
 from cases.limits import no_address_space, no_space_left
-from harness.judging.cases import CaseContext, case
+from harness.judging.catalog import case
+from harness.judging.context import CaseContext
 from harness.judging.verdicts import ByKernel, Line
 from harness.evidence.contract import OBJ_COOKIE_STRONG, OBJ_COOKIE_WEAK, OBJ_PTR_STRONG, OBJ_PTR_WEAK, OBJ_UPDATE_CODE
 from harness.evidence.trace import COPY_TO_BUFFER, COPY_USER_TO_BUFFER, binder_transactions

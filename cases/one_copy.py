@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from cases._expect import PAGE_FUNCTIONS, probe_completed
 from cases._one_copy_checks import judge_delivery
-from harness.judging.cases import CaseContext, case
+from harness.judging.catalog import case
+from harness.judging.context import CaseContext
 from harness.evidence.trace import (COPY_USER_TO_BUFFER, USERCOPY_CHECK, Kprobe, binder_transactions,
                            usercopies_in_binder_ioctl)
 

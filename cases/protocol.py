@@ -11,7 +11,8 @@ from cases._expect import (BR_DEAD_REPLY, BR_FAILED_REPLY, BR_FROZEN_REPLY, PIDS
                            expect_proc, ioctl_error, manager_node, Node, oneway_to_frozen, probe_completed,
                            proc_view, Ref, result, txn_error, txn_failed, user_error)
 from harness.judging.verdicts import ByKernel, Line
-from harness.judging.cases import CaseContext, case
+from harness.judging.catalog import case
+from harness.judging.context import CaseContext
 from harness.evidence.contract import CONTRACT, DEATH_COOKIE, PING_TRANSACTION
 
 REFS_NODE_PTR, REFS_NODE_COOKIE = CONTRACT.numbers["REFS_NODE_PTR"], CONTRACT.numbers["REFS_NODE_COOKIE"]

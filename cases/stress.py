@@ -5,7 +5,8 @@ import random
 
 from cases._expect import probe_completed, result
 from harness.judging.accounting import FailedTransactions
-from harness.judging.cases import CaseContext, CaseSkipped, case
+from harness.judging.catalog import CaseSkipped, case
+from harness.judging.context import CaseContext
 from harness.judging.verdicts import Line
 
 

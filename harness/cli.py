@@ -76,7 +76,7 @@ def _write_kcidb(path: Path | None, reports: list[Report]) -> None:
 
 
 def cmd_list(args) -> int:
-    from harness.judging.cases import load_cases
+    from harness.judging.catalog import load_cases
 
     for case_id in load_cases():
         print(case_id)
@@ -85,7 +85,7 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from harness.reports import report
-    from harness.judging.cases import select_cases
+    from harness.judging.catalog import select_cases
     from harness.options import run_options
     from harness.running.runner import run_cases
 
@@ -165,7 +165,7 @@ def cmd_report(args) -> int:
 
 def cmd_judge(args) -> int:
     """Re-judge a run directory's recorded evidence with this harness's cases; no target."""
-    from harness.running.judge import judge_run
+    from harness.running.rejudge import judge_run
 
     run_dir = Path(args.dir)
     kcidb_path = _kcidb_path(args)
@@ -184,7 +184,7 @@ def cmd_judge(args) -> int:
 
 def cmd_lava(args) -> int:
     """Render a LAVA job (job, device dictionary, dispatcher config, kernel, initramfs) into --out."""
-    from harness.judging.cases import select_cases
+    from harness.judging.catalog import select_cases
     from harness.options import run_options
     from harness.reports import report
     from harness.running.lava import render

@@ -138,7 +138,7 @@ def _case_globs(o: Option, patterns: list[str]) -> tuple[str, ...]:
     declare nothing)."""
     import fnmatch
 
-    from harness.judging.cases import load_cases
+    from harness.judging.catalog import load_cases
 
     ids = list(load_cases())
     for pattern in patterns:

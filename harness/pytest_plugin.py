@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.judging.cases import CASES_DIR, CaseSpec, load_cases
+from harness.judging.catalog import CASES_DIR, CaseSpec, load_cases
 from harness.errors import ConfigError
 from harness.reports.report import reproduce_command
 from harness.options import add_to_pytest, run_options

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness.arches import GUEST_ARCHES, host_arch
-from harness.judging.cases import select_cases
+from harness.judging.catalog import select_cases
 from harness.running.runner import RunOptions, run_cases
 from harness.targets import accel
 from harness.targets.spec import TargetSpec

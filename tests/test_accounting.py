@@ -10,7 +10,9 @@ from types import SimpleNamespace
 from typing import cast
 
 from harness.judging.accounting import STATS_AFTER, STATS_BEFORE, compare_stats
-from harness.judging.cases import CaseContext, judge_accounting, load_cases
+from harness.judging.catalog import load_cases
+from harness.judging.context import CaseContext
+from harness.judging.health import check_accounting
 from harness.judging.verdicts import Outcome, judge
 from harness.targets.base import Target
 
@@ -30,13 +32,13 @@ class Recorded:
 
 
 def judged(before: str, after: str, tmp_path: Path, pristine: bool = True) -> CaseContext:
-    """judge_accounting and judge on the two files, after one passing check of the case's own."""
+    """check_accounting and judge on the two files, after one passing check of the case's own."""
     (tmp_path / STATS_BEFORE).write_text(before)
     (tmp_path / STATS_AFTER).write_text(after)
     ctx = CaseContext(load_cases()["protocol.ping"], cast(Target, Recorded()), "", tmp_path, "", None, None,
                       pristine=pristine)
     ctx.check("the case's own check", 1, 1, "probe")
-    judge_accounting(ctx)
+    check_accounting(ctx)
     judge(ctx.result)
     return ctx
 
@@ -100,4 +102,4 @@ def test_unreadable_stats_are_evidence_not_a_verdict(tmp_path):
 def test_no_files_no_judgement(tmp_path):
     ctx = CaseContext(load_cases()["protocol.ping"], cast(Target, Recorded()), "", tmp_path, "", None, None,
                       pristine=True)
-    assert judge_accounting(ctx) is None and "binder_accounting" not in ctx.evidence
+    assert check_accounting(ctx) is None and "binder_accounting" not in ctx.evidence

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cases._expect import LOG_LINE_CHECK
-from harness.judging.cases import PRISTINE_ONLY_CHECKS
+from harness.judging.health import PRISTINE_ONLY_CHECKS
 from tests.helpers import GuestCommand, REPO, catalog, cli, finish_cli, start_cli, wait_for_line
 
 pytestmark = pytest.mark.usefixtures("host_adb")

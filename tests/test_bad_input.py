@@ -74,7 +74,7 @@ def test_missing_matrix_file(tmp_path):
 
 
 def test_bad_extra_case_module(tmp_path):
-    (tmp_path / "mine.py").write_text("from harness.judging.cases import case\n\n@case('mine.x'\ndef x(ctx): pass\n")
+    (tmp_path / "mine.py").write_text("from harness.judging.catalog import case\n\n@case('mine.x'\ndef x(ctx): pass\n")
     from tests.helpers import cli_env
 
     run = cli("list", env=cli_env(BINDER_HARNESS_EXTRA_CASES=str(tmp_path)))

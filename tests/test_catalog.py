@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.judging import coverage
-from harness.judging.cases import load_cases
+from harness.judging.catalog import load_cases
 from tests.helpers import assert_judge_reproduces, cli
 from tests.report_html import assert_full_page
 from tests.seeded_bugs import build

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.judging.cases import kernel_version, load_cases
+from harness.judging.catalog import load_cases
+from harness.judging.context import kernel_version
 from tests.helpers import REPO
 from tests.seeded_bugs import build
 

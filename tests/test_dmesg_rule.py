@@ -13,7 +13,9 @@ from typing import cast
 
 import pytest
 
-from harness.judging.cases import CaseContext, CaseSpec, judge_health, load_cases
+from harness.judging.catalog import CaseSpec, load_cases
+from harness.judging.context import CaseContext
+from harness.judging.health import check_health
 from harness.judging.verdicts import BINDER_LOGGERS, Line, Outcome, expected_lines, judge, scan_dmesg
 from harness.targets.base import Target
 
@@ -58,11 +60,11 @@ class Recorded:
 
 def judged(case_id: str, dmesg: str, tmp_path: Path, pristine: bool = True,
            release: str = "6.1.0-57-amd64") -> CaseContext:
-    """judge_health and judge on `dmesg` as a case's window, after one passing check of its own."""
+    """check_health and judge on `dmesg` as a case's window, after one passing check of its own."""
     ctx = CaseContext(load_cases()[case_id], cast(Target, Recorded(release)), "", tmp_path, "", None, None,
                       pristine=pristine)
     ctx.check("the case's own check", 1, 1, "probe")
-    judge_health(ctx, dmesg)
+    check_health(ctx, dmesg)
     judge(ctx.result)
     return ctx
 

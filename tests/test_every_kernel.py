@@ -17,7 +17,7 @@ import pytest
 
 from harness.images.recipes import load_recipe, recipe_for_arch, shipped_recipes
 from harness.judging import coverage
-from harness.judging.cases import load_cases
+from harness.judging.catalog import load_cases
 from tests.helpers import CliRun, cli
 
 DEFAULTS = {recipe_for_arch(arch).path.resolve() for arch in ("x86_64", "arm64")}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
-from harness.judging.cases import COMPAT_SCRIPT, compat_missing
+from harness.judging.catalog import COMPAT_SCRIPT, compat_missing
 from harness.judging.verdicts import OUTCOMES, ExitStatus, Outcome, exit_status, summarize, summary_line
 from harness.reports import html as html_report
 from harness.reports import kcidb, model

@@ -13,7 +13,9 @@ from typing import cast
 from harness.evidence.debugfs import TRANSACTION_LOG_SLOTS, parse_transaction_log
 from harness.judging.accounting import (FAILED_LOG_AFTER, FAILED_LOG_BEFORE, FailedTransactions, compare_failed_log,
                                         failure_lines, probe_ext_errors)
-from harness.judging.cases import CaseContext, judge_failed_log, load_cases
+from harness.judging.catalog import load_cases
+from harness.judging.context import CaseContext
+from harness.judging.health import check_failed_log
 from harness.judging.coverage import probe_seen
 from harness.judging.verdicts import Outcome, judge
 from harness.targets.base import Target
@@ -118,20 +120,20 @@ def test_7_2_failure_lines_carry_the_code() -> None:
         2: (0x7205, -3, 3409), 3: (0x7205, -3, 3409), 4: (0x7205, -3, 3409)}
 
 
-# -- judged as a case's health check (harness/judging/cases.py judge_failed_log) --------------------
+# -- judged as a case's health check (harness/judging/health.py check_failed_log) --------------------
 class Recorded:
     def info(self) -> SimpleNamespace:
         return SimpleNamespace(kernel_release="6.1.0-57-amd64")
 
 
 def judged(case_id: str, tmp_path: Path, after: str, pristine: bool = True, dmesg: str = "") -> CaseContext:
-    """judge_failed_log and judge on the captured munmap_dead probe record and the log `after`."""
+    """check_failed_log and judge on the captured munmap_dead probe record and the log `after`."""
     (tmp_path / FAILED_LOG_BEFORE).write_text("")
     (tmp_path / FAILED_LOG_AFTER).write_text(after)
     (tmp_path / "probe-1.jsonl").write_text(text("munmap_dead-commands-x86_64.jsonl"))
     ctx = CaseContext(load_cases()[case_id], cast(Target, Recorded()), "", tmp_path, "", None, None, pristine=pristine)
     ctx.check("the case's own check", 1, 1, "probe")
-    judge_failed_log(ctx, dmesg)
+    check_failed_log(ctx, dmesg)
     judge(ctx.result)
     return ctx
 
@@ -172,4 +174,4 @@ def test_a_case_declaring_its_failures_uncounted_keeps_the_per_entry_checks(tmp_
 def test_no_files_no_judgement(tmp_path: Path) -> None:
     ctx = CaseContext(load_cases()["limits.munmap_dead"], cast(Target, Recorded()), "", tmp_path, "", None, None,
                       pristine=True)
-    assert judge_failed_log(ctx) is None and "failed_transaction_log" not in ctx.evidence
+    assert check_failed_log(ctx) is None and "failed_transaction_log" not in ctx.evidence

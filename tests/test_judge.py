@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from cases._expect import LOG_LINE_CHECK
-from harness.judging.cases import PRISTINE_ONLY_CHECKS
+from harness.judging.health import PRISTINE_ONLY_CHECKS
 from tests.helpers import CliRun, assert_judge_reproduces, cli, one_error_line
 from tests.seeded_bugs import build
 

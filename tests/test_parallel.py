@@ -8,7 +8,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness.judging.cases import select_cases
+from harness.judging.catalog import select_cases
 from tests.helpers import REPO, cli, cli_env, tagged_processes
 from tests.report_html import read_page
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from harness.judging.cases import load_cases
+from harness.judging.catalog import load_cases
 from harness.targets.ssh import SshAddress, SshOptions, SshTarget
 from tests.helpers import GuestCommand, REPO, cli, offsets_as_read
 

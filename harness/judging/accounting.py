@@ -48,7 +48,7 @@ def snapshot_script(binder_dir: str, case_dir: str, when: str) -> str:
     for src, pair in SNAPSHOTS.items():
         path, dest = shlex.quote(f"{binder_dir}/{src}"), shlex.quote(f"{case_dir}/{pair[index]}")
         # stats: an empty copy says "not readable" (compare_stats); the failed log: an empty one is a log
-        # with no failure yet, so a kernel without the file leaves no copy (judge_failed_log: not judged)
+        # with no failure yet, so a kernel without the file leaves no copy (check_failed_log: not judged)
         out.append(f"cat {path} > {dest} 2> /dev/null" if src == "stats" else
                    f"[ ! -r {path} ] || cat {path} > {dest} 2> /dev/null")
     return "; ".join(out)

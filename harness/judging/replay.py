@@ -6,7 +6,7 @@ trace (trace.txt) and each kernel-log read (the delta it returned), and the fact
 a case decides checks by (kernel release, seed, time limit, binder device, whether its guest was
 pristine). ReplayContext answers the same calls, in the same order, from those files, with the
 same context, so a case function runs unchanged and records the same checks;
-`binder-harness judge RUN_DIR` (harness/running/judge.py) does that for every case and rewrites
+`binder-harness judge RUN_DIR` (harness/running/rejudge.py) does that for every case and rewrites
 the reports.
 
 A case that asks for something the recording does not hold (a probe scenario or arguments it
@@ -22,8 +22,9 @@ from typing import Any, cast
 
 from harness.evidence import trace as tracing
 from harness.evidence.probe import ProbeOutput, parse_probe_output
-from harness.judging.cases import (RECORDING_FILE, RECORDING_SCHEMA, CaseContext, CaseSkipped, CaseSpec,
-                                   judge_health, kernel_version)
+from harness.judging.catalog import CaseSkipped, CaseSpec
+from harness.judging.context import RECORDING_FILE, RECORDING_SCHEMA, CaseContext, kernel_version
+from harness.judging.health import check_health
 from harness.judging.verdicts import CaseResult, Outcome, judge
 from harness.targets.base import CommandResult, Target
 
@@ -165,6 +166,6 @@ def replay_case(spec: CaseSpec, case_dir: Path, recording: dict,
         result.reason = f"harness error: {type(exc).__name__}: {exc}".splitlines()[0]
     delta = case_dir / "dmesg.txt"
     if delta.exists():  # the runner keeps it whenever the target outlived the case
-        judge_health(ctx, delta.read_text(errors="replace"))
+        check_health(ctx, delta.read_text(errors="replace"))
     judge(result)
     return result

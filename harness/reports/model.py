@@ -1,7 +1,7 @@
 """report.json as one typed model: every writer builds a Report, every reader loads one (DESIGN §2).
 
 REPORT_SCHEMA is report.json's own version, its top-level "schema". It is not the judge's
-recording schema (cases/<id>/recording.json "recording_schema", harness/judging/cases.py
+recording schema (cases/<id>/recording.json "recording_schema", harness/judging/context.py
 RECORDING_SCHEMA), nor matrix.json's "matrix_schema" or lava.json's "lava_schema".
 
   schema 1  target, cases, summary, timings, command, seed, and the fields added since (DESIGN §2);
@@ -195,7 +195,7 @@ class ReportCase:
     errnos, BR codes, ...) in an envelope of what the harness notes of every case, under keys of
     its own: binder_device {path, made_by} and resident_context_manager (runner), struct_offsets,
     probe_runs, probe_timeouts, dmesg_window, dmesg_bad_lines, unexpected_binder_messages,
-    binder_line_counts, binder_accounting, trace_dat (judging/cases.py), trace and accel_fallback
+    binder_line_counts, binder_accounting, trace_dat (judging/context.py and health.py), trace and accel_fallback
     (runner), selinux (verdicts.explain_denial) and commands (reports/coverage.py)."""
 
     id: str

@@ -42,15 +42,15 @@ from harness.evidence import debugfs as binder_debugfs
 from harness.evidence import trace as tracing
 from harness.evidence.probe import ProbeOutput, ensure_probe
 from harness.files import atomic_write_text
-from harness.judging.cases import (RECORDING_FILE, RECORDING_SCHEMA, CaseContext, CaseSpec, begin_line,
-                                   kernel_version)
+from harness.judging.catalog import CaseSpec
+from harness.judging.context import RECORDING_FILE, RECORDING_SCHEMA, CaseContext, begin_line, kernel_version
 from harness.judging import layout
 from harness.judging.accounting import snapshot_script
 from harness.judging.replay import NeedsLiveTarget
 from harness.judging.verdicts import Outcome
 from harness.reports import model
 from harness.reports.model import LavaResult, Report, ReportCase, Timings
-from harness.running.judge import PENDING
+from harness.running.rejudge import PENDING
 from harness.running.runner import RunOptions
 from harness.targets import TargetOptions
 from harness.targets.base import Target, shell_command

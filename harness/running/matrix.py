@@ -39,7 +39,7 @@ from typing import Any
 from harness import timing
 from harness.reports import model, report
 from harness.reports.model import Report, ReportCase, Target
-from harness.judging.cases import CaseSpec, select_cases
+from harness.judging.catalog import CaseSpec, select_cases
 from harness.errors import ConfigError
 from harness.files import atomic_write_text
 from harness.images.recipes import Recipe, YamlFields, YamlMap, find_recipe, load_recipe, read_yaml_map, resolve_recipe

@@ -22,7 +22,7 @@ from pathlib import Path
 from harness.errors import ConfigError
 from harness.reports import model, report
 from harness.reports.model import Guest, Report, Timings
-from harness.judging.cases import CaseSpec
+from harness.judging.catalog import CaseSpec
 from harness.files import atomic_write_text
 from harness.running.runner import RunOptions, RunState, Session, not_run
 from harness.judging.verdicts import CaseResult

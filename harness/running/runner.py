@@ -25,8 +25,9 @@ from harness.reports import report
 from harness.running.devices import (DEFAULT_DEVICE, GUEST_BINDERFS_LINE, PRIVATE_DEVICE, BinderDevice,
                                      binderfs_script, parse_binderfs)
 from harness.arches import abi_for
-from harness.judging.cases import (COMPAT_SCRIPT, CaseContext, CaseNotApplicable, CaseSkipped, CaseSpec,
-                                   compat_missing, judge_health)
+from harness.judging.catalog import COMPAT_SCRIPT, CaseNotApplicable, CaseSkipped, CaseSpec, compat_missing
+from harness.judging.context import CaseContext
+from harness.judging.health import check_health
 from harness.errors import ConfigError, TargetError, TargetUnavailable
 from harness.evidence.probe import ensure_probe
 from harness.targets import PRIVATE_DEVICES, TargetOptions, make_target
@@ -670,7 +671,7 @@ class Session:
     def _health(self, ctx: CaseContext, spec: CaseSpec, result: CaseResult, case_dir: Path) -> None:
         delta = ctx.dmesg()
         (case_dir / "dmesg.txt").write_text(delta)
-        health = judge_health(ctx, delta)
+        health = check_health(ctx, delta)
         if health.bad_lines and re.search(r"BUG:|Oops|general protection|KASAN", "\n".join(health.bad_lines)):
             self.progress(f"{spec.id}: kernel is tainted by an oops; the next case gets a fresh guest")
             self._drop_target()

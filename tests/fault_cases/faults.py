@@ -5,7 +5,8 @@ does). Each does one real thing to the real guest; none of them is a verdict on 
 """
 from __future__ import annotations
 
-from harness.judging.cases import CaseContext, case
+from harness.judging.catalog import case
+from harness.judging.context import CaseContext
 
 
 @case("fault.panic", trace=True)

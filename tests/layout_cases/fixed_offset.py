@@ -9,7 +9,8 @@ from dataclasses import replace
 from cases._one_copy_checks import judge_delivery
 from cases.one_copy import MAP_BYTES, SIZES
 from harness.evidence.trace import COPY_USER_TO_BUFFER, USERCOPY_CHECK
-from harness.judging.cases import CaseContext, case
+from harness.judging.catalog import case
+from harness.judging.context import CaseContext
 
 FIXED_88 = replace(COPY_USER_TO_BUFFER, spec=COPY_USER_TO_BUFFER.spec.replace("{binder_buffer.user_data}", "88"))
 

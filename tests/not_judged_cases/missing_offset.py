@@ -5,7 +5,8 @@ tests/test_exit_status.py (BINDER_HARNESS_EXTRA_CASES), to show that such a run 
 from __future__ import annotations
 
 from harness.evidence.trace import Kprobe
-from harness.judging.cases import CaseContext, case
+from harness.judging.catalog import case
+from harness.judging.context import CaseContext
 
 NO_SUCH_MEMBER = Kprobe("not_judged_copy", "binder_alloc_copy_user_to_buffer "
                                            "x=+{binder_buffer.no_such_member}($arg2):x64")

@@ -8,7 +8,8 @@ from __future__ import annotations
 import posixpath
 import re
 
-from harness.judging.cases import CaseContext, case
+from harness.judging.catalog import case
+from harness.judging.context import CaseContext
 
 FULL_ASYNC = 2 * 1024 * 1024  # half of a 4 MiB area (binder_alloc_mmap_handler)
 # The probe under another name: the harness ends a case's leftover probe processes, not these.

@@ -22,7 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.judging.cases import RECORDING_FILE, CaseSpec, load_cases
+from harness.judging.catalog import CaseSpec, load_cases
+from harness.judging.context import RECORDING_FILE
 from harness.judging.replay import (EVIDENCE_BEFORE_THE_CASE, RecordingError, load_recording,
                                     replay_case)
 from harness.judging.verdicts import UNCHECKED, CaseResult, Outcome, explain_denial

@@ -1,53 +1,38 @@
-"""Case registry and the context a case runs in.
-
-A case is a function in cases/*.py decorated with @case("family.name"). It runs
-the probe through its CaseContext and records checks; it never knows which
-transport the target uses.
+"""The context a case runs in: CaseContext runs the probe, arms and reads the trace, reads the
+case's kernel log and binder's files, records every step for `binder-harness judge`, and holds
+the case's checks. The same context is replayed from a recording (harness/judging/replay.py).
 """
 from __future__ import annotations
 
-import fnmatch
-import hashlib
-import importlib
 import json
-import importlib.util
-import os
 import posixpath
 import random
 import re
 import shlex
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from harness.evidence import debugfs as binder_debugfs
 from harness import timing
+from harness.evidence import debugfs as binder_debugfs
 from harness.evidence import trace as tracing
-from harness.judging import layout
-from harness.judging.accounting import (ACCOUNTING_FILES, FAILED_LOG_AFTER, FAILED_LOG_BEFORE, FAILED_LOG_REF,
-                                        STATS_AFTER, STATS_BEFORE, Accounting, FailedLogComparison,
-                                        FailedTransactions, compare_failed_log, compare_stats, describe_counts,
-                                        probe_ext_errors, snapshot_script)
-from harness.judging.coverage import probe_seen
-from harness.errors import ConfigError
-from harness.files import REPO_ROOT, atomic_write_text
 from harness.evidence.probe import ProbeOutput, parse_probe_output
+from harness.files import atomic_write_text
+from harness.judging import layout
+from harness.judging.accounting import ACCOUNTING_FILES, snapshot_script
+from harness.judging.catalog import CaseSkipped, CaseSpec
+from harness.judging.verdicts import CaseResult, Check
 from harness.targets.base import CommandResult, Target, shell_command
-from harness.judging.verdicts import (BINDER_LOGGERS, UNCHECKED, ByKernel, CaseResult, Check, Declared, HealthReport,
-                                      Line, Outcome, scan_dmesg, without_timestamp)
 
-CASES_DIR = REPO_ROOT / "cases"
-# Directories of your own case modules (os.pathsep-separated), loaded after the catalog.
-EXTRA_CASES_ENV = "BINDER_HARNESS_EXTRA_CASES"
+
 DMESG_FILE = ".dmesg-all.txt"  # the whole kernel log, saved on the target and pulled
 # What a case asked of its target, step by step, beside its evidence, and every fact of its
 # context a case decides a check by: `binder-harness judge` replays the case from it and the
 # files it names (harness/judging/replay.py).
 RECORDING_FILE = "recording.json"
 # 2: adds `pristine` (CaseContext.pristine). Schema 1 recordings still load; judge derives
-# `pristine` for them from report.json's guest_start (harness/running/judge.py).
+# `pristine` for them from report.json's guest_start (harness/running/rejudge.py).
 RECORDING_SCHEMA = 2
 
 
@@ -61,132 +46,6 @@ def kernel_version(release: str) -> tuple[int, int]:
     m = re.match(r"(\d+)\.(\d+)", release)
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
-
-class CaseSkipped(Exception):
-    """Raised by a case (or its context) when the target cannot run it; the message says why."""
-
-
-class CaseNotApplicable(CaseSkipped):
-    """Raised when a fact of the kernel under test rules the case out (compat cases on a kernel
-    without CONFIG_COMPAT): outcome not_applicable, which does not stop exit status 0. Raise it
-    only on a fact read from the target, never on a failure the case exists to catch; where
-    unsure, raise CaseSkipped (code that knows only CaseSkipped treats it as one)."""
-
-
-# fs/ioctl.c builds compat_ptr_ioctl (binder_fops.compat_ioctl, the compat cases' way in) only
-# with CONFIG_COMPAT; grep exits 0 found, 1 not found, 2 unreadable (no CONFIG_KALLSYMS, no root).
-# About 0.5 s under TCG, so asked once per kernel build in a run (harness/running/runner.py).
-COMPAT_SCRIPT = "grep -qw compat_ptr_ioctl /proc/kallsyms; echo kallsyms_compat=$?"
-
-
-def compat_missing(output: str) -> bool:
-    """True only when COMPAT_SCRIPT's output shows a readable /proc/kallsyms without
-    compat_ptr_ioctl: the kernel has no 32-bit compat layer. Anything else (unreadable, no
-    output) is not a fact, and the case runs."""
-    found = re.search(r"kallsyms_compat=(\d+)", output)
-    return found is not None and found.group(1) == "1"
-
-
-@dataclass(frozen=True)
-class CaseSpec:
-    id: str
-    func: Callable[["CaseContext"], None]
-    doc: str
-    kprobes: tuple[tracing.Kprobe, ...] = ()
-    trace: bool = False  # arm ftrace even without kprobes
-    expected_dmesg: tuple[Line | ByKernel, ...] = ()  # the binder lines this case provokes (verdicts.Line)
-    compat: bool = False  # run the 32-bit probe
-    timeout: float = 60.0
-    events: tuple[str, ...] = ()  # extra tracefs events, e.g. "binder/binder_alloc_page_start"
-    failed_transactions: FailedTransactions | None = None  # where the failed log differs from the probe's view
-
-    @property
-    def wants_trace(self) -> bool:
-        return self.trace or bool(self.kprobes) or bool(self.events)
-
-
-REGISTRY: dict[str, CaseSpec] = {}
-
-
-def case(case_id: str, *, kprobes: tuple[tracing.Kprobe, ...] = (), trace: bool = False,
-         expected_dmesg: tuple[Declared, ...] = (), compat: bool = False, timeout: float = 60.0,
-         events: tuple[str, ...] = (), failed_transactions: FailedTransactions | None = None):
-    """Register a case function under a stable `family.name` id. `expected_dmesg` declares the
-    binder kernel-log lines the case provokes, as verdicts.Line (exact, with counts where the
-    rate limits allow; verdicts.ByKernel where the driver changed them); on a pristine guest any
-    other binder line fails it (judge_health). `failed_transactions` declares where binder's
-    failed-transaction log legitimately differs from the failures the probe reads
-    (accounting.FailedTransactions; judge_failed_log)."""
-    if not tracing.CASE_ID.match(case_id):
-        raise ValueError(f"case id {case_id!r} must be lower-case family.name")
-
-    def register(func: Callable[["CaseContext"], None]):
-        REGISTRY[case_id] = CaseSpec(case_id, func, (func.__doc__ or "").strip(), kprobes, trace,
-                                     _declared(expected_dmesg), compat, timeout, events, failed_transactions)
-        return func
-
-    return register
-
-
-def _declared(expected_dmesg: tuple[Declared, ...]) -> tuple[Line | ByKernel, ...]:
-    """A case's expected_dmesg with each plain string made a loose Line (verdicts.expected_lines)."""
-    return tuple(d if isinstance(d, (Line, ByKernel)) else Line(d, loose=True) for d in expected_dmesg)
-
-
-def load_cases(directory: Path = CASES_DIR) -> dict[str, CaseSpec]:
-    """Import every module of the cases package once, then any $BINDER_HARNESS_EXTRA_CASES
-    directories; return the registry."""
-    root = str(directory.parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    for path in sorted(directory.glob("*.py")):
-        if not path.name.startswith("_"):
-            importlib.import_module(f"{directory.name}.{path.stem}")
-    for extra in extra_case_dirs():
-        for path in sorted(extra.glob("*.py")):
-            if not path.name.startswith("_"):
-                _import_case_file(path)
-    return REGISTRY
-
-
-def extra_case_dirs() -> list[Path]:
-    """The directories named by $BINDER_HARNESS_EXTRA_CASES; a missing one is a ConfigError."""
-    dirs = [Path(d) for d in os.environ.get(EXTRA_CASES_ENV, "").split(os.pathsep) if d.strip()]
-    for d in dirs:
-        if not d.is_dir():
-            raise ConfigError(f"{EXTRA_CASES_ENV}: {d} is not a directory of case modules")
-    return dirs
-
-
-def _import_case_file(path: Path) -> None:
-    """Import one case module by file path (once), naming it after its absolute path."""
-    name = "bh_cases_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12] + "_" + path.stem
-    if name in sys.modules:
-        return
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"{path}: cannot load as a case module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        del sys.modules[name]
-        raise ConfigError(f"{path}:{exc.lineno}: case module does not parse: {exc.msg}") from None
-
-
-def select_cases(patterns: list[str]) -> list[CaseSpec]:
-    """Resolve ids and globs (e.g. 'one_copy.*') to cases, in catalog order."""
-    registry = load_cases()
-    if not patterns:
-        return list(registry.values())
-    chosen: list[CaseSpec] = []
-    for pattern in patterns:
-        hits = [c for cid, c in registry.items() if fnmatch.fnmatchcase(cid, pattern)]
-        if not hits:
-            raise ConfigError(f"unknown case {pattern!r}; 'binder-harness list' shows the ids")
-        chosen.extend(c for c in hits if c not in chosen)
-    return chosen
 
 
 @dataclass
@@ -436,114 +295,3 @@ class CaseContext:
         return bool(passed)
 
 
-# The names of the health checks judged only on a pristine guest begin with these: the kernel-log
-# rule (_judge_binder_lines) and binder's accounting (judge_accounting).
-KERNEL_LOG_CHECK, ACCOUNTING_CHECK = "kernel log: ", "driver accounting: "
-PRISTINE_ONLY_CHECKS = (KERNEL_LOG_CHECK, ACCOUNTING_CHECK)
-
-
-def judge_health(ctx: CaseContext, delta: str) -> HealthReport:
-    """DESIGN §4 health, on a case's dmesg delta: WARNING/BUG/Oops/... fail the case, and an
-    unknown dmesg window errors it. On a pristine guest (the case's own restore or boot) a binder
-    line the case did not declare fails it, with the line as the reason, and each declared line
-    with a count must appear exactly that often; on a shared boot (earlier cases used up printk's
-    rate limits) they are evidence only. The same for a live run (harness/running/runner.py) and a
-    replayed one (harness/judging/replay.py)."""
-    result = ctx.result
-    health = scan_dmesg(delta, ctx.spec.expected_dmesg, ctx.kernel)
-    result.evidence["dmesg_bad_lines"] = health.bad_lines[:20]
-    if health.unexpected_binder_lines:
-        result.evidence["unexpected_binder_messages"] = health.unexpected_binder_lines[:20]
-    window = str(result.evidence.get("dmesg_window", ""))
-    if window.startswith("unknown") and result.outcome not in UNCHECKED:
-        result.outcome, result.reason = Outcome.ERROR, f"kernel health not judged: dmesg window {window}"
-    if result.outcome not in UNCHECKED:
-        ctx.check_that("kernel health: dmesg delta free of WARNING/BUG/Oops/KASAN/Call Trace",
-                       not health.bad_lines, health.bad_lines[0] if health.bad_lines else "none",
-                       "none", "dmesg (WARN/BUG/oops handlers)")
-        if ctx.pristine:
-            _judge_binder_lines(ctx, health)
-        judge_accounting(ctx)
-        judge_failed_log(ctx, delta)
-    return health
-
-
-def judge_accounting(ctx: CaseContext) -> Accounting | None:
-    """Binder's own accounting is back to its baseline after the case (cases/<id>/stats-before.txt
-    and stats-after.txt, read around it; accounting.py): every active count of `stats` as before
-    the case, and no proc entry the case made. Checked on a pristine guest, where nothing but the
-    case uses binder; evidence `binder_accounting` elsewhere. None when the files are missing
-    (no debugfs, or the case never reached its end)."""
-    before, after = (ctx.case_dir / STATS_BEFORE, ctx.case_dir / STATS_AFTER)
-    if not (before.exists() and after.exists()):
-        return None
-    acct = compare_stats(before.read_text(errors="replace"), after.read_text(errors="replace"))
-    ctx.evidence["binder_accounting"] = acct.problem or {
-        "active": {kind: list(counts) for kind, counts in acct.active.items()}, "procs_left": acct.procs_left}
-    if ctx.pristine and not acct.problem:
-        ref = "binder_stats_created / binder_stats_deleted (print_binder_stats: KIND: active N)"
-        ctx.check_that(f"{ACCOUNTING_CHECK}binder stats active counts back to their values before the case",
-                       not acct.changed, acct.describe_changed(), "none changed", ref)
-        ctx.check(f"{ACCOUNTING_CHECK}binder procs the case left in stats", acct.procs_left, [],
-                  "binder_deferred_release -> binder_free_proc (print_binder_proc_stats: proc PID)")
-    return acct
-
-
-def judge_failed_log(ctx: CaseContext, delta: str = "") -> FailedLogComparison | None:
-    """binder's failed_transaction_log holds exactly the failures the probe saw: its entries new
-    since the case began (cases/<id>/failed-log-before.txt, failed-log-after.txt), counted by
-    return, equal the BR_FAILED_REPLY / BR_DEAD_REPLY / BR_FROZEN_REPLY the probe read (its
-    {"ev":"commands"} record, all processes), as the case declares (CaseSpec.failed_transactions),
-    and each extended error the probe read names a new entry with the same return and errno, and each
-    failure line of the case's kernel log (`delta`) the same return, errno and binder.c line.
-    Checked on a pristine guest; evidence `failed_transaction_log` elsewhere. None when the files
-    are missing (no debugfs, or the case never reached its end)."""
-    before, after = (ctx.case_dir / FAILED_LOG_BEFORE, ctx.case_dir / FAILED_LOG_AFTER)
-    if not (before.exists() and after.exists()):
-        return None
-    probes = [p.read_text(errors="replace") for p in sorted(ctx.case_dir.glob("probe-*.jsonl"))]
-    declared = ctx.spec.failed_transactions
-    cmp = compare_failed_log(before.read_text(errors="replace"), after.read_text(errors="replace"),
-                             probe_seen(probes)["br"], declared, probe_ext_errors(probes), delta)
-    ctx.evidence["failed_transaction_log"] = cmp.problem or {
-        "new": [e.describe() for e in cmp.new], "logged": cmp.logged, "probe_saw": cmp.seen,
-        "expected": cmp.expected, "wrapped": cmp.wrapped, "extended_errors_unmatched": list(cmp.ext_mismatches),
-        "kernel_log_lines_unmatched": list(cmp.line_mismatches)}
-    if not ctx.pristine or cmp.problem:
-        return cmp
-    why = f" ({declared.ref})" if declared is not None and declared.ref else ""
-    extra = cmp.differing()
-    if declared is not None and declared.uncounted:
-        ctx.evidence["failed_transaction_log_uncounted"] = declared.uncounted
-    else:
-        ctx.check_that(f"{ACCOUNTING_CHECK}failed_transaction_log entries of the case, by return"
-                       + (" (ring of 32 wrapped: at most)" if cmp.wrapped else ""),
-                       cmp.matches, cmp.describe() + (f" [{extra}]" if extra and not cmp.matches else ""),
-                       describe_counts(cmp.expected) + why, FAILED_LOG_REF)
-    ctx.check_that(f"{ACCOUNTING_CHECK}extended errors the probe read, as the failed log holds them",
-                   not cmp.ext_mismatches, "; ".join(cmp.ext_mismatches[:3]) or f"all {cmp.ext_read} match",
-                   f"all {cmp.ext_read} match",
-                   "binder_transaction: binder_set_extended_error(t_debug_id, return_error, return_error_param) "
-                   "and binder_transaction_log_failed entry")
-    ctx.check_that(f"{ACCOUNTING_CHECK}failed_transaction_log entries as the kernel log's failure lines give them "
-                   "(debug id, return, errno, line)", not cmp.line_mismatches,
-                   "; ".join(cmp.line_mismatches[:3]) or f"all {cmp.lines_read} match", f"all {cmp.lines_read} match",
-                   "binder_transaction: binder_debug(BINDER_DEBUG_FAILED_TRANSACTION, ... failed %d/%d/%d ... line %d) "
-                   "and binder_transaction_log_failed entry (return_error_line)")
-    return cmp
-
-
-def _judge_binder_lines(ctx: CaseContext, health: HealthReport) -> None:
-    """On a pristine guest: no binder line the case did not declare, and each counted one as often
-    as declared."""
-    counted = {line.pattern: n for line, n in health.line_counts if line.count is not None}
-    if counted:
-        ctx.evidence["binder_line_counts"] = counted
-    unexpected = health.unexpected_binder_lines
-    first = without_timestamp(unexpected[0]) if unexpected else "none"
-    more = f" (+{len(unexpected) - 1} more in evidence unexpected_binder_messages)" if len(unexpected) > 1 else ""
-    ctx.check_that(f"{KERNEL_LOG_CHECK}binder lines the case does not declare", not unexpected, first + more, "none",
-                   BINDER_LOGGERS)
-    for line, n in health.line_counts:
-        if line.count is not None:
-            ctx.check(f"{KERNEL_LOG_CHECK}lines {line.describe()}", n, line.count, line.ref or BINDER_LOGGERS)

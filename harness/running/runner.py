@@ -5,46 +5,36 @@ evidence kept.
 
 The target itself is leased (harness/running/lease.py: start, spare, restore, drop, KVM
 fallback) and set up for binder (harness/running/binder_setup.py: the cases' device, binderfs,
-the resident context manager); what the console and kernel log leave of a case is
-harness/running/case_console.py. Here: run a case, finish it, record it.
+the resident context manager); the probe on it is target_probes.py; what the console and
+kernel log leave of a case is case_console.py; a run directory that stops taking evidence is
+evidence_output.py. Here: run a case, finish it, record it.
 """
 from __future__ import annotations
 
-import errno
 import fnmatch
 import json
 import threading
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from harness.reports import report
 from harness.running.binder_setup import BinderSetup
 from harness.running.case_console import console_size, kernel_health, keep_console, save_console_tail
 from harness.running.devices import BinderDevice
+from harness.running.evidence_output import EvidenceOutput, is_output_error
 from harness.running.lease import GuestLease
+from harness.running.target_probes import TargetProbes
 from harness.arches import abi_for
-from harness.judging.cases import (COMPAT_SCRIPT, CaseContext, CaseNotApplicable, CaseSkipped, CaseSpec,
-                                   compat_missing)
+from harness.judging.cases import CaseContext, CaseNotApplicable, CaseSkipped, CaseSpec
 from harness.errors import ConfigError, TargetError
-from harness.evidence.probe import ensure_probe
 from harness import timing
 from harness.targets import TargetOptions
 from harness.targets.spec import TargetSpec
 from harness.targets.accel import KvmFailed
 from harness.targets.base import BootedGuest, Target
 from harness.judging.verdicts import CaseResult, Outcome, explain_denial, judge
-
-# errnos that mean the run directory cannot take more evidence
-OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
-
-
-def is_output_error(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS
-
 
 
 @dataclass
@@ -103,9 +93,8 @@ class Session:
         self.guest_dir = guest_dir or options.out_dir
         self.on_result = on_result
         self.lock = lock or threading.Lock()
-        self.output_error = ""  # set when the run directory stops taking evidence
-        self._probes: dict[str, str] = {}
-        self._compat: dict[str, bool] = {}  # per kernel build: it has the 32-bit compat layer
+        self.evidence = EvidenceOutput(options.out_dir, on_failed=self._drop_target)
+        self.probes = TargetProbes()
         self.binder = BinderSetup(str(options.target_spec), options.binder_device, options.target.resident_cm,
                                   progress, self.state.extra)
         # restore the next case's guest while a case runs (run_case(more=True)); parallel runs
@@ -129,6 +118,11 @@ class Session:
         return self.lease.console_log
 
     @property
+    def output_error(self) -> str:
+        """Set when the run directory stops taking evidence (evidence_output.py)."""
+        return self.evidence.error
+
+    @property
     def device(self) -> BinderDevice:
         return self.binder.device
 
@@ -137,7 +131,7 @@ class Session:
 
     def _set_up(self, target: Target, boot_dmesg: str) -> None:
         """A new target: its probes are pushed afresh; its binder device and resident set up."""
-        self._probes = {}
+        self.probes.forget()
         self.binder.set_up(target, boot_dmesg, self.probe_path)
 
     def _drop_target(self) -> None:
@@ -158,13 +152,7 @@ class Session:
         self.lease.abort()
 
     def probe_path(self, abi: str) -> str:
-        if abi not in self._probes:
-            target = self.target
-            assert target is not None, "the probe is pushed to a started target"
-            remote = f"{target.workdir}/bin/binder-probe-{abi}"
-            target.push(ensure_probe(abi), remote, 0o755)  # every push makes the directory
-            self._probes[abi] = remote
-        return self._probes[abi]
+        return self.probes.path(self.target, abi)
 
     # -- one case ------------------------------------------------------------
     def run_case(self, spec: CaseSpec, kvm_retry: bool = True, more: bool = False) -> CaseResult:
@@ -225,7 +213,7 @@ class Session:
         abi = abi_for(info.arch, spec.compat)
         if abi is None:
             raise CaseSkipped(f"no {'32-bit ' if spec.compat else ''}probe ABI for {info.arch}")
-        if spec.compat and not self._has_compat(target):
+        if spec.compat and not self.probes.has_compat(target):
             raise CaseNotApplicable(f"{info.kernel_release} has no 32-bit compat layer (CONFIG_COMPAT): "
                                     f"/proc/kallsyms has no compat_ptr_ioctl")
         remote_dir = f"{target.workdir}/cases/{spec.id}"
@@ -246,38 +234,17 @@ class Session:
                 target.run_shell(setup, 10)
         spec.func(run.ctx)
 
-    def _has_compat(self, target) -> bool:
-        """The kernel under test has the 32-bit compat layer the compat cases go through (or it
-        cannot be told: then they run); asked once per kernel build."""
-        info = target.info()
-        key = f"{info.spec} {info.kernel_release} {info.build_id}"
-        if key not in self._compat:
-            with timing.phase("compat_check"):
-                self._compat[key] = not compat_missing(target.run_shell(COMPAT_SCRIPT, 30).output)
-        return self._compat[key]
-
     def _case_raised(self, run: _CaseRun, case_dir: Path, exc: Exception) -> None:
         """What an exception out of a case means for its result: a full or read-only run
         directory, a lost guest (or an interrupted run), or a bug in the case or harness."""
         result = run.result
         if isinstance(exc, OSError) and is_output_error(exc):
-            self._output_failed(result, exc)
+            self.evidence.failed(result, exc)
         elif isinstance(exc, TargetError) or (self.cancelled and not isinstance(exc, OSError)):
             result.outcome, result.reason = Outcome.ERROR, "interrupted" if self.cancelled else str(exc)
             self._lost_guest(case_dir, run.ctx)
         else:  # keep the evidence, name the bug
             self._harness_error(result, case_dir, exc)
-
-    @contextmanager
-    def _keeping_evidence(self, result: CaseResult) -> Iterator[None]:
-        """Writes into the run directory: when it is full or read-only, this case errors and
-        later ones do not run; any other OSError is a bug and propagates."""
-        try:
-            yield
-        except OSError as exc:
-            if not is_output_error(exc):
-                raise
-            self._output_failed(result, exc)
 
     def _again_under_tcg(self, spec: CaseSpec, case_dir: Path, exc: KvmFailed) -> CaseResult:
         """KVM failed under a running case: the guest is gone and KVM is marked unusable for
@@ -295,15 +262,7 @@ class Session:
         try:
             (case_dir / "error.txt").write_text(traceback.format_exc())
         except OSError as write_exc:
-            self._output_failed(result, write_exc)
-
-    def _output_failed(self, result: CaseResult, exc: OSError) -> None:
-        """The run directory stopped taking evidence (full, read-only): this case errors, later ones do not run."""
-        self.output_error = (f"cannot write evidence to {self.options.out_dir} ({exc.strerror}); "
-                             "free space or give another --out")
-        if result.outcome != Outcome.ERROR:
-            result.outcome, result.reason = Outcome.ERROR, self.output_error
-        self._drop_target()
+            self.evidence.failed(result, write_exc)
 
     def _lost_guest(self, case_dir: Path, ctx) -> None:
         """The guest crashed, wedged or is being interrupted: keep what the console showed, then end it."""
@@ -317,7 +276,7 @@ class Session:
         """Collect the trace and dmesg delta, judge health, and write the evidence out."""
         ctx, result = run.ctx, run.result
         if ctx is not None and self.target is not None and self.target.alive() and not self.cancelled:
-            with self._keeping_evidence(result):
+            with self.evidence.keeping(result):
                 try:
                     ctx.stop_trace()
                     self._health(ctx, spec, case_dir)
@@ -325,7 +284,7 @@ class Session:
                     if result.outcome != Outcome.ERROR:
                         result.outcome, result.reason = Outcome.ERROR, str(exc)
                     self._lost_guest(case_dir, ctx)
-        with self._keeping_evidence(result):
+        with self.evidence.keeping(result):
             keep_console(self.console_log, case_dir, run.console_start, spec, result)
         judge(result)
         if result.outcome == Outcome.FAILED:
@@ -337,10 +296,10 @@ class Session:
         """Add the result to the run and write the run's files and reports."""
         with self.lock:
             if case_dir is not None and not self.output_error:
-                with self._keeping_evidence(result):
+                with self.evidence.keeping(result):
                     append_case_files(self.options.out_dir, spec.id, case_dir)
             self.state.results.append(result)
-            with self._keeping_evidence(result):
+            with self.evidence.keeping(result):
                 if self.on_result is not None:
                     self.on_result(self, result)
                 else:

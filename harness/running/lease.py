@@ -14,20 +14,28 @@ import shutil
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
 
 from harness import timing
 from harness.errors import TargetError, TargetUnavailable
 from harness.reports import report
-from harness.targets import make_target
+from harness.targets import TargetOptions, make_target
 from harness.targets.accel import KvmFailed
 from harness.targets.base import BootedGuest, KillableConsole, Target
-
-if TYPE_CHECKING:  # runner.py imports this module
-    from harness.running.runner import RunOptions, RunState
+from harness.targets.spec import TargetSpec
 
 # A boot that fails this many times in a row gives up: the rest of the cases error at once.
 BOOT_ATTEMPTS = 2
+
+
+class LeaseRecord(Protocol):
+    """Where a lease counts its guests for report.json (runner.RunState)."""
+
+    boots: int
+    boot_s: float
+    restores: int
+    restore_s: float
+    target_info: dict
 
 
 @dataclass
@@ -55,13 +63,17 @@ class _Spare:
 class GuestLease:
     """The session's target: `acquire()` gives one that answers, `drop()` ends it.
 
+    `spec` and `target` say what to start (`--shared-boot`: one guest serves the cases in turn).
     Counts boots and restores into `state` (report.json's timings and target) and appends each
     new target's boot log to dmesg.txt in `guest_dir`. `on_start(target, boot_dmesg)` runs on
     each new target before a case uses it; `on_drop(target)` before one is stopped."""
 
-    def __init__(self, options: RunOptions, state: RunState, progress, guest_dir: Path, prefetch: bool,
+    def __init__(self, spec: TargetSpec, target: TargetOptions, shared_boot: bool, state: LeaseRecord,
+                 progress, guest_dir: Path, prefetch: bool,
                  on_start: Callable[[Target, str], None], on_drop: Callable[[Target], None]):
-        self.options = options
+        self.spec = spec
+        self.target_options = target
+        self.shared_boot = shared_boot
         self.state = state
         self.progress = progress
         self.guest_dir = guest_dir
@@ -93,8 +105,8 @@ class GuestLease:
             return self._took(spare)
         if len(self._boot_failures) >= BOOT_ATTEMPTS:
             what = ("the guest failed to boot" if self._boots_guests else
-                    f"{self.options.target_spec} was lost during the run: could not be reached again"
-                    if self.state.boots else f"{self.options.target_spec} could not be reached")
+                    f"{self.spec} was lost during the run: could not be reached again"
+                    if self.state.boots else f"{self.spec} could not be reached")
             raise TargetError(f"not run: {what} {len(self._boot_failures)} times in a row "
                               f"({self._boot_failures[-1]})")
         if self.cancelled:
@@ -102,11 +114,10 @@ class GuestLease:
         return self._took(self._start())
 
     def _start(self) -> Target:
-        o = self.options
-        target = make_target(o.target_spec, replace(o.target, console_log=self.console_log), self.progress)
+        target = make_target(self.spec, replace(self.target_options, console_log=self.console_log), self.progress)
         guest = target if isinstance(target, BootedGuest) else None
         self._boots_guests = guest is not None
-        self.progress(f"{'start' if guest else 'connect'} {o.target_spec} ...")
+        self.progress(f"{'start' if guest else 'connect'} {self.spec} ...")
         if not self.state.target_info.get("kernel_release"):
             self.state.target_info = describe_target(target, None)
         self._booting = target
@@ -167,7 +178,7 @@ class GuestLease:
 
     def pristine_per_case(self) -> bool:
         """Each case on its own fresh guest: a QEMU guest, unless --shared-boot."""
-        return not self.options.shared_boot and isinstance(self.target, BootedGuest)
+        return not self.shared_boot and isinstance(self.target, BootedGuest)
 
     def _healthy(self, target: Target) -> bool:
         """A guest kept from the previous case still runs and its console still answers."""
@@ -196,11 +207,10 @@ class GuestLease:
         if (self._spare is not None or not self.prefetch or self.cancelled or not self.pristine_per_case()
                 or (os.cpu_count() or 1) < 2):
             return
-        o = self.options
         lines: list[str] = []
         log = self.guest_dir / "console.next.log"
         log.unlink(missing_ok=True)
-        target = make_target(o.target_spec, replace(o.target, console_log=log), lines.append)
+        target = make_target(self.spec, replace(self.target_options, console_log=log), lines.append)
         restorable = isinstance(target, BootedGuest) and target.restorable()
         if not restorable:
             return

@@ -99,7 +99,8 @@ class Session:
                                   progress, self.state.extra)
         # restore the next case's guest while a case runs (run_case(more=True)); parallel runs
         # keep their cores for their own guests
-        self.lease = GuestLease(options, self.state, progress, self.guest_dir, prefetch,
+        self.lease = GuestLease(options.target_spec, options.target, options.shared_boot, self.state,
+                                progress, self.guest_dir, prefetch,
                                 on_start=self._set_up, on_drop=self.binder.unmount)
         options.out_dir.mkdir(parents=True, exist_ok=True)
         self.guest_dir.mkdir(parents=True, exist_ok=True)

@@ -10,16 +10,18 @@ import shlex
 import shutil
 import threading
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from harness import timing
 from harness.errors import TargetError
 from harness.files import sha256_file
+from harness.images.build import GuestImage
 from harness.targets import snapshots
-from harness.targets.qemu_share import GUEST_SHARE, MOUNT_9P
-
-if TYPE_CHECKING:  # qemu.py imports this module
-    from harness.targets.qemu import QemuTarget
+from harness.targets.accel import Accel
+from harness.targets.base import CommandResult
+from harness.targets.qemu_console import SerialConsole
+from harness.targets.qemu_share import GUEST_SHARE, MOUNT_9P, Share
 
 RESTORE_TIMEOUT_S = 30.0
 # Before a save: one buffer of all free memory but 48 MiB, filled from /dev/zero and let go.
@@ -31,7 +33,31 @@ class RestoreFailed(Exception):
     """A snapshot did not give a guest this harness can vouch for; `why` is one line."""
 
 
-def start_from_snapshot(guest: QemuTarget, snap: snapshots.Snapshot) -> None:
+class SnapshotGuest(Protocol):
+    """What snapshot and restore use of a QEMU guest (harness/targets/qemu.py's QemuTarget)."""
+
+    spec: str
+    image: GuestImage
+    accel: Accel
+    console: SerialConsole
+    share: Share
+    boot_s: float
+    restore_s: float
+    started: str
+    snapshot_key: str
+
+    def progress(self, line: str) -> object: ...
+    def qemu_argv(self) -> list[str]: ...
+    def qmp_path(self) -> Path: ...
+    def alive(self) -> bool: ...
+    def run_shell(self, command: str, timeout: float = 30.0) -> CommandResult: ...
+    def boot_dmesg(self) -> str | None: ...
+    def stop(self) -> None: ...
+    def ready_to_start_again(self) -> None: ...
+    def boot_with_fallback(self, qmp: bool = False) -> None: ...
+
+
+def start_from_snapshot(guest: SnapshotGuest, snap: snapshots.Snapshot) -> None:
     """Restore `snap`, or boot (and save it). Restored without the lock: -j N guests restore
     at once; the first guest to find none builds it, the others wait, then restore it."""
     failed: tuple[dict, RestoreFailed] | None = None
@@ -61,7 +87,7 @@ def start_from_snapshot(guest: QemuTarget, snap: snapshots.Snapshot) -> None:
             save(guest, snap)
 
 
-def restore(guest: QemuTarget, snap: snapshots.Snapshot, meta: dict) -> None:
+def restore(guest: SnapshotGuest, snap: snapshots.Snapshot, meta: dict) -> None:
     """Start QEMU on the saved state (hashed as it streams in), wait until it runs, check
     the hash, remount the 9p share and set the clock. Any failure ends QEMU: RestoreFailed."""
     t0 = time.monotonic()
@@ -110,7 +136,7 @@ def restore(guest: QemuTarget, snap: snapshots.Snapshot, meta: dict) -> None:
     guest.started, guest.snapshot_key = "restored", snap.key
 
 
-def save(guest: QemuTarget, snap: snapshots.Snapshot) -> None:
+def save(guest: SnapshotGuest, snap: snapshots.Snapshot) -> None:
     """Save the guest just booted (9p unmounted: QEMU refuses to migrate a mounted share),
     then let it go on, remounted, as the booted guest it is. A save that fails costs only
     the snapshot, with one line saying why."""

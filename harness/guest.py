@@ -28,6 +28,7 @@ from harness.images.guest_files import (ADBD, HOST_KEY, adb_files, android_lib_d
                                        ssh_files)
 from harness.files import cache_root
 from harness.images.recipes import resolve_recipe
+from harness.running import binder_setup
 from harness.running.devices import GUEST_BINDERFS_LINE, PRIVATE_DEVICE
 from harness.targets import TargetOptions, build_qemu_image
 from harness.targets.spec import TargetSpec
@@ -292,30 +293,17 @@ RESIDENT_DIR = "/var/run/binder-resident"  # outside the adb target's workdir, w
 
 def start_resident(target, arch: str) -> int:
     """Start the probe's resident context manager on /dev/binder in the guest (servicemanager's
-    place); returns its pid, or raises one line."""
+    place), as a run does (harness/running/binder_setup.py); returns its pid, or raises one line."""
     from harness.arches import abi_for
     from harness.evidence.probe import ensure_probe
 
     abi = abi_for(arch, False)
     assert abi is not None
-    binary = f"{RESIDENT_DIR}/binder-resident"
     staged = f"{target.workdir}/binder-resident"  # the console target pushes through its share
     target.push(ensure_probe(abi), staged, 0o755)
-    target.run_shell(shlex.join(["mkdir", "-p", RESIDENT_DIR]) + " && " + shlex.join(["cp", staged, binary]), 10)
-    q = shlex.quote
-    log = f"{RESIDENT_DIR}/resident.jsonl"
-    res = target.run_shell(
-        f"({q(binary)} resident device=/dev/binder > {q(log)} 2>&1 < /dev/null &); i=0; "
-        f"while [ $i -lt 50 ] && ! grep -q resident.ready {q(log)} 2>/dev/null; do sleep 0.1; i=$((i+1)); done; "
-        f"cat {q(log)}", 20)
-    line = next((l for l in res.output.splitlines() if "resident.ready" in l), "")
-    try:
-        ready = json.loads(line)
-    except ValueError:
-        ready = {}
-    if not ready or ready.get("errno"):
-        raise TargetError(f"qemu:{arch}: the resident context manager did not start: {res.output.strip()[-200:]}")
-    return int(ready["pid"])
+    return binder_setup.start_resident(target, staged, f"{RESIDENT_DIR}/binder-resident",
+                                       f"{RESIDENT_DIR}/resident.jsonl",
+                                       f"{PRIVATE_DEVICE}, or a device of their own through binderfs")
 
 
 def boot_adb_guest(qemu_spec: TargetSpec, port: int, options: TargetOptions, progress=print):

@@ -19,8 +19,11 @@ from harness.reports.report import junit_xml
 from tests.helpers import DATA, cli, one_error_line
 from tests.report_html import assert_full_page
 
-# binder-harness run 'protocol.*' --target qemu:x86_64 at 569b853 (before the model): Debian
-# 6.1.0-57-amd64 under TCG, 15 passed. Its report.json, cases/ and uapi.json, as written.
+# binder-harness run 'protocol.*' --target qemu:x86_64: Debian 6.1.0-57-amd64 under TCG, 15 passed.
+# Its cases/, uapi.json and console.log as written; its report.json written back in schema 1
+# (schema 2 less each case's `dir` and `target.driver`, the only fields schema 2 added). Captured
+# again whenever the catalog's probe output changes, since judge replays today's cases on it
+# (last: the proc-view checkpoints of issue 22).
 SCHEMA_1_RUN = DATA / "run-protocol-schema1-x86_64"
 
 

@@ -79,10 +79,15 @@ def measure(arch: str, runs: int, out: Path) -> dict:
         bad = [r for r in rows if r["exit"] != 0 or "failed" in r]
         changed = [r for r in rows if reference is not None and r.get("verdicts") != reference]
         if bad:
-            res[mode]["failed"] = "; ".join(r.get("failed") or f"exit {r['exit']}: {r.get('summary')}" for r in bad)
+            res[mode]["failed"] = "; ".join(r.get("failed") or f"exit {r['exit']}: {counts(r.get('summary') or {})}" for r in bad)
         elif changed:
             res[mode]["failed"] = "verdicts or their order differ from the first today-run's"
     return res
+
+
+def counts(summary: dict) -> str:
+    """'46 passed, 1 failed': the outcomes a run had."""
+    return ", ".join(f"{n} {k}" for k, n in summary.items() if n) or "no cases"
 
 
 def markdown(r: dict) -> str:
@@ -105,7 +110,7 @@ def markdown(r: dict) -> str:
         guests = "; ".join(f"{m}: {x['runs'][-1].get('boots', '?')} + {x['runs'][-1].get('restores', '?')}"
                            for m, x in modes.items())
         result = "; ".join(f"{m}: FAILED: {x['failed']}" if "failed" in x else
-                           f"{m}: {x['runs'][-1].get('summary')}" for m, x in modes.items())
+                           f"{m}: {counts(x['runs'][-1].get('summary') or {})}" for m, x in modes.items())
         lines.append(f"| {arch} | {a['median_s']:.2f} s | {b['median_s']:.2f} s | {ratio} | {guests} | {result} |")
     lines += ["", f"Target (issue 25): whole catalog <= {TARGET_CATALOG_S:.0f} s per arch.", "",
               "Every run, in the order made (wall s; load average before -> after):", ""]
@@ -135,17 +140,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", default="", help="a line for the .md, e.g. what else loaded the host")
     ap.add_argument("--out", default=None)
     ap.add_argument("--record", action="store_true", help="also write bench/catalog.md")
+    ap.add_argument("--render", metavar="CATALOG_JSON",
+                    help="measure nothing: write the .md again from a run's catalog.json (with --note, its new note)")
     args = ap.parse_args(argv)
+    if args.render:
+        r = json.loads(Path(args.render).read_text())
+        r["note"] = args.note or r.get("note", "")
+        md = markdown(r)
+        if args.record:
+            (bench.REPO / "bench" / "catalog.md").write_text(md)
+        print(md)
+        return 0
     if args.runs < 1:
         ap.error(f"--runs {args.runs}: must be at least 1")
     for flags in args.candidate:
         MODES[f"candidate ({flags})"] = shlex.split(flags)
     out = Path(args.out or tempfile.mkdtemp(prefix="bh-bench-catalog-")).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    shown = [("(below)" if i and argv[i - 1] == "--note" else a) for i, a in enumerate(argv)]
     commit = subprocess.run(["git", "-C", str(bench.REPO), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     r: dict = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
-               "command": shlex.join(["bench/catalog.sh", *(argv if argv is not None else sys.argv[1:])]),
+               "command": shlex.join(["bench/catalog.sh", *shown]),
                "machine": bench.machine(), "accel": os.environ.get("BINDER_HARNESS_ACCEL", "auto"),
                "runs": args.runs, "note": args.note, "arches": {}}
     for arch in args.arch or ["x86_64"]:

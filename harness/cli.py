@@ -38,6 +38,11 @@ def _jobs(value: str) -> int:
     return jobs
 
 
+def _run_jobs(value: str) -> int | None:
+    """run's -j/--jobs: N, or auto (None: parallel.auto_jobs decides once the cases are known)."""
+    return None if value == "auto" else _jobs(value)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2
         raise ConfigError(f"{self.prog}: {message}")
@@ -92,6 +97,10 @@ def cmd_run(args) -> int:
     options = run_options(args, Path(args.out), report.reproduce_command(["binder-harness", *sys.argv[1:]]))
     specs = select_cases(args.cases)
     kcidb_path = _kcidb_path(args)
+    if args.jobs is None:
+        from harness.running.parallel import auto_jobs
+
+        args.jobs = auto_jobs(options, len(specs))
     if args.jobs > 1 and options.target_spec.kind != "qemu":
         raise ConfigError(f"-j/--jobs {args.jobs}: parallel guests need a qemu target; {options.target_spec} is one "
                           "device, and binder has one context manager per device")
@@ -280,8 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="run directory for report.json and evidence")
     add_to_argparse(run, "run")
     run.add_argument("--kcidb", metavar="FILE", help=KCIDB_HELP)
-    run.add_argument("-j", "--jobs", type=_jobs, default=1,
-                     help="guests run at once, each on its own QEMU (default 1); results merge in catalog order")
+    run.add_argument("-j", "--jobs", type=_run_jobs, default=1,
+                     help="guests run at once, each on its own QEMU (default 1; auto: one per core, at most 2, "
+                          "for QEMU guests restored per case, else 1); results merge in catalog order")
     run.set_defaults(func=cmd_run)
 
     mat = sub.add_parser("matrix", help="run targets x kernels x cases from a YAML matrix file")

@@ -38,6 +38,8 @@ def test_two_guests_one_report_in_catalog_order(tmp_path):
         console = (run.out / g["console"]).read_text()
         assert "binder-harness: READY" in console or "restored-ok" in console
         assert (run.out / "guests" / str(g["guest"]) / "dmesg.txt").is_file()
+        # RUN_DIR/console.log as with one guest (DESIGN: the run directory's files): every guest's in turn
+        assert f"=== {g['console']} ===\n{console}" in (run.out / "console.log").read_text()
     for case_id in PROTOCOL:
         assert (run.out / "cases" / case_id / "probe-1.jsonl").is_file()
     # run-wide files in catalog order
@@ -186,3 +188,21 @@ def test_matrix_runs_cells_at_once_with_j(tmp_path):
     assert data["timings"]["total_s"] < sum(cell_totals), (data["timings"], cell_totals)
     assert "[x86_64/qemu-x86_64-6.1.0-56]" in run.stderr
     assert tagged_processes() == set()
+
+
+def test_jobs_auto_is_one_guest_per_core_for_per_case_guests_only(tmp_path):
+    """-j auto: min(cores, 2) guests for two or more cases on QEMU guests each case has to itself;
+    one for --shared-boot (its one guest serves every case), a device, or a single case."""
+    from harness.cli import build_parser
+    from harness.options import run_options
+    from harness.running.parallel import AUTO_JOBS_CAP, auto_jobs, host_cores
+
+    def jobs(*extra: str, cases: int = 47) -> int:
+        args = build_parser().parse_args(["run", "-j", "auto", "--out", str(tmp_path), *extra])
+        assert args.jobs is None  # decided once the cases are known
+        return auto_jobs(run_options(args, tmp_path, "run"), cases)
+
+    assert jobs() == jobs("--target", "qemu:arm64") == min(host_cores(), AUTO_JOBS_CAP)
+    assert jobs(cases=1) == 1
+    assert jobs("--shared-boot") == 1
+    assert jobs("--target", "ssh://root@host") == jobs("--target", "local") == 1

@@ -9,12 +9,14 @@ interrupted run still leaves a valid set. Layout of RUN_DIR:
     guests/<n>/console.log that guest's console (every boot it made)
     guests/<n>/dmesg.txt   that guest's boot kernel logs
     probe.jsonl, trace.txt, dmesg.txt   run-wide, per case, in catalog order
+    console.log            every guest's console, one after another, written at the end
 
 report.json (harness/reports/model.py) has a "jobs" count, a "guests" list (boots, boot time and
 the cases each guest ran) and, in each case, the "guest" that ran it.
 """
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +28,29 @@ from harness.judging.catalog import CaseSpec
 from harness.files import atomic_write_text
 from harness.running.runner import RunOptions, RunState, Session, not_run
 from harness.judging.verdicts import CaseResult
+
+
+# `run -j auto`: as many guests as the host has cores, at most this many. Two on this 2-core TCG
+# host measured faster than one guest with its spare, under load (bench/catalog.md); more guests
+# than cores gain nothing under TCG, and more than two were not measured (nor any KVM host).
+AUTO_JOBS_CAP = 2
+
+
+def host_cores() -> int:
+    """The cores this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def auto_jobs(options: RunOptions, cases: int) -> int:
+    """`run -j auto`: one guest per core, up to AUTO_JOBS_CAP, for two or more cases
+    on guests the harness starts, each case on its own (not --shared-boot: its one guest serves
+    every case; not a device reached over ssh or adb: one binder context manager per device)."""
+    if options.target_spec.kind != "qemu" or options.shared_boot or cases < 2:
+        return 1
+    return max(1, min(host_cores(), AUTO_JOBS_CAP, cases))
 
 
 @dataclass
@@ -143,6 +168,7 @@ def run_parallel(specs: list[CaseSpec], options: RunOptions, jobs: int, progress
         with shared.lock:
             _fold_guests(shared)
             rebuild_run_files(options.out_dir, [s.id for s in specs])
+            join_consoles(options.out_dir, [s.console_log for s in shared.sessions])
             report.write_final(merged)
     return merged
 
@@ -161,6 +187,19 @@ def rebuild_run_files(out: Path, case_ids: list[str]) -> None:
                 append_case_files(out, case_id, case_dir)
             except OSError:
                 return  # a full disk: each case keeps its own files
+
+
+def join_consoles(out: Path, consoles: list[Path]) -> None:
+    """RUN_DIR/console.log, as with one guest: each guest's console in turn, under a header
+    naming its guests/<n>/console.log (which stays)."""
+    try:
+        with open(out / "console.log", "w", errors="replace") as fh:
+            for path in consoles:
+                if path.exists():
+                    fh.write(f"=== {path.relative_to(out)} ===\n")
+                    fh.write(path.read_text(errors="replace"))
+    except OSError:
+        return  # a full disk: each guest keeps its own console
 
 
 def merge_run_dirs(out: Path, run_dirs: list[Path], order: list[str]) -> Report | None:

@@ -30,7 +30,6 @@ from harness.arches import abi_for
 from harness.judging.catalog import CaseNotApplicable, CaseSkipped, CaseSpec
 from harness.judging.context import CaseContext
 from harness.errors import ConfigError, TargetError
-from harness import timing
 from harness.targets import TargetOptions
 from harness.targets.spec import TargetSpec
 from harness.targets.accel import KvmFailed
@@ -227,13 +226,12 @@ class Session:
         run.ctx.result.guest_start = run.result.guest_start
         run.result = run.ctx.result
         run.result.evidence["binder_device"] = {"path": self.device.path, "made_by": self.device.made_by}
-        # one console round trip: the case's directory, its begin line, and tracing
-        setup = run.ctx.setup_script()
+        # no round trip of its own: the case's directory, its begin line and the `stats` copy go
+        # with tracing armed, or else ahead of the case's first command (its first probe run)
         if spec.wants_trace:
-            run.ctx.start_trace(prefix=setup)
+            run.ctx.start_trace(prefix=run.ctx.setup_script())
         else:
-            with timing.phase("case_setup"):
-                target.run_shell(setup, 10)
+            run.ctx.defer_setup()
         spec.func(run.ctx)
 
     def _case_raised(self, run: _CaseRun, case_dir: Path, exc: Exception) -> None:

@@ -177,3 +177,22 @@ def test_rust_kernel_boots_and_serves_binder_through_the_rust_driver(built, tmp_
     assert "binderfs" in json.dumps(device), device
     dmesg = (tmp_path / "run" / "dmesg.txt").read_text()
     assert "binderfs mounted at /dev/binderfs" in dmesg
+
+
+# -- which driver: read from the target's /proc/kallsyms (harness/targets/binder_driver.py) --------
+
+def test_driver_is_named_from_kallsyms():
+    from harness.targets.binder_driver import parse_driver
+
+    # DRIVER_SCRIPT's output: `grep -o -E` matches (with the whitespace before binder_ioctl), then the rest
+    rust = "11rust_binder\nkallsyms=readable\n"
+    c_module = "\tbinder_ioctl\t\nkallsyms=readable\n"
+    c_builtin = " binder_ioctl\nkallsyms=readable\n"
+    assert parse_driver(rust).name == "rust"
+    assert parse_driver(c_module).name == parse_driver(c_builtin).name == "c"
+    both = "11rust_binder\n binder_ioctl\nkallsyms=readable\n"
+    assert parse_driver(both).name == "c+rust"
+    assert parse_driver("cmdline=binder.impl=rust\n" + both).as_json() == {
+        "driver": "rust", "driver_evidence": "both in /proc/kallsyms; binder.impl=rust on the kernel command line"}
+    assert parse_driver("kallsyms=unreadable\n").as_json() == {
+        "driver": "unknown", "driver_evidence": "/proc/kallsyms is not readable"}

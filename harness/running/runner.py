@@ -140,6 +140,7 @@ class Session:
         self._spare: _Spare | None = None
         self._target_done: threading.Event | None = None  # set when a guest taken from a spare is gone
         self.resident: dict = {}  # the resident context manager on /dev/binder, when one was asked for
+        self._driver: dict | None = None  # which binder driver the target runs (binder_driver.py), read once
         self._own_binderfs = ""  # a binderfs this session mounted on the target (none there), unmounted at the end
         options.out_dir.mkdir(parents=True, exist_ok=True)
         self.guest_dir.mkdir(parents=True, exist_ok=True)
@@ -226,6 +227,7 @@ class Session:
                  if restored else f"boot {self.state.boots}" if guest else f"connection {self.state.boots}")
         report.append_text(self.guest_dir / "dmesg.txt", f"=== {title} ===\n{boot_dmesg}")
         self.device = self._choose_device(target, boot_dmesg)
+        self.state.target_info.update(self._binder_driver(target))
         if self.options.target.resident_cm:
             self._start_resident(target)
         return target
@@ -308,6 +310,15 @@ class Session:
             raise ConfigError(f"{label}: --binder-device {device.path}: no such character device on the target; "
                               f"list them with ls -l /dev/binder*")
         return device
+
+    def _binder_driver(self, target) -> dict:
+        """report.json's target `driver` ("c", "rust", ...) and what it was read from, once per run."""
+        if self._driver is None:
+            from harness.targets.binder_driver import DRIVER_SCRIPT, parse_driver
+
+            with timing.phase("binder_driver"):
+                self._driver = parse_driver(target.run_shell(DRIVER_SCRIPT, 30).output).as_json()
+        return self._driver
 
     def _binderfs_device(self, target, boot_dmesg: str) -> BinderDevice | None:
         """A device of the cases' own through binderfs's binder-control (BINDER_CTL_ADD), made

@@ -194,5 +194,10 @@ def test_driver_is_named_from_kallsyms():
     assert parse_driver(both).name == "c+rust"
     assert parse_driver("cmdline=binder.impl=rust\n" + both).as_json() == {
         "driver": "rust", "driver_evidence": "both in /proc/kallsyms; binder.impl=rust on the kernel command line"}
+    # tracefs first: each driver's TRACE_SYSTEM (binder_trace.h: binder; rust_binder_events.h: rust_binder)
+    assert parse_driver("events=rust_binder\n").as_json() == {
+        "driver": "rust", "driver_evidence": "tracefs: events/rust_binder, no events/binder"}
+    assert parse_driver("events=binder\n").name == "c"
+    assert parse_driver("events=rust_binder\nevents=binder\n").name == "c+rust"
     assert parse_driver("kallsyms=unreadable\n").as_json() == {
         "driver": "unknown", "driver_evidence": "/proc/kallsyms is not readable"}

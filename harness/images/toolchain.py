@@ -63,6 +63,7 @@ def ensure_toolchain(tc: Toolchain, log: BuildLog) -> Path:
     """The toolchain root for tc, made (debootstrap, then the pins by apt) when not cached."""
     final = toolchain_dir(tc)
     if final.is_dir():
+        log.progress(f"{log.what}: toolchain {final} (cached)")
         log.note(f"toolchain {final}: cached")
         return final
     if os.geteuid() != 0:

@@ -130,6 +130,9 @@ def clean(targets: list[str], progress=print) -> int:
             doomed += [deb, deb.with_suffix(".deb.sha256")]
             doomed.append(_extracted(recipe, pkg))
         doomed += list((root / "initramfs").glob(f"{recipe.name}-*.cpio"))
+        if recipe.kernel_source.build is not None:  # its built kernels, their logs and build directories
+            for part in ("built-kernels", "built-kernels/logs", "kernel-work"):
+                doomed += [p for p in (root / part).glob(f"{recipe.name}-*") if p.name != "logs"]
         doomed += _snapshots_of(root, recipe.name)
     freed = 0
     for path in doomed:

@@ -133,6 +133,22 @@ def test_toolchain_pins_are_checked_against_dpkg_status():
     assert toolchain_key(Toolchain(tc.suite, tc.mirror, tc.packages[:2])) != toolchain_key(tc)
 
 
+def test_a_failing_step_is_one_line_naming_step_last_line_and_log(tmp_path):
+    from harness.images.build_steps import BuildLog, StepFailed
+
+    lines: list[str] = []
+    log = BuildLog(tmp_path / "build.log", "build demo", lines.append)
+    with pytest.raises(StepFailed) as err:
+        with log.step("make"):
+            log.run("make", ["sh", "-c", "echo compiling; echo 'error: no rule to make target' >&2; exit 2"])
+    message = str(err.value)
+    assert message == (f"build demo: step 'make' failed: sh -c 'echo compiling; echo '\"'\"'error: no rule to make "
+                       f"target'\"'\"' >&2; exit 2'... exited 2; last line: error: no rule to make target; "
+                       f"full log: {tmp_path / 'build.log'}"), message
+    assert lines == ["build demo: make ..."]  # no "done" line for a step that failed
+    assert "compiling" in (tmp_path / "build.log").read_text()
+
+
 # -- the real thing: build (once per cache) and boot ----------------------------------------
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="building the kernel needs root (debootstrap, chroot)")

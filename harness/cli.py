@@ -245,6 +245,23 @@ def cmd_images_fetch(args) -> int:
     return 0
 
 
+def cmd_images_build(args) -> int:
+    from harness.images import kernel_build
+    from harness.images.recipes import find_recipe, load_recipe
+
+    for name in args.recipes:
+        recipe = load_recipe(find_recipe(name))
+        if recipe.kernel_source.build is None:
+            raise ConfigError(f"images build {name}: recipe {recipe.name} downloads its kernel (no 'kernel.build'); "
+                              f"use images fetch {name}")
+        cached = kernel_build.cached_build(recipe)
+        built = cached or kernel_build.ensure_built(recipe, _progress)
+        _progress(f"{recipe.name}: {'cached' if cached else 'built'}: {built.kernel} (config, System.map and "
+                  f"lib/modules beside it); build log {built.log}")
+        print(built.dir)
+    return 0
+
+
 def cmd_images_update(args) -> int:
     from harness.images import update
     from harness.images.recipes import find_recipe
@@ -325,13 +342,17 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="print every case id")
     lst.set_defaults(func=cmd_list)
 
-    img = sub.add_parser("images", help="the guest image cache: list, prefetch for offline use, update pins, clean")
+    img = sub.add_parser("images", help="the guest image cache: list, prefetch for offline use, build, update pins, clean")
     img_sub = img.add_subparsers(dest="images_command", required=True, parser_class=_Parser)
     il = img_sub.add_parser("list", help="show shipped recipes and what the cache holds, with sizes")
     il.set_defaults(func=cmd_images_list)
     ifetch = img_sub.add_parser("fetch", help="download and extract recipes' packages (default: every shipped recipe)")
     ifetch.add_argument("recipes", nargs="*", help="recipe names under images/ or YAML paths")
     ifetch.set_defaults(func=cmd_images_fetch)
+    ibuild = img_sub.add_parser("build", help="build the kernel of recipes with 'kernel.build' (Debian's source, in a "
+                                               "debootstrap toolchain root; cached by every input, log kept)")
+    ibuild.add_argument("recipes", nargs="+", help="recipe names under images/ or YAML paths")
+    ibuild.set_defaults(func=cmd_images_build)
     iupd = img_sub.add_parser("update", help="move recipes' pinned Debian versions to what their suites have now, "
                                              "showing each change, and rewrite the recipe files in place")
     iupd.add_argument("recipes", nargs="+", help="recipe names under images/ or YAML paths")

@@ -321,6 +321,14 @@ def select_kernel(recipe: Recipe, kernel: Path | None, modules: Path | None, pro
     if src.file is not None:
         kern = custom_kernel(src.file, src.modules, recipe.arch, progress,
                              f"{recipe.path}: kernel.file", f"{recipe.path}: kernel.modules")
+    elif src.build is not None:  # built from Debian's source by the harness, once per cache
+        from harness.images.kernel_build import ensure_built
+
+        built = ensure_built(recipe, progress)
+        kern = custom_kernel(built.kernel, built.modules, recipe.arch, progress,
+                             f"{recipe.path}: built kernel", f"{recipe.path}: built modules")
+        kern = KernelFiles(kern.kernel, kern.moddir, kern.identity,
+                           f"built from {src.build.source.package}={src.build.source.version} ({built.dir.name})")
     else:
         kern = ensure_kernel(recipe, progress)
     if modules is not None:

@@ -28,6 +28,11 @@ PARTS = {
     "uapi": "binder's uapi header (binder.h) of each recipe kernel's source version, with its command codes",
     "seeded": "deliberately broken modules built by the harness's own tests",
     "snapshots": "saved QEMU guests, restored instead of booted (harness/targets/snapshots.py)",
+    "built-kernels": "kernels built by the harness for recipes with kernel.build, by every input; logs/ holds "
+                     "each build's full log (harness/images/kernel_build.py)",
+    "kernel-source": "Debian linux-source-X trees, unpacked once for kernel.build",
+    "kernel-work": "build directories of kernel.build (removed when a build succeeds)",
+    "toolchains": "Debian roots made by debootstrap for kernel.build, keyed by their pinned packages",
 }
 
 
@@ -71,6 +76,11 @@ def recipe_status(recipe: Recipe) -> str:
     """'ready' when every package of the recipe is extracted (or verified) in the cache, else what is missing."""
     missing = [f"{p.package}={p.version}" for p in recipe.debian_packages()
                if not _extracted(recipe, p).is_dir() and not cached_deb_ok(deb_cache_path(p, recipe.deb_arch))]
+    if recipe.kernel_source.build is not None:
+        from harness.images.kernel_build import cached_build
+
+        if cached_build(recipe) is None:
+            missing.append(f"the kernel (binder-harness images build {recipe.name})")
     return "ready" if not missing else "missing " + ", ".join(missing)
 
 
@@ -82,6 +92,8 @@ def prefetch(recipe: Recipe, progress=print) -> None:
     """Download and extract everything the recipe needs, so later runs work offline."""
     for pkg in recipe.debian_packages():
         fetch_for(recipe, pkg, progress)
+    if recipe.kernel_source.build is not None:  # the source only: `images build` builds
+        fetch_for(recipe, recipe.kernel_source.build.source, progress)
     if recipe.kernel_source.debian is not None:
         ensure_kernel(recipe, progress)
     ensure_busybox(recipe, progress)
@@ -118,6 +130,9 @@ def clean(targets: list[str], progress=print) -> int:
             doomed += [deb, deb.with_suffix(".deb.sha256")]
             doomed.append(_extracted(recipe, pkg))
         doomed += list((root / "initramfs").glob(f"{recipe.name}-*.cpio"))
+        if recipe.kernel_source.build is not None:  # its built kernels, their logs and build directories
+            for part in ("built-kernels", "built-kernels/logs", "kernel-work"):
+                doomed += [p for p in (root / part).glob(f"{recipe.name}-*") if p.name != "logs"]
         doomed += _snapshots_of(root, recipe.name)
     freed = 0
     for path in doomed:

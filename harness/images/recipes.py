@@ -39,8 +39,29 @@ class DebianPackage:
 
 
 @dataclass(frozen=True)
+class Toolchain:
+    """A Debian root made by debootstrap to build a kernel in: the suite, its mirror, and
+    every package the build needs, each pinned to a version (checked after installing)."""
+
+    suite: str
+    mirror: str
+    packages: tuple[DebianPackage, ...]
+
+
+@dataclass(frozen=True)
+class KernelBuild:
+    """A kernel built by the harness (harness/images/kernel_build.py): Debian's
+    linux-source-X package, the config fragment applied on `make allnoconfig`, and the
+    toolchain root the build runs in."""
+
+    source: DebianPackage
+    config: Path
+    toolchain: Toolchain
+
+
+@dataclass(frozen=True)
 class KernelSource:
-    """Exactly one of `debian` or `file`; `modules` only with `file` (None: all built in).
+    """Exactly one of `debian`, `file` or `build`; `modules` only with `file` (None: all built in).
     `debian_modules`: the package that holds a Debian kernel's modules when its image package
     does not (sid from 7.x ships linux-binary-* and linux-modules-* apart)."""
 
@@ -48,10 +69,13 @@ class KernelSource:
     file: Path | None = None
     modules: Path | None = None
     debian_modules: DebianPackage | None = None
+    build: KernelBuild | None = None
 
     def describe(self) -> str:
         if self.debian is not None:
             return f"{self.debian.package}={self.debian.version}"
+        if self.build is not None:
+            return f"built from {self.build.source.package}={self.build.source.version}"
         return str(self.file)
 
 
@@ -76,8 +100,15 @@ class Recipe:
     def kernel(self) -> DebianPackage:
         """The Debian kernel package (recipes with a local kernel file have none)."""
         if self.kernel_source.debian is None:
-            raise ConfigError(f"{self.path}: kernel is a local file, not a Debian package")
+            kind = "built by the harness" if self.kernel_source.build is not None else "a local file"
+            raise ConfigError(f"{self.path}: kernel is {kind}, not a Debian package")
         return self.kernel_source.debian
+
+    @property
+    def source_version(self) -> str:
+        """The Debian source version of the kernel: its package's, or the built source's."""
+        build = self.kernel_source.build
+        return build.source.version if build is not None else self.kernel.version
 
     def debian_packages(self) -> list[DebianPackage]:
         kernel = [self.kernel_source.debian, self.kernel_source.debian_modules]
@@ -148,7 +179,7 @@ def _merge(base: YamlMap, over: YamlMap) -> YamlMap:
     out = YamlMap(base)
     out.where, out.origin = over.where, {**base.origin}
     for key, value in over.items():
-        names_source = key == "kernel" and isinstance(value, YamlMap) and ({"file", "debian_package"} & set(value))
+        names_source = key == "kernel" and isinstance(value, YamlMap) and ({"file", "debian_package", "build"} & set(value))
         if isinstance(value, YamlMap) and isinstance(base.get(key), YamlMap) and not names_source:
             value = _merge(base[key], value)
         out[key] = value
@@ -260,8 +291,40 @@ def _package(f: YamlFields) -> DebianPackage:
     return DebianPackage(f.get("debian_package", str), str(version))
 
 
+def _toolchain(f: YamlFields) -> Toolchain:
+    f.check_known({"suite", "mirror", "packages"})
+    mirror = f.get("mirror", str)
+    if not mirror.startswith(("http://", "https://")):
+        raise f.error("mirror", f"is {mirror!r}; write a Debian archive URL, e.g. http://deb.debian.org/debian")
+    packages = []
+    for item in f.get("packages", list):
+        if not isinstance(item, YamlMap):
+            raise f.error("packages", "must be a list of {debian_package: NAME, version: VERSION} mappings")
+        pf = YamlFields(item, f"{f.prefix}packages.", item.where)
+        pf.check_known({"debian_package", "version"})
+        packages.append(_package(pf))
+    if not packages:
+        raise f.error("packages", "is empty; list the build's Debian packages (rustc, bindgen, gcc, make, ...)")
+    return Toolchain(f.get("suite", str), mirror.rstrip("/"), tuple(packages))
+
+
+def _kernel_build(f: YamlFields) -> KernelBuild:
+    f.check_known({"source", "config", "toolchain"})
+    source = f.sub("source")
+    source.check_known({"debian_package", "version"})
+    config = f.path("config")
+    if not config.is_file():
+        raise f.error("config", f"names {config}, which does not exist")
+    return KernelBuild(_package(source), config, _toolchain(f.sub("toolchain")))
+
+
 def _kernel_source(f: YamlFields) -> KernelSource:
-    f.check_known({"debian_package", "version", "file", "modules", "modules_package"})
+    f.check_known({"debian_package", "version", "file", "modules", "modules_package", "build"})
+    if f.has("build"):
+        other = next((k for k in ("file", "debian_package", "modules", "modules_package") if f.has(k)), None)
+        if other is not None:
+            raise f.error(other, "and 'kernel.build' exclude each other; a built kernel brings its own modules")
+        return KernelSource(build=_kernel_build(f.sub("build")))
     if f.has("file"):
         if f.has("debian_package"):
             raise f.error("file", "and 'kernel.debian_package' exclude each other; keep one kernel source")
@@ -275,7 +338,7 @@ def _kernel_source(f: YamlFields) -> KernelSource:
     if f.has("modules"):
         raise f.error("modules", "only goes with 'kernel.file'; a Debian kernel brings its own modules")
     if not f.has("debian_package"):
-        raise ConfigError(f"{f._at()}: field 'kernel' needs 'debian_package' and 'version', or 'file'")
+        raise ConfigError(f"{f._at()}: field 'kernel' needs 'debian_package' and 'version', 'file', or 'build'")
     image = _package(f)
     mods = DebianPackage(f.get("modules_package", str), image.version) if f.has("modules_package") else None
     return KernelSource(debian=image, debian_modules=mods)

@@ -64,8 +64,10 @@ def header_from_json(data: dict, where: str) -> UapiHeader:
 def header_packages(recipe: Recipe) -> list[tuple[DebianPackage, str]]:
     """(package, member) that hold binder.h of the recipe kernel's source version (a Debian kernel's
     binary version is its source's): linux-libc-dev, then the kernel ABI's linux-headers-ABI-common."""
-    version = recipe.kernel.version
+    version = recipe.source_version
     out = [(DebianPackage(PACKAGE, version), MEMBER)]
+    if recipe.kernel_source.debian is None:  # built from linux-source: linux-libc-dev of that version
+        return out
     abi = re.match(r"linux-(?:image|binary)-(\d+\.\d+\.\d+(?:-\d+|\+deb\d+))-", recipe.kernel.package)
     if abi:
         common = f"linux-headers-{abi.group(1)}-common"
@@ -100,7 +102,7 @@ def command_codes(header: Path, commands: UapiCommands) -> dict[str, int]:
 def ensure_uapi_header(recipe: Recipe, progress=print) -> UapiHeader:
     """binder.h of the recipe's kernel, fetched and extracted once (cached), with its command codes."""
     candidates = header_packages(recipe)
-    key = f"{PACKAGE}_{recipe.kernel.version}_{recipe.deb_arch}".replace(":", "%3a")
+    key = f"{PACKAGE}_{recipe.source_version}_{recipe.deb_arch}".replace(":", "%3a")
     used: list[str] = []
 
     def build(tmp: Path) -> None:
@@ -129,6 +131,6 @@ def ensure_uapi_header(recipe: Recipe, progress=print) -> UapiHeader:
 
     folder = atomic_dir(cache_root() / CACHE_PART / key, build)
     text = (folder / "binder.h").read_text()
-    return UapiHeader((folder / "source.txt").read_text().strip(), recipe.kernel.version,
+    return UapiHeader((folder / "source.txt").read_text().strip(), recipe.source_version,
                       _sha256(text.encode()), text, parse_binder_uapi(text),
                       json.loads((folder / CODES_FILE).read_text()))

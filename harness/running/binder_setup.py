@@ -12,12 +12,14 @@ import shlex
 from pathlib import PurePosixPath
 from typing import Callable
 
+from harness import timing
 from harness.arches import abi_for
 from harness.errors import ConfigError, TargetError
 from harness.running.devices import (DEFAULT_DEVICE, GUEST_BINDERFS_LINE, PRIVATE_DEVICE, BinderDevice,
                                      binderfs_script, parse_binderfs)
 from harness.targets import PRIVATE_DEVICES
 from harness.targets.base import BootedGuest, Target
+from harness.targets.binder_driver import DRIVER_SCRIPT, parse_driver
 
 ProbePath = Callable[[str], str]  # the probe's path on the target for an ABI (pushed on first use)
 
@@ -66,12 +68,21 @@ class BinderSetup:
         self.device: BinderDevice = DEFAULT_DEVICE  # where this target's cases open binder
         self.resident: dict = {}  # the resident context manager on /dev/binder, when one was asked for
         self.own_binderfs = ""  # a binderfs mounted on the target (none there), unmounted at the end
+        self._driver: dict | None = None  # which binder driver the target runs (binder_driver.py), read once
 
     def set_up(self, target: Target, boot_dmesg: str, probe_path: ProbePath) -> None:
         """On a target just started: choose the cases' device; start the resident if asked."""
         self.device = self._choose_device(target, boot_dmesg, probe_path)
         if self.resident_cm:
             self._start_resident(target, probe_path)
+
+    def driver(self, target: Target) -> dict:
+        """report.json's target `driver` ("c", "rust", ...) and what it was read from: one shell
+        round trip, once per session (every guest of a run boots the same kernel)."""
+        if self._driver is None:
+            with timing.phase("binder_driver"):
+                self._driver = parse_driver(target.run_shell(DRIVER_SCRIPT, 30).output).as_json()
+        return self._driver
 
     # -- which binder device the cases use -----------------------------------------
     def _choose_device(self, target: Target, boot_dmesg: str, probe_path: ProbePath) -> BinderDevice:

@@ -134,6 +134,7 @@ class Session:
         """A new target: its probes are pushed afresh; its binder device and resident set up."""
         self.probes.forget()
         self.binder.set_up(target, boot_dmesg, self.probe_path)
+        self.state.target_info.update(self.binder.driver(target))
 
     def _drop_target(self) -> None:
         self.lease.drop()

@@ -1,0 +1,232 @@
+"""A kernel built by the harness from Debian's source, for a recipe with `kernel.build`.
+
+The steps: the toolchain root (harness/images/toolchain.py), the `linux-source-X` package
+through the signed chain (build.fetch_for: InRelease by gpgv, Packages hash, .deb hash), its
+tarball unpacked once per source package, `make allnoconfig` with the recipe's config fragment
+(KCONFIG_ALLCONFIG) and `make olddefconfig` (then every option of the fragment is checked:
+Kconfig drops an option whose dependencies are unmet without a word), and `make bzImage
+modules` with every core. The build runs inside the root with chroot, in a private mount
+namespace, with the source and the build directory bind-mounted (build_steps.py).
+
+The result (bzImage, System.map, .config, lib/modules/RELEASE) is cached in
+`built-kernels/NAME-KEY`, keyed by every input: the build section, the fragment's content,
+the source .deb's SHA256, the toolchain's package list and the build commands below. The full
+log stays in `built-kernels/logs/NAME-KEY.log`. One kernel build runs at a time per cache
+(a lock): a second process waits for it and then finds the result cached.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ConfigError
+from harness.files import atomic_dir, cache_root, sha256_file
+from harness.images.build_steps import Bind, BuildLog
+from harness.images.recipes import KernelBuild, Recipe
+from harness.images.toolchain import ensure_toolchain, toolchain_key
+
+CACHE_PART = "built-kernels"
+SOURCE_PART = "kernel-source"
+WORK_PART = "kernel-work"
+# Inside the root: the unpacked source, and the build directory (make O=) with the fragment.
+_SRC, _OUT = "/src", "/build"
+# The build itself; part of the cache key, so a change here rebuilds.
+_MAKE = "make -C {src} O={out} ARCH={arch} -j{jobs}"
+BUILD_STEPS = (
+    "{make} KCONFIG_ALLCONFIG={out}/fragment.config allnoconfig",
+    "{make} olddefconfig",
+    "{make} bzImage modules",
+    "{make} modules_install INSTALL_MOD_PATH={out}/modroot INSTALL_MOD_STRIP=1",
+)
+# The harness's arch name -> (kernel ARCH, the boot image under arch/*/boot)
+_KERNEL_ARCH = {"x86_64": ("x86_64", "x86/boot/bzImage")}
+
+
+@dataclass(frozen=True)
+class BuiltKernel:
+    """A built kernel in the cache: its files, and the log of the build that made it."""
+
+    dir: Path
+    kernel: Path  # the bzImage
+    modules: Path  # holds lib/modules/RELEASE
+    config: Path
+    system_map: Path
+    log: Path
+
+
+# -- the config fragment ---------------------------------------------------------------
+
+_SET = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
+_UNSET = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
+
+
+def parse_config(text: str) -> dict[str, str]:
+    """A .config or a fragment as {CONFIG_X: value}; `# CONFIG_X is not set` is 'n'."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if m := _SET.match(line):
+            out[m.group(1)] = m.group(2)
+        elif m := _UNSET.match(line):
+            out[m.group(1)] = "n"
+    return out
+
+
+def unstuck_options(fragment: dict[str, str], config: dict[str, str]) -> list[str]:
+    """'CONFIG_X=y (got n)' for every fragment option the final .config does not hold."""
+    return [f"{name}={want} (got {config.get(name, 'n')})" for name, want in fragment.items()
+            if config.get(name, "n") != want]
+
+
+# -- keys and places -------------------------------------------------------------------
+
+def build_key(recipe: Recipe, build: KernelBuild, source_sha256: str) -> str:
+    """Every input of the build: section, fragment content, source .deb, toolchain, commands."""
+    inputs = {
+        "arch": recipe.arch,
+        "source": [build.source.package, build.source.version, source_sha256],
+        "fragment_sha256": sha256_file(build.config),
+        "toolchain": toolchain_key(build.toolchain),
+        "steps": list(BUILD_STEPS),
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _kernel_arch(recipe: Recipe) -> tuple[str, str]:
+    if recipe.arch not in _KERNEL_ARCH:
+        raise ConfigError(f"{recipe.path}: field 'kernel.build': builds for {recipe.arch} are not supported yet "
+                          f"(only {', '.join(_KERNEL_ARCH)}); use a Debian kernel package for {recipe.arch}")
+    return _KERNEL_ARCH[recipe.arch]
+
+
+def _built(final: Path, log: Path) -> BuiltKernel:
+    return BuiltKernel(final, final / "bzImage", final, final / "config", final / "System.map", log)
+
+
+def cached_build(recipe: Recipe) -> BuiltKernel | None:
+    """The recipe's built kernel when the cache holds it (no network, nothing built)."""
+    from harness.images.build import cached_deb_ok, deb_cache_path
+
+    build = recipe.kernel_source.build
+    if build is None:
+        return None
+    deb = deb_cache_path(build.source, recipe.deb_arch)
+    if not cached_deb_ok(deb):
+        return None
+    key = build_key(recipe, build, deb.with_suffix(".deb.sha256").read_text().split()[0])
+    final = cache_root() / CACHE_PART / f"{recipe.name}-{key}"
+    return _built(final, cache_root() / CACHE_PART / "logs" / f"{recipe.name}-{key}.log") if final.is_dir() else None
+
+
+# -- the steps -------------------------------------------------------------------------
+
+def _unpack(deb: Path, sha: str, build: KernelBuild, log: BuildLog) -> Path:
+    """The source tree of a linux-source-X .deb (its usr/src/linux-source-X.tar.xz), unpacked once."""
+    from harness.images import debian
+
+    final = cache_root() / SOURCE_PART / f"{build.source.package}_{build.source.version}-{sha[:16]}".replace(":", "%3a")
+
+    def unpack(tmp: Path) -> None:
+        tarballs = debian.extract_deb(deb, tmp, lambda n: n.startswith("usr/src/") and n.endswith(".tar.xz"))
+        if len(tarballs) != 1:
+            raise log.fail("unpack", f"{deb.name} holds {len(tarballs)} usr/src/*.tar.xz, expected one; "
+                                     f"is {build.source.package} a linux-source package?")
+        log.run("unpack", ["tar", "-xJf", str(tarballs[0]), "-C", str(tmp)])
+        tarballs[0].unlink()
+        shutil.rmtree(tmp / "usr", ignore_errors=True)
+        trees = [p for p in tmp.iterdir() if (p / "Makefile").is_file() and (p / "Kconfig").is_file()]
+        if len(trees) != 1:
+            raise log.fail("unpack", f"{tarballs[0].name} holds no single kernel tree (found {len(trees)})")
+        trees[0].rename(tmp / "linux")
+
+    return atomic_dir(final, unpack) / "linux"
+
+
+def _steps(arch: str) -> list[list[str]]:
+    make = _MAKE.format(src=_SRC, out=_OUT, arch=arch, jobs=os.cpu_count() or 1)
+    return [s.format(make=make, out=_OUT).split() for s in BUILD_STEPS]
+
+
+def _collect(work: Path, image: str, tmp: Path) -> None:
+    for src, name in ((work / "arch" / image, "bzImage"), (work / "System.map", "System.map"), (work / ".config", "config")):
+        shutil.copyfile(src, tmp / name)
+    mods = work / "modroot" / "lib" / "modules"
+    if mods.is_dir():
+        shutil.copytree(mods, tmp / "lib" / "modules", symlinks=True, ignore=shutil.ignore_patterns("build", "source"))
+
+
+def ensure_built(recipe: Recipe, progress=print) -> BuiltKernel:
+    """The recipe's kernel, built when the cache does not hold it; every step is logged."""
+    build = recipe.kernel_source.build
+    if build is None:
+        raise ConfigError(f"{recipe.path}: kernel is not built by the harness (no 'kernel.build')")
+    arch, image = _kernel_arch(recipe)
+    cached = cached_build(recipe)
+    if cached is not None:
+        return cached
+    base = cache_root() / CACHE_PART
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"another kernel build is running (lock {base / '.lock'}); waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(recipe, build, arch, image, progress)
+
+
+def _build_locked(recipe: Recipe, build: KernelBuild, arch: str, image: str, progress) -> BuiltKernel:
+    from harness.images.build import fetch_for
+
+    cached = cached_build(recipe)  # built by the process we waited for
+    if cached is not None:
+        return cached
+    t0 = time.monotonic()
+    logs = cache_root() / CACHE_PART / "logs"
+    pending = logs / f"{recipe.name}-pending-{os.getpid()}.log"
+    log = BuildLog(pending, f"build {recipe.name}", progress)
+    progress(f"build {recipe.name}: full log in {pending}")
+    try:
+        with log.step("fetch source"):
+            deb = fetch_for(recipe, build.source, lambda msg: log.note(msg))
+        sha = deb.with_suffix(".deb.sha256").read_text().split()[0]
+        key = build_key(recipe, build, sha)
+        final = cache_root() / CACHE_PART / f"{recipe.name}-{key}"
+        root = ensure_toolchain(build.toolchain, log)
+        with log.step("unpack"):
+            src = _unpack(deb, sha, build, log)
+        work = cache_root() / WORK_PART / f"{recipe.name}-{key}"
+        shutil.rmtree(work, ignore_errors=True)  # a build that died half way starts clean
+        work.mkdir(parents=True)
+        shutil.copyfile(build.config, work / "fragment.config")
+        binds = (Bind(src, _SRC), Bind(work, _OUT))
+        allno, olddef, make, install = _steps(arch)
+        with log.step("config"):
+            log.run_in_root("config", root, binds, allno)
+            log.run_in_root("config", root, binds, olddef)
+            lost = unstuck_options(parse_config(build.config.read_text()), parse_config((work / ".config").read_text()))
+            if lost:
+                raise log.fail("config", f"{build.config.name}: {lost[0]} did not stick after olddefconfig "
+                                         f"(an unmet dependency{f'; {len(lost) - 1} more' if len(lost) > 1 else ''}); "
+                                         f"add what it depends on to the fragment")
+        with log.step("make"):
+            log.run_in_root("make", root, binds, make)
+            log.run_in_root("make", root, binds, install)
+        atomic_dir(final, lambda tmp: _collect(work, image, tmp))
+        shutil.rmtree(work, ignore_errors=True)
+        total = time.monotonic() - t0
+        log.note(f"built {final} in {total:.0f} s; steps: {json.dumps({k: round(v, 1) for k, v in log.times.items()})}")
+    except BaseException:
+        log.note("build failed")
+        raise
+    final_log = logs / f"{recipe.name}-{key}.log"
+    pending.replace(final_log)
+    progress(f"build {recipe.name}: {final} ({total:.0f} s); log {final_log}")
+    return _built(final, final_log)

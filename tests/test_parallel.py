@@ -168,7 +168,8 @@ def test_shipped_nightly_matrix_covers_every_kernel_on_both_arches():
 
     cells = {(c.target.text, c.recipe.name) for c in load_matrix(REPO / "cases" / "nightly.yaml").cells}
     assert cells == {(f"qemu:{arch}", f"qemu-{arch}{kernel}") for arch in ("x86_64", "arm64")
-                     for kernel in ("", "-6.1.0-56", "-6.12", "-7.2")}
+                     for kernel in ("", "-6.1.0-56", "-6.12", "-7.2")} | {
+        ("qemu:x86_64", "qemu-x86_64-7.3"), ("qemu:x86_64", "qemu-x86_64-7.3-rust")}  # C and Rust on one source
 
 
 def test_matrix_runs_cells_at_once_with_j(tmp_path):

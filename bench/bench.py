@@ -236,9 +236,9 @@ def _vng_root(out: Path) -> tuple[Path, str]:
     """A tree virtme-ng understands: ROOT/boot/vmlinuz-REL (Debian's own bzImage) and
     ROOT/lib/modules/REL (hard links into the harness's extracted package)."""
     sys.path.insert(0, str(REPO))
-    from harness.images import debian
-    from harness.images.build import deb_cache_path, ensure_kernel
-    from harness.images.recipes import resolve_recipe
+    from harness.building import debian
+    from harness.building.build import deb_cache_path, ensure_kernel
+    from harness.building.recipes import resolve_recipe
 
     recipe = resolve_recipe(None, "x86_64")
     kern = ensure_kernel(recipe, progress=lambda *a: None)
@@ -265,8 +265,8 @@ def _host_btf_offsets(fields: tuple[str, ...]) -> dict[str, int]:
     if not fields:
         return {}
     from harness.evidence import btf
-    from harness.images.build import ensure_kernel
-    from harness.images.recipes import resolve_recipe
+    from harness.building.build import ensure_kernel
+    from harness.building.recipes import resolve_recipe
 
     kern = ensure_kernel(resolve_recipe(None, "x86_64"), progress=lambda *a: None)
     base = btf.elf_section(kern.kernel.read_bytes(), ".BTF")

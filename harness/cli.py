@@ -212,9 +212,9 @@ def cmd_lava(args) -> int:
 
 
 def cmd_images_list(args) -> int:
-    from harness.images import cache as imagecache
+    from harness.building import cache as imagecache
     from harness.files import cache_root
-    from harness.images.recipes import load_recipe, shipped_recipes
+    from harness.building.recipes import load_recipe, shipped_recipes
 
     print("recipes:")
     for path in shipped_recipes():
@@ -235,7 +235,7 @@ def cmd_images_list(args) -> int:
 def cmd_images_fetch(args) -> int:
     import time
 
-    from harness.images import cache as imagecache
+    from harness.building import cache as imagecache
 
     recipes = imagecache.recipes_named(args.recipes)
     for recipe in recipes:
@@ -246,8 +246,8 @@ def cmd_images_fetch(args) -> int:
 
 
 def cmd_images_build(args) -> int:
-    from harness.images import kernel_build
-    from harness.images.recipes import find_recipe, load_recipe
+    from harness.building import kernel_build
+    from harness.building.recipes import find_recipe, load_recipe
 
     for name in args.recipes:
         recipe = load_recipe(find_recipe(name))
@@ -263,8 +263,8 @@ def cmd_images_build(args) -> int:
 
 
 def cmd_images_update(args) -> int:
-    from harness.images import update
-    from harness.images.recipes import find_recipe
+    from harness.building import update
+    from harness.building.recipes import find_recipe
 
     status = 0
     for name in args.recipes:
@@ -273,7 +273,7 @@ def cmd_images_update(args) -> int:
 
 
 def cmd_images_clean(args) -> int:
-    from harness.images import cache as imagecache
+    from harness.building import cache as imagecache
 
     freed = imagecache.clean(args.what, _progress)
     _progress(f"freed {freed / 1e6:.1f} MB")

@@ -24,10 +24,10 @@ from pathlib import Path
 import paramiko
 
 from harness.errors import ConfigError, TargetError
-from harness.images.guest_files import (ADBD, HOST_KEY, adb_files, android_lib_dir, load_adb_recipe, load_ssh_recipe,
+from harness.building.guest_files import (ADBD, HOST_KEY, adb_files, android_lib_dir, load_adb_recipe, load_ssh_recipe,
                                        ssh_files)
 from harness.files import cache_root
-from harness.images.recipes import resolve_recipe
+from harness.building.recipes import resolve_recipe
 from harness.running import binder_setup
 from harness.running.devices import GUEST_BINDERFS_LINE, PRIVATE_DEVICE
 from harness.targets import TargetOptions, build_qemu_image

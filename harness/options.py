@@ -177,7 +177,7 @@ def _absent(o: Option) -> Any:
 def _target_spec(text: str | None, image: str | None, command: str) -> TargetSpec:
     """--target, or qemu:ARCH of the --image recipe, or the default; the recipe must fit the target.
     The one place a spec is parsed from what a user typed."""
-    from harness.images.recipes import find_recipe, load_recipe, resolve_recipe
+    from harness.building.recipes import find_recipe, load_recipe, resolve_recipe
 
     if text is None:
         text = f"qemu:{load_recipe(find_recipe(image)).arch}" if image else f"qemu:{DEFAULT_ARCH}"

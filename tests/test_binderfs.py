@@ -93,9 +93,9 @@ def binderfs_ko() -> Path:
 
 def test_the_binderfs_module_is_built_with_btf(binderfs_ko):
     from harness.evidence.btf import elf_section
-    from harness.images import module_btf
-    from harness.images.build import ensure_kernel
-    from harness.images.recipes import recipe_for_arch
+    from harness.building import module_btf
+    from harness.building.build import ensure_kernel
+    from harness.building.recipes import recipe_for_arch
 
     blob = binderfs_ko.read_bytes()
     # built against Debian's headers, as a user's module: DWARF, and the BTF the harness makes from it

@@ -114,14 +114,14 @@ def test_damaged_btf_gives_an_answer_or_a_btf_error(at, junk, cut):
         assert "\n" not in str(exc)
 
 
-# --- a module without BTF: its BTF made on the host from its DWARF (harness/images/module_btf.py) ---
+# --- a module without BTF: its BTF made on the host from its DWARF (harness/building/module_btf.py) ---
 
 def test_pahole_flags_are_kbuilds():
     """The flags are what the headers' own scripts/pahole-flags.sh gives for the same pahole."""
     import os
     import subprocess
 
-    from harness.images import module_btf
+    from harness.building import module_btf
 
     assert module_btf.pahole_flags(124) == ["--btf_gen_floats", "-j", "--lang_exclude=rust"]
     assert module_btf.pahole_flags(120) == ["--skip_encoding_btf_vars"]
@@ -146,8 +146,8 @@ def control_ko() -> Path:
 
 @pytest.fixture(scope="module")
 def amd64_kernel() -> Path:
-    from harness.images.build import ensure_kernel
-    from harness.images.recipes import recipe_for_arch
+    from harness.building.build import ensure_kernel
+    from harness.building.recipes import recipe_for_arch
 
     return ensure_kernel(recipe_for_arch("x86_64"), progress=lambda _: None).kernel
 
@@ -156,7 +156,7 @@ def test_module_btf_is_made_from_dwarf_on_a_copy(control_ko, amd64_kernel, tmp_p
     import hashlib
     import subprocess
 
-    from harness.images import module_btf
+    from harness.building import module_btf
 
     before = control_ko.read_bytes()
     assert btf.elf_section(before, ".BTF") is None and btf.elf_section(before, ".debug_info") is not None
@@ -185,9 +185,9 @@ def test_module_btf_is_made_from_dwarf_on_a_copy(control_ko, amd64_kernel, tmp_p
 
 def test_arm64_image_carries_a_raw_btf_base():
     """The base an arm64 module's BTF is split on: the raw BTF inside Debian's arm64 Image."""
-    from harness.images.build import ensure_kernel
-    from harness.images.module_btf import kernel_base_btf
-    from harness.images.recipes import recipe_for_arch
+    from harness.building.build import ensure_kernel
+    from harness.building.module_btf import kernel_base_btf
+    from harness.building.recipes import recipe_for_arch
 
     image = ensure_kernel(recipe_for_arch("arm64"), progress=lambda _: None).kernel
     assert image.read_bytes()[:4] != b"\x7fELF"
@@ -197,9 +197,9 @@ def test_arm64_image_carries_a_raw_btf_base():
 
 
 def test_module_with_btf_is_used_as_it_is(amd64_kernel):
-    from harness.images import module_btf
-    from harness.images.build import ensure_kernel
-    from harness.images.recipes import recipe_for_arch
+    from harness.building import module_btf
+    from harness.building.build import ensure_kernel
+    from harness.building.recipes import recipe_for_arch
 
     stock = next(ensure_kernel(recipe_for_arch("x86_64"), progress=lambda _: None).moddir.rglob("binder_linux.ko"))
     assert module_btf.for_guest(stock, amd64_kernel) == stock
@@ -217,7 +217,7 @@ def _stripped(ko: Path, dest: Path) -> Path:
 
 def test_module_without_btf_or_dwarf_is_refused(control_ko, amd64_kernel, tmp_path):
     from harness.errors import ConfigError
-    from harness.images import module_btf
+    from harness.building import module_btf
 
     bare = _stripped(control_ko, tmp_path / "bare.ko")
     with pytest.raises(ConfigError) as exc:

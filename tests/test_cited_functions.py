@@ -339,8 +339,8 @@ def kernel_functions() -> list[ShippedKernel]:
     linux-image-<version>-dbg package"), hence BTF: every function with a body. The arm64
     recipes boot the same Debian versions, so the x86_64 ones stand for them."""
     from harness.evidence.btf import elf_section, function_names, kernel_btf
-    from harness.images.build import ensure_kernel
-    from harness.images.recipes import load_recipe, shipped_recipes
+    from harness.building.build import ensure_kernel
+    from harness.building.recipes import load_recipe, shipped_recipes
 
     recipes = [r for r in map(load_recipe, shipped_recipes()) if r.kernel_source.debian is not None]  # not built ones
     x86 = [r for r in recipes if r.arch == "x86_64"]

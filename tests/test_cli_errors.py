@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.images.build import build_image
-from harness.images.recipes import recipe_for_arch
+from harness.building.build import build_image
+from harness.building.recipes import recipe_for_arch
 from tests.helpers import cli, cli_env, one_error_line
 
 

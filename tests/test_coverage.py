@@ -1,5 +1,5 @@
 """Every command of the target's uapi: the parser on the real binder.h of Debian's 6.1, 6.12 and
-7.2 (linux-libc-dev, as harness/images/uapi.py fetches it; kept in tests/data/uapi), the codes the
+7.2 (linux-libc-dev, as harness/building/uapi.py fetches it; kept in tests/data/uapi), the codes the
 C compiler gives them, a case's commands read from its captured files, and the coverage verdict on
 a captured run: complete only when every command is exercised or excluded, and naming what is not.
 (The whole-catalog runs assert it live: tests/test_catalog.py.)"""
@@ -13,8 +13,8 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.evidence.uapi import UapiError, parse_binder_uapi
-from harness.images.recipes import load_recipe, shipped_recipes
-from harness.images.uapi import command_codes, ensure_uapi_header
+from harness.building.recipes import load_recipe, shipped_recipes
+from harness.building.uapi import command_codes, ensure_uapi_header
 from harness.judging import coverage
 from harness.reports import coverage as report_coverage
 from harness.reports.model import Report, ReportCase, Target

@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from harness.images.recipes import load_recipe, recipe_for_arch, shipped_recipes
+from harness.building.recipes import load_recipe, recipe_for_arch, shipped_recipes
 from harness.judging import coverage
 from harness.judging.catalog import load_cases
 from tests.helpers import CliRun, cli

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from debian.debian_support import Version
 
-from harness.images import fetch, update
-from harness.images.recipes import IMAGES_DIR
+from harness.building import fetch, update
+from harness.building.recipes import IMAGES_DIR
 from tests.helpers import one_error_line
 from tests.test_fetch import Mirror, _cli, _real_suite
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.images import debian
-from harness.images.build import build_image, ensure_kernel, fetch_deb
-from harness.images.recipes import find_recipe, load_recipe, recipe_for_arch
+from harness.building import debian
+from harness.building.build import build_image, ensure_kernel, fetch_deb
+from harness.building.recipes import find_recipe, load_recipe, recipe_for_arch
 from tests.helpers import REPO, cli, one_error_line
 
 QUIET = dict(progress=lambda _: None)

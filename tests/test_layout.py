@@ -24,7 +24,7 @@ def test_shifted_user_data_passes_with_btf_offsets_and_fails_at_88(tmp_path, rel
     placed = run.case("one_copy.sync_sizes")
     assert placed["outcome"] == "passed", placed["reason"]
     # against Debian's 6.1 headers (no vmlinux) kbuild makes no module BTF: the harness makes it from
-    # the module's DWARF (harness/images/module_btf.py); the 6.12 tree has a vmlinux, so kbuild's own
+    # the module's DWARF (harness/building/module_btf.py); the 6.12 tree has a vmlinux, so kbuild's own
     made = " (module BTF made on the host from its DWARF by pahole)" if release == build.DEFAULT_RELEASE else ""
     assert offsets_as_read(placed["evidence"]["struct_offsets"], run) == {
         "binder_buffer.user_data": {"offset": 96, "from": "BTF /sys/kernel/btf/binder_linux" + made}}

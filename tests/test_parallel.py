@@ -128,7 +128,7 @@ def test_concurrent_cold_initramfs_builds(tmp_path):
     for part in ("debs", "kernels", "busybox"):  # the downloads stay warm (hard links); the build is cold
         if (cache_root() / part).is_dir():
             subprocess.run(["cp", "-al", str(cache_root() / part), str(cache / part)], check=True)
-    code = ("from harness.images.build import build_image; from harness.images.recipes import recipe_for_arch; "
+    code = ("from harness.building.build import build_image; from harness.building.recipes import recipe_for_arch; "
             "i = build_image(recipe_for_arch('x86_64'), progress=lambda _: None); print(i.initramfs)")
     env = {**os.environ, "BINDER_HARNESS_CACHE": str(cache)}
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,

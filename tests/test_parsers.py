@@ -8,9 +8,9 @@ import tarfile
 
 import pytest
 
-from harness.images import debian
+from harness.building import debian
 from harness.errors import ConfigError
-from harness.images.cpio import CpioWriter
+from harness.building.cpio import CpioWriter
 from harness.evidence.probe import parse_probe_output
 from harness.evidence.trace import COPY_USER_TO_BUFFER, binder_transactions, parse_ftrace, usercopies_in_binder_ioctl
 from harness.judging.verdicts import CaseResult, Check, judge, scan_dmesg

@@ -7,8 +7,8 @@ import textwrap
 import pytest
 
 from harness.errors import ConfigError
-from harness.images.build import build_image, ensure_kernel
-from harness.images.recipes import IMAGES_DIR, find_recipe, load_recipe, recipe_for_arch, resolve_recipe, shipped_recipes
+from harness.building.build import build_image, ensure_kernel
+from harness.building.recipes import IMAGES_DIR, find_recipe, load_recipe, recipe_for_arch, resolve_recipe, shipped_recipes
 from tests.helpers import cli, read_newc
 
 GOOD = IMAGES_DIR / "qemu-x86_64.yaml"
@@ -123,7 +123,7 @@ def test_local_kernel_without_modules_loads_nothing(tmp_path):
 
 def test_ssh_section_is_inherited_through_extends():
     """A recipe that extends another gets its pinned ssh packages for an ssh-reachable guest."""
-    from harness.images.guest_files import load_ssh_recipe
+    from harness.building.guest_files import load_ssh_recipe
 
     base = load_ssh_recipe(load_recipe(find_recipe("qemu-arm64")))
     child = load_ssh_recipe(load_recipe(find_recipe("qemu-arm64-6.1.0-56")))

@@ -15,9 +15,9 @@ import textwrap
 import pytest
 
 from harness.errors import ConfigError
-from harness.images.kernel_build import parse_config, unstuck_options
-from harness.images.recipes import IMAGES_DIR, Toolchain, DebianPackage, load_recipe
-from harness.images.toolchain import parse_dpkg_status, pin_mismatches, toolchain_key
+from harness.building.kernel_build import parse_config, unstuck_options
+from harness.building.recipes import IMAGES_DIR, Toolchain, DebianPackage, load_recipe
+from harness.building.toolchain import parse_dpkg_status, pin_mismatches, toolchain_key
 from tests.helpers import cli
 
 RUST = IMAGES_DIR / "qemu-x86_64-7.3-rust.yaml"
@@ -134,7 +134,7 @@ def test_toolchain_pins_are_checked_against_dpkg_status():
 
 
 def test_a_failing_step_is_one_line_naming_step_last_line_and_log(tmp_path):
-    from harness.images.build_steps import BuildLog, StepFailed
+    from harness.building.build_steps import BuildLog, StepFailed
 
     lines: list[str] = []
     log = BuildLog(tmp_path / "build.log", "build demo", lines.append)

@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from harness.images.guest_files import trace_cmd_files
-from harness.images.build import build_image
-from harness.images.recipes import recipe_for_arch
+from harness.building.guest_files import trace_cmd_files
+from harness.building.build import build_image
+from harness.building.recipes import recipe_for_arch
 from harness.evidence.trace import collect_script, trace_dat_status
 from tests.helpers import cli
 

@@ -7,7 +7,7 @@ Three kinds, each as the header declares it:
 
 A pure function over the header's text: no list of names is kept here. The numeric codes
 (of the ioctls above all) depend on the sizes of the types they name, which only a C compiler knows for certain;
-harness/images/uapi.py gets them from one (codes_program is the program it compiles).
+harness/building/uapi.py gets them from one (codes_program is the program it compiles).
 """
 from __future__ import annotations
 

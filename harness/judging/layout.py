@@ -3,7 +3,7 @@
 The target's own `/sys/kernel/btf/binder_linux` (split BTF on `/sys/kernel/btf/vmlinux`)
 describes the module that is loaded, whoever built it, so a rebuilt module with another `struct
 binder_buffer` still gets its `user_data` read at the right place (a module built without BTF
-gets it from its DWARF before boot, harness/images/module_btf.py, and its offsets say so).
+gets it from its DWARF before boot, harness/building/module_btf.py, and its offsets say so).
 Binder built into the kernel is found in `/sys/kernel/btf/vmlinux` itself. The files are copied
 on the target and read back through the transport (QEMU 9p, ssh, adb alike), once per target,
 kernel and module in this process, and parsed here (harness/evidence/btf.py). A QEMU guest's
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.evidence import btf
-from harness.images import module_btf
+from harness.building import module_btf
 from harness.files import atomic_write_bytes, atomic_write_text, cache_root
 from harness.targets.base import Target
 
@@ -80,7 +80,7 @@ def _read_btf(target: Target, remote_dir: str, local_dir: Path) -> tuple[bytes |
 
 
 def _made_note(binder_module: str) -> str:
-    """How the module's BTF came to be, when the harness made it (harness/images/module_btf.py)."""
+    """How the module's BTF came to be, when the harness made it (harness/building/module_btf.py)."""
     return f" ({module_btf.MADE_BY})" if binder_module != "stock" and module_btf.made_on_host(binder_module) else ""
 
 

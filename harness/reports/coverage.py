@@ -2,7 +2,7 @@
 section (every command of the kernel under test's binder.h with the cases that exercised it,
 or its declared exclusion: harness/judging/coverage.py).
 
-The header is the one of the run's recipe kernel (harness/images/uapi.py), kept in the run
+The header is the one of the run's recipe kernel (harness/building/uapi.py), kept in the run
 directory as uapi.json the first time, so `binder-harness judge` and `report` need no download.
 A run on a kernel that is not a recipe's Debian package (--kernel, ssh, adb, local) has no header
 of known source: its coverage section says so, and its cases' commands still name BC/BR.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.files import atomic_write_text
-from harness.images.recipes import find_recipe, load_recipe
-from harness.images.uapi import UapiHeader, ensure_uapi_header, header_from_json
+from harness.building.recipes import find_recipe, load_recipe
+from harness.building.uapi import UapiHeader, ensure_uapi_header, header_from_json
 from harness.judging import coverage
 from harness.judging.accounting import STATS_AFTER, STATS_BEFORE
 from harness.reports.model import Report

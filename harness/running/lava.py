@@ -209,7 +209,7 @@ def job_definition(arch: str, kernel: Path, initramfs: Path, cmdline: str, n_cas
 def _struct_offsets(specs: list[CaseSpec], recipe, target: TargetOptions, kernel: Path) -> dict[str, int]:
     """The struct offsets the cases' kprobes read, from the BTF of the module and kernel the job
     boots (read from their files: the job is written before anything runs)."""
-    from harness.images.build import select_kernel
+    from harness.building.build import select_kernel
 
     fields = tuple(dict.fromkeys(f for s in specs for k in s.kprobes for f in k.struct_fields))
     if not fields:
@@ -228,7 +228,7 @@ def _struct_offsets(specs: list[CaseSpec], recipe, target: TargetOptions, kernel
 def render(options: RunOptions, specs: list[CaseSpec], progress=print) -> dict:
     """Build the image (probe and script inside; its kernel, modules and driver as for `run`: --image,
     --kernel, --modules, --binder-module), write the LAVA files into options.out_dir, return lava.json."""
-    from harness.images.recipes import resolve_recipe
+    from harness.building.recipes import resolve_recipe
     from harness.targets import build_qemu_image
 
     arch, out, seed, timeout, target = options.target_spec.arch, options.out_dir, options.seed, options.timeout, \

@@ -42,7 +42,7 @@ from harness.reports.model import Report, ReportCase, Target
 from harness.judging.catalog import CaseSpec, select_cases
 from harness.errors import ConfigError
 from harness.files import atomic_write_text
-from harness.images.recipes import Recipe, YamlFields, YamlMap, find_recipe, load_recipe, read_yaml_map, resolve_recipe
+from harness.building.recipes import Recipe, YamlFields, YamlMap, find_recipe, load_recipe, read_yaml_map, resolve_recipe
 from harness.running.runner import RunOptions, run_cases
 from harness.targets import TargetOptions
 from harness.targets.spec import TargetSpec

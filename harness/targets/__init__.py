@@ -83,7 +83,7 @@ _IMAGES: dict = {}  # (options but the console log, arch) -> GuestImage, built o
 def qemu_image(options: TargetOptions, arch: str, progress=print):
     """The QEMU guest image these options ask for; with trace_dat it also holds trace-cmd.
     Built (or found in the cache) once per process: a run starts a guest for every case."""
-    from harness.images.recipes import resolve_recipe
+    from harness.building.recipes import resolve_recipe
 
     memo = (replace(options, console_log=None), arch)
     image = _IMAGES.get(memo)
@@ -98,10 +98,10 @@ def build_qemu_image(options: TargetOptions, recipe, progress=print, extra_files
     """The guest image of `recipe` (options.image's, resolved by the caller) shaped by the options
     (--kernel, --modules, --binder-module, --trace-dat, --resident-context-manager), plus the
     caller's files and modules: `run`, `guest` and `lava` build their guests here."""
-    from harness.images.build import build_image
+    from harness.building.build import build_image
 
     if options.trace_dat:
-        from harness.images.guest_files import trace_cmd_files
+        from harness.building.guest_files import trace_cmd_files
 
         files, more = trace_cmd_files(recipe, progress)
         extra_files += tuple(files)

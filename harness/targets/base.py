@@ -81,7 +81,7 @@ class BootedGuest(Protocol):
     """A guest the harness boots itself (QEMU): it has an image, took boot_s to boot, and
     its init saved the kernel log of the boot."""
 
-    image: Any  # harness.images.build.GuestImage
+    image: Any  # harness.building.build.GuestImage
     boot_s: float
 
     def boot_dmesg(self) -> str | None: ...

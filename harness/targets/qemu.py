@@ -18,7 +18,7 @@ import pexpect
 
 from harness import timing
 from harness.errors import ConfigError, GuestCrashed, TargetError
-from harness.images.build import GuestImage
+from harness.building.build import GuestImage
 from harness.targets import accel as accels
 from harness.targets import qemu_snapshot, snapshots
 from harness.targets.accel import KVM_FAILURE, KvmFailed

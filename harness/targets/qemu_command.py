@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 from harness.arches import GUEST_ARCHES
-from harness.images.build import GuestImage
+from harness.building.build import GuestImage
 from harness.targets.accel import Accel
 
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # resolved before any fork: dlopen is not fork-safe

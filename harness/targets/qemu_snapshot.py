@@ -16,7 +16,7 @@ from typing import Protocol
 from harness import timing
 from harness.errors import TargetError
 from harness.files import sha256_file
-from harness.images.build import GuestImage
+from harness.building.build import GuestImage
 from harness.targets import snapshots
 from harness.targets.accel import Accel
 from harness.targets.base import CommandResult

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import ConfigError, TargetUnavailable
-from harness.images.kernel import read_modinfo
+from harness.building.kernel import read_modinfo
 from harness.targets.base import MOUNT_SCRIPT, CommandResult, Facts, shell_command
 
 Exec = Callable[[str, float], CommandResult]  # run an already-quoted command, with a timeout

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from harness.images import debian
+from harness.building import debian
 from harness.errors import ConfigError
 
 DEFAULT_RELEASE = "6.1.0-57-amd64"
@@ -50,7 +50,7 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "binder-harness" / "seeded"
 _REQUIRED_SOURCES = ("Makefile", "binder.c", "binder_alloc.c", "binder_alloc.h",
                      "binder_internal.h", "binder_trace.h")
 # Bump when the build recipe changes in a way that should invalidate modules.
-_RECIPE_VERSION = "3"  # 3: no BTF added here; the harness makes it from DWARF (harness/images/module_btf.py)
+_RECIPE_VERSION = "3"  # 3: no BTF added here; the harness makes it from DWARF (harness/building/module_btf.py)
 
 
 class SeededBuildError(Exception):
@@ -1670,7 +1670,7 @@ def _ensure_headers(release: str) -> str:
 # olddefconfig` and `make modules_prepare` with the host's gcc (Kconfig re-derives only the
 # compiler-capability options; trees/RELEASE/prepare.log lists them), which builds modpost, objtool
 # and resolve_btfids from that same source. The packages are fetched over HTTP from the
-# image recipe's mirrors (harness/images/fetch.py, SHA256 checked), never through apt.
+# image recipe's mirrors (harness/building/fetch.py, SHA256 checked), never through apt.
 
 def _apt_knows(package: str) -> bool:
     if shutil.which("apt-cache") is None:
@@ -1707,7 +1707,7 @@ def _tree_version(release: str) -> str:
 
 def _fetch(package: str, version: str, arch: str, dest: Path, release: str) -> Path:
     from harness.files import cache_root
-    from harness.images import fetch
+    from harness.building import fetch
 
     sources = fetch.configured_sources(_recipe_for(release).mirrors)
     try:
@@ -1891,12 +1891,12 @@ def ensure_build_deps(release: str = DEFAULT_RELEASE,
 
 def driver_source(version: str, mirrors: tuple[str, ...], deb_arch: str, progress=lambda _: None) -> dict[str, str]:
     """The unmodified drivers/android/ texts of Debian's linux-source-X.Y=`version` (X.Y from
-    the version), fetched by the harness's signed client (harness/images/fetch.py: gpgv-checked
+    the version), fetched by the harness's signed client (harness/building/fetch.py: gpgv-checked
     InRelease -> Packages SHA256 -> .deb SHA256) from `mirrors` (a recipe's, else the default
     sources) for `deb_arch`'s index (linux-source is arch all). Only drivers/android/ is kept,
     under the cache root's driver-source/, keyed by the .deb's signed SHA256; the .deb is not."""
     from harness.files import atomic_dir, cache_root
-    from harness.images import fetch
+    from harness.building import fetch
 
     m = re.match(r"(?:\d+:)?(\d+)\.(\d+)\.", version)
     if not m:
@@ -2026,7 +2026,7 @@ def _make(release: str, files: dict[str, str], out_dir: Path, tree: Path | None 
         _check_vermagic(ko, release)
         # No BTF is added here: against Debian's headers (no vmlinux) kbuild makes none, as for
         # anyone's module, and the harness makes it from the module's DWARF before boot
-        # (harness/images/module_btf.py). A prepared tree with a vmlinux (6.12) has kbuild's own.
+        # (harness/building/module_btf.py). A prepared tree with a vmlinux (6.12) has kbuild's own.
         final = work / "out"
         final.mkdir()
         shutil.copy2(ko, final / "binder_linux.ko")
@@ -2042,7 +2042,7 @@ def _make(release: str, files: dict[str, str], out_dir: Path, tree: Path | None 
 
 def _recipe_for(release: str):
     """The shipped image recipe whose Debian kernel is RELEASE."""
-    from harness.images.recipes import load_recipe, shipped_recipes
+    from harness.building.recipes import load_recipe, shipped_recipes
 
     for path in shipped_recipes():
         recipe = load_recipe(path)

@@ -138,7 +138,7 @@ def test_build_every_module(deps):
             f"{build.DEFAULT_RELEASE} SMP preempt mod_unload modversions "
         assert b"name=binder_linux" in ko.read_bytes()
         # built against Debian's headers as a user's module is: DWARF, no BTF of its own (the harness
-        # makes it from the DWARF before boot, harness/images/module_btf.py)
+        # makes it from the DWARF before boot, harness/building/module_btf.py)
         assert elf_section(ko.read_bytes(), ".debug_info") and not elf_section(ko.read_bytes(), ".BTF")
         paths[name] = ko
     assert len(set(paths.values())) == len(paths)

@@ -24,8 +24,8 @@ from debian.debian_support import Version
 
 from harness.errors import ConfigError
 from harness.files import atomic_write_text, cache_root
-from harness.images import fetch
-from harness.images.recipes import IMAGES_DIR, YamlMap, load_recipe, recipe_data
+from harness.building import fetch
+from harness.building.recipes import IMAGES_DIR, YamlMap, load_recipe, recipe_data
 
 # linux-image-6.12.117+deb13-amd64, linux-image-6.1.0-57-cloud-amd64, linux-modules-7.2.13+deb14-arm64
 _KERNEL_NAME = re.compile(r"(?P<prefix>[a-z][a-z0-9]*(?:-[a-z][a-z0-9]*)*-)(?P<series>\d+\.\d+)"

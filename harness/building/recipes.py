@@ -50,7 +50,7 @@ class Toolchain:
 
 @dataclass(frozen=True)
 class KernelBuild:
-    """A kernel built by the harness (harness/images/kernel_build.py): Debian's
+    """A kernel built by the harness (harness/building/kernel_build.py): Debian's
     linux-source-X package, the config fragment applied on `make allnoconfig`, and the
     toolchain root the build runs in."""
 

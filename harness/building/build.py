@@ -14,15 +14,15 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.images import debian, module_btf
+from harness.building import debian, module_btf
 from harness.evidence import trace as tracing
-from harness.images.cpio import CpioWriter
+from harness.building.cpio import CpioWriter
 from harness.errors import ConfigError
 from harness.arches import GUEST_ARCHES
 from harness.files import atomic_dir, atomic_write_bytes, atomic_write_text, cache_root, sha256_file
-from harness.images.kernel import (KernelIdentity, extract_vmlinux, has_pvh_note, identify_kernel, plan_modules, unpack_modules,
+from harness.building.kernel import (KernelIdentity, extract_vmlinux, has_pvh_note, identify_kernel, plan_modules, unpack_modules,
                             read_modinfo)
-from harness.images.recipes import IMAGES_DIR, DebianPackage, Recipe
+from harness.building.recipes import IMAGES_DIR, DebianPackage, Recipe
 
 FETCH_ENV = "BINDER_HARNESS_FETCH"
 
@@ -78,7 +78,7 @@ def fetch_deb(pkg: DebianPackage, deb_arch: str, progress=print, mirrors: tuple[
             progress(f"{exc}; trying HTTP")
             method = "http"
     if method == "http":
-        from harness.images import fetch  # urllib and deb822: imported only when a download needs them
+        from harness.building import fetch  # urllib and deb822: imported only when a download needs them
 
         sources = fetch.configured_sources(mirrors)
         got, sha = fetch.http_download(pkg.package, pkg.version, deb_arch, dest, sources,
@@ -97,7 +97,7 @@ def recipe_command_name(recipe: Recipe) -> str:
 def fetch_for(recipe: Recipe, pkg: DebianPackage, progress=print, mirrors: tuple[str, ...] | None = None) -> Path:
     """fetch_deb for a package the recipe pins, from the recipe's mirrors (or `mirrors`, e.g. a
     section's own); a pin that has left the archive names the command that moves it."""
-    from harness.images import fetch
+    from harness.building import fetch
 
     try:
         return fetch_deb(pkg, recipe.deb_arch, progress, recipe.mirrors if mirrors is None else mirrors)
@@ -322,7 +322,7 @@ def select_kernel(recipe: Recipe, kernel: Path | None, modules: Path | None, pro
         kern = custom_kernel(src.file, src.modules, recipe.arch, progress,
                              f"{recipe.path}: kernel.file", f"{recipe.path}: kernel.modules")
     elif src.build is not None:  # built from Debian's source by the harness, once per cache
-        from harness.images.kernel_build import ensure_built
+        from harness.building.kernel_build import ensure_built
 
         built = ensure_built(recipe, progress)
         kern = custom_kernel(built.kernel, built.modules, recipe.arch, progress,

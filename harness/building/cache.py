@@ -12,16 +12,16 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.files import cache_root
-from harness.images import module_btf
-from harness.images.build import cached_deb_ok, deb_cache_path, ensure_busybox, ensure_kernel, fetch_for
-from harness.images.recipes import Recipe, find_recipe, load_recipe, shipped_recipes
+from harness.building import module_btf
+from harness.building.build import cached_deb_ok, deb_cache_path, ensure_busybox, ensure_kernel, fetch_for
+from harness.building.recipes import Recipe, find_recipe, load_recipe, shipped_recipes
 
 PARTS = {
     "debs": "downloaded Debian packages (.deb, with SHA256 stamps)",
     "kernels": "kernels and modules extracted from those packages",
     "busybox": "busybox extracted from its package",
     "custom-kernels": "vmlinux extracted from --kernel bzImages, by content",
-    module_btf.CACHE_PART: "copies of --binder-module files given BTF made from their DWARF (harness/images/module_btf.py)",
+    module_btf.CACHE_PART: "copies of --binder-module files given BTF made from their DWARF (harness/building/module_btf.py)",
     "initramfs": "built guest initramfs images",
     "indexes": "signed InRelease files and the Packages indexes they vouch for, fetched over HTTP (verified on every read)",
     "probe": "cross-built binder-probe binaries",
@@ -29,7 +29,7 @@ PARTS = {
     "seeded": "deliberately broken modules built by the harness's own tests",
     "snapshots": "saved QEMU guests, restored instead of booted (harness/targets/snapshots.py)",
     "built-kernels": "kernels built by the harness for recipes with kernel.build, by every input; logs/ holds "
-                     "each build's full log (harness/images/kernel_build.py)",
+                     "each build's full log (harness/building/kernel_build.py)",
     "kernel-source": "Debian linux-source-X trees, unpacked once for kernel.build",
     "kernel-work": "build directories of kernel.build (removed when a build succeeds)",
     "toolchains": "Debian roots made by debootstrap for kernel.build, keyed by their pinned packages",
@@ -77,7 +77,7 @@ def recipe_status(recipe: Recipe) -> str:
     missing = [f"{p.package}={p.version}" for p in recipe.debian_packages()
                if not _extracted(recipe, p).is_dir() and not cached_deb_ok(deb_cache_path(p, recipe.deb_arch))]
     if recipe.kernel_source.build is not None:
-        from harness.images.kernel_build import cached_build
+        from harness.building.kernel_build import cached_build
 
         if cached_build(recipe) is None:
             missing.append(f"the kernel (binder-harness images build {recipe.name})")

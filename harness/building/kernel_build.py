@@ -1,6 +1,6 @@
 """A kernel built by the harness from Debian's source, for a recipe with `kernel.build`.
 
-The steps: the toolchain root (harness/images/toolchain.py), the `linux-source-X` package
+The steps: the toolchain root (harness/building/toolchain.py), the `linux-source-X` package
 through the signed chain (build.fetch_for: InRelease by gpgv, Packages hash, .deb hash), its
 tarball unpacked once per source package, `make allnoconfig` with the recipe's config fragment
 (KCONFIG_ALLCONFIG) and `make olddefconfig` (then every option of the fragment is checked:
@@ -28,9 +28,9 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.files import atomic_dir, cache_root, sha256_file
-from harness.images.build_steps import Bind, BuildLog
-from harness.images.recipes import KernelBuild, Recipe
-from harness.images.toolchain import ensure_toolchain, toolchain_key
+from harness.building.build_steps import Bind, BuildLog
+from harness.building.recipes import KernelBuild, Recipe
+from harness.building.toolchain import ensure_toolchain, toolchain_key
 
 CACHE_PART = "built-kernels"
 SOURCE_PART = "kernel-source"
@@ -112,7 +112,7 @@ def _built(final: Path, log: Path) -> BuiltKernel:
 
 def cached_build(recipe: Recipe) -> BuiltKernel | None:
     """The recipe's built kernel when the cache holds it (no network, nothing built)."""
-    from harness.images.build import cached_deb_ok, deb_cache_path
+    from harness.building.build import cached_deb_ok, deb_cache_path
 
     build = recipe.kernel_source.build
     if build is None:
@@ -129,7 +129,7 @@ def cached_build(recipe: Recipe) -> BuiltKernel | None:
 
 def _unpack(deb: Path, sha: str, build: KernelBuild, log: BuildLog) -> Path:
     """The source tree of a linux-source-X .deb (its usr/src/linux-source-X.tar.xz), unpacked once."""
-    from harness.images import debian
+    from harness.building import debian
 
     final = cache_root() / SOURCE_PART / f"{build.source.package}_{build.source.version}-{sha[:16]}".replace(":", "%3a")
 
@@ -183,7 +183,7 @@ def ensure_built(recipe: Recipe, progress=print) -> BuiltKernel:
 
 
 def _build_locked(recipe: Recipe, build: KernelBuild, arch: str, image: str, progress) -> BuiltKernel:
-    from harness.images.build import fetch_for
+    from harness.building.build import fetch_for
 
     cached = cached_build(recipe)  # built by the process we waited for
     if cached is not None:

@@ -13,12 +13,12 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.images import debian, fetch
+from harness.building import debian, fetch
 from harness.errors import ConfigError
 from harness.files import atomic_dir, cache_root
-from harness.images.build import fetch_for
-from harness.images.kernel import elf_section
-from harness.images.recipes import DebianPackage, Recipe, recipe_data
+from harness.building.build import fetch_for
+from harness.building.kernel import elf_section
+from harness.building.recipes import DebianPackage, Recipe, recipe_data
 
 # dropbear-bin's compiled-in paths on Debian (checked with `strings`): host keys and sftp-server.
 HOST_KEY = "/etc/dropbear/dropbear_ed25519_host_key"

@@ -24,9 +24,9 @@ from pathlib import Path
 from harness.errors import ConfigError
 from harness.evidence.uapi import UapiCommands, UapiError, codes_program, parse_binder_uapi
 from harness.files import atomic_dir, cache_root
-from harness.images import debian
-from harness.images.build import fetch_deb
-from harness.images.recipes import DebianPackage, Recipe
+from harness.building import debian
+from harness.building.build import fetch_deb
+from harness.building.recipes import DebianPackage, Recipe
 
 PACKAGE = "linux-libc-dev"
 MEMBER = "usr/include/linux/android/binder.h"

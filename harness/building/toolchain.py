@@ -4,7 +4,7 @@ pinned packages (e.g. trixie's rustc and bindgen, which a bookworm host cannot i
 The root is a directory in the cache, `toolchains/SUITE-KEY`, keyed by the suite, the mirror
 and every pinned package, and made atomically (a half-made root is never reused). The host's
 apt sources are never touched. debootstrap checks the suite's signed Release against the same
-archive keyring the harness's own fetching trusts (harness/images/fetch.py `keyrings`); the
+archive keyring the harness's own fetching trusts (harness/building/fetch.py `keyrings`); the
 pins are then installed with the root's own apt and checked, package by package.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ import subprocess
 from pathlib import Path
 
 from harness.files import atomic_dir, cache_root
-from harness.images.build_steps import BuildLog
-from harness.images.recipes import Toolchain
+from harness.building.build_steps import BuildLog
+from harness.building.recipes import Toolchain
 
 LAYOUT = "toolchain 1: debootstrap minbase, pins by apt-get, apt cache cleaned"
 
@@ -71,7 +71,7 @@ def ensure_toolchain(tc: Toolchain, log: BuildLog) -> Path:
                                       "namespaces); run as root, or pass a kernel you built with --kernel")
     if shutil.which("debootstrap") is None:
         raise log.fail("debootstrap", "debootstrap not found; install Debian's debootstrap package (scripts/setup does)")
-    from harness.images.fetch import keyrings
+    from harness.building.fetch import keyrings
 
     names = [p.package for p in tc.packages]
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from harness.errors import ConfigError
 from harness.evidence import btf
 from harness.files import atomic_dir, cache_root
-from harness.images.kernel import extract_vmlinux
+from harness.building.kernel import extract_vmlinux
 
 MADE_BY = "module BTF made on the host from its DWARF by pahole"
 CACHE_PART = "module-btf"

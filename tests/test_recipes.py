@@ -49,6 +49,8 @@ def _line(text: str, needle: str) -> int:
     (("name: qemu-x86_64", "name: [unclosed"), "arch:", "invalid YAML"),
     (("  version: 6.1.192-3\n", "  version: 6.1.192-3\n  file: vmlinuz\n"), "file:",
      "field 'kernel.file' and 'kernel.debian_package' exclude each other"),
+    (("  machine: pc\n", "  binary: qemu-system-x86_64\n  machine: pc\n"), "binary:",
+     "field 'qemu.binary' is not a recipe's to say: the QEMU binary follows the arch"),
 ])
 def test_bad_recipe_is_one_line_with_file_line_field(tmp_path, edit, at, expected):
     old, new = edit

@@ -375,7 +375,10 @@ def load_recipe(path: Path) -> Recipe:
     if not all(isinstance(m, str) and len(m.split()) >= 2 for m in mirrors):
         raise f.error("mirrors", "must be a list of 'URL SUITE [SUITE ...]' strings")
     q = f.sub("qemu")
-    q.check_known({"binary", "machine", "cpu", "memory_mb", "smp", "bios"})
+    if "binary" in q.data:
+        raise q.error("binary", "is not a recipe's to say: the QEMU binary follows the arch "
+                      "(harness/arches.py qemu_binary); remove this field")
+    q.check_known({"machine", "cpu", "memory_mb", "smp", "bios"})
     busybox = f.sub("busybox")
     busybox.check_known({"debian_package", "version"})
     return Recipe(
@@ -386,7 +389,7 @@ def load_recipe(path: Path) -> Recipe:
         busybox=_package(busybox),
         modules=tuple(modules),
         cmdline=f.get("cmdline", str),
-        qemu=QemuSettings(q.get("binary", str), q.get("machine", str), q.get("cpu", str),
+        qemu=QemuSettings(GUEST_ARCHES[arch].qemu_binary, q.get("machine", str), q.get("cpu", str),
                           q.positive("memory_mb"), q.positive("smp"), q.get("bios", str, "")),
         files=_files(f.sub("files", None)),
         mirrors=tuple(mirrors),

@@ -67,6 +67,8 @@ def test_matrix_runs_cells_and_combines(tmp_path):
     # each verdict stands beside the kernel it was reached on
     assert [c["kernel_release"] for c in data["cases"]] == [c["kernel_release"] for c in data["cells"]]
     assert all(c["kernel_release"].startswith("6.1.0-") for c in data["cases"])
+    # and beside the driver that served it, read from the target (Debian's 6.1: the C driver)
+    assert [c["driver"] for c in data["cases"]] == [c["driver"] for c in data["cells"]] == ["c", "c"]
     assert data["summary"] == {"passed": 2, "failed": 0, "error": 0, "skipped": 0, "not_applicable": 0}
     for cell in data["cells"]:
         cell_report = json.loads((run.out / cell["dir"] / "report.json").read_text())

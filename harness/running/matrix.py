@@ -17,9 +17,9 @@ run at once, each as its own `binder-harness run` process on N // (cells at once
 
   matrix.json   {"matrix_schema": 1, "file", "command",
                  "cells": [{"cell": "x86_64/qemu-x86_64", "target", "image", "dir",
-                            "status": "done|error|not run", "error", "kernel_release", "accel",
+                            "status": "done|error|not run", "error", "kernel_release", "driver", "accel",
                             "summary": {passed, failed, error, skipped, not_applicable}, "timings"}],
-                 "cases": [{"cell", "kernel_release", "id", "outcome", "reason", "duration_s"}],
+                 "cases": [{"cell", "kernel_release", "driver", "id", "outcome", "reason", "duration_s"}],
                  "summary": {passed, failed, error, skipped, not_applicable}, "timings": {"total_s"}}
   junit.xml     one <testsuite> per cell (named by the cell), testcases classed "<cell>.<family>"
 """
@@ -295,12 +295,13 @@ def combined(matrix: Matrix, outcomes: list[CellOutcome], command_line: str, tot
     for o in outcomes:
         rep = cell_report(matrix, o)
         release = rep.target.kernel_release or ""
+        driver = rep.target.driver or ""  # "c" or "rust", as the cell's target said (binder_driver.py)
         for c in rep.cases:  # each verdict with the kernel it was reached on
-            cases.append({"cell": o.cell.id, "kernel_release": release, "id": c.id, "outcome": c.outcome,
+            cases.append({"cell": o.cell.id, "kernel_release": release, "driver": driver, "id": c.id, "outcome": c.outcome,
                           "reason": c.reason, "duration_s": c.duration_s})
         cells.append({"cell": o.cell.id, "target": o.cell.target.text, "image": o.cell.recipe.name,
                       "dir": o.cell.dir_name, "status": o.status, "error": o.error,
-                      "kernel_release": release, "accel": rep.target.accel or "",
+                      "kernel_release": release, "driver": driver, "accel": rep.target.accel or "",
                       "accel_reason": rep.target.accel_reason or "",
                       "summary": rep.summary, "timings": o.report.timings.to_json() if o.report else {}})
     return {"matrix_schema": MATRIX_SCHEMA, "file": str(matrix.path), "command": command_line,

@@ -27,7 +27,7 @@ import pytest
 from harness.errors import ConfigError
 from harness.files import cache_root, sha256_file
 from harness.building import fetch
-from harness.building.build import cached_deb_ok, deb_cache_path, fetch_deb
+from harness.building.packages import cached_deb_ok, deb_cache_path, fetch_deb
 from harness.building.recipes import DebianPackage, recipe_for_arch
 from tests.helpers import REPO, CliRun, one_error_line
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.building import debian
-from harness.building.build import build_image, ensure_kernel, fetch_deb
+from harness.building.build import build_image, ensure_kernel
+from harness.building.packages import fetch_deb
 from harness.building.recipes import find_recipe, load_recipe, recipe_for_arch
 from tests.helpers import REPO, cli, one_error_line
 

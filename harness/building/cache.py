@@ -13,7 +13,8 @@ from pathlib import Path
 from harness.errors import ConfigError
 from harness.files import cache_root
 from harness.building import module_btf
-from harness.building.build import cached_deb_ok, deb_cache_path, ensure_busybox, ensure_kernel, fetch_for
+from harness.building.build import ensure_busybox, ensure_kernel
+from harness.building.packages import cached_deb_ok, deb_cache_path, fetch_for
 from harness.building.recipes import Recipe, find_recipe, load_recipe, shipped_recipes
 
 PARTS = {

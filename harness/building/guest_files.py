@@ -16,7 +16,7 @@ from pathlib import Path
 from harness.building import debian, fetch
 from harness.errors import ConfigError
 from harness.files import atomic_dir, cache_root
-from harness.building.build import fetch_for
+from harness.building.packages import fetch_for
 from harness.building.kernel import elf_section
 from harness.building.recipes import DebianPackage, Recipe, recipe_data
 

@@ -1,7 +1,7 @@
 """A kernel built by the harness from Debian's source, for a recipe with `kernel.build`.
 
 The steps: the toolchain root (harness/building/toolchain.py), the `linux-source-X` package
-through the signed chain (build.fetch_for: InRelease by gpgv, Packages hash, .deb hash), its
+through the signed chain (packages.fetch_for: InRelease by gpgv, Packages hash, .deb hash), its
 tarball unpacked once per source package, `make allnoconfig` with the recipe's config fragment
 (KCONFIG_ALLCONFIG) and `make olddefconfig` (then every option of the fragment is checked:
 Kconfig drops an option whose dependencies are unmet without a word), and `make bzImage
@@ -112,7 +112,7 @@ def _built(final: Path, log: Path) -> BuiltKernel:
 
 def cached_build(recipe: Recipe) -> BuiltKernel | None:
     """The recipe's built kernel when the cache holds it (no network, nothing built)."""
-    from harness.building.build import cached_deb_ok, deb_cache_path
+    from harness.building.packages import cached_deb_ok, deb_cache_path
 
     build = recipe.kernel_source.build
     if build is None:
@@ -183,7 +183,7 @@ def ensure_built(recipe: Recipe, progress=print) -> BuiltKernel:
 
 
 def _build_locked(recipe: Recipe, build: KernelBuild, arch: str, image: str, progress) -> BuiltKernel:
-    from harness.building.build import fetch_for
+    from harness.building.packages import fetch_for
 
     cached = cached_build(recipe)  # built by the process we waited for
     if cached is not None:

@@ -5,7 +5,7 @@ ships it in `linux-libc-dev` built from the same kernel source version as the re
 one ABI back (6.1.192-2) takes the same file from the kernel's own `linux-headers-ABI-common`
 of its version (/usr/src/linux-headers-ABI-common/include/uapi/linux/android/binder.h).
 
-The package comes through the harness's own client (build.fetch_deb: apt, or HTTP trusted
+The package comes through the harness's own client (packages.fetch_deb: apt, or HTTP trusted
 through the suite's signed InRelease) from the recipe's mirrors, and the header is extracted
 once into the cache, keyed by the package (whose bytes are SHA256-checked against the signed
 index) like the kernels. The commands' numeric codes are the host C compiler's reading of that
@@ -25,7 +25,7 @@ from harness.errors import ConfigError
 from harness.evidence.uapi import UapiCommands, UapiError, codes_program, parse_binder_uapi
 from harness.files import atomic_dir, cache_root
 from harness.building import debian
-from harness.building.build import fetch_deb
+from harness.building.packages import fetch_deb
 from harness.building.recipes import DebianPackage, Recipe
 
 PACKAGE = "linux-libc-dev"

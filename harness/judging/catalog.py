@@ -15,7 +15,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from harness.errors import ConfigError
 from harness.evidence import trace as tracing
@@ -23,8 +23,9 @@ from harness.files import REPO_ROOT
 from harness.judging.accounting import FailedTransactions
 from harness.judging.verdicts import ByKernel, Declared, Line
 
-if TYPE_CHECKING:
-    from harness.judging.context import CaseContext
+# A case: a function of its CaseContext (harness/judging/context.py, which imports this module,
+# so the registry names the context's type only in words).
+CaseFunc = Callable[..., None]
 
 
 CASES_DIR = REPO_ROOT / "cases"
@@ -60,7 +61,7 @@ def compat_missing(output: str) -> bool:
 @dataclass(frozen=True)
 class CaseSpec:
     id: str
-    func: Callable[["CaseContext"], None]
+    func: CaseFunc
     doc: str
     kprobes: tuple[tracing.Kprobe, ...] = ()
     trace: bool = False  # arm ftrace even without kprobes
@@ -90,7 +91,7 @@ def case(case_id: str, *, kprobes: tuple[tracing.Kprobe, ...] = (), trace: bool 
     if not tracing.CASE_ID.match(case_id):
         raise ValueError(f"case id {case_id!r} must be lower-case family.name")
 
-    def register(func: Callable[["CaseContext"], None]):
+    def register(func: CaseFunc):
         REGISTRY[case_id] = CaseSpec(case_id, func, (func.__doc__ or "").strip(), kprobes, trace,
                                      _declared(expected_dmesg), compat, timeout, events, failed_transactions)
         return func

@@ -99,7 +99,7 @@ def parse_binder_debugfs(text: str) -> BinderDebugfs:
 SETTLE_POLLS = 300  # 10 ms apart: binder's deferred release gets about 3-5 s before the window closes
 
 
-def settle_script(debugfs: str | None, probe_name: str) -> str:
+def settle_script(logs: str | None, probe_name: str, counts_procs: bool = True) -> str:
     """Shell that closes a case's kernel-log window only after its work is really over.
 
     First the case's probe processes must be gone (waited for 2 s, then killed). Then binder
@@ -108,6 +108,11 @@ def settle_script(debugfs: str | None, probe_name: str) -> str:
     proc last (binder_free_proc, counted in `stats` "proc: active"). So the script waits until
     `state` lists no proc whose process has ended and every proc `stats` counts as active is
     listed: nothing is left in binder's deferred work. Prints `settle=POLLS_PROCS,POLLS_BINDER`.
+
+    `logs` is the directory of binder's files (drivers.DriverFacts.logs_path: debugfs binder/,
+    or binderfs binder_logs/). A driver whose `stats` counts no procs (`counts_procs` False: the
+    Rust driver, whose Process::release defers to deferred_release, which deregisters the proc
+    from its context first) is waited for only until `state` lists no ended process.
     """
     name = shlex.quote(probe_name)
     lines = [
@@ -116,15 +121,17 @@ def settle_script(debugfs: str | None, probe_name: str) -> str:
         "if [ -n \"$left\" ]; then kill -9 $left; echo \"settle-killed=$left\"; fi",
         "j=0",
     ]
-    if debugfs:
-        b = shlex.quote(f"{debugfs}/binder")
+    if logs:
+        b = shlex.quote(logs)
+        active = f"  a=$(sed -n 's/^proc: active \\([0-9]*\\) .*/\\1/p' {b}/stats); n=0; d=0" if counts_procs \
+            else "  n=0; d=0"
         lines += [
             f"while [ -r {b}/stats ] && [ $j -lt {SETTLE_POLLS} ]; do",
-            f"  a=$(sed -n 's/^proc: active \\([0-9]*\\) .*/\\1/p' {b}/stats); n=0; d=0",
+            active,
             f"  for p in $(sed -n 's/^proc \\([0-9]*\\)$/\\1/p' {b}/state); do",
             "    if [ -d /proc/$p ]; then n=$((n+1)); else d=$((d+1)); fi",
             "  done",
-            '  [ "$d" -eq 0 ] && [ "${a:-0}" -eq "$n" ] && break',
+            '  [ "$d" -eq 0 ] && [ "${a:-0}" -eq "$n" ] && break' if counts_procs else '  [ "$d" -eq 0 ] && break',
             "  sleep 0.01; j=$((j+1))",
             "done",
         ]

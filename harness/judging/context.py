@@ -16,6 +16,7 @@ from typing import Any
 
 from harness import timing
 from harness.evidence import debugfs as binder_debugfs
+from harness.evidence.drivers import C_DRIVER, DriverFacts
 from harness.evidence import trace as tracing
 from harness.evidence.probe import ProbeOutput, parse_probe_output
 from harness.files import atomic_write_text
@@ -34,6 +35,7 @@ RECORDING_FILE = "recording.json"
 # 2: adds `pristine` (CaseContext.pristine). Schema 1 recordings still load; judge derives
 # `pristine` for them from report.json's guest_start (harness/running/rejudge.py).
 RECORDING_SCHEMA = 2
+PROBE_LOGS_DEFAULT = "/sys/kernel/debug/binder"  # the probe's logs= default (native_probe/probe.h BINDER_LOGS_DEFAULT)
 
 
 def begin_line(case_id: str) -> str:
@@ -64,6 +66,8 @@ class CaseContext:
     trace_dat: bool = False  # also save trace.dat with the target's trace-cmd (run --trace-dat)
     pristine: bool = False  # the case's guest is fresh from a boot or restore: no earlier case touched its driver
     binder_device: str = "/dev/binder"  # the device every probe run opens (--binder-device, a private one)
+    driver: DriverFacts = C_DRIVER  # the target's binder driver (harness/evidence/drivers.py)
+    binderfs: str | None = None  # where the target's binderfs is mounted (the Rust driver keeps binder_logs/ there)
     result: CaseResult = field(init=False)
     _probe_runs: int = 0
     _trace: tracing.Trace | None = None
@@ -86,8 +90,14 @@ class CaseContext:
         recording = {"recording_schema": RECORDING_SCHEMA, "case": self.spec.id,
                      "kernel_release": self.target.info().kernel_release, "arch": self.target.info().arch,
                      "seed": self.seed, "timeout": self.timeout, "binder_device": self.binder_device,
-                     "pristine": self.pristine, "steps": self._steps}
+                     "pristine": self.pristine, "driver": self.driver.name, "steps": self._steps}
         atomic_write_text(self.case_dir / RECORDING_FILE, json.dumps(recording, indent=1) + "\n")
+
+    @property
+    def binder_logs(self) -> str | None:
+        """The directory of binder's stats/state/proc files on the target (debugfs binder/ for the
+        C driver, binderfs binder_logs/ for the Rust one), or None when it has none."""
+        return self.driver.logs_path(self.debugfs, self.binderfs)
 
     @property
     def evidence(self) -> dict[str, Any]:
@@ -109,6 +119,8 @@ class CaseContext:
         argv = [self.probe, scenario, *(f"{k}={v}" for k, v in args.items()), f"timeout={int(timeout)}"]
         if self.binder_device != "/dev/binder":
             argv.append(f"device={self.binder_device}")
+        if self.binder_logs and self.binder_logs != PROBE_LOGS_DEFAULT:
+            argv.append(f"logs={self.binder_logs}")
         cmd = self._after_setup(
             f"{shell_command(argv, timeout + 5)} > {shlex.quote(stem + '.jsonl')} 2> {shlex.quote(stem + '.stderr')}")
         self._commands += 1
@@ -152,8 +164,8 @@ class CaseContext:
         """Shell the runner runs as the case begins, in one round trip: the case's directory, its
         begin line in the kernel log, and binder's `stats` as they stand (accounting.STATS_BEFORE)."""
         script = f"mkdir -p {shlex.quote(self.remote_dir)}; echo {shlex.quote(begin_line(self.spec.id))} > /dev/kmsg"
-        if self.debugfs:
-            script += "; " + snapshot_script(f"{self.debugfs}/binder", self.remote_dir, "before")
+        if self.binder_logs:
+            script += "; " + snapshot_script(self.binder_logs, self.remote_dir, "before")
         return script
 
     def defer_setup(self) -> None:
@@ -173,9 +185,11 @@ class CaseContext:
         travels faster than the console, and the log grows with every case), and binder's
         `stats` as the case leaves them (accounting.STATS_AFTER). Its last line does the saving."""
         save = f"dmesg > {shlex.quote(f'{self.remote_dir}/{DMESG_FILE}')}"
-        if self.debugfs:
-            save += "; " + snapshot_script(f"{self.debugfs}/binder", self.remote_dir, "after")
-        return f"{binder_debugfs.settle_script(self.debugfs, posixpath.basename(self.probe))}\n{save}"
+        if self.binder_logs:
+            save += "; " + snapshot_script(self.binder_logs, self.remote_dir, "after")
+        settle = binder_debugfs.settle_script(self.binder_logs, posixpath.basename(self.probe),
+                                              self.driver.counts_objects)
+        return f"{settle}\n{save}"
 
     def _settled(self, output: str) -> None:
         problem = binder_debugfs.settle_outcome(output)
@@ -197,7 +211,7 @@ class CaseContext:
                 self._settled(res.output)
             out = self._pull_text(f"{self.remote_dir}/{DMESG_FILE}", DMESG_FILE) if saved else ""
             (self.case_dir / DMESG_FILE).unlink(missing_ok=True)
-            if saved and self.debugfs:
+            if saved and self.binder_logs:
                 for name in ACCOUNTING_FILES:
                     self._pull_text(f"{self.remote_dir}/{name}", name)
             if not out:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from harness.evidence import trace as tracing
+from harness.evidence.drivers import driver_facts
 from harness.evidence.probe import ProbeOutput, parse_probe_output
 from harness.judging.catalog import CaseSkipped, CaseSpec
 from harness.judging.context import RECORDING_FILE, RECORDING_SCHEMA, CaseContext, kernel_version
@@ -150,7 +151,8 @@ def replay_case(spec: CaseSpec, case_dir: Path, recording: dict,
     ctx = ReplayContext(spec, cast(Target, None), "", case_dir, "", None, None,
                         seed=recording.get("seed"), timeout=float(recording.get("timeout") or spec.timeout),
                         pristine=recording.get("pristine") is True,
-                        binder_device=recording.get("binder_device") or "/dev/binder", recording=recording)
+                        binder_device=recording.get("binder_device") or "/dev/binder",
+                        driver=driver_facts(str(recording.get("driver") or "c")), recording=recording)
     result = ctx.result
     for key, value in (evidence_before or {}).items():
         if key in EVIDENCE_BEFORE_THE_CASE:

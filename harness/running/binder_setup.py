@@ -68,6 +68,7 @@ class BinderSetup:
         self.device: BinderDevice = DEFAULT_DEVICE  # where this target's cases open binder
         self.resident: dict = {}  # the resident context manager on /dev/binder, when one was asked for
         self.own_binderfs = ""  # a binderfs mounted on the target (none there), unmounted at the end
+        self.binderfs = ""  # where the cases' binderfs is mounted (the Rust driver's binder_logs/ are there)
         self._driver: dict | None = None  # which binder driver the target runs (binder_driver.py), read once
 
     def set_up(self, target: Target, boot_dmesg: str, probe_path: ProbePath) -> None:
@@ -126,6 +127,8 @@ class BinderSetup:
             return None
         if answer.state == "mounted_here":
             self.own_binderfs = answer.mount
+        if answer.state in ("mounted", "mounted_here"):
+            self.binderfs = answer.mount
         if answer.state == "mount_failed":
             raise ConfigError(f"{label}: the kernel has binderfs, but mounting it at {answer.mount} failed "
                               f"({answer.why or 'no output'}); mount it as Android does (mkdir /dev/binderfs; "

@@ -134,7 +134,7 @@ def case_script(spec: CaseSpec, plan: dict, probe: str) -> str:
         stem = f"{d}/probe-{n}"
         lines.append(f"{shell_command(argv, run['timeout'] + 5)} > {q(stem + '.jsonl')} 2> {q(stem + '.stderr')}; "
                      f"s=$?; echo $s > {q(stem + '.status')}; [ $s -eq 0 ] || ok=fail")
-    lines.append(binder_debugfs.settle_script(DEBUGFS, Path(probe).name) + " > /dev/null")
+    lines.append(binder_debugfs.settle_script(f"{DEBUGFS}/binder", Path(probe).name) + " > /dev/null")
     if spec.wants_trace:
         collect = tracing.collect_script(TRACEFS, f"{d}/trace.txt", int(_PID_SENTINEL))
         lines.append(collect.replace(_PID_SENTINEL, "$p"))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.reports import report
+from harness.evidence.drivers import driver_facts
 from harness.running.binder_setup import BinderSetup
 from harness.running.case_console import console_size, kernel_health, keep_console, save_console_tail
 from harness.running.devices import BinderDevice
@@ -223,6 +224,8 @@ class Session:
                               info.tracefs, info.debugfs, seed=self.options.seed,
                               timeout=self.options.timeout or spec.timeout,
                               trace_dat=self.options.target.trace_dat, binder_device=self.device.path,
+                              driver=driver_facts(str(self.binder.driver(target)["driver"])),
+                              binderfs=self.binder.binderfs or None,
                               pristine=self.lease.cases_served == 1 and isinstance(target, BootedGuest))
         run.ctx.result.guest_start = run.result.guest_start
         run.result = run.ctx.result

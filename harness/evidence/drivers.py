@@ -1,0 +1,67 @@
+"""What each binder driver is like, in one place: where it keeps its log files, its trace event
+system, its kernel-log prefix, and what its `stats` counts. Everything that depends on which
+driver serves the target (harness/targets/binder_driver.py names it) reads it from here.
+
+- The C driver (drivers/android/binder.c): binder_init creates debugfs `binder/` with stats,
+  state, transactions, transaction_log, failed_transaction_log and proc/PID; its TRACE_SYSTEM is
+  `binder` (binder_trace.h); it logs through pr_fmt "binder: " (built in) or "binder_linux: "
+  (the module); print_binder_stats counts every object kind ("proc: active N total M"), and
+  print_binder_proc_stats a proc's pages (binder_alloc_print_pages) and "free async space".
+- The Rust driver (drivers/android/binder/): no debugfs; rust_binderfs.c's
+  binderfs_create_binder_logs makes `binder_logs/` (stats, state, transactions, proc/PID) in a
+  binderfs mounted with stats=global, and there is no transaction log at all; its TRACE_SYSTEM is
+  `rust_binder` (rust_binder_events.h); it logs as "rust_binder: " (pr_fmt of its crate);
+  rust_binder_stats_show prints the global and per-proc BC_*/BR_* counts
+  (stats.rs BinderStats::debug_print) and Process::debug_print_stats, which counts no object
+  kinds (no "proc: active"), no pages, and names the async budget "free oneway space".
+"""
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+NOT_COUNTED = "not counted by this driver"  # what the model says where a driver does not count a thing
+
+
+@dataclass(frozen=True)
+class DriverFacts:
+    name: str  # "c" | "rust" (binder_driver.BinderDriver.name)
+    logs_under: str  # "debugfs" | "binderfs": the file system its stats/state/proc files are in
+    logs_dir: str  # their directory there: debugfs "binder", binderfs "binder_logs"
+    trace_system: str  # tracefs events/<system>
+    log_prefixes: tuple[str, ...]  # the kernel log's prefix of its lines
+    failed_transaction_log: bool  # a failed_transaction_log file beside stats
+    counts_objects: bool  # stats "KIND: active N total M" (proc, thread, node, ref, ...)
+    counts_pages: bool  # stats per proc "pages: active:lru:free" (binder_alloc_print_pages)
+    async_space: str  # the per-proc stats figure of the oneway budget
+    source: str  # where these facts come from
+
+    def logs_path(self, debugfs: str | None, binderfs: str | None) -> str | None:
+        """The directory of the driver's stats/state/proc files on a target whose debugfs and
+        binderfs are mounted where named (None: not mounted); None when it has no such place."""
+        base = debugfs if self.logs_under == "debugfs" else binderfs
+        return posixpath.join(base, self.logs_dir) if base else None
+
+    def counted(self, what: str) -> bool:
+        """Whether the driver's `stats` counts `what`: "objects", "pages"."""
+        return {"objects": self.counts_objects, "pages": self.counts_pages}[what]
+
+
+C_DRIVER = DriverFacts(
+    name="c", logs_under="debugfs", logs_dir="binder", trace_system="binder",
+    log_prefixes=("binder_linux:", "binder:"), failed_transaction_log=True, counts_objects=True,
+    counts_pages=True, async_space="free async space",
+    source="drivers/android/binder.c binder_init (debugfs binder/), print_binder_stats, print_binder_proc_stats")
+RUST_DRIVER = DriverFacts(
+    name="rust", logs_under="binderfs", logs_dir="binder_logs", trace_system="rust_binder",
+    log_prefixes=("rust_binder:",), failed_transaction_log=False, counts_objects=False,
+    counts_pages=False, async_space="free oneway space",
+    source="drivers/android/binder/rust_binderfs.c binderfs_create_binder_logs; rust_binder_main.rs "
+           "rust_binder_stats_show; process.rs Process::debug_print_stats")
+DRIVERS = {d.name: d for d in (C_DRIVER, RUST_DRIVER)}
+
+
+def driver_facts(name: str) -> DriverFacts:
+    """The facts of the driver binder_driver.parse_driver named. Anything but "rust" ("c", a
+    kernel with both and none chosen, "unknown") gets the C driver's, as the harness always assumed."""
+    return DRIVERS.get(name, C_DRIVER)

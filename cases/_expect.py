@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 
 from harness.evidence.debugfs import ProcView, parse_proc_view
+from harness.evidence.drivers import NOT_COUNTED
 from harness.judging.context import CaseContext
 from harness.judging.verdicts import Line
 from harness.evidence.probe import ProbeOutput
@@ -163,8 +164,9 @@ def view_nodes(record: dict) -> list[int]:
     return [n.ptr for n in proc_view(record).nodes]
 
 
-def view_local_refs(record: dict) -> dict[int, tuple[int, int]]:
-    """Each node's (local_strong_refs, local_weak_refs) by ptr ("ls N lw N" of its node line)."""
+def view_local_refs(record: dict) -> dict[int, tuple[int | None, int | None]]:
+    """Each node's (local_strong_refs, local_weak_refs) by ptr ("ls N lw N" of its node line); None
+    where the driver does not print them (the Rust driver: ProcView.not_counted)."""
     return {n.ptr: (n.local_strong, n.local_weak) for n in proc_view(record).nodes}
 
 
@@ -215,6 +217,7 @@ _NODES_FN = ("print_binder_node_nilocked (has_strong_ref, has_weak_ref, local_st
 _WORK_FN = ("print_binder_work_ilocked (proc->todo, thread->todo, node->async_todo by binder_work type); "
             "print_binder_proc (has delivered dead binder)")
 _BUFFERS_FN = "print_binder_buffer (binder_alloc_print_allocated: data:offsets:extra, active|delivered)"
+_PROC_FNS = {"refs": _REFS_FN, "nodes": _NODES_FN, "buffers": _BUFFERS_FN}
 
 
 # The context manager's own node, as binder_ioctl_set_ctx_mgr leaves it (has_strong_ref, has_weak_ref,
@@ -240,6 +243,21 @@ def expect_proc(ctx: CaseContext, out: ProbeOutput, at: str, who: str, why: str,
     ctx.check(f"{label}: proc/PID readable and parsed whole",
               (record.get("exists"), record.get("truncated"), v.bad_lines[:1]), (True, False, []),
               "print_binder_proc (binder_proc_show)")
+    def not_shown(aspect: str, fields: tuple[str, ...]) -> bool:
+        """What the driver's file does not print is not judged as if it were zero: the aspect
+        fails, saying so (ProcView.not_counted)."""
+        missing = [f for f in fields if f in v.not_counted]
+        if missing:
+            ctx.check_that(f"{label}: {aspect}", False, f"{NOT_COUNTED}: " + "; ".join(v.not_counted[f] for f in missing),
+                           "the driver's proc/PID to show them", f"{_PROC_FNS[aspect]}; {why}")
+        return bool(missing)
+
+    if refs is not None and not_shown("refs", ("ref death",)):
+        refs = None
+    if nodes is not None and not_shown("nodes", ("node local refs",)):
+        nodes = None
+    if buffers is not None and not_shown("buffers", ("buffer sizes", "buffer state")):
+        buffers = None
     if refs is not None:
         ctx.check(f"{label}: refs (desc, s, w, death, dead)",
                   sorted((r.desc, r.strong, r.weak, r.death, r.dead) for r in v.refs),

@@ -1,8 +1,13 @@
-"""Parse binder's debugfs files: /sys/kernel/debug/binder/{stats,state,transactions,proc/PID}.
+"""Parse binder's log files: {stats,state,transactions,proc/PID} in debugfs binder/ (the C
+driver) or binderfs binder_logs/ (the Rust driver; harness/evidence/drivers.py says which).
 
-The files are text that binder.c writes with seq_printf (print_binder_stats,
-print_binder_proc, print_binder_proc_stats, binder_alloc_print_pages). This is a pure
-function over that text: a line it does not recognise is kept in `bad_lines`, never raised.
+The C driver's files are text that binder.c writes with seq_printf (print_binder_stats,
+print_binder_proc, print_binder_proc_stats, binder_alloc_print_pages); the Rust driver's are
+written by seq_print! in drivers/android/binder/ (rust_binder_main.rs rust_binder_*_show_impl,
+process.rs Process::debug_print / debug_print_stats, thread.rs, node.rs, range_alloc/). Both are
+parsed into one model; where the Rust driver prints no such figure, the model says so
+(ProcView.not_counted, drivers.NOT_COUNTED), never a made-up zero. These are pure functions over
+that text: a line they do not recognise is kept in `bad_lines`, never raised.
 """
 from __future__ import annotations
 
@@ -25,8 +30,11 @@ _ENTRY = re.compile(r"^\s+(thread|node|ref|buffer|dead node|incoming transaction
                     r")\s*(\d+)?:?\s*(.*)$")
 # indented per-proc figures, with or without a colon: "  threads: 1", "  ready threads 1",
 # "  free async space 520192", "  requested threads: 0+0/0", "  refs: 1 s 1 w 1"
-_FIGURE = re.compile(r"^\s+(threads|requested threads|ready threads|free async space|nodes|refs|buffers|"
-                     r"pending transactions|outstanding transactions):? (\d\S*(?: .*)?)$")
+_FIGURE = re.compile(r"^\s+(threads|requested threads|ready threads|free async space|free oneway space|nodes|"
+                     r"refs|buffers|pending transactions|outstanding transactions):? (\d\S*(?: .*)?)$")
+# The Rust driver's names of the same figures (process.rs Process::debug_print_stats: "free oneway
+# space" is mapping.alloc.free_oneway_space(), the C driver's alloc->free_async_space)
+_FIGURE_NAMES = {"free oneway space": "free async space"}
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ def parse_binder_debugfs(text: str) -> BinderDebugfs:
             rest = f"{m.group(2)}: {m.group(3)}" if m.group(2) else m.group(3)
             (proc.entries if proc is not None else doc.entries).append((m.group(1), rest))
         elif (m := _FIGURE.match(line)) and proc is not None:
-            proc.figures[m.group(1)] = m.group(2)
+            proc.figures[_FIGURE_NAMES.get(m.group(1), m.group(1))] = m.group(2)
         else:
             doc.bad_lines.append(line)
     return doc
@@ -219,10 +227,33 @@ def parse_transaction_log(text: str) -> TransactionLog:
 
 
 # -- one process as binder sees it: debugfs proc/PID (print_binder_proc, print_all = 1) ------------
-_P_THREAD = re.compile(r"^  thread (\d+): l ([0-9a-f]+) need_return (\d+) tr (-?\d+)")
+# the C driver's "need_return %d tr %d"; the Rust driver's (thread.rs Thread::debug_print) "need_return
+# true|false" and no tr
+_P_THREAD = re.compile(r"^  thread (\d+): l ([0-9a-f]+) need_return (\d+|true|false)(?: tr (-?\d+))?")
 _P_NODE = re.compile(r"^  node (\d+): u([0-9a-f]+) c([0-9a-f]+) hs (\d+) hw (\d+) ls (\d+) lw (\d+) is (\d+) "
                      r"iw (\d+) tr (\d+)(?: proc((?: \d+)+))?")
-_P_REF = re.compile(r"^  ref (\d+): desc (\d+) (dead )?node (\d+) s (\d+) w (\d+) d (\S+)")
+# node.rs Node::full_debug_print: "node ID: uPTR cCOOKIE hs BOOL hw BOOL cs N cw N[ proc PID...]", where
+# cs/cw are the node's strong/weak counts (inner.strong.count), not C's local refs (ls/lw, is, tr)
+_P_RUST_NODE = re.compile(r"^  node (\d+): u([0-9a-f]+) c([0-9a-f]+) hs (true|false) hw (true|false) cs (\d+) "
+                          r"cw (\d+)(?: proc((?: \d+)+))?$")
+# the C driver ends a ref with "d DEATH"; the Rust one (process.rs Process::debug_print) prints no death
+_P_REF = re.compile(r"^  ref (\d+): desc (\d+) (dead )?node (\d+) s (\d+) w (\d+)(?: d (\S+))?$")
+# The Rust driver's ref line has no "\n" (process.rs Process::debug_print: seq_print!(m, "  ref {}: desc
+# {} {}node {debug_id} s {strong} w {weak}")), so whatever it prints next runs on in the same line:
+# "  ref 3: desc 1 node 2 s 1 w 0  ref 5: desc 2 node 4 s 0 w 1  buffer 0: 0 size 64 ...". Cut there.
+_P_GLUED = re.compile(r"(?<=\d)(?=  (?:ref \d|buffer[ :]|pending transaction |has delivered |"
+                      r"transaction complete|transaction error|node work ))")
+# range_alloc/array.rs and tree.rs debug_print: "buffer 0: OFFSET size SIZE pid PID oneway BOOL
+# reserved|allocated" (array) or "buffer: OFFSET size SIZE pid PID[ oneway] reserved|allocated" (tree)
+_P_RUST_BUFFER = re.compile(r"^  buffer(?: \d+)?: (\d+) size (\d+) pid (\d+)(?: oneway (?:true|false)| oneway)? "
+                            r"(reserved|allocated)$")
+# what the Rust driver's proc/PID file does not print, by the model's field
+RUST_NOT_COUNTED = {
+    "node local refs": "node.rs Node::full_debug_print prints hs hw cs cw: no local_strong/local_weak (ls lw)",
+    "ref death": "process.rs Process::debug_print prints no ref death",
+    "buffer sizes": "range_alloc debug_print prints one size per buffer, not data:offsets:extra",
+    "buffer state": "range_alloc debug_print says reserved|allocated, not active|delivered",
+}
 # ref->death as %pK prints it: zeros (or "(null)") for NULL; hex or "(____ptrval____)" (no hashing key yet) otherwise
 _NO_POINTER = re.compile(r"0+|\(null\)")
 _P_BUFFER = re.compile(r"^  buffer (\d+): \S+ size (\d+):(\d+):(\d+) (\w+)")
@@ -247,7 +278,7 @@ class RefView:
     dead: bool  # the node's process is gone
     strong: int
     weak: int
-    death: bool  # a death notification is registered (ref->death is not NULL)
+    death: bool | None  # a death notification is registered (ref->death is not NULL); None: not printed
 
 
 @dataclass(frozen=True)
@@ -259,13 +290,14 @@ class NodeView:
     cookie: int
     has_strong: int
     has_weak: int
-    local_strong: int
-    local_weak: int
-    internal_strong: int
-    refs: int  # "iw": the number of refs on the node
-    tmp_refs: int
+    local_strong: int | None  # None: the driver does not print it (the Rust driver)
+    local_weak: int | None
+    internal_strong: int | None
+    refs: int  # "iw": the number of refs on the node (the Rust driver: one "proc" pid per ref)
+    tmp_refs: int | None
     ref_procs: tuple[int, ...]  # the pid of each ref's process
     async_pending: int = 0  # "pending async transaction" lines under it (node->async_todo)
+    counts: tuple[int, int] | None = None  # the Rust driver's "cs cw": the node's strong and weak counts
 
 
 @dataclass(frozen=True)
@@ -273,13 +305,15 @@ class BufferView:
     """print_binder_buffer: "buffer ID: ADDR size DATA:OFFSETS:EXTRA active|delivered"."""
 
     debug_id: int
-    data_size: int
-    offsets_size: int
-    extra_size: int
-    state: str  # active (its transaction not yet freed) | delivered
+    data_size: int  # the Rust driver: the whole allocation's size
+    offsets_size: int | None  # None: not printed (the Rust driver)
+    extra_size: int | None
+    state: str  # active (its transaction not yet freed) | delivered; the Rust driver: reserved | allocated
 
     @property
     def size(self) -> str:
+        if self.offsets_size is None or self.extra_size is None:
+            return str(self.data_size)
         return f"{self.data_size}:{self.offsets_size}:{self.extra_size}"
 
 
@@ -303,6 +337,7 @@ class ProcView:
     work: list[WorkItem] = field(default_factory=list)  # queued work, in every list
     stack: list[WorkItem] = field(default_factory=list)  # outgoing/incoming/bad transactions on thread stacks
     bad_lines: list[str] = field(default_factory=list)
+    not_counted: dict[str, str] = field(default_factory=dict)  # model field -> why this driver does not print it
 
     def work_by_type(self, where: str | None = None) -> dict[str, int]:
         """{BINDER_WORK type: count} of the queued work, in every list or only `where`'s."""
@@ -319,7 +354,7 @@ def parse_proc_view(text: str) -> ProcView:
     bad_lines."""
     view = ProcView()
     where = "proc"
-    for line in text.splitlines():
+    for line in (part for whole in text.splitlines() for part in _P_GLUED.split(whole)):
         if not line.strip() or _HEADER.match(line):
             continue
         if m := _PROC.match(line):
@@ -336,10 +371,26 @@ def parse_proc_view(text: str) -> ProcView:
                                        local_strong=n[2], local_weak=n[3], internal_strong=n[4], refs=n[5],
                                        tmp_refs=n[6], ref_procs=tuple(int(p) for p in (g[10] or "").split())))
             where = f"node {g[0]}"
+        elif m := _P_RUST_NODE.match(line):
+            g = m.groups()
+            procs = tuple(int(p) for p in (g[7] or "").split())
+            view.nodes.append(NodeView(int(g[0]), int(g[1], 16), int(g[2], 16), has_strong=int(g[3] == "true"),
+                                       has_weak=int(g[4] == "true"), local_strong=None, local_weak=None,
+                                       internal_strong=None, refs=len(procs), tmp_refs=None, ref_procs=procs,
+                                       counts=(int(g[5]), int(g[6]))))
+            view.not_counted["node local refs"] = RUST_NOT_COUNTED["node local refs"]
+            where = f"node {g[0]}"
         elif m := _P_REF.match(line):
             g = m.groups()
+            if g[6] is None:
+                view.not_counted["ref death"] = RUST_NOT_COUNTED["ref death"]
             view.refs.append(RefView(int(g[0]), int(g[1]), int(g[3]), bool(g[2]), int(g[4]), int(g[5]),
-                                     death=not _NO_POINTER.fullmatch(g[6])))
+                                     death=None if g[6] is None else not _NO_POINTER.fullmatch(g[6])))
+            where = "proc"
+        elif m := _P_RUST_BUFFER.match(line):
+            view.buffers.append(BufferView(0, int(m.group(2)), None, None, m.group(4)))
+            view.not_counted["buffer sizes"] = RUST_NOT_COUNTED["buffer sizes"]
+            view.not_counted["buffer state"] = RUST_NOT_COUNTED["buffer state"]
             where = "proc"
         elif m := _P_BUFFER.match(line):
             view.buffers.append(BufferView(int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)),

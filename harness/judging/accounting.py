@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from harness.evidence.contract import CONTRACT
 from harness.evidence.debugfs import LogEntry, parse_binder_debugfs, parse_transaction_log
+from harness.evidence.drivers import C_DRIVER, NOT_COUNTED, DriverFacts
 
 COMMANDS_EVENT = CONTRACT.event_macros["EV_COMMANDS"]  # the probe's record of what it sent and got back
 
@@ -61,6 +62,7 @@ class Accounting:
     active: dict[str, tuple[int, int]]  # every kind either file counts: (active before, active after)
     procs_left: list[int]  # procs listed after that were not listed before
     problem: str = ""  # why the files cannot be compared ("" when they can)
+    not_counted: str = ""  # why `active` is empty: the driver's stats count no objects ("" when they do)
 
     @property
     def changed(self) -> dict[str, tuple[int, int]]:
@@ -71,8 +73,9 @@ class Accounting:
         return "; ".join(f"{kind}: active {a} -> {b}" for kind, (a, b) in self.changed.items()) or "none"
 
 
-def compare_stats(before: str, after: str) -> Accounting:
-    """binder's `stats` before and after a case, compared."""
+def compare_stats(before: str, after: str, driver: DriverFacts = C_DRIVER) -> Accounting:
+    """binder's `stats` before and after a case, compared. A driver whose stats count no objects
+    (the Rust driver) gets no active counts, and `not_counted` says why."""
     first, last = parse_binder_debugfs(before), parse_binder_debugfs(after)
     for name, doc, text in (("before", first, before), ("after", last, after)):
         if doc.kind != "stats":
@@ -81,7 +84,9 @@ def compare_stats(before: str, after: str) -> Accounting:
     kinds = list(dict.fromkeys([*first.objects, *last.objects]))
     active = {k: (first.objects.get(k, (0, 0))[0], last.objects.get(k, (0, 0))[0]) for k in kinds}
     known = {p.pid for p in first.procs}
-    return Accounting(active, [p.pid for p in last.procs if p.pid not in known])
+    not_counted = "" if driver.counts_objects else \
+        f"{NOT_COUNTED} ({driver.name}: {driver.source} print no 'KIND: active N total M')"
+    return Accounting(active, [p.pid for p in last.procs if p.pid not in known], not_counted=not_counted)
 
 
 # -- the failed-transaction log against the failures the probe saw ---------------------------------

@@ -54,13 +54,15 @@ def check_accounting(ctx: CaseContext) -> Accounting | None:
     before, after = (ctx.case_dir / STATS_BEFORE, ctx.case_dir / STATS_AFTER)
     if not (before.exists() and after.exists()):
         return None
-    acct = compare_stats(before.read_text(errors="replace"), after.read_text(errors="replace"))
+    acct = compare_stats(before.read_text(errors="replace"), after.read_text(errors="replace"), ctx.driver)
     ctx.evidence["binder_accounting"] = acct.problem or {
-        "active": {kind: list(counts) for kind, counts in acct.active.items()}, "procs_left": acct.procs_left}
+        "active": acct.not_counted or {kind: list(counts) for kind, counts in acct.active.items()},
+        "procs_left": acct.procs_left}
     if ctx.pristine and not acct.problem:
         ref = "binder_stats_created / binder_stats_deleted (print_binder_stats: KIND: active N)"
-        ctx.check_that(f"{ACCOUNTING_CHECK}binder stats active counts back to their values before the case",
-                       not acct.changed, acct.describe_changed(), "none changed", ref)
+        if not acct.not_counted:  # else not judged: evidence binder_accounting.active says why
+            ctx.check_that(f"{ACCOUNTING_CHECK}binder stats active counts back to their values before the case",
+                           not acct.changed, acct.describe_changed(), "none changed", ref)
         ctx.check(f"{ACCOUNTING_CHECK}binder procs the case left in stats", acct.procs_left, [],
                   "binder_deferred_release -> binder_free_proc (print_binder_proc_stats: proc PID)")
     return acct
@@ -76,6 +78,9 @@ def check_failed_log(ctx: CaseContext, delta: str = "") -> FailedLogComparison |
     Checked on a pristine guest; evidence `failed_transaction_log` elsewhere. None when the files
     are missing (no debugfs, or the case never reached its end)."""
     before, after = (ctx.case_dir / FAILED_LOG_BEFORE, ctx.case_dir / FAILED_LOG_AFTER)
+    if not ctx.driver.failed_transaction_log:
+        ctx.evidence["failed_transaction_log"] = f"not judged: the {ctx.driver.name} driver keeps no such log ({ctx.driver.source})"
+        return None
     if not (before.exists() and after.exists()):
         return None
     probes = [p.read_text(errors="replace") for p in sorted(ctx.case_dir.glob("probe-*.jsonl"))]

@@ -374,6 +374,9 @@ def _terminate(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C (SIGINT) stops a run or a guest even where the shell started us ignoring it (a
+    # background job of a script without job control inherits SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.files import atomic_dir, cache_root, sha256_file
+from harness.files import atomic_dir, cache_root
 from harness.building.build_steps import Bind, BuildLog
 from harness.building.recipes import KernelBuild, Recipe
 from harness.building.toolchain import ensure_toolchain, toolchain_key
@@ -92,7 +92,8 @@ def build_key(recipe: Recipe, build: KernelBuild, source_sha256: str) -> str:
     inputs = {
         "arch": recipe.arch,
         "source": [build.source.package, build.source.version, source_sha256],
-        "fragment_sha256": sha256_file(build.config),
+        # the options the fragment sets, not its bytes: a comment edit does not rebuild the kernel
+        "fragment": parse_config(build.config.read_text()),
         "toolchain": toolchain_key(build.toolchain),
         "steps": list(BUILD_STEPS),
     }

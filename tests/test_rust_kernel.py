@@ -177,13 +177,16 @@ def test_images_build_caches_the_kernel_and_its_config(built):
 
 @needs_root
 def test_rust_kernel_boots_and_serves_binder_through_the_rust_driver(built, tmp_path):
-    """protocol.version and objects.binder_to_handle on the Rust driver's binderfs device: the
-    probe's BINDER_VERSION (drivers/android/binder/process.rs `Process::ioctl` -> `get_version`: 8)
-    and a transaction carrying a binder object, turned into a handle on the way
-    (drivers/android/binder/thread.rs `Thread::translate_object`). The device is one binderfs made
+    """protocol.version and stress.valid_traffic on the Rust driver's binderfs device: the probe's
+    BINDER_VERSION (drivers/android/binder/process.rs `Process::ioctl` -> `get_version`: 8) and a
+    seeded stream of sync and oneway calls carrying binders, weak binders and fds, echoed back and
+    freed (drivers/android/binder/thread.rs `Thread::translate_object`), with binder's own files read
+    from binderfs `binder_logs/` (harness/evidence/drivers.py). The device is one binderfs made
     (rust_binderfs.c `binder_ctl_ioctl`: the Rust driver makes none of its own), and report.json
-    names the driver the target runs, read from the target (harness/targets/binder_driver.py)."""
-    run = cli("run", "protocol.version", "objects.binder_to_handle", "--image", "qemu-x86_64-7.3-rust",
+    names the driver the target runs, read from the target (harness/targets/binder_driver.py).
+    (objects.binder_to_handle, once here, now fails on Rust: its proc-view checkpoints need the ref
+    death and node local counts the Rust driver does not print; bench/rust-kernel.md.)"""
+    run = cli("run", "protocol.version", "stress.valid_traffic", "--seed", "4242", "--image", "qemu-x86_64-7.3-rust",
               "--target", "qemu:x86_64", out=tmp_path / "run", timeout=600)
     report = run.report
     target = report["target"]
@@ -192,8 +195,8 @@ def test_rust_kernel_boots_and_serves_binder_through_the_rust_driver(built, tmp_
     assert target["kernel_source"].startswith("built from linux-source-7.3=7.3.4-1~bpo13+1"), target
     assert (target["driver"], target["driver_evidence"]) == ("rust", "tracefs: events/rust_binder, no events/binder")
     outcomes = {c["id"]: (c["outcome"], c["reason"]) for c in report["cases"]}
-    assert outcomes == {"protocol.version": ("passed", "6 checks passed"),
-                        "objects.binder_to_handle": ("passed", "8 checks passed")}, outcomes
+    assert outcomes == {"protocol.version": ("passed", "7 checks passed"),
+                        "stress.valid_traffic": ("passed", "13 checks passed")}, outcomes
     for case in report["cases"]:
         assert case["evidence"]["binder_device"]["made_by"].startswith("binderfs BINDER_CTL_ADD"), case["evidence"]
     assert run.status == 0, run.stderr[-2000:]

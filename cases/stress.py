@@ -80,7 +80,8 @@ RANDOM_LOG_LINES: tuple[tuple[str, str], ...] = (
      rf"|integer overflow of extra_buffers_size|(dead|frozen) process or thread)",
      "binder_transaction (binder_txn_error)"),
     # binder_txn_error's one line with no pids: "cannot allocate buffer" and why (-ENOSPC, -ESRCH, ...)
-    (r"cannot allocate buffer(: [a-z ]+)?", "binder_transaction (binder_txn_error)"),
+    # ("vma cleared, target dead or dying" has a comma: measured under load, a stream's target gone)
+    (r"cannot allocate buffer(: [a-z, ]+)?", "binder_transaction (binder_txn_error)"),
     # a second error for a thread whose first is still unread: several sync calls sent without
     # waiting for their replies (the function's own comment), as a random stream does (pr_warn)
     (r"Unexpected reply error: \d+", "binder_send_failed_reply"),

@@ -84,6 +84,7 @@ def test_same_case_through_pytest_writes_html_and_junit(tmp_path):
     testcase = ET.parse(tmp_path / "junit.xml").getroot().find(".//testcase")
     assert testcase.get("name") == "one_copy.sync_sizes"
     props = {p.get("name"): p.get("value") for p in testcase.iter("property")}
-    # 50 (its own and the WARNING/BUG health check), then no undeclared binder line and accounting x2
-    assert props["reason"] == "53 checks passed"
+    # 50 (its own and the WARNING/BUG health check), then no undeclared binder line, accounting x2,
+    # and the failed-transaction log x3
+    assert props["reason"] == "56 checks passed"  # 53 + the failed-transaction log's three (issue 22)
     assert [t["copies_per_byte"] for t in json.loads(props["transactions"])] == [1.0] * len(SIZES)

@@ -217,7 +217,6 @@ _NODES_FN = ("print_binder_node_nilocked (has_strong_ref, has_weak_ref, local_st
 _WORK_FN = ("print_binder_work_ilocked (proc->todo, thread->todo, node->async_todo by binder_work type); "
             "print_binder_proc (has delivered dead binder)")
 _BUFFERS_FN = "print_binder_buffer (binder_alloc_print_allocated: data:offsets:extra, active|delivered)"
-_PROC_FNS = {"refs": _REFS_FN, "nodes": _NODES_FN, "buffers": _BUFFERS_FN}
 
 
 # The context manager's own node, as binder_ioctl_set_ctx_mgr leaves it (has_strong_ref, has_weak_ref,
@@ -243,20 +242,21 @@ def expect_proc(ctx: CaseContext, out: ProbeOutput, at: str, who: str, why: str,
     ctx.check(f"{label}: proc/PID readable and parsed whole",
               (record.get("exists"), record.get("truncated"), v.bad_lines[:1]), (True, False, []),
               "print_binder_proc (binder_proc_show)")
-    def not_shown(aspect: str, fields: tuple[str, ...]) -> bool:
+    def not_shown(fields: tuple[str, ...]) -> str:
         """What the driver's file does not print is not judged as if it were zero: the aspect
-        fails, saying so (ProcView.not_counted)."""
+        fails, saying so (ProcView.not_counted); "" when every field is shown."""
         missing = [f for f in fields if f in v.not_counted]
-        if missing:
-            ctx.check_that(f"{label}: {aspect}", False, f"{NOT_COUNTED}: " + "; ".join(v.not_counted[f] for f in missing),
-                           "the driver's proc/PID to show them", f"{_PROC_FNS[aspect]}; {why}")
-        return bool(missing)
+        return f"{NOT_COUNTED}: " + "; ".join(v.not_counted[f] for f in missing) if missing else ""
 
-    if refs is not None and not_shown("refs", ("ref death",)):
+    shown_to = "the driver's proc/PID to show them"
+    if refs is not None and (missing := not_shown(("ref death",))):
+        ctx.check_that(f"{label}: refs", False, missing, shown_to, f"{_REFS_FN}; {why}")
         refs = None
-    if nodes is not None and not_shown("nodes", ("node local refs",)):
+    if nodes is not None and (missing := not_shown(("node local refs",))):
+        ctx.check_that(f"{label}: nodes", False, missing, shown_to, f"{_NODES_FN}; {why}")
         nodes = None
-    if buffers is not None and not_shown("buffers", ("buffer sizes", "buffer state")):
+    if buffers is not None and (missing := not_shown(("buffer sizes", "buffer state"))):
+        ctx.check_that(f"{label}: buffers", False, missing, shown_to, f"{_BUFFERS_FN}; {why}")
         buffers = None
     if refs is not None:
         ctx.check(f"{label}: refs (desc, s, w, death, dead)",

@@ -75,7 +75,6 @@ class CaseContext:
     _marker_pid: int = 0
     _commands: int = 0  # commands this context has sent to the target
     _dmesg_saved_at: int = -1  # _commands when the kernel log was last saved to DMESG_FILE
-    _setup: str = ""  # setup_script, deferred: it leads the case's first command (defer_setup)
     _steps: list[dict] = field(default_factory=list)  # what recording.json holds
 
     def __post_init__(self) -> None:
@@ -105,9 +104,6 @@ class CaseContext:
 
     # -- running things --------------------------------------------------------
     def run(self, argv: list[str], timeout: float = 30.0) -> CommandResult:
-        if self._setup:  # an argv cannot carry it: the setup goes first, on its own
-            with timing.phase("case_setup"):
-                self.target.run_shell(self._after_setup(""), 10)
         self._commands += 1
         return self.target.run(argv, timeout)
 
@@ -121,8 +117,7 @@ class CaseContext:
             argv.append(f"device={self.binder_device}")
         if self.binder_logs and self.binder_logs != PROBE_LOGS_DEFAULT:
             argv.append(f"logs={self.binder_logs}")
-        cmd = self._after_setup(
-            f"{shell_command(argv, timeout + 5)} > {shlex.quote(stem + '.jsonl')} 2> {shlex.quote(stem + '.stderr')}")
+        cmd = f"{shell_command(argv, timeout + 5)} > {shlex.quote(stem + '.jsonl')} 2> {shlex.quote(stem + '.stderr')}"
         self._commands += 1
         t0 = time.monotonic()
         with timing.phase("probe"):
@@ -168,17 +163,6 @@ class CaseContext:
             script += "; " + snapshot_script(self.binder_logs, self.remote_dir, "before")
         return script
 
-    def defer_setup(self) -> None:
-        """Send setup_script ahead of the case's first command, in that command's round trip
-        (a probe run, the kernel-log read, tracing armed), not in one of its own: the begin line
-        and the `stats` copy still come before anything the case does on the target."""
-        self._setup = self.setup_script()
-
-    def _after_setup(self, script: str) -> str:
-        """`script`, led by the deferred setup when it has not run yet."""
-        setup, self._setup = self._setup, ""
-        return "\n".join(part for part in (setup, script) if part)
-
     def _save_dmesg(self) -> str:
         """Shell that waits until the case's processes and binder's deferred release are done,
         then saves the whole kernel log beside the case's evidence (read back by pull: a file
@@ -206,7 +190,7 @@ class CaseContext:
             saved = self._dmesg_saved_at == self._commands  # stop_trace saved it; nothing ran since
             if not saved:
                 self._commands += 1
-                res = self.target.run_shell(self._after_setup(self._save_dmesg()), 30)
+                res = self.target.run_shell(self._save_dmesg(), 30)
                 saved = res.ok
                 self._settled(res.output)
             out = self._pull_text(f"{self.remote_dir}/{DMESG_FILE}", DMESG_FILE) if saved else ""
@@ -233,7 +217,8 @@ class CaseContext:
             raise CaseSkipped(f"{self.target.spec} has no tracefs (mount it, or run as root)")
         kprobes = self._placed(tuple(k.for_kernel(self.kernel) for k in self.spec.kprobes))
         script = tracing.arm_script(self.tracefs, kprobes, self.spec.id, extra_events=self.spec.events)
-        script = self._after_setup("\n".join(part for part in (prefix, script) if part))
+        if prefix:
+            script = f"{prefix}\n{script}"
         self._commands += 1
         with timing.phase("arm_trace"):
             result = self.target.run_shell(script, 20)

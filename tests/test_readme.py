@@ -15,9 +15,8 @@ def _declared() -> dict[str, str]:
     """Every `NAME = "BINDER_HARNESS_..."` constant in harness/, with the module that holds it."""
     found: dict[str, str] = {}
     for path in sorted((REPO / "harness").rglob("*.py")):
-        for var in re.findall(r'^[A-Z_]+_ENV = "(BINDER_HARNESS_[A-Z_]+)"', path.read_text(), re.M):
+        for var in re.findall(r'^[A-Z_]+_ENV = "([A-Z_]+)"', path.read_text(), re.M):
             found[var] = str(path.relative_to(REPO))
-    found["ADB"] = "harness/targets/adb.py"  # the platform tools' own name
     return found
 
 

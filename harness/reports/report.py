@@ -13,13 +13,18 @@ from harness import timing
 from harness.reports import coverage, model
 from harness.reports import html as html_report
 from harness.files import atomic_path, atomic_write_text
+from harness.building.fetch import MIRROR_ENV
+from harness.building.packages import FETCH_ENV
+from harness.judging.catalog import EXTRA_CASES_ENV
 from harness.judging.verdicts import Check, Outcome
+from harness.targets.accel import FORCE_ENV
+from harness.targets.adb import ADB_ENV
 from harness.reports.model import Report, ReportCase, Target, Timings
 
 # Environment that changes what a run does, so the reproduce line carries it. Secrets
 # (BINDER_HARNESS_SSH_PASSPHRASE) are never listed here and never printed.
-REPRODUCE_ENV = ("BINDER_HARNESS_ACCEL", "BINDER_HARNESS_FETCH", "BINDER_HARNESS_DEBIAN_MIRROR",
-                 "BINDER_HARNESS_EXTRA_CASES", "ADB")
+# the environment that changes what a run does, each name where the module that reads it declares it
+REPRODUCE_ENV = (FORCE_ENV, FETCH_ENV, MIRROR_ENV, EXTRA_CASES_ENV, ADB_ENV)
 
 
 def reproduce_command(argv: list[str]) -> str:

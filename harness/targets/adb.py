@@ -26,6 +26,8 @@ from harness.arches import ABIS as PROBE_ABIS
 from harness.targets.base import (FACTS_SCRIPT, MOUNT_SCRIPT, CommandResult, Facts, TargetInfo,
                                   parse_facts, shell_command)
 
+ADB_ENV = "ADB"  # the platform tools' own name for the adb binary to use
+
 WORKDIR = "/data/local/tmp/binder-harness"
 _GRACE_S = 15.0
 
@@ -199,7 +201,7 @@ def root_state(adb_root_output: str) -> str:
 
 
 def find_adb() -> str:
-    name = os.environ.get("ADB", "adb")
+    name = os.environ.get(ADB_ENV, "adb")
     path = shutil.which(name)
     if path is None:
         raise ConfigError(f"{name} not found; install the platform tools (Debian: apt-get install adb) or set ADB=PATH")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from harness.evidence.debugfs import ProcView, parse_proc_view
-from harness.evidence.drivers import NOT_COUNTED
 from harness.judging.context import CaseContext
 from harness.judging.verdicts import Line
 from harness.evidence.probe import ProbeOutput
@@ -43,6 +43,44 @@ def txn_error(text: str, count: int | None, ref: str = "binder_transaction") -> 
 def ioctl_error(cmd: int, arg: str, errno: int, count: int) -> Line:
     """binder_ioctl's exit: pr_info "P:T ioctl CMD ARG returned -ERRNO" for any error but -EINTR (no rate limit)."""
     return Line(rf"{PIDS}ioctl {cmd:x} {arg} returned -{errno}", count, "binder_ioctl (err: pr_info)")
+
+
+# -- the Rust driver's lines (drivers/android/binder/, Linux 7.3) ----------------------------------
+# pr_warn!/pr_err! and binder_debug! (debug.rs: pr_info! "{tgid}:{pid} ..." under
+# rust_binder_debug_mask, UserError | FailedTransaction | DeadTransaction by default) print with no
+# rate limit, so every Rust line a case provokes is counted exactly. Refs name "FILE.rs Type::fn".
+def rust_line(text: str, count: int | None, ref: str) -> Line:
+    """A Rust-driver line (text a regex of the whole message after "rust_binder: "), printed by `ref`."""
+    return Line(text, count, ref, driver="rust")
+
+
+def rust_txn_failed(kind: str, errno: int, count: int) -> Line:
+    """Thread::transaction's error exit (binder_debug! FailedTransaction): "P:T transaction
+    call|async|reply to P:T failed Error(ERRNO), code C size D-O"."""
+    return rust_line(rf"{PIDS}transaction {kind} to \d+:\d+ failed Error\({errno}\), code \d+ size \d+-\d+", count,
+                     "thread.rs Thread::transaction (binder_debug! FailedTransaction)")
+
+
+def rust_copy_failed(errno: int, count: int, reply: bool = False) -> Line:
+    """Transaction::new (new_reply for a reply) when copy_transaction_data fails:
+    "Failure in copy_transaction_data: Error(ERRNO)"."""
+    fn = "new_reply" if reply else "new"
+    return rust_line(rf"Failure in copy_transaction_data: Error\({errno}\)", count,
+                     f"transaction.rs Transaction::{fn} (pr_warn!)")
+
+
+def rust_alloc_failed(size: int | str, oneway: bool, count: int) -> Line:
+    """Thread::copy_transaction_data when the receiver's buffer_alloc fails: "Failed to allocate
+    buffer. len:LEN, is_oneway:BOOL"."""
+    return rust_line(rf"Failed to allocate buffer\. len:{size}, is_oneway:{str(oneway).lower()}", count,
+                     "thread.rs Thread::copy_transaction_data (pr_warn!)")
+
+
+def rust_rw_failure(which: str, errno: int, count: int | None) -> Line:
+    """Thread::write_read when the write or read part fails (not EINTR): "Write failure Error(E) in
+    pid:P" / "Read failure Err(Error(E)) in pid:P"."""
+    err = rf"Err\(Error\({errno}\)\)" if which == "Read" else rf"Error\({errno}\)"
+    return rust_line(rf"{which} failure {err} in pid:\d+", count, "thread.rs Thread::write_read (pr_warn!)")
 
 
 def probe_completed(ctx: CaseContext, out: ProbeOutput) -> bool:
@@ -106,6 +144,25 @@ def call_outcome(record: dict | None) -> str:
     return f"{brs[-1] if brs else record.get('status')} {param}"
 
 
+# What sets BINDER_GET_EXTENDED_ERROR after a failed transaction, by driver (uapi binder.h struct
+# binder_extended_error: @command is the BR_* error the caller got, @param its negative errno).
+EXT_ERROR_SET_BY = {
+    "c": "binder_transaction (error exit: binder_set_extended_error(&thread->ee, t_debug_id, return_error, "
+         "return_error_param))",
+    "rust": "thread.rs Thread::transaction (inner.extended_error = ExtendedError::new(..), only when the "
+            "error has a source errno)",
+}
+
+
+def ext_error_names_failure(ctx: CaseContext, name: str, record: dict) -> None:
+    """After a call that failed, BINDER_GET_EXTENDED_ERROR names the failure: its command is the
+    error BR the caller read (the probe reads it right after)."""
+    errors = [b for b in record.get("br", []) if b in ("BR_FAILED_REPLY", "BR_DEAD_REPLY", "BR_FROZEN_REPLY")]
+    ext = record.get("ext_err") or {}
+    ctx.check(f"{name}: BINDER_GET_EXTENDED_ERROR command", ext.get("command_name", "missing"),
+              errors[-1] if errors else "an error BR", ctx.by_driver(EXT_ERROR_SET_BY))
+
+
 def result(out: ProbeOutput, name: str, **match) -> dict:
     """The first `result` line with this name (and fields), or an empty dict."""
     return out.one("result", name=name, **match) or {}
@@ -119,8 +176,9 @@ def errno_name(record: dict) -> str:
 LOG_LINE_CHECK = "the driver's kernel log line ("
 
 
-def note_dmesg(ctx: CaseContext, text: str, ref: str, exact: str) -> None:
-    """The driver's log line, written by the kernel function `ref`: on a pristine guest (the
+def note_dmesg(ctx: CaseContext, text: str, ref: str, exact: str, driver: str = "c") -> None:
+    """The driver's log line, written by the kernel function `ref` of `driver` (drivers.py: "c" or
+    "rust"; nothing is checked where another driver serves): on a pristine guest (the
     case's own restore or boot) the case's kernel log must hold a whole line matching the
     regular expression `exact`.
 
@@ -128,6 +186,8 @@ def note_dmesg(ctx: CaseContext, text: str, ref: str, exact: str) -> None:
     a guest that earlier cases used (--shared-boot) a line is legitimately missing when one of
     them used up the burst: there whether `text` appeared is recorded as evidence, not checked.
     """
+    if ctx.driver.name != driver:
+        return
     log = ctx.dmesg()
     ctx.evidence.setdefault("dmesg_mentions", {})[text] = text in log
     if ctx.pristine:
@@ -171,8 +231,22 @@ def view_local_refs(record: dict) -> dict[int, tuple[int | None, int | None]]:
 
 
 def view_buffers(record: dict) -> list[str]:
-    """Each allocated buffer's "data:offsets:extra" size (binder_alloc_print_allocated), sorted."""
+    """Each allocated buffer's "data:offsets:extra" size (binder_alloc_print_allocated), sorted; the
+    whole size where the driver prints one size (the Rust driver)."""
     return sorted(b.size for b in proc_view(record).buffers)
+
+
+def as_printed(record: dict, buffers: list[str] | None = None,
+               local_refs: dict[int, tuple[int | None, int | None]] | None = None) -> tuple[list[str] | None, dict | None]:
+    """Expected buffers ("data:offsets:extra") and nodes' local refs ({ptr: (ls, lw)}) as the driver
+    that printed `record` prints them: the Rust driver prints one whole size per buffer and no
+    local refs (ProcView.not_counted), so there the sizes are summed and only the nodes' ptrs kept."""
+    v = proc_view(record)
+    if buffers is not None and "buffer sizes" in v.not_counted:
+        buffers = sorted(str(_whole_size(b)) for b in buffers)
+    if local_refs is not None and "node local refs" in v.not_counted:
+        local_refs = {ptr: (None, None) for ptr in local_refs}
+    return buffers, local_refs
 
 
 def view_pending(record: dict) -> list[tuple[str, str]]:
@@ -217,6 +291,14 @@ _NODES_FN = ("print_binder_node_nilocked (has_strong_ref, has_weak_ref, local_st
 _WORK_FN = ("print_binder_work_ilocked (proc->todo, thread->todo, node->async_todo by binder_work type); "
             "print_binder_proc (has delivered dead binder)")
 _BUFFERS_FN = "print_binder_buffer (binder_alloc_print_allocated: data:offsets:extra, active|delivered)"
+# Each driver's printer of each aspect of proc/PID
+PROC_PRINTERS = {
+    "c": {"refs": _REFS_FN, "nodes": _NODES_FN, "work": _WORK_FN, "buffers": _BUFFERS_FN},
+    "rust": {"refs": "process.rs Process::debug_print (ref: desc, dead, s, w)",
+             "nodes": "node.rs Node::full_debug_print (hs, hw, one proc per ref)",
+             "work": "thread.rs Thread::debug_print / process.rs Process::debug_print (queued work)",
+             "buffers": "range_alloc/array.rs ArrayRangeAllocator::debug_print (offset, size)"},
+}
 
 
 # The context manager's own node, as binder_ioctl_set_ctx_mgr leaves it (has_strong_ref, has_weak_ref,
@@ -224,6 +306,23 @@ _BUFFERS_FN = "print_binder_buffer (binder_alloc_print_allocated: data:offsets:e
 # transaction whose buffer targets it: binder_get_node_refs_for_txn) and `refs` refs on it.
 def manager_node(extra_strong: int = 0, refs: int = 0) -> Node:
     return Node(0, 0, 1, 1, 1 + extra_strong, 1, refs)
+
+
+# Work queued on the context manager's process from BINDER_SET_CONTEXT_MGR itself, by driver: none
+# on binder.c (binder_ioctl_set_ctx_mgr sets the node's counts directly); the Rust driver takes the
+# node's first ref through process.rs ProcessInner::new_node_ref_with_thread, which leaves a NODE
+# work item deferred on the thread that made the call (thread.rs Thread::push_work_deferred),
+# delivering nothing (node.rs Node::force_has_count), until that thread next reads.
+MANAGER_OWN_WORK = {"c": {}, "rust": {"NODE": 1}}
+
+
+def manager_work(ctx: CaseContext, work: dict[str, int]) -> dict[str, int]:
+    """`work` queued on the context manager's process, plus what BINDER_SET_CONTEXT_MGR left there
+    on this driver (MANAGER_OWN_WORK), for a manager whose calling thread has not read since."""
+    out = dict(work)
+    for kind, n in ctx.by_driver(MANAGER_OWN_WORK).items():
+        out[kind] = out.get(kind, 0) + n
+    return out
 
 
 def expect_proc(ctx: CaseContext, out: ProbeOutput, at: str, who: str, why: str, *,
@@ -242,36 +341,38 @@ def expect_proc(ctx: CaseContext, out: ProbeOutput, at: str, who: str, why: str,
     ctx.check(f"{label}: proc/PID readable and parsed whole",
               (record.get("exists"), record.get("truncated"), v.bad_lines[:1]), (True, False, []),
               "print_binder_proc (binder_proc_show)")
-    def not_shown(fields: tuple[str, ...]) -> str:
-        """What the driver's file does not print is not judged as if it were zero: the aspect
-        fails, saying so (ProcView.not_counted); "" when every field is shown."""
-        missing = [f for f in fields if f in v.not_counted]
-        return f"{NOT_COUNTED}: " + "; ".join(v.not_counted[f] for f in missing) if missing else ""
-
-    shown_to = "the driver's proc/PID to show them"
-    if refs is not None and (missing := not_shown(("ref death",))):
-        ctx.check_that(f"{label}: refs", False, missing, shown_to, f"{_REFS_FN}; {why}")
-        refs = None
-    if nodes is not None and (missing := not_shown(("node local refs",))):
-        ctx.check_that(f"{label}: nodes", False, missing, shown_to, f"{_NODES_FN}; {why}")
-        nodes = None
-    if buffers is not None and (missing := not_shown(("buffer sizes", "buffer state"))):
-        ctx.check_that(f"{label}: buffers", False, missing, shown_to, f"{_BUFFERS_FN}; {why}")
-        buffers = None
+    # What the driver's file does not print is not judged as if it were zero: each aspect compares
+    # the fields the driver prints (ProcView.not_counted names the others, kept as evidence).
+    printer = ctx.by_driver(PROC_PRINTERS)
+    if v.not_counted:
+        ctx.evidence.setdefault("proc_view_not_counted", {}).update(v.not_counted)
     if refs is not None:
-        ctx.check(f"{label}: refs (desc, s, w, death, dead)",
-                  sorted((r.desc, r.strong, r.weak, r.death, r.dead) for r in v.refs),
-                  sorted((r.desc, r.strong, r.weak, r.death, r.dead) for r in refs),
-                  f"{_REFS_FN}; {why}")
+        death = "ref death" not in v.not_counted
+        def ref_key(r: Any) -> tuple:  # a Ref expected or a RefView printed
+            return (r.desc, r.strong, r.weak, r.death, r.dead) if death else (r.desc, r.strong, r.weak, r.dead)
+        ctx.check(f"{label}: refs (desc, s, w{', death' if death else ''}, dead)",
+                  sorted(map(ref_key, v.refs)), sorted(map(ref_key, refs)), f"{printer['refs']}; {why}")
     if nodes is not None:
-        ctx.check(f"{label}: nodes (ptr, cookie, hs, hw, ls, lw, refs)",
-                  sorted((n.ptr, n.cookie, n.has_strong, n.has_weak, n.local_strong, n.local_weak, n.refs)
-                         for n in v.nodes),
-                  sorted((n.ptr, n.cookie, n.has_strong, n.has_weak, n.local_strong, n.local_weak, n.refs)
-                         for n in nodes), f"{_NODES_FN}; {why}")
+        local = "node local refs" not in v.not_counted
+        def node_key(n: Any) -> tuple:  # a Node expected or a NodeView printed
+            return ((n.ptr, n.cookie, n.has_strong, n.has_weak, n.local_strong, n.local_weak, n.refs) if local
+                    else (n.ptr, n.cookie, n.has_strong, n.has_weak, n.refs))
+        ctx.check(f"{label}: nodes (ptr, cookie, hs, hw{', ls, lw' if local else ''}, refs)",
+                  sorted(map(node_key, v.nodes)), sorted(map(node_key, nodes)), f"{printer['nodes']}; {why}")
     if work is not None:
         ctx.check(f"{label}: queued work by type", v.work_by_type(), dict(sorted(work.items())),
-                  f"{_WORK_FN}; {why}")
+                  f"{printer['work']}; {why}")
     if buffers is not None:
-        ctx.check(f"{label}: allocated buffers", sorted(f"{b.size} {b.state}" for b in v.buffers), sorted(buffers),
-                  f"{_BUFFERS_FN}; {why}")
+        if "buffer sizes" in v.not_counted:  # one size per allocation: data, offsets and extra, each 8-aligned
+            ctx.check(f"{label}: allocated buffers (whole size)", sorted(b.data_size for b in v.buffers),
+                      sorted(_whole_size(b) for b in buffers), f"{printer['buffers']}; {why}")
+        else:
+            ctx.check(f"{label}: allocated buffers", sorted(f"{b.size} {b.state}" for b in v.buffers), sorted(buffers),
+                      f"{printer['buffers']}; {why}")
+
+
+def _whole_size(buffer: str) -> int:
+    """An allocation's one size as the Rust driver prints it, from binder.c's "data:offsets:extra
+    state" (thread.rs Thread::copy_transaction_data: len = aligned data + aligned offsets + buffers)."""
+    data, offsets, extra = (int(x) for x in buffer.split()[0].split(":"))
+    return -(-data // 8) * 8 + -(-offsets // 8) * 8 + extra

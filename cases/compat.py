@@ -6,7 +6,8 @@ compat_ptr_ioctl -> binder_ioctl).
 """
 from __future__ import annotations
 
-from cases._expect import BR_FAILED_REPLY, call_outcome, errno_name, probe_completed, result, txn_failed
+from cases._expect import (BR_FAILED_REPLY, call_outcome, errno_name, probe_completed, result, rust_alloc_failed,
+                           rust_copy_failed, rust_line, rust_txn_failed, txn_failed)
 from cases._one_copy_checks import judge_delivery
 from cases.limits import EMPTY_4M, MMAP_FLAGS_LINES, no_address_space, no_space_left, spam_lines
 from cases.one_copy import DELIVERY_PROBES
@@ -37,7 +38,12 @@ def one_copy(ctx: CaseContext) -> None:
 # the clamp's refused call first (within the rate limits), then the flood's (past them)
 @case("compat.limits", compat=True, expected_dmesg=(
         *no_address_space(4 * MiB + 8, 1, EMPTY_4M), no_space_left(None), txn_failed("call", BR_FAILED_REPLY, -28, 1),
-        *MMAP_FLAGS_LINES, spam_lines(65536), txn_failed("async", BR_FAILED_REPLY, -28, None)))
+        *MMAP_FLAGS_LINES, spam_lines(65536), txn_failed("async", BR_FAILED_REPLY, -28, None),
+        # the Rust driver: the clamp's refused call, then the flood's 8 (copy_transaction_data fails for all 9)
+        rust_alloc_failed(4 * MiB + 8, False, 1), rust_txn_failed("call", 28, 1), rust_copy_failed(28, 9),
+        rust_alloc_failed(65536, True, 8), rust_txn_failed("async", 28, 8),
+        rust_line(r"\d+: undelivered transaction \d+, process died", 31,
+                  "transaction.rs Transaction::cancel (binder_debug! DeadTransaction)")))
 def limits(ctx: CaseContext) -> None:
     """For a 32-bit process: the 4 MiB clamp, ENOSPC, the read-only mapping and async half-space."""
     clamp = ctx.run_probe("clamp", sizes=f"{4 * MiB},{4 * MiB + 8}", map=8 * MiB, touch=f"{4 * MiB + 4096}")

@@ -12,7 +12,7 @@ print_binder_thread_ilocked (debugfs "thread TID: l XX").
 """
 from __future__ import annotations
 
-from cases._expect import errno_name, expect_proc, manager_node, probe_completed, result, user_error
+from cases._expect import errno_name, expect_proc, manager_node, manager_work, probe_completed, result, user_error
 from harness.judging.catalog import case
 from harness.judging.context import CaseContext
 from harness.judging.verdicts import Line
@@ -84,6 +84,27 @@ def register_enter(ctx: CaseContext) -> None:
               sorted(k for k, v in errs.items() if v != "0"), [], "binder_thread_write")
 
 
+# The looper bit a thread gets from polling, as each driver's proc/PID prints it ("thread TID: l
+# XX"): binder.c's BINDER_LOOPER_STATE_POLL is 0x20; the Rust driver's LooperFlag::Poll is bit 6
+# (0x40; its 0x20 is WaitingProc). The same state, encoded differently.
+POLL_BIT = {"c": (0x20, "binder_poll (BINDER_LOOPER_STATE_POLL 0x20)"),
+            "rust": (0x40, "thread.rs InnerThread::poll (LooperFlag::Poll = bit_u32(6))")}
+# Whether a poll says POLLIN for work queued to the process, by the polling thread: binder.c (6.1
+# on) has no looper check (binder_available_for_proc_work_ilocked) and a new thread starts with
+# looper_need_return set; the Rust driver offers process work only to a looper
+# (InnerThread::should_use_process_work_queue) and starts a thread without it. The uapi says
+# nothing of poll; libbinder's polling threads are loopers, which both drivers serve the same.
+POLL_PROC_WORK = {
+    "c": {"poll.proc_work_not_looper": (True, "binder_poll -> binder_has_work_ilocked "
+                                              "(binder_available_for_proc_work_ilocked has no looper check on 6.1)"),
+          "poll.fresh_thread": (True, "binder_get_thread_ilocked (looper_need_return = true) -> binder_has_work_ilocked")},
+    "rust": {"poll.proc_work_not_looper": (False, "process.rs Process::poll -> thread.rs "
+                                                  "InnerThread::should_use_process_work_queue (is_looper)"),
+             "poll.fresh_thread": (False, "thread.rs InnerThread::new (looper_need_return: false) -> "
+                                          "InnerThread::poll")},
+}
+
+
 def _poll(out, name: str) -> dict:
     return result(out, name)
 
@@ -105,20 +126,20 @@ def poll_epoll(ctx: CaseContext) -> None:
             ("poll.sender_after_oneway_write", True,
              f"{has} (oneway: binder_enqueue_thread_work sets process_todo)"),
             ("poll.sender_after_read", False, has),
-            ("poll.proc_work_not_looper", True,
-             f"{has} (binder_available_for_proc_work_ilocked has no looper check on 6.1)"),
+            ("poll.proc_work_not_looper", *ctx.by_driver(POLL_PROC_WORK)["poll.proc_work_not_looper"]),
             ("poll.proc_work_looper", True, has),
             ("poll.after_read", False, has),
-            ("poll.fresh_thread", True, "binder_get_thread_ilocked (looper_need_return = true) -> binder_has_work_ilocked"),
+            ("poll.fresh_thread", *ctx.by_driver(POLL_PROC_WORK)["poll.fresh_thread"]),
             ("poll.wakeup", True, "binder_proc_transaction -> binder_wakeup_poll_threads_ilocked"),
             ("poll.sender_after_sync_write", False,
              f"{has} (sync: binder_enqueue_deferred_thread_work_ilocked leaves process_todo false)"),
             ("poll.sender_reply", True, f"{has} (BR_REPLY queued on the thread)")):
         ctx.check(f"{name.split('.', 1)[1]}: POLLIN", pin.get(name, "missing"), want, ref)
+    poll_bit, poll_ref = ctx.by_driver(POLL_BIT)
     ctx.check("looper bits of a non-looper thread that polled", _poll(out, "poll.proc_work_not_looper").get("looper"),
-              0x20, "binder_poll (BINDER_LOOPER_STATE_POLL)")
-    ctx.check("looper bits after BC_ENTER_LOOPER", _poll(out, "poll.proc_work_looper").get("looper"), 0x22,
-              "binder_thread_write + binder_poll")
+              poll_bit, poll_ref)
+    ctx.check("looper bits after BC_ENTER_LOOPER", _poll(out, "poll.proc_work_looper").get("looper"), poll_bit | 0x02,
+              f"binder_thread_write (BC_ENTER_LOOPER 0x02) + {poll_ref}")
     wake = _poll(out, "poll.wakeup")
     ctx.evidence["wakeup_ms"] = wake.get("elapsed_ms")
     ctx.check_that("blocking poll woken when the oneway arrives (sent after 150 ms; limit 3000 ms)",
@@ -138,16 +159,16 @@ def poll_epoll(ctx: CaseContext) -> None:
         ctx.check(f"{name.split('.', 1)[1]}: returns", brs.get(name), want, "binder_thread_read")
     expect_proc(ctx, out, "oneway_queued", "receiver", "binder_proc_transaction (no thread waiting: the "
                 "oneway on proc->todo, its buffer active; binder_get_node_refs_for_txn: a strong local ref)",
-                nodes=[manager_node(extra_strong=1)], work={"TRANSACTION": 1}, buffers=["8:0:0 active"])
+                nodes=[manager_node(extra_strong=1)], work=manager_work(ctx, {"TRANSACTION": 1}), buffers=["8:0:0 active"])
     expect_proc(ctx, out, "oneway_queued", "sender", "binder_thread_read (the sender read its "
                 "BR_TRANSACTION_COMPLETE)", refs=[], nodes=[], work={}, buffers=[])
     expect_proc(ctx, out, "sync_queued", "receiver", "binder_proc_transaction (the call on proc->todo)",
-                nodes=[manager_node(extra_strong=1)], work={"TRANSACTION": 1}, buffers=["8:0:0 active"])
+                nodes=[manager_node(extra_strong=1)], work=manager_work(ctx, {"TRANSACTION": 1}), buffers=["8:0:0 active"])
     expect_proc(ctx, out, "sync_queued", "sender", "binder_enqueue_deferred_thread_work_ilocked (a sync "
                 "call's TRANSACTION_COMPLETE waits on the sender's thread, unread)", refs=[], nodes=[],
                 work={"TRANSACTION_COMPLETE": 1}, buffers=[])
     expect_proc(ctx, out, "sync_held", "receiver", "binder_thread_read (the call read: off the todo list, its "
-                "buffer still active until the reply)", nodes=[manager_node(extra_strong=1)], work={},
+                "buffer still active until the reply)", nodes=[manager_node(extra_strong=1)], work=manager_work(ctx, {}),
                 buffers=["8:0:0 active"])
     expect_proc(ctx, out, "sync_held", "sender", "binder_thread_read (nothing read by the sender yet)",
                 refs=[], nodes=[], work={"TRANSACTION_COMPLETE": 1}, buffers=[])
@@ -173,8 +194,9 @@ def epoll_looper(ctx: CaseContext) -> None:
     probe_completed(ctx, out)
     reg = result(out, "epoll_looper.register")
     ctx.check("BC_ENTER_LOOPER + EPOLL_CTL_ADD", errno_name(reg) if reg else "missing", "0", "binder_thread_write")
-    ctx.check("looper bits after EPOLL_CTL_ADD", reg.get("looper") if reg else None, 0x22,
-              "binder_thread_write (BC_ENTER_LOOPER) + binder_poll (BINDER_LOOPER_STATE_POLL)")
+    poll_bit, poll_ref = ctx.by_driver(POLL_BIT)
+    ctx.check("looper bits after EPOLL_CTL_ADD", reg.get("looper") if reg else None, poll_bit | 0x02,
+              f"binder_thread_write (BC_ENTER_LOOPER 0x02) + {poll_ref}")
     has = "binder_poll -> binder_has_work_ilocked"
     wake_proc = "binder_proc_transaction -> binder_wakeup_thread_ilocked -> binder_wakeup_poll_threads_ilocked"
     for name, woke, ref in (

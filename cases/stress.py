@@ -95,6 +95,65 @@ RANDOM_LOG_LINES: tuple[tuple[str, str], ...] = (
     (r"\d+: binder_alloc_buf(, no vma| failed to map pages in userspace, no vma)", "binder_alloc_new_buf_locked"),
     (r"\d+: pid \d+ spamming oneway\? \d+ buffers allocated for a total size of \d+", "debug_low_async_space_locked"),
 )
+# The same for the Rust driver (drivers/android/binder/, Linux 7.3): its pr_warn!/pr_err! and
+# binder_debug! lines (UserError, FailedTransaction, DeadTransaction by default) on the paths the
+# stream reaches, each with the function that prints it ("file.rs Type::fn"). Its internal
+# consistency errors (process.rs "Cannot create two threads with the same id.", node.rs "Failure:
+# refcount underflow!", ...) are not declared: they are driver bugs.
+_E = r"Error\(-?\d+\)"  # a kernel Error as the Rust driver's {:?} prints it
+RUST_RANDOM_LOG_LINES: tuple[tuple[str, str], ...] = (
+    (r"BINDER_SET_CONTEXT_MGR already set", "context.rs Context::set_manager_node"),
+    (rf"Write failure {_E} in pid:\d+", "thread.rs Thread::write_read"),
+    (rf"Read failure Err\({_E}\) in pid:\d+", "thread.rs Thread::write_read"),
+    (r"Failure when writing BR_NOOP at beginning of buffer\.", "thread.rs Thread::read"),
+    (rf"Failure in work getter: {_E}", "thread.rs Thread::read"),
+    (rf"{_P} no such ref {_D}", "process.rs Process::update_ref"),
+    (rf"{_P} performed invalid (strong|weak) decrement on ref", "node.rs NodeRef::update"),
+    (r"tried to use weak ref as strong ref", "node.rs NodeRef::clone"),
+    (rf"{_P} inc_ref_done called when no active inc_refs", "node.rs Node::inc_ref_done_locked"),
+    (rf"{_P} got transaction to invalid handle {_D}", "process.rs Process::get_transaction_node"),
+    (rf"{_P} transaction (call|async|reply) to {_D}:{_D} failed {_E}, code \d+ size \d+-\d+",
+     "thread.rs Thread::transaction"),
+    (rf"{_P} transaction (call|async|reply) to {_D}:{_D} failed, fd fixups failed, size \d+-\d+",
+     "transaction.rs Transaction::do_work"),
+    # a BinderError prints as its BR when it has no errno (error.rs: BR_DEAD_REPLY from a dying target)
+    (rf"Failure in copy_transaction_data: ({_E}|BR_DEAD_REPLY|BR_FAILED_REPLY)",
+     "transaction.rs Transaction::new / Transaction::new_reply"),
+    (r"Failed to allocate buffer\. len:\d+, is_oneway:(true|false)", "thread.rs Thread::copy_transaction_data"),
+    (r"ENOSPC from range_alloc\.reserve_new - size: \d+", "range_alloc/tree.rs TreeRangeAllocator::reserve_new"),
+    (r"(EINVAL|EPERM) from range_alloc\.reservation_abort - offset: \d+",
+     "range_alloc/tree.rs TreeRangeAllocator::reservation_abort"),
+    (r"ENOENT from range_alloc\.reserve_existing - offset: \d+", "range_alloc/tree.rs TreeRangeAllocator::reserve_existing"),
+    (rf"(Error in use_page_slow:|use_range failure) {_E}", "page_range.rs ShrinkablePageRange::use_range / "
+                                                         "process.rs Process::buffer_alloc"),
+    (r"Offset \d+ failed to be marked freeable", "process.rs Process::buffer_make_freeable"),
+    (r"Pointer [0-9a-f]+ failed to free, base = [0-9a-f]+", "process.rs Process::buffer_raw_free"),
+    (rf"{_P} (got transaction with invalid offset|error while translating object: {_E}"
+     rf"|failed to claim space for a BINDER_TYPE_PTR \(offset: \d+, limit: \d+, size: \d+\)"
+     rf"|FDA parent (buffer|offset) not aligned correctly)",
+     "thread.rs Thread::copy_transaction_data / Thread::translate_object"),
+    (r"validate_parent_fixup: (fixup_min_offset|new_min_offset)=\d+, (parent_offset|sg_entry\.length)=\d+",
+     "thread.rs ScatterGatherState::validate_parent_fixup"),
+    (rf"{_P} (failed copying (ptr |remainder )?into alloc: {_E}|failed skipping \d+ from reader: {_E}"
+     r"|fixups oob \d+ \d+ \d+ \d+)", "thread.rs Thread::apply_sg"),
+    (rf"{_P} got reply transaction with (no|bad) transaction stack", "thread.rs Thread::reply_inner"),
+    (rf"(?:{_P} )?got new transaction with bad transaction stack",  # pr_warn! (no pids) or binder_debug!
+     "thread.rs Thread::top_of_transaction_stack / Thread::transaction_inner"),
+    (r"\d+:\d+ reply to \d+ failed: .+", "thread.rs Thread::reply_inner"),
+    (rf"Failed to get security ctx for id \d+: {_E}", "thread.rs Thread::copy_transaction_data"),
+    (rf"{_P} BC_(REQUEST|CLEAR)_DEATH_NOTIFICATION (invalid ref {_D}|death notification (already set|not active"
+     r"|cookie mismatch))", "process.rs Process::request_death / Process::clear_death"),
+    (rf"{_P} BC_(REQUEST|CLEAR)_FREEZE_NOTIFICATION (invalid ref {_D}|invalid cookie {_D}|already set|duplicate cookie"
+     r"|freeze notification (not active|cookie mismatch))",
+     "freeze.rs Process::request_freeze_notif / Process::clear_freeze_notif"),
+    (rf"{_P} BC_FREEZE_NOTIFICATION_DONE {_X} not (found|pending)", "freeze.rs Process::freeze_notif_done"),
+    (rf"\d+: undelivered (transaction \d+, process died|TRANSACTION_COMPLETE|TRANSACTION_ERROR: \d+"
+     rf"|(death|freeze) notification, {_X})",
+     "transaction.rs Transaction::cancel / rust_binder_main.rs DeliverCode::cancel / thread.rs ThreadError::cancel / "
+     "node.rs NodeDeath::cancel / freeze.rs FreezeMessage::cancel"),
+    (r"\d+: release transaction \d+ in, still active", "thread.rs Thread::unwind_transaction_stack"),
+    (r"(Error cleaning up object at offset \d+|Failed to clear data on free: .+)", "allocation.rs Allocation::drop"),
+)
 # The stream is bounded by operations, so a seed replays the same stream on any host, with a
 # time cap: 3 s of it ran 4516 to 5710 operations (seed 4242, Debian 6.1.0-57 x86_64 under TCG,
 # a loaded 2-core host) before the bound was by count.
@@ -105,7 +164,8 @@ CALL_BRS = ["BR_TRANSACTION_COMPLETE", "BR_REPLY"]
 
 
 @case("stress.random_commands", timeout=60,
-      expected_dmesg=tuple(Line(line, None, ref) for line, ref in RANDOM_LOG_LINES),
+      expected_dmesg=(*(Line(line, None, ref) for line, ref in RANDOM_LOG_LINES),
+                      *(Line(line, None, ref, driver="rust") for line, ref in RUST_RANDOM_LOG_LINES)),
       failed_transactions=FailedTransactions(
           uncounted="a random stream's processes exit or are killed with failure returns still unread (measured: "
                     "a logged BR_FROZEN_REPLY the probe never read), and its hundreds of failures overrun the "

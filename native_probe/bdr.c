@@ -496,7 +496,9 @@ int bd_debugfs_stats_value(pid_t pid, const char *key, long *out)
 		}
 		while (*q == ' ')
 			q++;
-		if (in && !strncmp(q, key, kl) && sscanf(q + kl, " %ld", out) == 1) {
+		/* binder.c: "free async space 8192"; the Rust driver: "free oneway space: 8192" */
+		if (in && !strncmp(q, key, kl) && (sscanf(q + kl, " %ld", out) == 1 ||
+						   sscanf(q + kl, ": %ld", out) == 1)) {
 			fclose(f);
 			return 0;
 		}

@@ -324,6 +324,9 @@ static int async_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 	return 0;
 }
 
+/* The per-proc stats line of the oneway budget: binder.c's "free async space", the Rust
+ * driver's "free oneway space" (harness/evidence/drivers.py async_space passes it). */
+static const char *g_space_key = "free async space";
 static uint64_t g_async_sizes[4];
 static int g_async_nsizes;
 static uint64_t g_async_max;
@@ -331,7 +334,7 @@ static uint64_t g_async_max;
 static long async_space(Pair *p, const char *when, uint64_t size)
 {
 	long v = -1;
-	int rc = bd_debugfs_stats_value(p->server_pid, "free async space", &v);
+	int rc = bd_debugfs_stats_value(p->server_pid, g_space_key, &v);
 	J j;
 	jbegin(&j, EV_ASYNC_SPACE);
 	jstr(&j, "when", when);
@@ -396,7 +399,7 @@ static int async_exact_client(Pair *p, Bd *b)
 			uint64_t deadline = now_ms() + 5000;
 			long prev = -2, v = -1;
 			while (now_ms() < deadline) {
-				if (bd_debugfs_stats_value(p->server_pid, "free async space", &v) < 0 ||
+				if (bd_debugfs_stats_value(p->server_pid, g_space_key, &v) < 0 ||
 				    v == prev)
 					break;
 				prev = v;
@@ -415,6 +418,7 @@ void scen_async_exact(void)
 	uint64_t map = arg_u64("map", 16384);
 	g_async_nsizes = arg_list("sizes", "0,8", g_async_sizes, 4);
 	g_async_max = arg_u64("max", 4096);
+	g_space_key = arg_str("space_key", g_space_key);
 	args_finish();
 	for (int i = 0; i < g_async_nsizes; i++)
 		if (g_async_sizes[i] > 64)

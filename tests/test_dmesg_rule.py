@@ -75,7 +75,7 @@ def test_each_captured_window_is_exactly_what_its_case_declares(path, tmp_path):
     assert ctx.result.outcome == Outcome.PASSED, ctx.result.reason
     assert "unexpected_binder_messages" not in ctx.evidence
     counted = [c for c in ctx.result.checks if c.name.startswith("kernel log: lines /")]
-    declared = expected_lines(ctx.spec.expected_dmesg, ctx.kernel)
+    declared = expected_lines(ctx.spec.expected_dmesg, ctx.kernel, ctx.driver.name)
     assert len(counted) == len([line for line in declared if line.count is not None])
     assert all(c.passed for c in counted)
 

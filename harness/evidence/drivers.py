@@ -30,6 +30,7 @@ class DriverFacts:
     logs_dir: str  # their directory there: debugfs "binder", binderfs "binder_logs"
     trace_system: str  # tracefs events/<system>
     log_prefixes: tuple[str, ...]  # the kernel log's prefix of its lines
+    loggers: str  # the functions that print its lines: the ref of the undeclared-line rule
     failed_transaction_log: bool  # a failed_transaction_log file beside stats
     counts_objects: bool  # stats "KIND: active N total M" (proc, thread, node, ref, ...)
     counts_pages: bool  # stats per proc "pages: active:lru:free" (binder_alloc_print_pages)
@@ -49,12 +50,14 @@ class DriverFacts:
 
 C_DRIVER = DriverFacts(
     name="c", logs_under="debugfs", logs_dir="binder", trace_system="binder",
-    log_prefixes=("binder_linux:", "binder:"), failed_transaction_log=True, counts_objects=True,
+    log_prefixes=("binder_linux:", "binder:"),
+    loggers="binder_user_error / binder_debug / binder_alloc_debug / pr_err (drivers/android)", failed_transaction_log=True, counts_objects=True,
     counts_pages=True, async_space="free async space",
     source="drivers/android/binder.c binder_init (debugfs binder/), print_binder_stats, print_binder_proc_stats")
 RUST_DRIVER = DriverFacts(
     name="rust", logs_under="binderfs", logs_dir="binder_logs", trace_system="rust_binder",
-    log_prefixes=("rust_binder:",), failed_transaction_log=False, counts_objects=False,
+    log_prefixes=("rust_binder:",),
+    loggers="pr_warn! / pr_err! / pr_info! (drivers/android/binder/*.rs)", failed_transaction_log=False, counts_objects=False,
     counts_pages=False, async_space="free oneway space",
     source="drivers/android/binder/rust_binderfs.c binderfs_create_binder_logs; rust_binder_main.rs "
            "rust_binder_stats_show; process.rs Process::debug_print_stats")

@@ -299,6 +299,15 @@ class CaseContext:
                               f"{', '.join('.'.join(map(str, v)) for v in sorted(table))} and later")
         return table[max(fits)]
 
+    def by_driver(self, table: dict[str, Any]) -> Any:
+        """The entry of a driver table for the driver serving the target: a behaviour in which the
+        C driver (binder.c) and the Rust driver (drivers/android/binder/*.rs) differ, each entry
+        citing its own driver's source. {"c": ..., "rust": ...}; a driver the table lacks is not judged."""
+        if self.driver.name not in table:
+            raise CaseSkipped(f"no expectation for the {self.driver.name} driver: the case knows "
+                              f"{', '.join(sorted(table))}")
+        return table[self.driver.name]
+
     # -- checks ----------------------------------------------------------------
     def check(self, name: str, measured: Any, expected: Any, ref: str) -> bool:
         """Record measured == expected, citing the kernel function `ref`."""

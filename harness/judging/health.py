@@ -9,7 +9,7 @@ from harness.judging.accounting import (FAILED_LOG_AFTER, FAILED_LOG_BEFORE, FAI
                                         compare_stats, describe_counts, probe_ext_errors)
 from harness.judging.context import CaseContext
 from harness.judging.coverage import probe_seen
-from harness.judging.verdicts import (BINDER_LOGGERS, UNCHECKED, HealthReport, Outcome, scan_dmesg,
+from harness.judging.verdicts import (UNCHECKED, HealthReport, Outcome, scan_dmesg,
                                       without_timestamp)
 
 
@@ -27,7 +27,7 @@ def check_health(ctx: CaseContext, delta: str) -> HealthReport:
     rate limits) they are evidence only. The same for a live run (harness/running/runner.py) and a
     replayed one (harness/judging/replay.py)."""
     result = ctx.result
-    health = scan_dmesg(delta, ctx.spec.expected_dmesg, ctx.kernel)
+    health = scan_dmesg(delta, ctx.spec.expected_dmesg, ctx.kernel, ctx.driver.name)
     result.evidence["dmesg_bad_lines"] = health.bad_lines[:20]
     if health.unexpected_binder_lines:
         result.evidence["unexpected_binder_messages"] = health.unexpected_binder_lines[:20]
@@ -125,7 +125,7 @@ def _check_binder_lines(ctx: CaseContext, health: HealthReport) -> None:
     first = without_timestamp(unexpected[0]) if unexpected else "none"
     more = f" (+{len(unexpected) - 1} more in evidence unexpected_binder_messages)" if len(unexpected) > 1 else ""
     ctx.check_that(f"{KERNEL_LOG_CHECK}binder lines the case does not declare", not unexpected, first + more, "none",
-                   BINDER_LOGGERS)
+                   ctx.driver.loggers)
     for line, n in health.line_counts:
         if line.count is not None:
-            ctx.check(f"{KERNEL_LOG_CHECK}lines {line.describe()}", n, line.count, line.ref or BINDER_LOGGERS)
+            ctx.check(f"{KERNEL_LOG_CHECK}lines {line.describe()}", n, line.count, line.ref or ctx.driver.loggers)

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum, IntEnum
 from typing import Any, Iterable
 
+from harness.evidence.drivers import C_DRIVER
+
 
 class Outcome(str, Enum):
     """A case's outcome. A str, so it compares equal to, and is written to JSON as, its value."""
@@ -148,7 +150,9 @@ def judge(result: CaseResult) -> None:
 
 # -- kernel health (DESIGN §4 "health") -----------------------------------------
 HEALTH_PATTERNS = re.compile(r"WARNING:|BUG:|Oops|KASAN|general protection|Call Trace")
-BINDER_MESSAGE = re.compile(r"\bbinder(_linux|_alloc|_debug)?: ")
+# The C driver logs as "binder: " (built in) or "binder_linux: " (the module), the Rust driver as
+# "rust_binder: " (harness/evidence/drivers.py log_prefixes): every one is a binder line.
+BINDER_MESSAGE = re.compile(r"(?:\b|(?<=\brust_))binder(_linux|_alloc|_debug)?: ")
 # printk rate limiting: says how many earlier lines were dropped, by any case
 RATELIMIT_NOTICE = re.compile(r"\d+ callbacks suppressed")
 
@@ -156,7 +160,7 @@ RATELIMIT_NOTICE = re.compile(r"\d+ callbacks suppressed")
 # Whom a binder line comes from, for a line no case declared: drivers/android/binder.c logs user
 # errors through binder_user_error, failed and dead transactions through binder_debug
 # (binder_txn_error), broken invariants through pr_err; binder_alloc.c through binder_alloc_debug.
-BINDER_LOGGERS = "binder_user_error / binder_debug / binder_alloc_debug / pr_err (drivers/android)"
+BINDER_LOGGERS = C_DRIVER.loggers  # the C driver's; each driver's is DriverFacts.loggers
 # A pattern loose enough to fullmatch one of these declares nothing exact.
 _LOOSE_PROBES = ("", "x", "binder-harness: any message at all")
 
@@ -171,12 +175,15 @@ class Line:
     binder_alloc_debug 10 per call site), is how many of them a pristine guest logs, None when
     the case provokes more than the limit lets through; `ref` is the kernel function that
     prints it. `loose` is the old form (a plain regex string, searched anywhere in the line),
-    for a case that cannot know its lines in advance (a fuzzer)."""
+    for a case that cannot know its lines in advance (a fuzzer). `driver` names the driver that
+    prints it (drivers.py DriverFacts.name): a line is expected only where that driver serves;
+    "c" by default, since binder.c's lines came first; "rust" lines cite drivers/android/binder/."""
 
     pattern: str
     count: int | None = None
     ref: str = ""
     loose: bool = False
+    driver: str = "c"
 
     def __post_init__(self) -> None:
         try:
@@ -223,16 +230,18 @@ class ByKernel:
 Declared = Line | ByKernel | str  # one entry of a case's expected_dmesg
 
 
-def expected_lines(declared: Iterable[Declared], kernel: tuple[int, int] | None = None) -> tuple[Line, ...]:
-    """A case's `expected_dmesg` as Lines for the kernel under test: a plain string is a loose
-    (unanchored) pattern, a ByKernel the entry for `kernel`."""
+def expected_lines(declared: Iterable[Declared], kernel: tuple[int, int] | None = None,
+                   driver: str | None = None) -> tuple[Line, ...]:
+    """A case's `expected_dmesg` as Lines for the kernel under test and the driver serving it
+    (None: every driver's): a plain string is a loose (unanchored) C-driver pattern, a ByKernel
+    the entry for `kernel`."""
     lines: list[Line] = []
     for d in declared:
         if isinstance(d, ByKernel):
             lines.extend(d.for_kernel(kernel))
         else:
             lines.append(d if isinstance(d, Line) else Line(d, loose=True))
-    return tuple(lines)
+    return tuple(line for line in lines if driver is None or line.driver == driver)
 
 
 @dataclass(frozen=True)
@@ -261,13 +270,14 @@ def binder_message(line: str) -> str | None:
     return line[m.end():].rstrip()
 
 
-def scan_dmesg(text: str, expected: Iterable[Declared] = (), kernel: tuple[int, int] | None = None) -> HealthReport:
+def scan_dmesg(text: str, expected: Iterable[Declared] = (), kernel: tuple[int, int] | None = None,
+               driver: str = "c") -> HealthReport:
     """Find kernel-health failures, and sort binder messages into those the case declared for
-    `kernel` (each counted against the first declared Line it matches) and those it did not."""
+    `kernel` and `driver` (each counted against the first declared Line it matches) and those it did not."""
     bad: list[str] = []
     unexpected: list[str] = []
     seen: list[str] = []
-    lines = expected_lines(expected, kernel)
+    lines = expected_lines(expected, kernel, driver)
     counts = [0] * len(lines)
     for raw in text.splitlines():
         if HEALTH_PATTERNS.search(raw):

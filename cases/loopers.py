@@ -87,8 +87,9 @@ def register_enter(ctx: CaseContext) -> None:
 # The looper bit a thread gets from polling, as each driver's proc/PID prints it ("thread TID: l
 # XX"): binder.c's BINDER_LOOPER_STATE_POLL is 0x20; the Rust driver's LooperFlag::Poll is bit 6
 # (0x40; its 0x20 is WaitingProc). The same state, encoded differently.
-POLL_BIT = {"c": (0x20, "binder_poll (BINDER_LOOPER_STATE_POLL 0x20)"),
-            "rust": (0x40, "thread.rs InnerThread::poll (LooperFlag::Poll = bit_u32(6))")}
+POLL_BIT = {"c": (0x20, "binder_poll (BINDER_LOOPER_STATE_POLL 0x20)", "binder_thread_write (BC_ENTER_LOOPER 0x02)"),
+            "rust": (0x40, "thread.rs InnerThread::poll (LooperFlag::Poll = bit_u32(6))",
+                     "thread.rs Thread::write (BC_ENTER_LOOPER: LooperFlag::Entered 0x02)")}
 # Whether a poll says POLLIN for work queued to the process, by the polling thread: binder.c (6.1
 # on) has no looper check (binder_available_for_proc_work_ilocked) and a new thread starts with
 # looper_need_return set; the Rust driver offers process work only to a looper
@@ -121,25 +122,27 @@ def poll_epoll(ctx: CaseContext) -> None:
     ctx.evidence["pollin"] = pin
     ctx.evidence["brs"] = {r["name"]: r.get("br") for r in out.events("result") if "br" in r}
     has = "binder_poll -> binder_has_work_ilocked"
+    not_looper, not_looper_ref = ctx.by_driver(POLL_PROC_WORK)["poll.proc_work_not_looper"]
+    fresh, fresh_ref = ctx.by_driver(POLL_PROC_WORK)["poll.fresh_thread"]
     for name, want, ref in (
             ("poll.idle", False, has),
             ("poll.sender_after_oneway_write", True,
              f"{has} (oneway: binder_enqueue_thread_work sets process_todo)"),
             ("poll.sender_after_read", False, has),
-            ("poll.proc_work_not_looper", *ctx.by_driver(POLL_PROC_WORK)["poll.proc_work_not_looper"]),
+            ("poll.proc_work_not_looper", not_looper, not_looper_ref),
             ("poll.proc_work_looper", True, has),
             ("poll.after_read", False, has),
-            ("poll.fresh_thread", *ctx.by_driver(POLL_PROC_WORK)["poll.fresh_thread"]),
+            ("poll.fresh_thread", fresh, fresh_ref),
             ("poll.wakeup", True, "binder_proc_transaction -> binder_wakeup_poll_threads_ilocked"),
             ("poll.sender_after_sync_write", False,
              f"{has} (sync: binder_enqueue_deferred_thread_work_ilocked leaves process_todo false)"),
             ("poll.sender_reply", True, f"{has} (BR_REPLY queued on the thread)")):
         ctx.check(f"{name.split('.', 1)[1]}: POLLIN", pin.get(name, "missing"), want, ref)
-    poll_bit, poll_ref = ctx.by_driver(POLL_BIT)
+    poll_bit, poll_ref, enter_ref = ctx.by_driver(POLL_BIT)
     ctx.check("looper bits of a non-looper thread that polled", _poll(out, "poll.proc_work_not_looper").get("looper"),
               poll_bit, poll_ref)
     ctx.check("looper bits after BC_ENTER_LOOPER", _poll(out, "poll.proc_work_looper").get("looper"), poll_bit | 0x02,
-              f"binder_thread_write (BC_ENTER_LOOPER 0x02) + {poll_ref}")
+              f"{enter_ref} + {poll_ref}")
     wake = _poll(out, "poll.wakeup")
     ctx.evidence["wakeup_ms"] = wake.get("elapsed_ms")
     ctx.check_that("blocking poll woken when the oneway arrives (sent after 150 ms; limit 3000 ms)",
@@ -194,9 +197,9 @@ def epoll_looper(ctx: CaseContext) -> None:
     probe_completed(ctx, out)
     reg = result(out, "epoll_looper.register")
     ctx.check("BC_ENTER_LOOPER + EPOLL_CTL_ADD", errno_name(reg) if reg else "missing", "0", "binder_thread_write")
-    poll_bit, poll_ref = ctx.by_driver(POLL_BIT)
+    poll_bit, poll_ref, enter_ref = ctx.by_driver(POLL_BIT)
     ctx.check("looper bits after EPOLL_CTL_ADD", reg.get("looper") if reg else None, poll_bit | 0x02,
-              f"binder_thread_write (BC_ENTER_LOOPER 0x02) + {poll_ref}")
+              f"{enter_ref} + {poll_ref}")
     has = "binder_poll -> binder_has_work_ilocked"
     wake_proc = "binder_proc_transaction -> binder_wakeup_thread_ilocked -> binder_wakeup_poll_threads_ilocked"
     for name, woke, ref in (

@@ -135,6 +135,12 @@ class _Resolver:
             return [row for k in self.values(expr.value.func.value, where) for row in _renamed(k)]
         if isinstance(expr, ast.Name):
             return self._name(expr.id, where)
+        if _by_driver(expr):  # ctx.by_driver(TABLE): every driver's entry
+            return [entry for table in self.values(expr.args[0], where) for entry in table.values()]  # type: ignore[attr-defined]
+        if isinstance(expr, ast.Subscript):  # TABLE[key]: that key's value; a key not written as a literal, every value
+            key = expr.slice.value if isinstance(expr.slice, ast.Constant) else None
+            return [v[key] if key is not None else item for v in self.values(expr.value, where)
+                    for item in ([None] if key is not None else list(v.values() if isinstance(v, dict) else v))]
         if isinstance(expr, ast.Attribute):  # a field of a table row: ctx.by_kernel(T).f, or row.f
             return [_apply(row, lambda r: getattr(r, expr.attr)) for row in self._rows(expr.value, where)]
         raise UnresolvedRef(ast.unparse(expr))
@@ -176,8 +182,8 @@ class _Resolver:
             return None
         if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "by_kernel":
             return [_apply(row, lambda r: self._pick(r, path)) for row in self._rows(value, scope)]
-        if not loop and path == ():
-            return self.values(value, scope)
+        if not loop and (path == () or _by_driver(value) or isinstance(value, ast.Subscript)):
+            return [self._pick(v, path) for v in self.values(value, scope)] if path else self.values(value, scope)
         if loop and isinstance(value, (ast.Tuple, ast.List)):
             out = []
             for element in value.elts:
@@ -188,8 +194,8 @@ class _Resolver:
             return out
         if loop and isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) \
                 and value.func.attr in ("items", "values", "keys"):
-            table = self.values(value.func.value, scope)[0]
-            rows = list(getattr(table, value.func.attr)())
+            tables = self.values(value.func.value, scope)  # one table, or each driver's (ctx.by_driver)
+            rows = [row for table in tables for row in getattr(table, value.func.attr)()]
             return [self._pick(row, path) for row in rows]
         if loop:
             rows = self.values(value, scope)[0]
@@ -226,6 +232,11 @@ class _Resolver:
         if not out:
             raise UnresolvedRef(f"{function}() is never called: its parameter {name}")
         return out
+
+
+def _by_driver(expr: ast.AST) -> bool:
+    """ctx.by_driver(TABLE): the entry for the driver serving the target (CaseContext.by_driver)."""
+    return isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr == "by_driver"
 
 
 def _callee(call: ast.Call) -> str:
@@ -265,16 +276,43 @@ def _braces(text: str) -> str:
     return _braces(text[:m.start()] + "/".join(m[1] + alt + m[3] for alt in m[2].split(",")) + text[m.end():])
 
 
-def cited_functions(ref: str) -> list[str]:
-    """The names a ref cites: a chain of function names joined by ->, /, +, ; or ',', each
-    optionally followed by commentary in parentheses (which may nest)."""
+def _cited(ref: str) -> list[str]:
+    """A ref's names, commentary in parentheses (which may nest) dropped, a Rust file's path kept whole."""
     text = _braces(ref)
     while True:
         stripped = re.sub(r"\([^()]*\)", "", text)
         if stripped == text:
             break
         text = stripped
-    return [p.strip() for p in re.split(r"->|/|\+|;|,", text) if p.strip()]
+    text = re.sub(r"(\w+)/(?=[\w/]*\.rs )", "\\1\0", text)  # range_alloc/tree.rs: not a separator
+    return [p.strip().replace("\0", "/") for p in re.split(r"->|/|\+|;|,", text) if p.strip()]
+
+
+# A Rust driver item a ref cites: "FILE.rs Type::fn" or "FILE.rs fn"; a "Type::fn" after it in the
+# same ref ("thread.rs Thread::reply_inner / Thread::transaction_inner") is in the same file.
+_RUST_ITEM = re.compile(r"^(?:((?:\w+/)*\w+\.rs) )?(?:(\w+)::)?(\w+)$")
+RustItem = tuple[str, "str | None", str]  # (file under drivers/android/binder/, impl type or None, fn)
+
+
+def cited_items(ref: str) -> tuple[list[str], list[RustItem]]:
+    """The C (or kernel) function names a ref cites, and the Rust driver items."""
+    names: list[str] = []
+    items: list[RustItem] = []
+    file = None
+    for part in _cited(ref):
+        m = _RUST_ITEM.match(part)
+        if m and (m[1] or (m[2] and file)):
+            file = m[1] or file
+            items.append((file, m[2], m[3]))
+        else:
+            names.append(part)
+    return names, items
+
+
+def cited_functions(ref: str) -> list[str]:
+    """The C (or kernel) names a ref cites: a chain of function names joined by ->, /, +, ; or ',',
+    each optionally followed by commentary in parentheses (which may nest)."""
+    return cited_items(ref)[0]
 
 
 @dataclass(frozen=True)
@@ -305,17 +343,41 @@ def _lacking(name: str, site: RefSite, kernels: list[ShippedKernel]) -> str | No
     return f"{name!r} (in {site.ref!r}) is no function of the driver or of the kernel (BTF)"
 
 
-def bad_refs(sites: list[RefSite], kernels: list[ShippedKernel]) -> list[str]:
-    """One line per cited name that is neither a kernel function nor a declared non-function ref."""
+def bad_refs(sites: list[RefSite], kernels: list[ShippedKernel], rust: frozenset[RustItem] = frozenset()) -> list[str]:
+    """One line per cited name that is neither a kernel function nor a declared non-function ref,
+    and per cited Rust item that the Rust driver's source (`rust`: rust_functions) does not define."""
     out = []
     for site in sites:
         if site.ref in NON_FUNCTION_REFS:
             continue
-        for name in cited_functions(site.ref):
+        names, items = cited_items(site.ref)
+        for name in names:
             why = _lacking(name, site, kernels)
             if why is not None:
                 out.append(f"{site.path}: {why}")
+        for file, kind, fn in items:
+            if (file, kind, fn) not in rust and not (kind is None and any(i[0] == file and i[2] == fn for i in rust)):
+                out.append(f"{site.path}: {file} {kind + '::' if kind else ''}{fn} (in {site.ref!r}) is no function of "
+                           "the Rust driver (drivers/android/binder/)")
     return out
+
+
+# `impl Type`, `impl<T> Type<T>`, `impl Trait for Type` at column 0; `fn name` inside it
+_RUST_IMPL = re.compile(r"^(?:unsafe )?impl(?:<[^>]*>)? (?:[\w:<>, ]+? for )?(\w+)", re.M)
+_RUST_FN = re.compile(r"^\s*(?:pub(?:\([\w:]+\))? )?(?:const )?(?:unsafe )?(?:extern \"C\" )?fn (\w+)", re.M)
+
+
+def rust_functions(files: dict[str, str]) -> frozenset[RustItem]:
+    """(file, impl type, fn) of every fn in the Rust driver's .rs files: a fn at column 0 has no
+    type, one inside an impl block has the type of the last impl line before it."""
+    items = set()
+    for name, text in files.items():
+        impls = [(m.start(), m[1]) for m in _RUST_IMPL.finditer(text)]
+        for m in _RUST_FN.finditer(text):
+            indented = not text[m.start():].startswith("fn") and not re.match(r"(pub(\([\w:]+\))? )?fn", text[m.start():])
+            owner = next((t for at, t in reversed(impls) if at < m.start()), None) if indented else None
+            items.add((name, owner, m[1]))
+    return frozenset(items)
 
 
 # a function's definition starts at column 0 (kernel style); a function-like macro is one too
@@ -362,13 +424,43 @@ def kernel_functions() -> list[ShippedKernel]:
     return kernels
 
 
-def test_every_check_cites_a_kernel_function_or_the_probe(kernel_functions):
-    """Each case's docstring exists, and every ref its checks cite names real kernel functions."""
+@pytest.fixture(scope="module")
+def rust_driver_functions() -> frozenset[RustItem]:
+    """The fns of the Rust driver (drivers/android/binder/*.rs) of the shipped Rust recipe's source,
+    Debian's linux-source-X.Y at the recipe's version, fetched through the same signed indexes."""
+    from harness.building.recipes import IMAGES_DIR, load_recipe
+
+    recipe = load_recipe(IMAGES_DIR / "qemu-x86_64-7.3-rust.yaml")
+    build_section = recipe.kernel_source.build
+    assert build_section is not None
+    items = rust_functions(build.driver_source(build_section.source.version, recipe.mirrors, recipe.deb_arch, rust=True))
+    assert {("thread.rs", "Thread", "transaction"), ("process.rs", "Process", "get_node_from_handle")} <= items
+    return items
+
+
+def test_every_check_cites_a_kernel_function_or_the_probe(kernel_functions, rust_driver_functions):
+    """Each case's docstring exists, and every ref its checks cite names real kernel functions: of
+    binder.c and the kernel, or, for a Rust driver's expectation, of drivers/android/binder/*.rs."""
     for spec in load_cases().values():
         assert spec.doc, spec.id
     sites = cited_refs(sorted((REPO / "cases").glob("*.py")))
     assert len({s.ref for s in sites}) > 150, len(sites)
-    assert bad_refs(sites, kernel_functions) == []
+    assert sum(bool(cited_items(s.ref)[1]) for s in sites) > 30  # the Rust driver's expectations are resolved too
+    assert bad_refs(sites, kernel_functions, rust_driver_functions) == []
+
+
+def test_a_typo_in_a_cited_rust_function_is_caught(rust_driver_functions):
+    """A Rust ref names its file and fn: a misspelt fn, a wrong impl type or file is caught."""
+    assert cited_items("range_alloc/tree.rs TreeRangeAllocator::reserve_new (pr_warn!) / binder_ioctl") == (
+        ["binder_ioctl"], [("range_alloc/tree.rs", "TreeRangeAllocator", "reserve_new")])
+    assert cited_items("thread.rs Thread::reply_inner / Thread::transaction_inner") == (
+        [], [("thread.rs", "Thread", "reply_inner"), ("thread.rs", "Thread", "transaction_inner")])
+    good = [RefSite("x", 1, "thread.rs Thread::copy_transaction_data -> process.rs ioctl_freeze")]
+    assert bad_refs(good, [], rust_driver_functions) == []
+    for typo in ("thread.rs Thread::copy_transaction_dat", "process.rs Thread::copy_transaction_data",
+                 "thread.rs Process::copy_transaction_data"):
+        assert bad_refs([RefSite("x", 1, typo)], [], rust_driver_functions) == [
+            f"x: {typo} (in {typo!r}) is no function of the Rust driver (drivers/android/binder/)"]
 
 
 def test_a_typo_in_a_cited_function_is_caught(kernel_functions, tmp_path):

@@ -1792,8 +1792,9 @@ def _tree_sources(tree: Path, cache_dir: Path, release: str, version: str) -> Pa
 
 # --- source -----------------------------------------------------------------
 
-def _extract_android(deb: Path, dest: Path, source_pkg: str) -> None:
-    """Copy drivers/android/* out of the nested source tarball inside deb."""
+def _extract_android(deb: Path, dest: Path, source_pkg: str, rust: bool = False) -> None:
+    """Copy drivers/android/* out of the nested source tarball inside deb; with `rust`, the Rust
+    driver's drivers/android/binder/ tree instead (its .rs files, keeping their subdirectories)."""
     inner_name = f"./usr/src/{source_pkg}.tar.xz"
     found: dict[str, bytes] = {}
     try:
@@ -1806,19 +1807,20 @@ def _extract_android(deb: Path, dest: Path, source_pkg: str) -> None:
                     for im in inner:
                         if im.name.startswith(prefix):
                             rel = im.name[len(prefix):]
-                            if im.isfile() and rel and "/" not in rel:
-                                found[rel] = inner.extractfile(im).read()
+                            wanted = (rel.startswith("binder/") and rel.endswith(".rs")) if rust else "/" not in rel
+                            if im.isfile() and rel and wanted:
+                                found[rel.removeprefix("binder/") if rust else rel] = inner.extractfile(im).read()
                         elif found:
                             break  # the directory's members are contiguous
                 break
     except ConfigError as exc:
         raise SeededBuildError(str(exc)) from None
-    missing = [n for n in _REQUIRED_SOURCES if n not in found]
+    missing = [n for n in (("rust_binder_main.rs", "thread.rs") if rust else _REQUIRED_SOURCES) if n not in found]
     if missing:
         raise SeededBuildError(
             f"{deb.name} lacks drivers/android/{', '.join(missing)}")
-    dest.mkdir(parents=True, exist_ok=True)
     for rel, data in found.items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         (dest / rel).write_bytes(data)
 
 
@@ -1854,8 +1856,9 @@ def _ensure_source(release: str, version: str, cache_dir: Path) -> Path:
     return src
 
 
-def _read_sources(src: Path) -> dict[str, str]:
-    return {p.name: p.read_text() for p in sorted(src.iterdir())
+def _read_sources(src: Path, recursive: bool = False) -> dict[str, str]:
+    """Each file of src (dotfiles aside); `recursive`: under it too, by its relative path (range_alloc/tree.rs)."""
+    return {p.relative_to(src).as_posix(): p.read_text() for p in sorted(src.rglob("*") if recursive else src.iterdir())
             if p.is_file() and not p.name.startswith(".")}
 
 
@@ -1889,7 +1892,8 @@ def ensure_build_deps(release: str = DEFAULT_RELEASE,
         _ensure_source(release, version, cache_dir)
 
 
-def driver_source(version: str, mirrors: tuple[str, ...], deb_arch: str, progress=lambda _: None) -> dict[str, str]:
+def driver_source(version: str, mirrors: tuple[str, ...], deb_arch: str, progress=lambda _: None,
+                  rust: bool = False) -> dict[str, str]:
     """The unmodified drivers/android/ texts of Debian's linux-source-X.Y=`version` (X.Y from
     the version), fetched by the harness's signed client (harness/building/fetch.py: gpgv-checked
     InRelease -> Packages SHA256 -> .deb SHA256) from `mirrors` (a recipe's, else the default
@@ -1907,13 +1911,14 @@ def driver_source(version: str, mirrors: tuple[str, ...], deb_arch: str, progres
         src, entry = fetch.Indexes(cache_root() / "indexes", progress).lookup(sources, pkg, version, deb_arch)
     except ConfigError as exc:
         raise SeededBuildError(str(exc)) from None
-    final = cache_root() / "driver-source" / f"{pkg}_{version.replace(':', '%3a')}_{entry.sha256[:16]}"
+    kind = "rust-driver-source" if rust else "driver-source"  # drivers/android/binder/*.rs, or drivers/android/*
+    final = cache_root() / kind / f"{pkg}_{version.replace(':', '%3a')}_{entry.sha256[:16]}"
 
     def build(tmp: Path) -> None:
         deb = tmp / Path(entry.filename).name
         try:
             fetch.download_verified(f"{src.url}/{entry.filename}", entry, deb, progress)
-            _extract_android(deb, tmp / "drivers-android", pkg)
+            _extract_android(deb, tmp / "drivers-android", pkg, rust)
         except ConfigError as exc:
             raise SeededBuildError(str(exc)) from None
         except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
@@ -1921,7 +1926,7 @@ def driver_source(version: str, mirrors: tuple[str, ...], deb_arch: str, progres
         finally:
             deb.unlink(missing_ok=True)
 
-    return _read_sources(atomic_dir(final, build) / "drivers-android")
+    return _read_sources(atomic_dir(final, build) / "drivers-android", recursive=rust)
 
 
 def _known() -> list[str]:

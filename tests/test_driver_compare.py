@@ -249,7 +249,7 @@ def test_report_compare_adds_the_table_to_report_html(tmp_path):
 
 def test_a_matrix_with_a_c_and_a_rust_cell_of_one_kernel_writes_the_table(tmp_path, c_report, rust_report):
     from harness.building.recipes import find_recipe, load_recipe
-    from harness.running.matrix import Cell, CellOutcome, write_comparisons
+    from harness.running.matrix import Cell, CellOutcome, Matrix, write_combined
     from harness.targets.spec import TargetSpec
 
     target = TargetSpec.parse("qemu:x86_64")
@@ -257,7 +257,8 @@ def test_a_matrix_with_a_c_and_a_rust_cell_of_one_kernel_writes_the_table(tmp_pa
              for name, report in (("qemu-x86_64-7.3", c_report), ("qemu-x86_64-7.3-rust", rust_report),
                                   ("qemu-x86_64-6.1.0-56", replace(c_report, target=replace(
                                       c_report.target, kernel_release="6.1.0-56-amd64"))))]
-    listed = write_comparisons(cells, tmp_path)
+    write_combined(Matrix(REPO / "cases" / "nightly.yaml", tuple(o.cell for o in cells), ()), cells, tmp_path, "", 1.0)
+    listed = json.loads((tmp_path / "matrix.json").read_text())["driver_comparisons"]
     table = dc.compare(c_report, rust_report)
     assert listed == [{"c_cell": "x86_64/qemu-x86_64-7.3", "rust_cell": "x86_64/qemu-x86_64-7.3-rust",
                        "arch": "x86_64", "kernel_version": "7.3.4", "cases": len(table.cases),

@@ -14,7 +14,9 @@ with the n-th, where a case makes a name more than once):
                source; both are shown
   verdict      the check passes on one side and fails on the other: both measured values and refs
   only c / only rust   a check one side makes and the other does not
-and, for a case skipped, errored or absent on one side, that side's reason.
+and, for a case skipped, errored or absent on one side, that side's reason. A check that passes on
+both, or fails on both, with the same expectation is no difference (its measured values may differ:
+pids, addresses).
 
 Nothing here depends on what today's runs measured: the table is a pure function of two reports.
 `markdown` renders it for bench/; harness/reports/html.py renders the same for a page.
@@ -92,13 +94,12 @@ class CaseComparison:
     c_reason: str
     rust_reason: str
     differences: tuple[CheckDifference, ...]
+    c_names: frozenset[str] = frozenset()  # the names of the checks each side made
+    rust_names: frozenset[str] = frozenset()
 
     @property
     def agree(self) -> bool:
         return self.c_outcome == self.rust_outcome and self.c_outcome != ABSENT
-
-    c_names: frozenset[str] = frozenset()  # the names of the checks each side made
-    rust_names: frozenset[str] = frozenset()
 
     @property
     def both_checked(self) -> bool:

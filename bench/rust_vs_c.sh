@@ -39,7 +39,7 @@ except ConfigError as exc:
     sys.exit(f"bench/rust_vs_c.sh: {exc}")
 if recipe.kernel_source.build is not None and cached_build(recipe) is None:
     sys.exit(f"bench/rust_vs_c.sh: {recipe.name}'s kernel is not built; build it once with "
-             f"'binder-harness images build {recipe.name}' (about 18 min on 2 cores), then run this again")
+             f"'binder-harness images build {sys.argv[1]}' (about 18 min on 2 cores), then run this again")
 EOF
 rm -rf "$out"; mkdir -p "$out"
 commit=$(git -C "$here" rev-parse --short HEAD)

@@ -162,13 +162,57 @@ def cmd_report(args) -> int:
 
     run_dir = Path(args.dir)
     data = model.load_run(run_dir)
+    comparison = _comparison(run_dir, Path(args.compare)) if args.compare else None
     try:
-        path = report.write_html(data, run_dir)
+        path = report.write_html(data, run_dir, comparison)
         print(path)
         if args.bundle:
             print(report.bundle(run_dir))
     except OSError as exc:
         raise ConfigError(f"{exc.filename or run_dir}: cannot write ({exc.strerror})") from None
+    return 0
+
+
+def _comparison(run_dir: Path, other_dir: Path):
+    """The C-against-Rust table of two run directories (either order); one line when they are not
+    one C and one Rust run of the same kernel version and arch."""
+    from harness.reports import driver_compare, model
+
+    a, b = model.load_run(run_dir), model.load_run(other_dir)
+    return driver_compare.compare(a, b, str(run_dir / model.REPORT_FILE), str(other_dir / model.REPORT_FILE))
+
+
+def _output_file(flag: str, value: str | None) -> Path | None:
+    """--out FILE / --md FILE, checked before anything is read: its directory must exist."""
+    if not value:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a directory; give a file name, e.g. {path / 'rust-vs-c.html'}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{flag} {path}: directory {path.parent} does not exist; create it or give another file")
+    return path
+
+
+def cmd_compare(args) -> int:
+    """The C driver against the Rust driver on the same kernel, case by case: an HTML page (--out),
+    Markdown (--md, or stdout when neither is given); the count of cases that agree on stderr."""
+    from harness.files import atomic_write_text
+    from harness.reports import driver_compare
+    from harness.reports import html as html_report
+
+    out, md = _output_file("--out", args.out), _output_file("--md", args.md)
+    cmp = _comparison(Path(args.run_a), Path(args.run_b))
+    try:
+        if out:
+            atomic_write_text(out, html_report.comparison_page(cmp))
+        if md:
+            atomic_write_text(md, driver_compare.markdown(cmp))
+    except OSError as exc:
+        raise ConfigError(f"{exc.filename or out or md}: cannot write ({exc.strerror})") from None
+    if not out and not md:
+        print(driver_compare.markdown(cmp), end="")
+    _progress(f"compare: {cmp.summary_line()}" + "".join(f"; {p}" for p in (out, md) if p))
     return 0
 
 
@@ -321,7 +365,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="re-render report.html from a run directory")
     rep.add_argument("dir", help="run directory holding report.json")
     rep.add_argument("--bundle", action="store_true", help="also write DIR.tar.gz of the run directory and print its path")
+    rep.add_argument("--compare", metavar="OTHER_RUN",
+                     help="also show the C-against-Rust table of this run and OTHER_RUN (the same kernel, the "
+                          "other driver) after the verdicts")
     rep.set_defaults(func=cmd_report)
+    cmp = sub.add_parser("compare", help="the C driver against the Rust driver on the same kernel, case by case, "
+                                         "from two run directories")
+    cmp.add_argument("run_a", metavar="C_RUN_DIR", help="a run directory on the C driver (the two in either order)")
+    cmp.add_argument("run_b", metavar="RUST_RUN_DIR", help="a run directory on the Rust driver, same kernel version")
+    cmp.add_argument("--out", metavar="FILE.html", help="write the table as a self-contained HTML page")
+    cmp.add_argument("--md", metavar="FILE.md", help="write the table as Markdown (for bench/); "
+                                                     "with neither --out nor --md, it goes to stdout")
+    cmp.set_defaults(func=cmd_compare)
     jud = sub.add_parser("judge", help="re-judge a run directory's recorded evidence offline, rewriting its reports")
     jud.add_argument("dir", help="run directory made by 'binder-harness run --out DIR'")
     jud.add_argument("--kcidb", metavar="FILE", help=KCIDB_HELP)

@@ -20,7 +20,12 @@ run at once, each as its own `binder-harness run` process on N // (cells at once
                             "status": "done|error|not run", "error", "kernel_release", "driver", "accel",
                             "summary": {passed, failed, error, skipped, not_applicable}, "timings"}],
                  "cases": [{"cell", "kernel_release", "driver", "id", "outcome", "reason", "duration_s"}],
-                 "summary": {passed, failed, error, skipped, not_applicable}, "timings": {"total_s"}}
+                 "summary": {passed, failed, error, skipped, not_applicable}, "timings": {"total_s"},
+                 "driver_comparisons": [{"c_cell", "rust_cell", "arch", "kernel_version", "cases", "agree",
+                                         "html", "md"}]}
+  rust-vs-c-ARCH-VERSION.html and .md   for each C cell and Rust cell of the same kernel version and
+                arch (e.g. qemu-x86_64-7.3 and qemu-x86_64-7.3-rust): the C-against-Rust table, case by
+                case, with the count of cases that agree (harness/reports/driver_compare.py)
   junit.xml     one <testsuite> per cell (named by the cell), testcases classed "<cell>.<family>"
 """
 from __future__ import annotations
@@ -37,7 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import timing
-from harness.reports import model, report
+from harness.reports import driver_compare, model, report
+from harness.reports import html as html_report
+from harness.reports.driver_compare import DriverComparison
 from harness.reports.model import Report, ReportCase, Target
 from harness.judging.catalog import CaseSpec, select_cases
 from harness.errors import ConfigError
@@ -324,8 +331,38 @@ def combined_junit(matrix: Matrix, outcomes: list[CellOutcome], data: dict) -> s
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
 
+def driver_comparisons(outcomes: list[CellOutcome]) -> list[tuple[CellOutcome, CellOutcome, DriverComparison]]:
+    """Each C cell with each Rust cell of the same kernel version and arch that both left a report:
+    (C cell, Rust cell, their table) (harness/reports/driver_compare.py)."""
+    found = []
+    ran = [o for o in outcomes if o.report is not None]
+    for a in ran:
+        for b in ran:
+            assert a.report is not None and b.report is not None
+            if a.report.target.driver == "c" and b.report.target.driver == "rust" and \
+                    driver_compare.refusal(a.report, b.report, a.cell.dir_name, b.cell.dir_name) is None:
+                found.append((a, b, driver_compare.compare(a.report, b.report, f"{a.cell.dir_name}/{model.REPORT_FILE}",
+                                                           f"{b.cell.dir_name}/{model.REPORT_FILE}")))
+    return found
+
+
+def write_comparisons(outcomes: list[CellOutcome], out: Path) -> list[dict[str, Any]]:
+    """rust-vs-c-ARCH-VERSION.html and .md in the matrix directory for each C and Rust cell pair of
+    the same kernel; matrix.json's `driver_comparisons` lists them with the count of cases that agree."""
+    listed = []
+    for c_cell, rust_cell, cmp in driver_comparisons(outcomes):
+        name = f"rust-vs-c-{cmp.c.arch}-{cmp.c.kernel_version}"
+        atomic_write_text(out / f"{name}.html", html_report.comparison_page(cmp))
+        atomic_write_text(out / f"{name}.md", driver_compare.markdown(cmp))
+        listed.append({"c_cell": c_cell.cell.id, "rust_cell": rust_cell.cell.id, "arch": cmp.c.arch,
+                       "kernel_version": cmp.c.kernel_version, "cases": len(cmp.cases), "agree": cmp.agreeing,
+                       "html": f"{name}.html", "md": f"{name}.md"})
+    return listed
+
+
 def write_combined(matrix: Matrix, outcomes: list[CellOutcome], out: Path, command_line: str, total_s: float) -> dict:
     data = combined(matrix, outcomes, command_line, total_s)
+    data["driver_comparisons"] = write_comparisons(outcomes, out)
     atomic_write_text(out / "matrix.json", json.dumps(data, indent=1) + "\n")
     atomic_write_text(out / "junit.xml", combined_junit(matrix, outcomes, data))
     return data

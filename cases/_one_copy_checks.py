@@ -10,6 +10,20 @@ Kernel references (drivers/android, Linux 6.1):
   the mapping) is copied to the receiver's user memory, never the payload.
 - binder_mmap: FORBIDDEN_MMAP_FLAGS rejects VM_WRITE and VM_MAYWRITE is cleared, so the
   mapping is read-only (r--p).
+
+How the destination of the traced copy is proven, per driver (harness/evidence/drivers.py
+DriverFacts.copy_lands_at says which the driver's probe reads):
+- C: binder_alloc_copy_user_to_buffer's binder_buffer->user_data is the receiver's user address
+  of the buffer; it must equal the data.ptr.buffer the receiver got in BR_TRANSACTION/BR_REPLY.
+- Rust (drivers/android/binder/): the copy is allocation.rs Allocation::copy_into, which hands
+  self.offset + offset to page_range.rs ShrinkablePageRange::copy_from_user_slice, and that
+  page range is the receiver's whole mapping (process.rs Process::buffer_alloc makes the
+  Allocation with new_alloc.offset and ptr = mapping.address + new_alloc.offset). The probe
+  reads self.offset (`buffer_offset`): the receiver's mmap base (the probe's own `map_start`)
+  plus it must equal the data.ptr.buffer the receiver got, per transaction, and every copy of
+  the transaction must go into that one buffer.
+Either way the bytes counted are the traced ones, summed per transaction, so a driver that copied
+a payload twice measures 2.0 copies per byte.
 """
 from __future__ import annotations
 
@@ -42,7 +56,9 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
     rx_by_seq = {r["seq"]: r for r in out.events("rx", role=receiver_role)} or {
         r["seq"]: r for r in out.events("rx") if receiver_role == "server" and "role" not in r}
     want_flags = TF_ONE_WAY if mode == "oneway" else 0
-    traced = [t for t in binder_transactions(trace)
+    copy_fn = ctx.driver.copy_function
+    by_offset = ctx.driver.copy_lands_at == "buffer_offset"
+    traced = [t for t in binder_transactions(trace, ctx.driver.transaction_traced_after_copies)
               if t.pid == sender_pid and t.reply == (mode == "reply") and (t.flags & TF_ONE_WAY) == want_flags]
     per_size = []
     for seq, size in enumerate(sizes):
@@ -59,7 +75,11 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
         if seq == 0:
             ctx.check(f"{label}: first buffer of an empty area at offset", buf - start, 0,
                       "binder_alloc_new_buf_locked")
-        ctx.check(f"{label}: offsets - buffer", rx["offsets"] - buf, align8(rx["data_size"]), "binder_transaction")
+        if ctx.driver.zero_offsets_ptr_when_none and rx["offsets_size"] == 0:
+            ctx.check(f"{label}: offsets pointer (no offsets)", rx["offsets"], 0,
+                      "drivers/android/binder/transaction.rs Transaction::do_work (set only if offsets_size > 0)")
+        else:
+            ctx.check(f"{label}: offsets - buffer", rx["offsets"] - buf, align8(rx["data_size"]), "binder_transaction")
         ctx.check(f"{label}: payload pattern intact", rx.get("pattern_ok"), True, "binder_alloc_copy_user_to_buffer")
         entry = {"size": size, "offset_in_map": buf - start, "pattern_ok": rx.get("pattern_ok")}
         txn = traced[seq] if seq < len(traced) else None
@@ -67,12 +87,22 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
                           f"{len(traced)} traced", f">= {seq + 1}", "binder_transaction"):
             expected_bytes = rx["data_size"] + rx["offsets_size"]
             per_byte = txn.copied_bytes / expected_bytes if expected_bytes else 0.0
-            ctx.check(f"{label}: kernel copies per payload byte (traced binder_alloc_copy_user_to_buffer)",
+            ctx.check(f"{label}: kernel copies per payload byte (traced {copy_fn.split()[0]})",
                       round(per_byte, 3), 1.0, "binder_transaction")
-            ctx.check(f"{label}: user->buffer bytes", txn.copied_bytes, expected_bytes,
-                      "binder_alloc_copy_user_to_buffer")
-            ctx.check(f"{label}: copies land at the receiver's buffer",
-                      sorted(f"{a:#x}" for a in txn.copy_targets), [f"{buf:#x}"], "binder_alloc_copy_user_to_buffer")
+            ctx.check(f"{label}: user->buffer bytes", txn.copied_bytes, expected_bytes, copy_fn)
+            if by_offset:  # the receiver's mmap base + the buffer's offset in its mapping
+                where = "drivers/android/binder/allocation.rs Allocation::copy_into"
+                ctx.check(f"{label}: copies land at the receiver's buffer (map_start + traced buffer_offset)",
+                          sorted(f"{start + a:#x}" for a in txn.copy_targets), [f"{buf:#x}"],
+                          f"{where} -> page_range.rs ShrinkablePageRange::copy_from_user_slice")
+                ctx.check(f"{label}: copies' Allocation.ptr is the receiver's buffer",
+                          sorted({f"{c.int('ptr'):#x}" for c in txn.copies}), [f"{buf:#x}"],
+                          "drivers/android/binder/process.rs Process::buffer_alloc (mapping.address + offset)")
+                ctx.check(f"{label}: copies' Allocation.debug_id is the transaction's",
+                          sorted({c.int("debug_id") for c in txn.copies}), [txn.debug_id], where)
+            else:
+                ctx.check(f"{label}: copies land at the receiver's buffer",
+                          sorted(f"{a:#x}" for a in txn.copy_targets), [f"{buf:#x}"], copy_fn)
             entry.update({"debug_id": txn.debug_id, "copied_bytes": txn.copied_bytes,
                           "copies": len(txn.copies), "copies_per_byte": round(per_byte, 3)})
         per_size.append(entry)

@@ -20,6 +20,9 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
+from harness.evidence.trace import (BINDER_EVENTS, COPY_TO_BUFFER, COPY_USER_TO_BUFFER, RUST_BINDER_EVENTS,
+                                    RUST_COPY_INTO, RUST_USERCOPY, USERCOPY_CHECK, Kprobe)
+
 NOT_COUNTED = "not counted by this driver"  # what the model says where a driver does not count a thing
 
 
@@ -35,6 +38,28 @@ class DriverFacts:
     counts_pages: bool  # stats per proc "pages: active:lru:free" (binder_alloc_print_pages)
     async_space: str  # the per-proc stats figure of the oneway budget
     source: str  # where these facts come from
+    # -- its trace: events, and the kprobes on its copies into a receiver's buffer -----------
+    trace_events: tuple[str, ...] = BINDER_EVENTS  # "system/event" armed for every traced case
+    # the driver's probe for each catalog copy kprobe (by event name), None where it has no such
+    # function: the cases ask for COPY_USER_TO_BUFFER / COPY_TO_BUFFER and get the driver's own
+    copy_probes: tuple[tuple[str, tuple[Kprobe, ...]], ...] = ()
+    copy_function: str = "binder_alloc_copy_user_to_buffer"  # the function that copy probe counts, as cited
+    # the copy probe's fetch arg saying where its buffer is in the receiver (trace.COPY_LANDS_AT):
+    # "user_data", its user address; "buffer_offset", its offset in the receiver's mapping
+    copy_lands_at: str = "user_data"
+    # whether its binder_transaction event follows the copies (trace.binder_transactions copies_first)
+    transaction_traced_after_copies: bool = False
+    # whether a transaction without offsets reaches the receiver with data.ptr.offsets 0 (Rust:
+    # transaction.rs Transaction::do_work sets it only `if tr.offsets_size > 0`) rather than
+    # buffer + ALIGN(data_size, 8) (C: binder_thread_read, always)
+    zero_offsets_ptr_when_none: bool = False
+
+    def kprobes(self, wanted: tuple[Kprobe, ...]) -> tuple[tuple[Kprobe, ...], tuple[str, ...]]:
+        """The kprobes a case declared, as this driver places them; and the names of those it has
+        no function for (left out: their checks say so)."""
+        swap = dict(self.copy_probes)
+        placed = [swap.get(k.name, (k,)) for k in wanted]
+        return (tuple(p for ps in placed for p in ps), tuple(k.name for k, ps in zip(wanted, placed) if not ps))
 
     def logs_path(self, debugfs: str | None, binderfs: str | None) -> str | None:
         """The directory of the driver's stats/state/proc files on a target whose debugfs and
@@ -57,7 +82,12 @@ RUST_DRIVER = DriverFacts(
     log_prefixes=("rust_binder:",), failed_transaction_log=False, counts_objects=False,
     counts_pages=False, async_space="free oneway space",
     source="drivers/android/binder/rust_binderfs.c binderfs_create_binder_logs; rust_binder_main.rs "
-           "rust_binder_stats_show; process.rs Process::debug_print_stats")
+           "rust_binder_stats_show; process.rs Process::debug_print_stats",
+    trace_events=RUST_BINDER_EVENTS,
+    copy_probes=((COPY_USER_TO_BUFFER.name, (RUST_COPY_INTO,)), (COPY_TO_BUFFER.name, ()),
+                 (USERCOPY_CHECK.name, RUST_USERCOPY)),
+    copy_function="Allocation::copy_into (drivers/android/binder/allocation.rs)",
+    copy_lands_at="buffer_offset", transaction_traced_after_copies=True, zero_offsets_ptr_when_none=True)
 DRIVERS = {d.name: d for d in (C_DRIVER, RUST_DRIVER)}
 
 

@@ -21,7 +21,8 @@ import posixpath
 from dataclasses import dataclass
 
 from harness.evidence.trace import (BINDER_EVENTS, COPY_TO_BUFFER, COPY_USER_TO_BUFFER, RUST_BINDER_EVENTS,
-                                    RUST_COPY_INTO, RUST_USERCOPY, USERCOPY_CHECK, Kprobe)
+                                    RUST_COPY_INTO, RUST_LRU_DEL, RUST_USE_PAGE_SLOW, RUST_USERCOPY, USERCOPY_CHECK,
+                                    Kprobe)
 
 NOT_COUNTED = "not counted by this driver"  # what the model says where a driver does not count a thing
 
@@ -43,6 +44,9 @@ class DriverFacts:
     # the driver's probe for each catalog copy kprobe (by event name), None where it has no such
     # function: the cases ask for COPY_USER_TO_BUFFER / COPY_TO_BUFFER and get the driver's own
     copy_probes: tuple[tuple[str, tuple[Kprobe, ...]], ...] = ()
+    # the kprobes that stand for a C trace event a case asks for ("binder/binder_alloc_page_start")
+    # where the driver has no such event; () where nothing does
+    event_probes: tuple[tuple[str, tuple[Kprobe, ...]], ...] = ()
     copy_function: str = "binder_alloc_copy_user_to_buffer"  # the function that copy probe counts, as cited
     # the copy probe's fetch arg saying where its buffer is in the receiver (trace.COPY_LANDS_AT):
     # "user_data", its user address; "buffer_offset", its offset in the receiver's mapping
@@ -60,6 +64,14 @@ class DriverFacts:
         swap = dict(self.copy_probes)
         placed = [swap.get(k.name, (k,)) for k in wanted]
         return (tuple(p for ps in placed for p in ps), tuple(k.name for k, ps in zip(wanted, placed) if not ps))
+
+    def events(self, wanted: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[Kprobe, ...], tuple[str, ...]]:
+        """The extra trace events a case asked for, as this driver has them: the events, the
+        kprobes that stand for those it lacks, and the names of those nothing stands for."""
+        swap = dict(self.event_probes)
+        return (tuple(e for e in wanted if e not in swap),
+                tuple(k for e in wanted for k in swap.get(e, ())),
+                tuple(e for e in wanted if e in swap and not swap[e]))
 
     def logs_path(self, debugfs: str | None, binderfs: str | None) -> str | None:
         """The directory of the driver's stats/state/proc files on a target whose debugfs and
@@ -86,6 +98,8 @@ RUST_DRIVER = DriverFacts(
     trace_events=RUST_BINDER_EVENTS,
     copy_probes=((COPY_USER_TO_BUFFER.name, (RUST_COPY_INTO,)), (COPY_TO_BUFFER.name, ()),
                  (USERCOPY_CHECK.name, RUST_USERCOPY)),
+    event_probes=(("binder/binder_alloc_page_start", (RUST_USE_PAGE_SLOW,)),
+                  ("binder/binder_alloc_lru_start", (RUST_LRU_DEL,)), ("binder/binder_update_page_range", ())),
     copy_function="Allocation::copy_into (drivers/android/binder/allocation.rs)",
     copy_lands_at="buffer_offset", transaction_traced_after_copies=True, zero_offsets_ptr_when_none=True)
 DRIVERS = {d.name: d for d in (C_DRIVER, RUST_DRIVER)}

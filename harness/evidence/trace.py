@@ -112,6 +112,20 @@ RUST_COPY_INTO = Kprobe(
     rust_path=("11rust_binder", "10allocation", "10Allocation", "9copy_into"),
 )
 
+# The Rust driver's pages, which it has no trace events for (C: binder_alloc_page_start and
+# binder_alloc_lru_start). page_range.rs ShrinkablePageRange::use_range, for each page of a new
+# buffer: a page that is there is taken off the shrinker's LRU with list_lru_del (mm/list_lru.c,
+# true when it was on it: a freed page reused), and a page that is not there is allocated by
+# use_page_slow(&self, i) (#[cold], so a function of its own: $arg2 is the page's index).
+RUST_USE_PAGE_SLOW = Kprobe(
+    "use_page_slow", "rust_binder::page_range::ShrinkablePageRange::use_page_slow page=$arg2:u64",
+    rust_path=("11rust_binder", "10page_range", "19ShrinkablePageRange", "13use_page_slow"))
+# list_lru_del serves every list_lru in the kernel: only a return into the Rust driver's code
+# (the event names its caller, e.g. "(_RNv..11rust_binder6thread..copy_transaction_data+0xc1d/..
+# <- list_lru_del)", where use_range is inlined) counts as one of its pages.
+RUST_LRU_DEL = Kprobe("lru_del", "list_lru_del on_lru=$retval:u8", ret=True)
+RUST_CRATE = "11rust_binder"  # the Rust driver's crate, as its mangled symbols carry it
+
 # The Rust driver's copies to user memory all go through rust/kernel/uaccess.rs UserSliceWriter:
 # write_slice/write_raw call copy_to_user (the C helper rust_helper_copy_to_user, a function), and
 # write<T> calls _copy_to_user (lib/usercopy.c) itself. Both take (to, from, n) like the C ones, and
@@ -382,9 +396,9 @@ def binder_transactions(trace: Trace, copies_first: bool = False) -> list[Traced
     (thread.rs Thread::copy_transaction_data, from Transaction::new / new_reply), and
     its binder_transaction event only when the transaction is handed over
     (transaction.rs Transaction::submit, thread.rs Thread::deliver_single_reply for a
-    reply). So on each pid, copies belong to the next transaction that pid sends in
-    the same ioctl; copies of a transaction that failed before it was sent are dropped
-    at that ioctl's binder_ioctl_done.
+    reply). So on each pid, copies (and page events) inside a binder ioctl belong to the
+    next transaction that pid sends in it; those of a transaction that failed before it
+    was sent are dropped at that ioctl's binder_ioctl_done.
     """
     by_pid: dict[int, TracedTransaction] = {}
     pending: dict[int, TracedTransaction] = {}
@@ -418,17 +432,19 @@ def _group_event(ev: TraceEvent, by_pid: dict[int, TracedTransaction], out: list
             txn.data_size = ev.int("data_size")
             txn.offsets_size = ev.int("offsets_size")
     elif ev.name in (COPY_USER_TO_BUFFER.name, COPY_TO_BUFFER.name, "binder_alloc_page_start",
-                     "binder_alloc_lru_start"):
-        txn = by_pid.get(ev.pid) if pending is None else pending.setdefault(ev.pid, TracedTransaction(0, ev.pid, False, 0))
+                     "binder_alloc_lru_start", RUST_USE_PAGE_SLOW.name, RUST_LRU_DEL.name):
+        txn = by_pid.get(ev.pid) if pending is None else pending.get(ev.pid)
         if txn is None:
             return
         if ev.name in (COPY_USER_TO_BUFFER.name, COPY_TO_BUFFER.name):
             ev.int("bytes"), copy_lands_at(ev)  # checked here, summed later
             (txn.copies if ev.name == COPY_USER_TO_BUFFER.name else txn.kernel_copies).append(ev)
-        elif ev.name == "binder_alloc_page_start":
+        elif ev.name in ("binder_alloc_page_start", RUST_USE_PAGE_SLOW.name):
             txn.pages_allocated += 1
-        else:
+        elif ev.name == "binder_alloc_lru_start" or (ev.int("on_lru") == 1 and RUST_CRATE in ev.body):
             txn.pages_from_lru += 1
+    elif ev.name == "binder_ioctl" and pending is not None:  # what this ioctl copies, until it sends
+        pending[ev.pid] = TracedTransaction(0, ev.pid, False, 0)
     elif ev.name == "binder_ioctl_done":
         by_pid.pop(ev.pid, None)
         if pending is not None:

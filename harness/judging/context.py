@@ -217,11 +217,12 @@ class CaseContext:
         if self.tracefs is None:
             raise CaseSkipped(f"{self.target.spec} has no tracefs (mount it, or run as root)")
         wanted, unplaceable = self.driver.kprobes(self.spec.kprobes)
-        if unplaceable:
-            self.evidence["kprobes_missing"] = {k: f"the {self.driver.name} driver has no such function"
-                                                for k in unplaceable}
-        kprobes = self._placed(tuple(k.for_kernel(self.kernel) for k in wanted))
-        script = tracing.arm_script(self.tracefs, kprobes, self.spec.id, extra_events=self.spec.events,
+        events, instead, no_event = self.driver.events(self.spec.events)
+        if unplaceable or no_event:
+            self.evidence["kprobes_missing"] = {k: f"the {self.driver.name} driver has no such function or event"
+                                                for k in unplaceable + no_event}
+        kprobes = self._placed(tuple(k.for_kernel(self.kernel) for k in wanted + instead))
+        script = tracing.arm_script(self.tracefs, kprobes, self.spec.id, extra_events=events,
                                     binder_events=self.driver.trace_events)
         if prefix:
             script = f"{prefix}\n{script}"

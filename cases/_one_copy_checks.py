@@ -85,7 +85,7 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
         txn = traced[seq] if seq < len(traced) else None
         if ctx.check_that(f"{label}: transaction seen in the trace", txn is not None,
                           f"{len(traced)} traced", f">= {seq + 1}", "binder_transaction"):
-            expected_bytes = rx["data_size"] + rx["offsets_size"]
+            expected_bytes = rx["data_size"] + (rx["offsets_size"] if ctx.driver.offsets_copied_from_user else 0)
             per_byte = txn.copied_bytes / expected_bytes if expected_bytes else 0.0
             ctx.check(f"{label}: kernel copies per payload byte (traced {copy_fn.split()[0]})",
                       round(per_byte, 3), 1.0, "binder_transaction")

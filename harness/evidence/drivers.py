@@ -21,7 +21,7 @@ import posixpath
 from dataclasses import dataclass
 
 from harness.evidence.trace import (BINDER_EVENTS, COPY_TO_BUFFER, COPY_USER_TO_BUFFER, RUST_BINDER_EVENTS,
-                                    RUST_COPY_INTO, RUST_LRU_DEL, RUST_USE_PAGE_SLOW, RUST_USERCOPY, USERCOPY_CHECK,
+                                    RUST_COPY_INTO, RUST_LRU_DEL, RUST_PAGE_WRITE, RUST_USE_PAGE_SLOW, RUST_USERCOPY, USERCOPY_CHECK,
                                     Kprobe)
 
 NOT_COUNTED = "not counted by this driver"  # what the model says where a driver does not count a thing
@@ -57,6 +57,10 @@ class DriverFacts:
     # transaction.rs Transaction::do_work sets it only `if tr.offsets_size > 0`) rather than
     # buffer + ALIGN(data_size, 8) (C: binder_thread_read, always)
     zero_offsets_ptr_when_none: bool = False
+    # whether the offsets array is copied from the sender as user bytes (C: binder_transaction's
+    # binder_alloc_copy_user_to_buffer of the offsets) or read and written back by the kernel
+    # (Rust: thread.rs Thread::copy_transaction_data reads each offset, then Allocation::write)
+    offsets_copied_from_user: bool = True
 
     def kprobes(self, wanted: tuple[Kprobe, ...]) -> tuple[tuple[Kprobe, ...], tuple[str, ...]]:
         """The kprobes a case declared, as this driver places them; and the names of those it has
@@ -96,12 +100,13 @@ RUST_DRIVER = DriverFacts(
     source="drivers/android/binder/rust_binderfs.c binderfs_create_binder_logs; rust_binder_main.rs "
            "rust_binder_stats_show; process.rs Process::debug_print_stats",
     trace_events=RUST_BINDER_EVENTS,
-    copy_probes=((COPY_USER_TO_BUFFER.name, (RUST_COPY_INTO,)), (COPY_TO_BUFFER.name, ()),
+    copy_probes=((COPY_USER_TO_BUFFER.name, (RUST_COPY_INTO,)), (COPY_TO_BUFFER.name, (RUST_PAGE_WRITE,)),
                  (USERCOPY_CHECK.name, RUST_USERCOPY)),
     event_probes=(("binder/binder_alloc_page_start", (RUST_USE_PAGE_SLOW,)),
                   ("binder/binder_alloc_lru_start", (RUST_LRU_DEL,)), ("binder/binder_update_page_range", ())),
     copy_function="Allocation::copy_into (drivers/android/binder/allocation.rs)",
-    copy_lands_at="buffer_offset", transaction_traced_after_copies=True, zero_offsets_ptr_when_none=True)
+    copy_lands_at="buffer_offset", transaction_traced_after_copies=True, zero_offsets_ptr_when_none=True,
+    offsets_copied_from_user=False)
 DRIVERS = {d.name: d for d in (C_DRIVER, RUST_DRIVER)}
 
 

@@ -112,6 +112,18 @@ RUST_COPY_INTO = Kprobe(
     rust_path=("11rust_binder", "10allocation", "10Allocation", "9copy_into"),
 )
 
+# The Rust driver's writes of kernel memory into a receiver's buffer, the counterpart of
+# binder_alloc_copy_to_buffer (same event name): translated objects, the offsets array, pointer
+# fixups, a security context. They all end in kernel::page::Page::write_raw(&self, src, offset,
+# len) (rust/kernel/page.rs), per page: its 14 call sites in the qemu-x86_64-7.3-rust build are
+# all rust_binder's (allocation.rs Allocation::write<u64>/<[u8]>, AllocationView::write<T> for
+# three object types, the writes inlined into thread.rs Thread::copy_transaction_data, and the
+# fd fixups of transaction.rs Transaction::do_work at receipt). It knows only the page, so these
+# writes are counted, not located.
+RUST_PAGE_WRITE = Kprobe(
+    "copy_to_buffer", "kernel::page::Page::write_raw offset=$arg3:u64 bytes=$arg4:u64",
+    rust_path=("6kernel", "4page", "4Page", "9write_raw"))
+
 # The Rust driver's pages, which it has no trace events for (C: binder_alloc_page_start and
 # binder_alloc_lru_start). page_range.rs ShrinkablePageRange::use_range, for each page of a new
 # buffer: a page that is there is taken off the shrinker's LRU with list_lru_del (mm/list_lru.c,
@@ -437,7 +449,9 @@ def _group_event(ev: TraceEvent, by_pid: dict[int, TracedTransaction], out: list
         if txn is None:
             return
         if ev.name in (COPY_USER_TO_BUFFER.name, COPY_TO_BUFFER.name):
-            ev.int("bytes"), copy_lands_at(ev)  # checked here, summed later
+            ev.int("bytes")  # checked here, summed later
+            if ev.name == COPY_USER_TO_BUFFER.name or any(f in ev.fields for f in COPY_LANDS_AT):
+                copy_lands_at(ev)
             (txn.copies if ev.name == COPY_USER_TO_BUFFER.name else txn.kernel_copies).append(ev)
         elif ev.name in ("binder_alloc_page_start", RUST_USE_PAGE_SLOW.name):
             txn.pages_allocated += 1

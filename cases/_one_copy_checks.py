@@ -56,8 +56,10 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
     rx_by_seq = {r["seq"]: r for r in out.events("rx", role=receiver_role)} or {
         r["seq"]: r for r in out.events("rx") if receiver_role == "server" and "role" not in r}
     want_flags = TF_ONE_WAY if mode == "oneway" else 0
-    copy_fn = ctx.driver.copy_function
-    by_offset = ctx.driver.copy_lands_at == "buffer_offset"
+    by_offset = ctx.driver.copy_lands_at == "buffer_offset"  # the Rust driver's probe (see above)
+    copy_name = "Allocation::copy_into" if by_offset else "binder_alloc_copy_user_to_buffer"
+    copy_fn = "drivers/android/binder/allocation.rs Allocation::copy_into" if by_offset else \
+        "binder_alloc_copy_user_to_buffer"
     traced = [t for t in binder_transactions(trace, ctx.driver.transaction_traced_after_copies)
               if t.pid == sender_pid and t.reply == (mode == "reply") and (t.flags & TF_ONE_WAY) == want_flags]
     per_size = []
@@ -87,19 +89,20 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
                           f"{len(traced)} traced", f">= {seq + 1}", "binder_transaction"):
             expected_bytes = rx["data_size"] + (rx["offsets_size"] if ctx.driver.offsets_copied_from_user else 0)
             per_byte = txn.copied_bytes / expected_bytes if expected_bytes else 0.0
-            ctx.check(f"{label}: kernel copies per payload byte (traced {copy_fn.split()[0]})",
+            ctx.check(f"{label}: kernel copies per payload byte (traced {copy_name})",
                       round(per_byte, 3), 1.0, "binder_transaction")
             ctx.check(f"{label}: user->buffer bytes", txn.copied_bytes, expected_bytes, copy_fn)
             if by_offset:  # the receiver's mmap base + the buffer's offset in its mapping
-                where = "drivers/android/binder/allocation.rs Allocation::copy_into"
                 ctx.check(f"{label}: copies land at the receiver's buffer (map_start + traced buffer_offset)",
                           sorted(f"{start + a:#x}" for a in txn.copy_targets), [f"{buf:#x}"],
-                          f"{where} -> page_range.rs ShrinkablePageRange::copy_from_user_slice")
+                          "drivers/android/binder/allocation.rs Allocation::copy_into -> "
+                          "page_range.rs ShrinkablePageRange::copy_from_user_slice")
                 ctx.check(f"{label}: copies' Allocation.ptr is the receiver's buffer",
                           sorted({f"{c.int('ptr'):#x}" for c in txn.copies}), [f"{buf:#x}"],
                           "drivers/android/binder/process.rs Process::buffer_alloc (mapping.address + offset)")
                 ctx.check(f"{label}: copies' Allocation.debug_id is the transaction's",
-                          sorted({c.int("debug_id") for c in txn.copies}), [txn.debug_id], where)
+                          sorted({c.int("debug_id") for c in txn.copies}), [txn.debug_id],
+                          "drivers/android/binder/allocation.rs Allocation::new")
             else:
                 ctx.check(f"{label}: copies land at the receiver's buffer",
                           sorted(f"{a:#x}" for a in txn.copy_targets), [f"{buf:#x}"], copy_fn)

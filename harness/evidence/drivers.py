@@ -47,7 +47,6 @@ class DriverFacts:
     # the kprobes that stand for a C trace event a case asks for ("binder/binder_alloc_page_start")
     # where the driver has no such event; () where nothing does
     event_probes: tuple[tuple[str, tuple[Kprobe, ...]], ...] = ()
-    copy_function: str = "binder_alloc_copy_user_to_buffer"  # the function that copy probe counts, as cited
     # the copy probe's fetch arg saying where its buffer is in the receiver (trace.COPY_LANDS_AT):
     # "user_data", its user address; "buffer_offset", its offset in the receiver's mapping
     copy_lands_at: str = "user_data"
@@ -104,7 +103,6 @@ RUST_DRIVER = DriverFacts(
                  (USERCOPY_CHECK.name, RUST_USERCOPY)),
     event_probes=(("binder/binder_alloc_page_start", (RUST_USE_PAGE_SLOW,)),
                   ("binder/binder_alloc_lru_start", (RUST_LRU_DEL,)), ("binder/binder_update_page_range", ())),
-    copy_function="Allocation::copy_into (drivers/android/binder/allocation.rs)",
     copy_lands_at="buffer_offset", transaction_traced_after_copies=True, zero_offsets_ptr_when_none=True,
     offsets_copied_from_user=False)
 DRIVERS = {d.name: d for d in (C_DRIVER, RUST_DRIVER)}

@@ -14,6 +14,10 @@ driver serves the target (harness/targets/binder_driver.py names it) reads it fr
   rust_binder_stats_show prints the global and per-proc BC_*/BR_* counts
   (stats.rs BinderStats::debug_print) and Process::debug_print_stats, which counts no object
   kinds (no "proc: active"), no pages, and names the async budget "free oneway space".
+  Its transaction events are rust_binder's (no binder_transaction_alloc_buf), and binder_transaction
+  follows the copies; its copies into a receiver's buffer are kprobed on its own functions, found
+  by their mangled names in the target's /proc/kallsyms (trace.RUST_COPY_INTO, RUST_PAGE_WRITE;
+  the pages at RUST_USE_PAGE_SLOW and RUST_LRU_DEL).
 """
 from __future__ import annotations
 

@@ -58,8 +58,7 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
     want_flags = TF_ONE_WAY if mode == "oneway" else 0
     by_offset = ctx.driver.copy_lands_at == "buffer_offset"  # the Rust driver's probe (see above)
     copy_name = "Allocation::copy_into" if by_offset else "binder_alloc_copy_user_to_buffer"
-    copy_fn = "drivers/android/binder/allocation.rs Allocation::copy_into" if by_offset else \
-        "binder_alloc_copy_user_to_buffer"
+    copy_fn = "allocation.rs Allocation::copy_into" if by_offset else "binder_alloc_copy_user_to_buffer"
     traced = [t for t in binder_transactions(trace, ctx.driver.transaction_traced_after_copies)
               if t.pid == sender_pid and t.reply == (mode == "reply") and (t.flags & TF_ONE_WAY) == want_flags]
     per_size = []
@@ -79,7 +78,7 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
                       "binder_alloc_new_buf_locked")
         if ctx.driver.zero_offsets_ptr_when_none and rx["offsets_size"] == 0:
             ctx.check(f"{label}: offsets pointer (no offsets)", rx["offsets"], 0,
-                      "drivers/android/binder/transaction.rs Transaction::do_work (set only if offsets_size > 0)")
+                      "transaction.rs Transaction::do_work (tr.data.ptr.offsets set only if offsets_size > 0)")
         else:
             ctx.check(f"{label}: offsets - buffer", rx["offsets"] - buf, align8(rx["data_size"]), "binder_transaction")
         ctx.check(f"{label}: payload pattern intact", rx.get("pattern_ok"), True, "binder_alloc_copy_user_to_buffer")
@@ -95,14 +94,13 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
             if by_offset:  # the receiver's mmap base + the buffer's offset in its mapping
                 ctx.check(f"{label}: copies land at the receiver's buffer (map_start + traced buffer_offset)",
                           sorted(f"{start + a:#x}" for a in txn.copy_targets), [f"{buf:#x}"],
-                          "drivers/android/binder/allocation.rs Allocation::copy_into -> "
-                          "page_range.rs ShrinkablePageRange::copy_from_user_slice")
+                          "allocation.rs Allocation::copy_into -> page_range.rs ShrinkablePageRange::copy_from_user_slice")
                 ctx.check(f"{label}: copies' Allocation.ptr is the receiver's buffer",
                           sorted({f"{c.int('ptr'):#x}" for c in txn.copies}), [f"{buf:#x}"],
-                          "drivers/android/binder/process.rs Process::buffer_alloc (mapping.address + offset)")
+                          "process.rs Process::buffer_alloc (Allocation ptr: mapping.address + offset)")
                 ctx.check(f"{label}: copies' Allocation.debug_id is the transaction's",
                           sorted({c.int("debug_id") for c in txn.copies}), [txn.debug_id],
-                          "drivers/android/binder/allocation.rs Allocation::new")
+                          "allocation.rs Allocation::new")
             else:
                 ctx.check(f"{label}: copies land at the receiver's buffer",
                           sorted(f"{a:#x}" for a in txn.copy_targets), [f"{buf:#x}"], copy_fn)

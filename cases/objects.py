@@ -247,14 +247,14 @@ def scatter_gather(ctx: CaseContext) -> None:
                   if driver.offsets_copied_from_user else
                   "user->buffer bytes: data outside objects + sg buffers outside fixups",
                   t.copied_bytes, user_expected,
-                  "drivers/android/binder/thread.rs Thread::copy_transaction_data + Thread::apply_sg "
-                  "(allocation.rs Allocation::copy_into)" if rust else
+                  "thread.rs Thread::copy_transaction_data + Thread::apply_sg -> allocation.rs Allocation::copy_into"
+                  if rust else
                   "binder_transaction + binder_do_deferred_txn_copies (binder_alloc_copy_user_to_buffer)")
         ctx.check("kernel->buffer bytes: the 2 translated objects + 1 pointer fixup"
                   + ("" if driver.offsets_copied_from_user else " + the offsets"), t.kernel_copied_bytes,
                   objects_bytes + fixups + kernel_offsets,
-                  "drivers/android/binder/thread.rs Thread::copy_transaction_data, Thread::apply_sg "
-                  "(rust/kernel/page.rs Page::write_raw)" if rust else
+                  "thread.rs Thread::copy_transaction_data + Thread::apply_sg (rust/kernel/page.rs Page::write_raw)"
+                  if rust else
                   "binder_transaction, binder_do_deferred_txn_copies (binder_alloc_copy_to_buffer)")
         ctx.check("bytes written into the target buffer per byte sent (data + offsets + sg buffers)",
                   round((t.copied_bytes + t.kernel_copied_bytes) / (ds + os_ + a_len + b_len), 3), 1.0,
@@ -269,7 +269,7 @@ def scatter_gather(ctx: CaseContext) -> None:
                   "all user copies land in the receiver's buffer (map_start + traced buffer_offset)",
                   sorted({f"{base + a:#x}" for a in located}),
                   [f"{rx.get('buffer', 0):#x}"] if rx.get("buffer") else ["(no rx)"],
-                  "drivers/android/binder/allocation.rs Allocation::copy_into" if rust else
+                  "allocation.rs Allocation::copy_into" if rust else
                   "binder_alloc_copy_user_to_buffer / binder_alloc_copy_to_buffer")
 
 

@@ -169,9 +169,10 @@ def _not_traced(probes: tuple[Kprobe, ...], missing: dict) -> str | None:
     return f"not traced: {'; '.join(gone)}" if gone else None
 
 
-# The Rust driver's page functions (drivers/android/binder/page_range.rs), for each page of a buffer
-RUST_FRESH_PAGE = "drivers/android/binder/page_range.rs ShrinkablePageRange::use_range -> ShrinkablePageRange::use_page_slow"
-RUST_LRU_PAGE = "drivers/android/binder/page_range.rs ShrinkablePageRange::use_range (list_lru_del)"
+# The Rust driver's page functions (drivers/android/binder/page_range.rs), for each page of a buffer;
+# a Rust ref is 'FILE.rs Type::fn' under drivers/android/binder/ (tests/test_cited_functions.py)
+RUST_FRESH_PAGE = "page_range.rs ShrinkablePageRange::use_range -> ShrinkablePageRange::use_page_slow"
+RUST_LRU_PAGE = "page_range.rs ShrinkablePageRange::use_range (list_lru_del)"
 PAGE_EVENTS = ("binder/binder_alloc_page_start", "binder/binder_alloc_lru_start", "binder/binder_update_page_range")
 
 

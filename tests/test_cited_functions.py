@@ -305,47 +305,11 @@ def _lacking(name: str, site: RefSite, kernels: list[ShippedKernel]) -> str | No
     return f"{name!r} (in {site.ref!r}) is no function of the driver or of the kernel (BTF)"
 
 
-# A ref into the Rust driver's source names its file and then its functions, e.g.
-# "drivers/android/binder/allocation.rs Allocation::copy_into -> page_range.rs
-# ShrinkablePageRange::copy_from_user_slice" (a file without a directory is the driver's; a
-# part without a file is in the file before it): each function must be a `fn` of that file.
-RUST_REF = re.compile(r"^(?:drivers/android/binder/|rust/kernel/)")
-_RUST_PART = re.compile(r"^(?:(?P<file>[\w/]+\.rs)\s+)?(?P<item>[A-Za-z_][\w:]*)$")
-
-
-def rust_ref_problems(ref: str, tree: Path | None) -> list[str]:
-    """Why a Rust-source ref does not name functions of the Rust driver's source `tree` (the
-    unpacked kernel source its recipe builds from), one line each; empty when it does."""
-    if tree is None:
-        return [f"{ref!r} cites the Rust driver, whose source is not unpacked here "
-                f"(binder-harness images build qemu-x86_64-7.3-rust unpacks it)"]
-    text = ref
-    while (stripped := re.sub(r"\([^()]*\)", "", text)) != text:
-        text = stripped
-    out, file = [], ""
-    for part in (p.strip() for p in re.split(r"->|\+|;|,", text) if p.strip()):
-        m = _RUST_PART.match(part)
-        if not m:
-            out.append(f"{part!r} (in {ref!r}) is not 'FILE.rs Type::function'")
-            continue
-        file = m["file"] or file
-        path = tree / (file if RUST_REF.match(file) else f"drivers/android/binder/{file}")
-        name = m["item"].split("::")[-1]
-        if not path.is_file():
-            out.append(f"{file!r} (in {ref!r}) is no file of the Rust driver's source")
-        elif not re.search(rf"\bfn\s+{re.escape(name)}\b", path.read_text()):
-            out.append(f"{m['item']!r} (in {ref!r}) is no function of {file}")
-    return out
-
-
-def bad_refs(sites: list[RefSite], kernels: list[ShippedKernel], rust_tree: Path | None = None) -> list[str]:
+def bad_refs(sites: list[RefSite], kernels: list[ShippedKernel]) -> list[str]:
     """One line per cited name that is neither a kernel function nor a declared non-function ref."""
     out = []
     for site in sites:
         if site.ref in NON_FUNCTION_REFS:
-            continue
-        if RUST_REF.match(site.ref):
-            out += [f"{site.path}: {why}" for why in rust_ref_problems(site.ref, rust_tree)]
             continue
         for name in cited_functions(site.ref):
             why = _lacking(name, site, kernels)
@@ -398,61 +362,23 @@ def kernel_functions() -> list[ShippedKernel]:
     return kernels
 
 
-@pytest.fixture(scope="module")
-def rust_tree() -> Path | None:
-    """The unpacked kernel source of the recipe that builds the Rust driver (kernel_build's
-    kernel-source cache, what `images build` unpacked), or None when it is not unpacked."""
-    from harness.building.kernel_build import SOURCE_PART
-    from harness.building.packages import deb_cache_path
-    from harness.building.recipes import load_recipe, shipped_recipes
-    from harness.files import cache_root
-
-    for recipe in map(load_recipe, shipped_recipes()):
-        build_ = recipe.kernel_source.build
-        if build_ is None:
-            continue
-        sha = deb_cache_path(build_.source, recipe.deb_arch).with_suffix(".deb.sha256")
-        if not sha.is_file():
-            return None
-        tree = (cache_root() / SOURCE_PART / f"{build_.source.package}_{build_.source.version}-"
-                f"{sha.read_text().split()[0][:16]}".replace(":", "%3a") / "linux")
-        return tree if (tree / "drivers/android/binder").is_dir() else None
-    return None
-
-
-def test_every_check_cites_a_kernel_function_or_the_probe(kernel_functions, rust_tree):
-    """Each case's docstring exists, and every ref its checks cite names real kernel functions
-    (functions of the Rust driver's source, for a ref into it)."""
+def test_every_check_cites_a_kernel_function_or_the_probe(kernel_functions):
+    """Each case's docstring exists, and every ref its checks cite names real kernel functions."""
     for spec in load_cases().values():
         assert spec.doc, spec.id
     sites = cited_refs(sorted((REPO / "cases").glob("*.py")))
     assert len({s.ref for s in sites}) > 150, len(sites)
-    assert bad_refs(sites, kernel_functions, rust_tree) == []
+    assert bad_refs(sites, kernel_functions) == []
 
 
-def test_a_rust_ref_names_functions_of_its_file(rust_tree):
-    assert rust_tree is not None, "the Rust driver's source is not unpacked: binder-harness images build qemu-x86_64-7.3-rust"
-    good = ("drivers/android/binder/allocation.rs Allocation::copy_into -> "
-            "page_range.rs ShrinkablePageRange::copy_from_user_slice (inlined)")
-    assert rust_ref_problems(good, rust_tree) == []
-    assert rust_ref_problems("drivers/android/binder/thread.rs Thread::copy_transaction_data + Thread::apply_sg",
-                             rust_tree) == []
-    assert rust_ref_problems("drivers/android/binder/allocation.rs Allocation::copy_intoo", rust_tree) == [
-        "'Allocation::copy_intoo' (in 'drivers/android/binder/allocation.rs Allocation::copy_intoo') is no "
-        "function of drivers/android/binder/allocation.rs"]
-    assert rust_ref_problems("drivers/android/binder/alloc.rs Allocation::copy_into", rust_tree) == [
-        "'drivers/android/binder/alloc.rs' (in 'drivers/android/binder/alloc.rs Allocation::copy_into') is no file "
-        "of the Rust driver's source"]
-
-
-def test_a_typo_in_a_cited_function_is_caught(kernel_functions, rust_tree, tmp_path):
+def test_a_typo_in_a_cited_function_is_caught(kernel_functions, tmp_path):
     """The same check on a copy of a case module whose ref misspells binder_alloc_new_buf_locked."""
     text = (REPO / "cases" / "_one_copy_checks.py").read_text()
     assert text.count('"binder_alloc_new_buf_locked")') == 2
     typo = tmp_path / "cases" / "_one_copy_checks.py"
     typo.parent.mkdir()
     typo.write_text(text.replace('"binder_alloc_new_buf_locked")', '"binder_alloc_new_buf_lockd")', 1))
-    assert [line.split(": ", 1)[1] for line in bad_refs(cited_refs([typo]), kernel_functions, rust_tree)] == [
+    assert [line.split(": ", 1)[1] for line in bad_refs(cited_refs([typo]), kernel_functions)] == [
         "'binder_alloc_new_buf_lockd' (in 'binder_alloc_new_buf_lockd') is no function of the driver or of the kernel (BTF)"]
     assert cited_functions("binder_free_buf -> binder_free_buf_locked (debugfs stats buffers: x)") == [
         "binder_free_buf", "binder_free_buf_locked"]

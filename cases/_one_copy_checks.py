@@ -11,22 +11,11 @@ Kernel references (drivers/android, Linux 6.1):
 - binder_mmap: FORBIDDEN_MMAP_FLAGS rejects VM_WRITE and VM_MAYWRITE is cleared, so the
   mapping is read-only (r--p).
 
-How the destination of the traced copy is proven, per driver (harness/evidence/drivers.py
-DriverFacts.copy_lands_at says which the driver's probe reads):
-- C: binder_alloc_copy_user_to_buffer's binder_buffer->user_data is the receiver's user address
-  of the buffer; it must equal the data.ptr.buffer the receiver got in BR_TRANSACTION/BR_REPLY.
-- Rust (drivers/android/binder/): the copy is allocation.rs Allocation::copy_into, which hands
-  self.offset + offset to page_range.rs ShrinkablePageRange::copy_from_user_slice, and that
-  page range is the receiver's whole mapping (process.rs Process::buffer_alloc makes the
-  Allocation with new_alloc.offset and ptr = mapping.address + new_alloc.offset). The probe
-  reads self.offset (`buffer_offset`): the receiver's mmap base (the probe's own `map_start`)
-  plus it must equal the data.ptr.buffer the receiver got, per transaction, and every copy of
-  the transaction must go into that one buffer.
-Either way the bytes counted are the traced ones, summed per transaction, so a driver that copied
-a payload twice measures 2.0 copies per byte.
+The traced copies' bytes and destination, per driver: cases/_copy_destination.py.
 """
 from __future__ import annotations
 
+from cases._copy_destination import check_copies, check_offsets_pointer
 from cases._expect import probe_completed
 from harness.judging.context import CaseContext
 from harness.evidence.probe import ProbeOutput
@@ -34,10 +23,6 @@ from harness.evidence.trace import Trace, binder_transactions, usercopies_in_bin
 
 TF_ONE_WAY = 0x01
 BINDER_TRANSACTION_DATA_SIZE = 64  # sizeof(struct binder_transaction_data), 64-bit
-
-
-def align8(n: int) -> int:
-    return (n + 7) & ~7
 
 
 def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tuple[int, ...], mode: str) -> None:
@@ -56,9 +41,8 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
     rx_by_seq = {r["seq"]: r for r in out.events("rx", role=receiver_role)} or {
         r["seq"]: r for r in out.events("rx") if receiver_role == "server" and "role" not in r}
     want_flags = TF_ONE_WAY if mode == "oneway" else 0
-    by_offset = ctx.driver.copy_lands_at == "buffer_offset"  # the Rust driver's probe (see above)
-    copy_name = "Allocation::copy_into" if by_offset else "binder_alloc_copy_user_to_buffer"
-    copy_fn = "allocation.rs Allocation::copy_into" if by_offset else "binder_alloc_copy_user_to_buffer"
+    copy_name = "Allocation::copy_into" if ctx.driver.copy_lands_at == "buffer_offset" else \
+        "binder_alloc_copy_user_to_buffer"  # the function the driver's copy kprobe is on
     traced = [t for t in binder_transactions(trace, ctx.driver.transaction_traced_after_copies)
               if t.pid == sender_pid and t.reply == (mode == "reply") and (t.flags & TF_ONE_WAY) == want_flags]
     per_size = []
@@ -76,11 +60,7 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
         if seq == 0:
             ctx.check(f"{label}: first buffer of an empty area at offset", buf - start, 0,
                       "binder_alloc_new_buf_locked")
-        if ctx.driver.zero_offsets_ptr_when_none and rx["offsets_size"] == 0:
-            ctx.check(f"{label}: offsets pointer (no offsets)", rx["offsets"], 0,
-                      "transaction.rs Transaction::do_work (tr.data.ptr.offsets set only if offsets_size > 0)")
-        else:
-            ctx.check(f"{label}: offsets - buffer", rx["offsets"] - buf, align8(rx["data_size"]), "binder_transaction")
+        check_offsets_pointer(ctx, label, rx)
         ctx.check(f"{label}: payload pattern intact", rx.get("pattern_ok"), True, "binder_alloc_copy_user_to_buffer")
         entry = {"size": size, "offset_in_map": buf - start, "pattern_ok": rx.get("pattern_ok")}
         txn = traced[seq] if seq < len(traced) else None
@@ -90,20 +70,7 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
             per_byte = txn.copied_bytes / expected_bytes if expected_bytes else 0.0
             ctx.check(f"{label}: kernel copies per payload byte (traced {copy_name})",
                       round(per_byte, 3), 1.0, "binder_transaction")
-            ctx.check(f"{label}: user->buffer bytes", txn.copied_bytes, expected_bytes, copy_fn)
-            if by_offset:  # the receiver's mmap base + the buffer's offset in its mapping
-                ctx.check(f"{label}: copies land at the receiver's buffer (map_start + traced buffer_offset)",
-                          sorted(f"{start + a:#x}" for a in txn.copy_targets), [f"{buf:#x}"],
-                          "allocation.rs Allocation::copy_into -> page_range.rs ShrinkablePageRange::copy_from_user_slice")
-                ctx.check(f"{label}: copies' Allocation.ptr is the receiver's buffer",
-                          sorted({f"{c.int('ptr'):#x}" for c in txn.copies}), [f"{buf:#x}"],
-                          "process.rs Process::buffer_alloc (Allocation ptr: mapping.address + offset)")
-                ctx.check(f"{label}: copies' Allocation.debug_id is the transaction's",
-                          sorted({c.int("debug_id") for c in txn.copies}), [txn.debug_id],
-                          "allocation.rs Allocation::new")
-            else:
-                ctx.check(f"{label}: copies land at the receiver's buffer",
-                          sorted(f"{a:#x}" for a in txn.copy_targets), [f"{buf:#x}"], copy_fn)
+            check_copies(ctx, label, txn, rx, expected_bytes)
             entry.update({"debug_id": txn.debug_id, "copied_bytes": txn.copied_bytes,
                           "copies": len(txn.copies), "copies_per_byte": round(per_byte, 3)})
         per_size.append(entry)

@@ -204,3 +204,25 @@ def test_a_copy_elsewhere_in_the_receivers_mapping_fails_the_destination(tmp_pat
         "size 4096: copies land at the receiver's buffer (map_start + traced buffer_offset)"]
     (buffer,) = failed[0]["expected"]
     assert failed[0]["measured"] == [f"{int(buffer, 16) + 4096:#x}"]
+
+
+def test_the_seeded_rust_double_copy_kernel_measures_two_copies_per_byte(tmp_path):
+    """A recorded run of one_copy.sync_sizes on the seeded Rust kernel rust_double_copy (thread.rs
+    Thread::copy_transaction_data calls alloc.copy_into twice for the data after the last object;
+    built 2026-12-07 as qemu-x86_64-7.3-rust-seed-rust_double_copy-bb8a2c889b674622): two traced
+    Allocation::copy_into per transaction, both into the receiver's buffer, twice the bytes."""
+    run = tmp_path / "run"
+    shutil.copytree(DATA / "run-rust-double_copy-x86_64", run)
+    trace, out = tracing.parse_ftrace((run / "cases/one_copy.sync_sizes/trace.txt").read_text()), \
+        parse_probe_output((run / "cases/one_copy.sync_sizes/probe-1.jsonl").read_text())
+    client = out.one("roles")["client_pid"]
+    calls = [t for t in tracing.binder_transactions(trace, copies_first=True) if t.pid == client and not t.reply]
+    assert [(len(t.copies), t.copied_bytes) for t in calls] == [
+        (2, 16), (2, 8192), (2, 20000), (2, 131072), (2, 2080768)]
+    judged = cli("judge", str(run))
+    assert judged.status == 1
+    case = json.loads((run / "report.json").read_text())["cases"][0]
+    failed = {c["name"]: c["measured"] for c in case["checks"] if not c["passed"]}
+    assert failed == {**{f"size {n}: kernel copies per payload byte (traced Allocation::copy_into)": 2.0
+                         for n in (8, 4096, 10000, 65536, 1040384)},
+                      **{f"size {n}: user->buffer bytes": 2 * n for n in (8, 4096, 10000, 65536, 1040384)}}

@@ -10,9 +10,12 @@ Kernel references (drivers/android, Linux 6.1):
   the mapping) is copied to the receiver's user memory, never the payload.
 - binder_mmap: FORBIDDEN_MMAP_FLAGS rejects VM_WRITE and VM_MAYWRITE is cleared, so the
   mapping is read-only (r--p).
+
+The traced copies' bytes and destination, per driver: cases/_copy_destination.py.
 """
 from __future__ import annotations
 
+from cases._copy_destination import check_copies, check_offsets_pointer
 from cases._expect import probe_completed
 from harness.judging.context import CaseContext
 from harness.evidence.probe import ProbeOutput
@@ -20,10 +23,6 @@ from harness.evidence.trace import Trace, binder_transactions, usercopies_in_bin
 
 TF_ONE_WAY = 0x01
 BINDER_TRANSACTION_DATA_SIZE = 64  # sizeof(struct binder_transaction_data), 64-bit
-
-
-def align8(n: int) -> int:
-    return (n + 7) & ~7
 
 
 def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tuple[int, ...], mode: str) -> None:
@@ -42,7 +41,9 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
     rx_by_seq = {r["seq"]: r for r in out.events("rx", role=receiver_role)} or {
         r["seq"]: r for r in out.events("rx") if receiver_role == "server" and "role" not in r}
     want_flags = TF_ONE_WAY if mode == "oneway" else 0
-    traced = [t for t in binder_transactions(trace)
+    copy_name = "Allocation::copy_into" if ctx.driver.copy_lands_at == "buffer_offset" else \
+        "binder_alloc_copy_user_to_buffer"  # the function the driver's copy kprobe is on
+    traced = [t for t in binder_transactions(trace, ctx.driver.transaction_traced_after_copies)
               if t.pid == sender_pid and t.reply == (mode == "reply") and (t.flags & TF_ONE_WAY) == want_flags]
     per_size = []
     for seq, size in enumerate(sizes):
@@ -59,20 +60,17 @@ def judge_delivery(ctx: CaseContext, out: ProbeOutput, trace: Trace, sizes: tupl
         if seq == 0:
             ctx.check(f"{label}: first buffer of an empty area at offset", buf - start, 0,
                       "binder_alloc_new_buf_locked")
-        ctx.check(f"{label}: offsets - buffer", rx["offsets"] - buf, align8(rx["data_size"]), "binder_transaction")
+        check_offsets_pointer(ctx, label, rx)
         ctx.check(f"{label}: payload pattern intact", rx.get("pattern_ok"), True, "binder_alloc_copy_user_to_buffer")
         entry = {"size": size, "offset_in_map": buf - start, "pattern_ok": rx.get("pattern_ok")}
         txn = traced[seq] if seq < len(traced) else None
         if ctx.check_that(f"{label}: transaction seen in the trace", txn is not None,
                           f"{len(traced)} traced", f">= {seq + 1}", "binder_transaction"):
-            expected_bytes = rx["data_size"] + rx["offsets_size"]
+            expected_bytes = rx["data_size"] + (rx["offsets_size"] if ctx.driver.offsets_copied_from_user else 0)
             per_byte = txn.copied_bytes / expected_bytes if expected_bytes else 0.0
-            ctx.check(f"{label}: kernel copies per payload byte (traced binder_alloc_copy_user_to_buffer)",
+            ctx.check(f"{label}: kernel copies per payload byte (traced {copy_name})",
                       round(per_byte, 3), 1.0, "binder_transaction")
-            ctx.check(f"{label}: user->buffer bytes", txn.copied_bytes, expected_bytes,
-                      "binder_alloc_copy_user_to_buffer")
-            ctx.check(f"{label}: copies land at the receiver's buffer",
-                      sorted(f"{a:#x}" for a in txn.copy_targets), [f"{buf:#x}"], "binder_alloc_copy_user_to_buffer")
+            check_copies(ctx, label, txn, rx, expected_bytes)
             entry.update({"debug_id": txn.debug_id, "copied_bytes": txn.copied_bytes,
                           "copies": len(txn.copies), "copies_per_byte": round(per_byte, 3)})
         per_size.append(entry)

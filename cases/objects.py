@@ -20,7 +20,8 @@ from harness.judging.catalog import case
 from harness.judging.context import CaseContext
 from harness.judging.verdicts import ByKernel, Line
 from harness.evidence.contract import OBJ_COOKIE_STRONG, OBJ_COOKIE_WEAK, OBJ_PTR_STRONG, OBJ_PTR_WEAK, OBJ_UPDATE_CODE
-from harness.evidence.trace import COPY_TO_BUFFER, COPY_USER_TO_BUFFER, binder_transactions
+from harness.evidence.trace import (COPY_LANDS_AT, COPY_TO_BUFFER, COPY_USER_TO_BUFFER, binder_transactions,
+                                    copy_lands_at)
 
 FLAT_BINDER_OBJECT = 24  # sizeof(struct flat_binder_object)
 BUFFER_OBJECT = 40  # sizeof(struct binder_buffer_object)
@@ -252,27 +253,48 @@ def scatter_gather(ctx: CaseContext) -> None:
               "binder_do_deferred_txn_copies (binder_alloc_copy_user_to_buffer)")
 
     roles = out.one("roles") or {}
-    calls = [t for t in binder_transactions(trace) if t.pid == roles.get("client_pid") and not t.reply]
+    driver = ctx.driver
+    calls = [t for t in binder_transactions(trace, driver.transaction_traced_after_copies)
+             if t.pid == roles.get("client_pid") and not t.reply]
     if ctx.check("transaction traced", len(calls), 1, "binder_transaction"):
         t = calls[0]
         objects_bytes = 2 * BUFFER_OBJECT
         fixups = 8
-        user_expected = (ds - objects_bytes) + os_ + (a_len - fixups) + b_len
+        # the offsets array: user bytes on the C driver, kernel writes on the Rust one (DriverFacts)
+        user_offsets, kernel_offsets = (os_, 0) if driver.offsets_copied_from_user else (0, os_)
+        user_expected = (ds - objects_bytes) + user_offsets + (a_len - fixups) + b_len
         ctx.evidence["bytes"] = {"user_to_buffer": t.copied_bytes, "kernel_to_buffer": t.kernel_copied_bytes,
                                  "data": ds, "offsets": os_, "sg_buffers": a_len + b_len,
                                  "user_copies": [c.int("bytes") for c in t.copies],
                                  "kernel_copies": [c.int("bytes") for c in t.kernel_copies]}
-        ctx.check("user->buffer bytes: data outside objects + offsets + sg buffers outside fixups",
+        rust = driver.copy_lands_at == "buffer_offset"
+        ctx.check("user->buffer bytes: data outside objects + offsets + sg buffers outside fixups"
+                  if driver.offsets_copied_from_user else
+                  "user->buffer bytes: data outside objects + sg buffers outside fixups",
                   t.copied_bytes, user_expected,
+                  "thread.rs Thread::copy_transaction_data + Thread::apply_sg -> allocation.rs Allocation::copy_into"
+                  if rust else
                   "binder_transaction + binder_do_deferred_txn_copies (binder_alloc_copy_user_to_buffer)")
-        ctx.check("kernel->buffer bytes: the 2 translated objects + 1 pointer fixup", t.kernel_copied_bytes,
-                  objects_bytes + fixups, "binder_transaction, binder_do_deferred_txn_copies (binder_alloc_copy_to_buffer)")
+        ctx.check("kernel->buffer bytes: the 2 translated objects + 1 pointer fixup"
+                  + ("" if driver.offsets_copied_from_user else " + the offsets"), t.kernel_copied_bytes,
+                  objects_bytes + fixups + kernel_offsets,
+                  "thread.rs Thread::copy_transaction_data + Thread::apply_sg (rust/kernel/page.rs Page::write_raw)"
+                  if rust else
+                  "binder_transaction, binder_do_deferred_txn_copies (binder_alloc_copy_to_buffer)")
         ctx.check("bytes written into the target buffer per byte sent (data + offsets + sg buffers)",
                   round((t.copied_bytes + t.kernel_copied_bytes) / (ds + os_ + a_len + b_len), 3), 1.0,
                   "binder_transaction")
-        ctx.check("all copies land in the receiver's buffer",
-                  sorted({f"{a:#x}" for a in t.copy_targets | {c.int('user_data') for c in t.kernel_copies}}),
+        # where the copies' buffer is: its user address (C), or its offset in the receiver's
+        # mapping (Rust: map_start + Allocation.offset); the Rust driver's kernel writes are per
+        # page (Page::write_raw) and say nothing of it, so only its user copies are located
+        base = (out.one("map", role="server") or {}).get("start", 0) if rust else 0
+        located = t.copy_targets | {copy_lands_at(c) for c in t.kernel_copies
+                                    if any(f in c.fields for f in COPY_LANDS_AT)}
+        ctx.check("all copies land in the receiver's buffer" if not rust else
+                  "all user copies land in the receiver's buffer (map_start + traced buffer_offset)",
+                  sorted({f"{base + a:#x}" for a in located}),
                   [f"{rx.get('buffer', 0):#x}"] if rx.get("buffer") else ["(no rx)"],
+                  "allocation.rs Allocation::copy_into" if rust else
                   "binder_alloc_copy_user_to_buffer / binder_alloc_copy_to_buffer")
 
 

@@ -26,6 +26,14 @@ class Kprobe:
     filter: str = ""  # ftrace filter expression, e.g. "to_user == 1"
     # the probed function's later names: ((major, minor, name), ...), e.g. ((6, 15, "anon_pipe_write"),)
     renamed: tuple[tuple[int, int, str], ...] = ()
+    # A Rust function, whose symbol is mangled with a per-build hash: the length-prefixed pieces
+    # of its path that its v0-mangled name carries, e.g. ("11rust_binder", "10allocation",
+    # "10Allocation", "9copy_into"); its spec's first word is a readable placeholder until
+    # with_symbol puts in the name the target's /proc/kallsyms gives (binder_driver.rust_symbols).
+    rust_path: tuple[str, ...] = ()
+    # a probe the kernel may lack (a config option, e.g. HARDENED_USERCOPY's __check_object_size):
+    # arm_script defines it where it can and says `kprobe-missing=NAME` where it cannot
+    optional: bool = False
 
     @property
     def function(self) -> str:
@@ -45,6 +53,10 @@ class Kprobe:
         if missing:
             raise KeyError(f"kprobe {self.name}: no offset for {', '.join(missing)}")
         return replace(self, spec=STRUCT_FIELD.sub(lambda m: str(offsets[m.group(1)]), self.spec))
+
+    def with_symbol(self, symbol: str) -> Kprobe:
+        """This probe placed on `symbol`, the mangled name the kernel under test gives its rust_path."""
+        return replace(self, spec=" ".join([symbol, *self.spec.split()[1:]]), rust_path=())
 
     def for_kernel(self, version: tuple[int, int]) -> Kprobe:
         """This probe on a kernel of `version`: the function under the name it has there."""
@@ -74,6 +86,68 @@ COPY_TO_BUFFER = Kprobe(
 USERCOPY_CHECK = Kprobe("usercopy", "__check_object_size ptr=$arg1:x64 n=$arg2:u64 to_user=$arg3:u8",
                         filter="to_user == 1")
 
+# The Rust driver's copy of a transaction's bytes from the sender, the counterpart of
+# binder_alloc_copy_user_to_buffer (same event name, so the grouping below serves both):
+# drivers/android/binder/allocation.rs Allocation::copy_into(&self, reader, offset, size), called
+# by thread.rs Thread::copy_transaction_data (the data between and after objects) and
+# Thread::apply_sg (scatter-gather buffers). It checks offset+size against self.size and hands
+# self.offset + offset to page_range.rs ShrinkablePageRange::copy_from_user_slice (inlined into
+# it), which copies page by page with kernel::page::Page::copy_from_user_slice_raw.
+# self.offset is the buffer's offset in the receiver's whole mapping (process.rs
+# Process::buffer_alloc: Allocation::new(.., new_alloc.offset, size, mapping.address + offset)).
+# Its arguments are in the C ABI's registers (rdi self, rsi reader, rdx offset, rcx size), and it
+# reads self.size at +0x90 (size_check: `cmp 0x90(%rdi),%rcx` after `add %rdx,%rcx`) and
+# self.offset at +0x88 (`add 0x88(%rdi),%rdx` before the page walk): read from the disassembly of
+# Allocation::copy_into in the qemu-x86_64-7.3-rust build. On the running kernel,
+# tests/data/rust-copy-into-args.txt dumped $arg1..$arg4 and *$arg1 at +128..+160 for the
+# transactions of one_copy.sync_sizes: $arg3 was 0 and $arg4 each payload size; +0x90 the
+# allocation's size (max(len, 8)); +0x98 the receiver's buffer address (Allocation.ptr, which
+# the receiver got as data.ptr.buffer); +0xa0 the transaction's debug_id (binder_transaction's
+# transaction=N). The layout is rustc's and in no BTF: judge_delivery checks the debug_id and
+# both destinations on every run, so a build that moves a field fails with what it read.
+RUST_COPY_INTO = Kprobe(
+    "copy_user_to_buffer",
+    "rust_binder::allocation::Allocation::copy_into offset=$arg3:u64 bytes=$arg4:u64 buffer_offset=+136($arg1):u64 "
+    "buffer_size=+144($arg1):u64 ptr=+152($arg1):x64 debug_id=+160($arg1):u64",
+    rust_path=("11rust_binder", "10allocation", "10Allocation", "9copy_into"),
+)
+
+# The Rust driver's writes of kernel memory into a receiver's buffer, the counterpart of
+# binder_alloc_copy_to_buffer (same event name): translated objects, the offsets array, pointer
+# fixups, a security context. They all end in kernel::page::Page::write_raw(&self, src, offset,
+# len) (rust/kernel/page.rs), per page: its 14 call sites in the qemu-x86_64-7.3-rust build are
+# all rust_binder's (allocation.rs Allocation::write<u64>/<[u8]>, AllocationView::write<T> for
+# three object types, the writes inlined into thread.rs Thread::copy_transaction_data, and the
+# fd fixups of transaction.rs Transaction::do_work at receipt). It knows only the page, so these
+# writes are counted, not located.
+RUST_PAGE_WRITE = Kprobe(
+    "copy_to_buffer", "kernel::page::Page::write_raw offset=$arg3:u64 bytes=$arg4:u64",
+    rust_path=("6kernel", "4page", "4Page", "9write_raw"))
+
+# The Rust driver's pages, which it has no trace events for (C: binder_alloc_page_start and
+# binder_alloc_lru_start). page_range.rs ShrinkablePageRange::use_range, for each page of a new
+# buffer: a page that is there is taken off the shrinker's LRU with list_lru_del (mm/list_lru.c,
+# true when it was on it: a freed page reused), and a page that is not there is allocated by
+# use_page_slow(&self, i) (#[cold], so a function of its own: $arg2 is the page's index).
+RUST_USE_PAGE_SLOW = Kprobe(
+    "use_page_slow", "rust_binder::page_range::ShrinkablePageRange::use_page_slow page=$arg2:u64",
+    rust_path=("11rust_binder", "10page_range", "19ShrinkablePageRange", "13use_page_slow"))
+# list_lru_del serves every list_lru in the kernel: only a return into the Rust driver's code
+# (the event names its caller, e.g. "(_RNv..11rust_binder6thread..copy_transaction_data+0xc1d/..
+# <- list_lru_del)", where use_range is inlined) counts as one of its pages.
+RUST_LRU_DEL = Kprobe("lru_del", "list_lru_del on_lru=$retval:u8", ret=True)
+RUST_CRATE = "11rust_binder"  # the Rust driver's crate, as its mangled symbols carry it
+
+# The Rust driver's copies to user memory all go through rust/kernel/uaccess.rs UserSliceWriter:
+# write_slice/write_raw call copy_to_user (the C helper rust_helper_copy_to_user, a function), and
+# write<T> calls _copy_to_user (lib/usercopy.c) itself. Both take (to, from, n) like the C ones, and
+# neither passes __check_object_size (uaccess.rs says write<T> skips it; the kernel may lack it).
+RUST_USERCOPY = (
+    Kprobe("usercopy", "rust_helper_copy_to_user ptr=$arg1:x64 n=$arg3:u64"),
+    Kprobe("usercopy_raw", "_copy_to_user ptr=$arg1:x64 n=$arg3:u64"),
+)
+USERCOPY_OUT = ("usercopy", "usercopy_raw")  # the event names of copies to user memory
+
 BINDER_EVENTS = (
     "binder/binder_transaction",
     "binder/binder_transaction_received",
@@ -83,6 +157,9 @@ BINDER_EVENTS = (
     "binder/binder_ioctl",
     "binder/binder_ioctl_done",
 )
+# The Rust driver's (drivers/android/binder/rust_binder_events.h): the same names, no alloc_buf.
+RUST_BINDER_EVENTS = tuple(e.replace("binder/", "rust_binder/", 1) for e in BINDER_EVENTS
+                           if not e.endswith("_alloc_buf"))
 SCHED_EVENTS = ("sched/sched_switch", "sched/sched_waking")
 
 
@@ -95,7 +172,7 @@ BUFFER_KB = 8192
 
 
 def arm_script(tracefs: str, kprobes: tuple[Kprobe, ...], case_id: str, buffer_kb: int = BUFFER_KB,
-               extra_events: tuple[str, ...] = ()) -> str:
+               extra_events: tuple[str, ...] = (), binder_events: tuple[str, ...] = BINDER_EVENTS) -> str:
     """Shell that clears the trace, defines our kprobes, enables events and writes the B marker.
 
     A kprobe of ours that is already defined exactly as wanted (an earlier case on
@@ -108,6 +185,9 @@ def arm_script(tracefs: str, kprobes: tuple[Kprobe, ...], case_id: str, buffer_k
     unplaced = [k.name for k in kprobes if k.struct_fields]
     if unplaced:
         raise ValueError(f"kprobes {', '.join(unplaced)} read struct fields with no offset yet: use Kprobe.with_offsets")
+    unresolved = [k.name for k in kprobes if k.rust_path]
+    if unresolved:
+        raise ValueError(f"kprobes {', '.join(unresolved)} are on Rust functions not looked up yet: use Kprobe.with_symbol")
     t = shlex.quote(tracefs)
     g = KPROBE_GROUP
     lines = [
@@ -132,11 +212,19 @@ def arm_script(tracefs: str, kprobes: tuple[Kprobe, ...], case_id: str, buffer_k
                      f"case \" {wanted} \" in *\" $n \"*) case \"$keep\" in *\" $n \"*) ;; "
                      f"*) echo \"-:$e\" >> {t}/kprobe_events;; esac;; esac; done")
     for probe in kprobes:
+        if probe.optional:  # a kernel without the function: say so and go on
+            lines.append(f"case \"$keep\" in *' {probe.name} '*) ;; "
+                         f"*) echo {shlex.quote(probe.definition())} >> {t}/kprobe_events 2>/dev/null || "
+                         f"echo kprobe-missing={probe.name};; esac")
+            lines.append(f"if [ -d {t}/events/{g}/{probe.name} ]; then "
+                         f"echo {shlex.quote(probe.filter or '0')} > {t}/events/{g}/{probe.name}/filter || exit 3; "
+                         f"echo 1 > {t}/events/{g}/{probe.name}/enable || exit 3; fi")
+            continue
         lines.append(f"case \"$keep\" in *' {probe.name} '*) ;; "
                      f"*) echo {shlex.quote(probe.definition())} >> {t}/kprobe_events || exit 3;; esac")
         lines.append(f"echo {shlex.quote(probe.filter or '0')} > {t}/events/{g}/{probe.name}/filter || exit 3")
         lines.append(f"echo 1 > {t}/events/{g}/{probe.name}/enable || exit 3")
-    for event in BINDER_EVENTS + SCHED_EVENTS + tuple(extra_events):
+    for event in tuple(binder_events) + SCHED_EVENTS + tuple(extra_events):
         lines.append(f"echo 1 > {t}/events/{event}/enable || exit 4")
     lines.append(f"echo 1 > {t}/tracing_on")
     lines.extend(_marker_holder_lines(t, case_id))
@@ -160,6 +248,11 @@ def _marker_holder_lines(t: str, case_id: str) -> list[str]:
         f"p=$(sh -c {shlex.quote(body)} </dev/null 2>/dev/null &)",
         'echo "marker-pid=$p"',
     ]
+
+
+def missing_kprobes(arm_output: str) -> list[str]:
+    """The optional kprobes arm_script could not define on this kernel (`kprobe-missing=NAME`)."""
+    return re.findall(r"kprobe-missing=([a-z_]+)", arm_output)
 
 
 def marker_pid(arm_output: str) -> int:
@@ -288,33 +381,62 @@ class TracedTransaction:
 
     @property
     def copy_targets(self) -> set[int]:
-        """Receiver user addresses (binder_buffer->user_data) the copies went into."""
-        return {c.int("user_data") for c in self.copies}
+        """Where in the receiver the copies' buffer is (COPY_LANDS_AT: its user address,
+        binder_buffer->user_data, on the C driver; its offset in the receiver's mapping,
+        Allocation.offset, on the Rust one)."""
+        return {copy_lands_at(c) for c in self.copies}
 
 
-def binder_transactions(trace: Trace) -> list[TracedTransaction]:
-    """Group user->buffer copies with the transaction whose buffer the sender just allocated.
+# The fetch arg of a copy that says where its buffer is in the receiver, by driver
+# (harness/evidence/drivers.py DriverFacts.copy_lands_at names the one its probe reads).
+COPY_LANDS_AT = ("user_data", "buffer_offset")
 
-    binder_transaction() runs in the sender's thread: trace_binder_transaction,
+
+def copy_lands_at(copy: TraceEvent) -> int:
+    """A copy event's buffer in the receiver: `user_data` (C) or `buffer_offset` (Rust)."""
+    return copy.int(next((f for f in COPY_LANDS_AT if f in copy.fields), COPY_LANDS_AT[0]))
+
+
+def binder_transactions(trace: Trace, copies_first: bool = False) -> list[TracedTransaction]:
+    """Group user->buffer copies with the transaction they carry.
+
+    C driver: binder_transaction() runs in the sender's thread: trace_binder_transaction,
     then the buffer allocation (binder_transaction_alloc_buf), then the copies.
     So on each pid, copies belong to the last transaction that pid started.
+
+    Rust driver (`copies_first`): the copies come first, in the sender's thread
+    (thread.rs Thread::copy_transaction_data, from Transaction::new / new_reply), and
+    its binder_transaction event only when the transaction is handed over
+    (transaction.rs Transaction::submit, thread.rs Thread::deliver_single_reply for a
+    reply). So on each pid, copies (and page events) inside a binder ioctl belong to the
+    next transaction that pid sends in it; those of a transaction that failed before it
+    was sent are dropped at that ioctl's binder_ioctl_done.
     """
     by_pid: dict[int, TracedTransaction] = {}
+    pending: dict[int, TracedTransaction] = {}
     out: list[TracedTransaction] = []
     for ev in trace.events:
         try:
-            _group_event(ev, by_pid, out)
+            _group_event(ev, by_pid, out, pending if copies_first else None)
         except (KeyError, ValueError):  # a field missing or not a number: report the line, keep going
             trace.bad_lines.append(f"{ev.comm}-{ev.pid} [{ev.cpu:03d}] {ev.ts:.6f}: {ev.name}: {ev.body}")
     return out
 
 
-def _group_event(ev: TraceEvent, by_pid: dict[int, TracedTransaction], out: list[TracedTransaction]) -> None:
-    """Fold one event into the transactions; KeyError/ValueError when a field it needs is bad."""
+def _group_event(ev: TraceEvent, by_pid: dict[int, TracedTransaction], out: list[TracedTransaction],
+                 pending: dict[int, TracedTransaction] | None) -> None:
+    """Fold one event into the transactions; KeyError/ValueError when a field it needs is bad.
+    `pending` (Rust): per pid, the copies made before their binder_transaction event."""
     if ev.name == "binder_transaction":
         new = TracedTransaction(ev.int("transaction"), ev.pid, ev.fields.get("reply") == "1",
                                 int(ev.fields.get("flags", "0"), 16))
-        by_pid[ev.pid] = new
+        if pending is not None:
+            before = pending.pop(ev.pid, None)
+            if before is not None:
+                new.copies, new.kernel_copies = before.copies, before.kernel_copies
+                new.pages_allocated, new.pages_from_lru = before.pages_allocated, before.pages_from_lru
+        else:
+            by_pid[ev.pid] = new
         out.append(new)
     elif ev.name == "binder_transaction_alloc_buf":
         txn = by_pid.get(ev.pid)
@@ -322,19 +444,25 @@ def _group_event(ev: TraceEvent, by_pid: dict[int, TracedTransaction], out: list
             txn.data_size = ev.int("data_size")
             txn.offsets_size = ev.int("offsets_size")
     elif ev.name in (COPY_USER_TO_BUFFER.name, COPY_TO_BUFFER.name, "binder_alloc_page_start",
-                     "binder_alloc_lru_start"):
-        txn = by_pid.get(ev.pid)
+                     "binder_alloc_lru_start", RUST_USE_PAGE_SLOW.name, RUST_LRU_DEL.name):
+        txn = by_pid.get(ev.pid) if pending is None else pending.get(ev.pid)
         if txn is None:
             return
         if ev.name in (COPY_USER_TO_BUFFER.name, COPY_TO_BUFFER.name):
-            ev.int("bytes"), ev.int("user_data")  # checked here, summed later
+            ev.int("bytes")  # checked here, summed later
+            if ev.name == COPY_USER_TO_BUFFER.name or any(f in ev.fields for f in COPY_LANDS_AT):
+                copy_lands_at(ev)
             (txn.copies if ev.name == COPY_USER_TO_BUFFER.name else txn.kernel_copies).append(ev)
-        elif ev.name == "binder_alloc_page_start":
+        elif ev.name in ("binder_alloc_page_start", RUST_USE_PAGE_SLOW.name):
             txn.pages_allocated += 1
-        else:
+        elif ev.name == "binder_alloc_lru_start" or (ev.int("on_lru") == 1 and RUST_CRATE in ev.body):
             txn.pages_from_lru += 1
+    elif ev.name == "binder_ioctl" and pending is not None:  # what this ioctl copies, until it sends
+        pending[ev.pid] = TracedTransaction(0, ev.pid, False, 0)
     elif ev.name == "binder_ioctl_done":
         by_pid.pop(ev.pid, None)
+        if pending is not None:
+            pending.pop(ev.pid, None)
 
 
 def usercopies_in_binder_ioctl(trace: Trace, pid: int) -> list[int]:
@@ -348,7 +476,7 @@ def usercopies_in_binder_ioctl(trace: Trace, pid: int) -> list[int]:
             inside = True
         elif ev.name == "binder_ioctl_done":
             inside = False
-        elif inside and ev.name == USERCOPY_CHECK.name and ev.fields.get("to_user") == "1":
+        elif inside and ev.name in USERCOPY_OUT and ev.fields.get("to_user", "1") == "1":
             try:
                 sizes.append(ev.int("n"))
             except (KeyError, ValueError):

@@ -24,6 +24,7 @@ from harness.judging import layout
 from harness.judging.accounting import ACCOUNTING_FILES, snapshot_script
 from harness.judging.catalog import CaseSkipped, CaseSpec
 from harness.judging.verdicts import CaseResult, Check
+from harness.targets import binder_driver
 from harness.targets.base import CommandResult, Target, shell_command
 
 
@@ -215,8 +216,14 @@ class CaseContext:
         """Arm tracing; `prefix` is shell run first in the same round trip (the case's setup)."""
         if self.tracefs is None:
             raise CaseSkipped(f"{self.target.spec} has no tracefs (mount it, or run as root)")
-        kprobes = self._placed(tuple(k.for_kernel(self.kernel) for k in self.spec.kprobes))
-        script = tracing.arm_script(self.tracefs, kprobes, self.spec.id, extra_events=self.spec.events)
+        wanted, unplaceable = self.driver.kprobes(self.spec.kprobes)
+        events, instead, no_event = self.driver.events(self.spec.events)
+        if unplaceable or no_event:
+            self.evidence["kprobes_missing"] = {k: f"the {self.driver.name} driver has no such function or event"
+                                                for k in unplaceable + no_event}
+        kprobes = self._placed(tuple(k.for_kernel(self.kernel) for k in wanted + instead))
+        script = tracing.arm_script(self.tracefs, kprobes, self.spec.id, extra_events=events,
+                                    binder_events=self.driver.trace_events)
         if prefix:
             script = f"{prefix}\n{script}"
         self._commands += 1
@@ -227,10 +234,13 @@ class CaseContext:
                               f"{result.output.strip().splitlines()[-1:] or ''}")
         self._tracing = True
         self._marker_pid = tracing.marker_pid(result.output)
+        for name in tracing.missing_kprobes(result.output):
+            self.evidence.setdefault("kprobes_missing", {})[name] = "this kernel has no such function to probe"
 
     def _placed(self, kprobes: tuple[tracing.Kprobe, ...]) -> tuple[tracing.Kprobe, ...]:
         """The kprobes with every struct field they read at its offset on the kernel under test,
         from the target's BTF; evidence `struct_offsets` says where each came from."""
+        kprobes = self._on_rust_symbols(kprobes)
         fields = tuple(dict.fromkeys(f for k in kprobes for f in k.struct_fields))
         if not fields:
             return kprobes
@@ -243,6 +253,20 @@ class CaseContext:
                               f"{'; '.join(missing)}")
         offsets = {f: o.offset for f, o in found.items() if o.offset is not None}
         return tuple(k.with_offsets(offsets) for k in kprobes)
+
+    def _on_rust_symbols(self, kprobes: tuple[tracing.Kprobe, ...]) -> tuple[tracing.Kprobe, ...]:
+        """The kprobes on Rust functions placed on their mangled names in the target's
+        /proc/kallsyms (binder_driver.rust_symbols); evidence `rust_symbols` says what was found."""
+        paths = tuple(k.rust_path for k in kprobes if k.rust_path)
+        if not paths:
+            return kprobes
+        with timing.phase("rust_symbols"):
+            found = binder_driver.rust_symbols(self.target, paths)
+        self.evidence["rust_symbols"] = {k.name: found[k.rust_path].as_evidence() for k in kprobes if k.rust_path}
+        missing = [f"{k.name}: {found[k.rust_path].why}" for k in kprobes if k.rust_path and not found[k.rust_path].symbol]
+        if missing:
+            raise CaseSkipped(f"kprobes on Rust functions the kernel under test does not name: {'; '.join(missing)}")
+        return tuple(k.with_symbol(found[k.rust_path].symbol or "") if k.rust_path else k for k in kprobes)
 
     def stop_trace(self) -> tracing.Trace:
         """Stop tracing, keep trace.txt with the case, and return it parsed."""

@@ -43,7 +43,7 @@ RECORDING_SCHEMAS_READ = (1, RECORDING_SCHEMA)
 # Evidence the runner puts in a case's context before the case function runs (the device it
 # opens, the struct offsets its kprobes were placed with): report.json's values are put back
 # before a replay, so the case sees its context as it did live.
-EVIDENCE_BEFORE_THE_CASE = ("binder_device", "struct_offsets")
+EVIDENCE_BEFORE_THE_CASE = ("binder_device", "struct_offsets", "kprobes_missing", "rust_symbols")
 
 
 def load_recording(case_dir: Path) -> dict | None:

@@ -252,13 +252,11 @@ def munmap_dead(ctx: CaseContext) -> None:
 
 @case("limits.shrinker")
 def shrinker(ctx: CaseContext) -> None:
-    """drop_caches moves freed binder pages from the LRU to free (debugfs pages: active:lru:free)."""
+    """drop_caches moves freed binder pages from the LRU to free (debugfs pages: active:lru:free);
+    where binder's stats count no pages (the Rust driver), the kernel's own count of the binder
+    shrinker's objects (debugfs shrinker/android-binder-ID/count, CONFIG_SHRINKER_DEBUG) says it."""
     if not ctx.driver.counts_pages:
-        ctx.check_that("pages on the LRU, in binder's stats", False,
-                       f"{NOT_COUNTED}: process.rs Process::debug_print_stats prints no pages (its shrinker, "
-                       "page_range.rs ShrinkablePageRange, keeps them in a list_lru it does not print)",
-                       "a per-proc page count (binder_alloc_print_pages: pages: active:lru:free)",
-                       "binder_alloc_print_pages")
+        _shrinker_count(ctx)
         return
     out = ctx.run_probe("shrinker", count=16, size=65536, map=4 * MiB, self=1)
     probe_completed(ctx, out)
@@ -272,6 +270,37 @@ def shrinker(ctx: CaseContext) -> None:
     ctx.check("pages on the LRU after drop_caches", after.get("lru"), 0, "binder_shrink_scan -> binder_alloc_free_page")
     ctx.check("free pages grew by the LRU pages", (after.get("free", 0) - before.get("free", 0)), 16,
               "binder_alloc_free_page")
+
+
+# The binder shrinker's name (binder_alloc_shrinker_init / rust_binder_main.rs: "android-binder"),
+# its count the pages on binder's LRU (binder_shrink_count / page_range.rs rust_shrink_count)
+BINDER_SHRINKER = "android-binder"
+
+
+def _shrinker_count(ctx: CaseContext) -> None:
+    """limits.shrinker where binder's stats print no pages: the pages on the binder shrinker's LRU,
+    as the kernel counts them, before and after drop_caches."""
+    if not ctx.debugfs:
+        ctx.check_that("pages on the LRU, in binder's stats or the shrinker's debugfs count", False,
+                       f"{NOT_COUNTED}: process.rs Process::debug_print_stats prints no pages, and debugfs is not "
+                       "mounted", "a count", "page_range.rs rust_shrink_count")
+        return
+    out = ctx.run_probe("shrinker", count=16, size=65536, map=4 * MiB, self=1,
+                        shrinker=f"{ctx.debugfs}/shrinker/{BINDER_SHRINKER}")
+    probe_completed(ctx, out)
+    counts = {w: (out.one("pages", when=w) or {}).get("shrinker_count") for w in ("start", "before", "after")}
+    ctx.evidence["shrinker_count"] = counts
+    if not ctx.check_that("the binder shrinker's debugfs count is readable", all(
+            isinstance(n, int) and n >= 0 for n in counts.values()), counts, "a count at each point",
+            "page_range.rs rust_shrink_count (read by debugfs shrinker/NAME/count: CONFIG_SHRINKER_DEBUG)"):
+        return
+    ctx.check("pages on the LRU after 16 freed 64 KiB buffers (the shrinker's count, from the start)",
+              counts["before"] - counts["start"], 16,
+              "process.rs Process::buffer_raw_free -> page_range.rs ShrinkablePageRange::stop_using_range "
+              "(list_lru_add of each page)")
+    ctx.check("echo 2 > /proc/sys/vm/drop_caches", errno_name(out.one("drop_caches") or {}), "0", "drop_caches_sysctl_handler")
+    ctx.check("pages on the LRU after drop_caches (the shrinker's count)", counts["after"], 0,
+              "page_range.rs rust_shrink_scan -> page_range.rs rust_shrink_free_page")
 
 
 ASYNC_EXACT_MAP = 16384

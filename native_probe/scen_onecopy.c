@@ -1,5 +1,6 @@
 /* binder-probe: one_copy scenarios (sync, stream, lazy, clamp, shrinker). */
 #include "probe.h"
+#include <dirent.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -199,6 +200,51 @@ static int stats_pages(pid_t pid, long *act, long *lru, long *fre, char *raw, si
 	return found ? 0 : -ENOENT;
 }
 
+static const char *g_shrinker; /* debugfs shrinker/NAME: the kernel's count of a shrinker's objects */
+
+/* The objects shrinker `g_shrinker` counts (mm/shrinker_debug.c shrinker_debugfs_count_show: in
+ * debugfs shrinker/NAME-ID/count, one "MEMCG N0 N1 ..." line per memcg with any, none when it
+ * counts none), summed over nodes and memcgs; -errno when there is no such shrinker. */
+static long shrinker_count(void)
+{
+	char dir[256], path[512], line[512];
+	const char *base = strrchr(g_shrinker, '/');
+	size_t bl;
+	long total = 0;
+	DIR *d;
+	struct dirent *e;
+	FILE *f = NULL;
+	if (!base)
+		return -EINVAL;
+	snprintf(dir, sizeof(dir), "%.*s", (int)(base - g_shrinker), g_shrinker);
+	base++;
+	bl = strlen(base);
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)) && !f) {
+		if (!strncmp(e->d_name, base, bl) && e->d_name[bl] == '-') {
+			snprintf(path, sizeof(path), "%s/%s/count", dir, e->d_name);
+			f = fopen(path, "re");
+		}
+	}
+	closedir(d);
+	if (!f)
+		return -ENOENT;
+	while (fgets(line, sizeof(line), f)) {
+		char *q = line, *end;
+		strtoul(q, &end, 10); /* the memcg id */
+		for (q = end;; q = end) {
+			long n = strtol(q, &end, 10);
+			if (end == q)
+				break;
+			total += n;
+		}
+	}
+	fclose(f);
+	return total;
+}
+
 static void print_pages(Pair *p, const char *when)
 {
 	long a = 0, l = 0, f = 0;
@@ -216,12 +262,16 @@ static void print_pages(Pair *p, const char *when)
 	} else {
 		jerrno(&j, -rc);
 	}
+	if (g_shrinker && *g_shrinker)
+		ji64(&j, "shrinker_count", shrinker_count());
 	jend(&j);
 }
 
 static int shrinker_client(Pair *p, Bd *b)
 {
 	J j;
+	if (g_self)
+		print_pages(p, "start");
 	sizes_client(p, b);
 	set_phase("shrinker wait");
 	if (g_self) {
@@ -262,6 +312,7 @@ void scen_shrinker(void)
 	map = arg_u64("map", 4194304);
 	g_release = arg_str("release", "/tmp/bh-release");
 	g_self = (int)arg_u64("self", 0);
+	g_shrinker = arg_str("shrinker", "");
 	args_finish();
 	if (count < 1 || count > MAX_SIZES)
 		usage_error("argument count must be 1..%d", MAX_SIZES);

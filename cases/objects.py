@@ -20,8 +20,8 @@ from harness.judging.catalog import case
 from harness.judging.context import CaseContext
 from harness.judging.verdicts import ByKernel, Line
 from harness.evidence.contract import OBJ_COOKIE_STRONG, OBJ_COOKIE_WEAK, OBJ_PTR_STRONG, OBJ_PTR_WEAK, OBJ_UPDATE_CODE
-from harness.evidence.trace import (COPY_LANDS_AT, COPY_TO_BUFFER, COPY_USER_TO_BUFFER, binder_transactions,
-                                    copy_lands_at)
+from harness.evidence.trace import COPY_LANDS_AT, binder_transactions, copy_lands_at
+from harness.evidence.kprobes import COPY_TO_BUFFER, COPY_USER_TO_BUFFER
 
 FLAT_BINDER_OBJECT = 24  # sizeof(struct flat_binder_object)
 BUFFER_OBJECT = 40  # sizeof(struct binder_buffer_object)

@@ -6,8 +6,8 @@ from cases._expect import PAGE_FUNCTIONS, probe_completed
 from cases._one_copy_checks import judge_delivery
 from harness.judging.catalog import case
 from harness.judging.context import CaseContext
-from harness.evidence.trace import (COPY_USER_TO_BUFFER, USERCOPY_CHECK, Kprobe, binder_transactions,
-                           usercopies_in_binder_ioctl)
+from harness.evidence.trace import binder_transactions, usercopies_in_binder_ioctl
+from harness.evidence.kprobes import COPY_USER_TO_BUFFER, USERCOPY_CHECK, Kprobe
 
 SIZES = (8, 4096, 10000, 65536, 1024 * 1024 - 8 * 1024)
 MAP_BYTES = 4 * 1024 * 1024
@@ -189,7 +189,7 @@ def lazy_pages(ctx: CaseContext) -> None:
     if len(calls) >= 2:
         first, second = calls[0], calls[1]
         pages = ctx.by_kernel(PAGE_FUNCTIONS)
-        rust = ctx.driver.name == "rust"  # its pages are traced by kprobes (trace.RUST_USE_PAGE_SLOW, RUST_LRU_DEL)
+        rust = ctx.driver.name == "rust"  # its pages are traced by kprobes (kprobes.RUST_USE_PAGE_SLOW, RUST_LRU_DEL)
         fresh = RUST_FRESH_PAGE if rust else pages.fresh
         from_lru = RUST_LRU_PAGE if rust else pages.from_lru
         ctx.check("first 10000-byte buffer: fresh pages allocated", first.pages_allocated, 3, fresh)

@@ -199,13 +199,13 @@ def cmd_compare(args) -> int:
     Markdown (--md, or stdout when neither is given); the count of cases that agree on stderr."""
     from harness.files import atomic_write_text
     from harness.reports import driver_compare
-    from harness.reports import html as html_report
+    from harness.reports import comparison_html
 
     out, md = _output_file("--out", args.out), _output_file("--md", args.md)
     cmp = _comparison(Path(args.run_a), Path(args.run_b))
     try:
         if out:
-            atomic_write_text(out, html_report.comparison_page(cmp))
+            atomic_write_text(out, comparison_html.page(cmp))
         if md:
             atomic_write_text(md, driver_compare.markdown(cmp))
     except OSError as exc:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.evidence import kprobes
 from harness.evidence import btf, trace
 
 DATA = Path(__file__).parent / "data" / "btf"
@@ -77,18 +78,18 @@ def test_elf_section_is_none_for_non_elf():
 
 
 def test_kprobe_is_placed_with_the_offset():
-    assert trace.COPY_USER_TO_BUFFER.struct_fields == ("binder_buffer.user_data",)
-    placed = trace.COPY_USER_TO_BUFFER.with_offsets({"binder_buffer.user_data": 96})
+    assert kprobes.COPY_USER_TO_BUFFER.struct_fields == ("binder_buffer.user_data",)
+    placed = kprobes.COPY_USER_TO_BUFFER.with_offsets({"binder_buffer.user_data": 96})
     assert "user_data=+96($arg2):x64" in placed.definition()
     assert placed.struct_fields == ()
     with pytest.raises(KeyError):
-        trace.COPY_TO_BUFFER.with_offsets({})
+        kprobes.COPY_TO_BUFFER.with_offsets({})
 
 
 def test_arm_script_refuses_an_unplaced_kprobe():
     with pytest.raises(ValueError, match="no offset yet"):
-        trace.arm_script("/sys/kernel/tracing", (trace.COPY_USER_TO_BUFFER,), "one_copy.sync_sizes")
-    placed = trace.COPY_USER_TO_BUFFER.with_offsets({"binder_buffer.user_data": 88})
+        trace.arm_script("/sys/kernel/tracing", (kprobes.COPY_USER_TO_BUFFER,), "one_copy.sync_sizes")
+    placed = kprobes.COPY_USER_TO_BUFFER.with_offsets({"binder_buffer.user_data": 88})
     assert "+88($arg2)" in trace.arm_script("/sys/kernel/tracing", (placed,), "one_copy.sync_sizes")
 
 

@@ -77,7 +77,7 @@ def _apply(value, f) -> object:
 
 def _strings(value) -> list[tuple[str, Version, Version | None]]:
     """The ref strings a value can be, each with the kernel versions it holds on."""
-    from harness.evidence.trace import Kprobe
+    from harness.evidence.kprobes import Kprobe
 
     if isinstance(value, Row):
         return [(ref, value.since, value.until) for ref, _, _ in _strings(value.value)]

@@ -19,6 +19,7 @@ import pytest
 
 from harness.judging.verdicts import Check
 from harness.reports import driver_compare as dc
+from harness.reports import comparison_html
 from harness.reports import html as html_report
 from harness.reports import model
 from harness.reports.model import Report
@@ -204,7 +205,7 @@ class _Tags(html.parser.HTMLParser):
 
 
 def test_the_page_is_well_formed_and_holds_every_case(table):
-    page = html_report.comparison_page(table)
+    page = comparison_html.page(table)
     tags = _Tags()
     tags.feed(page)
     assert tags.open == [] and tags.mismatched == 0

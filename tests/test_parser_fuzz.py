@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 
 from harness.evidence.debugfs import Pages, parse_binder_debugfs
 from harness.evidence.probe import parse_probe_output
-from harness.evidence.trace import (TraceEvent, binder_transactions, parse_ftrace,
-                                    usercopies_in_binder_ioctl)
+from harness.evidence.trace import TraceEvent, binder_transactions, parse_ftrace, usercopies_in_binder_ioctl
 from tests.helpers import DATA
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,7 +12,8 @@ from harness.building import debian
 from harness.errors import ConfigError
 from harness.building.cpio import CpioWriter
 from harness.evidence.probe import parse_probe_output
-from harness.evidence.trace import COPY_USER_TO_BUFFER, binder_transactions, parse_ftrace, usercopies_in_binder_ioctl
+from harness.evidence.trace import binder_transactions, parse_ftrace, usercopies_in_binder_ioctl
+from harness.evidence.kprobes import COPY_USER_TO_BUFFER
 from harness.judging.verdicts import CaseResult, Check, judge, scan_dmesg
 from tests.helpers import DATA, host_tool, read_newc
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.evidence import kprobes
 from harness.evidence import trace as tracing
 from harness.evidence.drivers import C_DRIVER, RUST_DRIVER
 from harness.evidence.probe import parse_probe_output
@@ -18,8 +19,8 @@ from tests.helpers import cli
 
 DATA = Path(__file__).parent / "data"
 RUN = DATA / "run-rust-x86_64"
-COPY_INTO = tracing.RUST_COPY_INTO.rust_path
-USE_PAGE_SLOW = tracing.RUST_USE_PAGE_SLOW.rust_path
+COPY_INTO = kprobes.RUST_COPY_INTO.rust_path
+USE_PAGE_SLOW = kprobes.RUST_USE_PAGE_SLOW.rust_path
 COPY_INTO_SYMBOL = "_RNvMNtCsbFXD6CMuNu5_11rust_binder10allocationNtB2_10Allocation9copy_into"
 
 
@@ -62,8 +63,8 @@ def test_a_function_that_is_not_there_says_why():
 
 def test_a_rust_kprobe_is_armed_only_once_looked_up():
     with pytest.raises(ValueError, match="copy_user_to_buffer are on Rust functions not looked up yet"):
-        tracing.arm_script("/sys/kernel/tracing", (tracing.RUST_COPY_INTO,), "one_copy.sync_sizes")
-    placed = tracing.RUST_COPY_INTO.with_symbol(COPY_INTO_SYMBOL)
+        tracing.arm_script("/sys/kernel/tracing", (kprobes.RUST_COPY_INTO,), "one_copy.sync_sizes")
+    placed = kprobes.RUST_COPY_INTO.with_symbol(COPY_INTO_SYMBOL)
     assert placed.definition() == (
         f"p:binder_harness/copy_user_to_buffer {COPY_INTO_SYMBOL} offset=$arg3:u64 bytes=$arg4:u64 "
         "buffer_offset=+136($arg1):u64 buffer_size=+144($arg1):u64 ptr=+152($arg1):x64 debug_id=+160($arg1):u64")
@@ -78,12 +79,12 @@ def test_the_c_driver_arms_what_the_case_declared():
     from cases.one_copy import DELIVERY_PROBES, PAGE_EVENTS
     assert C_DRIVER.kprobes(DELIVERY_PROBES) == (DELIVERY_PROBES, ())
     assert C_DRIVER.events(PAGE_EVENTS) == (PAGE_EVENTS, (), ())
-    assert C_DRIVER.trace_events == tracing.BINDER_EVENTS
+    assert C_DRIVER.trace_events == kprobes.BINDER_EVENTS
 
 
 def test_the_rust_driver_arms_its_own_functions_for_the_same_events():
     from cases.one_copy import DELIVERY_PROBES, PAGE_EVENTS
-    probes, missing = RUST_DRIVER.kprobes(DELIVERY_PROBES + (tracing.COPY_TO_BUFFER,))
+    probes, missing = RUST_DRIVER.kprobes(DELIVERY_PROBES + (kprobes.COPY_TO_BUFFER,))
     assert [(k.name, k.function) for k in probes] == [
         ("copy_user_to_buffer", "rust_binder::allocation::Allocation::copy_into"),
         ("usercopy", "rust_helper_copy_to_user"), ("usercopy_raw", "_copy_to_user"),
@@ -142,7 +143,7 @@ def test_a_list_lru_del_outside_the_rust_driver_is_not_its_page():
     trace, out = _case("one_copy.lazy_pages")
     for ev in trace.events:
         if ev.name == "lru_del":
-            object.__setattr__(ev, "body", ev.body.replace(tracing.RUST_CRATE, "9some_fs"))
+            object.__setattr__(ev, "body", ev.body.replace(kprobes.RUST_CRATE, "9some_fs"))
     client = out.one("roles")["client_pid"]
     calls = [t for t in tracing.binder_transactions(trace, copies_first=True) if t.pid == client and not t.reply]
     assert [t.pages_from_lru for t in calls] == [0, 0]

@@ -16,7 +16,7 @@ driver serves the target (harness/targets/binder_driver.py names it) reads it fr
   kinds (no "proc: active"), no pages, and names the async budget "free oneway space".
   Its transaction events are rust_binder's (no binder_transaction_alloc_buf), and binder_transaction
   follows the copies; its copies into a receiver's buffer are kprobed on its own functions, found
-  by their mangled names in the target's /proc/kallsyms (trace.RUST_COPY_INTO, RUST_PAGE_WRITE;
+  by their mangled names in the target's /proc/kallsyms (kprobes.RUST_COPY_INTO, RUST_PAGE_WRITE;
   the pages at RUST_USE_PAGE_SLOW and RUST_LRU_DEL).
 """
 from __future__ import annotations
@@ -24,9 +24,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from harness.evidence.trace import (BINDER_EVENTS, COPY_TO_BUFFER, COPY_USER_TO_BUFFER, RUST_BINDER_EVENTS,
-                                    RUST_COPY_INTO, RUST_LRU_DEL, RUST_PAGE_WRITE, RUST_USE_PAGE_SLOW, RUST_USERCOPY, USERCOPY_CHECK,
-                                    Kprobe)
+from harness.evidence.kprobes import BINDER_EVENTS, COPY_TO_BUFFER, COPY_USER_TO_BUFFER, RUST_BINDER_EVENTS, RUST_COPY_INTO, RUST_LRU_DEL, RUST_PAGE_WRITE, RUST_USE_PAGE_SLOW, RUST_USERCOPY, USERCOPY_CHECK, Kprobe
 
 NOT_COUNTED = "not counted by this driver"  # what the model says where a driver does not count a thing
 

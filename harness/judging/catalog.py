@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import ConfigError
+from harness.evidence import kprobes
 from harness.evidence import trace as tracing
 from harness.files import REPO_ROOT
 from harness.judging.accounting import FailedTransactions
@@ -63,7 +64,7 @@ class CaseSpec:
     id: str
     func: CaseFunc
     doc: str
-    kprobes: tuple[tracing.Kprobe, ...] = ()
+    kprobes: tuple[kprobes.Kprobe, ...] = ()
     trace: bool = False  # arm ftrace even without kprobes
     expected_dmesg: tuple[Line | ByKernel, ...] = ()  # the binder lines this case provokes (verdicts.Line)
     compat: bool = False  # run the 32-bit probe
@@ -79,7 +80,7 @@ class CaseSpec:
 REGISTRY: dict[str, CaseSpec] = {}
 
 
-def case(case_id: str, *, kprobes: tuple[tracing.Kprobe, ...] = (), trace: bool = False,
+def case(case_id: str, *, kprobes: tuple[kprobes.Kprobe, ...] = (), trace: bool = False,
          expected_dmesg: tuple[Declared, ...] = (), compat: bool = False, timeout: float = 60.0,
          events: tuple[str, ...] = (), failed_transactions: FailedTransactions | None = None):
     """Register a case function under a stable `family.name` id. `expected_dmesg` declares the

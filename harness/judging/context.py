@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import timing
+from harness.evidence import kprobes
 from harness.evidence import debugfs as binder_debugfs
 from harness.evidence.drivers import C_DRIVER, DriverFacts
 from harness.evidence import trace as tracing
@@ -237,7 +238,7 @@ class CaseContext:
         for name in tracing.missing_kprobes(result.output):
             self.evidence.setdefault("kprobes_missing", {})[name] = "this kernel has no such function to probe"
 
-    def _placed(self, kprobes: tuple[tracing.Kprobe, ...]) -> tuple[tracing.Kprobe, ...]:
+    def _placed(self, kprobes: tuple[kprobes.Kprobe, ...]) -> tuple[kprobes.Kprobe, ...]:
         """The kprobes with every struct field they read at its offset on the kernel under test,
         from the target's BTF; evidence `struct_offsets` says where each came from."""
         kprobes = self._on_rust_symbols(kprobes)
@@ -254,7 +255,7 @@ class CaseContext:
         offsets = {f: o.offset for f, o in found.items() if o.offset is not None}
         return tuple(k.with_offsets(offsets) for k in kprobes)
 
-    def _on_rust_symbols(self, kprobes: tuple[tracing.Kprobe, ...]) -> tuple[tracing.Kprobe, ...]:
+    def _on_rust_symbols(self, kprobes: tuple[kprobes.Kprobe, ...]) -> tuple[kprobes.Kprobe, ...]:
         """The kprobes on Rust functions placed on their mangled names in the target's
         /proc/kallsyms (binder_driver.rust_symbols); evidence `rust_symbols` says what was found."""
         paths = tuple(k.rust_path for k in kprobes if k.rust_path)

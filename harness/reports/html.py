@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from functools import lru_cache, partial
+from functools import lru_cache
 from html import escape
 from pathlib import Path
 from typing import Any, Callable
@@ -22,8 +22,6 @@ from harness.evidence.trace import parse_ftrace
 from harness.reports.trace_views import buffer_use, transaction_timelines
 from harness.judging.verdicts import Check, ExitStatus, Outcome, exit_status, summary_line
 from harness.reports.model import Report, ReportCase
-from harness.reports import driver_compare
-from harness.reports.driver_compare import DriverComparison
 
 LOG_LIMIT = 200_000  # bytes of any one log shown; the tail is kept
 TIMELINE_ROWS = 30
@@ -58,7 +56,7 @@ def _read_log(path: Path) -> str | None:
 
 
 # -- charts for one case -------------------------------------------------------------
-def _fmt(value: Any) -> str:
+def fmt_value(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, default=str)  # as report.json writes it
@@ -198,7 +196,7 @@ table.comparison td:nth-child(5){max-width:860px}
 """
 
 
-def _badge(outcome: str) -> str:
+def badge(outcome: str) -> str:
     return f'<span class="badge {escape(outcome)}">{escape(outcome)}</span>'
 
 
@@ -243,7 +241,7 @@ def _verdict_table(cases: list[ReportCase]) -> str:
     """One row per case; for a failed case, the first failing check's expected and measured values."""
     rows = []
     for c in cases:
-        row = _guarded(f"{c.id}: verdict row", lambda: _verdict_row(c))
+        row = guarded(f"{c.id}: verdict row", lambda: _verdict_row(c))
         rows.append(row if row.startswith("<tr") else
                     f'<tr class="bad"><td class="mono">{escape(c.id)}</td><td colspan="7">{row}</td></tr>')
     return ('<table class="verdicts"><thead><tr><th>case</th><th>outcome</th><th>reason</th><th>checks ok</th>'
@@ -255,9 +253,9 @@ def _verdict_row(c: ReportCase) -> str:
     checks = c.checks
     failing = [k for k in checks if not k.passed]
     first = failing[0] if failing else None
-    exp, meas, ref = (_fmt(first.expected), _fmt(first.measured), first.ref) if first else ("", "", "")
+    exp, meas, ref = (fmt_value(first.expected), fmt_value(first.measured), first.ref) if first else ("", "", "")
     return (f'<tr class="{"bad" if failing else "ok"}"><td class="mono"><a href="#{escape(c.id)}">'
-            f'{escape(c.id)}</a></td><td>{_badge(c.outcome)}</td>'
+            f'{escape(c.id)}</a></td><td>{badge(c.outcome)}</td>'
             f'<td>{escape(c.reason)}</td>'
             f'<td class="num">{len(checks) - len(failing)}/{len(checks)}</td>'
             f'<td class="exp mono">{escape(exp)}</td><td class="meas mono">{escape(meas)}</td>'
@@ -271,14 +269,14 @@ def _checks_table(checks: list[Check]) -> str:
     for c in ordered:
         rows.append(f'<tr class="{"ok" if c.passed else "bad"}"><td>{"✔" if c.passed else "✘"}</td>'
                     f'<td>{escape(c.name)}</td>'
-                    f'<td class="exp mono">{escape(_fmt(c.expected))}</td>'
-                    f'<td class="meas mono">{escape(_fmt(c.measured))}</td>'
+                    f'<td class="exp mono">{escape(fmt_value(c.expected))}</td>'
+                    f'<td class="meas mono">{escape(fmt_value(c.measured))}</td>'
                     f'<td class="mono">{escape(c.ref)}</td></tr>')
     return ('<table class="checks"><thead><tr><th></th><th>check</th><th>expected</th><th>measured</th>'
             f'<th>kernel function</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
-def _guarded(where: str, part: Callable[[], str]) -> str:
+def guarded(where: str, part: Callable[[], str]) -> str:
     """part's HTML, or when it fails on odd input, one line naming where and the error instead:
     one case's odd evidence degrades that part of its own section, never the page."""
     try:
@@ -292,7 +290,7 @@ def _guarded(where: str, part: Callable[[], str]) -> str:
 def _case_head(case: ReportCase) -> str:
     checks = case.checks
     failing = sum(not c.passed for c in checks)
-    return (f'<div class="head"><h3 class="mono">{escape(case.id)}</h3>{_badge(case.outcome)}'
+    return (f'<div class="head"><h3 class="mono">{escape(case.id)}</h3>{badge(case.outcome)}'
             f'<span class="note">{case.duration_s:.2f} s · {len(checks)} checks, '
             f'{failing} failing</span></div><p class="reason">{escape(case.reason)}</p>')
 
@@ -329,7 +327,7 @@ def _case_section(case: ReportCase, run_dir: Path) -> str:
     case_dir = case.files(run_dir)  # cases/<id>, or a merged pytest -n run's gwN/cases/<id>
 
     def part(name: str, render_part: Callable[[], str]) -> str:
-        return _guarded(f"{case_id}: {name}", render_part)
+        return guarded(f"{case_id}: {name}", render_part)
 
     charts_html = "".join((part("copies chart", lambda: copies_chart(case.evidence) or ""),
                            part("trace views", lambda: "".join(trace_charts(case, case_dir)))))
@@ -375,90 +373,12 @@ def _coverage_section(section: Any) -> str:
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
-# -- the C driver against the Rust driver (harness/reports/driver_compare.py) --------------------------
-def _both(c: str | None, rust: str | None) -> str:
-    """One value when both sides have the same (or only one side has it), else both, labelled."""
-    if c is None or rust is None or c == rust:
-        return escape(c if c is not None else rust or "")
-    return f"<b>C</b> {escape(c)}<br><b>Rust</b> {escape(rust)}"
+Section = tuple[str, Callable[[], str]]  # a heading and what renders its body
 
 
-def _measured_cell(check: Check | None) -> str:
-    if check is None:
-        return '<td class="note">(not made)</td>'
-    return f'<td class="mono">{"✔" if check.passed else "✘"} {escape(_fmt(check.measured))}</td>'
-
-
-def _difference_rows(case: driver_compare.CaseComparison, hidden: dict[str, list[str]]) -> str:
-    rows = []
-    for d in driver_compare.listed(case, hidden):
-        expected = _both(*(_fmt(k.expected) if k else None for k in (d.c, d.rust)))
-        ref = _both(*(k.ref if k else None for k in (d.c, d.rust)))
-        rows.append(f'<tr><td>{escape(", ".join(d.kinds))}</td><td>{escape(d.name)}</td>'
-                    f'<td class="exp mono">{expected}</td>{_measured_cell(d.c)}{_measured_cell(d.rust)}'
-                    f'<td class="mono">{ref}</td></tr>')
-    if not rows:
-        return ""
-    return ('<table class="diffs"><thead><tr><th>kind</th><th>check</th><th>expected</th><th>measured on C</th>'
-            f'<th>measured on Rust</th><th>kernel function</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
-
-
-def _comparison_row(case: driver_compare.CaseComparison, hidden: dict[str, list[str]]) -> str:
-    notes = [f"{driver_compare.DRIVER_NAMES[driver]} {getattr(case, driver + '_outcome')}: {reason}"
-             for driver, reason in case.reasons()]
-    if note := driver_compare.unchecked_note(case):
-        notes.append(note)
-    table = _difference_rows(case, hidden)
-    detail = "".join(f'<p class="reason">{escape(n)}</p>' for n in notes)
-    if table:
-        n = len(driver_compare.listed(case, hidden))
-        open_ = " open" if not case.agree and n <= 5 else ""
-        detail += f'<details{open_}><summary>the {n} checks that differ</summary>{table}</details>'
-    return (f'<tr class="{"ok" if case.agree else "bad"}"><td class="mono">{escape(case.id)}</td>'
-            f'<td>{_badge(case.c_outcome)}</td><td>{_badge(case.rust_outcome)}</td>'
-            f'<td>{"yes" if case.agree else "<b>no</b>"}</td>'
-            f'<td>{escape(driver_compare.counts(case, hidden))}{detail}</td></tr>')
-
-
-def driver_comparison_section(cmp: DriverComparison) -> str:
-    """The C-against-Rust table: the count of cases that agree, both targets, the checks only one
-    driver's runs make, then one row per case with every difference explained."""
-    hidden = cmp.one_sided_everywhere()
-    sides = "".join(
-        f"<div>{escape(driver_compare.DRIVER_NAMES[s.driver])}</div><div class=\"mono\">{escape(s.kernel_release)} "
-        f"({escape(s.arch)}), {escape(s.kernel_source or '?')}; {escape(s.file)}</div>" for s in (cmp.c, cmp.rust))
-    lists = "".join(
-        f'<p>Checks only the {driver_compare.DRIVER_NAMES[d]} run makes, in every case that makes them '
-        f'(counted per row as "listed above"):</p><ul>{"".join(f"<li>{escape(n)}</li>" for n in names)}</ul>'
-        for d, names in hidden.items() if names)
-    rows = "".join(_guarded(f"{c.id}: comparison row", partial(_comparison_row, c, hidden)) for c in cmp.cases)
-    return (f'<p><b>{cmp.agreeing} of {len(cmp.cases)} cases agree</b> (the same outcome on both drivers); '
-            f'{len(cmp.cases) - cmp.agreeing} differ. A <i>declared</i> difference is a check whose expectation '
-            'differs, each citing its own driver\'s source; <i>verdict</i>: it passes on one driver only; '
-            '<i>only c</i>/<i>only rust</i>: one run makes it; <i>same ref</i>: the expected values differ '
-            'under one ref (a value taken from the run itself, such as a seed or an inode).</p>'
-            f'<div class="grid">{sides}</div>{lists}'
-            '<table class="comparison"><thead><tr><th>case</th><th>C</th><th>Rust</th><th>agree</th>'
-            f'<th>differences</th></tr></thead><tbody>{rows}</tbody></table>')
-
-
-def comparison_page(cmp: DriverComparison) -> str:
-    """A self-contained page of the C-against-Rust table alone (binder-harness compare --out)."""
-    title = f"binder-harness: C against Rust on {cmp.c.kernel_version} {cmp.c.arch}: {cmp.agreeing} of {len(cmp.cases)} agree"
-    generated = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime())
-    commands = "".join(f"<pre class=\"command\">{escape(s.command)}</pre>" for s in (cmp.c, cmp.rust) if s.command)
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>The C binder driver against the Rust one, case by case</h1>"
-            f'<div class="note">rendered {escape(generated)} from {escape(cmp.c.file)} and {escape(cmp.rust.file)}</div>'
-            f'<div class="banner {"ok" if cmp.agreeing == len(cmp.cases) else "bad"}">{escape(cmp.summary_line())}</div>'
-            f"{driver_comparison_section(cmp)}<h2>Reproduce</h2>{commands}</body></html>\n")
-
-
-def render(report: Report, run_dir: Path, comparison: DriverComparison | None = None) -> str:
-    """The whole page as text; with `comparison`, the C-against-Rust table of this run and another
-    follows the verdicts."""
+def render(report: Report, run_dir: Path, after_verdicts: tuple[Section, ...] = ()) -> str:
+    """The whole page as text; `after_verdicts` follow the verdicts (the C-against-Rust table of this
+    run and another: harness/reports/comparison_html.py)."""
     cases = sorted(report.cases, key=lambda c: OUTCOME_ORDER.index(c.outcome) if c.outcome in OUTCOME_ORDER else 0)
     s = report.summary
     verdict = summary_line(s)  # a run with skipped cases says "NOT JUDGED: N skipped" first
@@ -473,11 +393,10 @@ def render(report: Report, run_dir: Path, comparison: DriverComparison | None = 
         f"(schema {report.schema})</div>",
         f'<div class="banner {BANNER[exit_status(s)] if cases else "bad"}">{escape(verdict)}</div>',
         "<h2>Verdicts</h2>", _verdict_table(cases),
-        *(("<h2>C driver against Rust driver</h2>",
-           _guarded("C against Rust", lambda: driver_comparison_section(comparison))) if comparison else ()),
-        "<h2>Target and kernel</h2>", _guarded("target and kernel", lambda: _identity(report)),
+        *(part for title, body in after_verdicts for part in (f"<h2>{escape(title)}</h2>", guarded(title, body))),
+        "<h2>Target and kernel</h2>", guarded("target and kernel", lambda: _identity(report)),
         "<h2>Commands of the kernel's uapi</h2>",
-        _guarded("command coverage", lambda: _coverage_section(report.coverage)),
+        guarded("command coverage", lambda: _coverage_section(report.coverage)),
         "<h2>Reproduce</h2><p>Run this from a binder-harness checkout "
         "(<code>scripts/setup</code> installs what it needs):</p>",
         f"<pre class=\"command\">{escape(command)}</pre>",
@@ -502,10 +421,10 @@ def _console_logs(run_dir: Path, report: Report) -> list[Path]:
     return ([single] if single.is_file() else []) + guests or [single]
 
 
-def write(report: Report, run_dir: Path, comparison: DriverComparison | None = None) -> Path:
+def write(report: Report, run_dir: Path, after_verdicts: tuple[Section, ...] = ()) -> Path:
     """Write run_dir/report.html atomically and return its path."""
     path = run_dir / "report.html"
-    atomic_write_text(path, render(report, run_dir, comparison))
+    atomic_write_text(path, render(report, run_dir, after_verdicts))
     return path
 
 

@@ -19,6 +19,7 @@ from harness.judging.catalog import EXTRA_CASES_ENV
 from harness.judging.verdicts import Check, Outcome
 from harness.targets.accel import FORCE_ENV
 from harness.targets.adb import ADB_ENV
+from harness.reports import comparison_html
 from harness.reports.driver_compare import DriverComparison
 from harness.reports.model import Report, ReportCase, Target, Timings
 
@@ -215,8 +216,10 @@ def _write_reports(data: Report, out: Path, html: bool = True) -> None:
 def write_html(data: Report, out: Path, comparison: DriverComparison | None = None) -> Path:
     """report.html from the report and the run directory (and the C-against-Rust table of this run
     and another, when given); a renderer bug never loses the page."""
+    after = ((("C driver against Rust driver", lambda: comparison_html.section(comparison)),)
+             if comparison is not None else ())
     try:
-        return html_report.write(data, out, comparison)
+        return html_report.write(data, out, after)
     except Exception as exc:  # noqa: BLE001 - the verdicts must still reach the ticket
         atomic_write_text(out / "report.html", html_report.fallback(data, exc))
         return out / "report.html"

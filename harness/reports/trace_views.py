@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from harness.evidence.trace import COPY_USER_TO_BUFFER, Trace, TraceEvent
+from harness.evidence.trace import Trace, TraceEvent
+from harness.evidence.kprobes import COPY_USER_TO_BUFFER
 
 BC_FREE_BUFFER = "BC_FREE_BUFFER"
 

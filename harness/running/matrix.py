@@ -43,7 +43,7 @@ from typing import Any
 
 from harness import timing
 from harness.reports import driver_compare, model, report
-from harness.reports import html as html_report
+from harness.reports import comparison_html
 from harness.reports.driver_compare import DriverComparison
 from harness.reports.model import Report, ReportCase, Target
 from harness.judging.catalog import CaseSpec, select_cases
@@ -352,7 +352,7 @@ def write_comparisons(outcomes: list[CellOutcome], out: Path) -> list[dict[str, 
     listed = []
     for c_cell, rust_cell, cmp in driver_comparisons(outcomes):
         name = f"rust-vs-c-{cmp.c.arch}-{cmp.c.kernel_version}"
-        atomic_write_text(out / f"{name}.html", html_report.comparison_page(cmp))
+        atomic_write_text(out / f"{name}.html", comparison_html.page(cmp))
         atomic_write_text(out / f"{name}.md", driver_compare.markdown(cmp))
         listed.append({"c_cell": c_cell.cell.id, "rust_cell": rust_cell.cell.id, "arch": cmp.c.arch,
                        "kernel_version": cmp.c.kernel_version, "cases": len(cmp.cases), "agree": cmp.agreeing,

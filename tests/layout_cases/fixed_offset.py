@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from cases._one_copy_checks import judge_delivery
 from cases.one_copy import MAP_BYTES, SIZES
-from harness.evidence.trace import COPY_USER_TO_BUFFER, USERCOPY_CHECK
+from harness.evidence.kprobes import COPY_USER_TO_BUFFER, USERCOPY_CHECK
 from harness.judging.catalog import case
 from harness.judging.context import CaseContext
 

@@ -4,7 +4,7 @@ real guest finds no offset and the case is skipped (not judged). Loaded only by
 tests/test_exit_status.py (BINDER_HARNESS_EXTRA_CASES), to show that such a run is not green."""
 from __future__ import annotations
 
-from harness.evidence.trace import Kprobe
+from harness.evidence.kprobes import Kprobe
 from harness.judging.catalog import case
 from harness.judging.context import CaseContext
 

@@ -19,10 +19,14 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.building.kernel_build import SourceEdit
 
 RECIPE = "qemu-x86_64-7.3-rust"  # the stock Rust kernel the seeds are edits of
+# Set to 1 to run tests/test_rust_seeded.py: it builds each seeded kernel the cache lacks (the
+# first about as long as the stock kernel, then a few minutes each) and boots it.
+RUST_SEEDS_ENV = "BINDER_HARNESS_RUST_SEEDS"
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,11 @@ class RustSeed:
     description: str   # one line: what is broken
     edit: SourceEdit   # the one edit, in drivers/android/binder/
     caught_by: str     # the case meant to catch it
-    check: str         # the start of the name of the check that fails (and passes on stock Rust)
+    check: str         # the name of the check that fails on the seed (and passes on stock Rust)
+    expected: Any      # that check's expected value (what stock Rust measures)
+    measured: Any      # what it measured on the seeded kernel
     control: str       # a case the seed must leave passing
+    extra_cases: bool = False  # caught_by is in tests/rust_seed_cases (BINDER_HARNESS_EXTRA_CASES)
 
 
 RUST_SEEDS: dict[str, RustSeed] = {s.name: s for s in (
@@ -49,9 +56,12 @@ RUST_SEEDS: dict[str, RustSeed] = {s.name: s for s in (
                 "        alloc.copy_into(&mut buffer_reader.clone_reader(), end_of_previous_object,"
                 " data_size - end_of_previous_object)?;\n"
                 "        alloc.copy_into(\n"),
-        caught_by="one_copy.sync_sizes",
-        check="size 8: kernel copies per payload byte",
+        caught_by="rust_seed.copy_count",
+        check="kernel copies per payload byte (traced Allocation::copy_into, all 5 calls)",
+        expected=1.0,
+        measured=2.0,
         control="protocol.version",
+        extra_cases=True,
     ),
     RustSeed(
         name="rust_oneway_full_space",
@@ -63,7 +73,9 @@ RUST_SEEDS: dict[str, RustSeed] = {s.name: s for s in (
             old="            free_oneway_space: size / 2,\n",
             new="            free_oneway_space: size, // seeded bug rust_oneway_full_space\n"),
         caught_by="limits.async_half",
-        check="",  # filled in from the measurement below
+        check="oneway 64 KiB calls accepted by a non-freeing receiver",
+        expected=32,
+        measured=40,
         control="protocol.version",
     ),
     RustSeed(
@@ -78,7 +90,9 @@ RUST_SEEDS: dict[str, RustSeed] = {s.name: s for s in (
                 "                return Err(EINVAL); // seeded bug rust_thread_exit_einval\n"
                 "            }\n"),
         caught_by="protocol.thread_exit",
-        check="",
+        check="BINDER_THREAD_EXIT (first)",
+        expected="0",
+        measured="EINVAL",
         control="protocol.version",
     ),
 )}

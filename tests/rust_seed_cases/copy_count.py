@@ -53,6 +53,9 @@ def copy_count(ctx: CaseContext) -> None:
     trace = parse_ftrace(ctx.run(["sh", "-c", _collect(t)], timeout=60).output)
     probe_completed(ctx, out)
     sender = (out.one("roles") or {}).get("client_pid")
+    rx = out.events("rx", role="server") or out.events("rx")
+    ctx.check("payloads received intact (pattern_ok per call)", [r.get("pattern_ok") for r in rx],
+              [True] * len(SIZES), "Allocation::copy_into")
     copies = [e.int("size") for e in trace.named(EVENT) if e.pid == sender]
     payload = sum(SIZES)
     ctx.evidence["copy_into_sizes"] = copies

@@ -128,11 +128,15 @@ def cached_build(recipe: Recipe) -> BuiltKernel | None:
 
 # -- the steps -------------------------------------------------------------------------
 
+def _source_dir(build: KernelBuild, sha: str) -> Path:
+    return cache_root() / SOURCE_PART / f"{build.source.package}_{build.source.version}-{sha[:16]}".replace(":", "%3a")
+
+
 def _unpack(deb: Path, sha: str, build: KernelBuild, log: BuildLog) -> Path:
     """The source tree of a linux-source-X .deb (its usr/src/linux-source-X.tar.xz), unpacked once."""
     from harness.building import debian
 
-    final = cache_root() / SOURCE_PART / f"{build.source.package}_{build.source.version}-{sha[:16]}".replace(":", "%3a")
+    final = _source_dir(build, sha)
 
     def unpack(tmp: Path) -> None:
         tarballs = debian.extract_deb(deb, tmp, lambda n: n.startswith("usr/src/") and n.endswith(".tar.xz"))
@@ -288,6 +292,27 @@ def _stock_key(recipe: Recipe, build: KernelBuild) -> str | None:
     return build_key(recipe, build, deb.with_suffix(".deb.sha256").read_text().split()[0])
 
 
+def _cached_source(recipe: Recipe, build: KernelBuild) -> Path | None:
+    """The unpacked source tree when the cache holds it (no network, nothing unpacked)."""
+    from harness.building.packages import cached_deb_ok, deb_cache_path
+
+    deb = deb_cache_path(build.source, recipe.deb_arch)
+    if not cached_deb_ok(deb):
+        return None
+    src = _source_dir(build, deb.with_suffix(".deb.sha256").read_text().split()[0]) / "linux"
+    return src if src.is_dir() else None
+
+
+def _edited(src: Path, seed: str, edit: SourceEdit) -> tuple[str, str]:
+    """(the pristine text, the edited text) of the file the edit names in the source tree."""
+    pristine = src / SEED_DIR / edit.path
+    if not pristine.is_file():
+        raise ConfigError(f"seed {seed}: edit of {SEED_DIR}/{edit.path}: no such file in {src}; "
+                          f"name a file under {SEED_DIR}/")
+    original = pristine.read_text()
+    return original, apply_edit(original, edit, f"seed {seed}")
+
+
 def cached_seeded_build(recipe: Recipe, seed: str, edit: SourceEdit) -> BuiltKernel | None:
     """The seeded kernel when the cache holds it (no network, nothing built)."""
     build = recipe.kernel_source.build
@@ -310,6 +335,9 @@ def ensure_seeded(recipe: Recipe, seed: str, edit: SourceEdit, progress=print) -
     cached = cached_seeded_build(recipe, seed, edit)
     if cached is not None:
         return cached
+    source = _cached_source(recipe, build)
+    if source is not None:  # a bad edit is refused at once, not after waiting for another build
+        _edited(source, seed, edit)
     base = cache_root() / CACHE_PART
     base.mkdir(parents=True, exist_ok=True)
     with open(base / ".lock", "w") as lock:
@@ -340,12 +368,7 @@ def _seeded_locked(recipe: Recipe, build: KernelBuild, seed: str, edit: SourceEd
         root = ensure_toolchain(build.toolchain, log)
         with log.step("unpack"):
             src = _unpack(deb, sha, build, log)
-        pristine = src / SEED_DIR / edit.path
-        if not pristine.is_file():
-            raise ConfigError(f"seed {seed}: edit of {SEED_DIR}/{edit.path}: no such file in {src}; "
-                              f"name a file under {SEED_DIR}/")
-        original = pristine.read_text()
-        edited = apply_edit(original, edit, f"seed {seed}")
+        original, edited = _edited(src, seed, edit)
         seeds = cache_root() / WORK_PART / f"{recipe.name}-{stock}-seeds"
         out, driver = seeds / "build", seeds / "binder"
         if not driver.is_dir():  # the driver's pristine sources, their mtimes kept

@@ -13,6 +13,9 @@ The result (bzImage, System.map, .config, lib/modules/RELEASE) is cached in
 the source .deb's SHA256, the toolchain's package list and the build commands below. The full
 log stays in `built-kernels/logs/NAME-KEY.log`. One kernel build runs at a time per cache
 (a lock): a second process waits for it and then finds the result cached.
+
+A seeded kernel (`ensure_seeded`, below) is the same build with one edit in
+drivers/android/binder/: how the Rust driver, which is built in, gets its seeded bugs.
 """
 from __future__ import annotations
 
@@ -113,15 +116,10 @@ def _built(final: Path, log: Path) -> BuiltKernel:
 
 def cached_build(recipe: Recipe) -> BuiltKernel | None:
     """The recipe's built kernel when the cache holds it (no network, nothing built)."""
-    from harness.building.packages import cached_deb_ok, deb_cache_path
-
     build = recipe.kernel_source.build
-    if build is None:
+    key = _stock_key(recipe, build) if build is not None else None
+    if key is None:
         return None
-    deb = deb_cache_path(build.source, recipe.deb_arch)
-    if not cached_deb_ok(deb):
-        return None
-    key = build_key(recipe, build, deb.with_suffix(".deb.sha256").read_text().split()[0])
     final = cache_root() / CACHE_PART / f"{recipe.name}-{key}"
     return _built(final, cache_root() / CACHE_PART / "logs" / f"{recipe.name}-{key}.log") if final.is_dir() else None
 

@@ -12,9 +12,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _declared() -> dict[str, str]:
-    """Every `NAME = "BINDER_HARNESS_..."` constant in harness/, with the module that holds it."""
+    """Every `NAME = "BINDER_HARNESS_..."` constant in harness/ (and tests/: an opt-in of the
+    harness's own tests), with the module that holds it."""
     found: dict[str, str] = {}
-    for path in sorted((REPO / "harness").rglob("*.py")):
+    for path in sorted([*(REPO / "harness").rglob("*.py"), *(REPO / "tests").rglob("*.py")]):
         for var in re.findall(r'^[A-Z_]+_ENV = "([A-Z_]+)"', path.read_text(), re.M):
             found[var] = str(path.relative_to(REPO))
     return found

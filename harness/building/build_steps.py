@@ -106,9 +106,12 @@ class BuildLog:
             if shutil.which(tool) is None:
                 raise self.fail(step, f"{tool} not found; install util-linux/coreutils (scripts/setup does)")
         mounts = ["mount --make-rprivate /", f"mount -t proc proc {shlex.quote(str(root / 'proc'))}"]
-        for b in binds:
+        for i, b in enumerate(binds):
             target = root / b.inside.lstrip("/")
-            target.mkdir(parents=True, exist_ok=True)
+            # a bind inside an earlier one (a seeded driver directory over /src's) lands on a
+            # directory of that tree, which exists once it is mounted: nothing to make in the root
+            if not any(b.inside.startswith(e.inside.rstrip("/") + "/") for e in binds[:i]):
+                target.mkdir(parents=True, exist_ok=True)
             mounts.append(f"mount --bind {shlex.quote(str(b.host))} {shlex.quote(str(target))}")
         script = " && ".join(mounts) + f' && exec chroot {shlex.quote(str(root))} env -i {" ".join(_ROOT_ENV)} "$@"'
         self.run(step, ["unshare", "--mount", "--fork", "sh", "-c", script, "sh", *argv])

@@ -13,6 +13,9 @@ The result (bzImage, System.map, .config, lib/modules/RELEASE) is cached in
 the source .deb's SHA256, the toolchain's package list and the build commands below. The full
 log stays in `built-kernels/logs/NAME-KEY.log`. One kernel build runs at a time per cache
 (a lock): a second process waits for it and then finds the result cached.
+
+A seeded kernel (`ensure_seeded`, below) is the same build with one edit in
+drivers/android/binder/: how the Rust driver, which is built in, gets its seeded bugs.
 """
 from __future__ import annotations
 
@@ -113,26 +116,25 @@ def _built(final: Path, log: Path) -> BuiltKernel:
 
 def cached_build(recipe: Recipe) -> BuiltKernel | None:
     """The recipe's built kernel when the cache holds it (no network, nothing built)."""
-    from harness.building.packages import cached_deb_ok, deb_cache_path
-
     build = recipe.kernel_source.build
-    if build is None:
+    key = _stock_key(recipe, build) if build is not None else None
+    if key is None:
         return None
-    deb = deb_cache_path(build.source, recipe.deb_arch)
-    if not cached_deb_ok(deb):
-        return None
-    key = build_key(recipe, build, deb.with_suffix(".deb.sha256").read_text().split()[0])
     final = cache_root() / CACHE_PART / f"{recipe.name}-{key}"
     return _built(final, cache_root() / CACHE_PART / "logs" / f"{recipe.name}-{key}.log") if final.is_dir() else None
 
 
 # -- the steps -------------------------------------------------------------------------
 
+def _source_dir(build: KernelBuild, sha: str) -> Path:
+    return cache_root() / SOURCE_PART / f"{build.source.package}_{build.source.version}-{sha[:16]}".replace(":", "%3a")
+
+
 def _unpack(deb: Path, sha: str, build: KernelBuild, log: BuildLog) -> Path:
     """The source tree of a linux-source-X .deb (its usr/src/linux-source-X.tar.xz), unpacked once."""
     from harness.building import debian
 
-    final = cache_root() / SOURCE_PART / f"{build.source.package}_{build.source.version}-{sha[:16]}".replace(":", "%3a")
+    final = _source_dir(build, sha)
 
     def unpack(tmp: Path) -> None:
         tarballs = debian.extract_deb(deb, tmp, lambda n: n.startswith("usr/src/") and n.endswith(".tar.xz"))
@@ -231,3 +233,173 @@ def _build_locked(recipe: Recipe, build: KernelBuild, arch: str, image: str, pro
     pending.replace(final_log)
     progress(f"build {recipe.name}: {final} ({total:.0f} s); log {final_log}")
     return _built(final, final_log)
+
+
+# -- seeded kernels: the same build with one edit in the built-in driver ------------------
+#
+# The Rust driver is built in (a bool Kconfig), so a seeded bug in it is a seeded kernel. A
+# seeded kernel is the recipe's build with one SourceEdit in drivers/android/binder/, cached in
+# `built-kernels/NAME-seed-SEED-KEY` (KEY: the stock key plus the edit). Seeded builds share one
+# build tree per stock key, `kernel-work/NAME-KEY-seeds/` (build/ is make's O=, binder/ a copy of
+# the driver's directory, bind-mounted over the read-only source's): the first seed costs a full
+# build, each one after only what the edit touches (the rust_binder crate, the vmlinux link).
+# Each build applies its edit, runs make, keeps the result and writes the original back (with a
+# fresh mtime, so the next build recompiles what this one changed). The stock kernel's tree and
+# cache entry are never touched.
+
+SEED_DIR = "drivers/android/binder"
+SEED_LAYOUT = "seeds 1: one edit in a copy of drivers/android/binder bind-mounted over the source"
+
+
+@dataclass(frozen=True)
+class SourceEdit:
+    """One edit of the driver: in `path` (relative to drivers/android/binder/), the text `old`,
+    found exactly once, becomes `new`."""
+
+    path: str
+    old: str
+    new: str
+
+
+def seeded_key(stock_key: str, edit: SourceEdit) -> str:
+    """A seeded kernel's key: the stock build's key and the edit."""
+    inputs = {"stock": stock_key, "layout": SEED_LAYOUT, "edit": [edit.path, edit.old, edit.new]}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def apply_edit(text: str, edit: SourceEdit, where: str) -> str:
+    """`text` with the edit applied; a ConfigError in one line unless `old` occurs exactly once."""
+    count = text.count(edit.old)
+    if count != 1:
+        first = (edit.old.strip().splitlines() or [""])[0].strip()
+        raise ConfigError(f"{where}: edit of {SEED_DIR}/{edit.path}: old text {first!r} found {count} times, "
+                          f"expected exactly once; fix the edit's old text to match the source")
+    return text.replace(edit.old, edit.new)
+
+
+def _seeded_dir(recipe: Recipe, seed: str, stock_key: str, edit: SourceEdit) -> Path:
+    return cache_root() / CACHE_PART / f"{recipe.name}-seed-{seed}-{seeded_key(stock_key, edit)}"
+
+
+def _stock_key(recipe: Recipe, build: KernelBuild) -> str | None:
+    from harness.building.packages import cached_deb_ok, deb_cache_path
+
+    deb = deb_cache_path(build.source, recipe.deb_arch)
+    if not cached_deb_ok(deb):
+        return None
+    return build_key(recipe, build, deb.with_suffix(".deb.sha256").read_text().split()[0])
+
+
+def _cached_source(recipe: Recipe, build: KernelBuild) -> Path | None:
+    """The unpacked source tree when the cache holds it (no network, nothing unpacked)."""
+    from harness.building.packages import cached_deb_ok, deb_cache_path
+
+    deb = deb_cache_path(build.source, recipe.deb_arch)
+    if not cached_deb_ok(deb):
+        return None
+    src = _source_dir(build, deb.with_suffix(".deb.sha256").read_text().split()[0]) / "linux"
+    return src if src.is_dir() else None
+
+
+def _edited(src: Path, seed: str, edit: SourceEdit) -> tuple[str, str]:
+    """(the pristine text, the edited text) of the file the edit names in the source tree."""
+    pristine = src / SEED_DIR / edit.path
+    if not pristine.is_file():
+        raise ConfigError(f"seed {seed}: edit of {SEED_DIR}/{edit.path}: no such file in {src}; "
+                          f"name a file under {SEED_DIR}/")
+    original = pristine.read_text()
+    return original, apply_edit(original, edit, f"seed {seed}")
+
+
+def cached_seeded_build(recipe: Recipe, seed: str, edit: SourceEdit) -> BuiltKernel | None:
+    """The seeded kernel when the cache holds it (no network, nothing built)."""
+    build = recipe.kernel_source.build
+    key = _stock_key(recipe, build) if build is not None else None
+    if key is None:
+        return None
+    final = _seeded_dir(recipe, seed, key, edit)
+    return _built(final, cache_root() / CACHE_PART / "logs" / f"{final.name}.log") if final.is_dir() else None
+
+
+def ensure_seeded(recipe: Recipe, seed: str, edit: SourceEdit, progress=print) -> BuiltKernel:
+    """The recipe's kernel with one edit in its binder driver, built incrementally when not cached."""
+    build = recipe.kernel_source.build
+    if build is None:
+        raise ConfigError(f"{recipe.path}: kernel is not built by the harness (no 'kernel.build'); "
+                          f"a seeded kernel needs a recipe with 'kernel.build'")
+    if not re.fullmatch(r"[a-z0-9_]+", seed):
+        raise ConfigError(f"seed name {seed!r}: use lowercase letters, digits and _")
+    arch, image = _kernel_arch(recipe)
+    cached = cached_seeded_build(recipe, seed, edit)
+    if cached is not None:
+        return cached
+    source = _cached_source(recipe, build)
+    if source is not None:  # a bad edit is refused at once, not after waiting for another build
+        _edited(source, seed, edit)
+    base = cache_root() / CACHE_PART
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"another kernel build is running (lock {base / '.lock'}); waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        cached = cached_seeded_build(recipe, seed, edit)
+        return cached or _seeded_locked(recipe, build, seed, edit, arch, image, progress)
+
+
+def _seeded_locked(recipe: Recipe, build: KernelBuild, seed: str, edit: SourceEdit, arch: str, image: str,
+                   progress) -> BuiltKernel:
+    from harness.building.packages import fetch_for
+
+    t0 = time.monotonic()
+    logs = cache_root() / CACHE_PART / "logs"
+    pending = logs / f"{recipe.name}-seed-{seed}-pending-{os.getpid()}.log"
+    log = BuildLog(pending, f"build {recipe.name} seed {seed}", progress)
+    progress(f"build {recipe.name} seed {seed}: full log in {pending}")
+    try:
+        with log.step("fetch source"):
+            deb = fetch_for(recipe, build.source, lambda msg: log.note(msg))
+        sha = deb.with_suffix(".deb.sha256").read_text().split()[0]
+        stock = build_key(recipe, build, sha)
+        final = _seeded_dir(recipe, seed, stock, edit)
+        root = ensure_toolchain(build.toolchain, log)
+        with log.step("unpack"):
+            src = _unpack(deb, sha, build, log)
+        original, edited = _edited(src, seed, edit)
+        seeds = cache_root() / WORK_PART / f"{recipe.name}-{stock}-seeds"
+        out, driver = seeds / "build", seeds / "binder"
+        if not driver.is_dir():  # the driver's pristine sources, their mtimes kept
+            shutil.copytree(src / SEED_DIR, driver, copy_function=shutil.copy2)
+        out.mkdir(parents=True, exist_ok=True)
+        binds = (Bind(src, _SRC), Bind(driver, f"{_SRC}/{SEED_DIR}"), Bind(out, _OUT))
+        allno, olddef, make, install = _steps(arch)
+        configured = out / ".seeds-configured"
+        if not configured.is_file():
+            with log.step("config"):
+                shutil.copyfile(build.config, out / "fragment.config")
+                log.run_in_root("config", root, binds, allno)
+                log.run_in_root("config", root, binds, olddef)
+                lost = unstuck_options(parse_config(build.config.read_text()), parse_config((out / ".config").read_text()))
+                if lost:
+                    raise log.fail("config", f"{build.config.name}: {lost[0]} did not stick after olddefconfig")
+                configured.write_text(stock + "\n")
+        target = driver / edit.path
+        try:
+            target.write_text(edited)
+            log.note(f"edit {SEED_DIR}/{edit.path}: {edit.old!r} -> {edit.new!r}")
+            with log.step("make"):
+                log.run_in_root("make", root, binds, make)
+                shutil.rmtree(out / "modroot", ignore_errors=True)
+                log.run_in_root("make", root, binds, install)
+            atomic_dir(final, lambda tmp: _collect(out, image, tmp))
+        finally:
+            target.write_text(original)  # a fresh mtime: the next build recompiles what this one changed
+        total = time.monotonic() - t0
+        log.note(f"built {final} in {total:.0f} s; steps: {json.dumps({k: round(v, 1) for k, v in log.times.items()})}")
+    except BaseException:
+        log.note("build failed")
+        raise
+    pending.replace(logs / f"{final.name}.log")
+    progress(f"build {recipe.name} seed {seed}: {final} ({total:.0f} s); log {logs / f'{final.name}.log'}")
+    return _built(final, logs / f"{final.name}.log")

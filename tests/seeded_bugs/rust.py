@@ -39,7 +39,6 @@ class RustSeed:
     expected: Any      # that check's expected value (what stock Rust measures)
     measured: Any      # what it measured on the seeded kernel
     control: str       # a case the seed must leave passing
-    extra_cases: bool = False  # caught_by is in tests/rust_seed_cases (BINDER_HARNESS_EXTRA_CASES)
 
 
 RUST_SEEDS: dict[str, RustSeed] = {s.name: s for s in (
@@ -56,15 +55,11 @@ RUST_SEEDS: dict[str, RustSeed] = {s.name: s for s in (
                 "        alloc.copy_into(&mut buffer_reader.clone_reader(), end_of_previous_object,"
                 " data_size - end_of_previous_object)?;\n"
                 "        alloc.copy_into(\n"),
-        # the catalog's traced Rust one-copy verdict (branch rtrace, on main since 9967858) fails it
-        # too: one_copy.sync_sizes "size 8: kernel copies per payload byte (traced
-        # Allocation::copy_into)" measured 2.0, stock 1.0; this branch predates it
-        caught_by="rust_seed.copy_count",
-        check="kernel copies per payload byte (traced Allocation::copy_into, all 5 calls)",
+        caught_by="one_copy.sync_sizes",
+        check="size 8: kernel copies per payload byte (traced Allocation::copy_into)",
         expected=1.0,
         measured=2.0,
         control="protocol.version",
-        extra_cases=True,
     ),
     RustSeed(
         name="rust_oneway_full_space",

@@ -98,8 +98,9 @@ lines = [
     " *verdict*: a check that passes on one driver only, with both measured values and its ref;"
     " *only c* / *only rust*: a check one run makes; *same ref*: expected values that differ under one ref"
     " (a value taken from the run itself, such as an inode number); and the reason of a case not judged on"
-    " one side. The catalog's Rust expectations are still being written (issue 24), so this table changes"
-    " with them: re-run the script rather than editing it.",
+    " one side. A case that disagrees is a finding against the driver that departs from the uapi's"
+    " documented meaning (README, \"Two drivers, one catalog\"); the table follows the catalog, so re-run"
+    " the script rather than editing it.",
     "",
     "| recipe | driver | kernel | source | wall | result | exit | load before -> after |",
     "| --- | --- | --- | --- | ---: | --- | ---: | --- |",

@@ -148,7 +148,7 @@ def test_report_html_shows_the_coverage_table():
     assert "binder_thread_write answers it" in page
     assert "not known: no header" in html._coverage_section({"error": "no header"})
     odd = {"commands": [1], "summary": 5}
-    assert "command coverage could not be rendered (AttributeError" in html._guarded(
+    assert "command coverage could not be rendered (AttributeError" in html.guarded(
         "command coverage", lambda: html._coverage_section(odd))
 
 

@@ -19,6 +19,7 @@ drivers/android/binder/: how the Rust driver, which is built in, gets its seeded
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -28,6 +29,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from harness.errors import ConfigError
 from harness.files import atomic_dir, cache_root
@@ -165,6 +167,61 @@ def _collect(work: Path, image: str, tmp: Path) -> None:
         shutil.copytree(mods, tmp / "lib" / "modules", symlinks=True, ignore=shutil.ignore_patterns("build", "source"))
 
 
+@contextlib.contextmanager
+def _build_lock(progress) -> Iterator[None]:
+    """The one kernel build of this cache at a time (built-kernels/.lock): waits, saying so."""
+    base = cache_root() / CACHE_PART
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"another kernel build is running (lock {base / '.lock'}); waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What every build of the recipe starts from: the source .deb's SHA256, the stock build's
+    key, the toolchain root and the unpacked source tree."""
+
+    sha: str
+    stock_key: str
+    root: Path
+    src: Path
+
+
+def _prepare(recipe: Recipe, build: KernelBuild, log: BuildLog) -> _Prepared:
+    """Fetch the source (signed chain), make or reuse the toolchain root, unpack the source: each a
+    logged step."""
+    from harness.building.packages import fetch_for
+
+    with log.step("fetch source"):
+        deb = fetch_for(recipe, build.source, lambda msg: log.note(msg))
+    sha = deb.with_suffix(".deb.sha256").read_text().split()[0]
+    root = ensure_toolchain(build.toolchain, log)
+    with log.step("unpack"):
+        src = _unpack(deb, sha, build, log)
+    return _Prepared(sha, build_key(recipe, build, sha), root, src)
+
+
+def _configure(log: BuildLog, root: Path, binds: tuple[Bind, ...], build: KernelBuild, out: Path,
+               steps: list[list[str]]) -> None:
+    """allnoconfig plus the fragment, then olddefconfig, in `out`; fails naming the first fragment
+    option that did not stick."""
+    allno, olddef = steps[:2]
+    shutil.copyfile(build.config, out / "fragment.config")
+    with log.step("config"):
+        log.run_in_root("config", root, binds, allno)
+        log.run_in_root("config", root, binds, olddef)
+        lost = unstuck_options(parse_config(build.config.read_text()), parse_config((out / ".config").read_text()))
+        if lost:
+            raise log.fail("config", f"{build.config.name}: {lost[0]} did not stick after olddefconfig "
+                                     f"(an unmet dependency{f'; {len(lost) - 1} more' if len(lost) > 1 else ''}); "
+                                     f"add what it depends on to the fragment")
+
+
 def ensure_built(recipe: Recipe, progress=print) -> BuiltKernel:
     """The recipe's kernel, built when the cache does not hold it; every step is logged."""
     build = recipe.kernel_source.build
@@ -174,20 +231,11 @@ def ensure_built(recipe: Recipe, progress=print) -> BuiltKernel:
     cached = cached_build(recipe)
     if cached is not None:
         return cached
-    base = cache_root() / CACHE_PART
-    base.mkdir(parents=True, exist_ok=True)
-    with open(base / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress(f"another kernel build is running (lock {base / '.lock'}); waiting for it")
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    with _build_lock(progress):
         return _build_locked(recipe, build, arch, image, progress)
 
 
 def _build_locked(recipe: Recipe, build: KernelBuild, arch: str, image: str, progress) -> BuiltKernel:
-    from harness.building.packages import fetch_for
-
     cached = cached_build(recipe)  # built by the process we waited for
     if cached is not None:
         return cached
@@ -197,28 +245,16 @@ def _build_locked(recipe: Recipe, build: KernelBuild, arch: str, image: str, pro
     log = BuildLog(pending, f"build {recipe.name}", progress)
     progress(f"build {recipe.name}: full log in {pending}")
     try:
-        with log.step("fetch source"):
-            deb = fetch_for(recipe, build.source, lambda msg: log.note(msg))
-        sha = deb.with_suffix(".deb.sha256").read_text().split()[0]
-        key = build_key(recipe, build, sha)
+        prep = _prepare(recipe, build, log)
+        key, root = prep.stock_key, prep.root
         final = cache_root() / CACHE_PART / f"{recipe.name}-{key}"
-        root = ensure_toolchain(build.toolchain, log)
-        with log.step("unpack"):
-            src = _unpack(deb, sha, build, log)
         work = cache_root() / WORK_PART / f"{recipe.name}-{key}"
         shutil.rmtree(work, ignore_errors=True)  # a build that died half way starts clean
         work.mkdir(parents=True)
-        shutil.copyfile(build.config, work / "fragment.config")
-        binds = (Bind(src, _SRC), Bind(work, _OUT))
-        allno, olddef, make, install = _steps(arch)
-        with log.step("config"):
-            log.run_in_root("config", root, binds, allno)
-            log.run_in_root("config", root, binds, olddef)
-            lost = unstuck_options(parse_config(build.config.read_text()), parse_config((work / ".config").read_text()))
-            if lost:
-                raise log.fail("config", f"{build.config.name}: {lost[0]} did not stick after olddefconfig "
-                                         f"(an unmet dependency{f'; {len(lost) - 1} more' if len(lost) > 1 else ''}); "
-                                         f"add what it depends on to the fragment")
+        binds = (Bind(prep.src, _SRC), Bind(work, _OUT))
+        steps = _steps(arch)
+        _, _, make, install = steps
+        _configure(log, root, binds, build, work, steps)
         with log.step("make"):
             log.run_in_root("make", root, binds, make)
             log.run_in_root("make", root, binds, install)
@@ -336,36 +372,22 @@ def ensure_seeded(recipe: Recipe, seed: str, edit: SourceEdit, progress=print) -
     source = _cached_source(recipe, build)
     if source is not None:  # a bad edit is refused at once, not after waiting for another build
         _edited(source, seed, edit)
-    base = cache_root() / CACHE_PART
-    base.mkdir(parents=True, exist_ok=True)
-    with open(base / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress(f"another kernel build is running (lock {base / '.lock'}); waiting for it")
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    with _build_lock(progress):
         cached = cached_seeded_build(recipe, seed, edit)
         return cached or _seeded_locked(recipe, build, seed, edit, arch, image, progress)
 
 
 def _seeded_locked(recipe: Recipe, build: KernelBuild, seed: str, edit: SourceEdit, arch: str, image: str,
                    progress) -> BuiltKernel:
-    from harness.building.packages import fetch_for
-
     t0 = time.monotonic()
     logs = cache_root() / CACHE_PART / "logs"
     pending = logs / f"{recipe.name}-seed-{seed}-pending-{os.getpid()}.log"
     log = BuildLog(pending, f"build {recipe.name} seed {seed}", progress)
     progress(f"build {recipe.name} seed {seed}: full log in {pending}")
     try:
-        with log.step("fetch source"):
-            deb = fetch_for(recipe, build.source, lambda msg: log.note(msg))
-        sha = deb.with_suffix(".deb.sha256").read_text().split()[0]
-        stock = build_key(recipe, build, sha)
+        prep = _prepare(recipe, build, log)
+        stock, root, src = prep.stock_key, prep.root, prep.src
         final = _seeded_dir(recipe, seed, stock, edit)
-        root = ensure_toolchain(build.toolchain, log)
-        with log.step("unpack"):
-            src = _unpack(deb, sha, build, log)
         original, edited = _edited(src, seed, edit)
         seeds = cache_root() / WORK_PART / f"{recipe.name}-{stock}-seeds"
         out, driver = seeds / "build", seeds / "binder"
@@ -373,17 +395,12 @@ def _seeded_locked(recipe: Recipe, build: KernelBuild, seed: str, edit: SourceEd
             shutil.copytree(src / SEED_DIR, driver, copy_function=shutil.copy2)
         out.mkdir(parents=True, exist_ok=True)
         binds = (Bind(src, _SRC), Bind(driver, f"{_SRC}/{SEED_DIR}"), Bind(out, _OUT))
-        allno, olddef, make, install = _steps(arch)
+        steps = _steps(arch)
+        _, _, make, install = steps
         configured = out / ".seeds-configured"
         if not configured.is_file():
-            with log.step("config"):
-                shutil.copyfile(build.config, out / "fragment.config")
-                log.run_in_root("config", root, binds, allno)
-                log.run_in_root("config", root, binds, olddef)
-                lost = unstuck_options(parse_config(build.config.read_text()), parse_config((out / ".config").read_text()))
-                if lost:
-                    raise log.fail("config", f"{build.config.name}: {lost[0]} did not stick after olddefconfig")
-                configured.write_text(stock + "\n")
+            _configure(log, root, binds, build, out, steps)
+            configured.write_text(stock + "\n")
         target = driver / edit.path
         try:
             target.write_text(edited)

@@ -236,17 +236,20 @@ def view_buffers(record: dict) -> list[str]:
     return sorted(b.size for b in proc_view(record).buffers)
 
 
-def as_printed(record: dict, buffers: list[str] | None = None,
-               local_refs: dict[int, tuple[int | None, int | None]] | None = None) -> tuple[list[str] | None, dict | None]:
-    """Expected buffers ("data:offsets:extra") and nodes' local refs ({ptr: (ls, lw)}) as the driver
-    that printed `record` prints them: the Rust driver prints one whole size per buffer and no
-    local refs (ProcView.not_counted), so there the sizes are summed and only the nodes' ptrs kept."""
-    v = proc_view(record)
-    if buffers is not None and "buffer sizes" in v.not_counted:
-        buffers = sorted(str(_whole_size(b)) for b in buffers)
-    if local_refs is not None and "node local refs" in v.not_counted:
-        local_refs = {ptr: (None, None) for ptr in local_refs}
-    return buffers, local_refs
+def printed_buffers(record: dict, buffers: list[str]) -> list[str]:
+    """Expected buffers ("data:offsets:extra") as the driver that printed `record` prints them: the
+    Rust driver prints one whole size per allocation (ProcView.not_counted "buffer sizes")."""
+    if "buffer sizes" in proc_view(record).not_counted:
+        return sorted(str(_whole_size(b)) for b in buffers)
+    return buffers
+
+
+def printed_local_refs(record: dict, local_refs: dict[int, tuple[int, int]]) -> dict[int, tuple[int | None, int | None]]:
+    """Expected nodes' local refs ({ptr: (ls, lw)}) as the driver that printed `record` prints them:
+    the Rust driver prints none (ProcView.not_counted "node local refs"), so only the ptrs are kept."""
+    if "node local refs" in proc_view(record).not_counted:
+        return {ptr: (None, None) for ptr in local_refs}
+    return dict(local_refs)
 
 
 def view_pending(record: dict) -> list[tuple[str, str]]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from cases._expect import (BR_FAILED_REPLY, PIDS, Node, Ref, call_outcome, errno_name, expect_proc, manager_node,
                            note_dmesg, oneway_to_frozen, probe_completed, result, rust_alloc_failed, rust_copy_failed,
-                           rust_line, rust_txn_failed, txn_error, txn_failed, user_error, as_printed, manager_work,
+                           rust_line, rust_txn_failed, txn_error, txn_failed, user_error, manager_work,
+                           printed_buffers, printed_local_refs,
                            view, view_buffers, view_local_refs, view_nodes, view_pending, view_refs)
 from cases.limits import no_address_space, no_space_left
 from harness.judging.catalog import case
@@ -617,7 +618,7 @@ def undelivered(ctx: CaseContext) -> None:
     after = view(out, "after", "server")
     ctx.check("fail: receiver's refs, buffers and its node's (ls, lw) in binder's proc file",
               (view_refs(after), view_buffers(after), view_local_refs(after)),
-              ([], [], as_printed(after, local_refs={0: MANAGER_OWN})[1]),
+              ([], [], printed_local_refs(after, {0: MANAGER_OWN})),
               "binder_transaction_buffer_release (the target's refs to A and B dropped; BINDER_TYPE_BINDER: "
               "binder_dec_node) -> binder_alloc_free_buf")
     _pipes_free(ctx, out, "fail", "binder_free_txn_fixups (fput of each fd's file on the error path)")
@@ -636,12 +637,12 @@ def undelivered(ctx: CaseContext) -> None:
               "binder_proc_transaction (t_outdated) -> binder_release_entire_buffer -> binder_dec_ref_for_handle")
     ctx.check("update: receiver's buffers and pending work while the third waits",
               (view_buffers(queued), view_pending(queued)),
-              (as_printed(queued, buffers=["200:56:8", "8:0:0"])[0],
+              (printed_buffers(queued, ["200:56:8", "8:0:0"]),
                [("pending async transaction", "200:56"), ("pending transaction", "8:0")]),
               "binder_proc_transaction (t_outdated: binder_alloc_free_buf of the second's buffer; the third on "
               "node->async_todo, the first on proc->todo)")
     ctx.check("update: the manager node's (ls, lw) while the third waits", view_local_refs(queued),
-              as_printed(queued, local_refs={0: (MANAGER_OWN[0] + 2 + 1, MANAGER_OWN[1] + 1)})[1],
+              printed_local_refs(queued, {0: (MANAGER_OWN[0] + 2 + 1, MANAGER_OWN[1] + 1)}),
               "binder_get_node_refs_for_txn (a strong local ref per queued transaction: first, third); "
               "binder_translate_handle (HANDLE 0 and WEAK_HANDLE 0 of the third: binder_inc_node)")
     ctx.check("update: sender's nodes while queued", sorted(view_nodes(view(out, "queued", "client"))),
@@ -662,7 +663,7 @@ def undelivered(ctx: CaseContext) -> None:
     after = view(out, "after", "server")
     ctx.check("update: receiver's refs, buffers and its node's (ls, lw) at the end",
               (view_refs(after), view_buffers(after), view_local_refs(after)),
-              ([], [], as_printed(after, local_refs={0: MANAGER_OWN})[1]),
+              ([], [], printed_local_refs(after, {0: MANAGER_OWN})),
               "binder_transaction_buffer_release -> binder_alloc_free_buf")
 
     # released when the receiver exits
@@ -676,8 +677,8 @@ def undelivered(ctx: CaseContext) -> None:
               [(1, False, 1, 0), (2, False, 0, 1)], "binder_translate_binder (binder_inc_ref_for_node)")
     ctx.check("exit: receiver's buffers, pending work and its node's (ls, lw) while queued",
               (view_buffers(queued), view_pending(queued), view_local_refs(queued)),
-              (as_printed(queued, buffers=["200:56:8"])[0], [("pending transaction", "200:56")],
-               as_printed(queued, local_refs={0: (MANAGER_OWN[0] + 1 + 1, MANAGER_OWN[1] + 1)})[1]),
+              (printed_buffers(queued, ["200:56:8"]), [("pending transaction", "200:56")],
+               printed_local_refs(queued, {0: (MANAGER_OWN[0] + 1 + 1, MANAGER_OWN[1] + 1)})),
               "binder_proc_transaction (proc->todo of a stopped receiver); binder_get_node_refs_for_txn; "
               "binder_translate_handle")
     ctx.check("exit: receiver's binder proc released", errno_name(result(out, "undelivered.server_released")), "0",

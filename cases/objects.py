@@ -653,6 +653,10 @@ def undelivered(ctx: CaseContext) -> None:
               [(1, []), (3, ["BINDER_TYPE_HANDLE", "BINDER_TYPE_WEAK_HANDLE", "BINDER_TYPE_BINDER",
                              "BINDER_TYPE_WEAK_BINDER", "BINDER_TYPE_FD", "BINDER_TYPE_PTR", "BINDER_TYPE_FDA"])],
               "binder_find_outdated_transaction_ilocked; binder_translate_binder / binder_translate_handle")
+    freed = result(out, "undelivered.server_freed")
+    ctx.check("update: the receiver freed both delivered buffers (BC_FREE_BUFFER; the probe waits on that, "
+              "not a clock, before reading the node BRs)", (errno_name(freed), freed.get("buffers")), ("0", 2),
+              "binder_thread_write (BC_FREE_BUFFER) -> binder_free_buf")
     gone, gone_ref = ctx.by_driver(NODE_GONE)
     ordered = ctx.driver.name == "c"  # the Rust driver's node work order follows its deferred release
     ctx.check("update: node BRs after the receiver freed the third" + ("" if ordered else " (any order)"),

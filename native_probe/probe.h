@@ -137,6 +137,10 @@ void child_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1,
 
 uint64_t now_ms(void);
 void sleep_ms(unsigned ms);
+/* One byte between a pair's processes, a happens-after instead of a sleep: tell_peer writes it,
+ * await_peer waits for it at most timeout_ms (1: heard, 0: timed out or the peer is gone). */
+void tell_peer(int fd);
+int await_peer(int fd, int timeout_ms);
 
 /* Payload pattern: byte i = (seq*131 + i*7) & 0xff. */
 void pattern_fill(uint8_t *p, size_t n, uint64_t seq);

@@ -253,6 +253,8 @@ static char hear(int fd)
 	return c;
 }
 
+static int wait_asleep(pid_t pid, pid_t tid);
+
 /* The sender: waits for a letter, does that step, answers '.'. */
 static void poll_sender(int in, int out)
 {
@@ -280,9 +282,14 @@ static void poll_sender(int in, int out)
 				jend(&j);
 			}
 		} else if (c == 'l') {
-			sleep_ms(150);
-			bd_send(&b, BC_TRANSACTION, 0, 8, TF_ONE_WAY, (uintptr_t)payload,
-				sizeof(payload), 0, 0);
+			/* sent once the receiver sleeps in poll (its /proc stat S), not after a clock */
+			int seen = wait_asleep(getppid(), getppid());
+			int rc = bd_send(&b, BC_TRANSACTION, 0, 8, TF_ONE_WAY, (uintptr_t)payload,
+					 sizeof(payload), 0, 0);
+			J j;
+			jresult(&j, "poll.late_oneway", rc < 0 ? -rc : 0);
+			jbool(&j, "saw_receiver_asleep", seen);
+			jend(&j);
 			print_drain(&b, "poll.sender_read_after_late_oneway", NULL);
 		} else if (c == 'r') {
 			/* the sync call's reply: poll shows it, then read it */
@@ -372,7 +379,7 @@ void scen_poll_work(void)
 		if (pthread_create(&t, NULL, fresh_thread, &fp) == 0 && pthread_join(t, NULL) == 0)
 			print_poll("poll.fresh_thread", fp.revents, 0, fp.state);
 	}
-	/* a blocking poll is woken by a oneway that arrives 150 ms later */
+	/* a blocking poll is woken by a oneway sent while it sleeps */
 	say(to_s[1], 'l');
 	{
 		int rev = poll_now(b.fd, 3000, &el);

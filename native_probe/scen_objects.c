@@ -78,6 +78,17 @@ static void make_pipe(int p[2], const char *content)
 /* kind=binder: the receiver prints binder's view of itself while it holds the call's buffer */
 static int g_view_rx;
 
+/* mode=update: the server says here, over a pipe, each time it has freed a delivered buffer
+ * (binder queues the sender's node work during that BC_FREE_BUFFER), so the client waits on
+ * that instead of a clock. -1: not asked. */
+static int g_freed_pipe[2] = {-1, -1};
+
+static void freed_tell(void)
+{
+	if (g_freed_pipe[1] >= 0)
+		tell_peer(g_freed_pipe[1]);
+}
+
 static int obj_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 {
 	const uint8_t *data = (const uint8_t *)(uintptr_t)tr->data.ptr.buffer;
@@ -173,11 +184,13 @@ static int obj_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 		memcpy(roffs, offs, os);
 		bd_send(b, BC_REPLY, 0, tr->code, 0, (uintptr_t)rdata, ds, (uintptr_t)roffs, os);
 		bd_free(b, tr->data.ptr.buffer);
+		freed_tell();
 		if (g_view_rx)
 			print_proc_view("freed", "server", getpid());
 		return 0;
 	}
 	bd_free(b, tr->data.ptr.buffer);
+	freed_tell();
 	/* BC_FREE_BUFFER closes the fds of an FDA (deferred to our return to user
 	 * space), not those of BINDER_TYPE_FD objects. */
 	for (int k = 0; k < nfds; k++) {
@@ -850,8 +863,15 @@ static int undelivered_client(Pair *p, Bd *b)
 		pp[0] = pq[0] = -1;
 		freeze(b, srv, 0, "undelivered.unfreeze");
 		kill(srv, SIGCONT);
-		sleep_ms(300);
-		drain_brs(b, "undelivered.brs_after", 300);
+		{  /* the first and the third delivered, each freed by the server: then its node work is queued */
+			int freed = await_peer(g_freed_pipe[0], 5000);
+			J j;
+			freed += freed && await_peer(g_freed_pipe[0], 5000);
+			jresult(&j, "undelivered.server_freed", freed == 2 ? 0 : ETIMEDOUT);
+			ji64(&j, "buffers", freed);
+			jend(&j);
+		}
+		drain_brs(b, "undelivered.brs_after", 50);
 		print_proc_view("after", "client", me);
 		print_proc_view("after", "server", srv);
 		close(rp[0]);
@@ -929,5 +949,7 @@ void scen_objects(void)
 		p.user = (void *)mode;
 	else
 		usage_error("mode must be fail, update or exit");
+	if (!strcmp(kind, "undelivered") && !strcmp(mode, "update") && pipe2(g_freed_pipe, O_CLOEXEC))
+		finish(0, "pipe failed");
 	run_pair(&p);
 }

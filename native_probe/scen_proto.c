@@ -820,27 +820,33 @@ void scen_freeze(void)
  * first BR_INCREFS/BR_ACQUIRE wait on its thread's todo (binder_translate_binder ->
  * binder_inc_ref_for_node with &thread->todo). With exit=1 it then calls
  * BINDER_THREAD_EXIT before reading. The manager takes a strong and a weak
- * reference on the handle it got (BC_ACQUIRE, BC_INCREFS), frees the buffer,
- * waits 300 ms and drops both (BC_RELEASE, BC_DECREFS). The owner, a looper
- * again, records every BR it reads for 1.5 s. */
+ * reference on the handle it got (BC_ACQUIRE, BC_INCREFS), frees the buffer and
+ * drops both (BC_RELEASE, BC_DECREFS). The owner, a looper again, records every BR
+ * it reads. No step waits on a clock: binder queues each refcount BR during the
+ * ioctl that causes it, so each side says over a pipe when its ioctls have returned
+ * (the manager: "acquired", then "released"; the owner: "read what was queued"),
+ * and the owner reads what is queued until a read finds nothing for QUIET_MS. */
+#define RAX_QUIET_MS 50
+#define RAX_PEER_MS 5000
 static uint64_t g_refs_exit;
+static int g_rax_acquired[2], g_rax_read[2], g_rax_released[2];
 
 static int rax_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 {
 	const uint8_t *data = (const uint8_t *)(uintptr_t)tr->data.ptr.buffer;
-	const binder_size_t *offs = (const binder_size_t *)(uintptr_t)tr->data.ptr.offsets;
 	const struct flat_binder_object *o = (const void *)data;
 	uint32_t h = o->handle;
-	int e_acq, e_inc, e_rel, e_dec;
+	int e_acq, e_inc, e_rel, e_dec, heard;
 	J j;
 	(void)p;
-	(void)offs;
 	e_acq = bd_cmd_u32(b, BC_ACQUIRE, h);
 	e_inc = bd_cmd_u32(b, BC_INCREFS, h);
 	bd_free(b, tr->data.ptr.buffer);
-	sleep_ms(300);
+	tell_peer(g_rax_acquired[1]);
+	heard = await_peer(g_rax_read[0], RAX_PEER_MS);
 	e_rel = bd_cmd_u32(b, BC_RELEASE, h);
 	e_dec = bd_cmd_u32(b, BC_DECREFS, h);
+	tell_peer(g_rax_released[1]);
 	jresult(&j, "refs_after_exit.manager", 0);
 	jstr(&j, "type", binder_type_name(o->hdr.type));
 	ju64(&j, "handle", h);
@@ -848,8 +854,22 @@ static int rax_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 	jstr(&j, "increfs", e_inc ? errno_name(-e_inc) : "0");
 	jstr(&j, "release", e_rel ? errno_name(-e_rel) : "0");
 	jstr(&j, "decrefs", e_dec ? errno_name(-e_dec) : "0");
+	jbool(&j, "owner_read_first", heard);
 	jend(&j);
 	return 0;
+}
+
+/* The owner reads (answering BR_INCREFS/BR_ACQUIRE) until a read finds nothing for RAX_QUIET_MS. */
+static void rax_read_queued(Bd *b, uint32_t *brs, int *n)
+{
+	Br br;
+	while (bd_next(b, &br, RAX_QUIET_MS) > 0) {
+		if (*n < CALL_MAX_BR)
+			brs[(*n)++] = br.cmd;
+		if (br.cmd == BR_INCREFS || br.cmd == BR_ACQUIRE)
+			bd_cmd_pc(b, br.cmd == BR_INCREFS ? BC_INCREFS_DONE : BC_ACQUIRE_DONE, br.u.pc.ptr,
+				  br.u.pc.cookie);
+	}
 }
 
 static int rax_client(Pair *p, Bd *b)
@@ -857,8 +877,7 @@ static int rax_client(Pair *p, Bd *b)
 	struct flat_binder_object o;
 	binder_size_t off = 0;
 	uint32_t brs[CALL_MAX_BR];
-	int n = 0, rc, exit_err = 0;
-	uint64_t t_end;
+	int n = 0, rc, exit_err = 0, acquired, released = 0;
 	J j;
 	(void)p;
 	memset(&o, 0, sizeof(o));
@@ -870,21 +889,18 @@ static int rax_client(Pair *p, Bd *b)
 	if (g_refs_exit && ioctl(b->fd, BINDER_THREAD_EXIT, 0) < 0)
 		exit_err = errno;
 	bd_cmd0(b, BC_ENTER_LOOPER);
-	t_end = now_ms() + 1500;
-	for (;;) {
-		Br br;
-		uint64_t now = now_ms();
-		if (now >= t_end || bd_next(b, &br, (int)(t_end - now)) <= 0)
-			break;
-		if (n < CALL_MAX_BR)
-			brs[n++] = br.cmd;
-		if (br.cmd == BR_INCREFS || br.cmd == BR_ACQUIRE)
-			bd_cmd_pc(b, br.cmd == BR_INCREFS ? BC_INCREFS_DONE : BC_ACQUIRE_DONE, br.u.pc.ptr,
-				  br.u.pc.cookie);
-	}
-	jresult(&j, "refs_after_exit.owner", -rc);
+	rax_read_queued(b, brs, &n);  /* what the send queued */
+	acquired = await_peer(g_rax_acquired[0], RAX_PEER_MS);
+	rax_read_queued(b, brs, &n);  /* what the manager's BC_ACQUIRE/BC_INCREFS queued */
+	tell_peer(g_rax_read[1]);
+	if (acquired)
+		released = await_peer(g_rax_released[0], RAX_PEER_MS);
+	rax_read_queued(b, brs, &n);  /* what its BC_RELEASE/BC_DECREFS queued */
+	jresult(&j, "refs_after_exit.owner", rc < 0 ? -rc : (!acquired || !released) ? ETIMEDOUT : 0);
 	ju64(&j, "thread_exit", g_refs_exit);
 	jstr(&j, "thread_exit_errno", exit_err ? errno_name(exit_err) : "0");
+	jbool(&j, "manager_acquired", acquired);
+	jbool(&j, "manager_released", released);
 	jbrs(&j, "brs", brs, n);
 	jend(&j);
 	return 0;
@@ -895,6 +911,8 @@ void scen_refs_after_exit(void)
 	Pair p;
 	g_refs_exit = arg_u64("exit", 1);
 	args_finish();
+	if (pipe2(g_rax_acquired, O_CLOEXEC) || pipe2(g_rax_read, O_CLOEXEC) || pipe2(g_rax_released, O_CLOEXEC))
+		finish(0, "pipe failed");
 	proto_pair(&p, rax_client);
 	p.server_print_rx = 0;
 	p.server_print_br = 0;

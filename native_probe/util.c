@@ -2,6 +2,7 @@
 #include "probe.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -415,6 +416,29 @@ void sleep_ms(unsigned ms)
 }
 
 /* --------------------------------------------------------------- payload */
+
+void tell_peer(int fd)
+{
+	char c = '.';
+	while (write(fd, &c, 1) < 0 && errno == EINTR)
+		;
+}
+
+int await_peer(int fd, int timeout_ms)
+{
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	for (;;) {
+		struct pollfd pf = {fd, POLLIN, 0};
+		uint64_t now = now_ms();
+		char c;
+		int r = poll(&pf, 1, now >= deadline ? 0 : (int)(deadline - now));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return 0;
+		return read(fd, &c, 1) == 1;
+	}
+}
 
 void pattern_fill(uint8_t *p, size_t n, uint64_t seq)
 {

@@ -144,8 +144,10 @@ static void one_call(Bd *b, int oneway)
 		if (size > MAX_SIZE)
 			size = MAX_SIZE;
 	}
-	for (uint64_t i = 0; i < size; i++)
-		data[i] = (uint8_t)rnd();
+	for (uint64_t i = 0; i < size; i += 8) {  /* eight seeded bytes per draw */
+		uint64_t v = rnd();
+		memcpy(data + i, &v, size - i < 8 ? (size_t)(size - i) : 8);
+	}
 	for (int i = 0; i < nobj; i++) {
 		struct flat_binder_object *o = (void *)(data + i * sizeof(*o));
 		uint32_t kind = rn(3);

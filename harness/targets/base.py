@@ -172,6 +172,6 @@ def shell_command(argv: list[str], timeout: float | None = None) -> str:
     its status 124 (or 137 after SIGKILL) tells the caller what happened.
     """
     cmd = shlex.join(argv)
-    if timeout is not None:
-        cmd = f"timeout -s KILL {max(1, int(timeout))} sh -c {shlex.quote(cmd)}"
+    if timeout is not None:  # timeout execs argv itself: no shell between it and the program
+        cmd = f"timeout -s KILL {max(1, int(timeout))} {cmd}"
     return cmd

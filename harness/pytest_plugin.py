@@ -122,7 +122,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
         from harness.reports import report
 
         bh.close()
-        report.write_all(bh.state)
+        report.write_all(bh.state, final=True)
         summary = summarize(r.outcome for r in bh.state.results)
     if _xdist_controller(session.config):
         # pytest -n N: each worker ran its own guest into --bh-out/gwK; one report over all of them

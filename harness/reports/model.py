@@ -398,7 +398,11 @@ class Report:
             "judged": self.judged.to_json() if self.judged else None})
         return out | self.extra
 
-    def text(self) -> str:
+    def text(self, compact: bool = False) -> str:
+        """report.json's text: indented, or on one line (`compact`: json's C encoder, several times
+        faster, for the copies written after each case while a run goes on)."""
+        if compact:
+            return json.dumps(self.to_json(), default=str, separators=(",", ":")) + "\n"
         return json.dumps(self.to_json(), indent=1, default=str) + "\n"
 
 
@@ -435,8 +439,8 @@ def load_run(run_dir: Path) -> Report:
     return read(run_dir / REPORT_FILE)
 
 
-def write(report: Report, run_dir: Path) -> Path:
-    """RUN_DIR/report.json, written atomically."""
+def write(report: Report, run_dir: Path, compact: bool = False) -> Path:
+    """RUN_DIR/report.json, written atomically (on one line when `compact`: Report.text)."""
     path = run_dir / REPORT_FILE
-    atomic_write_text(path, report.text())
+    atomic_write_text(path, report.text(compact))
     return path

@@ -167,20 +167,31 @@ def _output_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
+# report.html during a run: rendered at most this often (it grows with every case; rendering it
+# after each one cost a whole catalog 2-3 s under TCG), and at once after a case that did not pass
+HTML_EVERY_S = 10.0
+
+
 def write_all(state, final: bool = False) -> Report:
-    """Write report.json, junit.xml and report.html atomically; called after every case,
-    so an interrupted run still leaves a complete, valid set. When the disk is full,
-    the reserve is given back and report.json and junit.xml come first."""
+    """Write report.json and junit.xml atomically, and report.html at the end, after a case that
+    did not pass, or when the last one is HTML_EVERY_S old; called after every case, so an
+    interrupted run still leaves a complete, valid set. When the disk is full, the reserve is
+    given back and report.json and junit.xml come first."""
     out: Path = state.options.out_dir
     with timing.phase("report"):
         data = run_report(state)
+        now = time.monotonic()
+        html = (final or now - state.html_at >= HTML_EVERY_S
+                or any(r.outcome != Outcome.PASSED for r in state.results[-1:]))
+        if html:
+            state.html_at = now
         try:
-            _write_reports(data, out)
+            _write_reports(data, out, html=html, compact=not final)
         except OSError as exc:
             if not _output_error(exc) or not release_reserve(out):
                 raise
             (out / "report.html").unlink(missing_ok=True)  # 'binder-harness report DIR' renders it again
-            _write_reports(data, out, html=False)
+            _write_reports(data, out, html=False, compact=not final)
             return data
         if final:
             release_reserve(out)
@@ -205,9 +216,9 @@ def rewrite(data: Report, out: Path) -> None:
     _write_reports(data, out)
 
 
-def _write_reports(data: Report, out: Path, html: bool = True) -> None:
+def _write_reports(data: Report, out: Path, html: bool = True, compact: bool = False) -> None:
     coverage.annotate(data, out)  # per case evidence.commands, and the run's `coverage` section
-    model.write(data, out)
+    model.write(data, out, compact)
     atomic_write_text(out / "junit.xml", junit_xml(data))
     if html:
         write_html(data, out)

@@ -66,6 +66,7 @@ class RunState:
     restores: int = 0  # guests restored from a snapshot instead of booted
     started: float = field(default_factory=time.monotonic)
     extra: dict = field(default_factory=dict)  # more top-level report.json fields, e.g. jobs and guests
+    html_at: float = float("-inf")  # when report.html was last rendered (report.write_all)
 
 
 @dataclass

@@ -350,8 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="run directory for report.json and evidence")
     add_to_argparse(run, "run")
     run.add_argument("--kcidb", metavar="FILE", help=KCIDB_HELP)
-    run.add_argument("-j", "--jobs", type=_run_jobs, default=1,
-                     help="guests run at once, each on its own QEMU (default 1; auto: one per core, at most 2, "
+    run.add_argument("-j", "--jobs", type=_run_jobs, default=None,
+                     help="guests run at once, each on its own QEMU (default auto: one per core, at most 2, "
                           "for QEMU guests restored per case, else 1); results merge in catalog order")
     run.set_defaults(func=cmd_run)
 

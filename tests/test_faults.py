@@ -61,7 +61,9 @@ FAULT_RUN = ["fault.panic", "fault.probe_hang", "fault.console_exit", "protocol.
 def fault_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("faults")
     env = _env(tmp / "tmp")
-    run = cli("run", *FAULT_RUN, "--target", "qemu:x86_64", "--timeout", "1", out=tmp / "out", env=env)
+    # one guest at a time: each fault's guest is replaced before the next case (with -j 2 the next
+    # case may already run on the other guest; tests/test_parallel.py covers that layout)
+    run = cli("run", *FAULT_RUN, "--target", "qemu:x86_64", "-j", "1", "--timeout", "1", out=tmp / "out", env=env)
     report = assert_closed(tmp / "out", env, FAULT_RUN)
     return run, report
 
@@ -121,7 +123,7 @@ def _during_sleep(tmp_path: Path, action, *extra: str, out: Path | None = None) 
     sits in the guest."""
     env = _env(tmp_path / "tmp")
     out = out or tmp_path / "out"
-    proc = start_cli("run", "fault.sleep", "protocol.version", "--target", "qemu:x86_64", *extra,
+    proc = start_cli("run", "fault.sleep", "protocol.version", "--target", "qemu:x86_64", "-j", "1", *extra,
                      "--out", str(out), env=env)
     try:
         wait_for_line(proc, "fault.sleep ...")

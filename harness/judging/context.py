@@ -311,6 +311,11 @@ class CaseContext:
 
     # -- the kernel under test ---------------------------------------------------
     @property
+    def arch(self) -> str:
+        """The target's arch (harness/targets/base.py TargetInfo.arch: x86_64, arm64, ...)."""
+        return self.target.info().arch
+
+    @property
     def kernel(self) -> tuple[int, int]:
         """(major, minor) of the kernel under test, from its release (e.g. 6.12.117+deb13-amd64)."""
         return kernel_version(self.target.info().kernel_release)

@@ -366,8 +366,9 @@ static int async_exact_client(Pair *p, Bd *b)
 		CallRes r, fail;
 		J j;
 		int failed = 0;
+		long before;
 		memset(&fail, 0, sizeof(fail));
-		async_space(p, "before", size);
+		before = async_space(p, "before", size);
 		for (uint64_t i = 0; i < g_async_max; i++) {
 			bd_call(b, 0, (uint32_t)i + 1, TF_ONE_WAY, (uintptr_t)buf, size, 0, 0, &r, 5000);
 			if (strcmp(r.status, "ok")) {
@@ -395,15 +396,14 @@ static int async_exact_client(Pair *p, Bd *b)
 		async_sync_call(b, ASYNC_CODE_RELEASE, "async.release", size);
 		{
 			/* The server frees the held buffers, then each queued one as it arrives:
-			 * wait until the figure stops changing. */
+			 * wait until binder's count is back at its value before the fill (5 s cap;
+			 * a count that never gets back fails the case's after_free check). */
 			uint64_t deadline = now_ms() + 5000;
-			long prev = -2, v = -1;
-			while (now_ms() < deadline) {
-				if (bd_debugfs_stats_value(p->server_pid, g_space_key, &v) < 0 ||
-				    v == prev)
+			long v = -1;
+			while (before >= 0 && now_ms() < deadline) {
+				if (bd_debugfs_stats_value(p->server_pid, g_space_key, &v) < 0 || v == before)
 					break;
-				prev = v;
-				sleep_ms(50);
+				sleep_ms(5);
 			}
 		}
 		async_space(p, "after_free", size);

@@ -839,7 +839,7 @@ static int undelivered_client(Pair *p, Bd *b)
 		return -1;
 	if (!strcmp(mode, "fail")) {
 		send_all(b, "undelivered.call", 0, 1, pp[0], pq[0], 1);
-		drain_brs(b, "undelivered.brs_after", 100);
+		drain_brs(b, "undelivered.brs_after", 50);
 		print_proc_view("after", "client", me);
 		print_proc_view("after", "server", srv);
 	} else if (!strcmp(mode, "update")) {
@@ -894,7 +894,7 @@ static int undelivered_client(Pair *p, Bd *b)
 			sleep_ms(10);
 		jresult(&j, "undelivered.server_released", access(path, F_OK) == 0 ? ETIMEDOUT : 0);
 		jend(&j);
-		drain_brs(b, "undelivered.brs_after", 100);
+		drain_brs(b, "undelivered.brs_after", 50);
 		print_proc_view("after", "client", me);
 	}
 	if (pp[0] >= 0) {

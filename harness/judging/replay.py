@@ -133,6 +133,10 @@ class ReplayContext(CaseContext):
         return self._trace
 
     @property
+    def arch(self) -> str:
+        return str((self.recording or {}).get("arch", ""))
+
+    @property
     def kernel(self) -> tuple[int, int]:
         return kernel_version(str((self.recording or {}).get("kernel_release", "")))
 

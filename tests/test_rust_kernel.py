@@ -196,7 +196,7 @@ def test_rust_kernel_boots_and_serves_binder_through_the_rust_driver(built, tmp_
     assert (target["driver"], target["driver_evidence"]) == ("rust", "tracefs: events/rust_binder, no events/binder")
     outcomes = {c["id"]: (c["outcome"], c["reason"]) for c in report["cases"]}
     assert outcomes == {"protocol.version": ("passed", "7 checks passed"),
-                        "stress.valid_traffic": ("passed", "13 checks passed")}, outcomes
+                        "stress.valid_traffic": ("passed", "14 checks passed")}, outcomes
     for case in report["cases"]:
         assert case["evidence"]["binder_device"]["made_by"].startswith("binderfs BINDER_CTL_ADD"), case["evidence"]
     assert run.status == 0, run.stderr[-2000:]

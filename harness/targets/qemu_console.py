@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-from collections import deque
 from pathlib import Path
 from typing import BinaryIO
 
 import pexpect
 
 from harness.targets.qemu_command import die_with_parent
+
+
+TAIL_BYTES = 64 * 1024
 
 
 class SerialConsole:
@@ -20,7 +22,7 @@ class SerialConsole:
         self.log = log
         self.child: pexpect.spawn | None = None
         self._log_fh: BinaryIO | None = None
-        self._tail: deque[bytes] = deque(maxlen=200)
+        self._tail = bytearray()  # the console's last TAIL_BYTES, for error messages
 
     def open_log(self) -> None:
         """Append to `log` from now on (when not already)."""
@@ -106,7 +108,7 @@ class SerialConsole:
                 pass
 
     def tail_bytes(self) -> bytes:
-        return b"".join(self._tail)
+        return bytes(self._tail)
 
     def last_lines(self, n: int = 200) -> str:
         text = self.tail_bytes().decode(errors="replace").replace("\r", "")
@@ -120,11 +122,15 @@ class SerialConsole:
 class _Tee:
     """pexpect logfile: append console bytes to console.log and keep the last lines."""
 
-    def __init__(self, fh, tail: deque[bytes]):
+    def __init__(self, fh, tail: bytearray):
         self.fh, self.tail = fh, tail
 
     def write(self, data: bytes) -> None:
-        self.tail.extend(data.splitlines(keepends=True))
+        # by bytes, not by reads: a panic's dump comes in many small reads, and 200 of them kept
+        # only its end, without the "Kernel panic" line the error message names
+        self.tail += data
+        if len(self.tail) > TAIL_BYTES:
+            del self.tail[:len(self.tail) - TAIL_BYTES]
         if self.fh is not None:
             try:
                 self.fh.write(data)

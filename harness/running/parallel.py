@@ -2,8 +2,8 @@
 
 Each guest is a runner.Session of its own (own QEMU, own 9p share, own console), fed
 from one queue of cases in catalog order. Their results merge into the one run's
-report.json, junit.xml and report.html in catalog order after every case, so an
-interrupted run still leaves a valid set. Layout of RUN_DIR:
+report.json, junit.xml and report.html in catalog order after every case (report.write_all:
+report.html at most every 10 s), so an interrupted run still leaves a valid set. Layout of RUN_DIR:
 
     cases/<id>/            per-case evidence, as with one guest
     guests/<n>/console.log that guest's console (every boot it made)

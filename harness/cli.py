@@ -137,6 +137,10 @@ def cmd_matrix(args) -> int:
 
     matrix = load_matrix(Path(args.file))
     kcidb_path = _kcidb_path(args)
+    if args.jobs is None:
+        from harness.running.parallel import AUTO_JOBS_CAP, host_cores
+
+        args.jobs = max(1, min(host_cores(), AUTO_JOBS_CAP))
     out = Path(args.out)
     report.prepare_out_dir(out)
     report.release_reserve(out)  # each cell sets its own aside
@@ -358,7 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     mat = sub.add_parser("matrix", help="run targets x kernels x cases from a YAML matrix file")
     mat.add_argument("file", help="matrix YAML: targets, kernels (image recipes or 'default'), cases, timeout, seed")
     mat.add_argument("--out", required=True, help="directory for matrix.json, junit.xml and cells/<recipe>/ runs")
-    mat.add_argument("-j", "--jobs", type=_jobs, default=1, help="guests run at once within each cell (default 1)")
+    mat.add_argument("-j", "--jobs", type=_run_jobs, default=None,
+                     help="guests run at once: with several cells, up to N cells at once, each on N // cells "
+                          "guests; with one cell, its N guests (default auto: one per core, at most 2)")
     mat.add_argument("--kcidb", metavar="FILE", help=KCIDB_HELP)
     mat.set_defaults(func=cmd_matrix)
 

@@ -80,11 +80,11 @@ def test_matrix_runs_cells_and_combines(tmp_path):
 
 
 def test_matrix_cells_report_their_own_timing_phases(tmp_path):
-    """Cells run one after another in one process; each cell's timings.phases is that cell's
+    """Cells run one after another in one process (-j 1); each cell's timings.phases is that cell's
     time only, not the sum over the cells before it."""
     matrix = tmp_path / "m.yaml"
     matrix.write_text("targets: [qemu:x86_64, qemu:arm64]\nkernels: [default]\ncases: [protocol.version]\n")
-    run = cli("matrix", str(matrix), out=tmp_path / "out")
+    run = cli("matrix", str(matrix), "-j", "1", out=tmp_path / "out")
     assert run.status == 0, run.stderr
     cells = json.loads((run.out / "matrix.json").read_text())["cells"]
     assert len(cells) == 2

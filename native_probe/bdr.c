@@ -268,6 +268,26 @@ static size_t bd_tx_encode(uint8_t *out, uint32_t bc, uint32_t handle, uint32_t 
 
 static size_t g_last_consumed;
 
+int bd_ack_refcount(Bd *b, const Br *br)
+{
+	if (br->cmd != BR_INCREFS && br->cmd != BR_ACQUIRE)
+		return 0;
+	bd_cmd_pc(b, br->cmd == BR_INCREFS ? BC_INCREFS_DONE : BC_ACQUIRE_DONE, br->u.pc.ptr,
+		  br->u.pc.cookie);
+	return 1;
+}
+
+int bd_read_quiet(Bd *b, int quiet_ms, uint32_t *brs, int n)
+{
+	Br br;
+	while (bd_next(b, &br, quiet_ms) == 1) {
+		if (n < CALL_MAX_BR)
+			brs[n++] = br.cmd;
+		bd_ack_refcount(b, &br);
+	}
+	return n;
+}
+
 int bd_send(Bd *b, uint32_t bc, uint32_t handle, uint32_t code, uint32_t flags,
 	    binder_uintptr_t data, uint64_t size, binder_uintptr_t offs, uint64_t offs_size)
 {
@@ -720,8 +740,7 @@ static void srv_handle_one(Pair *p, Bd *b, const Br *br)
 	case BR_ACQUIRE:
 		if (p->server_print_br)
 			srv_print_br(br);
-		bd_cmd_pc(b, br->cmd == BR_INCREFS ? BC_INCREFS_DONE : BC_ACQUIRE_DONE,
-			  br->u.pc.ptr, br->u.pc.cookie);
+		bd_ack_refcount(b, br);
 		return;
 	case BR_RELEASE:
 	case BR_DECREFS:

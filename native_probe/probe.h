@@ -201,6 +201,12 @@ int bd_cmd_ptr(Bd *b, uint32_t cmd, binder_uintptr_t v);
 int bd_cmd_pc(Bd *b, uint32_t cmd, binder_uintptr_t ptr, binder_uintptr_t cookie);
 int bd_cmd_hc(Bd *b, uint32_t cmd, uint32_t handle, binder_uintptr_t cookie);
 int bd_free(Bd *b, binder_uintptr_t buf);
+/* The node owner's part: answer BR_INCREFS/BR_ACQUIRE with BC_INCREFS_DONE/BC_ACQUIRE_DONE.
+ * 1 when `br` was one of them (and was answered), else 0. */
+int bd_ack_refcount(Bd *b, const Br *br);
+/* Read what is queued until a read finds nothing for quiet_ms, answering refcount BRs
+ * (bd_ack_refcount); each BR's cmd goes to brs[n..CALL_MAX_BR). Returns the new count. */
+int bd_read_quiet(Bd *b, int quiet_ms, uint32_t *brs, int n);
 /* Send BC_TRANSACTION / BC_REPLY (write only). */
 int bd_send(Bd *b, uint32_t bc, uint32_t handle, uint32_t code, uint32_t flags,
 	    binder_uintptr_t data, uint64_t size, binder_uintptr_t offs, uint64_t offs_size);

@@ -226,12 +226,8 @@ static void print_obj_call(const char *name, const CallRes *r)
 
 static void ack_extras(Bd *b, const CallRes *r)
 {
-	for (int i = 0; i < r->nextra; i++) {
-		uint32_t c = r->extra[i].cmd;
-		if (c == BR_INCREFS || c == BR_ACQUIRE)
-			bd_cmd_pc(b, c == BR_INCREFS ? BC_INCREFS_DONE : BC_ACQUIRE_DONE,
-				  r->extra[i].u.pc.ptr, r->extra[i].u.pc.cookie);
-	}
+	for (int i = 0; i < r->nextra; i++)
+		bd_ack_refcount(b, &r->extra[i]);
 }
 
 static int binder_client(Pair *p, Bd *b)
@@ -798,16 +794,8 @@ static void send_all(Bd *b, const char *name, uint32_t flags, uint64_t head, int
 static void drain_brs(Bd *b, const char *name, int ms)
 {
 	uint32_t brs[CALL_MAX_BR];
-	int n = 0;
-	Br br;
+	int n = bd_read_quiet(b, ms, brs, 0);
 	J j;
-	while (bd_next(b, &br, ms) == 1) {
-		if (n < CALL_MAX_BR)
-			brs[n++] = br.cmd;
-		if (br.cmd == BR_INCREFS || br.cmd == BR_ACQUIRE)
-			bd_cmd_pc(b, br.cmd == BR_INCREFS ? BC_INCREFS_DONE : BC_ACQUIRE_DONE, br.u.pc.ptr,
-				  br.u.pc.cookie);
-	}
 	jresult(&j, name, 0);
 	jbrs(&j, "brs", brs, n);
 	jend(&j);

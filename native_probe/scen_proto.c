@@ -859,19 +859,6 @@ static int rax_on_tx(Pair *p, Bd *b, const struct binder_transaction_data *tr)
 	return 0;
 }
 
-/* The owner reads (answering BR_INCREFS/BR_ACQUIRE) until a read finds nothing for RAX_QUIET_MS. */
-static void rax_read_queued(Bd *b, uint32_t *brs, int *n)
-{
-	Br br;
-	while (bd_next(b, &br, RAX_QUIET_MS) > 0) {
-		if (*n < CALL_MAX_BR)
-			brs[(*n)++] = br.cmd;
-		if (br.cmd == BR_INCREFS || br.cmd == BR_ACQUIRE)
-			bd_cmd_pc(b, br.cmd == BR_INCREFS ? BC_INCREFS_DONE : BC_ACQUIRE_DONE, br.u.pc.ptr,
-				  br.u.pc.cookie);
-	}
-}
-
 static int rax_client(Pair *p, Bd *b)
 {
 	struct flat_binder_object o;
@@ -889,13 +876,13 @@ static int rax_client(Pair *p, Bd *b)
 	if (g_refs_exit && ioctl(b->fd, BINDER_THREAD_EXIT, 0) < 0)
 		exit_err = errno;
 	bd_cmd0(b, BC_ENTER_LOOPER);
-	rax_read_queued(b, brs, &n);  /* what the send queued */
+	n = bd_read_quiet(b, RAX_QUIET_MS, brs, n);  /* what the send queued */
 	acquired = await_peer(g_rax_acquired[0], RAX_PEER_MS);
-	rax_read_queued(b, brs, &n);  /* what the manager's BC_ACQUIRE/BC_INCREFS queued */
+	n = bd_read_quiet(b, RAX_QUIET_MS, brs, n);  /* what the manager's BC_ACQUIRE/BC_INCREFS queued */
 	tell_peer(g_rax_read[1]);
 	if (acquired)
 		released = await_peer(g_rax_released[0], RAX_PEER_MS);
-	rax_read_queued(b, brs, &n);  /* what its BC_RELEASE/BC_DECREFS queued */
+	n = bd_read_quiet(b, RAX_QUIET_MS, brs, n);  /* what its BC_RELEASE/BC_DECREFS queued */
 	jresult(&j, "refs_after_exit.owner", rc < 0 ? -rc : (!acquired || !released) ? ETIMEDOUT : 0);
 	ju64(&j, "thread_exit", g_refs_exit);
 	jstr(&j, "thread_exit_errno", exit_err ? errno_name(exit_err) : "0");

@@ -60,8 +60,7 @@ void scen_resident(void)
 			break;
 		case BR_INCREFS:
 		case BR_ACQUIRE:
-			bd_cmd_pc(&b, br.cmd == BR_INCREFS ? BC_INCREFS_DONE : BC_ACQUIRE_DONE,
-				  br.u.pc.ptr, br.u.pc.cookie);
+			bd_ack_refcount(&b, &br);
 			break;
 		default:
 			break;

@@ -56,10 +56,8 @@ static binder_uintptr_t node_cookie(int i)
 /* Answer the refcount BRs that reach the node owner (binder_thread_read). */
 static void client_other_br(Bd *b, const Br *br)
 {
-	if (br->cmd == BR_INCREFS || br->cmd == BR_ACQUIRE) {
+	if (bd_ack_refcount(b, br)) {
 		S.refcount_brs++;
-		bd_cmd_pc(b, br->cmd == BR_INCREFS ? BC_INCREFS_DONE : BC_ACQUIRE_DONE, br->u.pc.ptr,
-			  br->u.pc.cookie);
 	} else if (br->cmd == BR_RELEASE || br->cmd == BR_DECREFS) {
 		S.refcount_brs++;
 	} else {

@@ -415,7 +415,7 @@ void sleep_ms(unsigned ms)
 		;
 }
 
-/* --------------------------------------------------------------- payload */
+/* ------------------------------------------------------- between processes */
 
 void tell_peer(int fd)
 {
@@ -439,6 +439,8 @@ int await_peer(int fd, int timeout_ms)
 		return read(fd, &c, 1) == 1;
 	}
 }
+
+/* --------------------------------------------------------------- payload */
 
 void pattern_fill(uint8_t *p, size_t n, uint64_t seq)
 {

@@ -39,7 +39,8 @@ def _jobs(value: str) -> int:
 
 
 def _run_jobs(value: str) -> int | None:
-    """run's -j/--jobs: N, or auto (None: parallel.auto_jobs decides once the cases are known)."""
+    """run's and matrix's -j/--jobs: N, or auto (None: parallel.auto_jobs decides once a run's cases are
+    known; a matrix takes parallel.auto_guests)."""
     return None if value == "auto" else _jobs(value)
 
 
@@ -138,9 +139,9 @@ def cmd_matrix(args) -> int:
     matrix = load_matrix(Path(args.file))
     kcidb_path = _kcidb_path(args)
     if args.jobs is None:
-        from harness.running.parallel import AUTO_JOBS_CAP, host_cores
+        from harness.running.parallel import auto_guests
 
-        args.jobs = max(1, min(host_cores(), AUTO_JOBS_CAP))
+        args.jobs = auto_guests()
     out = Path(args.out)
     report.prepare_out_dir(out)
     report.release_reserve(out)  # each cell sets its own aside

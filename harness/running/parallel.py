@@ -44,13 +44,19 @@ def host_cores() -> int:
         return os.cpu_count() or 1
 
 
+def auto_guests() -> int:
+    """How many guests `-j auto` gives this host at most: one per core, up to AUTO_JOBS_CAP
+    (`matrix -j auto` takes it as is)."""
+    return max(1, min(host_cores(), AUTO_JOBS_CAP))
+
+
 def auto_jobs(options: RunOptions, cases: int) -> int:
-    """`run -j auto`: one guest per core, up to AUTO_JOBS_CAP, for two or more cases
-    on guests the harness starts, each case on its own (not --shared-boot: its one guest serves
-    every case; not a device reached over ssh or adb: one binder context manager per device)."""
+    """`run -j auto`: auto_guests(), for two or more cases on guests the harness starts, each case
+    on its own (not --shared-boot: its one guest serves every case; not a device reached over ssh
+    or adb: one binder context manager per device)."""
     if options.target_spec.kind != "qemu" or options.shared_boot or cases < 2:
         return 1
-    return max(1, min(host_cores(), AUTO_JOBS_CAP, cases))
+    return min(auto_guests(), cases)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pexpect
+import ptyprocess
 
 from harness.targets.qemu_command import die_with_parent
 
@@ -50,9 +51,12 @@ class SerialConsole:
         if self.child is not None:
             self.child.logfile_read = _Tee(self._log_fh, self._tail)
 
-    def spawn(self, argv: list[str], timeout: float) -> pexpect.spawn:
-        self.child = pexpect.spawn(argv[0], argv[1:], timeout=timeout, maxread=65536,
-                                   preexec_fn=die_with_parent, echo=False, env={**os.environ, "TERM": "dumb"})
+    def spawn(self, argv: list[str], timeout: float, pass_fd: int | None = None) -> pexpect.spawn:
+        """Start QEMU; `pass_fd` is a descriptor of ours QEMU gets under the same number
+        (a restore's state file, read by `-incoming fd:N`)."""
+        self.child = _Spawn(argv[0], argv[1:], timeout=timeout, maxread=65536, echo=False,
+                            preexec_fn=_in_child(pass_fd), env={**os.environ, "TERM": "dumb"},
+                            pass_fds=() if pass_fd is None else (pass_fd,))
         # pexpect sleeps 50 ms before every send by default (for password prompts);
         # a console shell needs no such pause, and a case makes several round trips.
         self.child.delaybeforesend = None
@@ -117,6 +121,27 @@ class SerialConsole:
     def last_line(self) -> str:
         last = [l for l in self.last_lines(5).splitlines() if l.strip()]
         return last[-1].strip()[:200] if last else "none"
+
+
+class _Spawn(pexpect.spawn):
+    """pexpect.spawn that leaves `pass_fds` open in the child (ptyprocess closes the rest)."""
+
+    def __init__(self, *args, pass_fds: tuple[int, ...] = (), **kwargs):
+        self._pass_fds = pass_fds
+        super().__init__(*args, **kwargs)
+
+    def _spawnpty(self, args, **kwargs):
+        return ptyprocess.PtyProcess.spawn(args, pass_fds=self._pass_fds, **kwargs)
+
+
+def _in_child(pass_fd: int | None):
+    """What QEMU's child process does before exec: die with the harness, and keep `pass_fd`
+    across the exec (ours is close-on-exec, so no other child inherits it)."""
+    def prepare() -> None:
+        die_with_parent()
+        if pass_fd is not None:
+            os.set_inheritable(pass_fd, True)
+    return prepare
 
 
 class _Tee:

@@ -6,6 +6,7 @@ any case trusts it, and a snapshot that does not restore is dropped and rebuilt.
 """
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import threading
@@ -91,10 +92,19 @@ def restore(guest: SnapshotGuest, snap: snapshots.Snapshot, meta: dict) -> None:
     """Start QEMU on the saved state (hashed as it streams in), wait until it runs, check
     the hash, remount the 9p share and set the clock. Any failure ends QEMU: RestoreFailed."""
     t0 = time.monotonic()
-    argv = [*guest.qemu_argv(), "-qmp", f"unix:{guest.qmp_path()},server=on,wait=off",
-            "-incoming", "exec:" + shlex.join(["cat", str(snap.state)])]
     guest.progress(f"restore {guest.spec} from snapshot {snap.key} ...")
-    guest.console.spawn(argv, RESTORE_TIMEOUT_S)
+    # QEMU reads the state file itself from the descriptor it inherits: `exec:cat FILE` cost a
+    # shell, a cat and a pipe, about 0.08 s of CPU a restore (bench/README.md)
+    try:
+        state = os.open(snap.state, os.O_RDONLY)
+    except OSError as exc:
+        raise RestoreFailed(f"cannot open the state file: {exc.strerror}") from None
+    argv = [*guest.qemu_argv(), "-qmp", f"unix:{guest.qmp_path()},server=on,wait=off",
+            "-incoming", f"fd:{state}"]
+    try:
+        guest.console.spawn(argv, RESTORE_TIMEOUT_S, pass_fd=state)
+    finally:
+        os.close(state)
     # hashed beside QEMU's load, not in its way (hashlib releases the GIL and uses SHA-NI), once per
     # process and version of the file: a file that changes gets a new mtime (or inode, or size)
     digest: list[str] = []

@@ -146,8 +146,8 @@ def poll_epoll(ctx: CaseContext) -> None:
     wake = _poll(out, "poll.wakeup")
     ctx.evidence["wakeup_ms"] = wake.get("elapsed_ms")
     late = result(out, "poll.late_oneway")
-    ctx.check("the late oneway sent (errno) while the receiver slept in poll (its /proc/PID/task/TID/stat state S "
-              "before the write)", (errno_name(late), late.get("saw_receiver_asleep")) if late else "missing",
+    ctx.check("the late oneway sent (errno) while the receiver slept in poll (before the write, its "
+              "/proc/PID/task/TID/stat state S and its wchan a poll function)", (errno_name(late), late.get("saw_receiver_asleep")) if late else "missing",
               ("0", True), "probe")
     ctx.check_that("blocking poll woken when the oneway arrives (limit 3000 ms)",
                    wake.get("elapsed_ms") is not None and wake["elapsed_ms"] < 3000, wake.get("elapsed_ms"),
@@ -233,7 +233,7 @@ def epoll_looper(ctx: CaseContext) -> None:
     for name in ("epoll_looper.peer_oneway", "epoll_looper.thread_clear_death", "epoll_looper.peer_reply"):
         r = result(out, name)
         ctx.check(f"{name.split('.', 1)[1]}: sent (errno) while the looper slept in epoll_wait "
-                  "(its /proc/PID/task/TID/stat state S before the write)",
+                  "(before the write, its /proc/PID/task/TID/stat state S and its wchan a poll function)",
                   (errno_name(r), r.get("saw_looper_asleep")) if r else "missing", ("0", True), "probe")
     brs = {r["name"]: r.get("br") for r in out.events("result") if "br" in r}
     ctx.evidence["brs"] = brs

@@ -164,6 +164,13 @@ CAUGHT: dict[str, list[tuple[str, str]]] = {
     "outdated_objects_kept": [("objects.undelivered", "update: receiver's refs while the third waits (desc, dead, s, w): "
                                                       "the second's are given back: expected [(1, False, 1, 0), "
                                                       "(2, False, 0, 1)], measured [(1, False, 2, 0), (2, False, 0, 2)]")],
+    # the third oneway never arrives; the case's first failure says so, and the check this bug is
+    # for (the receiver freed both delivered buffers) fails behind it: SECOND_CHECKS
+    "async_next_stuck": [("objects.undelivered", "update: delivered after unfreezing (head, object types): expected "
+                                                 "[(1, []), (3, ['BINDER_TYPE_HANDLE'")],
+    "poll_always_ready": [("loopers.poll_epoll", "idle: POLLIN: expected False, measured True")],
+    "transaction_jiffy": [("stress.valid_traffic", "operations run (the whole stream, within the 30 s cap): "
+                                                   "expected 8500, measured ")],
     "failed_txn_objects_kept": [("objects.undelivered", "fail: node BRs the sender read during and after the call: "
                                                         "expected [], measured ['BR_INCREFS', 'BR_ACQUIRE', 'BR_INCREFS']")],
     "dead_txn_files_kept": [("objects.undelivered", "exit: write into P and Q after the sender closes its fds: "
@@ -176,12 +183,20 @@ CAUGHT: dict[str, list[tuple[str, str]]] = {
                             ("one_copy.sync_sizes", "stress.random_commands", "stress.valid_traffic")],
 }
 
+# A check a seeded bug fails that is not its case's first failure: (case, check name part, measured).
+SECOND_CHECKS: dict[str, list[tuple[str, str, object]]] = {
+    "async_next_stuck": [("objects.undelivered", "the receiver freed both delivered buffers", ["ETIMEDOUT", 1])],
+    # poll never sleeps, so the receiver was asleep in its pipe read, not in poll, when the late oneway went
+    "poll_always_ready": [("loopers.poll_epoll", "the late oneway sent (errno) while the receiver slept in poll",
+                           ["0", False])],
+}
+
 
 def test_every_case_has_a_seeded_bug_or_says_why_not():
     caught = {c for cases in CAUGHT.values() for c, _ in cases}
     for spec in load_cases().values():
         assert spec.id in caught or "no seeded bug" in spec.doc.lower(), spec.id
-    assert set(CAUGHT) <= set(build.BUGS)
+    assert set(CAUGHT) <= set(build.BUGS) and set(SECOND_CHECKS) <= set(CAUGHT)
 
 
 @pytest.mark.parametrize("bug", sorted(CAUGHT))
@@ -197,6 +212,9 @@ def test_seeded_bug_is_caught(tmp_path, seeded, bug):
         case = run.case(case_id)
         assert case["outcome"] == "failed", (case_id, case["reason"])
         assert reason_part in case["reason"], (case_id, case["reason"])
+    for case_id, name_part, measured in SECOND_CHECKS.get(bug, []):
+        failed = [c for c in run.case(case_id)["checks"] if name_part in c["name"] and not c["passed"]]
+        assert [c["measured"] for c in failed] == [measured], (case_id, name_part, failed)
     assert_full_page(run.out)
     if bug == "free_buffer_ignored":
         left = run.case("stress.valid_traffic")["evidence"]["buffers_left"]

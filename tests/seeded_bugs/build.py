@@ -844,6 +844,42 @@ _FAILED_LINE_NEW = """\
 """
 
 
+# binder_free_buf(): freeing a oneway's buffer does not take the node's next oneway off
+# node->async_todo (it stays there, has_async_transaction cleared): a oneway queued behind
+# another is never delivered (objects.undelivered: the receiver frees one delivered buffer, not 2).
+_ASYNC_NEXT_ANCHOR = """\
+		w = binder_dequeue_work_head_ilocked(
+				&buf_node->async_todo);
+"""
+_ASYNC_NEXT_NEW = """\
+		w = NULL; /* seeded bug async_next_stuck: binder_dequeue_work_head_ilocked(&buf_node->async_todo) */
+"""
+
+# binder_transaction(): each transaction first sleeps a jiffy, a latency regression no
+# verdict on a single call sees (stress.valid_traffic: the stream no longer fits its time cap).
+_SLOW_TXN_ANCHOR = """\
+	e = binder_transaction_log_add(&binder_transaction_log);
+"""
+_SLOW_TXN_NEW = """\
+	schedule_timeout_uninterruptible(1); /* seeded bug transaction_jiffy */
+	e = binder_transaction_log_add(&binder_transaction_log);
+"""
+
+
+# binder_poll(): reports EPOLLIN whether or not the thread has work, so a blocking poll never
+# sleeps (loopers.poll_epoll: an idle fd is readable; behind that, the late oneway is sent with
+# the receiver asleep elsewhere, not in poll).
+_POLL_READY_ANCHOR = """\
+	if (binder_has_work(thread, wait_for_proc_work))
+		return EPOLLIN;
+
+	return 0;
+"""
+_POLL_READY_NEW = """\
+	return EPOLLIN; /* seeded bug poll_always_ready: if (binder_has_work(thread, wait_for_proc_work)) */
+"""
+
+
 BUGS: dict[str, SeededBug] = {b.name: b for b in (
     SeededBug(
         name="failed_log_line_shifted", family="health",
@@ -1079,6 +1115,21 @@ BUGS: dict[str, SeededBug] = {b.name: b for b in (
                     "the receiver keeps the refs of its handles",
         caught_by="objects.undelivered",
         patch=_simple("binder.c", _OUTDATED_OBJECTS_ANCHOR, _OUTDATED_OBJECTS_NEW, "outdated_objects_kept")),
+    SeededBug(
+        name="async_next_stuck", family="objects",
+        description="freeing a oneway's buffer leaves the node's next oneway on its async_todo: it is never delivered",
+        caught_by="objects.undelivered",
+        patch=_simple("binder.c", _ASYNC_NEXT_ANCHOR, _ASYNC_NEXT_NEW, "async_next_stuck")),
+    SeededBug(
+        name="poll_always_ready", family="loopers",
+        description="binder_poll() reports EPOLLIN with no work: a blocking poll never sleeps",
+        caught_by="loopers.poll_epoll",
+        patch=_simple("binder.c", _POLL_READY_ANCHOR, _POLL_READY_NEW, "poll_always_ready")),
+    SeededBug(
+        name="transaction_jiffy", family="stress",
+        description="binder_transaction() sleeps a jiffy before each transaction: a stream no longer fits its time cap",
+        caught_by="stress.valid_traffic",
+        patch=_simple("binder.c", _SLOW_TXN_ANCHOR, _SLOW_TXN_NEW, "transaction_jiffy")),
     SeededBug(
         name="failed_txn_objects_kept", family="objects",
         description="binder_transaction()'s error exit does not release the objects it translated: "

@@ -64,6 +64,9 @@ def baseline_mode(rev: str, scratch: Path) -> Mode:
     short = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
                            text=True, check=True).stdout.strip()
     python = str(bench.REPO / ".venv" / "bin" / "python")
+    # byte-compiled as scripts/setup compiles this tree: a host with PYTHONDONTWRITEBYTECODE set
+    # would otherwise charge the old harness with compiling itself at every start
+    subprocess.run([python, "-m", "compileall", "-q", "harness", "cases"], cwd=tree, check=True, capture_output=True)
     return Mode(f"before ({short})", [python, "-m", "harness.cli"], cwd=tree, env={"PYTHONPATH": str(tree)})
 
 

@@ -147,8 +147,8 @@ def poll_epoll(ctx: CaseContext) -> None:
     ctx.evidence["wakeup_ms"] = wake.get("elapsed_ms")
     late = result(out, "poll.late_oneway")
     ctx.check("the late oneway sent (errno) while the receiver slept in poll (before the write, its "
-              "/proc/PID/task/TID/stat state S and its wchan a poll function)", (errno_name(late), late.get("saw_receiver_asleep")) if late else "missing",
-              ("0", True), "probe")
+              "/proc/PID/task/TID/stat state S and its wchan a poll function)",
+              (errno_name(late), late.get("saw_receiver_asleep")) if late else "missing", ("0", True), "probe")
     ctx.check_that("blocking poll woken when the oneway arrives (limit 3000 ms)",
                    wake.get("elapsed_ms") is not None and wake["elapsed_ms"] < 3000, wake.get("elapsed_ms"),
                    "< 3000 ms", "binder_wakeup_poll_threads_ilocked")

@@ -141,6 +141,9 @@ void sleep_ms(unsigned ms);
  * await_peer waits for it at most timeout_ms (1: heard, 0: timed out or the peer is gone). */
 void tell_peer(int fd);
 int await_peer(int fd, int timeout_ms);
+/* The state letter of /proc/PID/task/TID/stat (R, S, D, T, ...): 0 when the line has none,
+ * -errno when the file cannot be opened. */
+int task_state(pid_t pid, pid_t tid);
 
 /* Payload pattern: byte i = (seq*131 + i*7) & 0xff. */
 void pattern_fill(uint8_t *p, size_t n, uint64_t seq);

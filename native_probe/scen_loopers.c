@@ -427,23 +427,15 @@ void scen_poll_work(void)
 static int wait_asleep(pid_t pid, pid_t tid)
 {
 	uint64_t deadline = now_ms() + 3000;
-	char path[64], wpath[64], line[512];
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	char wpath[64];
 	snprintf(wpath, sizeof(wpath), "/proc/%d/task/%d/wchan", (int)pid, (int)tid);
 	while (now_ms() < deadline) {
-		FILE *f = fopen(path, "r");
-		char *p = NULL;
-		if (f) {
-			if (fgets(line, sizeof(line), f))
-				p = strrchr(line, ')');
-			fclose(f);
-		}
-		if (p && p[1] == ' ' && p[2] == 'S') {
+		if (task_state(pid, tid) == 'S') {
 			/* asleep in poll or epoll (wchan do_sys_poll, poll_schedule_timeout,
 			 * ep_poll), not in some other wait; a kernel that names no wchan
 			 * (no kallsyms: "0") is taken at its state alone */
 			char wchan[128] = "";
-			f = fopen(wpath, "r");
+			FILE *f = fopen(wpath, "re");
 			if (f) {
 				if (!fgets(wchan, sizeof(wchan), f))
 					wchan[0] = 0;

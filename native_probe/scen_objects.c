@@ -537,20 +537,14 @@ static void freeze(Bd *b, pid_t pid, int enable, const char *name)
  * does after BINDER_FREEZE, so the frozen process reads nothing meanwhile). */
 static int stop_and_wait(pid_t pid)
 {
-	char path[64], buf[256];
 	uint64_t deadline = now_ms() + 3000;
 	if (kill(pid, SIGSTOP))
 		return -errno;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	while (now_ms() < deadline) {
-		FILE *f = fopen(path, "re");
-		char *q;
-		if (!f)
-			return -errno;
-		q = fgets(buf, sizeof(buf), f);
-		fclose(f);
-		q = q ? strrchr(buf, ')') : NULL;
-		if (q && q[1] == ' ' && q[2] == 'T')
+		int state = task_state(pid, pid);
+		if (state < 0)
+			return state;
+		if (state == 'T')
 			return 0;
 		sleep_ms(5);
 	}

@@ -424,6 +424,21 @@ void tell_peer(int fd)
 		;
 }
 
+int task_state(pid_t pid, pid_t tid)
+{
+	char path[64], line[512];
+	char *p;
+	FILE *f;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	p = fgets(line, sizeof(line), f);
+	fclose(f);
+	p = p ? strrchr(line, ')') : NULL;  /* the state follows the comm, which may hold ") " */
+	return p && p[1] == ' ' && p[2] ? p[2] : 0;
+}
+
 int await_peer(int fd, int timeout_ms)
 {
 	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
